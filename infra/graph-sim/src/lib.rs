@@ -1,1 +1,161 @@
+//! A Microsoft Graph simulator for the backup product's tests, demo and
+//! benchmarks: OAuth client-credentials tokens, users and OneDrive for Business
+//! drives, driveItem GET/children/delta, content download through
+//! pre-authenticated URLs with Range, webhook subscriptions with the validation
+//! handshake and coalesced notifications, injected faults, and an admin API
+//! that mutates the tenant and exposes ground truth.
+//!
+//! Behaviour follows `graph-facts.md`. This crate deliberately shares no code
+//! with the workspace's `shared` crate (an identical bug on both sides would
+//! otherwise pass every test).
 
+mod admin;
+mod auth;
+pub mod content;
+mod error;
+mod faults;
+mod graph;
+pub mod names;
+mod notify;
+pub mod quickxor;
+mod seed;
+mod signer;
+mod store;
+
+use std::collections::HashSet;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::HeaderMap;
+
+pub use error::GraphError;
+
+/// Simulator settings; [`Default`] mirrors Graph's documented values.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub tenant_id: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// Access-token lifetime (`expires_in`), 3599 s like Entra ID.
+    pub token_lifetime: Duration,
+    /// Items per delta page.
+    pub delta_page_size: usize,
+    /// Max subscription lifetime for driveItem: 42,300 minutes.
+    pub subscription_max_minutes: i64,
+    /// Coalescing window before a drive's change notification is sent.
+    pub notification_delay: Duration,
+    /// Lifetime of `@microsoft.graph.downloadUrl` links (about 1 h).
+    pub download_url_lifetime: Duration,
+    /// Chance that a newly written file lacks `quickXorHash` until `fill_hashes`.
+    pub hash_missing_probability: f64,
+    /// Delta tokens older than this answer `410 Gone`.
+    pub delta_token_retention: Duration,
+    /// ODfB omits `cTag` from delta items (graph-facts §4); set to include it.
+    pub delta_includes_ctag: bool,
+    /// Deadline for the subscription validation handshake (10 s in Graph).
+    pub validation_timeout: Duration,
+    /// Deadline for a notification POST (3 s in Graph).
+    pub notification_timeout: Duration,
+    /// Retries after a failed notification, and the pause between them.
+    pub notification_retries: u32,
+    pub notification_retry_delay: Duration,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            tenant_id: "00000000-0000-0000-0000-00000000c0de".into(),
+            client_id: "11111111-1111-1111-1111-111111111111".into(),
+            client_secret: "sim-secret".into(),
+            token_lifetime: Duration::from_secs(3599),
+            delta_page_size: 200,
+            subscription_max_minutes: 42_300,
+            notification_delay: Duration::from_millis(200),
+            download_url_lifetime: Duration::from_secs(3600),
+            hash_missing_probability: 0.0,
+            delta_token_retention: Duration::from_secs(30 * 24 * 3600),
+            delta_includes_ctag: false,
+            validation_timeout: Duration::from_secs(10),
+            notification_timeout: Duration::from_secs(3),
+            notification_retries: 3,
+            notification_retry_delay: Duration::from_secs(1),
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    pub cfg: SimConfig,
+    state: Mutex<store::State>,
+    pub signer: signer::Signer,
+    pub http: reqwest::Client,
+    /// Drives with a notification waiting out the coalescing window.
+    pub pending_notify: Mutex<HashSet<String>>,
+    pub download_bytes: AtomicU64,
+}
+
+impl Inner {
+    pub fn lock(&self) -> MutexGuard<'_, store::State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The simulator; cheap to clone.
+#[derive(Clone)]
+pub struct GraphSim {
+    inner: Arc<Inner>,
+}
+
+impl GraphSim {
+    pub fn new(cfg: SimConfig) -> Self {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Self {
+            inner: Arc::new(Inner {
+                cfg,
+                state: Mutex::new(store::State::default()),
+                signer: signer::Signer::new(),
+                http,
+                pending_notify: Mutex::new(HashSet::new()),
+                download_bytes: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &SimConfig {
+        &self.inner.cfg
+    }
+
+    /// Every route: `/v1.0/...`, `/{tenant}/oauth2/v2.0/token`, `/download/...`, `/admin/...`.
+    pub fn router(&self) -> Router {
+        let sim = Arc::clone(&self.inner);
+        let gated = Router::new()
+            .nest("/v1.0", graph::router(Arc::clone(&sim)))
+            .merge(graph::download_router())
+            .merge(auth::token_router())
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::clone(&sim),
+                faults::gate,
+            ));
+        gated
+            .nest("/admin", admin::router())
+            .with_state(sim)
+    }
+
+    /// Serves [`router`](Self::router) on `listener` until the process ends.
+    pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+        axum::serve(listener, self.router()).await
+    }
+}
+
+/// `http://host:port` of the request, for links the simulator hands out.
+pub(crate) fn base_url(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1");
+    format!("http://{host}")
+}

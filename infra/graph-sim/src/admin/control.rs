@@ -1,0 +1,286 @@
+//! Admin control routes: seeding, users, faults, hashes, lifecycle events,
+//! subscriptions and statistics.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::http::StatusCode;
+use axum::extract::State;
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::parse;
+use crate::Inner;
+use crate::error::{GraphError, GraphResult};
+use crate::faults::{Stats, TransportAction, TransportFault};
+use crate::notify::send_lifecycle;
+use crate::seed::{SeedRequest, seed_user};
+use crate::store::ids::IdRng;
+use crate::store::tree::Drive;
+use crate::store::User;
+
+fn user_json(u: &User) -> Value {
+    json!({"id": u.id, "user_principal_name": u.upn, "drive_id": u.drive_id})
+}
+
+/// Replaces the tenant (users, drives, subscriptions, delta sessions) with a
+/// deterministic one built from the request.
+pub async fn seed(State(sim): State<Arc<Inner>>, body: Bytes) -> GraphResult<Json<Value>> {
+    let req: SeedRequest = parse(&body)?;
+    let mut seen = HashSet::new();
+    for u in &req.users {
+        if !seen.insert(u.user_principal_name.to_lowercase()) {
+            return Err(GraphError::new(
+                StatusCode::CONFLICT,
+                "nameAlreadyExists",
+                format!("Duplicate user '{}'.", u.user_principal_name),
+            ));
+        }
+    }
+    let built = tokio::task::spawn_blocking(move || {
+        req.users
+            .iter()
+            .map(|u| seed_user(req.seed, u))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| GraphError::new(StatusCode::INTERNAL_SERVER_ERROR, "generalException", e.to_string()))?;
+    let mut st = sim.lock();
+    st.users.clear();
+    st.drives.clear();
+    st.subscriptions.clear();
+    st.sessions.clear();
+    let mut out = Vec::new();
+    for (user, drive) in built {
+        out.push(user_json(&user));
+        if let Some(d) = drive {
+            st.drives.insert(d.id.clone(), d);
+        }
+        st.users.push(user);
+    }
+    Ok(Json(json!({ "users": out })))
+}
+
+pub async fn list_users(State(sim): State<Arc<Inner>>) -> Json<Vec<Value>> {
+    Json(sim.lock().users.iter().map(user_json).collect())
+}
+
+#[derive(Deserialize)]
+pub struct AddUser {
+    user_principal_name: String,
+    display_name: Option<String>,
+    #[serde(default)]
+    has_drive: bool,
+}
+
+pub async fn add_user(
+    State(sim): State<Arc<Inner>>,
+    body: Bytes,
+) -> GraphResult<(StatusCode, Json<Value>)> {
+    let req: AddUser = parse(&body)?;
+    let mut st = sim.lock();
+    if st.user(&req.user_principal_name).is_some() {
+        return Err(GraphError::new(
+            StatusCode::CONFLICT,
+            "Request_BadRequest",
+            "Another object with the same value for property userPrincipalName already exists.",
+        ));
+    }
+    let mut rng = IdRng::random();
+    let display = req
+        .display_name
+        .unwrap_or_else(|| req.user_principal_name.clone());
+    let mut user = User {
+        id: rng.guid(),
+        upn: req.user_principal_name,
+        display_name: display.clone(),
+        drive_id: None,
+    };
+    if req.has_drive {
+        let d = Drive::new(rng.drive_id(), user.id.clone(), display, &mut rng);
+        user.drive_id = Some(d.id.clone());
+        st.drives.insert(d.id.clone(), d);
+    }
+    let json = user_json(&user);
+    st.users.push(user);
+    Ok((StatusCode::CREATED, Json(json)))
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FaultReq {
+    Throttle {
+        status: Option<u16>,
+        retry_after: Option<u64>,
+        count: Option<u64>,
+        path_contains: Option<String>,
+    },
+    Reset {
+        count: Option<u64>,
+        path_contains: Option<String>,
+    },
+    Truncate {
+        count: Option<u64>,
+        path_contains: Option<String>,
+    },
+    ForbidContent {
+        item_id: String,
+    },
+    DropNotifications {
+        count: u64,
+    },
+    DuplicateNotifications {
+        count: u64,
+    },
+    ExpireDeltaTokens {
+        drive_id: String,
+    },
+    HideHashes {
+        enabled: bool,
+    },
+    DuplicateItemsInDelta {
+        enabled: bool,
+    },
+    ExpireTokens,
+}
+
+pub async fn add_fault(State(sim): State<Arc<Inner>>, body: Bytes) -> GraphResult<Json<Value>> {
+    let req: FaultReq = parse(&body)?;
+    let mut st = sim.lock();
+    let transport = |action, count: Option<u64>, path_contains| TransportFault {
+        action,
+        remaining: count.unwrap_or(1),
+        path_contains,
+    };
+    match req {
+        FaultReq::Throttle {
+            status,
+            retry_after,
+            count,
+            path_contains,
+        } => {
+            let status = status.unwrap_or(429);
+            if status != 429 && status != 503 {
+                return Err(GraphError::bad_request("throttle status must be 429 or 503."));
+            }
+            let action = TransportAction::Throttle {
+                status,
+                retry_after: retry_after.unwrap_or(1),
+            };
+            st.faults.transport.push(transport(action, count, path_contains));
+        }
+        FaultReq::Reset {
+            count,
+            path_contains,
+        } => st
+            .faults
+            .transport
+            .push(transport(TransportAction::Reset, count, path_contains)),
+        FaultReq::Truncate {
+            count,
+            path_contains,
+        } => st
+            .faults
+            .transport
+            .push(transport(TransportAction::Truncate, count, path_contains)),
+        FaultReq::ForbidContent { item_id } => {
+            st.faults.forbidden_items.insert(item_id);
+        }
+        FaultReq::DropNotifications { count } => st.faults.drop_notifications += count,
+        FaultReq::DuplicateNotifications { count } => st.faults.duplicate_notifications += count,
+        FaultReq::ExpireDeltaTokens { drive_id } => {
+            let d = st
+                .drives
+                .get_mut(&drive_id)
+                .ok_or_else(|| GraphError::not_found("The drive could not be found."))?;
+            d.token_epoch += 1;
+        }
+        FaultReq::HideHashes { enabled } => st.faults.hide_hashes = enabled,
+        FaultReq::DuplicateItemsInDelta { enabled } => st.faults.duplicate_items_in_delta = enabled,
+        FaultReq::ExpireTokens => st.token_generation += 1,
+    }
+    Ok(Json(json!({})))
+}
+
+/// Clears every fault (transport, per-item, notification and delta knobs).
+/// Access tokens and delta tokens already expired stay expired.
+pub async fn clear_faults(State(sim): State<Arc<Inner>>) -> Json<Value> {
+    sim.lock().faults = Default::default();
+    Json(json!({}))
+}
+
+pub async fn fill_hashes(State(sim): State<Arc<Inner>>) -> Json<Value> {
+    for d in sim.lock().drives.values_mut() {
+        d.fill_hashes();
+    }
+    Json(json!({}))
+}
+
+#[derive(Deserialize)]
+pub struct LifecycleReq {
+    subscription_id: String,
+    event: String,
+}
+
+pub async fn lifecycle(State(sim): State<Arc<Inner>>, body: Bytes) -> GraphResult<Json<Value>> {
+    let req: LifecycleReq = parse(&body)?;
+    if !matches!(
+        req.event.as_str(),
+        "reauthorizationRequired" | "subscriptionRemoved" | "missed"
+    ) {
+        return Err(GraphError::bad_request(format!("Unknown lifecycle event '{}'.", req.event)));
+    }
+    let sub = {
+        let mut st = sim.lock();
+        st.prune_subscriptions(Utc::now());
+        let sub = st
+            .subscriptions
+            .get(&req.subscription_id)
+            .cloned()
+            .ok_or_else(|| GraphError::not_found("No such subscription."))?;
+        if req.event == "subscriptionRemoved" {
+            st.subscriptions.remove(&req.subscription_id);
+        }
+        sub
+    };
+    send_lifecycle(&sim, &sub, &req.event);
+    Ok(Json(json!({})))
+}
+
+pub async fn subscriptions(State(sim): State<Arc<Inner>>) -> Json<Vec<Value>> {
+    let mut st = sim.lock();
+    st.prune_subscriptions(Utc::now());
+    Json(
+        st.subscriptions
+            .values()
+            .map(|s| {
+                json!({
+                    "id": s.id,
+                    "resource": s.resource,
+                    "drive_id": s.drive_id,
+                    "changeType": s.change_type,
+                    "notificationUrl": s.notification_url,
+                    "lifecycleNotificationUrl": s.lifecycle_url,
+                    "expirationDateTime": s.expiration.to_rfc3339(),
+                    "clientState": s.client_state,
+                })
+            })
+            .collect(),
+    )
+}
+
+pub async fn stats(State(sim): State<Arc<Inner>>) -> Json<Stats> {
+    let mut s = sim.lock().stats.clone();
+    s.download_bytes = sim.download_bytes.load(Ordering::Relaxed);
+    Json(s)
+}
+
+pub async fn reset_stats(State(sim): State<Arc<Inner>>) -> Json<Value> {
+    sim.lock().stats = Stats::default();
+    sim.download_bytes.store(0, Ordering::Relaxed);
+    Json(json!({}))
+}

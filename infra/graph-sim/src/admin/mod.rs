@@ -1,0 +1,48 @@
+//! The admin API (no auth) used by the demo, tests and benchmarks: seed the
+//! tenant, mutate drives, read ground truth, inject faults, fire lifecycle
+//! events and read request statistics. Rejections use the Graph error JSON,
+//! so name-rule violations look exactly as they would from Graph.
+
+mod control;
+mod items;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::routing::{get, patch, post};
+use serde::de::DeserializeOwned;
+
+use crate::Inner;
+use crate::error::{GraphError, GraphResult};
+
+pub fn router() -> Router<Arc<Inner>> {
+    Router::new()
+        .route("/seed", post(control::seed))
+        .route("/users", get(control::list_users).post(control::add_user))
+        .route(
+            "/drives/{drive}/items",
+            get(items::list).post(items::create),
+        )
+        .route(
+            "/drives/{drive}/items/{id}",
+            patch(items::rename_move).delete(items::remove),
+        )
+        .route("/drives/{drive}/items/{id}/content", post(items::edit_content))
+        .route("/drives/{drive}/ransomware", post(items::ransomware))
+        .route("/faults", post(control::add_fault).delete(control::clear_faults))
+        .route("/fill_hashes", post(control::fill_hashes))
+        .route("/lifecycle", post(control::lifecycle))
+        .route("/subscriptions", get(control::subscriptions))
+        .route("/stats", get(control::stats))
+        .route("/stats/reset", post(control::reset_stats))
+        .route("/health", get(|| async { "ok" }))
+        .fallback(|| async { GraphError::not_found("No such admin route.") })
+}
+
+/// Parses a JSON body, answering 400 with Graph's error shape.
+fn parse<T: DeserializeOwned>(body: &Bytes) -> GraphResult<T> {
+    let raw: &[u8] = if body.is_empty() { b"{}" } else { body };
+    serde_json::from_slice(raw)
+        .map_err(|e| GraphError::bad_request(format!("Invalid request body: {e}")))
+}

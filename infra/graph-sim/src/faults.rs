@@ -1,0 +1,210 @@
+//! Injected faults and request accounting. Mirrors how Graph and SharePoint
+//! fail in production (graph-facts §9): 429/503 with `Retry-After`, dropped
+//! connections, bodies cut short of their `Content-Length`, per-item 403s,
+//! lost or duplicated webhook deliveries. The [`gate`] middleware sits in
+//! front of every Graph and download route.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::StreamExt;
+use serde::Serialize;
+
+use crate::Inner;
+use crate::error::GraphError;
+
+#[derive(Debug, Clone)]
+pub enum TransportAction {
+    Throttle { status: u16, retry_after: u64 },
+    Reset,
+    Truncate,
+}
+
+#[derive(Debug, Clone)]
+pub struct TransportFault {
+    pub action: TransportAction,
+    pub remaining: u64,
+    pub path_contains: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct Faults {
+    pub transport: Vec<TransportFault>,
+    pub forbidden_items: HashSet<String>,
+    pub drop_notifications: u64,
+    pub duplicate_notifications: u64,
+    pub hide_hashes: bool,
+    pub duplicate_items_in_delta: bool,
+}
+
+impl Faults {
+    /// Consumes one matching transport fault, if any.
+    pub fn take(&mut self, path: &str) -> Option<TransportAction> {
+        let fault = self.transport.iter_mut().find(|f| {
+            f.remaining > 0 && f.path_contains.as_deref().is_none_or(|p| path.contains(p))
+        })?;
+        fault.remaining -= 1;
+        let action = fault.action.clone();
+        self.transport.retain(|f| f.remaining > 0);
+        Some(action)
+    }
+}
+
+pub const ROUTES: [&str; 9] = [
+    "token",
+    "users",
+    "drive",
+    "delta",
+    "item",
+    "content",
+    "download",
+    "subscriptions",
+    "children",
+];
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    pub requests_total: u64,
+    pub by_route: BTreeMap<String, u64>,
+    pub throttled: u64,
+    pub notifications_sent: u64,
+    pub notifications_failed: u64,
+    pub download_bytes: u64,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            requests_total: 0,
+            by_route: ROUTES.iter().map(|r| (r.to_string(), 0)).collect(),
+            throttled: 0,
+            notifications_sent: 0,
+            notifications_failed: 0,
+            download_bytes: 0,
+        }
+    }
+}
+
+fn classify(path: &str) -> &'static str {
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let last = segs.last().copied().unwrap_or("");
+    if segs.first() == Some(&"download") {
+        "download"
+    } else if path.contains("/oauth2/") {
+        "token"
+    } else if path.contains("/subscriptions") {
+        "subscriptions"
+    } else if last.starts_with("delta") {
+        "delta"
+    } else if last == "content" {
+        "content"
+    } else if last == "children" {
+        "children"
+    } else if last == "drive" || (segs.len() == 3 && segs[1] == "drives") {
+        "drive"
+    } else if segs.get(1) == Some(&"users") && !segs.contains(&"drive") {
+        "users"
+    } else {
+        "item"
+    }
+}
+
+/// Counts the request, then applies the next matching transport fault.
+pub async fn gate(State(sim): State<Arc<Inner>>, req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
+    let route = classify(&path);
+    let action = {
+        let mut st = sim.lock();
+        st.stats.requests_total += 1;
+        *st.stats.by_route.entry(route.to_string()).or_default() += 1;
+        let action = if route == "token" {
+            None
+        } else {
+            st.faults.take(&path)
+        };
+        if matches!(action, Some(TransportAction::Throttle { .. })) {
+            st.stats.throttled += 1;
+        }
+        action
+    };
+    match action {
+        None => next.run(req).await,
+        Some(TransportAction::Throttle {
+            status,
+            retry_after,
+        }) => {
+            let (status, code, msg) = if status == 503 {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "serviceNotAvailable",
+                    "The service is temporarily unavailable.",
+                )
+            } else {
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "TooManyRequests",
+                    "Too many requests. Please retry after the indicated time.",
+                )
+            };
+            GraphError::new(status, code, msg)
+                .with_header(header::RETRY_AFTER, &retry_after.to_string())
+                .into_response()
+        }
+        Some(TransportAction::Reset) => break_body(next.run(req).await, false),
+        Some(TransportAction::Truncate) => break_body(next.run(req).await, true),
+    }
+}
+
+/// Keeps the announced `Content-Length` but ends the body early with an
+/// error (half-way for truncation, at once for a reset), which makes hyper
+/// drop the connection, as a cut TCP stream would.
+fn break_body(resp: Response, truncate: bool) -> Response {
+    let (mut parts, body) = resp.into_parts();
+    let announced = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .or_else(|| axum::body::HttpBody::size_hint(&body).exact())
+        .unwrap_or(0);
+    if let Ok(v) = HeaderValue::from_str(&announced.to_string()) {
+        parts.headers.insert(header::CONTENT_LENGTH, v);
+    }
+    let limit = if truncate { announced / 2 } else { 0 };
+    let mut sent = 0u64;
+    let inner = body.into_data_stream();
+    let cut = inner
+        .map(move |chunk| -> Result<Bytes, std::io::Error> {
+            let chunk = chunk.map_err(std::io::Error::other)?;
+            if sent >= limit {
+                return Err(std::io::Error::other("connection reset by fault injection"));
+            }
+            let take = (limit - sent).min(chunk.len() as u64) as usize;
+            sent += take as u64;
+            Ok(chunk.slice(..take))
+        })
+        .chain(futures::stream::once(async {
+            Err(std::io::Error::other("connection reset by fault injection"))
+        }))
+        .take_while({
+            let mut failed = false;
+            move |r| {
+                let keep = !failed;
+                failed |= r.is_err();
+                futures::future::ready(keep)
+            }
+        });
+    Response::from_parts(parts, Body::from_stream(cut))
+}
+
+/// Adds streamed bytes to the download counter.
+pub fn count_download(sim: &Arc<Inner>, n: u64) {
+    sim.download_bytes.fetch_add(n, Ordering::Relaxed);
+}

@@ -1,0 +1,230 @@
+//! `/subscriptions` for drive roots (graph-facts §1): only `changeType:
+//! "updated"`, resource `/drives/{id}/root` or `/users/{id}/drive/root`,
+//! expiration within `subscription_max_minutes`, `clientState` ≤ 128 chars,
+//! and creation only after the notification (and lifecycle) URL passes the
+//! validation handshake. PATCH renews, DELETE removes, `reauthorize` is a no-op.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Duration, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::users::drive_of;
+use crate::Inner;
+use crate::error::{GraphError, GraphResult};
+use crate::notify::validate_endpoint;
+use crate::store::Subscription;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateBody {
+    change_type: Option<String>,
+    notification_url: Option<String>,
+    lifecycle_notification_url: Option<String>,
+    resource: Option<String>,
+    expiration_date_time: Option<String>,
+    client_state: Option<String>,
+    latest_supported_tls_version: Option<String>,
+}
+
+fn bad(msg: impl Into<String>) -> GraphError {
+    GraphError::new(StatusCode::BAD_REQUEST, "InvalidRequest", msg)
+}
+
+pub fn subscription_json(s: &Subscription) -> Value {
+    json!({
+        "id": s.id,
+        "resource": s.resource,
+        "applicationId": s.application_id,
+        "changeType": s.change_type,
+        "clientState": s.client_state,
+        "notificationUrl": s.notification_url,
+        "notificationQueryOptions": null,
+        "lifecycleNotificationUrl": s.lifecycle_url,
+        "expirationDateTime": s.expiration.to_rfc3339(),
+        "creatorId": s.creator_id,
+        "includeResourceData": false,
+        "latestSupportedTlsVersion": s.tls,
+        "encryptionCertificate": null,
+        "encryptionCertificateId": null,
+        "notificationUrlAppId": null,
+        "notificationContentType": "application/json",
+    })
+}
+
+fn check_url(url: &str, field: &str) -> GraphResult<()> {
+    let u = url::Url::parse(url).map_err(|_| bad(format!("{field} is not a valid URL.")))?;
+    let loopback = matches!(
+        u.host_str(),
+        Some("127.0.0.1") | Some("localhost") | Some("[::1]") | Some("::1")
+    );
+    match u.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err(bad(format!("{field} must be an HTTPS URL."))),
+    }
+}
+
+fn parse_expiration(raw: &str, max_minutes: i64) -> GraphResult<DateTime<Utc>> {
+    let exp = DateTime::parse_from_rfc3339(raw)
+        .map_err(|_| bad("expirationDateTime is not a valid DateTimeOffset."))?
+        .with_timezone(&Utc);
+    let now = Utc::now();
+    if exp <= now {
+        return Err(bad("Subscription expiration can only be in the future."));
+    }
+    if exp > now + Duration::minutes(max_minutes) {
+        return Err(bad(format!(
+            "Subscription expiration can only be {max_minutes} minutes in the future."
+        )));
+    }
+    Ok(exp)
+}
+
+/// The drive behind a drive-root resource path, and the path as echoed.
+fn resolve_resource(sim: &Inner, raw: &str) -> GraphResult<(String, String)> {
+    let norm = raw.trim().trim_start_matches('/').trim_end_matches('/');
+    let segs: Vec<&str> = norm.split('/').collect();
+    let st = sim.lock();
+    let drive = match segs.as_slice() {
+        ["drives", d, "root"] => {
+            if !st.drives.contains_key(*d) {
+                return Err(GraphError::new(
+                    StatusCode::NOT_FOUND,
+                    "itemNotFound",
+                    "The resource could not be found.",
+                ));
+            }
+            d.to_string()
+        }
+        ["users", u, "drive", "root"] => drive_of(&st, u)?,
+        _ => {
+            return Err(bad(format!(
+                "Resource '{raw}' is not supported for drive subscriptions; subscribe to the drive root."
+            )));
+        }
+    };
+    Ok((drive, norm.to_string()))
+}
+
+pub async fn create(State(sim): State<Arc<Inner>>, body: Bytes) -> GraphResult<Response> {
+    let b: CreateBody = serde_json::from_slice(&body)
+        .map_err(|e| GraphError::bad_request(format!("Invalid request body: {e}")))?;
+    let change_type = b.change_type.ok_or_else(|| bad("changeType is required."))?;
+    if change_type.split(',').any(|c| c.trim() != "updated") {
+        return Err(bad(
+            "The changeType is not supported for this resource; drive root items support only 'updated'.",
+        ));
+    }
+    let notification_url = b
+        .notification_url
+        .ok_or_else(|| bad("notificationUrl is required."))?;
+    check_url(&notification_url, "notificationUrl")?;
+    if let Some(l) = &b.lifecycle_notification_url {
+        check_url(l, "lifecycleNotificationUrl")?;
+    }
+    let resource = b.resource.ok_or_else(|| bad("resource is required."))?;
+    let (drive_id, resource) = resolve_resource(&sim, &resource)?;
+    let raw_exp = b
+        .expiration_date_time
+        .ok_or_else(|| bad("expirationDateTime is required."))?;
+    let expiration = parse_expiration(&raw_exp, sim.cfg.subscription_max_minutes)?;
+    if b.client_state.as_ref().is_some_and(|c| c.chars().count() > 128) {
+        return Err(bad("clientState must be at most 128 characters."));
+    }
+    validate_endpoint(&sim, &notification_url).await?;
+    if let Some(l) = &b.lifecycle_notification_url {
+        validate_endpoint(&sim, l).await?;
+    }
+    let sub = Subscription {
+        id: uuid::Uuid::new_v4().to_string(),
+        drive_id,
+        resource,
+        change_type,
+        notification_url,
+        lifecycle_url: b.lifecycle_notification_url,
+        expiration,
+        client_state: b.client_state,
+        application_id: sim.cfg.client_id.clone(),
+        creator_id: sim.cfg.client_id.clone(),
+        tls: b.latest_supported_tls_version.unwrap_or_else(|| "v1_2".into()),
+    };
+    let json = subscription_json(&sub);
+    sim.lock().subscriptions.insert(sub.id.clone(), sub);
+    Ok((StatusCode::CREATED, Json(json)).into_response())
+}
+
+fn not_found(id: &str) -> GraphError {
+    GraphError::new(
+        StatusCode::NOT_FOUND,
+        "ResourceNotFound",
+        format!("The object was not found: subscription '{id}'."),
+    )
+}
+
+pub async fn list(State(sim): State<Arc<Inner>>) -> Json<Value> {
+    let mut st = sim.lock();
+    st.prune_subscriptions(Utc::now());
+    let value: Vec<Value> = st.subscriptions.values().map(subscription_json).collect();
+    Json(json!({ "value": value }))
+}
+
+pub async fn get_one(
+    State(sim): State<Arc<Inner>>,
+    Path(id): Path<String>,
+) -> GraphResult<Json<Value>> {
+    let mut st = sim.lock();
+    st.prune_subscriptions(Utc::now());
+    let s = st.subscriptions.get(&id).ok_or_else(|| not_found(&id))?;
+    Ok(Json(subscription_json(s)))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PatchBody {
+    expiration_date_time: Option<String>,
+}
+
+pub async fn update(
+    State(sim): State<Arc<Inner>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> GraphResult<Json<Value>> {
+    let b: PatchBody = serde_json::from_slice(&body)
+        .map_err(|e| GraphError::bad_request(format!("Invalid request body: {e}")))?;
+    let raw = b
+        .expiration_date_time
+        .ok_or_else(|| bad("expirationDateTime is required."))?;
+    let exp = parse_expiration(&raw, sim.cfg.subscription_max_minutes)?;
+    let mut st = sim.lock();
+    st.prune_subscriptions(Utc::now());
+    let s = st.subscriptions.get_mut(&id).ok_or_else(|| not_found(&id))?;
+    s.expiration = exp;
+    Ok(Json(subscription_json(s)))
+}
+
+pub async fn delete(
+    State(sim): State<Arc<Inner>>,
+    Path(id): Path<String>,
+) -> GraphResult<StatusCode> {
+    let mut st = sim.lock();
+    st.prune_subscriptions(Utc::now());
+    st.subscriptions.remove(&id).ok_or_else(|| not_found(&id))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn reauthorize(
+    State(sim): State<Arc<Inner>>,
+    Path(id): Path<String>,
+) -> GraphResult<StatusCode> {
+    let mut st = sim.lock();
+    st.prune_subscriptions(Utc::now());
+    st.subscriptions.get(&id).ok_or_else(|| not_found(&id))?;
+    Ok(StatusCode::NO_CONTENT)
+}

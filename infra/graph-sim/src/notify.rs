@@ -1,0 +1,188 @@
+//! Webhook delivery (graph-facts §2, §3): the validation handshake run when a
+//! subscription is created, change notifications coalesced per drive over
+//! `notification_delay` and POSTed as a `changeNotificationCollection`
+//! (driveItem notifications carry no item detail, only "something under the
+//! root changed"), retries on failure, and lifecycle events.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use chrono::Utc;
+use serde_json::{Value, json};
+
+use crate::Inner;
+use crate::error::GraphError;
+use crate::store::Subscription;
+
+fn validation_failed(detail: &str) -> GraphError {
+    GraphError::new(
+        StatusCode::BAD_REQUEST,
+        "InvalidRequest",
+        format!("Subscription validation request failed. {detail}"),
+    )
+}
+
+/// POSTs `?validationToken=...` and expects the decoded token back as
+/// `text/plain` with 200 within the validation timeout.
+pub async fn validate_endpoint(sim: &Inner, endpoint: &str) -> Result<(), GraphError> {
+    let token = format!(
+        "Validation: Testing client application reachability for subscription Request-Id: {} +{}",
+        uuid::Uuid::new_v4(),
+        crate::signer::nonce()
+    );
+    let mut url = url::Url::parse(endpoint)
+        .map_err(|_| validation_failed("The notification URL is not a valid URL."))?;
+    url.query_pairs_mut().append_pair("validationToken", &token);
+    let resp = sim
+        .http
+        .post(url)
+        .header("content-type", "text/plain; charset=utf-8")
+        .timeout(sim.cfg.validation_timeout)
+        .send()
+        .await
+        .map_err(|e| {
+            let why = if e.is_timeout() {
+                "Response did not arrive within 10 seconds."
+            } else {
+                "The endpoint could not be reached."
+            };
+            validation_failed(why)
+        })?;
+    if resp.status() != reqwest::StatusCode::OK {
+        return Err(validation_failed(&format!(
+            "Must respond with 200 OK to this request (got {}).",
+            resp.status().as_u16()
+        )));
+    }
+    let plain = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("text/plain"));
+    let body = resp
+        .text()
+        .await
+        .map_err(|_| validation_failed("The response body could not be read."))?;
+    if !plain {
+        return Err(validation_failed("The response must have Content-Type text/plain."));
+    }
+    if body != token {
+        return Err(validation_failed(
+            "The response body must be the URL-decoded validationToken.",
+        ));
+    }
+    Ok(())
+}
+
+/// Records that `drive` changed; one notification per coalescing window.
+pub fn drive_changed(sim: &Arc<Inner>, drive: &str) {
+    let first = sim
+        .pending_notify
+        .lock()
+        .map(|mut p| p.insert(drive.to_string()))
+        .unwrap_or(false);
+    if !first {
+        return;
+    }
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let sim = Arc::clone(sim);
+    let drive = drive.to_string();
+    handle.spawn(async move {
+        tokio::time::sleep(sim.cfg.notification_delay).await;
+        if let Ok(mut p) = sim.pending_notify.lock() {
+            p.remove(&drive);
+        }
+        let batches = {
+            let mut st = sim.lock();
+            st.prune_subscriptions(Utc::now());
+            let mut by_url: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+            for s in st.subscriptions.values().filter(|s| s.drive_id == drive) {
+                by_url
+                    .entry(s.notification_url.clone())
+                    .or_default()
+                    .push(change_notification(&sim, s));
+            }
+            by_url
+        };
+        for (url, value) in batches {
+            let sim = Arc::clone(&sim);
+            tokio::spawn(async move { deliver(&sim, &url, json!({ "value": value })).await });
+        }
+    });
+}
+
+fn change_notification(sim: &Inner, s: &Subscription) -> Value {
+    json!({
+        "id": uuid::Uuid::new_v4().to_string(),
+        "subscriptionId": s.id,
+        "subscriptionExpirationDateTime": s.expiration.to_rfc3339(),
+        "clientState": s.client_state,
+        "changeType": "updated",
+        "resource": s.resource,
+        "tenantId": sim.cfg.tenant_id,
+    })
+}
+
+/// Sends a lifecycle event for `s` (to its lifecycle URL, else its notification URL).
+pub fn send_lifecycle(sim: &Arc<Inner>, s: &Subscription, event: &str) {
+    let body = json!({"value": [{
+        "subscriptionId": s.id,
+        "subscriptionExpirationDateTime": s.expiration.to_rfc3339(),
+        "tenantId": sim.cfg.tenant_id,
+        "clientState": s.client_state,
+        "lifecycleEvent": event,
+    }]});
+    let url = s
+        .lifecycle_url
+        .clone()
+        .unwrap_or_else(|| s.notification_url.clone());
+    let sim = Arc::clone(sim);
+    tokio::spawn(async move { deliver(&sim, &url, body).await });
+}
+
+/// One POST (twice under `duplicate_notifications`), retried on failure.
+async fn deliver(sim: &Arc<Inner>, url: &str, body: Value) {
+    let copies = {
+        let mut st = sim.lock();
+        if st.faults.drop_notifications > 0 {
+            st.faults.drop_notifications -= 1;
+            st.stats.notifications_failed += 1;
+            return;
+        }
+        if st.faults.duplicate_notifications > 0 {
+            st.faults.duplicate_notifications -= 1;
+            2
+        } else {
+            1
+        }
+    };
+    for _ in 0..copies {
+        let mut delivered = false;
+        for attempt in 0..=sim.cfg.notification_retries {
+            if attempt > 0 {
+                tokio::time::sleep(sim.cfg.notification_retry_delay).await;
+            }
+            let sent = sim
+                .http
+                .post(url)
+                .json(&body)
+                .timeout(sim.cfg.notification_timeout)
+                .send()
+                .await;
+            if sent.is_ok_and(|r| r.status().is_success()) {
+                delivered = true;
+                break;
+            }
+        }
+        let mut st = sim.lock();
+        if delivered {
+            st.stats.notifications_sent += 1;
+        } else {
+            st.stats.notifications_failed += 1;
+            tracing::warn!(attempts = sim.cfg.notification_retries + 1, "notification dropped");
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! The simulated tenant: users, their drives (item trees with a per-drive
+//! change log), subscriptions and delta paging sessions. All of it sits behind
+//! one mutex in [`crate::Inner`]; handlers copy what they need out as
+//! [`ItemView`]s and render (and hash) outside the lock.
+
+pub mod delta;
+pub mod ids;
+pub mod tree;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::content::ContentBlob;
+use crate::faults::{Faults, Stats};
+
+pub use delta::DeltaSession;
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: String,
+    pub upn: String,
+    pub display_name: String,
+    pub drive_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemKind {
+    Root,
+    Folder,
+    Package,
+    File,
+}
+
+impl ItemKind {
+    pub fn is_container(self) -> bool {
+        !matches!(self, ItemKind::File)
+    }
+
+    pub fn admin_name(self) -> &'static str {
+        match self {
+            ItemKind::Root | ItemKind::Folder => "folder",
+            ItemKind::Package => "package",
+            ItemKind::File => "file",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub id: String,
+    /// Stable GUID inside eTag/cTag, as ODfB formats them.
+    pub guid: String,
+    pub name: String,
+    pub parent_id: Option<String>,
+    pub kind: ItemKind,
+    pub blob: Option<Arc<ContentBlob>>,
+    pub etag_ver: u64,
+    pub ctag_ver: u64,
+    pub created: DateTime<Utc>,
+    pub modified: DateTime<Utc>,
+    pub created_seq: u64,
+    pub changed_seq: u64,
+    pub deleted: bool,
+    pub hash_visible: bool,
+}
+
+impl Item {
+    pub fn etag(&self) -> String {
+        format!("\"{{{}}},{}\"", self.guid.to_uppercase(), self.etag_ver)
+    }
+
+    pub fn ctag(&self) -> String {
+        format!("\"c:{{{}}},{}\"", self.guid.to_uppercase(), self.ctag_ver)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    pub id: String,
+    pub drive_id: String,
+    /// As subscribed, without a leading slash (echoed in notifications).
+    pub resource: String,
+    pub change_type: String,
+    pub notification_url: String,
+    pub lifecycle_url: Option<String>,
+    pub expiration: DateTime<Utc>,
+    pub client_state: Option<String>,
+    pub application_id: String,
+    pub creator_id: String,
+    pub tls: String,
+}
+
+/// Everything a response needs about one item, copied out of the lock.
+#[derive(Debug, Clone)]
+pub struct ItemView {
+    pub drive_id: String,
+    pub id: String,
+    pub name: String,
+    pub kind: ItemKind,
+    pub size: u64,
+    pub etag: String,
+    pub ctag: String,
+    pub created: DateTime<Utc>,
+    pub modified: DateTime<Utc>,
+    pub parent_id: Option<String>,
+    /// `/a/b` of the parent (root is ``); `None` for the root itself.
+    pub parent_path: Option<String>,
+    pub child_count: usize,
+    pub blob: Option<Arc<ContentBlob>>,
+    pub hash_visible: bool,
+    pub deleted: bool,
+}
+
+#[derive(Default)]
+pub struct State {
+    pub users: Vec<User>,
+    pub drives: HashMap<String, tree::Drive>,
+    pub subscriptions: HashMap<String, Subscription>,
+    pub sessions: HashMap<String, DeltaSession>,
+    pub faults: Faults,
+    pub token_generation: u64,
+    pub stats: Stats,
+}
+
+impl State {
+    pub fn user(&self, id_or_upn: &str) -> Option<&User> {
+        let lower = id_or_upn.to_lowercase();
+        self.users
+            .iter()
+            .find(|u| u.id == id_or_upn || u.upn.to_lowercase() == lower)
+    }
+
+    /// Live subscriptions only; expired ones are dropped here (Graph deletes them).
+    pub fn prune_subscriptions(&mut self, now: DateTime<Utc>) {
+        self.subscriptions.retain(|_, s| s.expiration > now);
+    }
+}

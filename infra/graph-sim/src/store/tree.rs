@@ -1,0 +1,369 @@
+//! One drive's item tree and its change log. Every mutation bumps the drive's
+//! sequence number and appends `(seq, item id)` to the log; delta (see
+//! [`super::delta`]) answers "what changed since token seq S" from it. Deleted
+//! items stay as tombstones so delta can report them with `deleted: {}`.
+//! Writes go through the same naming rules Graph applies ([`crate::names`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use chrono::Utc;
+
+use super::ids::IdRng;
+use super::{Item, ItemKind, ItemView};
+use crate::content::ContentBlob;
+use crate::error::GraphError;
+use crate::names;
+
+pub struct Drive {
+    pub id: String,
+    pub owner_id: String,
+    pub owner_name: String,
+    pub root_id: String,
+    pub items: HashMap<String, Item>,
+    /// Live children per container, in creation order.
+    pub children: HashMap<String, Vec<String>>,
+    pub seq: u64,
+    pub log: Vec<(u64, String)>,
+    /// Random per drive incarnation: tokens from a replaced drive are stale.
+    pub incarnation: String,
+    /// Bumped by the `expire_delta_tokens` fault; older tokens answer 410.
+    pub token_epoch: u64,
+}
+
+/// What a new item is made of.
+pub struct NewItem {
+    pub name: String,
+    pub kind: ItemKind,
+    pub blob: Option<Arc<ContentBlob>>,
+    pub hash_visible: bool,
+}
+
+impl Drive {
+    pub fn new(id: String, owner_id: String, owner_name: String, ids: &mut IdRng) -> Self {
+        let root_id = ids.item_id();
+        let now = Utc::now();
+        let root = Item {
+            id: root_id.clone(),
+            guid: ids.guid(),
+            name: "root".into(),
+            parent_id: None,
+            kind: ItemKind::Root,
+            blob: None,
+            etag_ver: 1,
+            ctag_ver: 1,
+            created: now,
+            modified: now,
+            created_seq: 0,
+            changed_seq: 0,
+            deleted: false,
+            hash_visible: true,
+        };
+        let mut items = HashMap::new();
+        items.insert(root_id.clone(), root);
+        Self {
+            id,
+            owner_id,
+            owner_name,
+            root_id: root_id.clone(),
+            items,
+            children: HashMap::from([(root_id, Vec::new())]),
+            seq: 0,
+            log: Vec::new(),
+            incarnation: crate::signer::nonce(),
+            token_epoch: 0,
+        }
+    }
+
+    /// Resolves `root` and ids to a live item id.
+    pub fn resolve(&self, id: &str) -> Option<&Item> {
+        let id = if id.eq_ignore_ascii_case("root") {
+            self.root_id.as_str()
+        } else {
+            id
+        };
+        self.items.get(id).filter(|i| !i.deleted)
+    }
+
+    pub fn live(&self, id: &str) -> Result<&Item, GraphError> {
+        self.resolve(id)
+            .ok_or_else(|| GraphError::not_found("The resource could not be found."))
+    }
+
+    /// `/a/b/name`; the root is ``.
+    pub fn path_of(&self, id: &str) -> String {
+        let mut parts = Vec::new();
+        let mut cur = self.items.get(id);
+        while let Some(item) = cur {
+            if item.kind == ItemKind::Root {
+                break;
+            }
+            parts.push(item.name.as_str());
+            cur = item.parent_id.as_deref().and_then(|p| self.items.get(p));
+        }
+        parts.reverse();
+        parts.iter().map(|p| format!("/{p}")).collect()
+    }
+
+    pub fn depth(&self, id: &str) -> usize {
+        let mut d = 0;
+        let mut cur = self.items.get(id).and_then(|i| i.parent_id.clone());
+        while let Some(p) = cur {
+            d += 1;
+            cur = self.items.get(&p).and_then(|i| i.parent_id.clone());
+        }
+        d
+    }
+
+    /// Resolves `/a/b` (or `a/b`, `` for root) to a live item.
+    pub fn by_path(&self, path: &str) -> Option<&Item> {
+        let mut cur = self.resolve("root")?;
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            let lower = part.to_lowercase();
+            let next = self
+                .children
+                .get(&cur.id)?
+                .iter()
+                .filter_map(|c| self.items.get(c))
+                .find(|c| c.name.to_lowercase() == lower)?;
+            cur = next;
+        }
+        Some(cur)
+    }
+
+    pub fn live_children(&self, id: &str) -> &[String] {
+        self.children.get(id).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    fn record(&mut self, id: &str) -> u64 {
+        self.seq += 1;
+        self.log.push((self.seq, id.to_string()));
+        self.seq
+    }
+
+    fn check_placement(
+        &self,
+        parent_id: &str,
+        name: &str,
+        moving: Option<&str>,
+    ) -> Result<(), GraphError> {
+        names::validate_name(name)?;
+        let parent = self.live(parent_id)?;
+        if !parent.kind.is_container() {
+            return Err(GraphError::bad_request("The parent item is not a folder."));
+        }
+        let siblings = self
+            .live_children(&parent.id)
+            .iter()
+            .filter(|c| Some(c.as_str()) != moving)
+            .filter_map(|c| self.items.get(c))
+            .map(|i| i.name.as_str());
+        names::check_sibling_clash(name, siblings)?;
+        names::validate_path_len(&format!("{}/{}", self.path_of(&parent.id), name))
+    }
+
+    pub fn create(
+        &mut self,
+        parent_id: &str,
+        new: NewItem,
+        ids: &mut IdRng,
+    ) -> Result<String, GraphError> {
+        self.check_placement(parent_id, &new.name, None)?;
+        let parent = self.live(parent_id)?.id.clone();
+        let id = ids.item_id();
+        let now = Utc::now();
+        let seq = self.record(&id);
+        self.items.insert(
+            id.clone(),
+            Item {
+                id: id.clone(),
+                guid: ids.guid(),
+                name: new.name,
+                parent_id: Some(parent.clone()),
+                kind: new.kind,
+                blob: new.blob,
+                etag_ver: 1,
+                ctag_ver: 1,
+                created: now,
+                modified: now,
+                created_seq: seq,
+                changed_seq: seq,
+                deleted: false,
+                hash_visible: new.hash_visible,
+            },
+        );
+        if new.kind.is_container() {
+            self.children.insert(id.clone(), Vec::new());
+        }
+        self.children.entry(parent).or_default().push(id.clone());
+        Ok(id)
+    }
+
+    pub fn set_content(
+        &mut self,
+        id: &str,
+        blob: Arc<ContentBlob>,
+        hash_visible: bool,
+    ) -> Result<(), GraphError> {
+        let item = self.live(id)?;
+        if item.kind != ItemKind::File {
+            return Err(GraphError::bad_request("Only files have content."));
+        }
+        let id = item.id.clone();
+        let seq = self.record(&id);
+        if let Some(item) = self.items.get_mut(&id) {
+            item.blob = Some(blob);
+            item.etag_ver += 1;
+            item.ctag_ver += 1;
+            item.modified = Utc::now();
+            item.changed_seq = seq;
+            item.hash_visible = hash_visible;
+        }
+        Ok(())
+    }
+
+    /// Rename and/or move; new eTag, same cTag (content untouched).
+    pub fn rename_move(
+        &mut self,
+        id: &str,
+        new_name: Option<String>,
+        new_parent: Option<String>,
+    ) -> Result<(), GraphError> {
+        let item = self.live(id)?;
+        if item.kind == ItemKind::Root {
+            return Err(GraphError::bad_request("The root cannot be renamed or moved."));
+        }
+        let id = item.id.clone();
+        let old_parent = item.parent_id.clone().unwrap_or_default();
+        let name = new_name.unwrap_or_else(|| item.name.clone());
+        let parent = match new_parent {
+            Some(p) => self.live(&p)?.id.clone(),
+            None => old_parent.clone(),
+        };
+        let mut cur = Some(parent.clone());
+        while let Some(c) = cur {
+            if c == id {
+                return Err(GraphError::bad_request(
+                    "An item cannot be moved into itself or its descendants.",
+                ));
+            }
+            cur = self.items.get(&c).and_then(|i| i.parent_id.clone());
+        }
+        self.check_placement(&parent, &name, Some(&id))?;
+        let longest = self.longest_descendant_suffix(&id);
+        names::validate_path_len(&format!(
+            "{}/{}{}",
+            self.path_of(&parent),
+            name,
+            "x".repeat(longest)
+        ))?;
+        let seq = self.record(&id);
+        if let Some(item) = self.items.get_mut(&id) {
+            item.name = name;
+            item.parent_id = Some(parent.clone());
+            item.etag_ver += 1;
+            item.changed_seq = seq;
+        }
+        if parent != old_parent {
+            if let Some(v) = self.children.get_mut(&old_parent) {
+                v.retain(|c| c != &id);
+            }
+            self.children.entry(parent).or_default().push(id);
+        }
+        Ok(())
+    }
+
+    fn longest_descendant_suffix(&self, id: &str) -> usize {
+        let base = self.path_of(id).chars().count();
+        let mut longest = 0;
+        let mut stack = vec![id.to_string()];
+        while let Some(c) = stack.pop() {
+            longest = longest.max(self.path_of(&c).chars().count() - base);
+            stack.extend(self.live_children(&c).iter().cloned());
+        }
+        longest
+    }
+
+    /// Deletes an item and (first) all its descendants; each gets a tombstone.
+    pub fn delete(&mut self, id: &str) -> Result<usize, GraphError> {
+        let item = self.live(id)?;
+        if item.kind == ItemKind::Root {
+            return Err(GraphError::new(
+                StatusCode::FORBIDDEN,
+                "accessDenied",
+                "The root cannot be deleted.",
+            ));
+        }
+        let id = item.id.clone();
+        let mut order = Vec::new();
+        let mut stack = vec![id.clone()];
+        while let Some(c) = stack.pop() {
+            stack.extend(self.live_children(&c).iter().cloned());
+            order.push(c);
+        }
+        order.reverse();
+        for c in &order {
+            let seq = self.record(c);
+            if let Some(item) = self.items.get_mut(c) {
+                item.deleted = true;
+                item.changed_seq = seq;
+                item.etag_ver += 1;
+            }
+            self.children.remove(c);
+        }
+        if let Some(parent) = self.items.get(&id).and_then(|i| i.parent_id.clone()) {
+            if let Some(v) = self.children.get_mut(&parent) {
+                v.retain(|c| c != &id);
+            }
+        }
+        Ok(order.len())
+    }
+
+    /// Makes every hidden hash visible again (admin `fill_hashes`).
+    pub fn fill_hashes(&mut self) {
+        for item in self.items.values_mut() {
+            item.hash_visible = true;
+        }
+    }
+
+    fn subtree_size(&self, id: &str) -> u64 {
+        let mut total = 0;
+        let mut stack = vec![id.to_string()];
+        while let Some(c) = stack.pop() {
+            if let Some(b) = self.items.get(&c).and_then(|i| i.blob.as_ref()) {
+                total += b.size();
+            }
+            stack.extend(self.live_children(&c).iter().cloned());
+        }
+        total
+    }
+
+    /// Snapshot of one item (live or tombstone) for rendering.
+    pub fn view(&self, id: &str) -> Option<ItemView> {
+        let item = self.items.get(id)?;
+        let size = match (&item.blob, item.kind) {
+            (Some(b), _) => b.size(),
+            (None, ItemKind::File) => 0,
+            (None, _) if item.deleted => 0,
+            (None, _) => self.subtree_size(id),
+        };
+        Some(ItemView {
+            drive_id: self.id.clone(),
+            id: item.id.clone(),
+            name: item.name.clone(),
+            kind: item.kind,
+            size,
+            etag: item.etag(),
+            ctag: item.ctag(),
+            created: item.created,
+            modified: item.modified,
+            parent_id: item.parent_id.clone(),
+            parent_path: item.parent_id.as_deref().map(|p| self.path_of(p)),
+            child_count: self.live_children(id).len(),
+            blob: item.blob.clone(),
+            hash_visible: item.hash_visible,
+            deleted: item.deleted,
+        })
+    }
+}
