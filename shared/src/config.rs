@@ -1,0 +1,217 @@
+//! Typed configuration, one struct per function, parsed once at start-up from an
+//! environment lookup (so tests never touch the process environment). Endpoints come from
+//! here, never from test branches: `GRAPH_BASE_URL`, `GRAPH_LOGIN_URL`, `AWS_ENDPOINT_URL`.
+
+use std::collections::BTreeMap;
+
+use crate::store::{LockMode, QueueName};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("missing setting {0}")]
+    Missing(&'static str),
+    #[error("invalid setting {name}: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+/// A source of settings: the process environment in Lambda, a map in tests.
+pub trait Settings {
+    fn get(&self, name: &str) -> Option<String>;
+
+    fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.get(name).filter(|v| !v.is_empty()).ok_or(ConfigError::Missing(name))
+    }
+
+    fn parsed<T: std::str::FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.get(name).filter(|v| !v.is_empty()) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|e: T::Err| ConfigError::Invalid { name, reason: e.to_string() }),
+        }
+    }
+}
+
+/// The process environment.
+pub struct Env;
+
+impl Settings for Env {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl Settings for BTreeMap<String, String> {
+    fn get(&self, name: &str) -> Option<String> {
+        BTreeMap::get(self, name).cloned()
+    }
+}
+
+/// Where a Graph app identity lives: its client id and the secret's ARN or name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphIdentity {
+    pub base_url: String,
+    pub login_url: String,
+    pub tenant_id: String,
+    pub client_id: String,
+    pub secret_id: String,
+}
+
+impl GraphIdentity {
+    fn from(s: &impl Settings, client_id: &'static str, secret: &'static str) -> Result<Self, ConfigError> {
+        Ok(Self {
+            base_url: s.get("GRAPH_BASE_URL").unwrap_or_else(|| "https://graph.microsoft.com/v1.0".into()),
+            login_url: s.get("GRAPH_LOGIN_URL").unwrap_or_else(|| "https://login.microsoftonline.com".into()),
+            tenant_id: s.required("TENANT_ID")?,
+            client_id: s.required(client_id)?,
+            secret_id: s.required(secret)?,
+        })
+    }
+
+    pub fn reader(s: &impl Settings) -> Result<Self, ConfigError> {
+        Self::from(s, "GRAPH_READER_CLIENT_ID", "GRAPH_READER_SECRET_ARN")
+    }
+
+    pub fn subscriber(s: &impl Settings) -> Result<Self, ConfigError> {
+        Self::from(s, "GRAPH_SUBSCRIBER_CLIENT_ID", "GRAPH_SUBSCRIBER_SECRET_ARN")
+    }
+}
+
+fn queue_urls(s: &impl Settings, wanted: &[(QueueName, &'static str)]) -> Result<BTreeMap<QueueName, String>, ConfigError> {
+    wanted.iter().map(|(q, name)| Ok((*q, s.required(name)?))).collect()
+}
+
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub tenant_id: String,
+    pub queues: BTreeMap<QueueName, String>,
+    pub client_state_key_secret: String,
+}
+
+impl WebhookConfig {
+    pub fn load(s: &impl Settings) -> Result<Self, ConfigError> {
+        Ok(Self {
+            tenant_id: s.required("TENANT_ID")?,
+            queues: queue_urls(s, &[(QueueName::Changes, "CHANGES_QUEUE_URL"), (QueueName::Lifecycle, "LIFECYCLE_QUEUE_URL")])?,
+            client_state_key_secret: s.required("CLIENT_STATE_KEY_SECRET_ARN")?,
+        })
+    }
+}
+
+/// Items at least this large go to the `items-large` queue (long timeout, batch of one).
+pub const DEFAULT_LARGE_ITEM_BYTES: u64 = 100 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct EnumeratorConfig {
+    pub catalog_table: String,
+    pub queues: BTreeMap<QueueName, String>,
+    pub graph: GraphIdentity,
+    pub large_item_bytes: u64,
+}
+
+impl EnumeratorConfig {
+    pub fn load(s: &impl Settings) -> Result<Self, ConfigError> {
+        Ok(Self {
+            catalog_table: s.required("CATALOG_TABLE")?,
+            queues: queue_urls(
+                s,
+                &[
+                    (QueueName::Changes, "CHANGES_QUEUE_URL"),
+                    (QueueName::Items, "ITEMS_QUEUE_URL"),
+                    (QueueName::ItemsLarge, "ITEMS_LARGE_QUEUE_URL"),
+                ],
+            )?,
+            graph: GraphIdentity::reader(s)?,
+            large_item_bytes: s.parsed("LARGE_ITEM_BYTES", DEFAULT_LARGE_ITEM_BYTES)?,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CopierConfig {
+    pub catalog_table: String,
+    pub vault_bucket: String,
+    pub queues: BTreeMap<QueueName, String>,
+    pub graph: GraphIdentity,
+    pub lock_mode: LockMode,
+    pub retention_days: u32,
+    pub large_item_bytes: u64,
+    /// Items in one SQS batch copied at the same time.
+    pub concurrency: usize,
+}
+
+impl CopierConfig {
+    pub fn load(s: &impl Settings) -> Result<Self, ConfigError> {
+        let mode = s.get("OBJECT_LOCK_MODE").unwrap_or_else(|| "GOVERNANCE".into());
+        let retention_days: u32 = s.parsed("RETENTION_DAYS", 35)?;
+        if retention_days == 0 {
+            return Err(ConfigError::Invalid { name: "RETENTION_DAYS", reason: "must be at least 1".into() });
+        }
+        Ok(Self {
+            catalog_table: s.required("CATALOG_TABLE")?,
+            vault_bucket: s.required("VAULT_BUCKET")?,
+            queues: queue_urls(s, &[(QueueName::Items, "ITEMS_QUEUE_URL"), (QueueName::ItemsLarge, "ITEMS_LARGE_QUEUE_URL")])?,
+            graph: GraphIdentity::reader(s)?,
+            lock_mode: LockMode::parse(&mode)
+                .ok_or(ConfigError::Invalid { name: "OBJECT_LOCK_MODE", reason: format!("{mode:?} is not GOVERNANCE or COMPLIANCE") })?,
+            retention_days,
+            large_item_bytes: s.parsed("LARGE_ITEM_BYTES", DEFAULT_LARGE_ITEM_BYTES)?,
+            concurrency: s.parsed("COPY_CONCURRENCY", 4)?,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    pub catalog_table: String,
+    pub queues: BTreeMap<QueueName, String>,
+    pub reader: GraphIdentity,
+    pub subscriber: GraphIdentity,
+    pub client_state_key_secret: String,
+    pub webhook_url: String,
+    /// Subscription lifetime asked for; Graph caps drive subscriptions at 42,300 minutes.
+    pub subscription_minutes: i64,
+    /// Renew subscriptions expiring within this many minutes.
+    pub renew_within_minutes: i64,
+}
+
+impl SchedulerConfig {
+    pub fn load(s: &impl Settings) -> Result<Self, ConfigError> {
+        Ok(Self {
+            catalog_table: s.required("CATALOG_TABLE")?,
+            queues: queue_urls(s, &[(QueueName::Changes, "CHANGES_QUEUE_URL")])?,
+            reader: GraphIdentity::reader(s)?,
+            subscriber: GraphIdentity::subscriber(s)?,
+            client_state_key_secret: s.required("CLIENT_STATE_KEY_SECRET_ARN")?,
+            webhook_url: s.required("WEBHOOK_URL")?,
+            subscription_minutes: s.parsed("SUBSCRIPTION_MINUTES", 42_000)?,
+            renew_within_minutes: s.parsed("RENEW_WITHIN_MINUTES", 3 * 24 * 60)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn copier_config_rejects_unknown_lock_mode_and_missing_settings() {
+        let base = [
+            ("CATALOG_TABLE", "t"), ("VAULT_BUCKET", "b"), ("ITEMS_QUEUE_URL", "q1"), ("ITEMS_LARGE_QUEUE_URL", "q2"),
+            ("TENANT_ID", "tid"), ("GRAPH_READER_CLIENT_ID", "c"), ("GRAPH_READER_SECRET_ARN", "arn"),
+        ];
+        let ok = CopierConfig::load(&settings(&base)).expect("valid");
+        assert_eq!(ok.lock_mode, LockMode::Governance);
+        assert_eq!(ok.graph.base_url, "https://graph.microsoft.com/v1.0");
+
+        let mut bad = base.to_vec();
+        bad.push(("OBJECT_LOCK_MODE", "LEGAL"));
+        assert!(matches!(CopierConfig::load(&settings(&bad)), Err(ConfigError::Invalid { name: "OBJECT_LOCK_MODE", .. })));
+        assert_eq!(CopierConfig::load(&settings(&base[1..])).err(), Some(ConfigError::Missing("CATALOG_TABLE")));
+    }
+}

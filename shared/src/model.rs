@@ -1,0 +1,247 @@
+//! Serialisable types that cross a boundary: queue messages, catalog rows and the vault's
+//! immutable version records. Each carries a schema version `v`; readers reject versions
+//! they do not know instead of guessing.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Schema version of every message and record written by this build.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The unit of change tracking and serialisation: one drive (OneDrive or SharePoint library).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ContainerId {
+    pub tenant_id: String,
+    pub drive_id: String,
+}
+
+impl ContainerId {
+    pub fn new(tenant_id: impl Into<String>, drive_id: impl Into<String>) -> Self {
+        Self { tenant_id: tenant_id.into(), drive_id: drive_id.into() }
+    }
+
+    /// FIFO message group of the `changes` queue: one enumeration at a time per container.
+    pub fn group_id(&self) -> String {
+        format!("drive.{}", crate::keys::opaque_id(&self.drive_id))
+    }
+
+    pub fn item(&self, item_id: impl Into<String>) -> ItemKey {
+        ItemKey { container: self.clone(), item_id: item_id.into() }
+    }
+}
+
+/// One item (file, folder, package) of a container, by Graph id.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ItemKey {
+    #[serde(flatten)]
+    pub container: ContainerId,
+    pub item_id: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemKind {
+    File,
+    Folder,
+    /// OneNote-style package: folder-like, its content is its children.
+    Package,
+    Root,
+}
+
+impl ItemKind {
+    pub fn has_content(self) -> bool {
+        matches!(self, ItemKind::File)
+    }
+}
+
+/// An item's state as Graph reported it (delta or item GET). Names are data, never keys.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ItemState {
+    pub id: String,
+    pub kind: ItemKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quick_xor_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+/// Why an enumeration was asked for.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeReason {
+    /// A Graph change notification.
+    Notification,
+    /// Periodic safety-net delta from the stored link.
+    Sweep,
+    /// The enumerator's own continuation before its deadline: never coalesced away.
+    Continuation,
+    /// Full enumeration compared with the catalog: re-queues what lacks a verified version
+    /// and records deletions the delta feed did not report.
+    Reconcile,
+}
+
+/// Message of the `changes` FIFO queue (group = container). Carries ids, never links or content.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ChangeJob {
+    pub v: u32,
+    pub container: ContainerId,
+    pub reason: ChangeReason,
+    pub enqueued_at: DateTime<Utc>,
+}
+
+impl ChangeJob {
+    pub fn new(container: ContainerId, reason: ChangeReason, now: DateTime<Utc>) -> Self {
+        Self { v: SCHEMA_VERSION, container, reason, enqueued_at: now }
+    }
+}
+
+/// Message of the `items` / `items-large` queues: back up this state of this item.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ItemJob {
+    pub v: u32,
+    pub container: ContainerId,
+    pub item: ItemState,
+    /// When the enumerator saw this state; the Microsoft 365 time of a deletion.
+    pub observed_at: DateTime<Utc>,
+    /// Full-scan epoch that produced the job, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan_epoch: Option<String>,
+    /// Times this job was re-sent because Graph throttled us (does not burn SQS receives).
+    #[serde(default)]
+    pub deferrals: u32,
+}
+
+/// How strongly a version's content is known to match Microsoft 365.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Verification {
+    /// Bytes hashed while streaming matched Graph's quickXorHash and size.
+    QuickXor,
+    /// Graph gave no hash yet: size matched, SHA-256 recorded; a later sweep re-checks.
+    Unverified,
+    /// Folders, packages and tombstones have no content.
+    NoContent,
+}
+
+/// Where a vault object is: key plus the S3 version id we read back by.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ObjectRef {
+    pub key: String,
+    pub version_id: String,
+}
+
+/// Content of a file version as stored in the vault.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ContentRef {
+    pub object: ObjectRef,
+    pub size: u64,
+    pub sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quick_xor_hash: Option<String>,
+}
+
+/// One backed-up state of an item, or a tombstone. Identity: (item, `version`), where
+/// `version` is Graph's eTag, or `deleted@<observed time>` for a tombstone.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ItemVersion {
+    pub v: u32,
+    #[serde(flatten)]
+    pub key: ItemKey,
+    pub version: String,
+    pub kind: ItemKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctag: Option<String>,
+    /// Microsoft 365 time of this state: lastModifiedDateTime, or when a deletion was observed.
+    pub modified: DateTime<Utc>,
+    /// When this backup committed the version.
+    pub captured_at: DateTime<Utc>,
+    pub deleted: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<ContentRef>,
+    pub verification: Verification,
+}
+
+impl ItemVersion {
+    pub fn tombstone_version(observed_at: DateTime<Utc>) -> String {
+        format!("deleted@{}", observed_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    }
+}
+
+/// The newest committed version of an item, kept beside its history for one-read checks.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ItemHead {
+    pub current: ItemVersion,
+    /// The immutable record of `current` in the vault.
+    pub record: ObjectRef,
+    /// Last full-scan epoch that saw this item alive in Graph.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen_epoch: Option<String>,
+}
+
+/// Enumerator-owned delta state of a container. Links carry tokens: never logged.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncState {
+    /// Link to resume from after the last complete enumeration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta_link: Option<String>,
+    /// Checkpoint inside an enumeration in progress: the next page to read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_link: Option<String>,
+    /// Set while a full enumeration (first crawl, resync, reconcile) is in progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_scan: Option<FullScan>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enumeration_started_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_synced_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub items_enqueued: u64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct FullScan {
+    pub epoch: String,
+    pub started_at: DateTime<Utc>,
+    /// Record deletions of items the scan did not see (false for the very first crawl).
+    pub reconcile_deletions: bool,
+}
+
+/// Scheduler-owned registry row of a protected container.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ContainerRecord {
+    pub container: ContainerId,
+    pub user_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_principal_name: Option<String>,
+    pub discovered_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription_expires: Option<DateTime<Utc>>,
+}
+
+/// An item that could not be backed up, reported with a reason, never silently skipped.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ItemFailure {
+    #[serde(flatten)]
+    pub key: ItemKey,
+    pub reason: String,
+    pub attempts: u32,
+    pub last_attempt: DateTime<Utc>,
+}

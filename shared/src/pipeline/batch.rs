@@ -1,0 +1,88 @@
+//! Queue-batch semantics shared by the Lambda adapters and the local event-source runner:
+//! parse each message, run the step, and report which messages must be retried (partial
+//! batch failure is a value, not an error).
+
+use futures::StreamExt;
+use std::time::Instant;
+use tracing::{error, warn};
+
+use super::PipelineError;
+use super::copier::{self, Copied, CopierDeps};
+use super::enumerator::{self, EnumeratorDeps};
+use super::scheduler::{self, SchedulerDeps};
+use super::webhook::LifecycleJob;
+use crate::model::{ChangeJob, ItemJob};
+
+/// One received message: the queue's id for it and its body.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub id: String,
+    pub body: String,
+}
+
+fn outcome(id: &str, result: Result<(), PipelineError>) -> Option<String> {
+    match result {
+        Ok(()) => None,
+        Err(e) if e.is_retryable() => {
+            warn!(message = %id, error = %e, "will retry");
+            Some(id.to_owned())
+        }
+        Err(e) => {
+            // Left to the queue's redrive: the DLQ alarm makes it visible, reconcile re-queues
+            // the item, nothing is lost.
+            error!(message = %id, error = %e, "cannot process message");
+            Some(id.to_owned())
+        }
+    }
+}
+
+/// `items` / `items-large`: copies in parallel; returns the ids to retry.
+pub async fn copy_batch(deps: &CopierDeps, messages: &[Received], concurrency: usize) -> Vec<String> {
+    futures::stream::iter(messages)
+        .map(|m| async move {
+            let result = match serde_json::from_str::<ItemJob>(&m.body) {
+                Ok(job) => copier::copy(deps, &job).await.map(|c| {
+                    if let Copied::Failed(reason) = c {
+                        warn!(message = %m.id, %reason, "item reported as failed");
+                    }
+                }),
+                Err(e) => Err(PipelineError::BadJob(e.to_string())),
+            };
+            outcome(&m.id, result)
+        })
+        .buffer_unordered(concurrency.max(1))
+        .filter_map(|failed| async move { failed })
+        .collect()
+        .await
+}
+
+/// `changes` (FIFO): one at a time, in order; after a failure, the rest of the batch is
+/// returned too, so a container's jobs never overtake each other.
+pub async fn enumerate_batch(deps: &EnumeratorDeps, messages: &[Received], deadline: Instant) -> Vec<String> {
+    let mut failed = Vec::new();
+    for m in messages {
+        if !failed.is_empty() {
+            failed.push(m.id.clone());
+            continue;
+        }
+        let result = match serde_json::from_str::<ChangeJob>(&m.body) {
+            Ok(job) => enumerator::enumerate(deps, &job, deadline).await.map(|_| ()),
+            Err(e) => Err(PipelineError::BadJob(e.to_string())),
+        };
+        failed.extend(outcome(&m.id, result));
+    }
+    failed
+}
+
+/// `lifecycle`: Graph lifecycle events forwarded by the webhook.
+pub async fn lifecycle_batch(deps: &SchedulerDeps, messages: &[Received]) -> Vec<String> {
+    let mut failed = Vec::new();
+    for m in messages {
+        let result = match serde_json::from_str::<LifecycleJob>(&m.body) {
+            Ok(job) => scheduler::lifecycle(deps, &job).await,
+            Err(e) => Err(PipelineError::BadJob(e.to_string())),
+        };
+        failed.extend(outcome(&m.id, result));
+    }
+    failed
+}

@@ -1,0 +1,388 @@
+//! Backs up one item state. Skips what the catalog already holds; records renames, moves
+//! and deletions without downloading; otherwise streams the content from Graph, hashing it
+//! (SHA-256 and quickXorHash) as it flows, into the vault under Object Lock, then writes the
+//! immutable record, then commits the catalog row. Bytes that do not match a state Graph
+//! vouches for are never recorded as that state.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+
+use super::{DRIVE_RESOURCE, DriveReader, PipelineError, item_state, throttle_delay};
+use crate::graph::GraphError;
+use crate::graph::quickxor::QuickXorHasher;
+use crate::keys;
+use crate::model::{
+    ContentRef, ItemHead, ItemJob, ItemKey, ItemState, ItemVersion, ObjectRef, SCHEMA_VERSION,
+    Verification,
+};
+use crate::store::{Catalog, Lock, LockMode, MessageSink, Multipart, OutMessage, QueueName, StoreError, Vault};
+
+/// Content up to this size is buffered, addressed by SHA-256 and stored once per tenant.
+pub const SMALL_CONTENT_MAX: u64 = 8 * 1024 * 1024;
+/// Multipart part size for large content: bounds the copier's memory per item.
+pub const PART_SIZE: usize = 16 * 1024 * 1024;
+/// Download attempts (resuming with Range) before the job is handed back to the queue.
+const DOWNLOAD_ATTEMPTS: u32 = 4;
+
+pub struct CopierDeps {
+    pub graph: Arc<dyn DriveReader>,
+    pub vault: Arc<dyn Vault>,
+    pub catalog: Arc<dyn Catalog>,
+    pub sink: Arc<dyn MessageSink>,
+    pub lock_mode: LockMode,
+    pub retention_days: u32,
+    pub large_item_bytes: u64,
+}
+
+/// What happened to one job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Copied {
+    /// A new version was committed; `bytes` were downloaded for it (0 for metadata-only).
+    Committed { bytes: u64 },
+    /// The catalog already held this state.
+    AlreadyHeld,
+    /// Graph no longer has the item; the delta feed will report the deletion.
+    Gone,
+    /// Graph throttles us: the job was re-sent with a delay (no receive count burnt).
+    Deferred(Duration),
+    /// The item cannot be backed up (e.g. 403); reported in the catalog with the reason.
+    Failed(String),
+}
+
+/// Handles one `items` message, including throttling and per-item failures.
+pub async fn copy(deps: &CopierDeps, job: &ItemJob) -> Result<Copied, PipelineError> {
+    if job.v != SCHEMA_VERSION {
+        return Err(PipelineError::BadJob(format!("unknown schema version {}", job.v)));
+    }
+    let key = job.container.item(job.item.id.clone());
+    if let Some(wait) = throttle_delay(deps.catalog.as_ref(), &key.container.tenant_id, Utc::now()).await? {
+        return defer(deps, job, wait).await;
+    }
+    match copy_state(deps, job, &key).await {
+        Err(PipelineError::Graph(GraphError::Throttled { retry_after, .. })) => {
+            let until = Utc::now() + chrono::Duration::from_std(retry_after).unwrap_or_default();
+            deps.catalog.throttle(&key.container.tenant_id, DRIVE_RESOURCE, until).await?;
+            defer(deps, job, retry_after).await
+        }
+        Err(PipelineError::Graph(GraphError::Forbidden { code })) => {
+            let reason = format!("Graph refused access to the content ({code})");
+            warn!(item = %key.item_id, %reason, "item cannot be backed up");
+            deps.catalog.record_failure(&key, &reason, Utc::now()).await?;
+            Ok(Copied::Failed(reason))
+        }
+        other => other,
+    }
+}
+
+async fn defer(deps: &CopierDeps, job: &ItemJob, wait: Duration) -> Result<Copied, PipelineError> {
+    // SQS caps DelaySeconds at 15 minutes; jitter spreads a storm's retries.
+    let jitter = Duration::from_millis(u64::from(job.deferrals % 7) * 150);
+    let delay = (wait + jitter).min(Duration::from_secs(900));
+    let mut again = job.clone();
+    again.deferrals += 1;
+    let queue = if job.item.size.unwrap_or(0) >= deps.large_item_bytes { QueueName::ItemsLarge } else { QueueName::Items };
+    let message = OutMessage { body: serde_json::to_string(&again).unwrap_or_default(), group_id: None, delay: Some(delay) };
+    deps.sink.send(queue, vec![message]).await?;
+    Ok(Copied::Deferred(delay))
+}
+
+fn lock(deps: &CopierDeps) -> Lock {
+    Lock { mode: deps.lock_mode, retain_until: Utc::now() + chrono::Duration::days(i64::from(deps.retention_days)) }
+}
+
+async fn copy_state(deps: &CopierDeps, job: &ItemJob, key: &ItemKey) -> Result<Copied, PipelineError> {
+    let head = deps.catalog.head(key).await?;
+    let item = &job.item;
+    if item.deleted {
+        if head.as_ref().is_some_and(|h| h.current.deleted) {
+            return Ok(Copied::AlreadyHeld);
+        }
+        let version = tombstone(key, head.as_ref(), item, job.observed_at);
+        return commit(deps, version).await.map(|_| Copied::Committed { bytes: 0 });
+    }
+    let Some(etag) = item.etag.clone() else {
+        return Err(PipelineError::BadJob("live item without an eTag".into()));
+    };
+    if let Some(h) = &head
+        && h.current.version == etag
+        && !h.current.deleted
+        && h.current.verification != Verification::Unverified
+    {
+        return Ok(Copied::AlreadyHeld);
+    }
+    if !item.kind.has_content() {
+        let version = version_of(key, item, &etag, None, Verification::NoContent);
+        return commit(deps, version).await.map(|_| Copied::Committed { bytes: 0 });
+    }
+    if let Some(content) = reusable_content(head.as_ref(), item) {
+        // Same bytes as a version we hold (rename, move, or a hash that arrived later).
+        let verification = verification(item, &content);
+        let version = version_of(key, item, &etag, Some(content), verification);
+        return commit(deps, version).await.map(|_| Copied::Committed { bytes: 0 });
+    }
+    let fetched = match fetch(deps, key, item).await? {
+        Some(f) => f,
+        None => return Ok(Copied::Gone),
+    };
+    let bytes = fetched.content.size;
+    let version = version_of(key, &fetched.state, fetched.state.etag.as_deref().unwrap_or(&etag), Some(fetched.content.clone()), verification(&fetched.state, &fetched.content));
+    commit(deps, version).await?;
+    info!(item = %key.item_id, bytes, "copied");
+    Ok(Copied::Committed { bytes })
+}
+
+/// Content we already hold for this item that matches the job's state.
+fn reusable_content(head: Option<&ItemHead>, item: &ItemState) -> Option<ContentRef> {
+    let current = &head?.current;
+    let content = current.content.clone()?;
+    let same_size = Some(content.size) == item.size;
+    let same_hash = item.quick_xor_hash.is_some() && item.quick_xor_hash == content.quick_xor_hash;
+    let same_ctag = item.quick_xor_hash.is_none() && item.ctag.is_some() && item.ctag == current.ctag;
+    (same_size && (same_hash || same_ctag)).then_some(content)
+}
+
+fn verification(item: &ItemState, content: &ContentRef) -> Verification {
+    match (&item.quick_xor_hash, &content.quick_xor_hash) {
+        (Some(graph), Some(ours)) if graph == ours => Verification::QuickXor,
+        _ => Verification::Unverified,
+    }
+}
+
+fn version_of(key: &ItemKey, item: &ItemState, etag: &str, content: Option<ContentRef>, verification: Verification) -> ItemVersion {
+    let now = Utc::now();
+    ItemVersion {
+        v: SCHEMA_VERSION,
+        key: key.clone(),
+        version: etag.to_owned(),
+        kind: item.kind,
+        name: item.name.clone(),
+        parent_id: item.parent_id.clone(),
+        ctag: item.ctag.clone(),
+        modified: item.modified.unwrap_or(now),
+        captured_at: now,
+        deleted: false,
+        content,
+        verification,
+    }
+}
+
+fn tombstone(key: &ItemKey, head: Option<&ItemHead>, item: &ItemState, observed_at: DateTime<Utc>) -> ItemVersion {
+    // Keep the last known name and parent so a restore knows where the item lived.
+    let last = head.map(|h| &h.current);
+    ItemVersion {
+        v: SCHEMA_VERSION,
+        key: key.clone(),
+        version: ItemVersion::tombstone_version(observed_at),
+        kind: last.map_or(item.kind, |l| l.kind),
+        name: last.and_then(|l| l.name.clone()).or_else(|| item.name.clone()),
+        parent_id: last.and_then(|l| l.parent_id.clone()).or_else(|| item.parent_id.clone()),
+        ctag: None,
+        modified: observed_at,
+        captured_at: Utc::now(),
+        deleted: true,
+        content: None,
+        verification: Verification::NoContent,
+    }
+}
+
+/// Commit order: the immutable record in the vault, then the catalog row.
+async fn commit(deps: &CopierDeps, version: ItemVersion) -> Result<(), PipelineError> {
+    let record_key = keys::record_key(&version.key, &version.version);
+    let body = serde_json::to_vec(&version).map_err(|e| PipelineError::BadJob(e.to_string()))?;
+    let stored = deps.vault.put_if_absent(&record_key, Bytes::from(body), &lock(deps)).await?;
+    // A crash between record and catalog leaves the record: it is the truth to commit.
+    let version = if stored.created {
+        version
+    } else {
+        let existing = deps.vault.get(&stored.object).await?;
+        serde_json::from_slice(&existing).map_err(|e| StoreError::Malformed(format!("version record: {e}")))?
+    };
+    deps.catalog.commit_version(&version, &stored.object).await?;
+    Ok(())
+}
+
+/// Bytes fetched and stored, with the state they belong to.
+struct Fetched {
+    state: ItemState,
+    content: ContentRef,
+}
+
+/// Streams the item's current content into the vault. Returns the state the bytes match:
+/// the job's, or (when the item changed since) the one Graph reports now.
+async fn fetch(deps: &CopierDeps, key: &ItemKey, item: &ItemState) -> Result<Option<Fetched>, PipelineError> {
+    let size = item.size.unwrap_or(0);
+    let mut sink = if size > SMALL_CONTENT_MAX {
+        let upload = deps.vault.start_multipart(&keys::large_key(key, item.etag.as_deref().unwrap_or_default()), &lock(deps)).await?;
+        ContentSink::Multipart { upload, part: BytesMut::with_capacity(PART_SIZE), next_part: 1 }
+    } else {
+        ContentSink::Buffer(BytesMut::with_capacity(size as usize))
+    };
+    let result = download_into(deps, key, &mut sink).await;
+    let (len, sha256, quick_xor) = match result {
+        Ok(Some(hashes)) => hashes,
+        Ok(None) => {
+            sink.abort(deps).await;
+            return Ok(None);
+        }
+        Err(e) => {
+            sink.abort(deps).await;
+            return Err(e);
+        }
+    };
+    let state = match matching_state(deps, key, item, len, &quick_xor).await {
+        Ok(Some(state)) => state,
+        Ok(None) => {
+            sink.abort(deps).await;
+            return Ok(None);
+        }
+        Err(e) => {
+            sink.abort(deps).await;
+            return Err(e);
+        }
+    };
+    let object = sink.finish(deps, key, &sha256).await?;
+    Ok(Some(Fetched { state, content: ContentRef { object, size: len, sha256, quick_xor_hash: Some(quick_xor) } }))
+}
+
+/// The state the downloaded bytes belong to, or an error if Graph vouches for none.
+async fn matching_state(deps: &CopierDeps, key: &ItemKey, item: &ItemState, len: u64, quick_xor: &str) -> Result<Option<ItemState>, PipelineError> {
+    let matches = |s: &ItemState| s.size == Some(len) && s.quick_xor_hash.as_deref().is_none_or(|h| h == quick_xor);
+    if matches(item) {
+        return Ok(Some(item.clone()));
+    }
+    // The item changed between enumeration and download: record what we hold, if Graph
+    // vouches for it now.
+    let Some(current) = deps.graph.get_item(&key.container.drive_id, &key.item_id).await? else {
+        return Ok(None);
+    };
+    let current = item_state(&current);
+    if current.deleted {
+        return Ok(None);
+    }
+    if matches(&current) {
+        return Ok(Some(current));
+    }
+    Err(PipelineError::Mismatch(format!("downloaded {len} bytes that match neither the job's state nor Graph's current state")))
+}
+
+enum ContentSink {
+    Buffer(BytesMut),
+    Multipart { upload: Multipart, part: BytesMut, next_part: i32 },
+}
+
+impl ContentSink {
+    async fn write(&mut self, deps: &CopierDeps, chunk: &[u8]) -> Result<(), StoreError> {
+        match self {
+            ContentSink::Buffer(buf) => {
+                // The job said small; an item that grew since is retried with its new size.
+                if buf.len() as u64 + chunk.len() as u64 > 2 * SMALL_CONTENT_MAX {
+                    return Err(StoreError::Malformed("item grew past the small-content limit since it was enumerated".into()));
+                }
+                buf.extend_from_slice(chunk)
+            }
+            ContentSink::Multipart { upload, part, next_part } => {
+                let mut rest = chunk;
+                while !rest.is_empty() {
+                    let take = rest.len().min(PART_SIZE - part.len());
+                    part.extend_from_slice(&rest[..take]);
+                    rest = &rest[take..];
+                    if part.len() == PART_SIZE {
+                        let body = std::mem::replace(part, BytesMut::with_capacity(PART_SIZE)).freeze();
+                        deps.vault.upload_part(upload, *next_part, body).await?;
+                        *next_part += 1;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes written so far that a resumed download must not repeat.
+    fn len(&self) -> u64 {
+        match self {
+            ContentSink::Buffer(buf) => buf.len() as u64,
+            ContentSink::Multipart { upload, part, .. } => upload.parts.len() as u64 * PART_SIZE as u64 + part.len() as u64,
+        }
+    }
+
+    async fn finish(self, deps: &CopierDeps, key: &ItemKey, sha256: &str) -> Result<ObjectRef, PipelineError> {
+        match self {
+            ContentSink::Buffer(buf) => {
+                let stored = deps.vault.put_if_absent(&keys::blob_key(&key.container.tenant_id, sha256), buf.freeze(), &lock(deps)).await?;
+                Ok(stored.object)
+            }
+            ContentSink::Multipart { mut upload, part, next_part } => {
+                if !part.is_empty() {
+                    deps.vault.upload_part(&mut upload, next_part, part.freeze()).await?;
+                }
+                Ok(deps.vault.complete_multipart(upload, &lock(deps)).await?)
+            }
+        }
+    }
+
+    async fn abort(self, deps: &CopierDeps) {
+        if let ContentSink::Multipart { upload, .. } = self
+            && let Err(e) = deps.vault.abort_multipart(upload).await
+        {
+            warn!(error = %e, "could not abort a multipart upload; the bucket lifecycle rule will");
+        }
+    }
+}
+
+/// Downloads the whole content into `sink`, resuming with Range after resets and
+/// truncations. Returns (length, SHA-256 hex, quickXorHash), or None if the item is gone.
+async fn download_into(deps: &CopierDeps, key: &ItemKey, sink: &mut ContentSink) -> Result<Option<(u64, String, String)>, PipelineError> {
+    let mut sha = Sha256::new();
+    let mut qx = QuickXorHasher::new();
+    let mut attempt = 0;
+    loop {
+        let offset = sink.len();
+        let download = match deps.graph.download(&key.container.drive_id, &key.item_id, offset).await {
+            Ok(d) => d,
+            Err(GraphError::NotFound) => return Ok(None),
+            Err(e) if e.is_retryable() && !e.is_throttled() && attempt + 1 < DOWNLOAD_ATTEMPTS => {
+                attempt += 1;
+                continue;
+            }
+            Err(GraphError::RangeIgnored) => return Err(PipelineError::Mismatch("server ignored Range on resume".into())),
+            Err(e) => return Err(e.into()),
+        };
+        let total = download.total_len;
+        let mut stream = download.stream;
+        let mut failed = None;
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(chunk) => {
+                    sha.update(&chunk);
+                    qx.update(&chunk);
+                    sink.write(deps, &chunk).await?;
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        let got = sink.len();
+        match (failed, total) {
+            (None, Some(total)) if got == total => return Ok(Some((got, hex::encode(sha.finalize()), qx.finalize()))),
+            (None, None) => return Ok(Some((got, hex::encode(sha.finalize()), qx.finalize()))),
+            (failed, _) => {
+                attempt += 1;
+                if attempt >= DOWNLOAD_ATTEMPTS {
+                    return Err(match failed {
+                        Some(e) => e.into(),
+                        None => PipelineError::Mismatch(format!("download ended after {got} of {total:?} bytes")),
+                    });
+                }
+                warn!(item = %key.item_id, got, "download interrupted; resuming");
+            }
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! Turns "this container changed" into per-item copy jobs. Coalesces storms (a job enqueued
+//! before the last enumeration started is already covered), pages delta with a checkpoint
+//! after every page, sends itself a continuation before its deadline, stores the delta link
+//! only after the last page, and on 410 (or a reconcile) runs a full enumeration that
+//! re-queues whatever lacks a verified version and records deletions Graph did not report.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tracing::{info, warn};
+
+use super::{DRIVE_RESOURCE, DriveReader, PipelineError, item_state, throttle_delay};
+use crate::graph::{DeltaCursor, DeltaLink, GraphError};
+use crate::model::{
+    ChangeJob, ChangeReason, ContainerId, FullScan, ItemHead, ItemJob, ItemKind, ItemState,
+    SCHEMA_VERSION, SyncState, Verification,
+};
+use crate::store::{Catalog, MessageSink, OutMessage, QueueName};
+
+pub struct EnumeratorDeps {
+    pub graph: Arc<dyn DriveReader>,
+    pub catalog: Arc<dyn Catalog>,
+    pub sink: Arc<dyn MessageSink>,
+    pub large_item_bytes: u64,
+    /// Stop paging and continue in a new invocation when less than this is left.
+    pub reserve: Duration,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Enumeration {
+    /// The job was covered by an enumeration that started after it was enqueued.
+    pub coalesced: bool,
+    pub pages: usize,
+    pub jobs: usize,
+    pub tombstones: usize,
+    /// Paging stopped before the end; a continuation was sent.
+    pub continued: bool,
+    /// A full enumeration ran (first crawl, resync or reconcile).
+    pub full_scan: bool,
+}
+
+/// Handles one `changes` message.
+pub async fn enumerate(deps: &EnumeratorDeps, job: &ChangeJob, deadline: Instant) -> Result<Enumeration, PipelineError> {
+    if job.v != SCHEMA_VERSION {
+        return Err(PipelineError::BadJob(format!("unknown schema version {}", job.v)));
+    }
+    let c = &job.container;
+    let mut state = deps.catalog.sync_state(c).await?;
+    let mut out = Enumeration::default();
+    let resuming = state.next_link.is_some();
+    let coalescible = matches!(job.reason, ChangeReason::Notification | ChangeReason::Sweep);
+    if coalescible && !resuming && state.enumeration_started_at.is_some_and(|started| started > job.enqueued_at) {
+        out.coalesced = true;
+        return Ok(out);
+    }
+
+    let now = Utc::now();
+    let mut cursor = if let Some(next) = state.next_link.clone() {
+        DeltaCursor::Link(DeltaLink::new(next))
+    } else {
+        state.enumeration_started_at = Some(now);
+        match (&state.delta_link, job.reason) {
+            (Some(link), r) if r != ChangeReason::Reconcile => DeltaCursor::Link(DeltaLink::new(link.clone())),
+            (link, _) => {
+                state.full_scan = Some(new_scan(now, link.is_some()));
+                DeltaCursor::Start { drive_id: c.drive_id.clone() }
+            }
+        }
+    };
+    deps.catalog.put_sync_state(c, &state).await?;
+
+    loop {
+        if let Some(wait) = throttle_delay(deps.catalog.as_ref(), &c.tenant_id, Utc::now()).await?
+            && !sleep_within(wait, deadline, deps.reserve).await
+        {
+            return continue_later(deps, c, &mut out).await;
+        }
+        let page = match deps.graph.delta(&cursor).await {
+            Ok(page) => page,
+            Err(GraphError::ResyncRequired { restart }) => {
+                warn!(drive = %c.drive_id, "delta token expired; running a full enumeration");
+                state.full_scan = Some(new_scan(Utc::now(), true));
+                state.next_link = None;
+                deps.catalog.put_sync_state(c, &state).await?;
+                cursor = match restart {
+                    Some(link) => DeltaCursor::Link(link),
+                    None => DeltaCursor::Start { drive_id: c.drive_id.clone() },
+                };
+                continue;
+            }
+            Err(GraphError::Throttled { retry_after, .. }) => {
+                deps.catalog
+                    .throttle(&c.tenant_id, DRIVE_RESOURCE, Utc::now() + chrono::Duration::from_std(retry_after).unwrap_or_default())
+                    .await?;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        out.pages += 1;
+        out.full_scan |= state.full_scan.is_some();
+        out.jobs += enqueue_page(deps, c, state.full_scan.as_ref(), &page.items).await?;
+        state.items_enqueued += page.items.len() as u64;
+
+        match (page.next, page.delta) {
+            (Some(next), _) => {
+                state.next_link = Some(next.as_str().to_owned());
+                deps.catalog.put_sync_state(c, &state).await?;
+                cursor = DeltaCursor::Link(next);
+                if deadline.saturating_duration_since(Instant::now()) < deps.reserve {
+                    return continue_later(deps, c, &mut out).await;
+                }
+            }
+            (None, delta) => {
+                if let Some(scan) = state.full_scan.take() {
+                    out.tombstones = tombstone_unseen(deps, c, &scan).await?;
+                }
+                state.delta_link = delta.map(|d| d.as_str().to_owned()).or(state.delta_link.take());
+                state.next_link = None;
+                state.last_synced_at = Some(Utc::now());
+                deps.catalog.put_sync_state(c, &state).await?;
+                info!(drive = %c.drive_id, pages = out.pages, jobs = out.jobs, tombstones = out.tombstones, full = out.full_scan, "enumeration complete");
+                return Ok(out);
+            }
+        }
+    }
+}
+
+fn new_scan(now: DateTime<Utc>, reconcile_deletions: bool) -> FullScan {
+    FullScan { epoch: uuid::Uuid::new_v4().to_string(), started_at: now, reconcile_deletions }
+}
+
+/// Sleeps `wait` if that leaves the reserve before the deadline.
+async fn sleep_within(wait: Duration, deadline: Instant, reserve: Duration) -> bool {
+    if Instant::now() + wait + reserve > deadline {
+        return false;
+    }
+    tokio::time::sleep(wait).await;
+    true
+}
+
+async fn continue_later(deps: &EnumeratorDeps, c: &ContainerId, out: &mut Enumeration) -> Result<Enumeration, PipelineError> {
+    let job = ChangeJob::new(c.clone(), ChangeReason::Continuation, Utc::now());
+    send(deps.sink.as_ref(), QueueName::Changes, vec![change_message(&job)]).await?;
+    out.continued = true;
+    Ok(out.clone())
+}
+
+pub fn change_message(job: &ChangeJob) -> OutMessage {
+    OutMessage { body: serde_json::to_string(job).unwrap_or_default(), group_id: Some(job.container.group_id()), delay: None }
+}
+
+async fn send(sink: &dyn MessageSink, queue: QueueName, messages: Vec<OutMessage>) -> Result<(), PipelineError> {
+    if !messages.is_empty() {
+        sink.send(queue, messages).await?;
+    }
+    Ok(())
+}
+
+/// A head that already holds this state, verified: no job needed.
+fn holds(head: &ItemHead, item: &ItemState) -> bool {
+    let current = &head.current;
+    if item.deleted {
+        return current.deleted;
+    }
+    !current.deleted
+        && item.etag.as_deref() == Some(current.version.as_str())
+        && (current.verification != Verification::Unverified || item.quick_xor_hash.is_none())
+}
+
+/// Queues a job for every item of the page whose state the catalog lacks. The last
+/// occurrence of an item in a page wins; later pages are handled the same way.
+async fn enqueue_page(deps: &EnumeratorDeps, c: &ContainerId, scan: Option<&FullScan>, items: &[crate::graph::DriveItem]) -> Result<usize, PipelineError> {
+    let mut latest: HashMap<&str, ItemState> = HashMap::new();
+    let mut order = Vec::new();
+    for item in items {
+        let state = item_state(item);
+        if state.kind == ItemKind::Root {
+            continue;
+        }
+        if latest.insert(&item.id, state).is_none() {
+            order.push(item.id.as_str());
+        }
+    }
+    let ids: Vec<String> = order.iter().map(|s| s.to_string()).collect();
+    let heads = deps.catalog.heads(c, &ids).await?;
+    if let Some(scan) = scan {
+        let seen: Vec<String> = ids.iter().filter(|id| heads.contains_key(*id) && !latest[id.as_str()].deleted).cloned().collect();
+        deps.catalog.mark_seen(c, &seen, &scan.epoch).await?;
+    }
+    let observed_at = Utc::now();
+    let (mut small, mut large) = (Vec::new(), Vec::new());
+    for id in order {
+        let state = latest.remove(id).unwrap_or_else(|| unreachable!());
+        match heads.get(id) {
+            Some(head) if holds(head, &state) => continue,
+            None if state.deleted => {
+                // Deleted before we ever held it: still recorded, so a late copy of its
+                // creation can never become the current state.
+            }
+            _ => {}
+        }
+        let big = state.size.unwrap_or(0) >= deps.large_item_bytes;
+        let job = ItemJob { v: SCHEMA_VERSION, container: c.clone(), item: state, observed_at, scan_epoch: scan.map(|s| s.epoch.clone()), deferrals: 0 };
+        let message = OutMessage { body: serde_json::to_string(&job).unwrap_or_default(), group_id: None, delay: None };
+        if big { large.push(message) } else { small.push(message) }
+    }
+    let count = small.len() + large.len();
+    send(deps.sink.as_ref(), QueueName::Items, small).await?;
+    send(deps.sink.as_ref(), QueueName::ItemsLarge, large).await?;
+    Ok(count)
+}
+
+/// After a full enumeration: items the catalog holds as alive that the scan did not see,
+/// and that were committed before it began, are gone from Microsoft 365.
+async fn tombstone_unseen(deps: &EnumeratorDeps, c: &ContainerId, scan: &FullScan) -> Result<usize, PipelineError> {
+    if !scan.reconcile_deletions {
+        return Ok(0);
+    }
+    let observed_at = Utc::now();
+    let mut seen_ids = HashSet::new();
+    let mut messages = Vec::new();
+    for head in deps.catalog.list_heads(c).await? {
+        let current = &head.current;
+        let unseen = head.seen_epoch.as_deref() != Some(scan.epoch.as_str());
+        if current.deleted || !unseen || current.captured_at >= scan.started_at || !seen_ids.insert(current.key.item_id.clone()) {
+            continue;
+        }
+        let item = ItemState {
+            id: current.key.item_id.clone(),
+            kind: current.kind,
+            name: None,
+            parent_id: None,
+            etag: None,
+            ctag: None,
+            size: None,
+            quick_xor_hash: None,
+            modified: None,
+            deleted: true,
+        };
+        let job = ItemJob { v: SCHEMA_VERSION, container: c.clone(), item, observed_at, scan_epoch: Some(scan.epoch.clone()), deferrals: 0 };
+        messages.push(OutMessage { body: serde_json::to_string(&job).unwrap_or_default(), group_id: None, delay: None });
+    }
+    let count = messages.len();
+    if count > 0 {
+        warn!(drive = %c.drive_id, count, "recording deletions found by a full enumeration");
+    }
+    send(deps.sink.as_ref(), QueueName::Items, messages).await?;
+    Ok(count)
+}
+
+/// For the state of an in-progress or finished enumeration (health reporting).
+pub fn describe(state: &SyncState) -> &'static str {
+    match (state.full_scan.is_some(), state.next_link.is_some(), state.delta_link.is_some()) {
+        (true, _, _) => "full enumeration in progress",
+        (false, true, _) => "incremental enumeration in progress",
+        (false, false, true) => "in sync",
+        (false, false, false) => "never enumerated",
+    }
+}

@@ -1,0 +1,201 @@
+//! Periodic and lifecycle work: discovery of users and their drives, subscriptions (create,
+//! renew, recreate), safety-net sweeps and reconciles. It fans work out through the
+//! `changes` queue; it never copies content itself.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use super::PipelineError;
+use super::enumerator::change_message;
+use super::webhook::LifecycleJob;
+use crate::clientstate::ClientStateKey;
+use crate::graph::{GraphClient, GraphError, NewSubscription};
+use crate::keys::opaque_id;
+use crate::model::{ChangeJob, ChangeReason, ContainerId, ContainerRecord};
+use crate::store::{Catalog, MessageSink, QueueName};
+
+pub struct SchedulerDeps {
+    pub tenant_id: String,
+    /// Reads users and drives.
+    pub reader: GraphClient,
+    /// Owns subscriptions (drive subscriptions need Files.ReadWrite.All).
+    pub subscriber: GraphClient,
+    pub catalog: Arc<dyn Catalog>,
+    pub sink: Arc<dyn MessageSink>,
+    pub key: ClientStateKey,
+    pub webhook_url: String,
+    pub subscription_minutes: i64,
+    pub renew_within_minutes: i64,
+}
+
+/// The scheduled tasks, as sent by EventBridge (`{"task": "sweep"}`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(tag = "task", rename_all = "snake_case")]
+pub enum Task {
+    Discover,
+    Renew,
+    Sweep,
+    Reconcile,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub containers: usize,
+    pub discovered: usize,
+    pub without_drive: usize,
+    pub subscribed: usize,
+    pub renewed: usize,
+    pub enqueued: usize,
+}
+
+pub async fn run(deps: &SchedulerDeps, task: Task) -> Result<Report, PipelineError> {
+    match task {
+        Task::Discover => discover(deps).await,
+        Task::Renew => renew(deps).await,
+        Task::Sweep => enqueue_all(deps, ChangeReason::Sweep).await,
+        Task::Reconcile => enqueue_all(deps, ChangeReason::Reconcile).await,
+    }
+}
+
+async fn enqueue(deps: &SchedulerDeps, containers: Vec<ContainerId>, reason: ChangeReason) -> Result<usize, PipelineError> {
+    let now = Utc::now();
+    let messages: Vec<_> = containers.into_iter().map(|c| change_message(&ChangeJob::new(c, reason, now))).collect();
+    let count = messages.len();
+    if count > 0 {
+        deps.sink.send(QueueName::Changes, messages).await?;
+    }
+    Ok(count)
+}
+
+async fn enqueue_all(deps: &SchedulerDeps, reason: ChangeReason) -> Result<Report, PipelineError> {
+    let containers: Vec<_> = deps.catalog.list_containers(&deps.tenant_id).await?.into_iter().map(|r| r.container).collect();
+    let mut report = Report { containers: containers.len(), ..Report::default() };
+    report.enqueued = enqueue(deps, containers, reason).await?;
+    info!(?reason, enqueued = report.enqueued, "scheduled enumerations");
+    Ok(report)
+}
+
+/// Finds every user's OneDrive; new drives get a subscription and a first full backup.
+pub async fn discover(deps: &SchedulerDeps) -> Result<Report, PipelineError> {
+    let mut report = Report::default();
+    let mut fresh = Vec::new();
+    for user in deps.reader.list_users().await? {
+        let Some(drive) = deps.reader.user_drive(&user.id).await? else {
+            report.without_drive += 1;
+            continue;
+        };
+        report.containers += 1;
+        let container = ContainerId::new(deps.tenant_id.clone(), drive.id.clone());
+        let mut record = match deps.catalog.container(&container).await? {
+            Some(r) => r,
+            None => {
+                report.discovered += 1;
+                fresh.push(container.clone());
+                ContainerRecord {
+                    container: container.clone(),
+                    user_id: user.id.clone(),
+                    user_principal_name: user.user_principal_name.clone(),
+                    discovered_at: Utc::now(),
+                    subscription_id: None,
+                    subscription_expires: None,
+                }
+            }
+        };
+        if record.subscription_id.is_none() {
+            subscribe(deps, &mut record).await?;
+            report.subscribed += 1;
+        }
+        deps.catalog.put_container(&record).await?;
+    }
+    // Subscribing first, then enumerating, covers the gap between crawl and subscription.
+    report.enqueued = enqueue(deps, fresh, ChangeReason::Sweep).await?;
+    info!(containers = report.containers, discovered = report.discovered, without_drive = report.without_drive, "discovery done");
+    Ok(report)
+}
+
+fn expiry(deps: &SchedulerDeps) -> DateTime<Utc> {
+    Utc::now() + Duration::minutes(deps.subscription_minutes)
+}
+
+async fn subscribe(deps: &SchedulerDeps, record: &mut ContainerRecord) -> Result<(), PipelineError> {
+    let request = NewSubscription {
+        resource: format!("/drives/{}/root", record.container.drive_id),
+        change_type: "updated".into(),
+        notification_url: deps.webhook_url.clone(),
+        lifecycle_notification_url: Some(deps.webhook_url.clone()),
+        expiration: expiry(deps),
+        client_state: deps.key.derive(&deps.tenant_id, &record.container.drive_id),
+    };
+    let subscription = deps.subscriber.create_subscription(&request).await?;
+    record.subscription_id = Some(subscription.id);
+    record.subscription_expires = Some(subscription.expiration);
+    Ok(())
+}
+
+/// Renews subscriptions close to expiry; recreates those Graph no longer knows.
+pub async fn renew(deps: &SchedulerDeps) -> Result<Report, PipelineError> {
+    let mut report = Report::default();
+    let horizon = Utc::now() + Duration::minutes(deps.renew_within_minutes);
+    let mut resync = Vec::new();
+    for mut record in deps.catalog.list_containers(&deps.tenant_id).await? {
+        report.containers += 1;
+        if record.subscription_expires.is_some_and(|e| e > horizon) {
+            continue;
+        }
+        if renew_one(deps, &mut record).await? {
+            resync.push(record.container.clone());
+        }
+        report.renewed += 1;
+        deps.catalog.put_container(&record).await?;
+    }
+    report.enqueued = enqueue(deps, resync, ChangeReason::Sweep).await?;
+    Ok(report)
+}
+
+/// Renews (or recreates) one subscription; true when it had to be recreated, so changes
+/// in the gap must be caught up by a delta.
+async fn renew_one(deps: &SchedulerDeps, record: &mut ContainerRecord) -> Result<bool, PipelineError> {
+    if let Some(id) = record.subscription_id.clone() {
+        match deps.subscriber.renew_subscription(&id, expiry(deps)).await {
+            Ok(s) => {
+                record.subscription_expires = Some(s.expiration);
+                return Ok(false);
+            }
+            Err(GraphError::NotFound) => warn!(drive = %record.container.drive_id, "subscription is gone; recreating"),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    subscribe(deps, record).await?;
+    Ok(true)
+}
+
+/// Acts on a lifecycle event forwarded by the webhook.
+pub async fn lifecycle(deps: &SchedulerDeps, job: &LifecycleJob) -> Result<(), PipelineError> {
+    let records = deps.catalog.list_containers(&job.tenant_id).await?;
+    let Some(mut record) = records.into_iter().find(|r| opaque_id(&r.container.drive_id) == job.container_tag) else {
+        warn!(event = %job.event, "lifecycle event for a container we do not protect");
+        return Ok(());
+    };
+    let reason = match job.event.as_str() {
+        "reauthorizationRequired" => renew_one(deps, &mut record).await?.then_some(ChangeReason::Sweep),
+        "subscriptionRemoved" => {
+            record.subscription_id = None;
+            subscribe(deps, &mut record).await?;
+            Some(ChangeReason::Sweep)
+        }
+        "missed" => Some(ChangeReason::Reconcile),
+        other => {
+            warn!(event = %other, "unknown lifecycle event; sweeping to be safe");
+            Some(ChangeReason::Sweep)
+        }
+    };
+    deps.catalog.put_container(&record).await?;
+    if let Some(reason) = reason {
+        enqueue(deps, vec![record.container.clone()], reason).await?;
+    }
+    info!(event = %job.event, drive = %record.container.drive_id, "handled lifecycle event");
+    Ok(())
+}

@@ -1,0 +1,261 @@
+//! The public notification endpoint. Answers Graph's validation handshake, checks every
+//! notification's tenant and clientState without any lookup, turns genuine ones into one
+//! `changes` job per container (a single batch send), and replies 202 well inside Graph's
+//! 3-second deadline. Lifecycle events go to the scheduler's queue.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::clientstate::{ClientStateKey, ct_eq};
+use crate::keys::opaque_id;
+use crate::model::{ChangeJob, ChangeReason, ContainerId, SCHEMA_VERSION};
+use crate::store::{MessageSink, OutMessage, QueueName};
+
+/// Larger bodies are refused with 413 before parsing. Graph batches notifications, but a
+/// collection of a few hundred stays far below this.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+const MAX_VALIDATION_TOKEN_CHARS: usize = 4096;
+
+pub struct WebhookDeps {
+    pub tenant_id: String,
+    pub key: ClientStateKey,
+    pub sink: Arc<dyn MessageSink>,
+}
+
+/// A lifecycle event as forwarded to the scheduler: ids only, never the clientState.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct LifecycleJob {
+    pub v: u32,
+    pub tenant_id: String,
+    pub subscription_id: String,
+    pub event: String,
+    /// `keys::opaque_id` of the subscribed drive, vouched for by the clientState.
+    pub container_tag: String,
+    pub received_at: DateTime<Utc>,
+}
+
+#[derive(Deserialize)]
+struct Collection {
+    value: Vec<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Notification {
+    #[serde(default)]
+    subscription_id: String,
+    #[serde(default)]
+    client_state: Option<String>,
+    #[serde(default)]
+    tenant_id: Option<String>,
+    #[serde(default)]
+    resource: Option<String>,
+    #[serde(default)]
+    lifecycle_event: Option<String>,
+}
+
+/// What one POST amounted to, for logs and tests.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Triage {
+    pub changes: Vec<ChangeJob>,
+    pub lifecycle: Vec<LifecycleJob>,
+    pub rejected: usize,
+}
+
+/// The drive a notification's `resource` names: `drives/{id}/root` (how we subscribe).
+fn drive_of(resource: &str) -> Option<&str> {
+    let mut parts = resource.trim_start_matches('/').split('/');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(d), Some(id), Some(root), None) if d.eq_ignore_ascii_case("drives") && root.eq_ignore_ascii_case("root") && !id.is_empty() => Some(id),
+        _ => None,
+    }
+}
+
+/// Sorts a notification collection into genuine changes, lifecycle events and rejects.
+pub fn triage(deps: &WebhookDeps, body: &[u8], now: DateTime<Utc>) -> Result<Triage, serde_json::Error> {
+    let collection: Collection = serde_json::from_slice(body)?;
+    let mut out = Triage::default();
+    let mut containers = BTreeMap::new();
+    for raw in collection.value {
+        let Ok(n) = serde_json::from_value::<Notification>(raw) else {
+            out.rejected += 1;
+            continue;
+        };
+        let tenant_ok = n.tenant_id.as_deref().is_some_and(|t| ct_eq(t, &deps.tenant_id));
+        let vouched = n.client_state.as_deref().and_then(|cs| deps.key.verify(&deps.tenant_id, cs).ok());
+        let Some(vouched) = vouched.filter(|_| tenant_ok) else {
+            out.rejected += 1;
+            continue;
+        };
+        if let Some(event) = n.lifecycle_event {
+            out.lifecycle.push(LifecycleJob {
+                v: SCHEMA_VERSION,
+                tenant_id: deps.tenant_id.clone(),
+                subscription_id: n.subscription_id,
+                event,
+                container_tag: vouched.container_tag,
+                received_at: now,
+            });
+            continue;
+        }
+        match n.resource.as_deref().and_then(drive_of) {
+            Some(drive) if opaque_id(drive) == vouched.container_tag => {
+                containers.insert(drive.to_owned(), ());
+            }
+            _ => out.rejected += 1,
+        }
+    }
+    out.changes = containers
+        .into_keys()
+        .map(|drive| ChangeJob::new(ContainerId::new(deps.tenant_id.clone(), drive), ChangeReason::Notification, now))
+        .collect();
+    Ok(out)
+}
+
+async fn enqueue(deps: &WebhookDeps, triage: &Triage) -> Result<(), crate::store::StoreError> {
+    let changes = triage
+        .changes
+        .iter()
+        .map(|job| OutMessage {
+            body: serde_json::to_string(job).unwrap_or_default(),
+            group_id: Some(job.container.group_id()),
+            delay: None,
+        })
+        .collect::<Vec<_>>();
+    if !changes.is_empty() {
+        deps.sink.send(QueueName::Changes, changes).await?;
+    }
+    let lifecycle = triage
+        .lifecycle
+        .iter()
+        .map(|job| OutMessage { body: serde_json::to_string(job).unwrap_or_default(), group_id: None, delay: None })
+        .collect::<Vec<_>>();
+    if !lifecycle.is_empty() {
+        deps.sink.send(QueueName::Lifecycle, lifecycle).await?;
+    }
+    Ok(())
+}
+
+fn plain(status: StatusCode, body: String) -> Response {
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
+}
+
+async fn notifications(
+    State(deps): State<Arc<WebhookDeps>>,
+    Query(query): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    // The handshake: echo the URL-decoded token as plain text.
+    if let Some(token) = query.get("validationToken") {
+        if token.chars().count() > MAX_VALIDATION_TOKEN_CHARS || token.chars().any(char::is_control) {
+            return plain(StatusCode::BAD_REQUEST, "invalid validation token".into());
+        }
+        info!("answered subscription validation");
+        return plain(StatusCode::OK, token.clone());
+    }
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/json"));
+    if !is_json {
+        return plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, "expected application/json".into());
+    }
+    let triage = match triage(&deps, &body, Utc::now()) {
+        Ok(t) => t,
+        Err(_) => return plain(StatusCode::BAD_REQUEST, "malformed notification collection".into()),
+    };
+    if triage.rejected > 0 {
+        // Never log the clientState itself.
+        warn!(rejected = triage.rejected, "ignored notifications with a wrong tenant, clientState or resource");
+    }
+    if let Err(err) = enqueue(&deps, &triage).await {
+        warn!(error = %err, "could not enqueue notifications; Graph will retry");
+        return plain(StatusCode::SERVICE_UNAVAILABLE, "try again".into());
+    }
+    info!(containers = triage.changes.len(), lifecycle = triage.lifecycle.len(), "accepted notifications");
+    plain(StatusCode::ACCEPTED, String::new())
+}
+
+/// `POST /graph/notifications`, served by `lambda_http` in AWS and `axum::serve` locally.
+pub fn router(deps: Arc<WebhookDeps>) -> Router {
+    Router::new()
+        .route("/graph/notifications", post(notifications))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(deps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemorySink;
+
+    fn deps(sink: Arc<MemorySink>) -> WebhookDeps {
+        WebhookDeps {
+            tenant_id: "tenant-1".into(),
+            key: ClientStateKey::new("webhook-test-key-webhook-test-key-0123").expect("key"),
+            sink,
+        }
+    }
+
+    fn body(items: &[serde_json::Value]) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({ "value": items })).expect("json")
+    }
+
+    #[test]
+    fn genuine_notifications_coalesce_per_container() {
+        let d = deps(Arc::new(MemorySink::default()));
+        let cs = d.key.derive("tenant-1", "drive-a");
+        let n = serde_json::json!({"subscriptionId": "s", "clientState": cs, "tenantId": "tenant-1", "resource": "drives/drive-a/root", "changeType": "updated"});
+        let t = triage(&d, &body(&[n.clone(), n]), Utc::now()).expect("parse");
+        assert_eq!(t.rejected, 0);
+        assert_eq!(t.changes.len(), 1);
+        assert_eq!(t.changes[0].container.drive_id, "drive-a");
+    }
+
+    #[test]
+    fn forged_foreign_and_mismatched_notifications_enqueue_nothing() {
+        let d = deps(Arc::new(MemorySink::default()));
+        let cs = d.key.derive("tenant-1", "drive-a");
+        let forged = serde_json::json!({"clientState": "guess", "tenantId": "tenant-1", "resource": "drives/drive-a/root"});
+        let foreign = serde_json::json!({"clientState": cs, "tenantId": "tenant-2", "resource": "drives/drive-a/root"});
+        let other_drive = serde_json::json!({"clientState": cs, "tenantId": "tenant-1", "resource": "drives/drive-b/root"});
+        let t = triage(&d, &body(&[forged, foreign, other_drive, serde_json::json!(42)]), Utc::now()).expect("parse");
+        assert_eq!(t.rejected, 4);
+        assert!(t.changes.is_empty() && t.lifecycle.is_empty());
+    }
+
+    #[test]
+    fn lifecycle_events_go_to_the_scheduler_without_the_client_state() {
+        let d = deps(Arc::new(MemorySink::default()));
+        let cs = d.key.derive("tenant-1", "drive-a");
+        let n = serde_json::json!({"subscriptionId": "s1", "clientState": cs, "tenantId": "tenant-1", "lifecycleEvent": "missed"});
+        let t = triage(&d, &body(&[n]), Utc::now()).expect("parse");
+        assert_eq!(t.lifecycle.len(), 1);
+        assert_eq!(t.lifecycle[0].container_tag, opaque_id("drive-a"));
+        assert!(!serde_json::to_string(&t.lifecycle[0]).expect("json").contains(&cs));
+    }
+
+    #[test]
+    fn resources_other_than_a_drive_root_are_not_containers() {
+        assert_eq!(drive_of("/drives/abc/root"), Some("abc"));
+        assert_eq!(drive_of("drives/abc/root"), Some("abc"));
+        for bad in ["users/u/drive/root", "drives//root", "drives/abc/root/x", "sites/s"] {
+            assert_eq!(drive_of(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! Capability traits for the AWS services the pipeline uses, each with a real adapter in
+//! `crate::aws` and an in-memory fake in [`memory`] for in-process tests. A function asks
+//! only for the traits matching its IAM policy.
+
+pub mod memory;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{
+    ContainerId, ContainerRecord, ItemFailure, ItemHead, ItemKey, ItemVersion, ObjectRef,
+    SyncState,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{service} request failed: {message}")]
+    Service { service: &'static str, message: String, retryable: bool },
+    /// The vault did not confirm the retention we asked for: fail closed.
+    #[error("object {key} is not locked as required: {detail}")]
+    NotLocked { key: String, detail: String },
+    #[error("object {key} not found")]
+    NotFound { key: String },
+    #[error("stored data is malformed: {0}")]
+    Malformed(String),
+}
+
+impl StoreError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::Service { retryable, .. } => *retryable,
+            StoreError::NotLocked { .. } => true,
+            StoreError::NotFound { .. } | StoreError::Malformed(_) => false,
+        }
+    }
+}
+
+/// S3 Object Lock mode.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum LockMode {
+    Governance,
+    Compliance,
+}
+
+impl LockMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockMode::Governance => "GOVERNANCE",
+            LockMode::Compliance => "COMPLIANCE",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_uppercase().as_str() {
+            "GOVERNANCE" => Some(LockMode::Governance),
+            "COMPLIANCE" => Some(LockMode::Compliance),
+            _ => None,
+        }
+    }
+}
+
+/// Retention to apply to an object we create.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lock {
+    pub mode: LockMode,
+    pub retain_until: DateTime<Utc>,
+}
+
+/// What the vault reports about one object version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub object: ObjectRef,
+    pub size: u64,
+    pub lock_mode: Option<LockMode>,
+    pub retain_until: Option<DateTime<Utc>>,
+}
+
+impl ObjectInfo {
+    /// Locked at least as strongly and as long as `lock` asks.
+    pub fn satisfies(&self, lock: &Lock) -> bool {
+        let mode_ok = matches!(
+            (self.lock_mode, lock.mode),
+            (Some(LockMode::Compliance), _) | (Some(LockMode::Governance), LockMode::Governance)
+        );
+        mode_ok && self.retain_until.is_some_and(|t| t >= lock.retain_until)
+    }
+}
+
+/// Outcome of a conditional create.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stored {
+    pub object: ObjectRef,
+    /// False when the key already existed (content-addressed dedup).
+    pub created: bool,
+}
+
+/// A multipart upload in progress.
+#[derive(Clone, Debug)]
+pub struct Multipart {
+    pub key: String,
+    pub upload_id: String,
+    pub parts: Vec<(i32, String)>,
+}
+
+/// The write-once vault. No method deletes or overwrites an existing version.
+#[async_trait]
+pub trait Vault: Send + Sync {
+    /// Create `key` only if absent (`If-None-Match: *`), locked; when it already exists,
+    /// return its current version. Either way the returned version is verified locked.
+    async fn put_if_absent(&self, key: &str, body: Bytes, lock: &Lock) -> Result<Stored, StoreError>;
+    async fn start_multipart(&self, key: &str, lock: &Lock) -> Result<Multipart, StoreError>;
+    async fn upload_part(&self, upload: &mut Multipart, part_number: i32, body: Bytes) -> Result<(), StoreError>;
+    /// Completes the upload, then sets and verifies retention on the new version.
+    async fn complete_multipart(&self, upload: Multipart, lock: &Lock) -> Result<ObjectRef, StoreError>;
+    async fn abort_multipart(&self, upload: Multipart) -> Result<(), StoreError>;
+    /// Retention at least `lock` on that version, verified by reading it back (fail closed).
+    async fn ensure_locked(&self, object: &ObjectRef, lock: &Lock) -> Result<(), StoreError>;
+    async fn head(&self, object: &ObjectRef) -> Result<Option<ObjectInfo>, StoreError>;
+    async fn get(&self, object: &ObjectRef) -> Result<Bytes, StoreError>;
+    async fn get_stream(&self, object: &ObjectRef) -> Result<BoxStream<'static, Result<Bytes, StoreError>>, StoreError>;
+    /// Every version of every key under `prefix` (for verification and the demo).
+    async fn list_versions(&self, prefix: &str) -> Result<Vec<ObjectRef>, StoreError>;
+}
+
+/// Result of committing a version to the catalog.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Commit {
+    Created,
+    /// The same (item, version) was already committed: a harmless redelivery.
+    AlreadyCommitted,
+}
+
+/// The DynamoDB catalog: history per item, heads, container state, throttling, failures.
+#[async_trait]
+pub trait Catalog: Send + Sync {
+    async fn head(&self, item: &ItemKey) -> Result<Option<ItemHead>, StoreError>;
+    async fn heads(&self, container: &ContainerId, item_ids: &[String]) -> Result<HashMap<String, ItemHead>, StoreError>;
+    /// Every head of a container (current and deleted items).
+    async fn list_heads(&self, container: &ContainerId) -> Result<Vec<ItemHead>, StoreError>;
+    /// Writes the version row (conditional on absence) and advances the head unless a newer
+    /// version is already current. At most two writes.
+    async fn commit_version(&self, version: &ItemVersion, record: &ObjectRef) -> Result<Commit, StoreError>;
+    /// Newest first.
+    async fn versions(&self, item: &ItemKey, limit: usize) -> Result<Vec<ItemVersion>, StoreError>;
+    async fn version_at(&self, item: &ItemKey, at: DateTime<Utc>) -> Result<Option<ItemVersion>, StoreError>;
+    async fn mark_seen(&self, container: &ContainerId, item_ids: &[String], epoch: &str) -> Result<(), StoreError>;
+
+    async fn sync_state(&self, container: &ContainerId) -> Result<SyncState, StoreError>;
+    async fn put_sync_state(&self, container: &ContainerId, state: &SyncState) -> Result<(), StoreError>;
+    async fn container(&self, container: &ContainerId) -> Result<Option<ContainerRecord>, StoreError>;
+    async fn list_containers(&self, tenant_id: &str) -> Result<Vec<ContainerRecord>, StoreError>;
+    async fn put_container(&self, record: &ContainerRecord) -> Result<(), StoreError>;
+
+    async fn throttled_until(&self, tenant_id: &str, resource: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// Only ever moves the deadline later.
+    async fn throttle(&self, tenant_id: &str, resource: &str, until: DateTime<Utc>) -> Result<(), StoreError>;
+
+    async fn record_failure(&self, item: &ItemKey, reason: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn clear_failure(&self, item: &ItemKey) -> Result<(), StoreError>;
+    async fn failures(&self, container: &ContainerId) -> Result<Vec<ItemFailure>, StoreError>;
+}
+
+/// The queues the pipeline sends to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum QueueName {
+    Changes,
+    Items,
+    ItemsLarge,
+    Lifecycle,
+}
+
+/// One message to send. `group_id` is required by (and only used for) FIFO queues.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutMessage {
+    pub body: String,
+    pub group_id: Option<String>,
+    pub delay: Option<Duration>,
+}
+
+#[async_trait]
+pub trait MessageSink: Send + Sync {
+    /// Sends every message or fails; batches and retries partial batch failures itself.
+    async fn send(&self, queue: QueueName, messages: Vec<OutMessage>) -> Result<(), StoreError>;
+}
+
+/// Secrets resolved once at start-up.
+#[async_trait]
+pub trait SecretSource: Send + Sync {
+    async fn secret(&self, id: &str) -> Result<String, StoreError>;
+}
