@@ -96,3 +96,6 @@ pub fn item_state(item: &DriveItem) -> ItemState {
         deleted: item.deleted,
     }
 }
+
+#[cfg(test)]
+mod tests;
