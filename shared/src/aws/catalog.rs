@@ -1,0 +1,559 @@
+//! The catalog on one DynamoDB table (on-demand): keys `PK`/`SK` (strings) and one global
+//! secondary index `GSI1` on `G1PK`/`G1SK` (strings, projection ALL).
+//!
+//! | row | PK | SK | attributes |
+//! |---|---|---|---|
+//! | item version | `I#{tenant}#{drive}#{item}` | `V#{modified}#{version}` | `doc` (ItemVersion JSON), `record` (ObjectRef JSON) |
+//! | item head | `I#{tenant}#{drive}#{item}` | `HEAD` | `doc`, `record`, `modified`, `seen_epoch`?, `G1PK` = `H#{tenant}#{drive}`, `G1SK` = item id |
+//! | sync state | `C#{tenant}#{drive}` | `SYNC` | `doc` (SyncState JSON) |
+//! | item failure | `C#{tenant}#{drive}` | `FAIL#{item}` | `item_id`, `reason`, `last_attempt`, `attempts` (N), `resolved` (BOOL) |
+//! | container | `T#{tenant}` | `DRIVE#{drive}` | `doc` (ContainerRecord JSON) |
+//! | throttle | `THROTTLE#{tenant}#{resource}` | `STATE` | `until` |
+//!
+//! Times are RFC 3339 UTC with milliseconds (`2024-05-01T10:00:00.000Z`), so string order is
+//! time order: an item's versions sort by Microsoft 365 modification time, and "as of T" is one
+//! descending query bounded by `V#{T}$` (`$` sorts after `#`, so versions modified within T's
+//! millisecond are included). Graph ids contain no `#`.
+//!
+//! Nothing here deletes a row (the pipeline's roles lack `dynamodb:DeleteItem`): cleared
+//! failures are marked `resolved`. A version costs two writes: the version row, conditional
+//! on absence (the commit point, idempotent under redelivery), and the head, conditional on
+//! not regressing a newer current version.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use chrono::{DateTime, SecondsFormat, Utc};
+use futures::TryStreamExt;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{backoff, sdk_error};
+use crate::model::{
+    ContainerId, ContainerRecord, ItemFailure, ItemHead, ItemKey, ItemVersion, ObjectRef, SCHEMA_VERSION, SyncState,
+};
+use crate::store::{Catalog, Commit, StoreError};
+
+const SERVICE: &str = "dynamodb";
+const GSI1: &str = "GSI1";
+const BATCH_GET_MAX: usize = 100;
+const BATCH_GET_ATTEMPTS: u32 = 8;
+const MARK_SEEN_CONCURRENCY: usize = 16;
+
+type Row = HashMap<String, AttributeValue>;
+
+/// DynamoDB catalog on one table with the layout above.
+#[derive(Clone, Debug)]
+pub struct DynamoCatalog {
+    client: Client,
+    table: String,
+}
+
+/// RFC 3339, UTC, milliseconds: lexicographic order is time order.
+pub fn sortable_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn item_pk(item: &ItemKey) -> String {
+    format!("I#{}#{}#{}", item.container.tenant_id, item.container.drive_id, item.item_id)
+}
+
+fn version_sk(modified: DateTime<Utc>, version: &str) -> String {
+    format!("V#{}#{version}", sortable_time(modified))
+}
+
+fn container_pk(c: &ContainerId) -> String {
+    format!("C#{}#{}", c.tenant_id, c.drive_id)
+}
+
+fn heads_g1pk(c: &ContainerId) -> String {
+    format!("H#{}#{}", c.tenant_id, c.drive_id)
+}
+
+fn throttle_pk(tenant_id: &str, resource: &str) -> String {
+    format!("THROTTLE#{tenant_id}#{resource}")
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn key(pk: String, sk: impl Into<String>) -> Row {
+    HashMap::from([("PK".to_owned(), s(pk)), ("SK".to_owned(), s(sk))])
+}
+
+fn json<T: Serialize>(value: &T) -> Result<AttributeValue, StoreError> {
+    serde_json::to_string(value)
+        .map(AttributeValue::S)
+        .map_err(|e| StoreError::Malformed(format!("cannot serialise catalog document: {e}")))
+}
+
+fn attr_s<'a>(row: &'a Row, name: &str) -> Option<&'a str> {
+    row.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
+}
+
+fn parse_doc<T: DeserializeOwned>(row: &Row, name: &str) -> Result<T, StoreError> {
+    let text = attr_s(row, name).ok_or_else(|| StoreError::Malformed(format!("catalog row lacks `{name}`")))?;
+    serde_json::from_str(text).map_err(|e| StoreError::Malformed(format!("catalog `{name}`: {e}")))
+}
+
+fn parse_time(row: &Row, name: &str) -> Result<DateTime<Utc>, StoreError> {
+    let text = attr_s(row, name).ok_or_else(|| StoreError::Malformed(format!("catalog row lacks `{name}`")))?;
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Malformed(format!("catalog `{name}`: {e}")))
+}
+
+fn parse_version(row: &Row) -> Result<ItemVersion, StoreError> {
+    let version: ItemVersion = parse_doc(row, "doc")?;
+    if version.v > SCHEMA_VERSION {
+        return Err(StoreError::Malformed(format!("item version schema v{} is newer than this build", version.v)));
+    }
+    Ok(version)
+}
+
+fn parse_head(row: &Row) -> Result<ItemHead, StoreError> {
+    Ok(ItemHead {
+        current: parse_version(row)?,
+        record: parse_doc(row, "record")?,
+        seen_epoch: attr_s(row, "seen_epoch").map(str::to_owned),
+    })
+}
+
+fn is_condition_failed<E: ProvideErrorMetadata>(err: &SdkError<E>) -> bool {
+    matches!(err, SdkError::ServiceError(e) if e.err().code() == Some("ConditionalCheckFailedException"))
+}
+
+impl DynamoCatalog {
+    pub fn new(config: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
+        Self::from_client(Client::new(config), table)
+    }
+
+    pub fn from_client(client: Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    async fn get_row(&self, key: Row, consistent: bool) -> Result<Option<Row>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .consistent_read(consistent)
+            .send()
+            .await
+            .map_err(|e| sdk_error(SERVICE, "GetItem", e))?;
+        Ok(out.item)
+    }
+
+    async fn put_row(&self, row: Row) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(row))
+            .send()
+            .await
+            .map_err(|e| sdk_error(SERVICE, "PutItem", e))?;
+        Ok(())
+    }
+
+    /// Every row of a query, following `LastEvaluatedKey`.
+    async fn query_all(
+        &self,
+        index: Option<&str>,
+        key_condition: &str,
+        filter: Option<&str>,
+        names: HashMap<String, String>,
+        values: Row,
+    ) -> Result<Vec<Row>, StoreError> {
+        let mut rows = Vec::new();
+        let mut start: Option<Row> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .set_index_name(index.map(str::to_owned))
+                .key_condition_expression(key_condition)
+                .set_filter_expression(filter.map(str::to_owned))
+                .set_expression_attribute_names((!names.is_empty()).then(|| names.clone()))
+                .set_expression_attribute_values(Some(values.clone()))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error(SERVICE, "Query", e))?;
+            rows.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Newest-first version rows of an item with SK between `V#` and `upper`.
+    async fn query_versions(
+        &self,
+        item: &ItemKey,
+        upper: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<ItemVersion>, StoreError> {
+        let mut values = HashMap::from([(":pk".to_owned(), s(item_pk(item))), (":lo".to_owned(), s("V#"))]);
+        let condition = match upper {
+            Some(hi) => {
+                values.insert(":hi".to_owned(), s(hi));
+                "PK = :pk AND SK BETWEEN :lo AND :hi"
+            }
+            None => "PK = :pk AND begins_with(SK, :lo)",
+        };
+        let mut found = Vec::new();
+        let mut start: Option<Row> = None;
+        while found.len() < limit {
+            let page_limit = i32::try_from(limit - found.len()).unwrap_or(i32::MAX);
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression(condition)
+                .set_expression_attribute_values(Some(values.clone()))
+                .scan_index_forward(false)
+                .consistent_read(true)
+                .limit(page_limit)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error(SERVICE, "Query", e))?;
+            for row in out.items() {
+                found.push(parse_version(row)?);
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        found.truncate(limit);
+        Ok(found)
+    }
+
+    /// Advances the head to `version` unless the head is newer (`strict`: also unless it is
+    /// exactly as new, so a redelivered older twin never displaces the current one).
+    async fn advance_head(&self, version: &ItemVersion, record: &ObjectRef, strict: bool) -> Result<(), StoreError> {
+        let condition = if strict {
+            "attribute_not_exists(PK) OR #modified < :m"
+        } else {
+            "attribute_not_exists(PK) OR #modified <= :m"
+        };
+        let sent = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(item_pk(&version.key), "HEAD")))
+            .update_expression("SET #doc = :doc, #record = :record, #modified = :m, G1PK = :g1pk, G1SK = :g1sk")
+            .condition_expression(condition)
+            .expression_attribute_names("#doc", "doc")
+            .expression_attribute_names("#record", "record")
+            .expression_attribute_names("#modified", "modified")
+            .expression_attribute_values(":doc", json(version)?)
+            .expression_attribute_values(":record", json(record)?)
+            .expression_attribute_values(":m", s(sortable_time(version.modified)))
+            .expression_attribute_values(":g1pk", s(heads_g1pk(&version.key.container)))
+            .expression_attribute_values(":g1sk", s(version.key.item_id.clone()))
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failed(&e) => Ok(()),
+            Err(e) => Err(sdk_error(SERVICE, "UpdateItem", e)),
+        }
+    }
+}
+
+#[async_trait]
+impl Catalog for DynamoCatalog {
+    async fn head(&self, item: &ItemKey) -> Result<Option<ItemHead>, StoreError> {
+        self.get_row(key(item_pk(item), "HEAD"), true).await?.as_ref().map(parse_head).transpose()
+    }
+
+    async fn heads(
+        &self,
+        container: &ContainerId,
+        item_ids: &[String],
+    ) -> Result<HashMap<String, ItemHead>, StoreError> {
+        let mut ids: Vec<&String> = item_ids.iter().collect();
+        ids.sort();
+        ids.dedup(); // BatchGetItem rejects duplicate keys
+        let mut heads = HashMap::new();
+        for chunk in ids.chunks(BATCH_GET_MAX) {
+            let keys = chunk.iter().map(|id| key(item_pk(&container.item(id.as_str())), "HEAD")).collect();
+            let mut pending = KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| StoreError::Malformed(format!("BatchGetItem request: {e}")))?;
+            let mut attempt = 0;
+            loop {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error(SERVICE, "BatchGetItem", e))?;
+                for row in out.responses.unwrap_or_default().remove(&self.table).unwrap_or_default() {
+                    let head = parse_head(&row)?;
+                    heads.insert(head.current.key.item_id.clone(), head);
+                }
+                match out.unprocessed_keys.unwrap_or_default().remove(&self.table) {
+                    Some(rest) if !rest.keys().is_empty() => {
+                        attempt += 1;
+                        if attempt >= BATCH_GET_ATTEMPTS {
+                            return Err(StoreError::Service {
+                                service: SERVICE,
+                                message: format!("BatchGetItem: {} keys still unprocessed", rest.keys().len()),
+                                retryable: true,
+                            });
+                        }
+                        backoff(attempt).await;
+                        pending = rest;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        Ok(heads)
+    }
+
+    async fn list_heads(&self, container: &ContainerId) -> Result<Vec<ItemHead>, StoreError> {
+        let rows = self
+            .query_all(
+                Some(GSI1),
+                "G1PK = :p",
+                None,
+                HashMap::new(),
+                HashMap::from([(":p".to_owned(), s(heads_g1pk(container)))]),
+            )
+            .await?;
+        rows.iter().map(parse_head).collect()
+    }
+
+    async fn commit_version(&self, version: &ItemVersion, record: &ObjectRef) -> Result<Commit, StoreError> {
+        let mut row = key(item_pk(&version.key), version_sk(version.modified, &version.version));
+        row.insert("doc".to_owned(), json(version)?);
+        row.insert("record".to_owned(), json(record)?);
+        let sent = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(row))
+            .condition_expression("attribute_not_exists(PK)")
+            .send()
+            .await;
+        let commit = match sent {
+            Ok(_) => Commit::Created,
+            Err(e) if is_condition_failed(&e) => Commit::AlreadyCommitted,
+            Err(e) => return Err(sdk_error(SERVICE, "PutItem", e)),
+        };
+        // On redelivery the head is advanced again (strictly), which repairs a crash between
+        // the two writes and is a no-op otherwise.
+        self.advance_head(version, record, commit == Commit::AlreadyCommitted).await?;
+        Ok(commit)
+    }
+
+    async fn versions(&self, item: &ItemKey, limit: usize) -> Result<Vec<ItemVersion>, StoreError> {
+        self.query_versions(item, None, limit).await
+    }
+
+    async fn version_at(&self, item: &ItemKey, at: DateTime<Utc>) -> Result<Option<ItemVersion>, StoreError> {
+        let upper = format!("V#{}$", sortable_time(at));
+        Ok(self.query_versions(item, Some(upper), 1).await?.pop())
+    }
+
+    async fn mark_seen(&self, container: &ContainerId, item_ids: &[String], epoch: &str) -> Result<(), StoreError> {
+        futures::stream::iter(item_ids.iter().map(Ok))
+            .try_for_each_concurrent(MARK_SEEN_CONCURRENCY, |id| async move {
+                let sent = self
+                    .client
+                    .update_item()
+                    .table_name(&self.table)
+                    .set_key(Some(key(item_pk(&container.item(id.as_str())), "HEAD")))
+                    .update_expression("SET #seen = :e")
+                    .expression_attribute_names("#seen", "seen_epoch")
+                    .condition_expression("attribute_exists(PK)")
+                    .expression_attribute_values(":e", s(epoch))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(_) => Ok(()),
+                    Err(e) if is_condition_failed(&e) => Ok(()),
+                    Err(e) => Err(sdk_error(SERVICE, "UpdateItem", e)),
+                }
+            })
+            .await
+    }
+
+    async fn sync_state(&self, container: &ContainerId) -> Result<SyncState, StoreError> {
+        match self.get_row(key(container_pk(container), "SYNC"), true).await? {
+            Some(row) => parse_doc(&row, "doc"),
+            None => Ok(SyncState::default()),
+        }
+    }
+
+    async fn put_sync_state(&self, container: &ContainerId, state: &SyncState) -> Result<(), StoreError> {
+        let mut row = key(container_pk(container), "SYNC");
+        row.insert("doc".to_owned(), json(state)?);
+        self.put_row(row).await
+    }
+
+    async fn container(&self, container: &ContainerId) -> Result<Option<ContainerRecord>, StoreError> {
+        let row = self
+            .get_row(key(format!("T#{}", container.tenant_id), format!("DRIVE#{}", container.drive_id)), false)
+            .await?;
+        row.as_ref().map(|r| parse_doc(r, "doc")).transpose()
+    }
+
+    async fn list_containers(&self, tenant_id: &str) -> Result<Vec<ContainerRecord>, StoreError> {
+        let rows = self
+            .query_all(
+                None,
+                "PK = :pk AND begins_with(SK, :drive)",
+                None,
+                HashMap::new(),
+                HashMap::from([(":pk".to_owned(), s(format!("T#{tenant_id}"))), (":drive".to_owned(), s("DRIVE#"))]),
+            )
+            .await?;
+        rows.iter().map(|r| parse_doc(r, "doc")).collect()
+    }
+
+    async fn put_container(&self, record: &ContainerRecord) -> Result<(), StoreError> {
+        let c = &record.container;
+        let mut row = key(format!("T#{}", c.tenant_id), format!("DRIVE#{}", c.drive_id));
+        row.insert("doc".to_owned(), json(record)?);
+        self.put_row(row).await
+    }
+
+    async fn throttled_until(&self, tenant_id: &str, resource: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        match self.get_row(key(throttle_pk(tenant_id, resource), "STATE"), false).await? {
+            Some(row) => parse_time(&row, "until").map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn throttle(&self, tenant_id: &str, resource: &str, until: DateTime<Utc>) -> Result<(), StoreError> {
+        let sent = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(throttle_pk(tenant_id, resource), "STATE")))
+            .update_expression("SET #until = :u")
+            .condition_expression("attribute_not_exists(PK) OR #until < :u")
+            .expression_attribute_names("#until", "until")
+            .expression_attribute_values(":u", s(sortable_time(until)))
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failed(&e) => Ok(()),
+            Err(e) => Err(sdk_error(SERVICE, "UpdateItem", e)),
+        }
+    }
+
+    async fn record_failure(&self, item: &ItemKey, reason: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(container_pk(&item.container), format!("FAIL#{}", item.item_id))))
+            .update_expression("SET #item = :item, #reason = :reason, #last = :at, #resolved = :no ADD #attempts :one")
+            .expression_attribute_names("#item", "item_id")
+            .expression_attribute_names("#reason", "reason")
+            .expression_attribute_names("#last", "last_attempt")
+            .expression_attribute_names("#resolved", "resolved")
+            .expression_attribute_names("#attempts", "attempts")
+            .expression_attribute_values(":item", s(item.item_id.clone()))
+            .expression_attribute_values(":reason", s(reason))
+            .expression_attribute_values(":at", s(sortable_time(at)))
+            .expression_attribute_values(":no", AttributeValue::Bool(false))
+            .expression_attribute_values(":one", AttributeValue::N("1".to_owned()))
+            .send()
+            .await
+            .map_err(|e| sdk_error(SERVICE, "UpdateItem", e))?;
+        Ok(())
+    }
+
+    async fn clear_failure(&self, item: &ItemKey) -> Result<(), StoreError> {
+        let sent = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(container_pk(&item.container), format!("FAIL#{}", item.item_id))))
+            .update_expression("SET #resolved = :yes")
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_names("#resolved", "resolved")
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failed(&e) => Ok(()), // nothing to clear
+            Err(e) => Err(sdk_error(SERVICE, "UpdateItem", e)),
+        }
+    }
+
+    async fn failures(&self, container: &ContainerId) -> Result<Vec<ItemFailure>, StoreError> {
+        let rows = self
+            .query_all(
+                None,
+                "PK = :pk AND begins_with(SK, :fail)",
+                Some("#resolved = :no"),
+                HashMap::from([("#resolved".to_owned(), "resolved".to_owned())]),
+                HashMap::from([
+                    (":pk".to_owned(), s(container_pk(container))),
+                    (":fail".to_owned(), s("FAIL#")),
+                    (":no".to_owned(), AttributeValue::Bool(false)),
+                ]),
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let item_id = attr_s(row, "item_id")
+                    .ok_or_else(|| StoreError::Malformed("failure row lacks `item_id`".to_owned()))?;
+                let attempts =
+                    row.get("attempts").and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<u32>().ok()).unwrap_or(0);
+                Ok(ItemFailure {
+                    key: container.item(item_id),
+                    reason: attr_s(row, "reason").unwrap_or_default().to_owned(),
+                    attempts,
+                    last_attempt: parse_time(row, "last_attempt")?,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).expect("valid time").with_timezone(&Utc)
+    }
+
+    #[test]
+    fn version_keys_sort_by_time_and_as_of_bound_includes_the_same_millisecond() {
+        let t = at("2024-05-01T10:00:00.123456Z");
+        let same_ms = version_sk(t, "\"{ZZZ},9\"");
+        let earlier = version_sk(at("2024-05-01T09:59:59.999Z"), "\"{AAA},1\"");
+        let later = version_sk(at("2024-05-01T10:00:00.124Z"), "\"{000},1\"");
+        let upper = format!("V#{}$", sortable_time(t));
+        assert!(earlier < same_ms && same_ms < later);
+        assert!(same_ms <= upper, "{same_ms} within {upper}");
+        assert!(later > upper, "{later} beyond {upper}");
+        assert!(upper.as_str() > "V#");
+    }
+}

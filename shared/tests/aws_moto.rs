@@ -1,0 +1,461 @@
+//! The real AWS adapters against a real moto server (`.venv/bin/moto_server`, created by
+//! `make venv`): Object Lock verification, conditional catalog writes, SQS batching.
+
+use std::collections::BTreeMap;
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType,
+};
+use aws_sdk_s3::config::Credentials;
+use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use bytes::Bytes;
+use chrono::{DateTime, Duration as Days, Utc};
+use futures::StreamExt;
+use shared::aws::{DynamoCatalog, S3Vault, SecretsManagerSource, SqsSink};
+use shared::model::{
+    ContainerId, ContainerRecord, ItemKey, ItemKind, ItemVersion, ObjectRef, SCHEMA_VERSION, SyncState, Verification,
+};
+use shared::store::{
+    Catalog, Commit, Lock, LockMode, MessageSink, OutMessage, QueueName, SecretSource, StoreError, Vault,
+};
+
+const BUCKET: &str = "vault";
+const TABLE: &str = "catalog";
+
+/// A moto server on a free loopback port, killed when dropped.
+struct Moto {
+    child: Child,
+    endpoint: String,
+}
+
+impl Moto {
+    fn start() -> Self {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let binary = root.join(".venv/bin/moto_server");
+        assert!(binary.exists(), "{} is missing: run `make venv` (infra/venv.sh) to install moto", binary.display());
+        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+        let child = Command::new(&binary)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let moto = Moto { child, endpoint: format!("http://127.0.0.1:{port}") };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        moto
+    }
+
+    async fn config(&self) -> SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
+            .load()
+            .await
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).expect("valid time").with_timezone(&Utc)
+}
+
+fn lock(days: i64) -> Lock {
+    Lock { mode: LockMode::Governance, retain_until: Utc::now() + Days::days(days) }
+}
+
+async fn locked_bucket(config: &SdkConfig, name: &str, object_lock: bool) -> aws_sdk_s3::Client {
+    let s3 = shared::aws::s3_client(config);
+    s3.create_bucket().bucket(name).object_lock_enabled_for_bucket(object_lock).send().await.expect("create bucket");
+    s3.put_bucket_versioning()
+        .bucket(name)
+        .versioning_configuration(VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build())
+        .send()
+        .await
+        .expect("enable versioning");
+    s3
+}
+
+async fn catalog_table(config: &SdkConfig) {
+    let attr = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .expect("attribute")
+    };
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder().attribute_name(name).key_type(kind).build().expect("key")
+    };
+    aws_sdk_dynamodb::Client::new(config)
+        .create_table()
+        .table_name(TABLE)
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_attribute_definitions(Some(vec![attr("PK"), attr("SK"), attr("G1PK"), attr("G1SK")]))
+        .key_schema(key("PK", KeyType::Hash))
+        .key_schema(key("SK", KeyType::Range))
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name("GSI1")
+                .key_schema(key("G1PK", KeyType::Hash))
+                .key_schema(key("G1SK", KeyType::Range))
+                .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                .build()
+                .expect("gsi"),
+        )
+        .send()
+        .await
+        .expect("create table");
+}
+
+fn version(item: &ItemKey, etag: &str, modified: &str) -> ItemVersion {
+    ItemVersion {
+        v: SCHEMA_VERSION,
+        key: item.clone(),
+        version: etag.to_owned(),
+        kind: ItemKind::File,
+        name: Some("budget.xlsx".to_owned()),
+        parent_id: Some("root".to_owned()),
+        ctag: None,
+        modified: at(modified),
+        captured_at: Utc::now(),
+        deleted: false,
+        content: None,
+        verification: Verification::Unverified,
+    }
+}
+
+fn record(etag: &str) -> ObjectRef {
+    ObjectRef { key: format!("records/{etag}.json"), version_id: format!("s3-{etag}") }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn content_is_stored_once_and_cannot_be_deleted() {
+    // Given a versioned bucket with Object Lock
+    let moto = Moto::start();
+    let config = moto.config().await;
+    let s3 = locked_bucket(&config, BUCKET, true).await;
+    let vault = S3Vault::new(&config, BUCKET);
+    let l = lock(30);
+
+    // When the same content is stored twice
+    let body = Bytes::from_static(b"quarterly numbers");
+    let first = vault.put_if_absent("blobs/ab", body.clone(), &l).await.expect("first put");
+    let second = vault.put_if_absent("blobs/ab", Bytes::from_static(b"other"), &l).await.expect("second put");
+
+    // Then it exists once, locked, and deleting that version is refused
+    assert!(first.created && !second.created);
+    assert_eq!(first.object, second.object);
+    assert_eq!(vault.list_versions("blobs/").await.expect("list"), vec![first.object.clone()]);
+    assert_eq!(vault.get(&first.object).await.expect("get"), body);
+    let info = vault.head(&first.object).await.expect("head").expect("exists");
+    assert!(info.satisfies(&l), "{info:?}");
+    assert_eq!(info.size, body.len() as u64);
+    let delete = s3.delete_object().bucket(BUCKET).key("blobs/ab").version_id(&first.object.version_id).send().await;
+    assert!(delete.is_err(), "a locked version was deleted");
+    assert_eq!(vault.get(&first.object).await.expect("still there"), body);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_multipart_upload_ends_locked_even_though_moto_ignores_lock_headers() {
+    // Given a locked bucket
+    let moto = Moto::start();
+    let config = moto.config().await;
+    let s3 = locked_bucket(&config, BUCKET, true).await;
+    let vault = S3Vault::new(&config, BUCKET);
+    let l = lock(30);
+
+    // When 12 MiB are uploaded in parts of 5, 5 and 2 MiB
+    let body: Vec<u8> = (0..12 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+    let mut upload = vault.start_multipart("large/x", &l).await.expect("start");
+    for (n, chunk) in body.chunks(5 * 1024 * 1024).enumerate() {
+        let part = i32::try_from(n + 1).expect("part number");
+        vault.upload_part(&mut upload, part, Bytes::copy_from_slice(chunk)).await.expect("part");
+    }
+    let object = vault.complete_multipart(upload, &l).await.expect("complete");
+
+    // Then HeadObject reports the lock, the version cannot be deleted, and the bytes round-trip
+    let head =
+        s3.head_object().bucket(BUCKET).key(&object.key).version_id(&object.version_id).send().await.expect("head");
+    assert_eq!(head.object_lock_mode().map(|m| m.as_str()), Some("GOVERNANCE"));
+    let until = head.object_lock_retain_until_date().expect("retain until");
+    assert!(until.secs() >= l.retain_until.timestamp(), "retention shorter than asked");
+    let delete = s3.delete_object().bucket(BUCKET).key(&object.key).version_id(&object.version_id).send().await;
+    assert!(delete.is_err(), "a locked multipart version was deleted");
+    let mut streamed = Vec::new();
+    let mut stream = vault.get_stream(&object).await.expect("stream");
+    while let Some(chunk) = stream.next().await {
+        streamed.extend_from_slice(&chunk.expect("chunk"));
+    }
+    assert!(streamed == body, "streamed bytes differ");
+
+    // And an aborted upload leaves nothing behind
+    let upload = vault.start_multipart("large/y", &l).await.expect("start");
+    vault.abort_multipart(upload).await.expect("abort");
+    assert!(vault.list_versions("large/y").await.expect("list").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_version_whose_retention_cannot_be_set_fails_closed() {
+    // Given a versioned bucket without Object Lock and an object stored there directly
+    let moto = Moto::start();
+    let config = moto.config().await;
+    let s3 = locked_bucket(&config, "plain", false).await;
+    let out = s3.put_object().bucket("plain").key("k").body(Bytes::from_static(b"x").into()).send().await.expect("put");
+    let object = ObjectRef { key: "k".to_owned(), version_id: out.version_id().expect("version").to_owned() };
+    let vault = S3Vault::new(&config, "plain");
+
+    // When we ask for it to be locked, or store new content there
+    let ensured = vault.ensure_locked(&object, &lock(1)).await;
+    let stored = vault.put_if_absent("new", Bytes::from_static(b"y"), &lock(1)).await;
+
+    // Then both fail rather than report an unlocked object as locked
+    assert!(ensured.is_err(), "{ensured:?}");
+    assert!(stored.is_err(), "{stored:?}");
+    let missing = ObjectRef { key: "gone".to_owned(), version_id: object.version_id.clone() };
+    assert!(matches!(vault.head(&missing).await, Ok(None)));
+    assert!(matches!(vault.get(&missing).await, Err(StoreError::NotFound { .. })));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn commits_are_idempotent_and_the_head_follows_microsoft_365_time() {
+    let moto = Moto::start();
+    let config = moto.config().await;
+    catalog_table(&config).await;
+    let catalog = DynamoCatalog::new(&config, TABLE);
+    let container = ContainerId::new("tenant-1", "b!drive");
+    let item = container.item("01ITEM");
+    let v1 = version(&item, "\"{A},1\"", "2024-05-01T10:00:00Z");
+    let v2 = version(&item, "\"{A},2\"", "2024-05-02T10:00:00.250Z");
+
+    // Given v2 committed, then a late v1, then both redelivered
+    assert_eq!(catalog.commit_version(&v2, &record("2")).await.expect("v2"), Commit::Created);
+    assert_eq!(catalog.commit_version(&v1, &record("1")).await.expect("v1"), Commit::Created);
+    assert_eq!(catalog.commit_version(&v1, &record("1")).await.expect("v1 again"), Commit::AlreadyCommitted);
+    assert_eq!(catalog.commit_version(&v2, &record("2")).await.expect("v2 again"), Commit::AlreadyCommitted);
+
+    // Then the head is v2, history is newest first, and as-of picks by modification time
+    let head = catalog.head(&item).await.expect("head").expect("exists");
+    assert_eq!((head.current.clone(), head.record.clone()), (v2.clone(), record("2")));
+    assert_eq!(catalog.versions(&item, 10).await.expect("versions"), vec![v2.clone(), v1.clone()]);
+    assert_eq!(catalog.versions(&item, 1).await.expect("versions"), vec![v2.clone()]);
+    let as_of = |t: &'static str| {
+        let (catalog, item) = (&catalog, &item);
+        async move { catalog.version_at(item, at(t)).await.expect("version_at") }
+    };
+    assert_eq!(as_of("2024-05-01T09:59:59.999Z").await, None);
+    assert_eq!(as_of("2024-05-01T10:00:00Z").await, Some(v1.clone()));
+    assert_eq!(as_of("2024-05-02T10:00:00.249Z").await, Some(v1.clone()));
+    assert_eq!(as_of("2024-05-02T10:00:00.250Z").await, Some(v2.clone()));
+
+    // And heads are found by batch (more than one BatchGetItem) and listed per container
+    let ids: Vec<String> = (0..130).map(|i| format!("item-{i:03}")).collect();
+    for id in ids.iter().step_by(10) {
+        let v = version(&container.item(id.as_str()), "e", "2024-05-01T00:00:00Z");
+        catalog.commit_version(&v, &record(id)).await.expect("commit");
+    }
+    let mut wanted = ids.clone();
+    wanted.push("item-000".to_owned());
+    let found = catalog.heads(&container, &wanted).await.expect("heads");
+    assert_eq!(found.len(), 13);
+    assert_eq!(found["item-120"].record, record("item-120"));
+    catalog.mark_seen(&container, &ids, "epoch-7").await.expect("mark seen");
+    let heads = catalog.list_heads(&container).await.expect("list heads");
+    assert_eq!(heads.len(), 14);
+    assert!(heads.iter().all(|h| h.seen_epoch.as_deref() == Some("epoch-7") || h.current.key == item));
+    assert!(catalog.head(&container.item("item-001")).await.expect("head").is_none(), "mark_seen created a head");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn container_state_throttles_and_failures() {
+    let moto = Moto::start();
+    let config = moto.config().await;
+    catalog_table(&config).await;
+    let catalog = DynamoCatalog::new(&config, TABLE);
+    let c = ContainerId::new("tenant-1", "b!drive");
+
+    // Sync state defaults, then round-trips
+    assert_eq!(catalog.sync_state(&c).await.expect("sync"), SyncState::default());
+    let state =
+        SyncState { delta_link: Some("https://graph/delta?token=x".into()), items_enqueued: 3, ..Default::default() };
+    catalog.put_sync_state(&c, &state).await.expect("put sync");
+    assert_eq!(catalog.sync_state(&c).await.expect("sync"), state);
+
+    // Containers are listed per tenant
+    for drive in ["d1", "d2"] {
+        let record = ContainerRecord {
+            container: ContainerId::new("tenant-1", drive),
+            user_id: "u".into(),
+            user_principal_name: None,
+            discovered_at: at("2024-05-01T00:00:00Z"),
+            subscription_id: None,
+            subscription_expires: None,
+        };
+        catalog.put_container(&record).await.expect("put container");
+    }
+    let listed = catalog.list_containers("tenant-1").await.expect("list");
+    assert_eq!(listed.iter().map(|r| r.container.drive_id.as_str()).collect::<Vec<_>>(), ["d1", "d2"]);
+    assert!(catalog.container(&ContainerId::new("tenant-1", "d1")).await.expect("get").is_some());
+    assert!(catalog.list_containers("tenant-2").await.expect("list").is_empty());
+
+    // Throttling only moves later
+    assert_eq!(catalog.throttled_until("tenant-1", "sharepoint").await.expect("read"), None);
+    catalog.throttle("tenant-1", "sharepoint", at("2024-05-01T10:05:00Z")).await.expect("throttle");
+    catalog.throttle("tenant-1", "sharepoint", at("2024-05-01T10:01:00Z")).await.expect("earlier");
+    assert_eq!(
+        catalog.throttled_until("tenant-1", "sharepoint").await.expect("read"),
+        Some(at("2024-05-01T10:05:00Z"))
+    );
+    catalog.throttle("tenant-1", "sharepoint", at("2024-05-01T10:09:00Z")).await.expect("later");
+    assert_eq!(
+        catalog.throttled_until("tenant-1", "sharepoint").await.expect("read"),
+        Some(at("2024-05-01T10:09:00Z"))
+    );
+
+    // Failures count attempts and clear without deleting
+    catalog.record_failure(&c.item("a"), "timeout", at("2024-05-01T10:00:00Z")).await.expect("a");
+    catalog.record_failure(&c.item("a"), "503", at("2024-05-01T10:02:00Z")).await.expect("a again");
+    catalog.record_failure(&c.item("b"), "403", at("2024-05-01T10:00:00Z")).await.expect("b");
+    catalog.clear_failure(&c.item("b")).await.expect("clear b");
+    catalog.clear_failure(&c.item("never-failed")).await.expect("clear unknown");
+    let failures = catalog.failures(&c).await.expect("failures");
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].key, c.item("a"));
+    assert_eq!((failures[0].reason.as_str(), failures[0].attempts), ("503", 2));
+    assert_eq!(failures[0].last_attempt, at("2024-05-01T10:02:00Z"));
+
+    // A missing table is a non-retryable service error
+    let missing = DynamoCatalog::new(&config, "nope");
+    let err = missing.head(&c.item("a")).await.expect_err("no table");
+    assert!(matches!(err, StoreError::Service { retryable: false, .. }), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn messages_reach_standard_and_fifo_queues_in_batches() {
+    let moto = Moto::start();
+    let config = moto.config().await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let items = sqs.create_queue().queue_name("items").send().await.expect("items");
+    let changes = sqs
+        .create_queue()
+        .queue_name("changes.fifo")
+        .attributes(QueueAttributeName::FifoQueue, "true")
+        .send()
+        .await
+        .expect("changes");
+    let items_url = items.queue_url().expect("url").to_owned();
+    let changes_url = changes.queue_url().expect("url").to_owned();
+    let sink = SqsSink::new(
+        &config,
+        BTreeMap::from([(QueueName::Items, items_url.clone()), (QueueName::Changes, changes_url.clone())]),
+    );
+
+    // When 25 messages go to each queue, 5 of the standard ones delayed
+    let standard: Vec<OutMessage> = (0..25)
+        .map(|i| OutMessage {
+            body: format!("{{\"n\":{i}}}"),
+            group_id: None,
+            delay: (i >= 20).then_some(Duration::from_secs(120)),
+        })
+        .collect();
+    let fifo: Vec<OutMessage> = (0..25)
+        .map(|i| OutMessage { body: format!("{{\"n\":{i}}}"), group_id: Some(format!("drive.{}", i % 3)), delay: None })
+        .collect();
+    sink.send(QueueName::Items, standard).await.expect("send items");
+    sink.send(QueueName::Changes, fifo).await.expect("send changes");
+
+    // Then the 20 undelayed standard messages are visible now and 5 are delayed
+    let received = receive_all(&sqs, &items_url).await;
+    assert_eq!(received.len(), 20, "{received:?}");
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(&items_url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .expect("attributes");
+    let delayed = attrs.attributes().and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessagesDelayed));
+    assert_eq!(delayed.map(String::as_str), Some("5"));
+
+    // And every FIFO message arrives once, in order within its group
+    let received = receive_all(&sqs, &changes_url).await;
+    assert_eq!(received.len(), 25);
+    for group in 0..3 {
+        let in_group: Vec<String> = received
+            .iter()
+            .filter(|(g, _)| g.as_deref() == Some(format!("drive.{group}").as_str()))
+            .map(|(_, body)| body.clone())
+            .collect();
+        let expected: Vec<String> = (0..25).filter(|i| i % 3 == group).map(|i| format!("{{\"n\":{i}}}")).collect();
+        assert_eq!(in_group, expected);
+    }
+
+    // And a FIFO message without a group is refused before anything is sent
+    let orphan = OutMessage { body: "{}".into(), group_id: None, delay: None };
+    assert!(sink.send(QueueName::Changes, vec![orphan]).await.is_err());
+}
+
+/// Receives (and deletes) until the queue answers empty: (group id, body) in arrival order.
+async fn receive_all(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<(Option<String>, String)> {
+    let mut all = Vec::new();
+    loop {
+        let out = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
+            .send()
+            .await
+            .expect("receive");
+        let messages = out.messages();
+        if messages.is_empty() {
+            return all;
+        }
+        for m in messages {
+            let group = m.attributes().and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId)).cloned();
+            all.push((group, m.body().unwrap_or_default().to_owned()));
+            sqs.delete_message()
+                .queue_url(url)
+                .receipt_handle(m.receipt_handle().expect("receipt"))
+                .send()
+                .await
+                .expect("delete");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_are_read_by_name_and_missing_ones_are_not_found() {
+    let moto = Moto::start();
+    let config = moto.config().await;
+    let created = aws_sdk_secretsmanager::Client::new(&config)
+        .create_secret()
+        .name("graph-reader")
+        .secret_string("s3cr3t-value")
+        .send()
+        .await
+        .expect("create secret");
+    let source = SecretsManagerSource::new(&config);
+    assert_eq!(source.secret("graph-reader").await.expect("by name"), "s3cr3t-value");
+    assert_eq!(source.secret(created.arn().expect("arn")).await.expect("by arn"), "s3cr3t-value");
+    let err = source.secret("absent").await.expect_err("missing");
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+}
