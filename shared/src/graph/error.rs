@@ -1,0 +1,252 @@
+//! The one error type of the Graph layer, with the predicates callers branch on.
+//!
+//! No variant ever carries a token, a secret, or a next/delta link URL: those links embed
+//! the delta token, so the only place one lives is inside a [`DeltaLink`], whose `Debug`
+//! is redacted and which has no `Display`.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, LOCATION, RETRY_AFTER};
+use serde::Deserialize;
+use url::Url;
+
+use super::drive::DeltaLink;
+
+/// Used when a 429/503 comes without a usable `Retry-After`.
+pub const DEFAULT_THROTTLE_WAIT: Duration = Duration::from_secs(10);
+
+/// Graph error bodies are echoed into messages; keep them short.
+const MAX_MESSAGE_CHARS: usize = 300;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GraphError {
+    /// 429, or 503 (SharePoint "server too busy"). Every caller hitting the same tenant
+    /// should pause for `retry_after`: retrying early counts against the limits again.
+    #[error("throttled by Graph (HTTP {status}), retry after {retry_after:?}")]
+    Throttled { retry_after: Duration, status: u16 },
+    /// 410 Gone on delta: the token cannot be served. `restart` (the `Location` header) is a
+    /// link that restarts a full enumeration; without it, restart delta with no token.
+    #[error("delta token no longer valid, full resync required")]
+    ResyncRequired { restart: Option<DeltaLink> },
+    #[error("not found")]
+    NotFound,
+    #[error("forbidden ({code})")]
+    Forbidden { code: String },
+    /// Still 401 after one token refresh.
+    #[error("unauthorized ({code})")]
+    Unauthorized { code: String },
+    /// The token endpoint refused us (wrong secret, unknown tenant, no consent...).
+    #[error("token endpoint refused the client credentials (HTTP {status}, {code})")]
+    Auth { status: u16, code: String },
+    /// Connection reset, timeout, 500/502/504, truncated body: the same call may succeed.
+    #[error("transient Graph failure: {message}")]
+    Transient { message: String },
+    /// A resumed download got `200` (whole file) instead of `206`: restart from offset 0.
+    #[error("server ignored the Range header; restart the download from offset 0")]
+    RangeIgnored,
+    #[error("Graph returned HTTP {status} ({code}): {message}")]
+    Http { status: u16, code: String, message: String },
+    /// Graph answered something we cannot interpret (bad JSON, item without id, ...).
+    #[error("unexpected Graph response: {message}")]
+    Protocol { message: String },
+}
+
+impl GraphError {
+    /// The same call may succeed if made again later (after [`Self::retry_after`] if set).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Throttled { .. } | Self::Transient { .. })
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Throttled { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
+    pub fn is_throttled(&self) -> bool {
+        matches!(self, Self::Throttled { .. })
+    }
+
+    /// The delta link is dead: enumerate everything again, then reconcile deletions.
+    pub fn is_resync(&self) -> bool {
+        matches!(self, Self::ResyncRequired { .. })
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::NotFound)
+    }
+
+    pub(crate) fn protocol(message: impl Into<String>) -> Self {
+        Self::Protocol { message: message.into() }
+    }
+
+    pub(crate) fn transient(message: impl Into<String>) -> Self {
+        Self::Transient { message: message.into() }
+    }
+
+    /// A transport-level failure. reqwest's `Display` includes the request URL, which may
+    /// carry a delta token or a pre-authenticated download key, so it is dropped first.
+    pub(crate) fn from_transport(err: reqwest::Error) -> Self {
+        Self::transient(describe_transport(err))
+    }
+}
+
+pub(crate) fn describe_transport(err: reqwest::Error) -> String {
+    let err = err.without_url();
+    let mut message = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    truncate(message)
+}
+
+/// Maps a non-success Graph response to an error. `request_url` resolves a relative
+/// `Location` on 410.
+pub(crate) fn from_response(status: StatusCode, headers: &HeaderMap, body: &[u8], request_url: &Url) -> GraphError {
+    let (code, message) = error_body(body);
+    match status.as_u16() {
+        429 | 503 => GraphError::Throttled {
+            retry_after: parse_retry_after(headers).unwrap_or(DEFAULT_THROTTLE_WAIT),
+            status: status.as_u16(),
+        },
+        410 => GraphError::ResyncRequired {
+            restart: headers
+                .get(LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| request_url.join(v).ok())
+                .map(|u| DeltaLink::new(u.to_string())),
+        },
+        404 => GraphError::NotFound,
+        403 => GraphError::Forbidden { code },
+        401 => GraphError::Unauthorized { code },
+        500 | 502 | 504 => GraphError::transient(format!("HTTP {} ({code})", status.as_u16())),
+        other => GraphError::Http { status: other, code, message },
+    }
+}
+
+/// `Retry-After` is usually delta-seconds; HTTP-date is accepted too.
+pub(crate) fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(wait.to_std().unwrap_or(Duration::ZERO))
+}
+
+/// `{"error": {"code": "...", "message": "..."}}`; anything else yields a generic code.
+fn error_body(body: &[u8]) -> (String, String) {
+    #[derive(Deserialize)]
+    struct Envelope {
+        error: Option<Detail>,
+    }
+    #[derive(Deserialize)]
+    struct Detail {
+        code: Option<String>,
+        message: Option<String>,
+    }
+    let detail = serde_json::from_slice::<Envelope>(body).ok().and_then(|e| e.error);
+    let code = detail.as_ref().and_then(|d| d.code.clone()).unwrap_or_else(|| "unknown".to_owned());
+    let message = detail.and_then(|d| d.message).unwrap_or_default();
+    (truncate(code), truncate(message))
+}
+
+fn truncate(mut s: String) -> String {
+    if let Some((cut, _)) = s.char_indices().nth(MAX_MESSAGE_CHARS) {
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
+/// A URL fit for a log line or an error: no query string (delta tokens, download keys) and
+/// no `(token='...')` function arguments in the path.
+pub(crate) fn redact_url(url: &Url) -> String {
+    let path: Vec<&str> = url.path().split('/').map(|seg| seg.split_once('(').map_or(seg, |(head, _)| head)).collect();
+    format!("{}://{}{}", url.scheme(), url.host_str().unwrap_or(""), path.join("/"))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    fn check(status: u16, headers: &[(&str, &str)], body: &str, expected: GraphError) {
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            map.insert(
+                reqwest::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        let url = Url::parse("https://graph.example/v1.0/drives/d1/root/delta?token=abc").unwrap();
+        let status = StatusCode::from_u16(status).unwrap();
+        assert_eq!(from_response(status, &map, body.as_bytes(), &url), expected);
+    }
+
+    #[test]
+    fn throttling_honours_retry_after_and_defaults_to_ten_seconds() {
+        let throttled = |secs, status| GraphError::Throttled { retry_after: Duration::from_secs(secs), status };
+        check(429, &[("retry-after", "7")], "", throttled(7, 429));
+        check(429, &[], "", throttled(10, 429));
+        check(503, &[("retry-after", "30")], "<html>busy</html>", throttled(30, 503));
+        check(503, &[], "", throttled(10, 503));
+        assert!(throttled(7, 429).is_throttled() && throttled(7, 429).is_retryable());
+        assert_eq!(throttled(7, 429).retry_after(), Some(Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn gone_on_delta_carries_the_restart_link() {
+        let body = r#"{"error":{"code":"resyncRequired","message":"Resync required"}}"#;
+        let restart = "https://graph.example/v1.0/drives/d1/root/delta?token=fresh";
+        let err = GraphError::ResyncRequired { restart: Some(DeltaLink::new(restart)) };
+        check(410, &[("location", restart)], body, err.clone());
+        assert!(err.is_resync() && !err.is_retryable());
+        check(410, &[], body, GraphError::ResyncRequired { restart: None });
+        // A relative Location resolves against the request.
+        let relative = GraphError::ResyncRequired {
+            restart: Some(DeltaLink::new("https://graph.example/v1.0/drives/d1/root/delta?token=x")),
+        };
+        check(410, &[("location", "delta?token=x")], body, relative);
+    }
+
+    #[test]
+    fn client_and_server_errors_map_to_their_variants() {
+        let body = r#"{"error":{"code":"itemNotFound","message":"The resource could not be found."}}"#;
+        check(404, &[], body, GraphError::NotFound);
+        let denied = r#"{"error":{"code":"accessDenied","message":"no"}}"#;
+        check(403, &[], denied, GraphError::Forbidden { code: "accessDenied".into() });
+        let expired = r#"{"error":{"code":"InvalidAuthenticationToken"}}"#;
+        let code = "InvalidAuthenticationToken".to_owned();
+        check(401, &[], expired, GraphError::Unauthorized { code });
+        check(502, &[], "", GraphError::transient("HTTP 502 (unknown)"));
+        let bad = r#"{"error":{"code":"invalidRequest","message":"Bad expiration"}}"#;
+        let http = GraphError::Http { status: 400, code: "invalidRequest".into(), message: "Bad expiration".into() };
+        check(400, &[], bad, http);
+    }
+
+    #[test]
+    fn redacted_urls_keep_no_token() {
+        let check = |url: &str, expected: &str| {
+            assert_eq!(redact_url(&Url::parse(url).unwrap()), expected);
+        };
+        check("https://g.example/v1.0/drives/d/root/delta?token=secret", "https://g.example/v1.0/drives/d/root/delta");
+        check(
+            "https://g.example/v1.0/drives/d/root/delta(token='secret')",
+            "https://g.example/v1.0/drives/d/root/delta",
+        );
+    }
+
+    #[test]
+    fn debug_of_a_resync_error_hides_the_link() {
+        let err = GraphError::ResyncRequired { restart: Some(DeltaLink::new("https://g.example/delta?token=secret")) };
+        assert!(!format!("{err:?} {err}").contains("secret"));
+    }
+}

@@ -1,0 +1,33 @@
+//! The Microsoft Graph client the backup functions use (read side: discovery, delta,
+//! content, subscriptions).
+//!
+//! One [`GraphClient`] per process, cloned freely. Every call goes through one retry
+//! policy (see `client.rs`); what is left for the caller comes back as a [`GraphError`]
+//! with predicates (`is_throttled`, `retry_after`, `is_resync`) to branch on. Long
+//! throttling is *not* waited out here: the caller shares it with the other workers.
+//!
+//! Nothing here logs or returns tokens, the client secret, `clientState`, or delta and
+//! next links (they carry the delta token).
+
+mod auth;
+mod client;
+mod directory;
+mod drive;
+mod error;
+pub mod quickxor;
+mod subscriptions;
+
+#[cfg(test)]
+mod api_tests;
+#[cfg(test)]
+mod client_tests;
+#[cfg(test)]
+mod test_server;
+
+pub use auth::ClientSecret;
+pub use client::{GraphClient, GraphConfig};
+pub use directory::{Drive, User};
+pub use drive::{DeltaCursor, DeltaLink, DeltaPage, Download, DriveItem, ItemKind};
+pub use error::{DEFAULT_THROTTLE_WAIT, GraphError};
+pub use quickxor::QuickXorHasher;
+pub use subscriptions::{NewSubscription, Subscription};
