@@ -38,6 +38,7 @@ bench: venv
 ## Lambda binaries for provided.al2023 on arm64, into target/lambda/<function>/bootstrap.
 package:
 	@bash infra/venv.sh infra/requirements-package.txt
+	rustup target add aarch64-unknown-linux-gnu
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/cargo-lambda lambda build --release --arm64 $(addprefix --bin ,$(FUNCTIONS))
 
 clean:
