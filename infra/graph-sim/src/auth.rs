@@ -35,13 +35,8 @@ fn aad_error(status: StatusCode, error: &str, code: u32, description: &str) -> R
     (status, axum::Json(body)).into_response()
 }
 
-async fn issue_token(
-    State(sim): State<Arc<Inner>>,
-    Path(tenant): Path<String>,
-    body: Bytes,
-) -> Response {
-    let form: std::collections::HashMap<String, String> =
-        url::form_urlencoded::parse(&body).into_owned().collect();
+async fn issue_token(State(sim): State<Arc<Inner>>, Path(tenant): Path<String>, body: Bytes) -> Response {
+    let form: std::collections::HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
     let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
     let cfg = &sim.cfg;
     if field("grant_type") != "client_credentials" {
@@ -87,14 +82,7 @@ async fn issue_token(
     let lifetime = cfg.token_lifetime.as_secs();
     let exp = Utc::now().timestamp() + lifetime as i64;
     let generation = sim.lock().token_generation;
-    let token = sim.signer.sign(&[
-        "at",
-        &tenant,
-        &cfg.client_id,
-        &exp.to_string(),
-        &generation.to_string(),
-        &nonce(),
-    ]);
+    let token = sim.signer.sign(&["at", &tenant, &cfg.client_id, &exp.to_string(), &generation.to_string(), &nonce()]);
     axum::Json(json!({
         "token_type": "Bearer",
         "expires_in": lifetime,
@@ -123,8 +111,7 @@ pub async fn require_bearer(State(sim): State<Arc<Inner>>, req: Request, next: N
         return GraphError::unauthenticated("Invalid access token.").into_response();
     }
     if exp <= Utc::now().timestamp() || generation != Some(sim.lock().token_generation) {
-        return GraphError::unauthenticated("Lifetime validation failed, the token is expired.")
-            .into_response();
+        return GraphError::unauthenticated("Lifetime validation failed, the token is expired.").into_response();
     }
     next.run(req).await
 }

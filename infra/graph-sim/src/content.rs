@@ -48,11 +48,7 @@ impl Content {
     }
 
     /// Streams bytes `[start, end)` in chunks without materialising them.
-    pub fn stream(
-        &self,
-        start: u64,
-        end: u64,
-    ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    pub fn stream(&self, start: u64, end: u64) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
         let content = self.clone();
         futures::stream::unfold(start, move |pos| {
             let content = content.clone();
@@ -117,12 +113,7 @@ pub struct ContentBlob {
 
 impl ContentBlob {
     pub fn new(content: Content) -> Arc<Self> {
-        Arc::new(Self {
-            content,
-            quick_xor: OnceLock::new(),
-            sha256: OnceLock::new(),
-            hashing: AtomicBool::new(false),
-        })
+        Arc::new(Self { content, quick_xor: OnceLock::new(), sha256: OnceLock::new(), hashing: AtomicBool::new(false) })
     }
 
     pub fn size(&self) -> u64 {
@@ -177,29 +168,16 @@ mod tests {
 
     #[test]
     fn generated_ranges_agree_with_whole() {
-        let c = Content::Generated {
-            seed: 9,
-            size: 1000,
-        };
+        let c = Content::Generated { seed: 9, size: 1000 };
         let whole = c.slice(0, 1000);
         assert_eq!(c.slice(13, 501), whole.slice(13..501));
-        assert_ne!(
-            c.slice(0, 16),
-            Content::Generated { seed: 10, size: 1000 }.slice(0, 16)
-        );
+        assert_ne!(c.slice(0, 16), Content::Generated { seed: 10, size: 1000 }.slice(0, 16));
     }
 
     #[tokio::test]
     async fn stream_yields_exact_range() {
-        let c = Content::Generated {
-            seed: 1,
-            size: 600_000,
-        };
-        let parts: Vec<Bytes> = c
-            .stream(5, 599_999)
-            .map(|r| r.unwrap_or_default())
-            .collect()
-            .await;
+        let c = Content::Generated { seed: 1, size: 600_000 };
+        let parts: Vec<Bytes> = c.stream(5, 599_999).map(|r| r.unwrap_or_default()).collect().await;
         let joined: Vec<u8> = parts.iter().flat_map(|b| b.iter().copied()).collect();
         assert_eq!(joined.len(), 599_994);
         assert_eq!(&joined[..], &c.slice(5, 599_999)[..]);

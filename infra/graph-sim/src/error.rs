@@ -17,12 +17,7 @@ pub struct GraphError {
 
 impl GraphError {
     pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code: code.to_string(),
-            message: message.into(),
-            headers: Vec::new(),
-        }
+        Self { status, code: code.to_string(), message: message.into(), headers: Vec::new() }
     }
 
     pub fn with_header(mut self, name: HeaderName, value: &str) -> Self {
@@ -41,11 +36,7 @@ impl GraphError {
     }
 
     pub fn unauthenticated(message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "InvalidAuthenticationToken",
-            message,
-        )
+        Self::new(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", message)
     }
 
     pub fn body(&self) -> serde_json::Value {

@@ -47,9 +47,10 @@ pub struct Faults {
 impl Faults {
     /// Consumes one matching transport fault, if any.
     pub fn take(&mut self, path: &str) -> Option<TransportAction> {
-        let fault = self.transport.iter_mut().find(|f| {
-            f.remaining > 0 && f.path_contains.as_deref().is_none_or(|p| path.contains(p))
-        })?;
+        let fault = self
+            .transport
+            .iter_mut()
+            .find(|f| f.remaining > 0 && f.path_contains.as_deref().is_none_or(|p| path.contains(p)))?;
         fault.remaining -= 1;
         let action = fault.action.clone();
         self.transport.retain(|f| f.remaining > 0);
@@ -57,17 +58,8 @@ impl Faults {
     }
 }
 
-pub const ROUTES: [&str; 9] = [
-    "token",
-    "users",
-    "drive",
-    "delta",
-    "item",
-    "content",
-    "download",
-    "subscriptions",
-    "children",
-];
+pub const ROUTES: [&str; 9] =
+    ["token", "users", "drive", "delta", "item", "content", "download", "subscriptions", "children"];
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Stats {
@@ -118,17 +110,17 @@ fn classify(path: &str) -> &'static str {
 
 /// Counts the request, then applies the next matching transport fault.
 pub async fn gate(State(sim): State<Arc<Inner>>, req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_string();
+    // Inside nested routers the URI is stripped; faults match the full path.
+    let path = req
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map_or_else(|| req.uri().path().to_string(), |u| u.path().to_string());
     let route = classify(&path);
     let action = {
         let mut st = sim.lock();
         st.stats.requests_total += 1;
         *st.stats.by_route.entry(route.to_string()).or_default() += 1;
-        let action = if route == "token" {
-            None
-        } else {
-            st.faults.take(&path)
-        };
+        let action = if route == "token" { None } else { st.faults.take(&path) };
         if matches!(action, Some(TransportAction::Throttle { .. })) {
             st.stats.throttled += 1;
         }
@@ -136,16 +128,9 @@ pub async fn gate(State(sim): State<Arc<Inner>>, req: Request, next: Next) -> Re
     };
     match action {
         None => next.run(req).await,
-        Some(TransportAction::Throttle {
-            status,
-            retry_after,
-        }) => {
+        Some(TransportAction::Throttle { status, retry_after }) => {
             let (status, code, msg) = if status == 503 {
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "serviceNotAvailable",
-                    "The service is temporarily unavailable.",
-                )
+                (StatusCode::SERVICE_UNAVAILABLE, "serviceNotAvailable", "The service is temporarily unavailable.")
             } else {
                 (
                     StatusCode::TOO_MANY_REQUESTS,
@@ -190,9 +175,7 @@ fn break_body(resp: Response, truncate: bool) -> Response {
             sent += take as u64;
             Ok(chunk.slice(..take))
         })
-        .chain(futures::stream::once(async {
-            Err(std::io::Error::other("connection reset by fault injection"))
-        }))
+        .chain(futures::stream::once(async { Err(std::io::Error::other("connection reset by fault injection")) }))
         .take_while({
             let mut failed = false;
             move |r| {

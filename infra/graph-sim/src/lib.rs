@@ -136,13 +136,8 @@ impl GraphSim {
             .nest("/v1.0", graph::router(Arc::clone(&sim)))
             .merge(graph::download_router())
             .merge(auth::token_router())
-            .layer(axum::middleware::from_fn_with_state(
-                Arc::clone(&sim),
-                faults::gate,
-            ));
-        gated
-            .nest("/admin", admin::router())
-            .with_state(sim)
+            .layer(axum::middleware::from_fn_with_state(Arc::clone(&sim), faults::gate));
+        gated.nest("/admin", admin::router()).with_state(sim)
     }
 
     /// Serves [`router`](Self::router) on `listener` until the process ends.
@@ -153,9 +148,6 @@ impl GraphSim {
 
 /// `http://host:port` of the request, for links the simulator hands out.
 pub(crate) fn base_url(headers: &HeaderMap) -> String {
-    let host = headers
-        .get(axum::http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("127.0.0.1");
+    let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
     format!("http://{host}")
 }

@@ -23,21 +23,17 @@ fn parse_args() -> anyhow::Result<Args> {
             "--client-id" => cfg.client_id = value()?,
             "--client-secret" => cfg.client_secret = value()?,
             "--seed-file" => seed_file = Some(value()?),
-            "--delta-page-size" => {
-                cfg.delta_page_size = value()?.parse().context("--delta-page-size")?
-            }
+            "--delta-page-size" => cfg.delta_page_size = value()?.parse().context("--delta-page-size")?,
             "--help" | "-h" => {
-                println!("graph-sim --port N --tenant-id T --client-id C --client-secret S [--seed-file f.json] [--delta-page-size N]");
+                println!(
+                    "graph-sim --port N --tenant-id T --client-id C --client-secret S [--seed-file f.json] [--delta-page-size N]"
+                );
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other}"),
         }
     }
-    Ok(Args {
-        port,
-        cfg,
-        seed_file,
-    })
+    Ok(Args { port, cfg, seed_file })
 }
 
 #[tokio::main]
@@ -47,9 +43,7 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = parse_args()?;
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
-        .await
-        .context("bind")?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port)).await.context("bind")?;
     let addr = listener.local_addr()?;
     let url = format!("http://{addr}");
     let sim = GraphSim::new(args.cfg);

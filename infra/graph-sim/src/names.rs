@@ -22,22 +22,16 @@ pub fn validate_name(name: &str) -> Result<(), GraphError> {
         return Err(invalid("The name must not be empty.".into()));
     }
     if name.chars().count() > MAX_NAME_CHARS {
-        return Err(invalid(format!(
-            "The name is longer than {MAX_NAME_CHARS} characters."
-        )));
+        return Err(invalid(format!("The name is longer than {MAX_NAME_CHARS} characters.")));
     }
     if let Some(c) = name.chars().find(|c| INVALID_CHARS.contains(c)) {
-        return Err(invalid(format!(
-            "The name contains the invalid character '{c}'."
-        )));
+        return Err(invalid(format!("The name contains the invalid character '{c}'.")));
     }
     if name.chars().any(char::is_control) {
         return Err(invalid("The name contains a control character.".into()));
     }
     if name.starts_with(' ') || name.ends_with(' ') {
-        return Err(invalid(
-            "The name cannot begin or end with a space.".into(),
-        ));
+        return Err(invalid("The name cannot begin or end with a space.".into()));
     }
     let lower = name.to_lowercase();
     let stem = lower.split('.').next().unwrap_or("");
@@ -57,18 +51,13 @@ pub fn validate_name(name: &str) -> Result<(), GraphError> {
 /// Checks a full path (`/a/b/name`, root excluded) against the path limit.
 pub fn validate_path_len(path: &str) -> Result<(), GraphError> {
     if path.chars().count() > MAX_PATH_CHARS {
-        return Err(invalid(format!(
-            "The full path is longer than {MAX_PATH_CHARS} characters."
-        )));
+        return Err(invalid(format!("The full path is longer than {MAX_PATH_CHARS} characters.")));
     }
     Ok(())
 }
 
 /// 409 when `name` equals a sibling's name ignoring case.
-pub fn check_sibling_clash<'a>(
-    name: &str,
-    siblings: impl IntoIterator<Item = &'a str>,
-) -> Result<(), GraphError> {
+pub fn check_sibling_clash<'a>(name: &str, siblings: impl IntoIterator<Item = &'a str>) -> Result<(), GraphError> {
     let lower = name.to_lowercase();
     if siblings.into_iter().any(|s| s.to_lowercase() == lower) {
         return Err(GraphError::new(
@@ -107,9 +96,27 @@ mod tests {
     fn illegal_names_are_rejected() {
         let long = "x".repeat(256);
         for n in [
-            "a:b", "a*b", "q?", "a/b", "a\\b", "a|b", "<x>", "\"q\"", " lead", "trail ",
-            "CON", "con.txt", "Nul", "COM1", "lpt9.doc", ".lock", "desktop.ini",
-            "x_vti_y", "tab\there", long.as_str(), "",
+            "a:b",
+            "a*b",
+            "q?",
+            "a/b",
+            "a\\b",
+            "a|b",
+            "<x>",
+            "\"q\"",
+            " lead",
+            "trail ",
+            "CON",
+            "con.txt",
+            "Nul",
+            "COM1",
+            "lpt9.doc",
+            ".lock",
+            "desktop.ini",
+            "x_vti_y",
+            "tab\there",
+            long.as_str(),
+            "",
         ] {
             assert!(validate_name(n).is_err(), "{n:?} should be rejected");
         }

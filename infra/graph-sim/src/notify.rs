@@ -31,8 +31,8 @@ pub async fn validate_endpoint(sim: &Inner, endpoint: &str) -> Result<(), GraphE
         uuid::Uuid::new_v4(),
         crate::signer::nonce()
     );
-    let mut url = url::Url::parse(endpoint)
-        .map_err(|_| validation_failed("The notification URL is not a valid URL."))?;
+    let mut url =
+        url::Url::parse(endpoint).map_err(|_| validation_failed("The notification URL is not a valid URL."))?;
     url.query_pairs_mut().append_pair("validationToken", &token);
     let resp = sim
         .http
@@ -60,28 +60,19 @@ pub async fn validate_endpoint(sim: &Inner, endpoint: &str) -> Result<(), GraphE
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().starts_with("text/plain"));
-    let body = resp
-        .text()
-        .await
-        .map_err(|_| validation_failed("The response body could not be read."))?;
+    let body = resp.text().await.map_err(|_| validation_failed("The response body could not be read."))?;
     if !plain {
         return Err(validation_failed("The response must have Content-Type text/plain."));
     }
     if body != token {
-        return Err(validation_failed(
-            "The response body must be the URL-decoded validationToken.",
-        ));
+        return Err(validation_failed("The response body must be the URL-decoded validationToken."));
     }
     Ok(())
 }
 
 /// Records that `drive` changed; one notification per coalescing window.
 pub fn drive_changed(sim: &Arc<Inner>, drive: &str) {
-    let first = sim
-        .pending_notify
-        .lock()
-        .map(|mut p| p.insert(drive.to_string()))
-        .unwrap_or(false);
+    let first = sim.pending_notify.lock().map(|mut p| p.insert(drive.to_string())).unwrap_or(false);
     if !first {
         return;
     }
@@ -100,10 +91,7 @@ pub fn drive_changed(sim: &Arc<Inner>, drive: &str) {
             st.prune_subscriptions(Utc::now());
             let mut by_url: BTreeMap<String, Vec<Value>> = BTreeMap::new();
             for s in st.subscriptions.values().filter(|s| s.drive_id == drive) {
-                by_url
-                    .entry(s.notification_url.clone())
-                    .or_default()
-                    .push(change_notification(&sim, s));
+                by_url.entry(s.notification_url.clone()).or_default().push(change_notification(&sim, s));
             }
             by_url
         };
@@ -135,10 +123,7 @@ pub fn send_lifecycle(sim: &Arc<Inner>, s: &Subscription, event: &str) {
         "clientState": s.client_state,
         "lifecycleEvent": event,
     }]});
-    let url = s
-        .lifecycle_url
-        .clone()
-        .unwrap_or_else(|| s.notification_url.clone());
+    let url = s.lifecycle_url.clone().unwrap_or_else(|| s.notification_url.clone());
     let sim = Arc::clone(sim);
     tokio::spawn(async move { deliver(&sim, &url, body).await });
 }
@@ -165,13 +150,7 @@ async fn deliver(sim: &Arc<Inner>, url: &str, body: Value) {
             if attempt > 0 {
                 tokio::time::sleep(sim.cfg.notification_retry_delay).await;
             }
-            let sent = sim
-                .http
-                .post(url)
-                .json(&body)
-                .timeout(sim.cfg.notification_timeout)
-                .send()
-                .await;
+            let sent = sim.http.post(url).json(&body).timeout(sim.cfg.notification_timeout).send().await;
             if sent.is_ok_and(|r| r.status().is_success()) {
                 delivered = true;
                 break;

@@ -27,10 +27,7 @@ impl Default for QuickXorHasher {
 
 impl QuickXorHasher {
     pub fn new() -> Self {
-        Self {
-            lanes: [0; WIDTH_BYTES],
-            len: 0,
-        }
+        Self { lanes: [0; WIDTH_BYTES], len: 0 }
     }
 
     pub fn update(&mut self, data: &[u8]) {

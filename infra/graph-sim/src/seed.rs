@@ -63,17 +63,40 @@ pub struct LargeFile {
 }
 
 const ADJECTIVES: &[&str] = &[
-    "Quarterly", "Draft", "Final", "Annual", "Team", "Project", "Budget", "Meeting", "Client",
-    "Internal", "Shared", "Archived", "Weekly", "Legal", "Marketing",
+    "Quarterly",
+    "Draft",
+    "Final",
+    "Annual",
+    "Team",
+    "Project",
+    "Budget",
+    "Meeting",
+    "Client",
+    "Internal",
+    "Shared",
+    "Archived",
+    "Weekly",
+    "Legal",
+    "Marketing",
 ];
 const NOUNS: &[&str] = &[
-    "Report", "Notes", "Plan", "Summary", "Invoice", "Slides", "Contract", "Roadmap", "Minutes",
-    "Forecast", "Proposal", "Photo", "Export", "Backlog", "Review",
+    "Report", "Notes", "Plan", "Summary", "Invoice", "Slides", "Contract", "Roadmap", "Minutes", "Forecast",
+    "Proposal", "Photo", "Export", "Backlog", "Review",
 ];
 const EXTS: &[&str] = &["docx", "xlsx", "pptx", "pdf", "txt", "csv", "png", "jpg", "zip", "json"];
 const FOLDERS: &[&str] = &[
-    "Documents", "Projects", "Finance", "Photos", "Archive", "Shared", "Clients", "Templates",
-    "Reports", "Personal", "Design", "Contracts",
+    "Documents",
+    "Projects",
+    "Finance",
+    "Photos",
+    "Archive",
+    "Shared",
+    "Clients",
+    "Templates",
+    "Reports",
+    "Personal",
+    "Design",
+    "Contracts",
 ];
 
 fn pick<'a>(rng: &mut IdRng, list: &[&'a str]) -> &'a str {
@@ -81,9 +104,7 @@ fn pick<'a>(rng: &mut IdRng, list: &[&'a str]) -> &'a str {
 }
 
 fn fnv(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// Creates `name` under `parent`, adding ` (n)` before the extension on a
@@ -106,12 +127,7 @@ fn create_unique(
                 _ => format!("{name} ({n})"),
             }
         };
-        let new = NewItem {
-            name: candidate,
-            kind,
-            blob: blob.clone(),
-            hash_visible: true,
-        };
+        let new = NewItem { name: candidate, kind, blob: blob.clone(), hash_visible: true };
         match drive.create(parent, new, rng) {
             Ok(id) => return Some(id),
             Err(GraphError { code, .. }) if code == "nameAlreadyExists" => continue,
@@ -124,16 +140,9 @@ fn create_unique(
 /// Builds one user (and drive, unless `has_drive` is false).
 pub fn seed_user(seed: u64, spec: &SeedUser) -> (User, Option<Drive>) {
     let mut rng = IdRng::seeded(seed ^ fnv(&spec.user_principal_name));
-    let display = spec
-        .display_name
-        .clone()
-        .unwrap_or_else(|| spec.user_principal_name.clone());
-    let mut user = User {
-        id: rng.guid(),
-        upn: spec.user_principal_name.clone(),
-        display_name: display.clone(),
-        drive_id: None,
-    };
+    let display = spec.display_name.clone().unwrap_or_else(|| spec.user_principal_name.clone());
+    let mut user =
+        User { id: rng.guid(), upn: spec.user_principal_name.clone(), display_name: display.clone(), drive_id: None };
     if !spec.has_drive {
         return (user, None);
     }
@@ -143,21 +152,16 @@ pub fn seed_user(seed: u64, spec: &SeedUser) -> (User, Option<Drive>) {
     let root = drive.root_id.clone();
     let mut containers: Vec<(String, usize)> = vec![(root.clone(), 0)];
     for i in 0..spec.folders {
-        let eligible: Vec<&(String, usize)> = containers
-            .iter()
-            .filter(|(_, depth)| *depth < spec.max_depth.max(1))
-            .collect();
+        let eligible: Vec<&(String, usize)> =
+            containers.iter().filter(|(_, depth)| *depth < spec.max_depth.max(1)).collect();
         let (parent, depth) = eligible[(rng.next_u64() % eligible.len() as u64) as usize].clone();
         let name = format!("{} {}", pick(&mut rng, FOLDERS), i + 1);
-        if let Some(id) = create_unique(&mut drive, &parent, &name, ItemKind::Folder, None, &mut rng)
-        {
+        if let Some(id) = create_unique(&mut drive, &parent, &name, ItemKind::Folder, None, &mut rng) {
             containers.push((id, depth + 1));
         }
     }
     for _ in 0..spec.files {
-        let parent = containers[(rng.next_u64() % containers.len() as u64) as usize]
-            .0
-            .clone();
+        let parent = containers[(rng.next_u64() % containers.len() as u64) as usize].0.clone();
         let name = format!(
             "{} {} {}.{}",
             pick(&mut rng, ADJECTIVES),
@@ -165,29 +169,18 @@ pub fn seed_user(seed: u64, spec: &SeedUser) -> (User, Option<Drive>) {
             rng.range(1, 999),
             pick(&mut rng, EXTS)
         );
-        let content = Content::Generated {
-            seed: rng.next_u64(),
-            size: rng.range(spec.min_size, spec.max_size),
-        };
+        let content = Content::Generated { seed: rng.next_u64(), size: rng.range(spec.min_size, spec.max_size) };
         create_unique(&mut drive, &parent, &name, ItemKind::File, Some(content), &mut rng);
     }
     for large in &spec.large_files {
-        let content = Content::Generated {
-            seed: rng.next_u64(),
-            size: large.size,
-        };
+        let content = Content::Generated { seed: rng.next_u64(), size: large.size };
         create_unique(&mut drive, &root, &large.name, ItemKind::File, Some(content), &mut rng);
     }
     for k in 0..spec.onenote_packages {
         let name = format!("Notebook {}", k + 1);
-        if let Some(pkg) =
-            create_unique(&mut drive, &root, &name, ItemKind::Package, None, &mut rng)
-        {
+        if let Some(pkg) = create_unique(&mut drive, &root, &name, ItemKind::Package, None, &mut rng) {
             for s in 0..2 {
-                let content = Content::Generated {
-                    seed: rng.next_u64(),
-                    size: rng.range(1_000, 20_000),
-                };
+                let content = Content::Generated { seed: rng.next_u64(), size: rng.range(1_000, 20_000) };
                 let section = format!("Section {}.one", s + 1);
                 create_unique(&mut drive, &pkg, &section, ItemKind::File, Some(content), &mut rng);
             }
@@ -200,10 +193,7 @@ pub fn seed_user(seed: u64, spec: &SeedUser) -> (User, Option<Drive>) {
 }
 
 fn small(rng: &mut IdRng) -> Option<Content> {
-    Some(Content::Generated {
-        seed: rng.next_u64(),
-        size: rng.range(1, 4096),
-    })
+    Some(Content::Generated { seed: rng.next_u64(), size: rng.range(1, 4096) })
 }
 
 fn hostile(drive: &mut Drive, rng: &mut IdRng) {

@@ -60,10 +60,7 @@ mod tests {
     fn roundtrip_and_tamper() {
         let s = Signer::new();
         let t = s.sign(&["d", "drive1", "42"]);
-        assert_eq!(
-            s.verify(&t),
-            Some(vec!["d".into(), "drive1".into(), "42".into()])
-        );
+        assert_eq!(s.verify(&t), Some(vec!["d".into(), "drive1".into(), "42".into()]));
         let forged = format!("{}x", t);
         assert_eq!(s.verify(&forged), None);
         assert_eq!(Signer::new().verify(&t), None);

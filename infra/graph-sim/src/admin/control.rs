@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::http::StatusCode;
 use axum::extract::State;
+use axum::http::StatusCode;
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -19,9 +19,9 @@ use crate::error::{GraphError, GraphResult};
 use crate::faults::{Stats, TransportAction, TransportFault};
 use crate::notify::send_lifecycle;
 use crate::seed::{SeedRequest, seed_user};
+use crate::store::User;
 use crate::store::ids::IdRng;
 use crate::store::tree::Drive;
-use crate::store::User;
 
 fn user_json(u: &User) -> Value {
     json!({"id": u.id, "user_principal_name": u.upn, "drive_id": u.drive_id})
@@ -41,14 +41,10 @@ pub async fn seed(State(sim): State<Arc<Inner>>, body: Bytes) -> GraphResult<Jso
             ));
         }
     }
-    let built = tokio::task::spawn_blocking(move || {
-        req.users
-            .iter()
-            .map(|u| seed_user(req.seed, u))
-            .collect::<Vec<_>>()
-    })
-    .await
-    .map_err(|e| GraphError::new(StatusCode::INTERNAL_SERVER_ERROR, "generalException", e.to_string()))?;
+    let built =
+        tokio::task::spawn_blocking(move || req.users.iter().map(|u| seed_user(req.seed, u)).collect::<Vec<_>>())
+            .await
+            .map_err(|e| GraphError::new(StatusCode::INTERNAL_SERVER_ERROR, "generalException", e.to_string()))?;
     let mut st = sim.lock();
     st.users.clear();
     st.drives.clear();
@@ -77,10 +73,7 @@ pub struct AddUser {
     has_drive: bool,
 }
 
-pub async fn add_user(
-    State(sim): State<Arc<Inner>>,
-    body: Bytes,
-) -> GraphResult<(StatusCode, Json<Value>)> {
+pub async fn add_user(State(sim): State<Arc<Inner>>, body: Bytes) -> GraphResult<(StatusCode, Json<Value>)> {
     let req: AddUser = parse(&body)?;
     let mut st = sim.lock();
     if st.user(&req.user_principal_name).is_some() {
@@ -91,15 +84,8 @@ pub async fn add_user(
         ));
     }
     let mut rng = IdRng::random();
-    let display = req
-        .display_name
-        .unwrap_or_else(|| req.user_principal_name.clone());
-    let mut user = User {
-        id: rng.guid(),
-        upn: req.user_principal_name,
-        display_name: display.clone(),
-        drive_id: None,
-    };
+    let display = req.display_name.unwrap_or_else(|| req.user_principal_name.clone());
+    let mut user = User { id: rng.guid(), upn: req.user_principal_name, display_name: display.clone(), drive_id: None };
     if req.has_drive {
         let d = Drive::new(rng.drive_id(), user.id.clone(), display, &mut rng);
         user.drive_id = Some(d.id.clone());
@@ -113,38 +99,15 @@ pub async fn add_user(
 #[derive(Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum FaultReq {
-    Throttle {
-        status: Option<u16>,
-        retry_after: Option<u64>,
-        count: Option<u64>,
-        path_contains: Option<String>,
-    },
-    Reset {
-        count: Option<u64>,
-        path_contains: Option<String>,
-    },
-    Truncate {
-        count: Option<u64>,
-        path_contains: Option<String>,
-    },
-    ForbidContent {
-        item_id: String,
-    },
-    DropNotifications {
-        count: u64,
-    },
-    DuplicateNotifications {
-        count: u64,
-    },
-    ExpireDeltaTokens {
-        drive_id: String,
-    },
-    HideHashes {
-        enabled: bool,
-    },
-    DuplicateItemsInDelta {
-        enabled: bool,
-    },
+    Throttle { status: Option<u16>, retry_after: Option<u64>, count: Option<u64>, path_contains: Option<String> },
+    Reset { count: Option<u64>, path_contains: Option<String> },
+    Truncate { count: Option<u64>, path_contains: Option<String> },
+    ForbidContent { item_id: String },
+    DropNotifications { count: u64 },
+    DuplicateNotifications { count: u64 },
+    ExpireDeltaTokens { drive_id: String },
+    HideHashes { enabled: bool },
+    DuplicateItemsInDelta { enabled: bool },
     ExpireTokens,
 }
 
@@ -157,46 +120,28 @@ pub async fn add_fault(State(sim): State<Arc<Inner>>, body: Bytes) -> GraphResul
         path_contains,
     };
     match req {
-        FaultReq::Throttle {
-            status,
-            retry_after,
-            count,
-            path_contains,
-        } => {
+        FaultReq::Throttle { status, retry_after, count, path_contains } => {
             let status = status.unwrap_or(429);
             if status != 429 && status != 503 {
                 return Err(GraphError::bad_request("throttle status must be 429 or 503."));
             }
-            let action = TransportAction::Throttle {
-                status,
-                retry_after: retry_after.unwrap_or(1),
-            };
+            let action = TransportAction::Throttle { status, retry_after: retry_after.unwrap_or(1) };
             st.faults.transport.push(transport(action, count, path_contains));
         }
-        FaultReq::Reset {
-            count,
-            path_contains,
-        } => st
-            .faults
-            .transport
-            .push(transport(TransportAction::Reset, count, path_contains)),
-        FaultReq::Truncate {
-            count,
-            path_contains,
-        } => st
-            .faults
-            .transport
-            .push(transport(TransportAction::Truncate, count, path_contains)),
+        FaultReq::Reset { count, path_contains } => {
+            st.faults.transport.push(transport(TransportAction::Reset, count, path_contains))
+        }
+        FaultReq::Truncate { count, path_contains } => {
+            st.faults.transport.push(transport(TransportAction::Truncate, count, path_contains))
+        }
         FaultReq::ForbidContent { item_id } => {
             st.faults.forbidden_items.insert(item_id);
         }
         FaultReq::DropNotifications { count } => st.faults.drop_notifications += count,
         FaultReq::DuplicateNotifications { count } => st.faults.duplicate_notifications += count,
         FaultReq::ExpireDeltaTokens { drive_id } => {
-            let d = st
-                .drives
-                .get_mut(&drive_id)
-                .ok_or_else(|| GraphError::not_found("The drive could not be found."))?;
+            let d =
+                st.drives.get_mut(&drive_id).ok_or_else(|| GraphError::not_found("The drive could not be found."))?;
             d.token_epoch += 1;
         }
         FaultReq::HideHashes { enabled } => st.faults.hide_hashes = enabled,
@@ -228,10 +173,7 @@ pub struct LifecycleReq {
 
 pub async fn lifecycle(State(sim): State<Arc<Inner>>, body: Bytes) -> GraphResult<Json<Value>> {
     let req: LifecycleReq = parse(&body)?;
-    if !matches!(
-        req.event.as_str(),
-        "reauthorizationRequired" | "subscriptionRemoved" | "missed"
-    ) {
+    if !matches!(req.event.as_str(), "reauthorizationRequired" | "subscriptionRemoved" | "missed") {
         return Err(GraphError::bad_request(format!("Unknown lifecycle event '{}'.", req.event)));
     }
     let sub = {

@@ -49,32 +49,20 @@ fn admin_json(v: &ItemView, path: &str) -> Value {
 }
 
 async fn render_all(views: Vec<(ItemView, String)>) -> GraphResult<Vec<Value>> {
-    tokio::task::spawn_blocking(move || {
-        views
-            .iter()
-            .map(|(v, p)| admin_json(v, p))
-            .collect::<Vec<_>>()
-    })
-    .await
-    .map_err(|e| GraphError::new(StatusCode::INTERNAL_SERVER_ERROR, "generalException", e.to_string()))
+    tokio::task::spawn_blocking(move || views.iter().map(|(v, p)| admin_json(v, p)).collect::<Vec<_>>())
+        .await
+        .map_err(|e| GraphError::new(StatusCode::INTERNAL_SERVER_ERROR, "generalException", e.to_string()))
 }
 
 fn snapshot(d: &Drive, id: &str) -> Option<(ItemView, String)> {
     Some((d.view(id)?, d.path_of(id)))
 }
 
-pub async fn list(
-    State(sim): State<Arc<Inner>>,
-    Path(drive): Path<String>,
-) -> GraphResult<Json<Vec<Value>>> {
+pub async fn list(State(sim): State<Arc<Inner>>, Path(drive): Path<String>) -> GraphResult<Json<Vec<Value>>> {
     let views: Vec<_> = {
         let st = sim.lock();
         let d = st.drives.get(&drive).ok_or_else(no_drive)?;
-        d.full_order()
-            .iter()
-            .filter(|id| **id != d.root_id)
-            .filter_map(|id| snapshot(d, id))
-            .collect()
+        d.full_order().iter().filter(|id| **id != d.root_id).filter_map(|id| snapshot(d, id)).collect()
     };
     Ok(Json(render_all(views).await?))
 }
@@ -140,11 +128,7 @@ pub async fn create(
         "package" => ItemKind::Package,
         other => return Err(GraphError::bad_request(format!("Unknown kind '{other}'."))),
     };
-    let blob = if kind == ItemKind::File {
-        Some(req.content.build()?)
-    } else {
-        None
-    };
+    let blob = if kind == ItemKind::File { Some(req.content.build()?) } else { None };
     let id = {
         let mut st = sim.lock();
         let visible = hash_visible(&sim, &st);
@@ -157,12 +141,7 @@ pub async fn create(
                 .ok_or_else(|| GraphError::not_found(format!("No folder at '{path}'.")))?,
             (None, None) => d.root_id.clone(),
         };
-        let new = NewItem {
-            name: req.name,
-            kind,
-            blob,
-            hash_visible: visible,
-        };
+        let new = NewItem { name: req.name, kind, blob, hash_visible: visible };
         d.create(&parent, new, &mut IdRng::random())?
     };
     drive_changed(&sim, &drive);
@@ -241,10 +220,7 @@ pub async fn ransomware(
             .map(|i| (i.id.clone(), i.name.clone(), i.blob.as_ref().map_or(0, |b| b.size())))
             .collect();
         for (id, name, size) in &files {
-            let blob = ContentBlob::new(Content::Generated {
-                seed: rng.next_u64(),
-                size: *size,
-            });
+            let blob = ContentBlob::new(Content::Generated { seed: rng.next_u64(), size: *size });
             d.set_content(id, blob, visible)?;
             let _ = d.rename_move(id, Some(format!("{name}{ext}")), None);
         }

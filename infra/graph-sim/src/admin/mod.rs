@@ -20,14 +20,8 @@ pub fn router() -> Router<Arc<Inner>> {
     Router::new()
         .route("/seed", post(control::seed))
         .route("/users", get(control::list_users).post(control::add_user))
-        .route(
-            "/drives/{drive}/items",
-            get(items::list).post(items::create),
-        )
-        .route(
-            "/drives/{drive}/items/{id}",
-            patch(items::rename_move).delete(items::remove),
-        )
+        .route("/drives/{drive}/items", get(items::list).post(items::create))
+        .route("/drives/{drive}/items/{id}", patch(items::rename_move).delete(items::remove))
         .route("/drives/{drive}/items/{id}/content", post(items::edit_content))
         .route("/drives/{drive}/ransomware", post(items::ransomware))
         .route("/faults", post(control::add_fault).delete(control::clear_faults))
@@ -43,6 +37,5 @@ pub fn router() -> Router<Arc<Inner>> {
 /// Parses a JSON body, answering 400 with Graph's error shape.
 fn parse<T: DeserializeOwned>(body: &Bytes) -> GraphResult<T> {
     let raw: &[u8] = if body.is_empty() { b"{}" } else { body };
-    serde_json::from_slice(raw)
-        .map_err(|e| GraphError::bad_request(format!("Invalid request body: {e}")))
+    serde_json::from_slice(raw).map_err(|e| GraphError::bad_request(format!("Invalid request body: {e}")))
 }

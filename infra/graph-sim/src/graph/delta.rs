@@ -3,9 +3,10 @@
 //! `@odata.nextLink`, `deltaExcludeParent`, and `410 Gone` + `Location`
 //! (a fresh full-enumeration nextLink) once a drive's tokens are expired.
 //!
-//! Tokens are signed, not stored: a delta token carries the drive, its
-//! incarnation and token epoch, the change sequence number and issue time; a
-//! page token names a paging session ([`crate::store::DeltaSession`]).
+//! Tokens are signed, not stored. Both kinds start with
+//! `kind|drive|incarnation|epoch|issued`; a delta token (`d`) then carries
+//! the change sequence number, a page token (`p`) a paging session
+//! ([`crate::store::DeltaSession`]) and cursor.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,19 +21,16 @@ use serde_json::{Value, json};
 
 use super::items::drive_not_found;
 use super::render::{Mode, item_json};
+use crate::Inner;
 use crate::error::{GraphError, GraphResult};
 use crate::signer::nonce;
 use crate::store::tree::Drive;
 use crate::store::{DeltaSession, ItemKind, State};
-use crate::Inner;
 
 const SESSION_IDLE: Duration = Duration::from_secs(3600);
 
 fn link(base: &str, drive: &str, token: &str) -> String {
-    format!(
-        "{base}/v1.0/drives/{drive}/root/delta?token={}",
-        utf8_percent_encode(token, NON_ALPHANUMERIC)
-    )
+    format!("{base}/v1.0/drives/{drive}/root/delta?token={}", utf8_percent_encode(token, NON_ALPHANUMERIC))
 }
 
 fn delta_token(sim: &Inner, d: &Drive, seq: u64) -> String {
@@ -41,15 +39,14 @@ fn delta_token(sim: &Inner, d: &Drive, seq: u64) -> String {
         &d.id,
         &d.incarnation,
         &d.token_epoch.to_string(),
-        &seq.to_string(),
         &Utc::now().timestamp().to_string(),
+        &seq.to_string(),
         &nonce(),
     ])
 }
 
 fn open_session(st: &mut State, drive: &str, ids: Vec<String>, page: usize) -> String {
-    st.sessions
-        .retain(|_, s| s.last_used.elapsed() < SESSION_IDLE);
+    st.sessions.retain(|_, s| s.last_used.elapsed() < SESSION_IDLE);
     let id = nonce();
     if let Some(d) = st.drives.get(drive) {
         st.sessions.insert(id.clone(), DeltaSession::new(d, ids, page));
@@ -63,20 +60,17 @@ fn page_token(sim: &Inner, d: &Drive, session: &str, cursor: usize) -> String {
         &d.id,
         &d.incarnation,
         &d.token_epoch.to_string(),
+        &Utc::now().timestamp().to_string(),
         session,
         &cursor.to_string(),
-        &Utc::now().timestamp().to_string(),
     ])
 }
 
 fn resync(st: &mut State, sim: &Inner, base: &str, drive: &str) -> GraphError {
     let ids = st.drives.get(drive).map(Drive::full_order).unwrap_or_default();
     let session = open_session(st, drive, ids, sim.cfg.delta_page_size);
-    let location = st
-        .drives
-        .get(drive)
-        .map(|d| link(base, drive, &page_token(sim, d, &session, 0)))
-        .unwrap_or_default();
+    let location =
+        st.drives.get(drive).map(|d| link(base, drive, &page_token(sim, d, &session, 0))).unwrap_or_default();
     GraphError::new(
         StatusCode::GONE,
         "resyncRequired",
@@ -97,15 +91,10 @@ pub fn delta(
     q: &HashMap<String, String>,
     headers: &HeaderMap,
 ) -> GraphResult<Response> {
-    let exclude_parents = headers
-        .get("deltaExcludeParent")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    let page_size = q
-        .get("$top")
-        .and_then(|t| t.parse::<usize>().ok())
-        .unwrap_or(sim.cfg.delta_page_size)
-        .clamp(1, 10_000);
+    let exclude_parents =
+        headers.get("deltaExcludeParent").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let page_size =
+        q.get("$top").and_then(|t| t.parse::<usize>().ok()).unwrap_or(sim.cfg.delta_page_size).clamp(1, 10_000);
     let token = q.get("token").map(String::as_str);
 
     let mut guard = sim.lock();
@@ -130,24 +119,23 @@ pub fn delta(
             if f.len() < 7 || f[1] != d.id {
                 return Err(invalid_token());
             }
-            let issued = f[6].parse::<i64>().unwrap_or(0);
-            let too_old = Utc::now().timestamp() - issued
-                > sim.cfg.delta_token_retention.as_secs() as i64;
+            let issued = f[4].parse::<i64>().unwrap_or(0);
+            let too_old = Utc::now().timestamp() - issued > sim.cfg.delta_token_retention.as_secs() as i64;
             if f[2] != d.incarnation || f[3] != d.token_epoch.to_string() || too_old {
                 return Err(resync(st, sim, base, drive));
             }
             match f[0].as_str() {
                 "d" => {
-                    let seq = f[4].parse::<u64>().map_err(|_| invalid_token())?;
+                    let seq = f[5].parse::<u64>().map_err(|_| invalid_token())?;
                     let ids = d.changes_since(seq, exclude_parents);
                     (open_session(st, drive, ids, page_size), 0)
                 }
                 "p" => {
-                    let cursor = f[5].parse::<usize>().map_err(|_| invalid_token())?;
-                    if st.sessions.get(&f[4]).is_none_or(|s| s.drive_id != d.id) {
+                    let cursor = f[6].parse::<usize>().map_err(|_| invalid_token())?;
+                    if st.sessions.get(&f[5]).is_none_or(|s| s.drive_id != d.id) {
                         return Err(resync(st, sim, base, drive));
                     }
-                    (f[4].clone(), cursor)
+                    (f[5].clone(), cursor)
                 }
                 _ => return Err(invalid_token()),
             }
@@ -164,16 +152,10 @@ pub fn delta(
     let views: Vec<_> = page.ids.iter().filter_map(|id| d.view(id)).collect();
     let next = match page.next {
         Some(n) => ("@odata.nextLink", link(base, drive, &page_token(sim, d, &session, n))),
-        None => (
-            "@odata.deltaLink",
-            link(base, drive, &delta_token(sim, d, s.observed_seq)),
-        ),
+        None => ("@odata.deltaLink", link(base, drive, &delta_token(sim, d, s.observed_seq))),
     };
     drop(guard);
-    let value: Vec<Value> = views
-        .iter()
-        .map(|v| item_json(sim, base, v, Mode::Delta))
-        .collect();
+    let value: Vec<Value> = views.iter().map(|v| item_json(sim, base, v, Mode::Delta)).collect();
     let mut body = json!({
         "@odata.context": format!("{base}/v1.0/$metadata#Collection(driveItem)"),
         "value": value,

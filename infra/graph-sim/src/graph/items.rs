@@ -18,12 +18,7 @@ use crate::{Inner, base_url};
 const CHILDREN_PAGE: usize = 200;
 
 pub fn drive_json(d: &Drive, base: &str) -> Value {
-    let used: u64 = d
-        .items
-        .values()
-        .filter(|i| !i.deleted)
-        .filter_map(|i| i.blob.as_ref().map(|b| b.size()))
-        .sum();
+    let used: u64 = d.items.values().filter(|i| !i.deleted).filter_map(|i| i.blob.as_ref().map(|b| b.size())).sum();
     let total: u64 = 1 << 40;
     let created = d.items.get(&d.root_id).map(|r| ts(r.created));
     json!({
@@ -62,8 +57,7 @@ pub fn get_item(sim: &Arc<Inner>, base: &str, drive: &str, item: &str) -> GraphR
         let st = sim.lock();
         let d = st.drives.get(drive).ok_or_else(drive_not_found)?;
         let id = d.live(item)?.id.clone();
-        d.view(&id)
-            .ok_or_else(|| GraphError::not_found("The resource could not be found."))?
+        d.view(&id).ok_or_else(|| GraphError::not_found("The resource could not be found."))?
     };
     Ok(Json(item_json(sim, base, &view, Mode::Get)).into_response())
 }
@@ -75,11 +69,7 @@ pub fn children(
     item: &str,
     q: &HashMap<String, String>,
 ) -> GraphResult<Response> {
-    let top = q
-        .get("$top")
-        .and_then(|t| t.parse::<usize>().ok())
-        .unwrap_or(CHILDREN_PAGE)
-        .clamp(1, 999);
+    let top = q.get("$top").and_then(|t| t.parse::<usize>().ok()).unwrap_or(CHILDREN_PAGE).clamp(1, 999);
     let offset = match q.get("$skiptoken") {
         None => 0,
         Some(t) => sim
@@ -94,24 +84,15 @@ pub fn children(
         let d = st.drives.get(drive).ok_or_else(drive_not_found)?;
         let it = d.live(item)?;
         let kids = d.live_children(&it.id);
-        let views: Vec<_> = kids
-            .iter()
-            .skip(offset)
-            .take(top)
-            .filter_map(|c| d.view(c))
-            .collect();
+        let views: Vec<_> = kids.iter().skip(offset).take(top).filter_map(|c| d.view(c)).collect();
         (views, offset + top < kids.len(), it.id.clone())
     };
-    let value: Vec<Value> = views
-        .iter()
-        .map(|v| item_json(sim, base, v, Mode::Get))
-        .collect();
+    let value: Vec<Value> = views.iter().map(|v| item_json(sim, base, v, Mode::Get)).collect();
     let mut body = json!({ "value": value });
     if more {
         let token = sim.signer.sign(&["children", &(offset + top).to_string()]);
-        body["@odata.nextLink"] = json!(format!(
-            "{base}/v1.0/drives/{drive}/items/{item_id}/children?$top={top}&$skiptoken={token}"
-        ));
+        body["@odata.nextLink"] =
+            json!(format!("{base}/v1.0/drives/{drive}/items/{item_id}/children?$top={top}&$skiptoken={token}"));
     }
     Ok(Json(body).into_response())
 }

@@ -34,27 +34,14 @@ pub fn router(sim: Arc<Inner>) -> Router<Arc<Inner>> {
         .route("/users/{user}/drive/{*rest}", get(user_drive_rest))
         .route("/drives/{drive}", get(items::get_drive))
         .route("/drives/{drive}/{*rest}", get(drive_rest))
-        .route(
-            "/subscriptions",
-            post(subscriptions::create).get(subscriptions::list),
-        )
+        .route("/subscriptions", post(subscriptions::create).get(subscriptions::list))
         .route(
             "/subscriptions/{id}",
-            get(subscriptions::get_one)
-                .patch(subscriptions::update)
-                .delete(subscriptions::delete),
+            get(subscriptions::get_one).patch(subscriptions::update).delete(subscriptions::delete),
         )
-        .route(
-            "/subscriptions/{id}/reauthorize",
-            post(subscriptions::reauthorize),
-        )
-        .fallback(|| async {
-            GraphError::bad_request("Resource not found for the segment.")
-        })
-        .route_layer(axum::middleware::from_fn_with_state(
-            sim,
-            crate::auth::require_bearer,
-        ))
+        .route("/subscriptions/{id}/reauthorize", post(subscriptions::reauthorize))
+        .fallback(|| async { GraphError::bad_request("Resource not found for the segment.") })
+        .route_layer(axum::middleware::from_fn_with_state(sim, crate::auth::require_bearer))
 }
 
 async fn drive_rest(
@@ -102,16 +89,11 @@ async fn dispatch(
         Some("children") => items::children(sim, &base, drive, item, &q),
         Some("content") => content::content(sim, &base, drive, item, headers),
         Some(a) if a == "delta" || a.starts_with("delta(") => {
-            if let Some(tok) = a
-                .strip_prefix("delta(token='")
-                .and_then(|t| t.strip_suffix("')"))
-            {
+            if let Some(tok) = a.strip_prefix("delta(token='").and_then(|t| t.strip_suffix("')")) {
                 q.insert("token".into(), tok.to_string());
             }
             delta::delta(sim, &base, drive, item, &q, headers)
         }
-        Some(a) => Err(GraphError::bad_request(format!(
-            "Resource not found for the segment '{a}'."
-        ))),
+        Some(a) => Err(GraphError::bad_request(format!("Resource not found for the segment '{a}'."))),
     }
 }

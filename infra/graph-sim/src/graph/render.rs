@@ -26,9 +26,7 @@ pub fn mime_type(name: &str) -> &'static str {
         Some("pdf") => "application/pdf",
         Some("docx") => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
         Some("xlsx") => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        Some("pptx") => {
-            "application/vnd.openxmlformats-officedocument.presentationml.presentation"
-        }
+        Some("pptx") => "application/vnd.openxmlformats-officedocument.presentationml.presentation",
         Some("jpg") | Some("jpeg") => "image/jpeg",
         Some("png") => "image/png",
         Some("mp4") => "video/mp4",
@@ -78,19 +76,13 @@ pub fn item_json(sim: &Inner, base: &str, v: &ItemView, mode: Mode) -> Value {
         "fileSystemInfo".into(),
         json!({"createdDateTime": ts(v.created), "lastModifiedDateTime": ts(v.modified)}),
     );
-    o.insert(
-        "webUrl".into(),
-        json!(format!("{base}/personal/{}/Documents/{}", v.drive_id, v.id)),
-    );
+    o.insert("webUrl".into(), json!(format!("{base}/personal/{}/Documents/{}", v.drive_id, v.id)));
     match v.kind {
         ItemKind::Root => {
             o.insert("root".into(), json!({}));
             o.insert("folder".into(), json!({"childCount": v.child_count}));
             o.remove("parentReference");
-            o.insert(
-                "parentReference".into(),
-                json!({"driveId": v.drive_id, "driveType": "business"}),
-            );
+            o.insert("parentReference".into(), json!({"driveId": v.drive_id, "driveType": "business"}));
         }
         ItemKind::Folder => {
             o.insert("folder".into(), json!({"childCount": v.child_count}));
@@ -101,19 +93,12 @@ pub fn item_json(sim: &Inner, base: &str, v: &ItemView, mode: Mode) -> Value {
         ItemKind::File => {
             let mut file = Map::new();
             file.insert("mimeType".into(), json!(mime_type(&v.name)));
-            let hash = v
-                .blob
-                .as_ref()
-                .filter(|_| v.hash_visible)
-                .and_then(|b| b.quick_xor_if_ready());
+            let hash = v.blob.as_ref().filter(|_| v.hash_visible).and_then(|b| b.quick_xor_if_ready());
             if let Some(h) = hash {
                 file.insert("hashes".into(), json!({"quickXorHash": h}));
             }
             o.insert("file".into(), Value::Object(file));
-            o.insert(
-                "@microsoft.graph.downloadUrl".into(),
-                json!(download_url(sim, base, &v.drive_id, &v.id)),
-            );
+            o.insert("@microsoft.graph.downloadUrl".into(), json!(download_url(sim, base, &v.drive_id, &v.id)));
         }
     }
     Value::Object(o)

@@ -60,10 +60,7 @@ pub fn subscription_json(s: &Subscription) -> Value {
 
 fn check_url(url: &str, field: &str) -> GraphResult<()> {
     let u = url::Url::parse(url).map_err(|_| bad(format!("{field} is not a valid URL.")))?;
-    let loopback = matches!(
-        u.host_str(),
-        Some("127.0.0.1") | Some("localhost") | Some("[::1]") | Some("::1")
-    );
+    let loopback = matches!(u.host_str(), Some("127.0.0.1") | Some("localhost") | Some("[::1]") | Some("::1"));
     match u.scheme() {
         "https" => Ok(()),
         "http" if loopback => Ok(()),
@@ -80,9 +77,7 @@ fn parse_expiration(raw: &str, max_minutes: i64) -> GraphResult<DateTime<Utc>> {
         return Err(bad("Subscription expiration can only be in the future."));
     }
     if exp > now + Duration::minutes(max_minutes) {
-        return Err(bad(format!(
-            "Subscription expiration can only be {max_minutes} minutes in the future."
-        )));
+        return Err(bad(format!("Subscription expiration can only be {max_minutes} minutes in the future.")));
     }
     Ok(exp)
 }
@@ -95,11 +90,7 @@ fn resolve_resource(sim: &Inner, raw: &str) -> GraphResult<(String, String)> {
     let drive = match segs.as_slice() {
         ["drives", d, "root"] => {
             if !st.drives.contains_key(*d) {
-                return Err(GraphError::new(
-                    StatusCode::NOT_FOUND,
-                    "itemNotFound",
-                    "The resource could not be found.",
-                ));
+                return Err(GraphError::new(StatusCode::NOT_FOUND, "itemNotFound", "The resource could not be found."));
             }
             d.to_string()
         }
@@ -114,26 +105,20 @@ fn resolve_resource(sim: &Inner, raw: &str) -> GraphResult<(String, String)> {
 }
 
 pub async fn create(State(sim): State<Arc<Inner>>, body: Bytes) -> GraphResult<Response> {
-    let b: CreateBody = serde_json::from_slice(&body)
-        .map_err(|e| GraphError::bad_request(format!("Invalid request body: {e}")))?;
+    let b: CreateBody =
+        serde_json::from_slice(&body).map_err(|e| GraphError::bad_request(format!("Invalid request body: {e}")))?;
     let change_type = b.change_type.ok_or_else(|| bad("changeType is required."))?;
     if change_type.split(',').any(|c| c.trim() != "updated") {
-        return Err(bad(
-            "The changeType is not supported for this resource; drive root items support only 'updated'.",
-        ));
+        return Err(bad("The changeType is not supported for this resource; drive root items support only 'updated'."));
     }
-    let notification_url = b
-        .notification_url
-        .ok_or_else(|| bad("notificationUrl is required."))?;
+    let notification_url = b.notification_url.ok_or_else(|| bad("notificationUrl is required."))?;
     check_url(&notification_url, "notificationUrl")?;
     if let Some(l) = &b.lifecycle_notification_url {
         check_url(l, "lifecycleNotificationUrl")?;
     }
     let resource = b.resource.ok_or_else(|| bad("resource is required."))?;
     let (drive_id, resource) = resolve_resource(&sim, &resource)?;
-    let raw_exp = b
-        .expiration_date_time
-        .ok_or_else(|| bad("expirationDateTime is required."))?;
+    let raw_exp = b.expiration_date_time.ok_or_else(|| bad("expirationDateTime is required."))?;
     let expiration = parse_expiration(&raw_exp, sim.cfg.subscription_max_minutes)?;
     if b.client_state.as_ref().is_some_and(|c| c.chars().count() > 128) {
         return Err(bad("clientState must be at most 128 characters."));
@@ -175,10 +160,7 @@ pub async fn list(State(sim): State<Arc<Inner>>) -> Json<Value> {
     Json(json!({ "value": value }))
 }
 
-pub async fn get_one(
-    State(sim): State<Arc<Inner>>,
-    Path(id): Path<String>,
-) -> GraphResult<Json<Value>> {
+pub async fn get_one(State(sim): State<Arc<Inner>>, Path(id): Path<String>) -> GraphResult<Json<Value>> {
     let mut st = sim.lock();
     st.prune_subscriptions(Utc::now());
     let s = st.subscriptions.get(&id).ok_or_else(|| not_found(&id))?;
@@ -191,16 +173,10 @@ struct PatchBody {
     expiration_date_time: Option<String>,
 }
 
-pub async fn update(
-    State(sim): State<Arc<Inner>>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> GraphResult<Json<Value>> {
-    let b: PatchBody = serde_json::from_slice(&body)
-        .map_err(|e| GraphError::bad_request(format!("Invalid request body: {e}")))?;
-    let raw = b
-        .expiration_date_time
-        .ok_or_else(|| bad("expirationDateTime is required."))?;
+pub async fn update(State(sim): State<Arc<Inner>>, Path(id): Path<String>, body: Bytes) -> GraphResult<Json<Value>> {
+    let b: PatchBody =
+        serde_json::from_slice(&body).map_err(|e| GraphError::bad_request(format!("Invalid request body: {e}")))?;
+    let raw = b.expiration_date_time.ok_or_else(|| bad("expirationDateTime is required."))?;
     let exp = parse_expiration(&raw, sim.cfg.subscription_max_minutes)?;
     let mut st = sim.lock();
     st.prune_subscriptions(Utc::now());
@@ -209,20 +185,14 @@ pub async fn update(
     Ok(Json(subscription_json(s)))
 }
 
-pub async fn delete(
-    State(sim): State<Arc<Inner>>,
-    Path(id): Path<String>,
-) -> GraphResult<StatusCode> {
+pub async fn delete(State(sim): State<Arc<Inner>>, Path(id): Path<String>) -> GraphResult<StatusCode> {
     let mut st = sim.lock();
     st.prune_subscriptions(Utc::now());
     st.subscriptions.remove(&id).ok_or_else(|| not_found(&id))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn reauthorize(
-    State(sim): State<Arc<Inner>>,
-    Path(id): Path<String>,
-) -> GraphResult<StatusCode> {
+pub async fn reauthorize(State(sim): State<Arc<Inner>>, Path(id): Path<String>) -> GraphResult<StatusCode> {
     let mut st = sim.lock();
     st.prune_subscriptions(Utc::now());
     st.subscriptions.get(&id).ok_or_else(|| not_found(&id))?;

@@ -51,13 +51,9 @@ fn user_not_found(id: &str) -> GraphError {
 /// The drive id of a user (by id or UPN), or Graph's "no mysite" 404.
 pub fn drive_of(st: &Tenant, user: &str) -> GraphResult<String> {
     let u = st.user(user).ok_or_else(|| user_not_found(user))?;
-    u.drive_id.clone().ok_or_else(|| {
-        GraphError::new(
-            StatusCode::NOT_FOUND,
-            "ResourceNotFound",
-            "User's mysite not found.",
-        )
-    })
+    u.drive_id
+        .clone()
+        .ok_or_else(|| GraphError::new(StatusCode::NOT_FOUND, "ResourceNotFound", "User's mysite not found."))
 }
 
 pub async fn list(
@@ -95,13 +91,7 @@ pub async fn list(
     };
     let select = q.get("$select").map(String::as_str);
     let st = sim.lock();
-    let page: Vec<Value> = st
-        .users
-        .iter()
-        .skip(offset)
-        .take(top)
-        .map(|u| user_json(u, select))
-        .collect();
+    let page: Vec<Value> = st.users.iter().skip(offset).take(top).map(|u| user_json(u, select)).collect();
     let mut body = json!({
         "@odata.context": format!("{}/v1.0/$metadata#users", base_url(&headers)),
         "value": page,
@@ -137,9 +127,6 @@ pub async fn user_drive(
 ) -> GraphResult<Json<Value>> {
     let st = sim.lock();
     let drive_id = drive_of(&st, &user)?;
-    let drive = st
-        .drives
-        .get(&drive_id)
-        .ok_or_else(|| GraphError::not_found("The drive could not be found."))?;
+    let drive = st.drives.get(&drive_id).ok_or_else(|| GraphError::not_found("The drive could not be found."))?;
     Ok(Json(drive_json(drive, &base_url(&headers))))
 }

@@ -29,11 +29,7 @@ pub struct Page {
 
 impl DeltaSession {
     pub fn new(drive: &Drive, items: Vec<String>, page_size: usize) -> Self {
-        let positions = items
-            .iter()
-            .enumerate()
-            .map(|(i, id)| (id.clone(), i))
-            .collect();
+        let positions = items.iter().enumerate().map(|(i, id)| (id.clone(), i)).collect();
         Self {
             drive_id: drive.id.clone(),
             items,
@@ -61,10 +57,7 @@ impl DeltaSession {
             ids.push(self.items[start - 1].clone());
         }
         ids.extend(self.items[start..end].iter().cloned());
-        Page {
-            ids,
-            next: (end < self.items.len()).then_some(end),
-        }
+        Page { ids, next: (end < self.items.len()).then_some(end) }
     }
 }
 

@@ -127,9 +127,7 @@ pub struct State {
 impl State {
     pub fn user(&self, id_or_upn: &str) -> Option<&User> {
         let lower = id_or_upn.to_lowercase();
-        self.users
-            .iter()
-            .find(|u| u.id == id_or_upn || u.upn.to_lowercase() == lower)
+        self.users.iter().find(|u| u.id == id_or_upn || u.upn.to_lowercase() == lower)
     }
 
     /// Live subscriptions only; expired ones are dropped here (Graph deletes them).

@@ -78,17 +78,12 @@ impl Drive {
 
     /// Resolves `root` and ids to a live item id.
     pub fn resolve(&self, id: &str) -> Option<&Item> {
-        let id = if id.eq_ignore_ascii_case("root") {
-            self.root_id.as_str()
-        } else {
-            id
-        };
+        let id = if id.eq_ignore_ascii_case("root") { self.root_id.as_str() } else { id };
         self.items.get(id).filter(|i| !i.deleted)
     }
 
     pub fn live(&self, id: &str) -> Result<&Item, GraphError> {
-        self.resolve(id)
-            .ok_or_else(|| GraphError::not_found("The resource could not be found."))
+        self.resolve(id).ok_or_else(|| GraphError::not_found("The resource could not be found."))
     }
 
     /// `/a/b/name`; the root is ``.
@@ -142,12 +137,7 @@ impl Drive {
         self.seq
     }
 
-    fn check_placement(
-        &self,
-        parent_id: &str,
-        name: &str,
-        moving: Option<&str>,
-    ) -> Result<(), GraphError> {
+    fn check_placement(&self, parent_id: &str, name: &str, moving: Option<&str>) -> Result<(), GraphError> {
         names::validate_name(name)?;
         let parent = self.live(parent_id)?;
         if !parent.kind.is_container() {
@@ -163,12 +153,7 @@ impl Drive {
         names::validate_path_len(&format!("{}/{}", self.path_of(&parent.id), name))
     }
 
-    pub fn create(
-        &mut self,
-        parent_id: &str,
-        new: NewItem,
-        ids: &mut IdRng,
-    ) -> Result<String, GraphError> {
+    pub fn create(&mut self, parent_id: &str, new: NewItem, ids: &mut IdRng) -> Result<String, GraphError> {
         self.check_placement(parent_id, &new.name, None)?;
         let parent = self.live(parent_id)?.id.clone();
         let id = ids.item_id();
@@ -200,12 +185,7 @@ impl Drive {
         Ok(id)
     }
 
-    pub fn set_content(
-        &mut self,
-        id: &str,
-        blob: Arc<ContentBlob>,
-        hash_visible: bool,
-    ) -> Result<(), GraphError> {
+    pub fn set_content(&mut self, id: &str, blob: Arc<ContentBlob>, hash_visible: bool) -> Result<(), GraphError> {
         let item = self.live(id)?;
         if item.kind != ItemKind::File {
             return Err(GraphError::bad_request("Only files have content."));
@@ -244,20 +224,13 @@ impl Drive {
         let mut cur = Some(parent.clone());
         while let Some(c) = cur {
             if c == id {
-                return Err(GraphError::bad_request(
-                    "An item cannot be moved into itself or its descendants.",
-                ));
+                return Err(GraphError::bad_request("An item cannot be moved into itself or its descendants."));
             }
             cur = self.items.get(&c).and_then(|i| i.parent_id.clone());
         }
         self.check_placement(&parent, &name, Some(&id))?;
         let longest = self.longest_descendant_suffix(&id);
-        names::validate_path_len(&format!(
-            "{}/{}{}",
-            self.path_of(&parent),
-            name,
-            "x".repeat(longest)
-        ))?;
+        names::validate_path_len(&format!("{}/{}{}", self.path_of(&parent), name, "x".repeat(longest)))?;
         let seq = self.record(&id);
         if let Some(item) = self.items.get_mut(&id) {
             item.name = name;
@@ -289,11 +262,7 @@ impl Drive {
     pub fn delete(&mut self, id: &str) -> Result<usize, GraphError> {
         let item = self.live(id)?;
         if item.kind == ItemKind::Root {
-            return Err(GraphError::new(
-                StatusCode::FORBIDDEN,
-                "accessDenied",
-                "The root cannot be deleted.",
-            ));
+            return Err(GraphError::new(StatusCode::FORBIDDEN, "accessDenied", "The root cannot be deleted."));
         }
         let id = item.id.clone();
         let mut order = Vec::new();
@@ -312,10 +281,9 @@ impl Drive {
             }
             self.children.remove(c);
         }
-        if let Some(parent) = self.items.get(&id).and_then(|i| i.parent_id.clone()) {
-            if let Some(v) = self.children.get_mut(&parent) {
-                v.retain(|c| c != &id);
-            }
+        let parent = self.items.get(&id).and_then(|i| i.parent_id.clone());
+        if let Some(v) = parent.and_then(|p| self.children.get_mut(&p)) {
+            v.retain(|c| c != &id);
         }
         Ok(order.len())
     }

@@ -1,0 +1,149 @@
+//! Test harness: a running simulator, an authenticated client and JSON helpers.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use graph_sim::{GraphSim, SimConfig};
+use reqwest::{Client, Response, StatusCode};
+use serde_json::{Value, json};
+
+pub struct Sim {
+    pub base: String,
+    pub http: Client,
+    pub token: String,
+    pub cfg: SimConfig,
+}
+
+pub fn fast_config() -> SimConfig {
+    SimConfig {
+        notification_delay: Duration::from_millis(100),
+        notification_retry_delay: Duration::from_millis(100),
+        ..SimConfig::default()
+    }
+}
+
+pub fn client() -> Client {
+    Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
+}
+
+pub async fn start(cfg: SimConfig) -> Sim {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let sim = GraphSim::new(cfg.clone());
+    tokio::spawn(sim.serve(listener));
+    let mut s = Sim { base, http: client(), token: String::new(), cfg };
+    s.token = s.fetch_token().await;
+    s
+}
+
+impl Sim {
+    pub fn token_url(&self) -> String {
+        format!("{}/{}/oauth2/v2.0/token", self.base, self.cfg.tenant_id)
+    }
+
+    pub async fn token_request(&self, secret: &str) -> Response {
+        self.http
+            .post(self.token_url())
+            .form(&[
+                ("client_id", self.cfg.client_id.as_str()),
+                ("client_secret", secret),
+                ("scope", "https://graph.microsoft.com/.default"),
+                ("grant_type", "client_credentials"),
+            ])
+            .send()
+            .await
+            .expect("token request")
+    }
+
+    pub async fn fetch_token(&self) -> String {
+        let v: Value = self.token_request(&self.cfg.client_secret).await.json().await.expect("token json");
+        v["access_token"].as_str().expect("access_token").to_string()
+    }
+
+    /// GET a Graph path (`/users`) or an absolute URL (a nextLink) with the bearer token.
+    pub async fn get(&self, path_or_url: &str) -> Response {
+        self.get_with(path_or_url, &[]).await
+    }
+
+    pub async fn get_with(&self, path_or_url: &str, headers: &[(&str, &str)]) -> Response {
+        let url = if path_or_url.starts_with("http") {
+            path_or_url.to_string()
+        } else {
+            format!("{}/v1.0{}", self.base, path_or_url)
+        };
+        let mut req = self.http.get(url).bearer_auth(&self.token);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send().await.expect("graph request")
+    }
+
+    pub async fn get_json(&self, path_or_url: &str) -> Value {
+        let r = self.get(path_or_url).await;
+        assert_eq!(r.status(), StatusCode::OK, "GET {path_or_url}");
+        r.json().await.expect("json")
+    }
+
+    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Value) -> Response {
+        self.http
+            .request(method, format!("{}/admin{}", self.base, path))
+            .json(&body)
+            .send()
+            .await
+            .expect("admin request")
+    }
+
+    pub async fn admin_ok(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let r = self.admin(method, path, body).await;
+        assert!(r.status().is_success(), "admin {path}: {}", r.status());
+        if r.status() == StatusCode::NO_CONTENT {
+            return Value::Null;
+        }
+        r.json().await.expect("admin json")
+    }
+
+    pub async fn post_admin(&self, path: &str, body: Value) -> Value {
+        self.admin_ok(reqwest::Method::POST, path, body).await
+    }
+
+    /// Seeds one user "adele" with `files` files and returns its drive id.
+    pub async fn seed_one(&self, files: usize, folders: usize) -> String {
+        let v = self
+            .post_admin(
+                "/seed",
+                json!({"seed": 42, "users": [{
+                    "user_principal_name": "adele@contoso.test", "display_name": "Adele",
+                    "has_drive": true, "files": files, "folders": folders, "max_depth": 3,
+                    "min_size": 0, "max_size": 5000}]}),
+            )
+            .await;
+        v["users"][0]["drive_id"].as_str().expect("drive id").to_string()
+    }
+
+    pub async fn ground_truth(&self, drive: &str) -> Vec<Value> {
+        let v = self.admin_ok(reqwest::Method::GET, &format!("/drives/{drive}/items"), Value::Null).await;
+        v.as_array().cloned().unwrap_or_default()
+    }
+
+    /// Follows a delta feed to its deltaLink; returns (items, deltaLink, pages).
+    pub async fn delta_all(&self, start: &str) -> (Vec<Value>, String, usize) {
+        let mut url = start.to_string();
+        let mut items = Vec::new();
+        let mut pages = 0;
+        loop {
+            let page = self.get_json(&url).await;
+            pages += 1;
+            items.extend(page["value"].as_array().cloned().unwrap_or_default());
+            if let Some(next) = page["@odata.nextLink"].as_str() {
+                url = next.to_string();
+                continue;
+            }
+            let link = page["@odata.deltaLink"].as_str().expect("deltaLink");
+            return (items, link.to_string(), pages);
+        }
+    }
+}
+
+pub fn ids(items: &[Value]) -> Vec<String> {
+    items.iter().filter_map(|i| i["id"].as_str().map(str::to_string)).collect()
+}

@@ -1,0 +1,107 @@
+//! Content download: 302 to a pre-authenticated URL, Range, hashes.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::common::{fast_config, start};
+
+#[tokio::test]
+async fn content_redirects_and_download_serves_whole_and_ranges() {
+    let sim = start(fast_config()).await;
+    let drive = sim.seed_one(0, 0).await;
+    let file = sim
+        .post_admin(
+            &format!("/drives/{drive}/items"),
+            json!({"name": "data.bin", "kind": "file", "size": 300_000, "seed": 5}),
+        )
+        .await;
+    let id = file["id"].as_str().unwrap_or("");
+
+    let r = sim.get(&format!("/drives/{drive}/items/{id}/content")).await;
+    assert_eq!(r.status(), StatusCode::FOUND);
+    let url = r.headers().get("location").and_then(|v| v.to_str().ok()).expect("Location").to_string();
+
+    // Pre-authenticated: no bearer token.
+    let whole = sim.http.get(&url).send().await.expect("download");
+    assert_eq!(whole.status(), StatusCode::OK);
+    assert_eq!(whole.content_length(), Some(300_000));
+    let bytes = whole.bytes().await.expect("body");
+    assert_eq!(hex::encode(Sha256::digest(&bytes)), file["sha256"].as_str().unwrap_or(""));
+    assert_eq!(graph_sim::quickxor::quick_xor_base64(&bytes), file["quick_xor_hash"].as_str().unwrap_or(""));
+
+    let part = sim.http.get(&url).header("Range", "bytes=100-199").send().await.expect("range");
+    assert_eq!(part.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(part.headers().get("content-range").and_then(|v| v.to_str().ok()), Some("bytes 100-199/300000"));
+    assert_eq!(&part.bytes().await.expect("body")[..], &bytes[100..200]);
+
+    let tail = sim.http.get(&url).header("Range", "bytes=299990-").send().await.expect("tail");
+    assert_eq!(tail.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(&tail.bytes().await.expect("body")[..], &bytes[299_990..]);
+
+    let beyond = sim.http.get(&url).header("Range", "bytes=400000-").send().await.expect("416");
+    assert_eq!(beyond.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+
+    let forged = sim.http.get(format!("{url}x")).send().await.expect("forged");
+    assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+
+    // The Graph item advertises the same hash and a working downloadUrl.
+    let item = sim.get_json(&format!("/drives/{drive}/items/{id}")).await;
+    assert_eq!(item["file"]["hashes"]["quickXorHash"], file["quick_xor_hash"]);
+    assert!(item["@microsoft.graph.downloadUrl"].is_string());
+
+    let etag = item["cTag"].as_str().unwrap_or("").to_string();
+    let not_modified = sim.get_with(&format!("/drives/{drive}/items/{id}/content"), &[("If-None-Match", &etag)]).await;
+    assert_eq!(not_modified.status(), StatusCode::NOT_MODIFIED);
+}
+
+#[tokio::test]
+async fn folders_and_packages_have_no_content_and_forbid_gives_403() {
+    let sim = start(fast_config()).await;
+    let seeded = sim
+        .post_admin(
+            "/seed",
+            json!({"seed": 3, "users": [{"user_principal_name": "p@contoso.test",
+                "files": 2, "folders": 1, "onenote_packages": 1}]}),
+        )
+        .await;
+    let drive = seeded["users"][0]["drive_id"].as_str().unwrap_or("").to_string();
+    let truth = sim.ground_truth(&drive).await;
+    for kind in ["folder", "package"] {
+        let item = truth.iter().find(|i| i["kind"] == kind).expect(kind);
+        let r = sim.get(&format!("/drives/{drive}/items/{}/content", item["id"].as_str().unwrap_or(""))).await;
+        assert!(r.status().is_client_error(), "{kind}: {}", r.status());
+        let err: Value = r.json().await.expect("json");
+        assert!(err["error"]["code"].is_string());
+    }
+    let pkg = truth.iter().find(|i| i["kind"] == "package").expect("package");
+    let pkg_json = sim.get_json(&format!("/drives/{drive}/items/{}", pkg["id"].as_str().unwrap_or(""))).await;
+    assert_eq!(pkg_json["package"]["type"], "oneNote");
+
+    let file = truth.iter().find(|i| i["kind"] == "file").expect("file");
+    let fid = file["id"].as_str().unwrap_or("");
+    sim.post_admin("/faults", json!({"kind": "forbid_content", "item_id": fid})).await;
+    let r = sim.get(&format!("/drives/{drive}/items/{fid}/content")).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    sim.admin_ok(Method::DELETE, "/faults", Value::Null).await;
+    let r = sim.get(&format!("/drives/{drive}/items/{fid}/content")).await;
+    assert_eq!(r.status(), StatusCode::FOUND);
+}
+
+#[tokio::test]
+async fn hidden_hashes_appear_after_fill() {
+    let sim = start(fast_config()).await;
+    let drive = sim.seed_one(0, 0).await;
+    sim.post_admin("/faults", json!({"kind": "hide_hashes", "enabled": true})).await;
+    let file = sim
+        .post_admin(
+            &format!("/drives/{drive}/items"),
+            json!({"name": "fresh.txt", "kind": "file", "content_b64": "aGVsbG8="}),
+        )
+        .await;
+    let path = format!("/drives/{drive}/items/{}", file["id"].as_str().unwrap_or(""));
+    assert!(sim.get_json(&path).await["file"].get("hashes").is_none());
+    sim.post_admin("/fill_hashes", json!({})).await;
+    let item = sim.get_json(&path).await;
+    assert_eq!(item["file"]["hashes"]["quickXorHash"], graph_sim::quickxor::quick_xor_base64(b"hello"));
+}

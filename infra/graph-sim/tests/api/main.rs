@@ -1,0 +1,10 @@
+//! End-to-end tests of the simulator over real HTTP: each test starts its own
+//! simulator on 127.0.0.1:0 and talks to it with reqwest.
+
+mod common;
+
+mod auth_users;
+mod content;
+mod delta;
+mod faults;
+mod subscriptions;

@@ -1,0 +1,160 @@
+//! Subscriptions: validation handshake, notifications, lifecycle.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::StatusCode as AxStatus;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use chrono::Utc;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::common::{fast_config, start};
+
+#[derive(Clone)]
+struct Receiver {
+    echo_correctly: bool,
+    tx: mpsc::UnboundedSender<Value>,
+    tokens: Arc<Mutex<Vec<String>>>,
+}
+
+async fn hook(
+    State(r): State<Receiver>,
+    Query(q): Query<HashMap<String, String>>,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(token) = q.get("validationToken") {
+        if let Ok(mut t) = r.tokens.lock() {
+            t.push(token.clone());
+        }
+        let reply = if r.echo_correctly { token.clone() } else { format!("{token}!") };
+        return (AxStatus::OK, [("content-type", "text/plain")], reply).into_response();
+    }
+    if let Ok(v) = serde_json::from_slice::<Value>(&body) {
+        let _ = r.tx.send(v);
+    }
+    AxStatus::ACCEPTED.into_response()
+}
+
+/// A webhook receiver; returns its URL, the notifications it gets and the validation tokens seen.
+async fn receiver(echo_correctly: bool) -> (String, mpsc::UnboundedReceiver<Value>, Arc<Mutex<Vec<String>>>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let tokens = Arc::new(Mutex::new(Vec::new()));
+    let state = Receiver { echo_correctly, tx, tokens: Arc::clone(&tokens) };
+    let app = Router::new().route("/hook", post(hook)).with_state(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/hook?tenant=contoso", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, rx, tokens)
+}
+
+fn expiry(minutes: i64) -> String {
+    (Utc::now() + chrono::Duration::minutes(minutes)).to_rfc3339()
+}
+
+#[tokio::test]
+async fn subscription_handshake_then_notifications_carry_client_state() {
+    let sim = start(fast_config()).await;
+    let drive = sim.seed_one(3, 0).await;
+    let (url, mut rx, tokens) = receiver(true).await;
+
+    let created = sim
+        .http
+        .post(format!("{}/v1.0/subscriptions", sim.base))
+        .bearer_auth(&sim.token)
+        .json(&json!({"changeType": "updated", "notificationUrl": url,
+            "resource": format!("/drives/{drive}/root"), "expirationDateTime": expiry(60),
+            "clientState": "s3cret"}))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let sub: Value = created.json().await.expect("json");
+    assert_eq!(sub["notificationContentType"], "application/json");
+    let token = tokens.lock().map(|t| t[0].clone()).unwrap_or_default();
+    assert!(token.contains(' ') && token.contains('+'), "token needs URL-encoding: {token}");
+
+    // Two quick changes are coalesced into one POST.
+    for name in ["one.txt", "two.txt"] {
+        sim.post_admin(&format!("/drives/{drive}/items"), json!({"name": name, "kind": "file", "size": 1})).await;
+    }
+    let n = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("notification in time")
+        .expect("notification");
+    let first = &n["value"][0];
+    assert_eq!(first["clientState"], "s3cret");
+    assert_eq!(first["subscriptionId"], sub["id"]);
+    assert_eq!(first["resource"], format!("drives/{drive}/root"));
+    assert_eq!(first["changeType"], "updated");
+    assert!(tokio::time::timeout(Duration::from_millis(400), rx.recv()).await.is_err());
+
+    // Lifecycle events go to the notification URL when no lifecycle URL was given.
+    let id = sub["id"].as_str().unwrap_or("");
+    sim.post_admin("/lifecycle", json!({"subscription_id": id, "event": "subscriptionRemoved"})).await;
+    let l = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.expect("lifecycle").expect("body");
+    assert_eq!(l["value"][0]["lifecycleEvent"], "subscriptionRemoved");
+    assert_eq!(sim.get(&format!("/subscriptions/{id}")).await.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn subscriptions_graph_rejects_are_rejected() {
+    let sim = start(fast_config()).await;
+    let drive = sim.seed_one(0, 0).await;
+    let (bad_url, _rx, _) = receiver(false).await;
+    let (good_url, _rx2, _) = receiver(true).await;
+    let root = format!("/drives/{drive}/root");
+    let cases = [
+        json!({"changeType": "updated", "notificationUrl": bad_url, "resource": root, "expirationDateTime": expiry(60)}),
+        json!({"changeType": "created", "notificationUrl": good_url, "resource": root, "expirationDateTime": expiry(60)}),
+        json!({"changeType": "updated", "notificationUrl": good_url, "resource": format!("/drives/{drive}"), "expirationDateTime": expiry(60)}),
+        json!({"changeType": "updated", "notificationUrl": good_url, "resource": root, "expirationDateTime": expiry(42_400)}),
+        json!({"changeType": "updated", "notificationUrl": good_url, "resource": root, "expirationDateTime": expiry(-5)}),
+        json!({"changeType": "updated", "notificationUrl": good_url, "resource": root, "expirationDateTime": expiry(60), "clientState": "x".repeat(129)}),
+        json!({"changeType": "updated", "notificationUrl": "http://example.com/hook", "resource": root, "expirationDateTime": expiry(60)}),
+    ];
+    for (i, body) in cases.iter().enumerate() {
+        let r = sim
+            .http
+            .post(format!("{}/v1.0/subscriptions", sim.base))
+            .bearer_auth(&sim.token)
+            .json(body)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "case {i}");
+    }
+    let ok = sim
+        .http
+        .post(format!("{}/v1.0/subscriptions", sim.base))
+        .bearer_auth(&sim.token)
+        .json(&json!({"changeType": "updated", "notificationUrl": good_url, "resource": root.trim_start_matches('/'), "expirationDateTime": expiry(42_000)}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(ok.status(), StatusCode::CREATED);
+    let sub: Value = ok.json().await.expect("json");
+    let id = sub["id"].as_str().unwrap_or("");
+    let renewed = sim
+        .http
+        .patch(format!("{}/v1.0/subscriptions/{id}", sim.base))
+        .bearer_auth(&sim.token)
+        .json(&json!({"expirationDateTime": expiry(100)}))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(renewed.status(), StatusCode::OK);
+    let deleted = sim
+        .http
+        .delete(format!("{}/v1.0/subscriptions/{id}", sim.base))
+        .bearer_auth(&sim.token)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+}
