@@ -158,3 +158,37 @@ async fn subscriptions_graph_rejects_are_rejected() {
         .expect("delete");
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
 }
+
+#[tokio::test]
+async fn dropped_and_duplicated_notifications_are_counted() {
+    let sim = start(fast_config()).await;
+    let drive = sim.seed_one(0, 0).await;
+    let (url, mut rx, _) = receiver(true).await;
+    let created = sim
+        .http
+        .post(format!("{}/v1.0/subscriptions", sim.base))
+        .bearer_auth(&sim.token)
+        .json(&json!({"changeType": "updated", "notificationUrl": url,
+            "resource": format!("/users/adele@contoso.test/drive/root"),
+            "expirationDateTime": expiry(60), "clientState": "c"}))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let items = format!("/drives/{drive}/items");
+
+    sim.post_admin("/faults", json!({"kind": "drop_notifications", "count": 1})).await;
+    sim.post_admin(&items, json!({"name": "a.txt", "kind": "file", "size": 1})).await;
+    assert!(tokio::time::timeout(Duration::from_millis(600), rx.recv()).await.is_err());
+
+    sim.post_admin("/faults", json!({"kind": "duplicate_notifications", "count": 1})).await;
+    sim.post_admin(&items, json!({"name": "b.txt", "kind": "file", "size": 1})).await;
+    for _ in 0..2 {
+        let n =
+            tokio::time::timeout(Duration::from_secs(3), rx.recv()).await.expect("duplicate delivered").expect("body");
+        assert_eq!(n["value"][0]["resource"], "users/adele@contoso.test/drive/root");
+    }
+    let stats = sim.admin_ok(reqwest::Method::GET, "/stats", Value::Null).await;
+    assert_eq!(stats["notifications_sent"], 2);
+    assert_eq!(stats["notifications_failed"], 1);
+}
