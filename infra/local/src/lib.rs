@@ -1,5 +1,12 @@
 //! The embedded local stack: moto for AWS (resources from `template.yaml`), the Graph
 //! simulator, the webhook on loopback and queue pollers running the Lambdas' handlers.
 
+pub mod admin;
+pub mod bench;
+pub mod counter;
+pub mod demo;
 pub mod moto;
 pub mod provision;
+pub mod runner;
+pub mod stack;
+pub mod verify;

@@ -36,7 +36,12 @@ pub fn s3_path_style(config: &SdkConfig, force_path_style_env: Option<&str>) -> 
 pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
     let env = std::env::var("AWS_S3_FORCE_PATH_STYLE").ok();
     let path_style = s3_path_style(config, env.as_deref());
-    let s3 = aws_sdk_s3::config::Builder::from(config).force_path_style(path_style).build();
+    // Reads are verified against the SHA-256 in the catalog; the SDK cannot validate the
+    // part-level checksums of multipart objects and would only warn.
+    let s3 = aws_sdk_s3::config::Builder::from(config)
+        .force_path_style(path_style)
+        .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired)
+        .build();
     aws_sdk_s3::Client::from_conf(s3)
 }
 

@@ -38,7 +38,9 @@ fn outcome(id: &str, result: Result<(), PipelineError>) -> Option<String> {
 
 /// `items` / `items-large`: copies in parallel; returns the ids to retry.
 pub async fn copy_batch(deps: &CopierDeps, messages: &[Received], concurrency: usize) -> Vec<String> {
-    futures::stream::iter(messages)
+    // Owned messages: a borrowed item would make the future's lifetime higher-ranked,
+    // which the Send bound of a boxed handler cannot express.
+    futures::stream::iter(messages.to_vec())
         .map(|m| async move {
             let result = match serde_json::from_str::<ItemJob>(&m.body) {
                 Ok(job) => copier::copy(deps, &job).await.map(|c| {

@@ -1,0 +1,377 @@
+//! The embedded local stack: moto (AWS), the Graph simulator, the webhook on loopback, and
+//! the same handlers the Lambdas run, driven by queue pollers. `make up`, `make demo`, the
+//! end-to-end tests and the benchmarks all start it through [`Stack::start`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use aws_sdk_sqs::types::QueueAttributeName;
+use serde::{Deserialize, Serialize};
+use shared::aws::catalog::DynamoCatalog;
+use shared::aws::vault::S3Vault;
+use shared::config::{CopierConfig, EnumeratorConfig, SchedulerConfig, WebhookConfig};
+use shared::pipeline::batch::{copy_batch, enumerate_batch, lifecycle_batch};
+use shared::pipeline::scheduler::{self, SchedulerDeps, Task};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use crate::moto::MotoServer;
+use crate::provision::{Provisioned, provision};
+use crate::runner::{Handler, Poller, RunnerStats};
+
+pub const REGION: &str = "us-east-1";
+
+/// Knobs of a local stack. Defaults suit `make up` and the demo.
+#[derive(Clone, Debug)]
+pub struct StackOptions {
+    pub repo_root: PathBuf,
+    /// Seed the simulated tenant with this admin `/admin/seed` body before discovery.
+    pub seed: Option<serde_json::Value>,
+    /// Safety-net sweep period (`None`: only on demand).
+    pub sweep_every: Option<Duration>,
+    pub item_pollers: usize,
+    pub copy_concurrency: usize,
+    /// Seconds a failed message stays invisible before redelivery (Lambda uses the queue's).
+    pub retry_after_secs: i32,
+    pub large_item_bytes: u64,
+    /// Write `.local/stack.json`.
+    pub write_stack_json: bool,
+    pub stack_name: String,
+    /// Simulator: delay before a notification is sent (Graph batches changes).
+    pub notification_delay: Duration,
+    /// Route AWS calls through a counting proxy (benchmarks).
+    pub count_aws: bool,
+    /// Simulator faults (`/admin/faults` bodies) injected after seeding, before discovery.
+    pub faults: Vec<serde_json::Value>,
+}
+
+impl StackOptions {
+    pub fn new(repo_root: impl Into<PathBuf>) -> Self {
+        Self {
+            repo_root: repo_root.into(),
+            seed: None,
+            sweep_every: Some(Duration::from_secs(60)),
+            item_pollers: 3,
+            copy_concurrency: 4,
+            retry_after_secs: 3,
+            large_item_bytes: shared::config::DEFAULT_LARGE_ITEM_BYTES,
+            write_stack_json: false,
+            stack_name: "m365-backup-local".into(),
+            notification_delay: Duration::from_millis(200),
+            count_aws: false,
+            faults: Vec::new(),
+        }
+    }
+}
+
+/// `.local/stack.json`: every endpoint and the simulated tenant's credentials.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct StackInfo {
+    pub aws: AwsInfo,
+    pub graph: GraphInfo,
+    pub webhook_url: String,
+    pub resources: Provisioned,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct AwsInfo {
+    pub endpoint: String,
+    pub region: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct GraphInfo {
+    pub base_url: String,
+    pub token_url: String,
+    pub admin_url: String,
+    pub tenant_id: String,
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+pub struct Stack {
+    pub info: StackInfo,
+    pub aws: aws_config::SdkConfig,
+    pub catalog: Arc<DynamoCatalog>,
+    pub vault: Arc<S3Vault>,
+    pub scheduler: Arc<SchedulerDeps>,
+    pub stats: Arc<RunnerStats>,
+    pub admin: crate::admin::Admin,
+    pub aws_counts: Option<Arc<crate::counter::AwsCounts>>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    _moto: MotoServer,
+}
+
+fn random_secret(len: usize) -> String {
+    use rand::distr::{Alphanumeric, SampleString};
+    Alphanumeric.sample_string(&mut rand::rng(), len)
+}
+
+async fn listener() -> Result<(TcpListener, SocketAddr)> {
+    let l = TcpListener::bind("127.0.0.1:0").await.context("binding a loopback port")?;
+    let addr = l.local_addr()?;
+    Ok((l, addr))
+}
+
+impl Stack {
+    pub async fn start(opts: StackOptions) -> Result<Stack> {
+        let moto = MotoServer::start(&opts.repo_root).await?;
+        let mut tasks = Vec::new();
+        let (endpoint, aws_counts) = if opts.count_aws {
+            let (endpoint, counts, task) = crate::counter::start(&moto.endpoint).await?;
+            tasks.push(task);
+            (endpoint, Some(counts))
+        } else {
+            (moto.endpoint.clone(), None)
+        };
+        let aws = crate::moto::aws_config(&endpoint, REGION).await;
+
+        // Microsoft Graph, simulated.
+        let tenant_id = uuid::Uuid::new_v4().to_string();
+        let client_id = uuid::Uuid::new_v4().to_string();
+        let client_secret = random_secret(40);
+        let sim = graph_sim::GraphSim::new(graph_sim::SimConfig {
+            tenant_id: tenant_id.clone(),
+            client_id: client_id.clone(),
+            client_secret: client_secret.clone(),
+            notification_delay: opts.notification_delay,
+            ..graph_sim::SimConfig::default()
+        });
+        let (graph_listener, graph_addr) = listener().await?;
+        let graph_root = format!("http://{graph_addr}");
+        tasks.push(tokio::spawn(async move {
+            let _ = sim.serve(graph_listener).await;
+        }));
+        let admin = crate::admin::Admin::new(format!("{graph_root}/admin"));
+        if let Some(seed) = &opts.seed {
+            admin.seed(seed).await.context("seeding the simulated tenant")?;
+        }
+        for fault in &opts.faults {
+            admin.fault(fault.clone()).await.context("injecting a simulator fault")?;
+        }
+
+        // AWS resources from template.yaml, with the Graph app's secret in Secrets Manager.
+        let secret_values: BTreeMap<String, String> = [
+            ("GraphReaderSecret".to_string(), client_secret.clone()),
+            ("GraphSubscriberSecret".to_string(), client_secret.clone()),
+        ]
+        .into();
+        let resources = provision(&aws, &opts.repo_root.join("template.yaml"), &opts.stack_name, &secret_values).await?;
+
+        let (webhook_listener, webhook_addr) = listener().await?;
+        let webhook_url = format!("http://{webhook_addr}/graph/notifications");
+        let info = StackInfo {
+            aws: AwsInfo { endpoint: endpoint.clone(), region: REGION.into() },
+            graph: GraphInfo {
+                base_url: format!("{graph_root}/v1.0"),
+                token_url: format!("{graph_root}/{tenant_id}/oauth2/v2.0/token"),
+                admin_url: format!("{graph_root}/admin"),
+                tenant_id: tenant_id.clone(),
+                client_id: client_id.clone(),
+                client_secret,
+            },
+            webhook_url: webhook_url.clone(),
+            resources: resources.clone(),
+        };
+        let settings = settings(&info, &opts);
+
+        // The same wiring the Lambdas use, from the same settings names.
+        let webhook = shared::wiring::webhook(&WebhookConfig::load(&settings)?, &aws).await?;
+        tasks.push(tokio::spawn(async move {
+            let _ = axum::serve(webhook_listener, shared::pipeline::webhook::router(Arc::new(webhook))).await;
+        }));
+        let enumerator = Arc::new(shared::wiring::enumerator(&EnumeratorConfig::load(&settings)?, &aws).await?);
+        let copier = Arc::new(shared::wiring::copier(&CopierConfig::load(&settings)?, &aws).await?);
+        let scheduler = Arc::new(shared::wiring::scheduler(&SchedulerConfig::load(&settings)?, &aws).await?);
+
+        let (stop, stop_rx) = watch::channel(false);
+        let stats = Arc::new(RunnerStats::default());
+        let sqs = aws_sdk_sqs::Client::new(&aws);
+        let url = |id: &str| resources.queues.get(id).cloned().with_context(|| format!("queue {id} missing from the template"));
+        let mut pollers = Vec::new();
+        let enumerate: Handler = {
+            let deps = enumerator.clone();
+            Arc::new(move |batch| {
+                let deps = deps.clone();
+                Box::pin(async move { enumerate_batch(&deps, &batch, Instant::now() + Duration::from_secs(300)).await })
+            })
+        };
+        pollers.push(Poller { name: "enumerator", queue_url: url("ChangesQueue")?, batch_size: 1, visibility_timeout: opts.retry_after_secs, handler: enumerate });
+        for (name, queue, batch_size) in [("copier", "ItemsQueue", 10), ("large-copier", "ItemsLargeQueue", 1)] {
+            let pollers_for_queue = if queue == "ItemsQueue" { opts.item_pollers } else { 1 };
+            for _ in 0..pollers_for_queue {
+                let deps = copier.clone();
+                let concurrency = opts.copy_concurrency;
+                let handler: Handler = Arc::new(move |batch| {
+                    let deps = deps.clone();
+                    Box::pin(async move { copy_batch(&deps, &batch, concurrency).await })
+                });
+                pollers.push(Poller { name, queue_url: url(queue)?, batch_size, visibility_timeout: opts.retry_after_secs.max(30), handler });
+            }
+        }
+        let lifecycle: Handler = {
+            let deps = scheduler.clone();
+            Arc::new(move |batch| {
+                let deps = deps.clone();
+                Box::pin(async move { lifecycle_batch(&deps, &batch).await })
+            })
+        };
+        pollers.push(Poller { name: "scheduler", queue_url: url("LifecycleQueue")?, batch_size: 10, visibility_timeout: opts.retry_after_secs, handler: lifecycle });
+        for poller in pollers {
+            tasks.push(tokio::spawn(poller.run(sqs.clone(), stats.clone(), stop_rx.clone())));
+        }
+
+        // The initial full backup starts with the stack; then periodic sweeps.
+        scheduler::run(&scheduler, Task::Discover).await.context("initial discovery")?;
+        if let Some(every) = opts.sweep_every {
+            let deps = scheduler.clone();
+            let mut stop_rx = stop_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.tick().await;
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {
+                            if let Err(e) = scheduler::run(&deps, Task::Sweep).await {
+                                tracing::warn!(error = %e, "sweep failed");
+                            }
+                        }
+                        _ = stop_rx.changed() => return,
+                    }
+                }
+            }));
+        }
+
+        if opts.write_stack_json {
+            write_stack_json(&opts.repo_root, &info)?;
+        }
+        info!(graph = %info.graph.base_url, aws = %info.aws.endpoint, webhook = %info.webhook_url, "local stack up");
+        Ok(Stack {
+            catalog: Arc::new(DynamoCatalog::new(&aws, resources.catalog_table.clone())),
+            vault: Arc::new(S3Vault::new(&aws, resources.vault_bucket.clone())),
+            info,
+            aws,
+            scheduler,
+            stats,
+            admin,
+            aws_counts,
+            stop,
+            tasks,
+            _moto: moto,
+        })
+    }
+
+    pub fn container(&self, drive_id: &str) -> shared::model::ContainerId {
+        shared::model::ContainerId::new(self.info.graph.tenant_id.clone(), drive_id)
+    }
+
+    /// Waits until every queue is empty and no handler runs, twice in a row.
+    pub async fn idle(&self, timeout: Duration) -> Result<()> {
+        let sqs = aws_sdk_sqs::Client::new(&self.aws);
+        let deadline = Instant::now() + timeout;
+        let mut quiet = 0;
+        while quiet < 3 {
+            if Instant::now() > deadline {
+                bail!("pipeline still busy after {timeout:?}");
+            }
+            let mut pending = self.stats.in_flight.load(Ordering::SeqCst) as u64;
+            for (id, url) in &self.info.resources.queues {
+                if id.contains("DeadLetter") {
+                    continue;
+                }
+                pending += queue_depth(&sqs, url).await?;
+            }
+            quiet = if pending == 0 { quiet + 1 } else { 0 };
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        Ok(())
+    }
+
+    /// Messages waiting in every dead-letter queue.
+    pub async fn dead_letters(&self) -> Result<u64> {
+        let sqs = aws_sdk_sqs::Client::new(&self.aws);
+        let mut total = 0;
+        for (id, url) in &self.info.resources.queues {
+            if id.contains("DeadLetter") {
+                total += queue_depth(&sqs, url).await?;
+            }
+        }
+        Ok(total)
+    }
+
+    pub async fn run_task(&self, task: Task) -> Result<scheduler::Report> {
+        Ok(scheduler::run(&self.scheduler, task).await?)
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            task.abort();
+        }
+    }
+}
+
+async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<u64> {
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .context("reading queue depth")?;
+    Ok(attrs.attributes.unwrap_or_default().values().filter_map(|v| v.parse::<u64>().ok()).sum())
+}
+
+fn settings(info: &StackInfo, opts: &StackOptions) -> BTreeMap<String, String> {
+    let r = &info.resources;
+    let q = |id: &str| r.queues.get(id).cloned().unwrap_or_default();
+    let s = |id: &str| r.secrets.get(id).cloned().unwrap_or_default();
+    [
+        ("TENANT_ID", info.graph.tenant_id.clone()),
+        ("GRAPH_BASE_URL", info.graph.base_url.clone()),
+        ("GRAPH_LOGIN_URL", info.graph.token_url.trim_end_matches(&format!("/{}/oauth2/v2.0/token", info.graph.tenant_id)).to_string()),
+        ("GRAPH_READER_CLIENT_ID", info.graph.client_id.clone()),
+        ("GRAPH_READER_SECRET_ARN", s("GraphReaderSecret")),
+        ("GRAPH_SUBSCRIBER_CLIENT_ID", info.graph.client_id.clone()),
+        ("GRAPH_SUBSCRIBER_SECRET_ARN", s("GraphSubscriberSecret")),
+        ("CLIENT_STATE_KEY_SECRET_ARN", s("ClientStateKeySecret")),
+        ("CATALOG_TABLE", r.catalog_table.clone()),
+        ("VAULT_BUCKET", r.vault_bucket.clone()),
+        ("CHANGES_QUEUE_URL", q("ChangesQueue")),
+        ("ITEMS_QUEUE_URL", q("ItemsQueue")),
+        ("ITEMS_LARGE_QUEUE_URL", q("ItemsLargeQueue")),
+        ("LIFECYCLE_QUEUE_URL", q("LifecycleQueue")),
+        ("OBJECT_LOCK_MODE", r.object_lock_mode.clone()),
+        ("RETENTION_DAYS", r.retention_days.to_string()),
+        ("WEBHOOK_URL", info.webhook_url.clone()),
+        ("LARGE_ITEM_BYTES", opts.large_item_bytes.to_string()),
+        ("COPY_CONCURRENCY", opts.copy_concurrency.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+fn write_stack_json(repo_root: &Path, info: &StackInfo) -> Result<()> {
+    let dir = repo_root.join(".local");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("stack.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(info)?)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // It holds the simulated tenant's client secret.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
