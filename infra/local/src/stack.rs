@@ -230,7 +230,19 @@ impl Stack {
         }
 
         // The initial full backup starts with the stack; then periodic sweeps.
-        scheduler::run(&scheduler, Task::Discover).await.context("initial discovery")?;
+        // As EventBridge retries a failed scheduled run, so does the stack (e.g. throttled).
+        let mut attempt = 0;
+        loop {
+            match scheduler::run(&scheduler, Task::Discover).await {
+                Ok(_) => break,
+                Err(e) if e.is_retryable() && attempt < 20 => {
+                    attempt += 1;
+                    tracing::warn!(error = %e, attempt, "initial discovery failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => return Err(e).context("initial discovery"),
+            }
+        }
         if let Some(every) = opts.sweep_every {
             let deps = scheduler.clone();
             let mut stop_rx = stop_rx.clone();

@@ -109,6 +109,11 @@ pub async fn discover(deps: &SchedulerDeps) -> Result<Report, PipelineError> {
             report.subscribed += 1;
         }
         deps.catalog.put_container(&record).await?;
+        // A drive whose first crawl never finished (an earlier discovery failed midway, or
+        // its enumeration is still running) is asked again: a running one coalesces it.
+        if !fresh.contains(&container) && deps.catalog.sync_state(&container).await?.last_synced_at.is_none() {
+            fresh.push(container);
+        }
     }
     // Subscribing first, then enumerating, covers the gap between crawl and subscription.
     report.enqueued = enqueue(deps, fresh, ChangeReason::Sweep).await?;
