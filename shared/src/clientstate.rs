@@ -81,9 +81,7 @@ impl ClientStateKey {
             return Err(ClientStateError::Malformed);
         }
         let mac = URL_SAFE_NO_PAD.decode(mac).map_err(|_| ClientStateError::Malformed)?;
-        self.mac(tenant_id, tag, nonce)
-            .verify_slice(&mac)
-            .map_err(|_| ClientStateError::Mismatch)?;
+        self.mac(tenant_id, tag, nonce).verify_slice(&mac).map_err(|_| ClientStateError::Mismatch)?;
         Ok(Vouched { container_tag: tag.to_owned() })
     }
 }

@@ -78,7 +78,10 @@ impl GraphIdentity {
     }
 }
 
-fn queue_urls(s: &impl Settings, wanted: &[(QueueName, &'static str)]) -> Result<BTreeMap<QueueName, String>, ConfigError> {
+fn queue_urls(
+    s: &impl Settings,
+    wanted: &[(QueueName, &'static str)],
+) -> Result<BTreeMap<QueueName, String>, ConfigError> {
     wanted.iter().map(|(q, name)| Ok((*q, s.required(name)?))).collect()
 }
 
@@ -93,7 +96,10 @@ impl WebhookConfig {
     pub fn load(s: &impl Settings) -> Result<Self, ConfigError> {
         Ok(Self {
             tenant_id: s.required("TENANT_ID")?,
-            queues: queue_urls(s, &[(QueueName::Changes, "CHANGES_QUEUE_URL"), (QueueName::Lifecycle, "LIFECYCLE_QUEUE_URL")])?,
+            queues: queue_urls(
+                s,
+                &[(QueueName::Changes, "CHANGES_QUEUE_URL"), (QueueName::Lifecycle, "LIFECYCLE_QUEUE_URL")],
+            )?,
             client_state_key_secret: s.required("CLIENT_STATE_KEY_SECRET_ARN")?,
         })
     }
@@ -151,10 +157,15 @@ impl CopierConfig {
         Ok(Self {
             catalog_table: s.required("CATALOG_TABLE")?,
             vault_bucket: s.required("VAULT_BUCKET")?,
-            queues: queue_urls(s, &[(QueueName::Items, "ITEMS_QUEUE_URL"), (QueueName::ItemsLarge, "ITEMS_LARGE_QUEUE_URL")])?,
+            queues: queue_urls(
+                s,
+                &[(QueueName::Items, "ITEMS_QUEUE_URL"), (QueueName::ItemsLarge, "ITEMS_LARGE_QUEUE_URL")],
+            )?,
             graph: GraphIdentity::reader(s)?,
-            lock_mode: LockMode::parse(&mode)
-                .ok_or(ConfigError::Invalid { name: "OBJECT_LOCK_MODE", reason: format!("{mode:?} is not GOVERNANCE or COMPLIANCE") })?,
+            lock_mode: LockMode::parse(&mode).ok_or(ConfigError::Invalid {
+                name: "OBJECT_LOCK_MODE",
+                reason: format!("{mode:?} is not GOVERNANCE or COMPLIANCE"),
+            })?,
             retention_days,
             large_item_bytes: s.parsed("LARGE_ITEM_BYTES", DEFAULT_LARGE_ITEM_BYTES)?,
             concurrency: s.parsed("COPY_CONCURRENCY", 4)?,
@@ -202,8 +213,13 @@ mod tests {
     #[test]
     fn copier_config_rejects_unknown_lock_mode_and_missing_settings() {
         let base = [
-            ("CATALOG_TABLE", "t"), ("VAULT_BUCKET", "b"), ("ITEMS_QUEUE_URL", "q1"), ("ITEMS_LARGE_QUEUE_URL", "q2"),
-            ("TENANT_ID", "tid"), ("GRAPH_READER_CLIENT_ID", "c"), ("GRAPH_READER_SECRET_ARN", "arn"),
+            ("CATALOG_TABLE", "t"),
+            ("VAULT_BUCKET", "b"),
+            ("ITEMS_QUEUE_URL", "q1"),
+            ("ITEMS_LARGE_QUEUE_URL", "q2"),
+            ("TENANT_ID", "tid"),
+            ("GRAPH_READER_CLIENT_ID", "c"),
+            ("GRAPH_READER_SECRET_ARN", "arn"),
         ];
         let ok = CopierConfig::load(&settings(&base)).expect("valid");
         assert_eq!(ok.lock_mode, LockMode::Governance);
@@ -211,7 +227,10 @@ mod tests {
 
         let mut bad = base.to_vec();
         bad.push(("OBJECT_LOCK_MODE", "LEGAL"));
-        assert!(matches!(CopierConfig::load(&settings(&bad)), Err(ConfigError::Invalid { name: "OBJECT_LOCK_MODE", .. })));
+        assert!(matches!(
+            CopierConfig::load(&settings(&bad)),
+            Err(ConfigError::Invalid { name: "OBJECT_LOCK_MODE", .. })
+        ));
         assert_eq!(CopierConfig::load(&settings(&base[1..])).err(), Some(ConfigError::Missing("CATALOG_TABLE")));
     }
 }

@@ -3,7 +3,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::model::{ItemKey, ContainerId};
+use crate::model::{ContainerId, ItemKey};
 
 /// A short, key-safe, stable stand-in for a Graph id (ids may contain `!`, `=`, `/`...).
 pub fn opaque_id(id: &str) -> String {

@@ -51,7 +51,11 @@ async fn assert_verified(stack: &Stack) -> Result<verify::Check> {
         check.merge(verify::drive(stack, &d).await?);
     }
     let (objects, lock_problems) = verify::locks(stack).await?;
-    assert!(check.problems.is_empty(), "backup does not verify: {:#?}", &check.problems[..check.problems.len().min(20)]);
+    assert!(
+        check.problems.is_empty(),
+        "backup does not verify: {:#?}",
+        &check.problems[..check.problems.len().min(20)]
+    );
     assert!(lock_problems.is_empty(), "unlocked vault objects: {lock_problems:?}");
     assert!(objects > 0 && check.files > 0);
     Ok(check)
@@ -126,7 +130,8 @@ async fn throttling_resets_and_truncation_delay_but_lose_nothing() -> Result<()>
     ];
     let stack = start(tenant(30, false), faults).await?;
     let drive = drives(&stack).await?[1].clone();
-    let victim = stack.admin.items(&drive).await?.into_iter().find(|i| i.kind == "file" && i.size < 1_000_000).expect("file");
+    let victim =
+        stack.admin.items(&drive).await?.into_iter().find(|i| i.kind == "file" && i.size < 1_000_000).expect("file");
     stack.admin.fault(json!({"kind": "forbid_content", "item_id": victim.id})).await?;
 
     // When the initial backup runs through it
@@ -169,12 +174,26 @@ async fn dropped_notifications_are_caught_by_the_sweep_and_forgeries_enqueue_not
         "tenantId": stack.info.graph.tenant_id, "resource": format!("drives/{drive}/root"), "changeType": "updated"}]});
     let response = reqwest::Client::new().post(&stack.info.webhook_url).json(&forged).send().await?;
     assert_eq!(response.status().as_u16(), 202);
-    let oversized = reqwest::Client::new().post(&stack.info.webhook_url).header("content-type", "application/json").body(vec![b' '; 2 * 1024 * 1024]).send().await?;
+    let oversized = reqwest::Client::new()
+        .post(&stack.info.webhook_url)
+        .header("content-type", "application/json")
+        .body(vec![b' '; 2 * 1024 * 1024])
+        .send()
+        .await?;
     assert_eq!(oversized.status().as_u16(), 413);
-    let malformed = reqwest::Client::new().post(&stack.info.webhook_url).header("content-type", "application/json").body("{\"value\": [").send().await?;
+    let malformed = reqwest::Client::new()
+        .post(&stack.info.webhook_url)
+        .header("content-type", "application/json")
+        .body("{\"value\": [")
+        .send()
+        .await?;
     assert_eq!(malformed.status().as_u16(), 400);
     stack.idle(IDLE).await?;
-    assert_ne!(stack.catalog.head(&key).await?.expect("head").current.version, edited.etag, "forged notifications trigger nothing");
+    assert_ne!(
+        stack.catalog.head(&key).await?.expect("head").current.version,
+        edited.etag,
+        "forged notifications trigger nothing"
+    );
 
     // Then the safety-net sweep catches the change
     stack.run_task(Task::Sweep).await?;

@@ -6,7 +6,11 @@ use shared::config::{CopierConfig, Env};
 use shared::pipeline::batch::{Received, copy_batch};
 use shared::pipeline::copier::CopierDeps;
 
-async fn handle(deps: &CopierDeps, concurrency: usize, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, Error> {
+async fn handle(
+    deps: &CopierDeps,
+    concurrency: usize,
+    event: LambdaEvent<SqsEvent>,
+) -> Result<SqsBatchResponse, Error> {
     let messages: Vec<Received> = event
         .payload
         .records

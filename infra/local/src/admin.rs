@@ -64,7 +64,12 @@ impl Admin {
     }
 
     pub async fn add_user(&self, upn: &str, has_drive: bool) -> Result<Value> {
-        self.call(reqwest::Method::POST, "/users", Some(json!({"user_principal_name": upn, "display_name": upn, "has_drive": has_drive}))).await
+        self.call(
+            reqwest::Method::POST,
+            "/users",
+            Some(json!({"user_principal_name": upn, "display_name": upn, "has_drive": has_drive})),
+        )
+        .await
     }
 
     pub async fn items(&self, drive: &str) -> Result<Vec<SimItem>> {
@@ -72,18 +77,39 @@ impl Admin {
     }
 
     pub async fn create_file(&self, drive: &str, parent_id: &str, name: &str, size: u64) -> Result<SimItem> {
-        self.call(reqwest::Method::POST, &format!("/drives/{drive}/items"), Some(json!({"parent_id": parent_id, "name": name, "kind": "file", "size": size}))).await
+        self.call(
+            reqwest::Method::POST,
+            &format!("/drives/{drive}/items"),
+            Some(json!({"parent_id": parent_id, "name": name, "kind": "file", "size": size})),
+        )
+        .await
     }
 
     pub async fn create_folder(&self, drive: &str, parent_id: &str, name: &str) -> Result<SimItem> {
-        self.call(reqwest::Method::POST, &format!("/drives/{drive}/items"), Some(json!({"parent_id": parent_id, "name": name, "kind": "folder"}))).await
+        self.call(
+            reqwest::Method::POST,
+            &format!("/drives/{drive}/items"),
+            Some(json!({"parent_id": parent_id, "name": name, "kind": "folder"})),
+        )
+        .await
     }
 
     pub async fn edit(&self, drive: &str, item: &str, size: u64, seed: u64) -> Result<SimItem> {
-        self.call(reqwest::Method::POST, &format!("/drives/{drive}/items/{item}/content"), Some(json!({"size": size, "seed": seed}))).await
+        self.call(
+            reqwest::Method::POST,
+            &format!("/drives/{drive}/items/{item}/content"),
+            Some(json!({"size": size, "seed": seed})),
+        )
+        .await
     }
 
-    pub async fn rename_or_move(&self, drive: &str, item: &str, name: Option<&str>, parent_id: Option<&str>) -> Result<SimItem> {
+    pub async fn rename_or_move(
+        &self,
+        drive: &str,
+        item: &str,
+        name: Option<&str>,
+        parent_id: Option<&str>,
+    ) -> Result<SimItem> {
         let mut body = json!({});
         if let Some(name) = name {
             body["name"] = json!(name);
@@ -100,7 +126,12 @@ impl Admin {
     }
 
     pub async fn ransomware(&self, drive: &str, extension: &str, seed: u64) -> Result<Value> {
-        self.call(reqwest::Method::POST, &format!("/drives/{drive}/ransomware"), Some(json!({"extension": extension, "seed": seed}))).await
+        self.call(
+            reqwest::Method::POST,
+            &format!("/drives/{drive}/ransomware"),
+            Some(json!({"extension": extension, "seed": seed})),
+        )
+        .await
     }
 
     pub async fn fault(&self, fault: Value) -> Result<()> {
@@ -119,7 +150,13 @@ impl Admin {
     }
 
     pub async fn lifecycle(&self, subscription_id: &str, event: &str) -> Result<()> {
-        let _: Value = self.call(reqwest::Method::POST, "/lifecycle", Some(json!({"subscription_id": subscription_id, "event": event}))).await?;
+        let _: Value = self
+            .call(
+                reqwest::Method::POST,
+                "/lifecycle",
+                Some(json!({"subscription_id": subscription_id, "event": event})),
+            )
+            .await?;
         Ok(())
     }
 

@@ -65,11 +65,18 @@ pub async fn run(repo_root: std::path::PathBuf) -> Result<()> {
     let stats = stack.admin.stats().await?;
     let graph = stats["requests_total"].as_f64().unwrap_or(f64::NAN);
     let s3 = counts.service_total("s3") as f64;
-    let ddb_writes: u64 = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem"].iter().map(|k| ops.get(*k).copied().unwrap_or(0)).sum();
+    let ddb_writes: u64 = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem"]
+        .iter()
+        .map(|k| ops.get(*k).copied().unwrap_or(0))
+        .sum();
     let per = |x: f64| x / items.max(1) as f64;
     println!("| figure | value |");
     println!("|---|---|");
-    println!("| items backed up (files + folders) | {items} ({} files verified, {} problems) |", check.files, check.problems.len());
+    println!(
+        "| items backed up (files + folders) | {items} ({} files verified, {} problems) |",
+        check.files,
+        check.problems.len()
+    );
     println!("| wall time | {elapsed:.1} s |");
     println!("| items/s (local, moto-bound) | {:.1} |", items as f64 / elapsed);
     println!("| MB/s (local) | {:.2} |", check.bytes as f64 / 1e6 / elapsed);
@@ -103,7 +110,10 @@ pub async fn run(repo_root: std::path::PathBuf) -> Result<()> {
     println!("| latency p95 | {:.2} s |", p(&lat, 95.0));
 
     let big: u64 = std::env::var("BENCH_BIG_BYTES").ok().and_then(|v| v.parse().ok()).unwrap_or(2 * 1024 * 1024 * 1024);
-    println!("== Copying one {} MiB file (peak RSS of this process: copier and simulator together)", big / (1024 * 1024));
+    println!(
+        "== Copying one {} MiB file (peak RSS of this process: copier and simulator together)",
+        big / (1024 * 1024)
+    );
     let root_folder = stack.admin.items(&drive).await?.into_iter().find(|i| i.kind == "folder").context("no folder")?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     reset_peak_rss();
@@ -112,7 +122,11 @@ pub async fn run(repo_root: std::path::PathBuf) -> Result<()> {
     stack.admin.create_file(&drive, &root_folder.id, "big-bench.bin", big).await?;
     stack.idle(Duration::from_secs(3600)).await?;
     println!("| {} MiB copy time | {:.1} s |", big / (1024 * 1024), t.elapsed().as_secs_f64());
-    println!("| peak RSS before / during | {:.0} MB / {:.0} MB |", before.unwrap_or(f64::NAN), peak_rss_mb().unwrap_or(f64::NAN));
+    println!(
+        "| peak RSS before / during | {:.0} MB / {:.0} MB |",
+        before.unwrap_or(f64::NAN),
+        peak_rss_mb().unwrap_or(f64::NAN)
+    );
     stack.stop().await;
     Ok(())
 }

@@ -92,7 +92,11 @@ async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Result<Re
 /// Starts the proxy on a loopback port; returns its endpoint and the counters.
 pub async fn start(upstream: &str) -> Result<(String, Arc<AwsCounts>, tokio::task::JoinHandle<()>)> {
     let counts = Arc::new(AwsCounts::default());
-    let proxy = Arc::new(Proxy { upstream: upstream.trim_end_matches('/').to_string(), http: reqwest::Client::new(), counts: counts.clone() });
+    let proxy = Arc::new(Proxy {
+        upstream: upstream.trim_end_matches('/').to_string(),
+        http: reqwest::Client::new(),
+        counts: counts.clone(),
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let endpoint = format!("http://{}", listener.local_addr()?);
     let app = axum::Router::new().fallback(forward).with_state(proxy);

@@ -54,7 +54,8 @@ async fn live_changes(stack: &Stack, drive: &str, round: u64) -> Result<Vec<Chan
     let Some(target) = folders.first() else { bail!("seeded drive has no folder") };
     for n in 0..4 {
         let at = Utc::now();
-        let created = admin.create_file(drive, &target.id, &format!("new report {round}-{n}.docx"), 20_000 + n * 1000).await?;
+        let created =
+            admin.create_file(drive, &target.id, &format!("new report {round}-{n}.docx"), 20_000 + n * 1000).await?;
         changes.push(Change { drive: drive.to_owned(), item: created.id, at });
     }
     for (n, f) in files.iter().take(4).enumerate() {
@@ -116,7 +117,13 @@ pub async fn run(repo_root: std::path::PathBuf) -> Result<()> {
     for d in &drives {
         first.merge(verify::drive(&stack, d).await?);
     }
-    println!("== Initial backup: {} files, {} folders, {:.1} MB in {:.1} s", first.files, first.folders, first.bytes as f64 / 1e6, initial.as_secs_f64());
+    println!(
+        "== Initial backup: {} files, {} folders, {:.1} MB in {:.1} s",
+        first.files,
+        first.folders,
+        first.bytes as f64 / 1e6,
+        initial.as_secs_f64()
+    );
 
     println!("== Live changes: creates, edits, renames, moves, deletions (notifications drive the backup)");
     let mut changes = Vec::new();

@@ -63,7 +63,10 @@ impl Poller {
             stats.in_flight.fetch_add(messages.len(), Ordering::SeqCst);
             let batch: Vec<Received> = messages
                 .iter()
-                .map(|m| Received { id: m.message_id.clone().unwrap_or_default(), body: m.body.clone().unwrap_or_default() })
+                .map(|m| Received {
+                    id: m.message_id.clone().unwrap_or_default(),
+                    body: m.body.clone().unwrap_or_default(),
+                })
                 .collect();
             let failed = (self.handler)(batch).await;
             let done: Vec<_> = messages
@@ -71,13 +74,18 @@ impl Poller {
                 .filter(|m| !failed.iter().any(|f| Some(f) == m.message_id.as_ref()))
                 .enumerate()
                 .filter_map(|(i, m)| {
-                    DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(m.receipt_handle.clone()?).build().ok()
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(m.receipt_handle.clone()?)
+                        .build()
+                        .ok()
                 })
                 .collect();
-            if !done.is_empty() {
-                if let Err(e) = sqs.delete_message_batch().queue_url(&self.queue_url).set_entries(Some(done)).send().await {
-                    warn!(poller = self.name, error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "delete failed; messages will be redelivered");
-                }
+            if !done.is_empty()
+                && let Err(e) =
+                    sqs.delete_message_batch().queue_url(&self.queue_url).set_entries(Some(done)).send().await
+            {
+                warn!(poller = self.name, error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "delete failed; messages will be redelivered");
             }
             stats.processed.fetch_add((messages.len() - failed.len()) as u64, Ordering::SeqCst);
             stats.failed.fetch_add(failed.len() as u64, Ordering::SeqCst);

@@ -164,7 +164,8 @@ impl Stack {
             ("GraphSubscriberSecret".to_string(), client_secret.clone()),
         ]
         .into();
-        let resources = provision(&aws, &opts.repo_root.join("template.yaml"), &opts.stack_name, &secret_values).await?;
+        let resources =
+            provision(&aws, &opts.repo_root.join("template.yaml"), &opts.stack_name, &secret_values).await?;
 
         let (webhook_listener, webhook_addr) = listener().await?;
         let webhook_url = format!("http://{webhook_addr}/graph/notifications");
@@ -195,7 +196,9 @@ impl Stack {
         let (stop, stop_rx) = watch::channel(false);
         let stats = Arc::new(RunnerStats::default());
         let sqs = aws_sdk_sqs::Client::new(&aws);
-        let url = |id: &str| resources.queues.get(id).cloned().with_context(|| format!("queue {id} missing from the template"));
+        let url = |id: &str| {
+            resources.queues.get(id).cloned().with_context(|| format!("queue {id} missing from the template"))
+        };
         let mut pollers = Vec::new();
         let enumerate: Handler = {
             let deps = enumerator.clone();
@@ -204,7 +207,13 @@ impl Stack {
                 Box::pin(async move { enumerate_batch(&deps, &batch, Instant::now() + Duration::from_secs(300)).await })
             })
         };
-        pollers.push(Poller { name: "enumerator", queue_url: url("ChangesQueue")?, batch_size: 1, visibility_timeout: opts.retry_after_secs, handler: enumerate });
+        pollers.push(Poller {
+            name: "enumerator",
+            queue_url: url("ChangesQueue")?,
+            batch_size: 1,
+            visibility_timeout: opts.retry_after_secs,
+            handler: enumerate,
+        });
         for (name, queue, batch_size) in [("copier", "ItemsQueue", 10), ("large-copier", "ItemsLargeQueue", 1)] {
             let pollers_for_queue = if queue == "ItemsQueue" { opts.item_pollers } else { 1 };
             for _ in 0..pollers_for_queue {
@@ -214,7 +223,13 @@ impl Stack {
                     let deps = deps.clone();
                     Box::pin(async move { copy_batch(&deps, &batch, concurrency).await })
                 });
-                pollers.push(Poller { name, queue_url: url(queue)?, batch_size, visibility_timeout: opts.retry_after_secs.max(30), handler });
+                pollers.push(Poller {
+                    name,
+                    queue_url: url(queue)?,
+                    batch_size,
+                    visibility_timeout: opts.retry_after_secs.max(30),
+                    handler,
+                });
             }
         }
         let lifecycle: Handler = {
@@ -224,7 +239,13 @@ impl Stack {
                 Box::pin(async move { lifecycle_batch(&deps, &batch).await })
             })
         };
-        pollers.push(Poller { name: "scheduler", queue_url: url("LifecycleQueue")?, batch_size: 10, visibility_timeout: opts.retry_after_secs, handler: lifecycle });
+        pollers.push(Poller {
+            name: "scheduler",
+            queue_url: url("LifecycleQueue")?,
+            batch_size: 10,
+            visibility_timeout: opts.retry_after_secs,
+            handler: lifecycle,
+        });
         for poller in pollers {
             tasks.push(tokio::spawn(poller.run(sqs.clone(), stats.clone(), stop_rx.clone())));
         }
@@ -351,7 +372,10 @@ fn settings(info: &StackInfo, opts: &StackOptions) -> BTreeMap<String, String> {
     [
         ("TENANT_ID", info.graph.tenant_id.clone()),
         ("GRAPH_BASE_URL", info.graph.base_url.clone()),
-        ("GRAPH_LOGIN_URL", info.graph.token_url.trim_end_matches(&format!("/{}/oauth2/v2.0/token", info.graph.tenant_id)).to_string()),
+        (
+            "GRAPH_LOGIN_URL",
+            info.graph.token_url.trim_end_matches(&format!("/{}/oauth2/v2.0/token", info.graph.tenant_id)).to_string(),
+        ),
         ("GRAPH_READER_CLIENT_ID", info.graph.client_id.clone()),
         ("GRAPH_READER_SECRET_ARN", s("GraphReaderSecret")),
         ("GRAPH_SUBSCRIBER_CLIENT_ID", info.graph.client_id.clone()),

@@ -18,8 +18,7 @@ use crate::graph::GraphError;
 use crate::graph::quickxor::QuickXorHasher;
 use crate::keys;
 use crate::model::{
-    ContentRef, ItemHead, ItemJob, ItemKey, ItemState, ItemVersion, ObjectRef, SCHEMA_VERSION,
-    Verification,
+    ContentRef, ItemHead, ItemJob, ItemKey, ItemState, ItemVersion, ObjectRef, SCHEMA_VERSION, Verification,
 };
 use crate::store::{Catalog, Lock, LockMode, MessageSink, Multipart, OutMessage, QueueName, StoreError, Vault};
 
@@ -86,8 +85,10 @@ async fn defer(deps: &CopierDeps, job: &ItemJob, wait: Duration) -> Result<Copie
     let delay = (wait + jitter).min(Duration::from_secs(900));
     let mut again = job.clone();
     again.deferrals += 1;
-    let queue = if job.item.size.unwrap_or(0) >= deps.large_item_bytes { QueueName::ItemsLarge } else { QueueName::Items };
-    let message = OutMessage { body: serde_json::to_string(&again).unwrap_or_default(), group_id: None, delay: Some(delay) };
+    let queue =
+        if job.item.size.unwrap_or(0) >= deps.large_item_bytes { QueueName::ItemsLarge } else { QueueName::Items };
+    let message =
+        OutMessage { body: serde_json::to_string(&again).unwrap_or_default(), group_id: None, delay: Some(delay) };
     deps.sink.send(queue, vec![message]).await?;
     Ok(Copied::Deferred(delay))
 }
@@ -131,7 +132,13 @@ async fn copy_state(deps: &CopierDeps, job: &ItemJob, key: &ItemKey) -> Result<C
         None => return Ok(Copied::Gone),
     };
     let bytes = fetched.content.size;
-    let version = version_of(key, &fetched.state, fetched.state.etag.as_deref().unwrap_or(&etag), Some(fetched.content.clone()), verification(&fetched.state, &fetched.content));
+    let version = version_of(
+        key,
+        &fetched.state,
+        fetched.state.etag.as_deref().unwrap_or(&etag),
+        Some(fetched.content.clone()),
+        verification(&fetched.state, &fetched.content),
+    );
     commit(deps, version).await?;
     info!(item = %key.item_id, bytes, "copied");
     Ok(Copied::Committed { bytes })
@@ -154,7 +161,13 @@ fn verification(item: &ItemState, content: &ContentRef) -> Verification {
     }
 }
 
-fn version_of(key: &ItemKey, item: &ItemState, etag: &str, content: Option<ContentRef>, verification: Verification) -> ItemVersion {
+fn version_of(
+    key: &ItemKey,
+    item: &ItemState,
+    etag: &str,
+    content: Option<ContentRef>,
+    verification: Verification,
+) -> ItemVersion {
     let now = Utc::now();
     ItemVersion {
         v: SCHEMA_VERSION,
@@ -218,7 +231,10 @@ struct Fetched {
 async fn fetch(deps: &CopierDeps, key: &ItemKey, item: &ItemState) -> Result<Option<Fetched>, PipelineError> {
     let size = item.size.unwrap_or(0);
     let mut sink = if size > SMALL_CONTENT_MAX {
-        let upload = deps.vault.start_multipart(&keys::large_key(key, item.etag.as_deref().unwrap_or_default()), &lock(deps)).await?;
+        let upload = deps
+            .vault
+            .start_multipart(&keys::large_key(key, item.etag.as_deref().unwrap_or_default()), &lock(deps))
+            .await?;
         ContentSink::Multipart { upload, part: BytesMut::with_capacity(PART_SIZE), next_part: 1 }
     } else {
         ContentSink::Buffer(BytesMut::with_capacity(size as usize))
@@ -251,7 +267,13 @@ async fn fetch(deps: &CopierDeps, key: &ItemKey, item: &ItemState) -> Result<Opt
 }
 
 /// The state the downloaded bytes belong to, or an error if Graph vouches for none.
-async fn matching_state(deps: &CopierDeps, key: &ItemKey, item: &ItemState, len: u64, quick_xor: &str) -> Result<Option<ItemState>, PipelineError> {
+async fn matching_state(
+    deps: &CopierDeps,
+    key: &ItemKey,
+    item: &ItemState,
+    len: u64,
+    quick_xor: &str,
+) -> Result<Option<ItemState>, PipelineError> {
     let matches = |s: &ItemState| s.size == Some(len) && s.quick_xor_hash.as_deref().is_none_or(|h| h == quick_xor);
     if matches(item) {
         return Ok(Some(item.clone()));
@@ -268,7 +290,9 @@ async fn matching_state(deps: &CopierDeps, key: &ItemKey, item: &ItemState, len:
     if matches(&current) {
         return Ok(Some(current));
     }
-    Err(PipelineError::Mismatch(format!("downloaded {len} bytes that match neither the job's state nor Graph's current state")))
+    Err(PipelineError::Mismatch(format!(
+        "downloaded {len} bytes that match neither the job's state nor Graph's current state"
+    )))
 }
 
 enum ContentSink {
@@ -282,7 +306,9 @@ impl ContentSink {
             ContentSink::Buffer(buf) => {
                 // The job said small; an item that grew since is retried with its new size.
                 if buf.len() as u64 + chunk.len() as u64 > 2 * SMALL_CONTENT_MAX {
-                    return Err(StoreError::Malformed("item grew past the small-content limit since it was enumerated".into()));
+                    return Err(StoreError::Malformed(
+                        "item grew past the small-content limit since it was enumerated".into(),
+                    ));
                 }
                 buf.extend_from_slice(chunk)
             }
@@ -307,14 +333,19 @@ impl ContentSink {
     fn len(&self) -> u64 {
         match self {
             ContentSink::Buffer(buf) => buf.len() as u64,
-            ContentSink::Multipart { upload, part, .. } => upload.parts.len() as u64 * PART_SIZE as u64 + part.len() as u64,
+            ContentSink::Multipart { upload, part, .. } => {
+                upload.parts.len() as u64 * PART_SIZE as u64 + part.len() as u64
+            }
         }
     }
 
     async fn finish(self, deps: &CopierDeps, key: &ItemKey, sha256: &str) -> Result<ObjectRef, PipelineError> {
         match self {
             ContentSink::Buffer(buf) => {
-                let stored = deps.vault.put_if_absent(&keys::blob_key(&key.container.tenant_id, sha256), buf.freeze(), &lock(deps)).await?;
+                let stored = deps
+                    .vault
+                    .put_if_absent(&keys::blob_key(&key.container.tenant_id, sha256), buf.freeze(), &lock(deps))
+                    .await?;
                 Ok(stored.object)
             }
             ContentSink::Multipart { mut upload, part, next_part } => {
@@ -337,7 +368,11 @@ impl ContentSink {
 
 /// Downloads the whole content into `sink`, resuming with Range after resets and
 /// truncations. Returns (length, SHA-256 hex, quickXorHash), or None if the item is gone.
-async fn download_into(deps: &CopierDeps, key: &ItemKey, sink: &mut ContentSink) -> Result<Option<(u64, String, String)>, PipelineError> {
+async fn download_into(
+    deps: &CopierDeps,
+    key: &ItemKey,
+    sink: &mut ContentSink,
+) -> Result<Option<(u64, String, String)>, PipelineError> {
     let mut sha = Sha256::new();
     let mut qx = QuickXorHasher::new();
     let mut attempt = 0;
@@ -350,7 +385,9 @@ async fn download_into(deps: &CopierDeps, key: &ItemKey, sink: &mut ContentSink)
                 attempt += 1;
                 continue;
             }
-            Err(GraphError::RangeIgnored) => return Err(PipelineError::Mismatch("server ignored Range on resume".into())),
+            Err(GraphError::RangeIgnored) => {
+                return Err(PipelineError::Mismatch("server ignored Range on resume".into()));
+            }
             Err(e) => return Err(e.into()),
         };
         let total = download.total_len;

@@ -14,8 +14,8 @@ use tracing::{info, warn};
 use super::{DRIVE_RESOURCE, DriveReader, PipelineError, item_state, throttle_delay};
 use crate::graph::{DeltaCursor, DeltaLink, GraphError};
 use crate::model::{
-    ChangeJob, ChangeReason, ContainerId, FullScan, ItemHead, ItemJob, ItemKind, ItemState,
-    SCHEMA_VERSION, SyncState, Verification,
+    ChangeJob, ChangeReason, ContainerId, FullScan, ItemHead, ItemJob, ItemKind, ItemState, SCHEMA_VERSION, SyncState,
+    Verification,
 };
 use crate::store::{Catalog, MessageSink, OutMessage, QueueName};
 
@@ -42,7 +42,11 @@ pub struct Enumeration {
 }
 
 /// Handles one `changes` message.
-pub async fn enumerate(deps: &EnumeratorDeps, job: &ChangeJob, deadline: Instant) -> Result<Enumeration, PipelineError> {
+pub async fn enumerate(
+    deps: &EnumeratorDeps,
+    job: &ChangeJob,
+    deadline: Instant,
+) -> Result<Enumeration, PipelineError> {
     if job.v != SCHEMA_VERSION {
         return Err(PipelineError::BadJob(format!("unknown schema version {}", job.v)));
     }
@@ -92,7 +96,11 @@ pub async fn enumerate(deps: &EnumeratorDeps, job: &ChangeJob, deadline: Instant
             }
             Err(GraphError::Throttled { retry_after, .. }) => {
                 deps.catalog
-                    .throttle(&c.tenant_id, DRIVE_RESOURCE, Utc::now() + chrono::Duration::from_std(retry_after).unwrap_or_default())
+                    .throttle(
+                        &c.tenant_id,
+                        DRIVE_RESOURCE,
+                        Utc::now() + chrono::Duration::from_std(retry_after).unwrap_or_default(),
+                    )
                     .await?;
                 continue;
             }
@@ -140,7 +148,11 @@ async fn sleep_within(wait: Duration, deadline: Instant, reserve: Duration) -> b
     true
 }
 
-async fn continue_later(deps: &EnumeratorDeps, c: &ContainerId, out: &mut Enumeration) -> Result<Enumeration, PipelineError> {
+async fn continue_later(
+    deps: &EnumeratorDeps,
+    c: &ContainerId,
+    out: &mut Enumeration,
+) -> Result<Enumeration, PipelineError> {
     let job = ChangeJob::new(c.clone(), ChangeReason::Continuation, Utc::now());
     send(deps.sink.as_ref(), QueueName::Changes, vec![change_message(&job)]).await?;
     out.continued = true;
@@ -148,7 +160,11 @@ async fn continue_later(deps: &EnumeratorDeps, c: &ContainerId, out: &mut Enumer
 }
 
 pub fn change_message(job: &ChangeJob) -> OutMessage {
-    OutMessage { body: serde_json::to_string(job).unwrap_or_default(), group_id: Some(job.container.group_id()), delay: None }
+    OutMessage {
+        body: serde_json::to_string(job).unwrap_or_default(),
+        group_id: Some(job.container.group_id()),
+        delay: None,
+    }
 }
 
 async fn send(sink: &dyn MessageSink, queue: QueueName, messages: Vec<OutMessage>) -> Result<(), PipelineError> {
@@ -171,7 +187,12 @@ fn holds(head: &ItemHead, item: &ItemState) -> bool {
 
 /// Queues a job for every item of the page whose state the catalog lacks. The last
 /// occurrence of an item in a page wins; later pages are handled the same way.
-async fn enqueue_page(deps: &EnumeratorDeps, c: &ContainerId, scan: Option<&FullScan>, items: &[crate::graph::DriveItem]) -> Result<usize, PipelineError> {
+async fn enqueue_page(
+    deps: &EnumeratorDeps,
+    c: &ContainerId,
+    scan: Option<&FullScan>,
+    items: &[crate::graph::DriveItem],
+) -> Result<usize, PipelineError> {
     let mut latest: HashMap<&str, ItemState> = HashMap::new();
     let mut order = Vec::new();
     for item in items {
@@ -186,7 +207,8 @@ async fn enqueue_page(deps: &EnumeratorDeps, c: &ContainerId, scan: Option<&Full
     let ids: Vec<String> = order.iter().map(|s| s.to_string()).collect();
     let heads = deps.catalog.heads(c, &ids).await?;
     if let Some(scan) = scan {
-        let seen: Vec<String> = ids.iter().filter(|id| heads.contains_key(*id) && !latest[id.as_str()].deleted).cloned().collect();
+        let seen: Vec<String> =
+            ids.iter().filter(|id| heads.contains_key(*id) && !latest[id.as_str()].deleted).cloned().collect();
         deps.catalog.mark_seen(c, &seen, &scan.epoch).await?;
     }
     let observed_at = Utc::now();
@@ -202,7 +224,14 @@ async fn enqueue_page(deps: &EnumeratorDeps, c: &ContainerId, scan: Option<&Full
             _ => {}
         }
         let big = state.size.unwrap_or(0) >= deps.large_item_bytes;
-        let job = ItemJob { v: SCHEMA_VERSION, container: c.clone(), item: state, observed_at, scan_epoch: scan.map(|s| s.epoch.clone()), deferrals: 0 };
+        let job = ItemJob {
+            v: SCHEMA_VERSION,
+            container: c.clone(),
+            item: state,
+            observed_at,
+            scan_epoch: scan.map(|s| s.epoch.clone()),
+            deferrals: 0,
+        };
         let message = OutMessage { body: serde_json::to_string(&job).unwrap_or_default(), group_id: None, delay: None };
         if big { large.push(message) } else { small.push(message) }
     }
@@ -224,7 +253,11 @@ async fn tombstone_unseen(deps: &EnumeratorDeps, c: &ContainerId, scan: &FullSca
     for head in deps.catalog.list_heads(c).await? {
         let current = &head.current;
         let unseen = head.seen_epoch.as_deref() != Some(scan.epoch.as_str());
-        if current.deleted || !unseen || current.captured_at >= scan.started_at || !seen_ids.insert(current.key.item_id.clone()) {
+        if current.deleted
+            || !unseen
+            || current.captured_at >= scan.started_at
+            || !seen_ids.insert(current.key.item_id.clone())
+        {
             continue;
         }
         let item = ItemState {
@@ -239,8 +272,19 @@ async fn tombstone_unseen(deps: &EnumeratorDeps, c: &ContainerId, scan: &FullSca
             modified: None,
             deleted: true,
         };
-        let job = ItemJob { v: SCHEMA_VERSION, container: c.clone(), item, observed_at, scan_epoch: Some(scan.epoch.clone()), deferrals: 0 };
-        messages.push(OutMessage { body: serde_json::to_string(&job).unwrap_or_default(), group_id: None, delay: None });
+        let job = ItemJob {
+            v: SCHEMA_VERSION,
+            container: c.clone(),
+            item,
+            observed_at,
+            scan_epoch: Some(scan.epoch.clone()),
+            deferrals: 0,
+        };
+        messages.push(OutMessage {
+            body: serde_json::to_string(&job).unwrap_or_default(),
+            group_id: None,
+            delay: None,
+        });
     }
     let count = messages.len();
     if count > 0 {

@@ -67,7 +67,11 @@ impl PipelineError {
 pub const DRIVE_RESOURCE: &str = "drive";
 
 /// Delay until Graph may be called again for this tenant's drives, if we are throttled.
-pub async fn throttle_delay(catalog: &dyn Catalog, tenant_id: &str, now: DateTime<Utc>) -> Result<Option<std::time::Duration>, StoreError> {
+pub async fn throttle_delay(
+    catalog: &dyn Catalog,
+    tenant_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<std::time::Duration>, StoreError> {
     Ok(catalog
         .throttled_until(tenant_id, DRIVE_RESOURCE)
         .await?

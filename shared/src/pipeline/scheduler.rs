@@ -60,7 +60,11 @@ pub async fn run(deps: &SchedulerDeps, task: Task) -> Result<Report, PipelineErr
     }
 }
 
-async fn enqueue(deps: &SchedulerDeps, containers: Vec<ContainerId>, reason: ChangeReason) -> Result<usize, PipelineError> {
+async fn enqueue(
+    deps: &SchedulerDeps,
+    containers: Vec<ContainerId>,
+    reason: ChangeReason,
+) -> Result<usize, PipelineError> {
     let now = Utc::now();
     let messages: Vec<_> = containers.into_iter().map(|c| change_message(&ChangeJob::new(c, reason, now))).collect();
     let count = messages.len();
@@ -71,7 +75,8 @@ async fn enqueue(deps: &SchedulerDeps, containers: Vec<ContainerId>, reason: Cha
 }
 
 async fn enqueue_all(deps: &SchedulerDeps, reason: ChangeReason) -> Result<Report, PipelineError> {
-    let containers: Vec<_> = deps.catalog.list_containers(&deps.tenant_id).await?.into_iter().map(|r| r.container).collect();
+    let containers: Vec<_> =
+        deps.catalog.list_containers(&deps.tenant_id).await?.into_iter().map(|r| r.container).collect();
     let mut report = Report { containers: containers.len(), ..Report::default() };
     report.enqueued = enqueue(deps, containers, reason).await?;
     info!(?reason, enqueued = report.enqueued, "scheduled enumerations");
@@ -117,7 +122,12 @@ pub async fn discover(deps: &SchedulerDeps) -> Result<Report, PipelineError> {
     }
     // Subscribing first, then enumerating, covers the gap between crawl and subscription.
     report.enqueued = enqueue(deps, fresh, ChangeReason::Sweep).await?;
-    info!(containers = report.containers, discovered = report.discovered, without_drive = report.without_drive, "discovery done");
+    info!(
+        containers = report.containers,
+        discovered = report.discovered,
+        without_drive = report.without_drive,
+        "discovery done"
+    );
     Ok(report)
 }
 

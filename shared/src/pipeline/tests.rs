@@ -311,19 +311,26 @@ async fn a_reconcile_requeues_nothing_held_and_tombstones_what_graph_lost() {
     let deadline = Instant::now() + Duration::from_secs(60);
     w.drive.put("f1", "a.txt", "e1", b"one");
     w.drive.put("f2", "b.txt", "e1", b"two");
-    enumerator::enumerate(&w.enumerator, &ChangeJob::new(container(), ChangeReason::Sweep, Utc::now()), deadline).await.expect("crawl");
+    enumerator::enumerate(&w.enumerator, &ChangeJob::new(container(), ChangeReason::Sweep, Utc::now()), deadline)
+        .await
+        .expect("crawl");
     run_jobs(&w).await;
 
     // When one disappears without the delta feed saying so, and a reconcile runs
     w.drive.remove("f2");
-    let out = enumerator::enumerate(&w.enumerator, &ChangeJob::new(container(), ChangeReason::Reconcile, Utc::now()), deadline)
-        .await
-        .expect("reconcile");
+    let out = enumerator::enumerate(
+        &w.enumerator,
+        &ChangeJob::new(container(), ChangeReason::Reconcile, Utc::now()),
+        deadline,
+    )
+    .await
+    .expect("reconcile");
 
     // Then only the lost item gets a job: a tombstone
     assert!(out.full_scan);
     assert_eq!(out.tombstones, 1);
-    let jobs: Vec<ItemJob> = w.sink.messages(QueueName::Items).iter().map(|m| serde_json::from_str(&m.body).expect("job")).collect();
+    let jobs: Vec<ItemJob> =
+        w.sink.messages(QueueName::Items).iter().map(|m| serde_json::from_str(&m.body).expect("job")).collect();
     assert_eq!(jobs.len(), 1);
     assert!(jobs[0].item.deleted && jobs[0].item.id == "f2");
     run_jobs(&w).await;

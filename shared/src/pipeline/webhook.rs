@@ -76,7 +76,11 @@ pub struct Triage {
 fn drive_of(resource: &str) -> Option<&str> {
     let mut parts = resource.trim_start_matches('/').split('/');
     match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some(d), Some(id), Some(root), None) if d.eq_ignore_ascii_case("drives") && root.eq_ignore_ascii_case("root") && !id.is_empty() => Some(id),
+        (Some(d), Some(id), Some(root), None)
+            if d.eq_ignore_ascii_case("drives") && root.eq_ignore_ascii_case("root") && !id.is_empty() =>
+        {
+            Some(id)
+        }
         _ => None,
     }
 }
@@ -231,9 +235,11 @@ mod tests {
     fn forged_foreign_and_mismatched_notifications_enqueue_nothing() {
         let d = deps(Arc::new(MemorySink::default()));
         let cs = d.key.derive("tenant-1", "drive-a");
-        let forged = serde_json::json!({"clientState": "guess", "tenantId": "tenant-1", "resource": "drives/drive-a/root"});
+        let forged =
+            serde_json::json!({"clientState": "guess", "tenantId": "tenant-1", "resource": "drives/drive-a/root"});
         let foreign = serde_json::json!({"clientState": cs, "tenantId": "tenant-2", "resource": "drives/drive-a/root"});
-        let other_drive = serde_json::json!({"clientState": cs, "tenantId": "tenant-1", "resource": "drives/drive-b/root"});
+        let other_drive =
+            serde_json::json!({"clientState": cs, "tenantId": "tenant-1", "resource": "drives/drive-b/root"});
         let t = triage(&d, &body(&[forged, foreign, other_drive, serde_json::json!(42)]), Utc::now()).expect("parse");
         assert_eq!(t.rejected, 4);
         assert!(t.changes.is_empty() && t.lifecycle.is_empty());

@@ -13,10 +13,7 @@ use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{
-    ContainerId, ContainerRecord, ItemFailure, ItemHead, ItemKey, ItemVersion, ObjectRef,
-    SyncState,
-};
+use crate::model::{ContainerId, ContainerRecord, ItemFailure, ItemHead, ItemKey, ItemVersion, ObjectRef, SyncState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -124,7 +121,8 @@ pub trait Vault: Send + Sync {
     async fn ensure_locked(&self, object: &ObjectRef, lock: &Lock) -> Result<(), StoreError>;
     async fn head(&self, object: &ObjectRef) -> Result<Option<ObjectInfo>, StoreError>;
     async fn get(&self, object: &ObjectRef) -> Result<Bytes, StoreError>;
-    async fn get_stream(&self, object: &ObjectRef) -> Result<BoxStream<'static, Result<Bytes, StoreError>>, StoreError>;
+    async fn get_stream(&self, object: &ObjectRef)
+    -> Result<BoxStream<'static, Result<Bytes, StoreError>>, StoreError>;
     /// Every version of every key under `prefix` (for verification and the demo).
     async fn list_versions(&self, prefix: &str) -> Result<Vec<ObjectRef>, StoreError>;
 }
@@ -141,7 +139,11 @@ pub enum Commit {
 #[async_trait]
 pub trait Catalog: Send + Sync {
     async fn head(&self, item: &ItemKey) -> Result<Option<ItemHead>, StoreError>;
-    async fn heads(&self, container: &ContainerId, item_ids: &[String]) -> Result<HashMap<String, ItemHead>, StoreError>;
+    async fn heads(
+        &self,
+        container: &ContainerId,
+        item_ids: &[String],
+    ) -> Result<HashMap<String, ItemHead>, StoreError>;
     /// Every head of a container (current and deleted items).
     async fn list_heads(&self, container: &ContainerId) -> Result<Vec<ItemHead>, StoreError>;
     /// Writes the version row (conditional on absence) and advances the head unless a newer
