@@ -245,3 +245,108 @@ pub struct ItemFailure {
     pub attempts: u32,
     pub last_attempt: DateTime<Utc>,
 }
+
+/// What a restore job covers.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RestoreScope {
+    /// One file or folder (a folder includes its subtree).
+    Item { item_id: String },
+    /// A whole drive.
+    Container,
+}
+
+/// Where restored items go.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RestoreTarget {
+    /// In-place rollback: existing items get the old bytes as a new version of the same item,
+    /// with name and parent put back; missing items are recreated on their path.
+    InPlace,
+    /// Another drive (or the same one) under a folder, keeping the relative tree.
+    Alternate { drive_id: String, folder_id: String },
+}
+
+/// What to do when the target already holds an item of that name (alternate targets).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictPolicy {
+    #[default]
+    Rename,
+    Replace,
+    Skip,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RestoreStatus {
+    Planned,
+    Running,
+    Succeeded,
+    /// Finished, some items failed (see the per-item report).
+    CompletedWithErrors,
+    Failed,
+}
+
+/// A restore request and its progress. Counters are updated atomically by the restorers.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RestoreJob {
+    pub v: u32,
+    pub id: String,
+    pub container: ContainerId,
+    pub scope: RestoreScope,
+    /// Microsoft 365 time to restore to.
+    pub as_of: DateTime<Utc>,
+    pub target: RestoreTarget,
+    #[serde(default)]
+    pub conflict: ConflictPolicy,
+    /// Items created after `as_of` are moved to a quarantine folder (never deleted).
+    #[serde(default)]
+    pub quarantine_new_items: bool,
+    pub status: RestoreStatus,
+    pub created_at: DateTime<Utc>,
+    #[serde(default)]
+    pub planned_items: u64,
+    #[serde(default)]
+    pub planned_bytes: u64,
+    #[serde(default)]
+    pub restored: u64,
+    #[serde(default)]
+    pub unchanged: u64,
+    #[serde(default)]
+    pub skipped: u64,
+    #[serde(default)]
+    pub failed: u64,
+    #[serde(default)]
+    pub bytes_restored: u64,
+}
+
+/// The outcome of one item of a restore job, for the per-item report.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RestoreItemReport {
+    pub job_id: String,
+    pub item_id: String,
+    /// Path as of the restore time, for people.
+    pub path: String,
+    pub outcome: RestoreOutcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The Graph item that now holds the restored state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_item_id: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RestoreOutcome {
+    /// Bytes and metadata written, re-read and hashed equal to the backed-up version.
+    Restored,
+    /// The target already held exactly this state.
+    Unchanged,
+    /// Left alone by the conflict policy.
+    Skipped,
+    /// Created after the restore time; reported (and moved to quarantine if asked).
+    CreatedAfter,
+    Failed,
+}
