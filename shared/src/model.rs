@@ -212,6 +212,9 @@ pub struct SyncState {
     pub last_synced_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub items_enqueued: u64,
+    /// Graph id of the drive's root folder (parent of the top-level items).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_id: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]

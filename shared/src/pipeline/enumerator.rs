@@ -108,6 +108,9 @@ pub async fn enumerate(
         };
         out.pages += 1;
         out.full_scan |= state.full_scan.is_some();
+        if let Some(root) = page.items.iter().find(|i| i.kind == crate::graph::ItemKind::Root) {
+            state.root_id = Some(root.id.clone());
+        }
         out.jobs += enqueue_page(deps, c, state.full_scan.as_ref(), &page.items).await?;
         state.items_enqueued += page.items.len() as u64;
 

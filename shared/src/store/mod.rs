@@ -176,6 +176,7 @@ pub enum QueueName {
     Items,
     ItemsLarge,
     Lifecycle,
+    Restores,
 }
 
 /// One message to send. `group_id` is required by (and only used for) FIFO queues.
