@@ -338,6 +338,39 @@ impl Vault for S3Vault {
         Ok(Bytes::from(body))
     }
 
+    async fn get_range(&self, object: &ObjectRef, start: u64, len: u64) -> Result<Bytes, StoreError> {
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&object.key)
+            .version_id(&object.version_id)
+            .range(format!("bytes={}-{}", start, start + len - 1))
+            .send()
+            .await
+            .map_err(|e| match status_of(&e) {
+                Some(404) => StoreError::NotFound { key: object.key.clone() },
+                _ => sdk_error(SERVICE, "GetObject", e),
+            })?;
+        let body = out.body.collect().await.map_err(|e| StoreError::Service {
+            service: SERVICE,
+            message: format!("GetObject body: {e}"),
+            retryable: true,
+        })?;
+        let bytes = body.into_bytes();
+        if bytes.len() as u64 != len {
+            return Err(StoreError::Service {
+                service: SERVICE,
+                message: format!("ranged read returned {} of {len} bytes", bytes.len()),
+                retryable: true,
+            });
+        }
+        Ok(bytes)
+    }
+
     async fn get_stream(
         &self,
         object: &ObjectRef,

@@ -123,6 +123,28 @@ pub trait Vault: Send + Sync {
     async fn get(&self, object: &ObjectRef) -> Result<Bytes, StoreError>;
     async fn get_stream(&self, object: &ObjectRef)
     -> Result<BoxStream<'static, Result<Bytes, StoreError>>, StoreError>;
+    /// `len` bytes from `start` of that version (restores feed upload fragments from it).
+    /// The default reads through the stream; adapters with ranged reads override it.
+    async fn get_range(&self, object: &ObjectRef, start: u64, len: u64) -> Result<Bytes, StoreError> {
+        use futures::StreamExt;
+        let mut stream = self.get_stream(object).await?;
+        let (mut pos, end) = (0u64, start + len);
+        let mut out = bytes::BytesMut::with_capacity(len as usize);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            let (from, to) = (pos, pos + chunk.len() as u64);
+            if to > start && from < end {
+                let a = start.saturating_sub(from) as usize;
+                let b = (end.min(to) - from) as usize;
+                out.extend_from_slice(&chunk[a..b]);
+            }
+            pos = to;
+            if pos >= end {
+                break;
+            }
+        }
+        Ok(out.freeze())
+    }
     /// Every version of every key under `prefix` (for verification and the demo).
     async fn list_versions(&self, prefix: &str) -> Result<Vec<ObjectRef>, StoreError>;
 }
