@@ -1,8 +1,8 @@
 //! Injected faults and request accounting. Mirrors how Graph and SharePoint
 //! fail in production (graph-facts §9): 429/503 with `Retry-After`, dropped
 //! connections, bodies cut short of their `Content-Length`, per-item 403s,
-//! lost or duplicated webhook deliveries. The [`gate`] middleware sits in
-//! front of every Graph and download route.
+//! lost or duplicated webhook deliveries, writes refused on a drive. The
+//! [`gate`] middleware sits in front of every Graph, download and upload route.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -42,6 +42,8 @@ pub struct Faults {
     pub duplicate_notifications: u64,
     pub hide_hashes: bool,
     pub duplicate_items_in_delta: bool,
+    /// Drives on which every Graph write answers `403 accessDenied`.
+    pub forbid_writes: HashSet<String>,
 }
 
 impl Faults {
@@ -58,8 +60,24 @@ impl Faults {
     }
 }
 
-pub const ROUTES: [&str; 9] =
-    ["token", "users", "drive", "delta", "item", "content", "download", "subscriptions", "children"];
+pub const ROUTES: [&str; 16] = [
+    "token",
+    "users",
+    "drive",
+    "delta",
+    "item",
+    "content",
+    "download",
+    "subscriptions",
+    "children",
+    "upload",
+    "upload_session",
+    "patch",
+    "create_folder",
+    "delete",
+    "versions",
+    "permissions",
+];
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Stats {
@@ -84,21 +102,31 @@ impl Default for Stats {
     }
 }
 
-fn classify(path: &str) -> &'static str {
+fn classify(method: &Method, path: &str) -> &'static str {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let last = segs.last().copied().unwrap_or("");
     if segs.first() == Some(&"download") {
         "download"
+    } else if segs.first() == Some(&"upload") || last == "createUploadSession" {
+        "upload_session"
     } else if path.contains("/oauth2/") {
         "token"
     } else if path.contains("/subscriptions") {
         "subscriptions"
+    } else if segs.contains(&"versions") {
+        "versions"
+    } else if last == "permissions" {
+        "permissions"
     } else if last.starts_with("delta") {
         "delta"
     } else if last == "content" {
-        "content"
+        if method == Method::PUT { "upload" } else { "content" }
     } else if last == "children" {
-        "children"
+        if method == Method::POST { "create_folder" } else { "children" }
+    } else if method == Method::PATCH {
+        "patch"
+    } else if method == Method::DELETE {
+        "delete"
     } else if last == "drive" || (segs.len() == 3 && segs[1] == "drives") {
         "drive"
     } else if segs.get(1) == Some(&"users") && !segs.contains(&"drive") {
@@ -115,7 +143,7 @@ pub async fn gate(State(sim): State<Arc<Inner>>, req: Request, next: Next) -> Re
         .extensions()
         .get::<axum::extract::OriginalUri>()
         .map_or_else(|| req.uri().path().to_string(), |u| u.path().to_string());
-    let route = classify(&path);
+    let route = classify(req.method(), &path);
     let action = {
         let mut st = sim.lock();
         st.stats.requests_total += 1;

@@ -1,7 +1,9 @@
 //! A Microsoft Graph simulator for the backup product's tests, demo and
 //! benchmarks: OAuth client-credentials tokens, users and OneDrive for Business
 //! drives, driveItem GET/children/delta, content download through
-//! pre-authenticated URLs with Range, webhook subscriptions with the validation
+//! pre-authenticated URLs with Range, the restore write side (simple uploads,
+//! resumable upload sessions, rename/move, folders, delete, versions,
+//! permissions), webhook subscriptions with the validation
 //! handshake and coalesced notifications, injected faults, and an admin API
 //! that mutates the tenant and exposes ground truth.
 //!
@@ -61,6 +63,12 @@ pub struct SimConfig {
     /// Retries after a failed notification, and the pause between them.
     pub notification_retries: u32,
     pub notification_retry_delay: Duration,
+    /// Largest body for a simple `PUT .../content` upload (250 MB in the
+    /// current docs, 4 MB in older ones); larger answers `413`.
+    pub simple_upload_max: u64,
+    /// How long an upload session lives without receiving bytes; every
+    /// accepted fragment extends it by this much.
+    pub upload_session_lifetime: Duration,
 }
 
 impl Default for SimConfig {
@@ -81,6 +89,8 @@ impl Default for SimConfig {
             notification_timeout: Duration::from_secs(3),
             notification_retries: 3,
             notification_retry_delay: Duration::from_secs(1),
+            simple_upload_max: 250_000_000,
+            upload_session_lifetime: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -129,12 +139,13 @@ impl GraphSim {
         &self.inner.cfg
     }
 
-    /// Every route: `/v1.0/...`, `/{tenant}/oauth2/v2.0/token`, `/download/...`, `/admin/...`.
+    /// Every route: `/v1.0/...`, `/{tenant}/oauth2/v2.0/token`, `/download/...`, `/upload/...`, `/admin/...`.
     pub fn router(&self) -> Router {
         let sim = Arc::clone(&self.inner);
         let gated = Router::new()
             .nest("/v1.0", graph::router(Arc::clone(&sim)))
             .merge(graph::download_router())
+            .merge(graph::upload_router())
             .merge(auth::token_router())
             .layer(axum::middleware::from_fn_with_state(Arc::clone(&sim), faults::gate));
         gated.nest("/admin", admin::router()).with_state(sim)

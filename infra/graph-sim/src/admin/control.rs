@@ -50,6 +50,7 @@ pub async fn seed(State(sim): State<Arc<Inner>>, body: Bytes) -> GraphResult<Jso
     st.drives.clear();
     st.subscriptions.clear();
     st.sessions.clear();
+    st.uploads.clear();
     let mut out = Vec::new();
     for (user, drive) in built {
         out.push(user_json(&user));
@@ -109,6 +110,8 @@ pub enum FaultReq {
     HideHashes { enabled: bool },
     DuplicateItemsInDelta { enabled: bool },
     ExpireTokens,
+    ExpireUploadSessions,
+    ForbidWrites { drive_id: String },
 }
 
 pub async fn add_fault(State(sim): State<Arc<Inner>>, body: Bytes) -> GraphResult<Json<Value>> {
@@ -147,6 +150,18 @@ pub async fn add_fault(State(sim): State<Arc<Inner>>, body: Bytes) -> GraphResul
         FaultReq::HideHashes { enabled } => st.faults.hide_hashes = enabled,
         FaultReq::DuplicateItemsInDelta { enabled } => st.faults.duplicate_items_in_delta = enabled,
         FaultReq::ExpireTokens => st.token_generation += 1,
+        FaultReq::ExpireUploadSessions => {
+            let past = Utc::now() - chrono::Duration::seconds(1);
+            for s in st.uploads.values_mut() {
+                s.expires = past;
+            }
+        }
+        FaultReq::ForbidWrites { drive_id } => {
+            if !st.drives.contains_key(&drive_id) {
+                return Err(GraphError::not_found("The drive could not be found."));
+            }
+            st.faults.forbid_writes.insert(drive_id);
+        }
     }
     Ok(Json(json!({})))
 }

@@ -1,5 +1,6 @@
 //! Admin drive mutations (create, edit content, rename/move, delete,
-//! ransomware) and the ground-truth item listing. Mutations go through the
+//! ransomware, share) and the ground truth (item listing, versions with
+//! their SHA-256). Mutations go through the
 //! same naming rules and change log as Graph writes would, then schedule a
 //! change notification for the drive.
 
@@ -103,7 +104,7 @@ impl ContentSpec {
 }
 
 fn hash_visible(sim: &Inner, st: &Tenant) -> bool {
-    !st.faults.hide_hashes && !IdRng::random().chance(sim.cfg.hash_missing_probability)
+    st.new_hash_visible(sim.cfg.hash_missing_probability)
 }
 
 #[derive(Deserialize)]
@@ -231,4 +232,57 @@ pub async fn ransomware(
         "encrypted": encrypted,
         "started_at": started_at.to_rfc3339(),
     })))
+}
+
+/// Ground truth for `GET .../versions`: every version, current first, with
+/// its SHA-256 (computed off the async threads).
+pub async fn versions(
+    State(sim): State<Arc<Inner>>,
+    Path((drive, id)): Path<(String, String)>,
+) -> GraphResult<Json<Vec<Value>>> {
+    let versions = {
+        let st = sim.lock();
+        st.drives.get(&drive).ok_or_else(no_drive)?.versions(&id)?
+    };
+    tokio::task::spawn_blocking(move || {
+        versions
+            .iter()
+            .map(|v| {
+                json!({
+                    "id": v.id(),
+                    "current": v.current,
+                    "size": v.blob.size(),
+                    "last_modified": v.modified.to_rfc3339(),
+                    "sha256": v.blob.sha256_hex(),
+                })
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map(Json)
+    .map_err(|e| GraphError::new(StatusCode::INTERNAL_SERVER_ERROR, "generalException", e.to_string()))
+}
+
+#[derive(Deserialize)]
+pub struct ShareReq {
+    email: String,
+    roles: Vec<String>,
+}
+
+/// Grants `roles` (`read`, `write`) on an item to a user; the grant shows in
+/// Graph's `GET .../permissions`. Sharing does not change eTag or delta.
+pub async fn share(
+    State(sim): State<Arc<Inner>>,
+    Path((drive, id)): Path<(String, String)>,
+    body: Bytes,
+) -> GraphResult<(StatusCode, Json<Value>)> {
+    let req: ShareReq = parse(&body)?;
+    if req.roles.is_empty() || req.roles.iter().any(|r| r != "read" && r != "write") {
+        return Err(GraphError::bad_request("roles must be a non-empty list of 'read' and 'write'."));
+    }
+    if !req.email.contains('@') {
+        return Err(GraphError::bad_request("email must be an email address."));
+    }
+    let perm = drive_mut(&mut sim.lock(), &drive)?.share(&id, &req.email, req.roles)?;
+    Ok((StatusCode::CREATED, Json(json!({"id": perm.id, "email": perm.email, "roles": perm.roles}))))
 }

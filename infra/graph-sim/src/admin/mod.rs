@@ -23,6 +23,8 @@ pub fn router() -> Router<Arc<Inner>> {
         .route("/drives/{drive}/items", get(items::list).post(items::create))
         .route("/drives/{drive}/items/{id}", patch(items::rename_move).delete(items::remove))
         .route("/drives/{drive}/items/{id}/content", post(items::edit_content))
+        .route("/drives/{drive}/items/{id}/versions", get(items::versions))
+        .route("/drives/{drive}/items/{id}/share", post(items::share))
         .route("/drives/{drive}/ransomware", post(items::ransomware))
         .route("/faults", post(control::add_fault).delete(control::clear_faults))
         .route("/fill_hashes", post(control::fill_hashes))

@@ -5,7 +5,8 @@
 //!
 //! Choice: a download URL names the item, not a content version; like Graph
 //! it serves the item's *current* content when fetched, so a URL obtained
-//! before an edit yields the new bytes.
+//! before an edit yields the new bytes. URLs handed out by
+//! `versions/{id}/content` name that version and keep serving it.
 
 use std::sync::Arc;
 
@@ -133,8 +134,16 @@ fn serve(sim: &Arc<Inner>, token: &str, headers: &HeaderMap) -> GraphResult<Resp
         if st.faults.forbidden_items.contains(&it.id) {
             return Err(access_denied());
         }
-        let blob = it.blob.clone().ok_or_else(|| GraphError::not_found("The item has no content."))?;
-        (blob, it.ctag())
+        // A fifth field names an earlier version (see `versions.rs`).
+        match f.get(4).map(|v| v.parse::<u64>()) {
+            None => (it.blob.clone().ok_or_else(|| GraphError::not_found("The item has no content."))?, it.ctag()),
+            Some(Ok(n)) => {
+                let old = it.history.iter().find(|v| v.number == n);
+                let old = old.ok_or_else(|| GraphError::not_found("The version no longer exists."))?;
+                (old.blob.clone(), format!("\"{{{}}},{n}.0\"", it.guid.to_uppercase()))
+            }
+            Some(Err(_)) => return Err(unauthorized()),
+        }
     };
     let total = blob.size();
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());

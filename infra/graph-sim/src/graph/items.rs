@@ -16,10 +16,12 @@ use crate::store::tree::Drive;
 use crate::{Inner, base_url};
 
 const CHILDREN_PAGE: usize = 200;
+/// Every simulated drive has 1 TiB.
+pub const DRIVE_QUOTA: u64 = 1 << 40;
 
 pub fn drive_json(d: &Drive, base: &str) -> Value {
     let used: u64 = d.items.values().filter(|i| !i.deleted).filter_map(|i| i.blob.as_ref().map(|b| b.size())).sum();
-    let total: u64 = 1 << 40;
+    let total = DRIVE_QUOTA;
     let created = d.items.get(&d.root_id).map(|r| ts(r.created));
     json!({
         "id": d.id,

@@ -1,28 +1,36 @@
 //! The `/v1.0` Graph surface. Drive paths are parsed by hand rather than by
 //! the router so that Graph's several spellings land on one implementation:
 //! `/drives/{d}/root`, `/drives/{d}/items/root`, `/users/{u}/drive/...`,
-//! `.../delta`, `.../delta()` and `.../delta(token='...')`.
+//! path addressing `items/{id}:/a/b.txt:/content` and `root:/a/b.txt:`,
+//! `.../delta`, `.../delta()` and `.../delta(token='...')`. Reads are GETs;
+//! writes (PUT, POST, PATCH, DELETE) go to [`write`], [`upload`] and
+//! [`versions`] and are refused on drives under the `forbid_writes` fault.
 
 mod content;
 mod delta;
 mod items;
 mod render;
 mod subscriptions;
+mod upload;
 mod users;
+mod versions;
+mod write;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 
 use crate::error::{GraphError, GraphResult};
 use crate::{Inner, base_url};
 
 pub use content::download_router;
+pub use upload::upload_router;
 
 type Params = Query<HashMap<String, String>>;
 
@@ -31,9 +39,9 @@ pub fn router(sim: Arc<Inner>) -> Router<Arc<Inner>> {
         .route("/users", get(users::list))
         .route("/users/{user}", get(users::get_one))
         .route("/users/{user}/drive", get(users::user_drive))
-        .route("/users/{user}/drive/{*rest}", get(user_drive_rest))
+        .route("/users/{user}/drive/{*rest}", any(user_drive_rest))
         .route("/drives/{drive}", get(items::get_drive))
-        .route("/drives/{drive}/{*rest}", get(drive_rest))
+        .route("/drives/{drive}/{*rest}", any(drive_rest))
         .route("/subscriptions", post(subscriptions::create).get(subscriptions::list))
         .route(
             "/subscriptions/{id}",
@@ -46,54 +54,150 @@ pub fn router(sim: Arc<Inner>) -> Router<Arc<Inner>> {
 
 async fn drive_rest(
     State(sim): State<Arc<Inner>>,
+    method: Method,
     Path((drive, rest)): Path<(String, String)>,
     Query(q): Params,
     headers: HeaderMap,
+    body: Body,
 ) -> GraphResult<Response> {
-    dispatch(&sim, &drive, &rest, q, &headers).await
+    dispatch(&sim, Request { method, drive: &drive, rest: &rest, q, headers: &headers, body }).await
 }
 
 async fn user_drive_rest(
     State(sim): State<Arc<Inner>>,
+    method: Method,
     Path((user, rest)): Path<(String, String)>,
     Query(q): Params,
     headers: HeaderMap,
+    body: Body,
 ) -> GraphResult<Response> {
     let drive = users::drive_of(&sim.lock(), &user)?;
-    dispatch(&sim, &drive, &rest, q, &headers).await
+    dispatch(&sim, Request { method, drive: &drive, rest: &rest, q, headers: &headers, body }).await
 }
 
-async fn dispatch(
-    sim: &Arc<Inner>,
-    drive: &str,
-    rest: &str,
-    mut q: HashMap<String, String>,
-    headers: &HeaderMap,
-) -> GraphResult<Response> {
-    let base = base_url(headers);
-    let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
-    let (item, action) = match segs.as_slice() {
-        ["root"] => ("root", None),
-        ["root", a] => ("root", Some(*a)),
-        ["items", i] => (*i, None),
-        ["items", i, a] => (*i, Some(*a)),
-        _ => {
-            return Err(GraphError::bad_request(format!(
-                "Resource not found for the segment '{}'.",
-                segs.last().unwrap_or(&"")
-            )));
-        }
+/// One request below `/drives/{drive}/`.
+struct Request<'a> {
+    method: Method,
+    drive: &'a str,
+    rest: &'a str,
+    q: HashMap<String, String>,
+    headers: &'a HeaderMap,
+    body: Body,
+}
+
+/// Where a request points: an item (`root` or an id), optionally a path
+/// below it (`:/a/b.txt:`), then the action segments (`content`, `versions/2.0`).
+#[derive(Debug, PartialEq, Eq)]
+struct Address<'a> {
+    base: &'a str,
+    path: Option<&'a str>,
+    action: Vec<&'a str>,
+}
+
+fn unknown_segment(seg: &str) -> GraphError {
+    GraphError::bad_request(format!("Resource not found for the segment '{seg}'."))
+}
+
+fn parse_address(rest: &str) -> GraphResult<Address<'_>> {
+    let (head, tail) = match rest.split_once(":/") {
+        Some((h, t)) => (h, Some(t)),
+        None => (rest, None),
     };
-    match action {
-        None => items::get_item(sim, &base, drive, item),
-        Some("children") => items::children(sim, &base, drive, item, &q),
-        Some("content") => content::content(sim, &base, drive, item, headers),
-        Some(a) if a == "delta" || a.starts_with("delta(") => {
+    let segs: Vec<&str> = head.split('/').filter(|s| !s.is_empty()).collect();
+    let (base, action) = match segs.as_slice() {
+        ["root", a @ ..] => ("root", a.to_vec()),
+        ["items", i, a @ ..] => (*i, a.to_vec()),
+        _ => return Err(unknown_segment(segs.last().unwrap_or(&""))),
+    };
+    let Some(tail) = tail else {
+        return Ok(Address { base, path: None, action });
+    };
+    if let Some(a) = action.first() {
+        return Err(unknown_segment(a));
+    }
+    // Names cannot contain ':', so the first one closes the path.
+    let (path, after) = tail.split_once(':').unwrap_or((tail, ""));
+    Ok(Address { base, path: Some(path), action: after.split('/').filter(|s| !s.is_empty()).collect() })
+}
+
+impl Address<'_> {
+    /// The id of the existing item addressed.
+    fn item(&self, sim: &Inner, drive: &str) -> GraphResult<String> {
+        let st = sim.lock();
+        let d = st.drives.get(drive).ok_or_else(items::drive_not_found)?;
+        let item = match self.path {
+            None => d.live(self.base)?,
+            Some(p) => {
+                d.by_rel_path(self.base, p).ok_or_else(|| GraphError::not_found("The resource could not be found."))?
+            }
+        };
+        Ok(item.id.clone())
+    }
+}
+
+async fn dispatch(sim: &Arc<Inner>, req: Request<'_>) -> GraphResult<Response> {
+    let Request { method, drive, rest, mut q, headers, body } = req;
+    let base = base_url(headers);
+    let addr = parse_address(rest)?;
+    if method != Method::GET && method != Method::HEAD {
+        write::check_writable(sim, drive)?;
+    }
+    let action = addr.action.clone();
+    let ctx = write::Ctx { sim, base: &base, drive, headers };
+    match (method, action.as_slice()) {
+        (Method::GET, []) => items::get_item(sim, &base, drive, &addr.item(sim, drive)?),
+        (Method::GET, ["children"]) => items::children(sim, &base, drive, &addr.item(sim, drive)?, &q),
+        (Method::GET, ["content"]) => content::content(sim, &base, drive, &addr.item(sim, drive)?, headers),
+        (Method::GET, [a]) if *a == "delta" || a.starts_with("delta(") => {
             if let Some(tok) = a.strip_prefix("delta(token='").and_then(|t| t.strip_suffix("')")) {
                 q.insert("token".into(), tok.to_string());
             }
-            delta::delta(sim, &base, drive, item, &q, headers)
+            delta::delta(sim, &base, drive, &addr.item(sim, drive)?, &q, headers)
         }
-        Some(a) => Err(GraphError::bad_request(format!("Resource not found for the segment '{a}'."))),
+        (Method::GET, ["versions", rest @ ..]) => versions::get(sim, &base, drive, &addr.item(sim, drive)?, rest),
+        (Method::POST, ["versions", v, "restoreVersion"]) => versions::restore(sim, drive, &addr.item(sim, drive)?, v),
+        (Method::GET, ["permissions"]) => versions::permissions(sim, drive, &addr.item(sim, drive)?),
+        (Method::PUT, ["content"]) => match addr.path {
+            None => write::put_existing(ctx, addr.base, body).await,
+            Some(path) => write::put_by_path(ctx, addr.base, path, &q, body).await,
+        },
+        (Method::POST, ["createUploadSession"]) => upload::create_session(ctx, addr.base, addr.path, body).await,
+        (Method::POST, ["children"]) => write::create_folder(ctx, &addr.item(sim, drive)?, body).await,
+        (Method::PATCH, []) => write::patch(ctx, &addr.item(sim, drive)?, body).await,
+        (Method::DELETE, []) => write::delete(ctx, &addr.item(sim, drive)?),
+        (m, [.., last]) if m != Method::GET => Err(GraphError::new(
+            axum::http::StatusCode::METHOD_NOT_ALLOWED,
+            "invalidRequest",
+            format!("{m} is not supported on '{last}'."),
+        )),
+        (_, _) => Err(unknown_segment(action.last().unwrap_or(&""))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        let a = |base, path, action: &[&'static str]| Address { base, path, action: action.to_vec() };
+        assert_eq!(parse_address("root").ok(), Some(a("root", None, &[])));
+        assert_eq!(parse_address("items/X/content").ok(), Some(a("X", None, &["content"])));
+        assert_eq!(
+            parse_address("items/X/versions/2.0/content").ok(),
+            Some(a("X", None, &["versions", "2.0", "content"]))
+        );
+        assert_eq!(
+            parse_address("items/P:/new file.txt:/content").ok(),
+            Some(a("P", Some("new file.txt"), &["content"]))
+        );
+        assert_eq!(
+            parse_address("root:/a/b.bin:/createUploadSession").ok(),
+            Some(a("root", Some("a/b.bin"), &["createUploadSession"]))
+        );
+        assert_eq!(parse_address("root:/a/b.bin:").ok(), Some(a("root", Some("a/b.bin"), &[])));
+        assert_eq!(parse_address("root:/a/b.bin").ok(), Some(a("root", Some("a/b.bin"), &[])));
+        assert!(parse_address("items").is_err());
+        assert!(parse_address("items/X/children:/a:").is_err());
     }
 }

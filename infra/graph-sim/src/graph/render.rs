@@ -44,6 +44,13 @@ pub fn download_url(sim: &Inner, base: &str, drive: &str, item: &str) -> String 
     format!("{base}/download/{token}")
 }
 
+/// A download URL for an earlier content version of `item`.
+pub fn version_download_url(sim: &Inner, base: &str, drive: &str, item: &str, version: u64) -> String {
+    let exp = Utc::now().timestamp() + sim.cfg.download_url_lifetime.as_secs() as i64;
+    let token = sim.signer.sign(&["dl", drive, item, &exp.to_string(), &version.to_string()]);
+    format!("{base}/download/{token}")
+}
+
 pub fn item_json(sim: &Inner, base: &str, v: &ItemView, mode: Mode) -> Value {
     let mut o = Map::new();
     o.insert("id".into(), json!(v.id));

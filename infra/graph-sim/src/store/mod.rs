@@ -6,6 +6,8 @@
 pub mod delta;
 pub mod ids;
 pub mod tree;
+pub mod upload;
+pub mod write;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use crate::content::ContentBlob;
 use crate::faults::{Faults, Stats};
 
 pub use delta::DeltaSession;
+pub use upload::UploadSession;
 
 #[derive(Debug, Clone)]
 pub struct User {
@@ -64,6 +67,28 @@ pub struct Item {
     pub changed_seq: u64,
     pub deleted: bool,
     pub hash_visible: bool,
+    /// Major number of the current content version (`"3.0"` is 3).
+    pub version: u64,
+    /// Earlier content versions, oldest first (files only).
+    pub history: Vec<PastVersion>,
+    /// Explicit grants on this item (inherited ones live on ancestors).
+    pub permissions: Vec<Permission>,
+}
+
+/// A content version that has been superseded; its bytes stay downloadable.
+#[derive(Debug, Clone)]
+pub struct PastVersion {
+    pub number: u64,
+    pub blob: Arc<ContentBlob>,
+    pub modified: DateTime<Utc>,
+}
+
+/// One sharing grant to a user (`roles` such as `read`, `write`).
+#[derive(Debug, Clone)]
+pub struct Permission {
+    pub id: String,
+    pub roles: Vec<String>,
+    pub email: String,
 }
 
 impl Item {
@@ -119,6 +144,8 @@ pub struct State {
     pub drives: HashMap<String, tree::Drive>,
     pub subscriptions: HashMap<String, Subscription>,
     pub sessions: HashMap<String, DeltaSession>,
+    /// Open upload sessions by session id.
+    pub uploads: HashMap<String, UploadSession>,
     pub faults: Faults,
     pub token_generation: u64,
     pub stats: Stats,
@@ -128,6 +155,12 @@ impl State {
     pub fn user(&self, id_or_upn: &str) -> Option<&User> {
         let lower = id_or_upn.to_lowercase();
         self.users.iter().find(|u| u.id == id_or_upn || u.upn.to_lowercase() == lower)
+    }
+
+    /// Whether a file written now shows its hash at once (`hide_hashes`
+    /// fault, `hash_missing_probability`).
+    pub fn new_hash_visible(&self, missing_probability: f64) -> bool {
+        !self.faults.hide_hashes && !ids::IdRng::random().chance(missing_probability)
     }
 
     /// Live subscriptions only; expired ones are dropped here (Graph deletes them).

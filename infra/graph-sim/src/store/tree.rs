@@ -11,10 +11,13 @@ use axum::http::StatusCode;
 use chrono::Utc;
 
 use super::ids::IdRng;
-use super::{Item, ItemKind, ItemView};
+use super::{Item, ItemKind, ItemView, PastVersion};
 use crate::content::ContentBlob;
 use crate::error::GraphError;
 use crate::names;
+
+/// Versions kept per file, the current one included (ODfB's default limit).
+pub const MAX_VERSIONS: usize = 500;
 
 pub struct Drive {
     pub id: String,
@@ -59,6 +62,9 @@ impl Drive {
             changed_seq: 0,
             deleted: false,
             hash_visible: true,
+            version: 1,
+            history: Vec::new(),
+            permissions: Vec::new(),
         };
         let mut items = HashMap::new();
         items.insert(root_id.clone(), root);
@@ -131,13 +137,13 @@ impl Drive {
         self.children.get(id).map(Vec::as_slice).unwrap_or(&[])
     }
 
-    fn record(&mut self, id: &str) -> u64 {
+    pub(super) fn record(&mut self, id: &str) -> u64 {
         self.seq += 1;
         self.log.push((self.seq, id.to_string()));
         self.seq
     }
 
-    fn check_placement(&self, parent_id: &str, name: &str, moving: Option<&str>) -> Result<(), GraphError> {
+    pub(super) fn check_placement(&self, parent_id: &str, name: &str, moving: Option<&str>) -> Result<(), GraphError> {
         names::validate_name(name)?;
         let parent = self.live(parent_id)?;
         if !parent.kind.is_container() {
@@ -176,6 +182,9 @@ impl Drive {
                 changed_seq: seq,
                 deleted: false,
                 hash_visible: new.hash_visible,
+                version: 1,
+                history: Vec::new(),
+                permissions: Vec::new(),
             },
         );
         if new.kind.is_container() {
@@ -193,7 +202,13 @@ impl Drive {
         let id = item.id.clone();
         let seq = self.record(&id);
         if let Some(item) = self.items.get_mut(&id) {
-            item.blob = Some(blob);
+            // The superseded content stays reachable as a version (ODfB keeps history).
+            if let Some(old) = item.blob.replace(blob) {
+                item.history.push(PastVersion { number: item.version, blob: old, modified: item.modified });
+                let excess = (item.history.len() + 1).saturating_sub(MAX_VERSIONS);
+                item.history.drain(..excess);
+            }
+            item.version += 1;
             item.etag_ver += 1;
             item.ctag_ver += 1;
             item.modified = Utc::now();
@@ -236,6 +251,7 @@ impl Drive {
             item.name = name;
             item.parent_id = Some(parent.clone());
             item.etag_ver += 1;
+            item.modified = Utc::now();
             item.changed_seq = seq;
         }
         if parent != old_parent {
