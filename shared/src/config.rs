@@ -76,6 +76,11 @@ impl GraphIdentity {
     pub fn subscriber(s: &impl Settings) -> Result<Self, ConfigError> {
         Self::from(s, "GRAPH_SUBSCRIBER_CLIENT_ID", "GRAPH_SUBSCRIBER_SECRET_ARN")
     }
+
+    /// The only identity with write scopes; used by the restorer alone.
+    pub fn restorer(s: &impl Settings) -> Result<Self, ConfigError> {
+        Self::from(s, "GRAPH_RESTORER_CLIENT_ID", "GRAPH_RESTORER_SECRET_ARN")
+    }
 }
 
 fn queue_urls(
@@ -198,6 +203,25 @@ impl SchedulerConfig {
             webhook_url: s.required("WEBHOOK_URL")?,
             subscription_minutes: s.parsed("SUBSCRIPTION_MINUTES", 42_000)?,
             renew_within_minutes: s.parsed("RENEW_WITHIN_MINUTES", 3 * 24 * 60)?,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RestorerConfig {
+    pub catalog_table: String,
+    pub vault_bucket: String,
+    pub queues: BTreeMap<QueueName, String>,
+    pub graph: GraphIdentity,
+}
+
+impl RestorerConfig {
+    pub fn load(s: &impl Settings) -> Result<Self, ConfigError> {
+        Ok(Self {
+            catalog_table: s.required("CATALOG_TABLE")?,
+            vault_bucket: s.required("VAULT_BUCKET")?,
+            queues: queue_urls(s, &[(QueueName::Restores, "RESTORES_QUEUE_URL")])?,
+            graph: GraphIdentity::restorer(s)?,
         })
     }
 }
