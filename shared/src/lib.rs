@@ -2,6 +2,7 @@
 //! catalog and the pipeline steps (webhook, enumerator, copier, scheduler). It knows nothing
 //! about Lambda event shapes; the thin binaries in `functions/` adapt those.
 
+pub mod api;
 pub mod aws;
 pub mod clientstate;
 pub mod config;
