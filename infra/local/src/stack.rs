@@ -162,6 +162,7 @@ impl Stack {
         let secret_values: BTreeMap<String, String> = [
             ("GraphReaderSecret".to_string(), client_secret.clone()),
             ("GraphSubscriberSecret".to_string(), client_secret.clone()),
+            ("GraphRestorerSecret".to_string(), client_secret.clone()),
         ]
         .into();
         let resources =
