@@ -125,7 +125,7 @@ impl UploadSession {
             ));
         }
         let last = range.end + 1 == range.total;
-        if !last && range.len() % FRAGMENT_UNIT != 0 {
+        if !last && !range.len().is_multiple_of(FRAGMENT_UNIT) {
             return Err(GraphError::bad_request(format!(
                 "The fragment is {} bytes; fragments other than the last must be a multiple of 320 KiB (327,680 bytes).",
                 range.len()

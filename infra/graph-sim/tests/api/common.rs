@@ -78,6 +78,53 @@ impl Sim {
         req.send().await.expect("graph request")
     }
 
+    fn url(&self, path_or_url: &str) -> String {
+        if path_or_url.starts_with("http") {
+            path_or_url.to_string()
+        } else {
+            format!("{}/v1.0{}", self.base, path_or_url)
+        }
+    }
+
+    /// A Graph write with the bearer token: raw bytes, JSON or nothing.
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: Body, headers: &[(&str, &str)]) -> Response {
+        let mut req = self.http.request(method, self.url(path)).bearer_auth(&self.token);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req = match body {
+            Body::None => req,
+            Body::Bytes(b) => req.body(b),
+            Body::Json(v) => req.json(&v),
+        };
+        req.send().await.expect("graph write")
+    }
+
+    /// `PUT {path}` with raw bytes (a simple upload).
+    pub async fn put_bytes(&self, path: &str, bytes: &[u8]) -> Response {
+        self.send(reqwest::Method::PUT, path, Body::Bytes(bytes.to_vec()), &[]).await
+    }
+
+    pub async fn send_json(&self, method: reqwest::Method, path: &str, body: Value) -> Response {
+        self.send(method, path, Body::Json(body), &[]).await
+    }
+
+    /// The deltaLink for "now" (`token=latest`).
+    pub async fn latest_delta(&self, drive: &str) -> String {
+        let v = self.get_json(&format!("/drives/{drive}/root/delta?token=latest")).await;
+        v["@odata.deltaLink"].as_str().expect("deltaLink").to_string()
+    }
+
+    /// Downloads through a `302` (from `/content` or `versions/{v}/content`).
+    pub async fn download(&self, path: &str) -> Vec<u8> {
+        let r = self.get(path).await;
+        assert_eq!(r.status(), StatusCode::FOUND, "GET {path}");
+        let url = r.headers().get("location").and_then(|v| v.to_str().ok()).expect("Location").to_string();
+        let body = self.http.get(url).send().await.expect("download");
+        assert_eq!(body.status(), StatusCode::OK);
+        body.bytes().await.expect("body").to_vec()
+    }
+
     pub async fn get_json(&self, path_or_url: &str) -> Value {
         let r = self.get(path_or_url).await;
         assert_eq!(r.status(), StatusCode::OK, "GET {path_or_url}");
@@ -142,6 +189,25 @@ impl Sim {
             return (items, link.to_string(), pages);
         }
     }
+}
+
+pub enum Body {
+    None,
+    Bytes(Vec<u8>),
+    Json(Value),
+}
+
+/// The JSON of a response that must have `status`.
+pub async fn expect(r: Response, status: StatusCode) -> Value {
+    let got = r.status();
+    let body = r.text().await.unwrap_or_default();
+    assert_eq!(got, status, "body: {body}");
+    serde_json::from_str(&body).unwrap_or(Value::Null)
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 pub fn ids(items: &[Value]) -> Vec<String> {

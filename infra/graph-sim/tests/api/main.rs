@@ -8,3 +8,5 @@ mod content;
 mod delta;
 mod faults;
 mod subscriptions;
+mod uploads;
+mod writes;

@@ -1,0 +1,251 @@
+//! Resumable upload sessions: fragments, Graph's rejections, resuming after
+//! a cut, expiry, cancel, deferred commit and conflicts at commit time.
+
+use std::time::Duration;
+
+use reqwest::{Method, Response, StatusCode};
+use serde_json::{Value, json};
+
+use crate::common::{Sim, expect, fast_config, sha256_hex, start};
+
+const UNIT: usize = 327_680;
+
+fn payload(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+async fn create(sim: &Sim, path: &str, body: Value) -> String {
+    let r = sim.send_json(Method::POST, path, body).await;
+    let v = expect(r, StatusCode::OK).await;
+    assert_eq!(v["nextExpectedRanges"], json!(["0-"]));
+    assert!(v["expirationDateTime"].is_string());
+    v["uploadUrl"].as_str().expect("uploadUrl").to_string()
+}
+
+/// One fragment, without Authorization (the URL is pre-authenticated).
+async fn put(sim: &Sim, url: &str, data: &[u8], start: usize, total: usize) -> Response {
+    let end = start + data.len() - 1;
+    sim.http
+        .put(url)
+        .header("Content-Range", format!("bytes {start}-{end}/{total}"))
+        .body(data.to_vec())
+        .send()
+        .await
+        .expect("fragment")
+}
+
+async fn next_expected(sim: &Sim, url: &str) -> Value {
+    expect(sim.http.get(url).send().await.expect("status"), StatusCode::OK).await["nextExpectedRanges"].clone()
+}
+
+#[tokio::test]
+async fn fragments_of_320k_build_the_file_byte_for_byte() {
+    // Given a 1.5 MiB + 1000 byte file and a session for it
+    let sim = start(fast_config()).await;
+    let drive = sim.seed_one(0, 0).await;
+    let data = payload(5 * UNIT + 1000);
+    let body = json!({"item": {"name": "video.bin", "fileSize": data.len()}});
+    let url = create(&sim, &format!("/drives/{drive}/root:/video.bin:/createUploadSession"), body).await;
+    assert!(url.starts_with(&format!("{}/upload/", sim.base)));
+
+    // When it is sent in 320 KiB fragments
+    let mut last = None;
+    for (i, chunk) in data.chunks(UNIT).enumerate() {
+        let r = put(&sim, &url, chunk, i * UNIT, data.len()).await;
+        if (i + 1) * UNIT < data.len() {
+            let v = expect(r, StatusCode::ACCEPTED).await;
+            assert_eq!(v["nextExpectedRanges"], json!([format!("{}-", (i + 1) * UNIT)]));
+        } else {
+            last = Some(expect(r, StatusCode::CREATED).await);
+        }
+    }
+
+    // Then the item exists with exactly those bytes, and the session is gone
+    let item = last.expect("final response");
+    assert_eq!((item["name"].as_str(), item["size"].as_u64()), (Some("video.bin"), Some(data.len() as u64)));
+    let truth = sim.ground_truth(&drive).await;
+    let stored = truth.iter().find(|i| i["id"] == item["id"]).expect("in ground truth");
+    assert_eq!(stored["sha256"], sha256_hex(&data));
+    let id = item["id"].as_str().unwrap_or("");
+    assert_eq!(sim.download(&format!("/drives/{drive}/items/{id}/content")).await, data);
+    assert_eq!(sim.http.get(&url).send().await.expect("status").status(), StatusCode::NOT_FOUND);
+    let stats = sim.admin_ok(Method::GET, "/stats", Value::Null).await;
+    assert_eq!(stats["by_route"]["upload_session"], 8, "{stats}");
+}
+
+#[tokio::test]
+async fn graph_rejections_on_the_upload_url() {
+    let sim = start(fast_config()).await;
+    let drive = sim.seed_one(0, 0).await;
+    let total = 2 * UNIT + 10;
+    let data = payload(total);
+    let url = create(&sim, &format!("/drives/{drive}/root:/f.bin:/createUploadSession"), json!({})).await;
+
+    // A bearer token on the pre-authenticated URL: 401
+    let authed =
+        sim.http.put(&url).bearer_auth(&sim.token).header("Content-Range", format!("bytes 0-{}/{total}", UNIT - 1));
+    assert_eq!(authed.body(data[..UNIT].to_vec()).send().await.expect("put").status(), StatusCode::UNAUTHORIZED);
+    // A fragment that is not a multiple of 320 KiB (and not the last): 400
+    assert_eq!(put(&sim, &url, &data[..UNIT - 1], 0, total).await.status(), StatusCode::BAD_REQUEST);
+    // A gap: 416
+    assert_eq!(put(&sim, &url, &data[UNIT..2 * UNIT], UNIT, total).await.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    expect(put(&sim, &url, &data[..UNIT], 0, total).await, StatusCode::ACCEPTED).await;
+    // The same range again: 416
+    let again = expect(put(&sim, &url, &data[..UNIT], 0, total).await, StatusCode::RANGE_NOT_SATISFIABLE).await;
+    assert_eq!(again["error"]["code"], "invalidRange");
+    // A different total: 400; a missing Content-Range: 400
+    assert_eq!(put(&sim, &url, &data[UNIT..2 * UNIT], UNIT, total + 1).await.status(), StatusCode::BAD_REQUEST);
+    let bare = sim.http.put(&url).body(data[UNIT..2 * UNIT].to_vec()).send().await.expect("put");
+    assert_eq!(bare.status(), StatusCode::BAD_REQUEST);
+    // None of that moved the session
+    assert_eq!(next_expected(&sim, &url).await, json!([format!("{UNIT}-")]));
+
+    // Session creation rules: body name must match, fail on an existing name, If-Match
+    let mismatch = sim
+        .send_json(
+            Method::POST,
+            &format!("/drives/{drive}/root:/g.bin:/createUploadSession"),
+            json!({"item": {"name": "h.bin"}}),
+        )
+        .await;
+    assert_eq!(mismatch.status(), StatusCode::BAD_REQUEST);
+    let existing =
+        expect(sim.put_bytes(&format!("/drives/{drive}/root:/e.txt:/content"), b"e").await, StatusCode::CREATED).await;
+    let taken =
+        sim.send_json(Method::POST, &format!("/drives/{drive}/root:/E.TXT:/createUploadSession"), json!({})).await;
+    assert_eq!(expect(taken, StatusCode::CONFLICT).await["error"]["code"], "nameAlreadyExists");
+    let by_id = format!("/drives/{drive}/items/{}/createUploadSession", existing["id"].as_str().unwrap_or(""));
+    let stale = sim
+        .send(
+            Method::POST,
+            &by_id,
+            crate::common::Body::Json(json!({})),
+            &[("If-Match", "\"{00000000-0000-0000-0000-000000000000},1\"")],
+        )
+        .await;
+    assert_eq!(stale.status(), StatusCode::PRECONDITION_FAILED);
+    let fresh = sim
+        .send(
+            Method::POST,
+            &by_id,
+            crate::common::Body::Json(json!({})),
+            &[("If-Match", existing["eTag"].as_str().unwrap_or(""))],
+        )
+        .await;
+    assert_eq!(fresh.status(), StatusCode::OK);
+    let too_big = sim
+        .send_json(
+            Method::POST,
+            &format!("/drives/{drive}/root:/huge.bin:/createUploadSession"),
+            json!({"item": {"fileSize": 1u64 << 41}}),
+        )
+        .await;
+    assert_eq!(too_big.status(), StatusCode::INSUFFICIENT_STORAGE);
+}
+
+#[tokio::test]
+async fn resume_after_a_cut_request_and_after_a_lost_response() {
+    let sim = start(fast_config()).await;
+    let drive = sim.seed_one(0, 0).await;
+    let total = 3 * UNIT + 77;
+    let data = payload(total);
+    let url = create(&sim, &format!("/drives/{drive}/root:/resume.bin:/createUploadSession"), json!({})).await;
+    expect(put(&sim, &url, &data[..UNIT], 0, total).await, StatusCode::ACCEPTED).await;
+
+    // The connection drops half-way through the second fragment: its bytes are thrown away
+    let half = data[UNIT..UNIT + UNIT / 2].to_vec();
+    let cut = futures::stream::iter(vec![Ok(half), Err(std::io::Error::other("cable pulled"))]);
+    let sent = sim
+        .http
+        .put(&url)
+        .header("Content-Range", format!("bytes {UNIT}-{}/{total}", 2 * UNIT - 1))
+        .header("Content-Length", UNIT.to_string())
+        .body(reqwest::Body::wrap_stream(cut))
+        .send()
+        .await;
+    assert!(sent.is_err(), "the cut request must fail");
+    assert_eq!(next_expected(&sim, &url).await, json!([format!("{UNIT}-")]));
+
+    // The server takes the next fragment but the response is lost
+    sim.post_admin("/faults", json!({"kind": "reset", "count": 1, "path_contains": "/upload/"})).await;
+    let lost = match sim
+        .http
+        .put(&url)
+        .header("Content-Range", format!("bytes {UNIT}-{}/{total}", 2 * UNIT - 1))
+        .body(data[UNIT..2 * UNIT].to_vec())
+        .send()
+        .await
+    {
+        Ok(r) => r.bytes().await.is_err(),
+        Err(_) => true,
+    };
+    assert!(lost, "the response must be lost");
+
+    // Resume from what GET reports, not from what the client believes
+    let next = next_expected(&sim, &url).await;
+    assert_eq!(next, json!([format!("{}-", 2 * UNIT)]));
+    let from: usize = next[0].as_str().and_then(|r| r.trim_end_matches('-').parse().ok()).expect("range");
+    expect(put(&sim, &url, &data[from..from + UNIT], from, total).await, StatusCode::ACCEPTED).await;
+    let done = expect(put(&sim, &url, &data[from + UNIT..], from + UNIT, total).await, StatusCode::CREATED).await;
+    let truth = sim.ground_truth(&drive).await;
+    let stored = truth.iter().find(|i| i["id"] == done["id"]).expect("stored");
+    assert_eq!(stored["sha256"], sha256_hex(&data));
+}
+
+#[tokio::test]
+async fn expired_and_cancelled_sessions_are_404() {
+    let sim =
+        start(graph_sim::SimConfig { upload_session_lifetime: Duration::from_millis(1000), ..fast_config() }).await;
+    let drive = sim.seed_one(0, 0).await;
+    let new_url = |name: &'static str| {
+        let sim = &sim;
+        let drive = drive.clone();
+        async move { create(sim, &format!("/drives/{drive}/root:/{name}:/createUploadSession"), json!({})).await }
+    };
+    let data = payload(2 * UNIT);
+
+    // Admin expiry
+    let url = new_url("a.bin").await;
+    sim.post_admin("/faults", json!({"kind": "expire_upload_sessions"})).await;
+    assert_eq!(put(&sim, &url, &data[..UNIT], 0, data.len()).await.status(), StatusCode::NOT_FOUND);
+
+    // Idle past the lifetime; each fragment extends it
+    let url = new_url("b.bin").await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    expect(put(&sim, &url, &data[..UNIT], 0, data.len()).await, StatusCode::ACCEPTED).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(next_expected(&sim, &url).await, json!([format!("{UNIT}-")]));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let gone = expect(sim.http.get(&url).send().await.expect("get"), StatusCode::NOT_FOUND).await;
+    assert_eq!(gone["error"]["code"], "itemNotFound");
+
+    // Cancel
+    let url = new_url("c.bin").await;
+    assert_eq!(sim.http.delete(&url).send().await.expect("delete").status(), StatusCode::NO_CONTENT);
+    assert_eq!(sim.http.get(&url).send().await.expect("get").status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn deferred_commit_and_conflict_at_commit_time() {
+    let sim = start(fast_config()).await;
+    let drive = sim.seed_one(0, 0).await;
+    let data = payload(UNIT + 5);
+
+    // deferCommit: all bytes in, nothing written until POST with an empty body
+    let body = json!({"deferCommit": true, "item": {"@microsoft.graph.conflictBehavior": "rename"}});
+    let url = create(&sim, &format!("/drives/{drive}/root:/late.bin:/createUploadSession"), body).await;
+    expect(put(&sim, &url, &data[..UNIT], 0, data.len()).await, StatusCode::ACCEPTED).await;
+    let tail = expect(put(&sim, &url, &data[UNIT..], UNIT, data.len()).await, StatusCode::ACCEPTED).await;
+    assert_eq!(tail["nextExpectedRanges"], json!([]));
+    assert_eq!(sim.get(&format!("/drives/{drive}/root:/late.bin")).await.status(), StatusCode::NOT_FOUND);
+    let committed =
+        expect(sim.http.post(&url).body(Vec::new()).send().await.expect("commit"), StatusCode::CREATED).await;
+    assert_eq!(committed["name"], "late.bin");
+
+    // fail (the session default): a name taken after the session began is 409 at commit
+    let url = create(&sim, &format!("/drives/{drive}/root:/race.bin:/createUploadSession"), json!({})).await;
+    sim.post_admin(&format!("/drives/{drive}/items"), json!({"name": "RACE.bin", "kind": "file", "size": 3})).await;
+    expect(put(&sim, &url, &data[..UNIT], 0, data.len()).await, StatusCode::ACCEPTED).await;
+    let clash = expect(put(&sim, &url, &data[UNIT..], UNIT, data.len()).await, StatusCode::CONFLICT).await;
+    assert_eq!(clash["error"]["code"], "nameAlreadyExists");
+}
