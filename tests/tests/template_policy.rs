@@ -60,12 +60,29 @@ fn expected_grants() -> BTreeMap<&'static str, Vec<(&'static str, &'static str)>
         ("secretsmanager:GetSecretValue", "ClientStateKeySecret"),
     ];
     catalog(&mut scheduler);
+    // Reads versions by the S3 version id the catalog names, writes to Microsoft 365 only.
+    let mut restorer = vec![
+        ("s3:GetObject", "${VaultBucket.Arn}/*"),
+        ("s3:GetObjectVersion", "${VaultBucket.Arn}/*"),
+        ("sqs:SendMessage", "RestoresQueue.Arn"),
+        ("secretsmanager:GetSecretValue", "GraphRestorerSecret"),
+    ];
+    catalog(&mut restorer);
+    // Presigned downloads carry the role's permissions, hence the reads; no secret at all.
+    let mut restore_api = vec![
+        ("s3:GetObject", "${VaultBucket.Arn}/*"),
+        ("s3:GetObjectVersion", "${VaultBucket.Arn}/*"),
+        ("sqs:SendMessage", "RestoresQueue.Arn"),
+    ];
+    catalog(&mut restore_api);
     BTreeMap::from([
         ("WebhookFunction", webhook),
         ("EnumeratorFunction", enumerator),
         ("CopierFunction", copier.clone()),
         ("LargeCopierFunction", copier),
         ("SchedulerFunction", scheduler),
+        ("RestorerFunction", restorer),
+        ("RestoreApiFunction", restore_api),
     ])
 }
 
@@ -86,8 +103,45 @@ const NEVER_GRANTED: &[&str] = &[
     "dynamodb:BatchWriteItem",
 ];
 
-/// Only these functions may read the subscriber app's credentials.
-const SUBSCRIBER_SECRET_READERS: &[&str] = &["SchedulerFunction"];
+/// Secrets that only the listed functions may read, by grant or by having them in their
+/// environment: the subscriber app can create subscriptions, the restorer app can write to
+/// Microsoft 365.
+const CONFINED_SECRETS: &[(&str, &[&str])] =
+    &[("GraphSubscriberSecret", &["SchedulerFunction"]), ("GraphRestorerSecret", &["RestorerFunction"])];
+
+/// Functions that hold no secret at all.
+const SECRETLESS: &[&str] = &["RestoreApiFunction"];
+
+/// Functions that only read the vault: restoring or downloading never changes a backup.
+const VAULT_READ_ONLY: &[&str] = &["RestorerFunction", "RestoreApiFunction"];
+
+/// S3 actions that write, delete or re-lock objects, checked against wildcards; any
+/// `s3:Put*`, `s3:Delete*` or `s3:Bypass*` action counts as well.
+const VAULT_WRITES: &[&str] = &[
+    "s3:PutObject",
+    "s3:PutObjectRetention",
+    "s3:PutObjectLegalHold",
+    "s3:PutObjectAcl",
+    "s3:PutObjectTagging",
+    "s3:DeleteObject",
+    "s3:DeleteObjectVersion",
+    "s3:DeleteObjectTagging",
+    "s3:BypassGovernanceRetention",
+    "s3:AbortMultipartUpload",
+    "s3:RestoreObject",
+    "s3:ReplicateObject",
+];
+
+/// HTTP routes `(function, method, path)` reachable without AWS credentials: Graph must reach
+/// the webhook, which authenticates each notification by its clientState instead.
+const PUBLIC_ROUTES: &[(&str, &str, &str)] = &[("WebhookFunction", "POST", "/graph/notifications")];
+
+/// HTTP routes that must exist and require SigV4 (IAM): browsing backups and starting restores.
+const IAM_ROUTES: &[(&str, &str, &str)] =
+    &[("RestoreApiFunction", "ANY", "/"), ("RestoreApiFunction", "ANY", "/{proxy+}")];
+
+/// API Gateway HTTP APIs give up on an integration after 30 s.
+const HTTP_TIMEOUT_LIMIT: i64 = 29;
 
 // ---------------------------------------------------------------------- the model ----
 
@@ -238,19 +292,166 @@ fn no_destructive_actions(t: &Value) -> Vec<String> {
     violations
 }
 
-fn subscriber_secret_confined(t: &Value) -> Vec<String> {
+/// The function's environment as text, to look for resource names in it.
+fn environment_text(f: &Function) -> String {
+    f.properties.get("Environment").and_then(|e| serde_yaml::to_string(e).ok()).unwrap_or_default()
+}
+
+/// Whether a grant lets the function read `secret`: named, or covered by a wildcard resource.
+fn reads_secret(action: &str, resource: &str, secret: &str) -> bool {
+    iam_match(action, "secretsmanager:GetSecretValue") && (resource.contains(secret) || resource.contains('*'))
+}
+
+fn secrets_confined(t: &Value) -> Vec<String> {
     let mut violations = Vec::new();
     for f in functions(t) {
         let Ok(got) = grants(&f) else { continue };
-        let reads = got
-            .iter()
-            .any(|(a, r)| r.contains("GraphSubscriberSecret") && iam_match(a, "secretsmanager:GetSecretValue"));
-        let env_has_it = f
+        let env = environment_text(&f);
+        for (secret, readers) in CONFINED_SECRETS {
+            let reads = got.iter().any(|(a, r)| reads_secret(a, r, secret));
+            if (reads || env.contains(secret)) && !readers.contains(&f.id) {
+                violations.push(format!("{}: can read {secret}", f.id));
+            }
+        }
+    }
+    violations
+}
+
+fn secretless_functions_hold_no_secret(t: &Value) -> Vec<String> {
+    let mut violations = Vec::new();
+    let secrets: Vec<&str> = resources(t)
+        .filter(|(_, r)| r["Type"].as_str() == Some("AWS::SecretsManager::Secret"))
+        .map(|(id, _)| id)
+        .collect();
+    for f in functions(t).into_iter().filter(|f| SECRETLESS.contains(&f.id)) {
+        let Ok(got) = grants(&f) else { continue };
+        for (action, resource) in &got {
+            if iam_match(action, "secretsmanager:GetSecretValue")
+                || action.to_ascii_lowercase().starts_with("secretsmanager:")
+            {
+                violations.push(format!("{}: reads secrets ({action} on {resource})", f.id));
+            }
+        }
+        let env = environment_text(&f);
+        for secret in secrets.iter().filter(|s| env.contains(*s)) {
+            violations.push(format!("{}: has {secret} in its environment", f.id));
+        }
+        if env.contains("SECRET") {
+            violations.push(format!("{}: has a secret setting in its environment", f.id));
+        }
+    }
+    violations
+}
+
+fn restore_only_reads_the_vault(t: &Value) -> Vec<String> {
+    let mut violations = Vec::new();
+    for f in functions(t).into_iter().filter(|f| VAULT_READ_ONLY.contains(&f.id)) {
+        let Ok(got) = grants(&f) else { continue };
+        for (action, resource) in &got {
+            let lower = action.to_ascii_lowercase();
+            if ["s3:put", "s3:delete", "s3:bypass"].iter().any(|p| lower.starts_with(p)) {
+                violations.push(format!("{}: {action} on {resource} writes to the vault", f.id));
+                continue;
+            }
+            for write in VAULT_WRITES {
+                if iam_match(action, write) {
+                    violations.push(format!("{}: {action} on {resource} allows {write}", f.id));
+                }
+            }
+        }
+    }
+    violations
+}
+
+/// How an HTTP route is authorized: `Some("AWS_IAM")`, another authorizer, or `None` (public).
+fn route_authorizer(t: &Value, event: &Value) -> Result<Option<String>, String> {
+    let p = &event["Properties"];
+    let api = &p["ApiId"];
+    let (default, iam_enabled) = if api.is_null() {
+        // SAM's implicit API has no authorizer unless Globals give one; ours never does.
+        (None, false)
+    } else {
+        let id = resource_name(api);
+        let declared = resource(t, &id);
+        if declared["Type"].as_str() != Some("AWS::Serverless::HttpApi") {
+            return Err(format!("ApiId {id} is not an AWS::Serverless::HttpApi of this template"));
+        }
+        let auth = &declared["Properties"]["Auth"];
+        (auth["DefaultAuthorizer"].as_str().map(str::to_owned), auth["EnableIamAuthorizer"].as_bool() == Some(true))
+    };
+    let effective = match p["Auth"]["Authorizer"].as_str() {
+        Some("NONE") => None,
+        Some(other) => Some(other.to_owned()),
+        None => default,
+    };
+    // SAM refuses AWS_IAM without EnableIamAuthorizer; treat it as not authorized.
+    Ok(effective.filter(|a| a != "AWS_IAM" || iam_enabled))
+}
+
+fn http_routes_authorized(t: &Value) -> Vec<String> {
+    let mut violations = Vec::new();
+    let mut seen = BTreeSet::new();
+    for f in functions(t) {
+        if let Some(url) = f.properties.get("FunctionUrlConfig")
+            && url["AuthType"].as_str() != Some("AWS_IAM")
+        {
+            violations.push(format!("{}: function URL without IAM auth", f.id));
+        }
+        let events = f.properties.get("Events").and_then(Value::as_mapping).into_iter().flatten();
+        for (name, event) in events {
+            let at = format!("{}.{}", f.id, name.as_str().unwrap_or("?"));
+            match event["Type"].as_str() {
+                Some("Api") => {
+                    violations.push(format!("{at}: REST API events are not reviewed here; use an HttpApi"));
+                    continue;
+                }
+                Some("HttpApi") => {}
+                _ => continue,
+            }
+            let method = event["Properties"]["Method"].as_str().unwrap_or("ANY").to_ascii_uppercase();
+            let path = event["Properties"]["Path"].as_str().unwrap_or("$default").to_owned();
+            let route = (f.id, method.as_str(), path.as_str());
+            seen.insert((f.id.to_owned(), method.clone(), path.clone()));
+            let authorizer = match route_authorizer(t, event) {
+                Ok(a) => a,
+                Err(e) => {
+                    violations.push(format!("{at}: {e}"));
+                    continue;
+                }
+            };
+            if PUBLIC_ROUTES.contains(&route) {
+                if let Some(a) = authorizer {
+                    violations.push(format!("{at}: {method} {path} must stay public (Graph cannot sign), has {a}"));
+                }
+            } else if authorizer.as_deref() != Some("AWS_IAM") {
+                violations.push(format!("{at}: {method} {path} is not IAM-authorized (authorizer {authorizer:?})"));
+            }
+        }
+    }
+    for (function, method, path) in PUBLIC_ROUTES.iter().chain(IAM_ROUTES) {
+        if !seen.contains(&(function.to_string(), method.to_string(), path.to_string())) {
+            violations.push(format!("{function}: route {method} {path} is missing"));
+        }
+    }
+    violations
+}
+
+fn http_functions_answer_in_time(t: &Value) -> Vec<String> {
+    let mut violations = Vec::new();
+    for f in functions(t) {
+        let http = f
             .properties
-            .get("Environment")
-            .is_some_and(|e| serde_yaml::to_string(e).is_ok_and(|s| s.contains("GraphSubscriberSecret")));
-        if (reads || env_has_it) && !SUBSCRIBER_SECRET_READERS.contains(&f.id) {
-            violations.push(format!("{}: can read the subscriber secret", f.id));
+            .get("Events")
+            .and_then(Value::as_mapping)
+            .into_iter()
+            .flatten()
+            .any(|(_, e)| matches!(e["Type"].as_str(), Some("HttpApi" | "Api")));
+        if http && timeout(t, &f) > HTTP_TIMEOUT_LIMIT {
+            violations.push(format!(
+                "{}: timeout {}s outlives API Gateway's {HTTP_TIMEOUT_LIMIT}s integration limit",
+                f.id,
+                timeout(t, &f)
+            ));
         }
     }
     violations
@@ -393,7 +594,11 @@ fn violations(t: &Value) -> Vec<String> {
     let rules: &[fn(&Value) -> Vec<String>] = &[
         exact_grants,
         no_destructive_actions,
-        subscriber_secret_confined,
+        secrets_confined,
+        secretless_functions_hold_no_secret,
+        restore_only_reads_the_vault,
+        http_routes_authorized,
+        http_functions_answer_in_time,
         event_sources_bounded,
         queues_have_dlq_and_timeouts,
         vault_is_locked,
@@ -510,7 +715,7 @@ fn every_rule_catches_the_mistake_it_exists_for() {
                     "{Effect: Allow, Action: secretsmanager:GetSecretValue, Resource: {Ref: GraphSubscriberSecret}}",
                 )
             },
-            &["EnumeratorFunction: can read the subscriber secret"],
+            &["EnumeratorFunction: can read GraphSubscriberSecret"],
         ),
         (
             "a managed policy slips in",
@@ -639,9 +844,239 @@ fn every_rule_catches_the_mistake_it_exists_for() {
             "a new function nobody reviewed",
             |t| {
                 let copy = t["Resources"]["SchedulerFunction"].clone();
-                t["Resources"]["RestorerFunction"] = copy;
+                t["Resources"]["ExporterFunction"] = copy;
             },
-            &["RestorerFunction: no expected grants listed"],
+            &["ExporterFunction: no expected grants listed"],
+        ),
+        // ---------------------------------------------------------------- restore ----
+        (
+            "restorer gains s3:PutObject on the vault",
+            |t| {
+                add_statement(
+                    t,
+                    "RestorerFunction",
+                    r#"{Effect: Allow, Action: s3:PutObject, Resource: {"Fn::Sub": "${VaultBucket.Arn}/*"}}"#,
+                )
+            },
+            &[
+                "RestorerFunction: grants more than it needs: (\"s3:PutObject\"",
+                "RestorerFunction: s3:PutObject on ${VaultBucket.Arn}/* writes to the vault",
+            ],
+        ),
+        (
+            "restorer may shorten or extend retention",
+            |t| {
+                add_statement(
+                    t,
+                    "RestorerFunction",
+                    r#"{Effect: Allow, Action: s3:PutObjectRetention, Resource: {"Fn::Sub": "${VaultBucket.Arn}/*"}}"#,
+                )
+            },
+            &["RestorerFunction: s3:PutObjectRetention on ${VaultBucket.Arn}/* writes to the vault"],
+        ),
+        (
+            "restore API gets a single-character wildcard that covers PutObject",
+            |t| {
+                add_statement(
+                    t,
+                    "RestoreApiFunction",
+                    r#"{Effect: Allow, Action: "s3:?utObject", Resource: {"Fn::Sub": "${VaultBucket.Arn}/*"}}"#,
+                )
+            },
+            &["RestoreApiFunction: s3:?utObject on ${VaultBucket.Arn}/* allows s3:PutObject"],
+        ),
+        (
+            "restore API gets s3:*",
+            |t| add_statement(t, "RestoreApiFunction", r#"{Effect: Allow, Action: "s3:*", Resource: "*"}"#),
+            &[
+                "RestoreApiFunction: wildcard action s3:*",
+                "RestoreApiFunction: s3:* on * allows s3:BypassGovernanceRetention",
+            ],
+        ),
+        (
+            "restorer may delete catalog rows",
+            |t| {
+                add_statement(
+                    t,
+                    "RestorerFunction",
+                    r#"{Effect: Allow, Action: dynamodb:DeleteItem, Resource: {"Fn::GetAtt": [CatalogTable, Arn]}}"#,
+                )
+            },
+            &["RestorerFunction: dynamodb:DeleteItem on CatalogTable.Arn allows dynamodb:DeleteItem"],
+        ),
+        (
+            "restorer loses its fan-out",
+            |t| {
+                statements_of(t, "RestorerFunction").retain(|s| s["Sid"].as_str() != Some("FanOutRestoreJobs"));
+            },
+            &["RestorerFunction: lacks (\"sqs:SendMessage\", \"RestoresQueue.Arn\")"],
+        ),
+        (
+            "restore API reads the reader secret",
+            |t| {
+                add_statement(
+                    t,
+                    "RestoreApiFunction",
+                    "{Effect: Allow, Action: secretsmanager:GetSecretValue, Resource: {Ref: GraphReaderSecret}}",
+                )
+            },
+            &["RestoreApiFunction: reads secrets (secretsmanager:GetSecretValue on GraphReaderSecret)"],
+        ),
+        (
+            "restore API gets the restorer secret's ARN in its environment",
+            |t| {
+                set(
+                    t,
+                    &[
+                        "Resources",
+                        "RestoreApiFunction",
+                        "Properties",
+                        "Environment",
+                        "Variables",
+                        "GRAPH_RESTORER_SECRET_ARN",
+                    ],
+                    "{Ref: GraphRestorerSecret}",
+                )
+            },
+            &[
+                "RestoreApiFunction: can read GraphRestorerSecret",
+                "RestoreApiFunction: has GraphRestorerSecret in its environment",
+            ],
+        ),
+        (
+            "the copier may read the restorer secret",
+            |t| {
+                add_statement(
+                    t,
+                    "CopierFunction",
+                    "{Effect: Allow, Action: secretsmanager:GetSecretValue, Resource: {Ref: GraphRestorerSecret}}",
+                )
+            },
+            &["CopierFunction: can read GraphRestorerSecret"],
+        ),
+        (
+            "the scheduler may read every secret",
+            |t| add_statement(t, "SchedulerFunction", r#"{Effect: Allow, Action: "secretsmanager:*", Resource: "*"}"#),
+            &["SchedulerFunction: can read GraphRestorerSecret"],
+        ),
+        (
+            "the restore API loses IAM authorization",
+            |t| {
+                t["Resources"]["RestoreApi"].as_mapping_mut().expect("api").remove("Properties");
+            },
+            &[
+                "RestoreApiFunction.Root: ANY / is not IAM-authorized",
+                "RestoreApiFunction.Proxy: ANY /{proxy+} is not IAM-authorized",
+            ],
+        ),
+        (
+            "AWS_IAM as the default without enabling the IAM authorizer",
+            |t| {
+                t["Resources"]["RestoreApi"]["Properties"]["Auth"]
+                    .as_mapping_mut()
+                    .expect("auth")
+                    .remove("EnableIamAuthorizer");
+            },
+            &["RestoreApiFunction.Proxy: ANY /{proxy+} is not IAM-authorized"],
+        ),
+        (
+            "one restore route opts out of authorization",
+            |t| {
+                set(
+                    t,
+                    &["Resources", "RestoreApiFunction", "Properties", "Events", "Proxy", "Properties", "Auth"],
+                    "{Authorizer: NONE}",
+                )
+            },
+            &["RestoreApiFunction.Proxy: ANY /{proxy+} is not IAM-authorized (authorizer None)"],
+        ),
+        (
+            "a restore route moves to SAM's implicit (public) API",
+            |t| {
+                t["Resources"]["RestoreApiFunction"]["Properties"]["Events"]["Root"]["Properties"]
+                    .as_mapping_mut()
+                    .expect("props")
+                    .remove("ApiId");
+            },
+            &["RestoreApiFunction.Root: ANY / is not IAM-authorized"],
+        ),
+        (
+            "a restore route goes on the public notifications API",
+            |t| {
+                set(
+                    t,
+                    &["Resources", "RestoreApiFunction", "Properties", "Events", "Proxy", "Properties", "ApiId"],
+                    "{Ref: NotificationsApi}",
+                )
+            },
+            &["RestoreApiFunction.Proxy: ANY /{proxy+} is not IAM-authorized"],
+        ),
+        (
+            "the restore routes disappear",
+            |t| {
+                t["Resources"]["RestoreApiFunction"]["Properties"].as_mapping_mut().expect("props").remove("Events");
+            },
+            &["RestoreApiFunction: route ANY / is missing", "RestoreApiFunction: route ANY /{proxy+} is missing"],
+        ),
+        (
+            "the notification route is put behind IAM, so Graph cannot reach it",
+            |t| {
+                set(
+                    t,
+                    &["Resources", "NotificationsApi", "Properties"],
+                    "{Auth: {EnableIamAuthorizer: true, DefaultAuthorizer: AWS_IAM}}",
+                )
+            },
+            &["WebhookFunction.Notifications: POST /graph/notifications must stay public"],
+        ),
+        (
+            "a public function URL on the restorer",
+            |t| set(t, &["Resources", "RestorerFunction", "Properties", "FunctionUrlConfig"], "{AuthType: NONE}"),
+            &["RestorerFunction: function URL without IAM auth"],
+        ),
+        (
+            "the restore API outlives API Gateway",
+            |t| set(t, &["Resources", "RestoreApiFunction", "Properties", "Timeout"], "60"),
+            &["RestoreApiFunction: timeout 60s outlives"],
+        ),
+        (
+            "the restorer's event source without a concurrency cap",
+            |t| {
+                t["Resources"]["RestorerFunction"]["Properties"]["Events"]["Restores"]["Properties"]
+                    .as_mapping_mut()
+                    .expect("props")
+                    .remove("ScalingConfig");
+            },
+            &["RestorerFunction.Restores: ScalingConfig.MaximumConcurrency"],
+        ),
+        (
+            "the restorer's event source without partial batch failures",
+            |t| {
+                t["Resources"]["RestorerFunction"]["Properties"]["Events"]["Restores"]["Properties"]
+                    .as_mapping_mut()
+                    .expect("props")
+                    .remove("FunctionResponseTypes");
+            },
+            &["RestorerFunction.Restores: no ReportBatchItemFailures"],
+        ),
+        (
+            "restores visibility shorter than six restorer timeouts",
+            |t| set(t, &["Resources", "RestoresQueue", "Properties", "VisibilityTimeout"], "3600"),
+            &["RestoresQueue: visibility timeout 3600s < 6 x RestorerFunction's timeout 900s"],
+        ),
+        (
+            "restores queue without a dead-letter queue",
+            |t| {
+                t["Resources"]["RestoresQueue"]["Properties"].as_mapping_mut().expect("props").remove("RedrivePolicy");
+            },
+            &["RestoresQueue: no dead-letter queue"],
+        ),
+        (
+            "restores dead-letter queue without an alarm",
+            |t| {
+                t["Resources"].as_mapping_mut().expect("resources").remove("RestoresDeadLetterAlarm");
+            },
+            &["RestoresDeadLetterQueue: dead-letter queue without an alarm"],
         ),
     ];
     for (description, mutate, expected) in cases {

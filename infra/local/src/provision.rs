@@ -39,6 +39,10 @@ pub struct Provisioned {
     pub queues: BTreeMap<String, String>,
     /// Logical id (e.g. `GraphReaderSecret`) → secret ARN.
     pub secrets: BTreeMap<String, String>,
+    /// Operator-filled secrets nobody supplied a value for: they exist without a value, so a
+    /// function that loads one fails at start-up, as it would in AWS before the operator fills it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unfilled_secrets: Vec<String>,
     /// The vault's default retention, from the template's parameter defaults.
     pub object_lock_mode: String,
     pub retention_days: i32,
@@ -46,9 +50,10 @@ pub struct Provisioned {
 
 /// Creates and verifies every bucket, table, queue and secret of `template`.
 ///
-/// `secret_values` maps a secret's logical id to its value; it is required for secrets the
-/// template leaves for the operator to fill (the Graph client secrets) and overrides
-/// generated ones.
+/// `secret_values` maps a secret's logical id to its value; it fills secrets the template
+/// leaves for the operator (the Graph client secrets) and overrides generated ones. An
+/// operator-filled secret missing from it is created without a value and listed in
+/// [`Provisioned::unfilled_secrets`].
 pub async fn provision(
     cfg: &SdkConfig,
     template: &Path,
@@ -111,16 +116,28 @@ pub async fn provision(
 
     let sm = aws_sdk_secretsmanager::Client::new(cfg);
     let mut secrets = BTreeMap::new();
+    let mut unfilled_secrets = Vec::new();
     for resource in template.of_kind("AWS::SecretsManager::Secret") {
         let created = secret::create(&sm, &resolver, resource, secret_values)
             .await
             .with_context(|| format!("provisioning {}", resource.logical_id))?;
         resolver.record_ref(&resource.logical_id, &created.arn);
         secrets.insert(resource.logical_id.clone(), created.arn);
+        if !created.filled {
+            unfilled_secrets.push(resource.logical_id.clone());
+        }
         tracing::info!(logical_id = %resource.logical_id, "secret provisioned");
     }
 
-    Ok(Provisioned { vault_bucket: vault.name, catalog_table, queues, secrets, object_lock_mode, retention_days })
+    Ok(Provisioned {
+        vault_bucket: vault.name,
+        catalog_table,
+        queues,
+        secrets,
+        unfilled_secrets,
+        object_lock_mode,
+        retention_days,
+    })
 }
 
 /// Refuses, before creating anything, a template that declares a property the local stack
@@ -193,6 +210,9 @@ mod tests {
         check("ChangesQueue", "QueueName", "bk-changes.fifo");
         check("ChangesDeadLetterQueue", "QueueName", "bk-changes-dlq.fifo");
         check("ItemsQueue", "QueueName", "bk-items");
+        check("RestoresQueue", "QueueName", "bk-restores");
+        check("RestoresDeadLetterQueue", "QueueName", "bk-restores-dlq");
+        check("GraphRestorerSecret", "Name", "bk-graphrestorersecret");
         check("CatalogTable", "TableName", "bk-catalogtable");
         check("VaultBucket", "BucketName", "bk-vaultbucket");
         check("ClientStateKeySecret", "Name", "bk-clientstatekeysecret");
@@ -219,6 +239,58 @@ mod tests {
         assert_eq!(
             dlq["RedriveAllowPolicy"]["sourceQueueArns"][0],
             Value::from("arn:aws:sqs:eu-west-1:123456789012:bk-changes.fifo")
+        );
+    }
+
+    #[test]
+    fn catalog_declares_the_item_and_folder_children_indexes() {
+        // Given the real template's catalog
+        let template = repo_template();
+        let resolver = Resolver::new(&template, "bk", "us-east-1", "123456789012");
+        let props = resolved(&resolver, &template, "CatalogTable");
+        // Then both GSIs are declared on string keys, projecting everything, and there is no LSI
+        let defined: Vec<(String, String)> = props["AttributeDefinitions"]
+            .as_sequence()
+            .expect("attribute definitions")
+            .iter()
+            .map(|a| {
+                (
+                    a["AttributeName"].as_str().unwrap_or_default().to_owned(),
+                    a["AttributeType"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        let indexes = props["GlobalSecondaryIndexes"].as_sequence().expect("GSIs");
+        for (name, hash, range) in [("GSI1", "G1PK", "G1SK"), ("GSI2", "G2PK", "G2SK")] {
+            let gsi =
+                indexes.iter().find(|g| g["IndexName"].as_str() == Some(name)).unwrap_or_else(|| panic!("{name}"));
+            assert_eq!(gsi["KeySchema"][0]["AttributeName"], Value::from(hash), "{name}");
+            assert_eq!(gsi["KeySchema"][0]["KeyType"], Value::from("HASH"), "{name}");
+            assert_eq!(gsi["KeySchema"][1]["AttributeName"], Value::from(range), "{name}");
+            assert_eq!(gsi["KeySchema"][1]["KeyType"], Value::from("RANGE"), "{name}");
+            assert_eq!(gsi["Projection"]["ProjectionType"], Value::from("ALL"), "{name}");
+            for key in [hash, range] {
+                assert!(defined.contains(&(key.to_owned(), "S".to_owned())), "{key} is not a string attribute");
+            }
+        }
+        assert!(props.get("LocalSecondaryIndexes").is_none());
+    }
+
+    #[test]
+    fn restores_queue_redrives_to_its_dead_letter_queue() {
+        let template = repo_template();
+        let mut resolver = Resolver::new(&template, "bk", "eu-west-1", "123456789012");
+        resolver.record_attribute("RestoresDeadLetterQueue", "Arn", "arn:restores-dlq");
+        let props = resolved(&resolver, &template, "RestoresQueue");
+        assert_eq!(props["RedrivePolicy"]["deadLetterTargetArn"], Value::from("arn:restores-dlq"));
+        assert_eq!(props["RedrivePolicy"]["maxReceiveCount"], Value::from(5));
+        // 6 x the restorer's 900 s timeout
+        assert_eq!(props["VisibilityTimeout"], Value::from(5400));
+        assert!(props.get("FifoQueue").is_none(), "restores is a standard queue");
+        let dlq = resolved(&resolver, &template, "RestoresDeadLetterQueue");
+        assert_eq!(
+            dlq["RedriveAllowPolicy"]["sourceQueueArns"][0],
+            Value::from("arn:aws:sqs:eu-west-1:123456789012:bk-restores")
         );
     }
 

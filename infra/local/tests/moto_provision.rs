@@ -3,8 +3,10 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use aws_sdk_dynamodb::types::ProjectionType;
 use aws_sdk_s3::primitives::{ByteStream, DateTime};
 use aws_sdk_s3::types::ObjectLockMode;
+use aws_sdk_sqs::types::QueueAttributeName;
 use local_stack::moto::{MotoServer, aws_config, s3_client};
 use local_stack::provision::{Provisioned, provision};
 
@@ -23,14 +25,17 @@ async fn provisioned_vault_keeps_a_locked_version() -> anyhow::Result<()> {
     let secret_values = BTreeMap::from([
         ("GraphReaderSecret".to_owned(), "reader-client-secret".to_owned()),
         ("GraphSubscriberSecret".to_owned(), "subscriber-client-secret".to_owned()),
+        ("GraphRestorerSecret".to_owned(), "restorer-client-secret".to_owned()),
     ]);
     let template = repo.join("template.yaml");
     let stack = provision(&cfg, &template, "bk-it", &secret_values).await?;
     assert_eq!(stack.object_lock_mode, "GOVERNANCE");
     assert_eq!(stack.retention_days, 35);
-    assert_eq!(stack.queues.len(), 8, "{:?}", stack.queues.keys());
+    assert_eq!(stack.queues.len(), 10, "{:?}", stack.queues.keys());
     assert!(stack.queues["ChangesQueue"].ends_with("bk-it-changes.fifo"));
-    assert_eq!(stack.secrets.len(), 3);
+    assert!(stack.queues["RestoresQueue"].ends_with("bk-it-restores"));
+    assert_eq!(stack.secrets.len(), 4, "{:?}", stack.secrets.keys());
+    assert!(stack.unfilled_secrets.is_empty(), "{:?}", stack.unfilled_secrets);
     let json = serde_json::to_string(&stack)?;
     assert_eq!(serde_json::from_str::<Provisioned>(&json)?, stack);
 
@@ -95,8 +100,67 @@ async fn provisioned_vault_keeps_a_locked_version() -> anyhow::Result<()> {
     let dropped = ddb.delete_table().table_name(&stack.catalog_table).send().await;
     assert!(dropped.is_err(), "a protected catalog table was deleted");
 
+    // And the catalog has both indexes: a container's items and a folder's children as of T
+    let described = ddb.describe_table().table_name(&stack.catalog_table).send().await?;
+    let table = described.table().expect("table described");
+    let mut indexes: Vec<(String, Vec<String>)> = table
+        .global_secondary_indexes()
+        .iter()
+        .map(|g| {
+            let keys = g.key_schema().iter().map(|k| format!("{}:{}", k.attribute_name(), k.key_type())).collect();
+            (g.index_name().unwrap_or_default().to_owned(), keys)
+        })
+        .collect();
+    indexes.sort();
+    assert_eq!(
+        indexes,
+        vec![
+            ("GSI1".to_owned(), vec!["G1PK:HASH".to_owned(), "G1SK:RANGE".to_owned()]),
+            ("GSI2".to_owned(), vec!["G2PK:HASH".to_owned(), "G2SK:RANGE".to_owned()]),
+        ]
+    );
+    for g in table.global_secondary_indexes() {
+        assert_eq!(g.projection().and_then(|p| p.projection_type()), Some(&ProjectionType::All));
+    }
+
+    // And the restores queue outlives six restorer timeouts and dead-letters after 5 receives
+    let sqs = aws_sdk_sqs::Client::new(&cfg);
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(&stack.queues["RestoresQueue"])
+        .attribute_names(QueueAttributeName::All)
+        .send()
+        .await?
+        .attributes
+        .unwrap_or_default();
+    assert_eq!(attrs.get(&QueueAttributeName::VisibilityTimeout).map(String::as_str), Some("5400"));
+    let redrive: serde_json::Value =
+        serde_json::from_str(attrs.get(&QueueAttributeName::RedrivePolicy).expect("redrive policy"))?;
+    assert!(redrive["deadLetterTargetArn"].as_str().is_some_and(|a| a.ends_with(":bk-it-restores-dlq")), "{redrive}");
+    assert_eq!(redrive["maxReceiveCount"].to_string().trim_matches('"'), "5");
+
+    // And the restorer's secret holds what was supplied
+    let sm = aws_sdk_secretsmanager::Client::new(&cfg);
+    let restorer = sm.get_secret_value().secret_id(&stack.secrets["GraphRestorerSecret"]).send().await?;
+    assert_eq!(restorer.secret_string(), Some("restorer-client-secret"));
+
     // And provisioning again against the same server converges instead of failing
     let again = provision(&cfg, &template, "bk-it", &secret_values).await?;
     assert_eq!(again, stack);
+
+    // And a caller that supplies no restorer secret (a stack that runs no restorer) still
+    // provisions: the secret exists without a value and is reported, as in AWS before the
+    // operator fills it
+    let partial: BTreeMap<_, _> = secret_values
+        .iter()
+        .filter(|(k, _)| *k != "GraphRestorerSecret")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let other = provision(&cfg, &template, "bk-other", &partial).await?;
+    assert_eq!(other.unfilled_secrets, vec!["GraphRestorerSecret".to_owned()]);
+    let empty = sm.get_secret_value().secret_id(&other.secrets["GraphRestorerSecret"]).send().await;
+    assert!(empty.is_err(), "an unfilled secret must not be readable");
+    let json = serde_json::to_string(&other)?;
+    assert_eq!(serde_json::from_str::<Provisioned>(&json)?, other);
     Ok(())
 }

@@ -1,9 +1,11 @@
-//! `AWS::SecretsManager::Secret` on moto, always with a value: generated like CloudFormation
-//! would (`GetRandomPassword` with the declared rules) or supplied by the caller.
+//! `AWS::SecretsManager::Secret` on moto, with a value generated like CloudFormation would
+//! (`GetRandomPassword` with the declared rules) or supplied by the caller. A secret the
+//! template leaves for the operator and the caller does not supply is created without a value,
+//! as it is in AWS between deploy and `put-secret-value`: loading it fails until someone fills it.
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use aws_sdk_secretsmanager::Client;
 
 use super::sdk_error;
@@ -24,6 +26,8 @@ const GENERATE_RULES: &[&str] = &[
 
 pub(super) struct CreatedSecret {
     pub arn: String,
+    /// False for an operator-filled secret that nobody supplied (it has no value yet).
+    pub filled: bool,
 }
 
 pub(super) async fn create(
@@ -44,9 +48,10 @@ pub(super) async fn create(
     } else if let Some(value) = p.str("SecretString")? {
         value
     } else {
-        // In AWS the operator fills it after deploy; locally the caller must, or the
-        // functions that load it at start-up would fail far from the cause.
-        bail!("{}: secret has no value in the template; pass one in secret_values", p.at());
+        // In AWS the operator fills it after deploy. Locally the caller fills the ones the
+        // functions it runs need; the rest stay empty (and are reported) rather than getting a
+        // made-up value that would fail far from the cause.
+        return create_unfilled(sm, &name, p.str("Description")?).await;
     };
 
     let created =
@@ -76,7 +81,34 @@ pub(super) async fn create(
         .with_context(|| format!("reading back secret {name}"))?;
     // Compared, never printed: the value is a secret even locally.
     ensure!(stored.secret_string() == Some(value.as_str()), "{name}: stored value differs from the one written");
-    Ok(CreatedSecret { arn })
+    Ok(CreatedSecret { arn, filled: true })
+}
+
+/// Creates (or finds) the secret without a value and checks that reading it fails, as it does
+/// in AWS before the operator fills it. A value left by an earlier run is kept, not erased.
+async fn create_unfilled(sm: &Client, name: &str, description: Option<String>) -> anyhow::Result<CreatedSecret> {
+    let created = sm.create_secret().name(name).set_description(description).send().await;
+    let arn = match created {
+        Ok(out) => out.arn,
+        Err(err) if err.as_service_error().is_some_and(|e| e.is_resource_exists_exception()) => {
+            sm.describe_secret()
+                .secret_id(name)
+                .send()
+                .await
+                .map_err(sdk_error)
+                .with_context(|| format!("describing secret {name}"))?
+                .arn
+        }
+        Err(err) => return Err(sdk_error(err)).with_context(|| format!("creating secret {name}")),
+    }
+    .with_context(|| format!("{name}: no ARN returned"))?;
+    let filled = sm.get_secret_value().secret_id(&arn).send().await.is_ok_and(|v| v.secret_string().is_some());
+    if filled {
+        tracing::info!(secret = %name, "operator-filled secret already has a value; kept");
+    } else {
+        tracing::warn!(secret = %name, "operator-filled secret created without a value; whatever loads it will fail");
+    }
+    Ok(CreatedSecret { arn, filled })
 }
 
 async fn generate(sm: &Client, rules: &Props<'_>) -> anyhow::Result<String> {
