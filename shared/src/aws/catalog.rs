@@ -1,14 +1,25 @@
-//! The catalog on one DynamoDB table (on-demand): keys `PK`/`SK` (strings) and one global
-//! secondary index `GSI1` on `G1PK`/`G1SK` (strings, projection ALL).
+//! The catalog on one DynamoDB table (on-demand): keys `PK`/`SK` (strings) and two global
+//! secondary indexes, `GSI1` on `G1PK`/`G1SK` and `GSI2` on `G2PK`/`G2SK` (strings, projection
+//! ALL). No LSI (10 GB item-collection cap).
 //!
 //! | row | PK | SK | attributes |
 //! |---|---|---|---|
-//! | item version | `I#{tenant}#{drive}#{item}` | `V#{modified}#{version}` | `doc` (ItemVersion JSON), `record` (ObjectRef JSON) |
+//! | item version | `I#{tenant}#{drive}#{item}` | `V#{modified}#{version}` | `doc` (ItemVersion JSON), `record` (ObjectRef JSON), `G1PK` = `VC#{tenant}#{drive}`, `G1SK` = `{item}#{modified}#{version}`, and when it has a parent `G2PK` = `VP#{tenant}#{drive}#{parent}`, `G2SK` = `G1SK` |
 //! | item head | `I#{tenant}#{drive}#{item}` | `HEAD` | `doc`, `record`, `modified`, `seen_epoch`?, `G1PK` = `H#{tenant}#{drive}`, `G1SK` = item id |
 //! | sync state | `C#{tenant}#{drive}` | `SYNC` | `doc` (SyncState JSON) |
 //! | item failure | `C#{tenant}#{drive}` | `FAIL#{item}` | `item_id`, `reason`, `last_attempt`, `attempts` (N), `resolved` (BOOL) |
 //! | container | `T#{tenant}` | `DRIVE#{drive}` | `doc` (ContainerRecord JSON) |
 //! | throttle | `THROTTLE#{tenant}#{resource}` | `STATE` | `until` |
+//! | restore job | `R#{job}` | `JOB` | `doc` (RestoreJob JSON as created), `status`, counters (N) `planned_items`, `planned_bytes`, `restored`, `unchanged`, `skipped`, `failed`, `bytes_restored`; `G1PK` = `RJ#{tenant}`, `G1SK` = `{created_at}#{job}` |
+//! | restore item report | `R#{job}` | `ITEM#{item}` | `doc` (RestoreItemReport JSON), `outcome`, `bytes` (N) |
+//!
+//! Index partitions: `GSI1` `H#` lists a drive's heads; `GSI1` `VC#` holds every version of a
+//! drive grouped by item, oldest first within an item (a drive "as of T", its change history);
+//! `GSI2` `VP#` holds every version that had a given parent (a folder's children as of T: an
+//! item moved out of a folder keeps its old rows there, so candidates are confirmed against the
+//! item's head or its history, see `as_of`); `GSI1` `RJ#` lists a tenant's restore jobs by
+//! creation time. Item ids contain no `#`, so an item's rows are contiguous in `VC#`/`VP#` and
+//! `{item}$` is a bound just past them.
 //!
 //! Times are RFC 3339 UTC with milliseconds (`2024-05-01T10:00:00.000Z`), so string order is
 //! time order: an item's versions sort by Microsoft 365 modification time, and "as of T" is one
@@ -17,8 +28,9 @@
 //!
 //! Nothing here deletes a row (the pipeline's roles lack `dynamodb:DeleteItem`): cleared
 //! failures are marked `resolved`. A version costs two writes: the version row, conditional
-//! on absence (the commit point, idempotent under redelivery), and the head, conditional on
-//! not regressing a newer current version.
+//! on absence (the commit point, idempotent under redelivery; its index attributes ride on the
+//! same put), and the head, conditional on not regressing a newer current version. Version
+//! rows committed before the index attributes existed are not in `VC#`/`VP#` until backfilled.
 
 use std::collections::HashMap;
 
@@ -35,10 +47,15 @@ use super::{backoff, sdk_error};
 use crate::model::{
     ContainerId, ContainerRecord, ItemFailure, ItemHead, ItemKey, ItemVersion, ObjectRef, SCHEMA_VERSION, SyncState,
 };
-use crate::store::{Catalog, Commit, StoreError};
+use crate::model::{RestoreItemReport, RestoreJob, RestoreStatus};
+use crate::store::{Catalog, Commit, Page, StoreError};
+
+mod as_of;
+mod restore;
 
 const SERVICE: &str = "dynamodb";
 const GSI1: &str = "GSI1";
+const GSI2: &str = "GSI2";
 const BATCH_GET_MAX: usize = 100;
 const BATCH_GET_ATTEMPTS: u32 = 8;
 const MARK_SEEN_CONCURRENCY: usize = 16;
@@ -71,6 +88,21 @@ fn container_pk(c: &ContainerId) -> String {
 
 fn heads_g1pk(c: &ContainerId) -> String {
     format!("H#{}#{}", c.tenant_id, c.drive_id)
+}
+
+/// `GSI1` partition of a drive's versions.
+fn versions_g1pk(c: &ContainerId) -> String {
+    format!("VC#{}#{}", c.tenant_id, c.drive_id)
+}
+
+/// `GSI2` partition of the versions that had `parent_id` as parent.
+fn children_g2pk(c: &ContainerId, parent_id: &str) -> String {
+    format!("VP#{}#{}#{parent_id}", c.tenant_id, c.drive_id)
+}
+
+/// Sort key of a version in `VC#` and `VP#`: grouped by item, oldest first within an item.
+fn version_index_sk(version: &ItemVersion) -> String {
+    format!("{}#{}#{}", version.key.item_id, sortable_time(version.modified), version.version)
 }
 
 fn throttle_pk(tenant_id: &str, resource: &str) -> String {
@@ -347,6 +379,13 @@ impl Catalog for DynamoCatalog {
         let mut row = key(item_pk(&version.key), version_sk(version.modified, &version.version));
         row.insert("doc".to_owned(), json(version)?);
         row.insert("record".to_owned(), json(record)?);
+        let index_sk = version_index_sk(version);
+        row.insert("G1PK".to_owned(), s(versions_g1pk(&version.key.container)));
+        row.insert("G1SK".to_owned(), s(index_sk.clone()));
+        if let Some(parent_id) = &version.parent_id {
+            row.insert("G2PK".to_owned(), s(children_g2pk(&version.key.container, parent_id)));
+            row.insert("G2SK".to_owned(), s(index_sk));
+        }
         let sent = self
             .client
             .put_item()
@@ -503,6 +542,73 @@ impl Catalog for DynamoCatalog {
             Err(e) if is_condition_failed(&e) => Ok(()), // nothing to clear
             Err(e) => Err(sdk_error(SERVICE, "UpdateItem", e)),
         }
+    }
+
+    async fn container_as_of(
+        &self,
+        container: &ContainerId,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<ItemVersion>, StoreError> {
+        self.container_versions_as_of(container, at).await
+    }
+
+    async fn children_as_of(
+        &self,
+        container: &ContainerId,
+        parent_id: &str,
+        at: DateTime<Utc>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<ItemVersion>, StoreError> {
+        self.children_page_as_of(container, parent_id, at, cursor, limit).await
+    }
+
+    async fn changes_between(
+        &self,
+        container: &ContainerId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<ItemVersion>, StoreError> {
+        self.versions_between(container, from, to, limit).await
+    }
+
+    async fn create_restore_job(&self, job: &RestoreJob) -> Result<(), StoreError> {
+        self.put_restore_job(job).await
+    }
+
+    async fn restore_job(&self, id: &str) -> Result<Option<RestoreJob>, StoreError> {
+        self.get_restore_job(id).await
+    }
+
+    async fn list_restore_jobs(&self, tenant_id: &str, limit: usize) -> Result<Vec<RestoreJob>, StoreError> {
+        self.query_restore_jobs(tenant_id, limit).await
+    }
+
+    async fn set_restore_status(
+        &self,
+        id: &str,
+        status: RestoreStatus,
+        planned: Option<(u64, u64)>,
+    ) -> Result<(), StoreError> {
+        self.update_restore_status(id, status, planned).await
+    }
+
+    async fn record_restore_outcome(&self, report: &RestoreItemReport, bytes: u64) -> Result<bool, StoreError> {
+        self.record_outcome(report, bytes).await
+    }
+
+    async fn restore_report(&self, job_id: &str, item_id: &str) -> Result<Option<RestoreItemReport>, StoreError> {
+        self.get_restore_report(job_id, item_id).await
+    }
+
+    async fn restore_reports(
+        &self,
+        job_id: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<RestoreItemReport>, StoreError> {
+        self.query_restore_reports(job_id, cursor, limit).await
     }
 
     async fn failures(&self, container: &ContainerId) -> Result<Vec<ItemFailure>, StoreError> {

@@ -15,10 +15,13 @@ use futures::stream::BoxStream;
 use sha2::{Digest, Sha256};
 
 use super::{
-    Catalog, Commit, Lock, LockMode, MessageSink, Multipart, ObjectInfo, OutMessage, QueueName, SecretSource,
-    StoreError, Stored, Vault,
+    Catalog, Commit, Listing, Lock, LockMode, MessageSink, Multipart, ObjectInfo, OutMessage, Page, QueueName,
+    SecretSource, StoreError, Stored, Vault, item_order, outcome_replaces,
 };
-use crate::model::{ContainerId, ContainerRecord, ItemFailure, ItemHead, ItemKey, ItemVersion, ObjectRef, SyncState};
+use crate::model::{
+    ContainerId, ContainerRecord, ItemFailure, ItemHead, ItemKey, ItemVersion, ObjectRef, RestoreItemReport,
+    RestoreJob, RestoreOutcome, RestoreStatus, SyncState,
+};
 
 /// S3's smallest part, except the last one.
 pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
@@ -322,7 +325,21 @@ impl Vault for MemoryVault {
 /// Same ordering as the DynamoDB sort key: Microsoft 365 time at millisecond precision,
 /// then the version marker.
 fn version_sort_key(modified: DateTime<Utc>, version: &str) -> (String, String) {
-    (modified.to_rfc3339_opts(SecondsFormat::Millis, true), version.to_owned())
+    (millis(modified), version.to_owned())
+}
+
+fn millis(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// The job counter an outcome counts in. `CreatedAfter` items were not restored: skipped.
+fn counter(job: &mut RestoreJob, outcome: RestoreOutcome) -> &mut u64 {
+    match outcome {
+        RestoreOutcome::Restored => &mut job.restored,
+        RestoreOutcome::Unchanged => &mut job.unchanged,
+        RestoreOutcome::Skipped | RestoreOutcome::CreatedAfter => &mut job.skipped,
+        RestoreOutcome::Failed => &mut job.failed,
+    }
 }
 
 struct HeadRow {
@@ -345,7 +362,24 @@ struct CatalogState {
     containers: BTreeMap<ContainerId, ContainerRecord>,
     throttles: HashMap<(String, String), DateTime<Utc>>,
     failures: BTreeMap<ItemKey, FailureRow>,
+    restore_jobs: BTreeMap<String, RestoreJob>,
+    /// By (job id, item id).
+    restore_reports: BTreeMap<(String, String), RestoreItemReport>,
     fail_head_updates: u32,
+}
+
+impl CatalogState {
+    /// The version of each item of `container` current at `bound` (milliseconds), in item order.
+    fn as_of(&self, container: &ContainerId, bound: &str) -> Vec<&ItemVersion> {
+        let mut current: Vec<&ItemVersion> = self
+            .versions
+            .iter()
+            .filter(|(k, _)| &k.container == container)
+            .filter_map(|(_, history)| history.iter().rev().find(|((t, _), _)| t.as_str() <= bound).map(|(_, v)| v))
+            .collect();
+        current.sort_by_cached_key(|v| item_order(&v.key.item_id));
+        current
+    }
 }
 
 /// The catalog with the DynamoDB adapter's conditional semantics.
@@ -534,6 +568,142 @@ impl Catalog for MemoryCatalog {
                 last_attempt: row.last_attempt,
             })
             .collect())
+    }
+
+    async fn container_as_of(
+        &self,
+        container: &ContainerId,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<ItemVersion>, StoreError> {
+        Ok(self.read().as_of(container, &millis(at)).into_iter().cloned().collect())
+    }
+
+    async fn children_as_of(
+        &self,
+        container: &ContainerId,
+        parent_id: &str,
+        at: DateTime<Utc>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<ItemVersion>, StoreError> {
+        let listing = Listing::children(container, parent_id, at);
+        let after = listing.resume(cursor)?.map(|id| item_order(&id));
+        let state = self.read();
+        let mut children = state
+            .as_of(container, &millis(at))
+            .into_iter()
+            .filter(|v| !v.deleted && v.parent_id.as_deref() == Some(parent_id))
+            .filter(|v| after.as_ref().is_none_or(|a| item_order(&v.key.item_id) > *a));
+        let items: Vec<ItemVersion> = children.by_ref().take(limit.max(1)).cloned().collect();
+        let more = children.next().is_some();
+        let next = items.last().filter(|_| more).map(|v| listing.cursor(&v.key.item_id));
+        Ok(Page { items, next })
+    }
+
+    async fn changes_between(
+        &self,
+        container: &ContainerId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<ItemVersion>, StoreError> {
+        let (lo, hi) = (millis(from), millis(to));
+        let state = self.read();
+        let mut found: Vec<&ItemVersion> = state
+            .versions
+            .iter()
+            .filter(|(k, _)| &k.container == container)
+            .flat_map(|(_, history)| history.iter())
+            .filter(|((t, _), _)| lo <= *t && t <= &hi)
+            .map(|(_, v)| v)
+            .collect();
+        found.sort_by_cached_key(|v| (millis(v.modified), item_order(&v.key.item_id), v.version.clone()));
+        Ok(found.into_iter().take(limit).cloned().collect())
+    }
+
+    async fn create_restore_job(&self, job: &RestoreJob) -> Result<(), StoreError> {
+        let mut state = self.write();
+        if state.restore_jobs.contains_key(&job.id) {
+            return Err(StoreError::AlreadyExists { key: format!("restore job {}", job.id) });
+        }
+        state.restore_jobs.insert(job.id.clone(), job.clone());
+        Ok(())
+    }
+
+    async fn restore_job(&self, id: &str) -> Result<Option<RestoreJob>, StoreError> {
+        Ok(self.read().restore_jobs.get(id).cloned())
+    }
+
+    async fn list_restore_jobs(&self, tenant_id: &str, limit: usize) -> Result<Vec<RestoreJob>, StoreError> {
+        let state = self.read();
+        let mut jobs: Vec<&RestoreJob> =
+            state.restore_jobs.values().filter(|j| j.container.tenant_id == tenant_id).collect();
+        jobs.sort_by_cached_key(|j| std::cmp::Reverse((millis(j.created_at), j.id.clone())));
+        Ok(jobs.into_iter().take(limit).cloned().collect())
+    }
+
+    async fn set_restore_status(
+        &self,
+        id: &str,
+        status: RestoreStatus,
+        planned: Option<(u64, u64)>,
+    ) -> Result<(), StoreError> {
+        let mut state = self.write();
+        let job =
+            state.restore_jobs.get_mut(id).ok_or_else(|| StoreError::NotFound { key: format!("restore job {id}") })?;
+        job.status = status;
+        if let Some((items, bytes)) = planned {
+            (job.planned_items, job.planned_bytes) = (items, bytes);
+        }
+        Ok(())
+    }
+
+    async fn record_restore_outcome(&self, report: &RestoreItemReport, bytes: u64) -> Result<bool, StoreError> {
+        let mut state = self.write();
+        let key = (report.job_id.clone(), report.item_id.clone());
+        let recorded = state.restore_reports.get(&key).map(|r| r.outcome);
+        if !outcome_replaces(recorded, report.outcome) {
+            return Ok(false);
+        }
+        let job = state
+            .restore_jobs
+            .get_mut(&report.job_id)
+            .ok_or_else(|| StoreError::NotFound { key: format!("restore job {}", report.job_id) })?;
+        if let Some(previous) = recorded {
+            let count = counter(job, previous);
+            *count = count.saturating_sub(1);
+        }
+        *counter(job, report.outcome) += 1;
+        if report.outcome == RestoreOutcome::Restored {
+            job.bytes_restored += bytes;
+        }
+        state.restore_reports.insert(key, report.clone());
+        Ok(true)
+    }
+
+    async fn restore_report(&self, job_id: &str, item_id: &str) -> Result<Option<RestoreItemReport>, StoreError> {
+        Ok(self.read().restore_reports.get(&(job_id.to_owned(), item_id.to_owned())).cloned())
+    }
+
+    async fn restore_reports(
+        &self,
+        job_id: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<RestoreItemReport>, StoreError> {
+        let listing = Listing::restore_reports(job_id);
+        let after = listing.resume(cursor)?;
+        let state = self.read();
+        let mut reports = state
+            .restore_reports
+            .range((job_id.to_owned(), String::new())..)
+            .take_while(|((job, _), _)| job == job_id)
+            .filter(|((_, item), _)| after.as_ref().is_none_or(|a| item > a))
+            .map(|(_, r)| r);
+        let items: Vec<RestoreItemReport> = reports.by_ref().take(limit.max(1)).cloned().collect();
+        let more = reports.next().is_some();
+        let next = items.last().filter(|_| more).map(|r| listing.cursor(&r.item_id));
+        Ok(Page { items, next })
     }
 }
 

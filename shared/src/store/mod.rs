@@ -2,6 +2,8 @@
 //! `crate::aws` and an in-memory fake in [`memory`] for in-process tests. A function asks
 //! only for the traits matching its IAM policy.
 
+#[cfg(test)]
+mod catalog_tests;
 pub mod memory;
 
 use std::collections::HashMap;
@@ -13,7 +15,10 @@ use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{ContainerId, ContainerRecord, ItemFailure, ItemHead, ItemKey, ItemVersion, ObjectRef, SyncState};
+use crate::model::{
+    ContainerId, ContainerRecord, ItemFailure, ItemHead, ItemKey, ItemVersion, ObjectRef, RestoreItemReport,
+    RestoreJob, RestoreOutcome, RestoreStatus, SyncState,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -26,6 +31,13 @@ pub enum StoreError {
     NotFound { key: String },
     #[error("stored data is malformed: {0}")]
     Malformed(String),
+    /// A conditional create found the row already there.
+    #[error("{key} already exists")]
+    AlreadyExists { key: String },
+    /// A page cursor that this listing did not hand out (tampered, truncated, or from another
+    /// listing): the caller's mistake, a 400, never a server error.
+    #[error("invalid page cursor")]
+    InvalidCursor,
 }
 
 impl StoreError {
@@ -33,7 +45,10 @@ impl StoreError {
         match self {
             StoreError::Service { retryable, .. } => *retryable,
             StoreError::NotLocked { .. } => true,
-            StoreError::NotFound { .. } | StoreError::Malformed(_) => false,
+            StoreError::NotFound { .. }
+            | StoreError::Malformed(_)
+            | StoreError::AlreadyExists { .. }
+            | StoreError::InvalidCursor => false,
         }
     }
 }
@@ -157,6 +172,96 @@ pub enum Commit {
     AlreadyCommitted,
 }
 
+/// One page of a listing. `next` resumes right after it; `None` means the listing is complete.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+/// Listings by item id follow the index order, where an id is compared as `{id}#`: the same as
+/// plain id order except that an id sorts after its extensions starting with a character
+/// below `#` (`a!1` before `a`), which Graph ids essentially never have.
+pub(crate) fn item_order(item_id: &str) -> String {
+    format!("{item_id}#")
+}
+
+/// Body of a page cursor (base64url JSON). It holds the last item id handed out and a digest
+/// of the listing it belongs to. Nothing in it widens what a request reads (the partition
+/// always comes from the request), and a cursor that was edited or comes from another listing
+/// is [`StoreError::InvalidCursor`].
+#[derive(Serialize, Deserialize)]
+struct CursorDoc {
+    v: u32,
+    listing: String,
+    after: String,
+}
+
+const CURSOR_VERSION: u32 = 1;
+const MAX_CURSOR_LEN: usize = 2048;
+
+/// A paginated listing: hands out cursors and checks the ones it gets back.
+pub(crate) struct Listing(String);
+
+impl Listing {
+    /// A folder's children as of a moment (the moment is part of the listing: a cursor does
+    /// not carry over to another `at`).
+    pub(crate) fn children(container: &ContainerId, parent_id: &str, at: DateTime<Utc>) -> Self {
+        let at = at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        Self::named(&["children", &container.tenant_id, &container.drive_id, parent_id, &at])
+    }
+
+    pub(crate) fn restore_reports(job_id: &str) -> Self {
+        Self::named(&["restore-reports", job_id])
+    }
+
+    fn named(parts: &[&str]) -> Self {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        for part in parts {
+            hash.update((part.len() as u64).to_be_bytes());
+            hash.update(part.as_bytes());
+        }
+        Self(hex::encode(&hash.finalize()[..12]))
+    }
+
+    pub(crate) fn cursor(&self, after: &str) -> String {
+        use base64::Engine;
+        let doc = CursorDoc { v: CURSOR_VERSION, listing: self.0.clone(), after: after.to_owned() };
+        // Serialising a struct of strings cannot fail.
+        let json = serde_json::to_vec(&doc).unwrap_or_default();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+    }
+
+    /// The item id to resume after, or `None` for the first page.
+    pub(crate) fn resume(&self, cursor: Option<&str>) -> Result<Option<String>, StoreError> {
+        use base64::Engine;
+        let Some(cursor) = cursor else { return Ok(None) };
+        if cursor.len() > MAX_CURSOR_LEN {
+            return Err(StoreError::InvalidCursor);
+        }
+        let json =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).map_err(|_| StoreError::InvalidCursor)?;
+        let doc: CursorDoc = serde_json::from_slice(&json).map_err(|_| StoreError::InvalidCursor)?;
+        let id_ok = !doc.after.is_empty() && !doc.after.chars().any(|c| c == '#' || c.is_control());
+        if doc.v != CURSOR_VERSION || doc.listing != self.0 || !id_ok {
+            return Err(StoreError::InvalidCursor);
+        }
+        Ok(Some(doc.after))
+    }
+}
+
+/// Whether `new` replaces the outcome already recorded for an item: the first outcome always
+/// does; a failure is replaced by any other outcome (a retry that worked); a final outcome, or
+/// a repeated failure, stays, so a redelivered item never counts twice.
+pub(crate) fn outcome_replaces(recorded: Option<RestoreOutcome>, new: RestoreOutcome) -> bool {
+    match recorded {
+        None => true,
+        Some(RestoreOutcome::Failed) => new != RestoreOutcome::Failed,
+        Some(_) => false,
+    }
+}
+
 /// The DynamoDB catalog: history per item, heads, container state, throttling, failures.
 #[async_trait]
 pub trait Catalog: Send + Sync {
@@ -189,6 +294,70 @@ pub trait Catalog: Send + Sync {
     async fn record_failure(&self, item: &ItemKey, reason: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
     async fn clear_failure(&self, item: &ItemKey) -> Result<(), StoreError>;
     async fn failures(&self, container: &ContainerId) -> Result<Vec<ItemFailure>, StoreError>;
+
+    // Point-in-time reads. "As of T" (ARCHITECTURE.md, Time): per item, the newest version
+    // whose Microsoft 365 time is <= T at millisecond precision; a tombstone current at T means
+    // the item did not exist at T.
+
+    /// The version current at `at` of every item of a container that had a version by then,
+    /// tombstones included (so the caller sees deletions), in item order ([`item_order`]).
+    /// Streams the container's version index: one paginated query over all its versions.
+    async fn container_as_of(&self, container: &ContainerId, at: DateTime<Utc>)
+    -> Result<Vec<ItemVersion>, StoreError>;
+    /// One page of a folder's children as of `at`, in item order: items whose current version
+    /// at `at` is alive and has `parent_id` as parent (items deleted by then, or moved elsewhere
+    /// by then, are not children). `cursor` is a previous page's `next`; a cursor from another
+    /// listing (other folder or `at`) or an edited one is [`StoreError::InvalidCursor`].
+    async fn children_as_of(
+        &self,
+        container: &ContainerId,
+        parent_id: &str,
+        at: DateTime<Utc>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<ItemVersion>, StoreError>;
+    /// Versions of a container whose Microsoft 365 time lies in `[from, to]`, oldest first (ties
+    /// in item order), at most `limit`: the change history a person reads to find when a
+    /// ransomware encryption started. Reads the container's whole version index (cost grows
+    /// with its history, not with the window).
+    async fn changes_between(
+        &self,
+        container: &ContainerId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<ItemVersion>, StoreError>;
+
+    // Restore jobs and their per-item reports.
+
+    /// Conditional on absence: [`StoreError::AlreadyExists`] if the id is taken.
+    async fn create_restore_job(&self, job: &RestoreJob) -> Result<(), StoreError>;
+    /// The job with its live status, plan and counters.
+    async fn restore_job(&self, id: &str) -> Result<Option<RestoreJob>, StoreError>;
+    /// A tenant's jobs, newest first.
+    async fn list_restore_jobs(&self, tenant_id: &str, limit: usize) -> Result<Vec<RestoreJob>, StoreError>;
+    /// Sets the status and, when given, the plan `(items, bytes)`. [`StoreError::NotFound`] if
+    /// there is no such job.
+    async fn set_restore_status(
+        &self,
+        id: &str,
+        status: RestoreStatus,
+        planned: Option<(u64, u64)>,
+    ) -> Result<(), StoreError>;
+    /// Records one item's outcome idempotently: the report is written unless an
+    /// identical-or-better outcome is already there (see [`outcome_replaces`]), and the job's
+    /// counters move with it atomically (a retry that turns `Failed` into `Restored` moves one
+    /// from `failed` to `restored`). `CreatedAfter` counts as `skipped`; `bytes` are added to
+    /// `bytes_restored` for `Restored` only. True if the counters changed.
+    async fn record_restore_outcome(&self, report: &RestoreItemReport, bytes: u64) -> Result<bool, StoreError>;
+    async fn restore_report(&self, job_id: &str, item_id: &str) -> Result<Option<RestoreItemReport>, StoreError>;
+    /// A job's reports in item id order.
+    async fn restore_reports(
+        &self,
+        job_id: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<RestoreItemReport>, StoreError>;
 }
 
 /// The queues the pipeline sends to.

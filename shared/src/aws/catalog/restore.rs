@@ -1,0 +1,359 @@
+//! Restore jobs (`R#{job}` / `JOB`) and their per-item reports (`R#{job}` / `ITEM#{item}`).
+//!
+//! The job's document is written once; what changes lives in separate attributes (`status`,
+//! the plan, the counters) so restorers update it with `SET`/`ADD` and never rewrite JSON. An
+//! item's report and the counters it moves are one transaction, conditional on the report
+//! being exactly as read: a crash cannot count an outcome without its report (or the
+//! reverse), and of two deliveries of the same item racing, one wins and the other re-reads.
+
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{DynamoCatalog, GSI1, Row, SERVICE, attr_s, backoff, is_condition_failed, json, key, parse_doc, s};
+use super::{sdk_error, sortable_time};
+use crate::model::{RestoreItemReport, RestoreJob, RestoreOutcome, RestoreStatus, SCHEMA_VERSION};
+use crate::store::{Listing, Page, StoreError, outcome_replaces};
+
+const JOB_SK: &str = "JOB";
+/// Attempts at recording one outcome when concurrent deliveries of the same item race.
+const RECORD_ATTEMPTS: u32 = 6;
+/// Numeric attributes of the job row, named as the [`RestoreJob`] fields they fill.
+const COUNTERS: [&str; 7] =
+    ["planned_items", "planned_bytes", "restored", "unchanged", "skipped", "failed", "bytes_restored"];
+
+fn job_pk(id: &str) -> String {
+    format!("R#{id}")
+}
+
+fn report_sk(item_id: &str) -> String {
+    format!("ITEM#{item_id}")
+}
+
+fn n(value: u64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+/// The job counter an outcome counts in. `CreatedAfter` items were not restored: skipped.
+fn counter_of(outcome: RestoreOutcome) -> &'static str {
+    match outcome {
+        RestoreOutcome::Restored => "restored",
+        RestoreOutcome::Unchanged => "unchanged",
+        RestoreOutcome::Skipped | RestoreOutcome::CreatedAfter => "skipped",
+        RestoreOutcome::Failed => "failed",
+    }
+}
+
+/// The serde name of a unit enum variant (`completed_with_errors`), as stored in attributes.
+fn variant_name<T: Serialize>(value: &T) -> Result<String, StoreError> {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(name)) => Ok(name),
+        _ => Err(StoreError::Malformed("enum does not serialise to a name".to_owned())),
+    }
+}
+
+fn parse_variant<T: DeserializeOwned>(row: &Row, name: &str) -> Result<T, StoreError> {
+    let text = attr_s(row, name).ok_or_else(|| StoreError::Malformed(format!("restore row lacks `{name}`")))?;
+    serde_json::from_value(serde_json::Value::String(text.to_owned()))
+        .map_err(|e| StoreError::Malformed(format!("restore `{name}`: {e}")))
+}
+
+fn parse_job(row: &Row) -> Result<RestoreJob, StoreError> {
+    let mut job: RestoreJob = parse_doc(row, "doc")?;
+    if job.v > SCHEMA_VERSION {
+        return Err(StoreError::Malformed(format!("restore job schema v{} is newer than this build", job.v)));
+    }
+    job.status = parse_variant(row, "status")?;
+    for name in COUNTERS {
+        let Some(value) = row.get(name).and_then(|v| v.as_n().ok()) else { continue };
+        // ADD can take a counter below zero only through a bug; show it as zero.
+        let value = value
+            .parse::<i64>()
+            .map_err(|e| StoreError::Malformed(format!("restore counter `{name}`: {e}")))?
+            .max(0)
+            .unsigned_abs();
+        let field = match name {
+            "planned_items" => &mut job.planned_items,
+            "planned_bytes" => &mut job.planned_bytes,
+            "restored" => &mut job.restored,
+            "unchanged" => &mut job.unchanged,
+            "skipped" => &mut job.skipped,
+            "failed" => &mut job.failed,
+            _ => &mut job.bytes_restored,
+        };
+        *field = value;
+    }
+    Ok(job)
+}
+
+fn parse_report(row: &Row) -> Result<RestoreItemReport, StoreError> {
+    parse_doc(row, "doc")
+}
+
+fn not_found(id: &str) -> StoreError {
+    StoreError::NotFound { key: format!("restore job {id}") }
+}
+
+fn request(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Malformed(format!("TransactWriteItems request: {e}"))
+}
+
+/// Which part of a cancelled transaction failed its condition: (report, job).
+fn cancelled_conditions(err: &TransactWriteItemsError) -> Option<(bool, bool)> {
+    let TransactWriteItemsError::TransactionCanceledException(e) = err else { return None };
+    let failed = |i: usize| e.cancellation_reasons().get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
+    Some((failed(0), failed(1)))
+}
+
+impl DynamoCatalog {
+    pub(super) async fn put_restore_job(&self, job: &RestoreJob) -> Result<(), StoreError> {
+        let mut row = key(job_pk(&job.id), JOB_SK);
+        row.insert("doc".to_owned(), json(job)?);
+        row.insert("status".to_owned(), s(variant_name(&job.status)?));
+        let values = [
+            job.planned_items,
+            job.planned_bytes,
+            job.restored,
+            job.unchanged,
+            job.skipped,
+            job.failed,
+            job.bytes_restored,
+        ];
+        for (name, value) in COUNTERS.into_iter().zip(values) {
+            row.insert(name.to_owned(), n(value));
+        }
+        row.insert("G1PK".to_owned(), s(format!("RJ#{}", job.container.tenant_id)));
+        row.insert("G1SK".to_owned(), s(format!("{}#{}", sortable_time(job.created_at), job.id)));
+        let sent = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(row))
+            .condition_expression("attribute_not_exists(PK)")
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failed(&e) => {
+                Err(StoreError::AlreadyExists { key: format!("restore job {}", job.id) })
+            }
+            Err(e) => Err(sdk_error(SERVICE, "PutItem", e)),
+        }
+    }
+
+    pub(super) async fn get_restore_job(&self, id: &str) -> Result<Option<RestoreJob>, StoreError> {
+        self.get_row(key(job_pk(id), JOB_SK), true).await?.as_ref().map(parse_job).transpose()
+    }
+
+    pub(super) async fn query_restore_jobs(
+        &self,
+        tenant_id: &str,
+        limit: usize,
+    ) -> Result<Vec<RestoreJob>, StoreError> {
+        let mut jobs = Vec::new();
+        let mut start: Option<Row> = None;
+        while jobs.len() < limit {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(GSI1)
+                .key_condition_expression("G1PK = :p")
+                .expression_attribute_values(":p", s(format!("RJ#{tenant_id}")))
+                .scan_index_forward(false)
+                .limit(i32::try_from(limit - jobs.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error(SERVICE, "Query", e))?;
+            for row in out.items() {
+                jobs.push(parse_job(row)?);
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        jobs.truncate(limit);
+        Ok(jobs)
+    }
+
+    pub(super) async fn update_restore_status(
+        &self,
+        id: &str,
+        status: RestoreStatus,
+        planned: Option<(u64, u64)>,
+    ) -> Result<(), StoreError> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(job_pk(id), JOB_SK)))
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":status", s(variant_name(&status)?));
+        update = match planned {
+            Some((items, bytes)) => update
+                .update_expression("SET #status = :status, #items = :items, #bytes = :bytes")
+                .expression_attribute_names("#items", "planned_items")
+                .expression_attribute_names("#bytes", "planned_bytes")
+                .expression_attribute_values(":items", n(items))
+                .expression_attribute_values(":bytes", n(bytes)),
+            None => update.update_expression("SET #status = :status"),
+        };
+        match update.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failed(&e) => Err(not_found(id)),
+            Err(e) => Err(sdk_error(SERVICE, "UpdateItem", e)),
+        }
+    }
+
+    pub(super) async fn record_outcome(&self, report: &RestoreItemReport, bytes: u64) -> Result<bool, StoreError> {
+        let report_key = key(job_pk(&report.job_id), report_sk(&report.item_id));
+        for attempt in 0..RECORD_ATTEMPTS {
+            let recorded = match self.get_row(report_key.clone(), true).await? {
+                Some(row) => Some(parse_variant::<RestoreOutcome>(&row, "outcome")?),
+                None => None,
+            };
+            if !outcome_replaces(recorded, report.outcome) {
+                return Ok(false);
+            }
+            let items = vec![
+                self.report_put(report, bytes, recorded)?,
+                self.counters_update(&report.job_id, report.outcome, recorded, bytes)?,
+            ];
+            let sent = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
+            let err = match sent {
+                Ok(_) => return Ok(true),
+                Err(e) => e,
+            };
+            match err.as_service_error().and_then(cancelled_conditions) {
+                Some((_, true)) => return Err(not_found(&report.job_id)),
+                // Another delivery of this item got there first: decide again on what it wrote.
+                Some((true, false)) => {}
+                // Transaction conflicts with a concurrent update of the job row.
+                Some((false, false)) => backoff(attempt).await,
+                None => return Err(sdk_error(SERVICE, "TransactWriteItems", err)),
+            }
+        }
+        Err(StoreError::Service {
+            service: SERVICE,
+            message: format!("TransactWriteItems: outcome of an item still contended after {RECORD_ATTEMPTS} attempts"),
+            retryable: true,
+        })
+    }
+
+    /// The report row, conditional on the row being exactly as read (`recorded`).
+    fn report_put(
+        &self,
+        report: &RestoreItemReport,
+        bytes: u64,
+        recorded: Option<RestoreOutcome>,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut row = key(job_pk(&report.job_id), report_sk(&report.item_id));
+        row.insert("doc".to_owned(), json(report)?);
+        row.insert("outcome".to_owned(), s(variant_name(&report.outcome)?));
+        row.insert("bytes".to_owned(), n(bytes));
+        let put = Put::builder().table_name(&self.table).set_item(Some(row));
+        let put = match recorded {
+            None => put.condition_expression("attribute_not_exists(PK)"),
+            Some(previous) => put
+                .condition_expression("#outcome = :previous")
+                .expression_attribute_names("#outcome", "outcome")
+                .expression_attribute_values(":previous", s(variant_name(&previous)?)),
+        };
+        Ok(TransactWriteItem::builder().put(put.build().map_err(request)?).build())
+    }
+
+    /// Counts `outcome` (and un-counts `recorded`) on the job row, which must exist.
+    fn counters_update(
+        &self,
+        job_id: &str,
+        outcome: RestoreOutcome,
+        recorded: Option<RestoreOutcome>,
+        bytes: u64,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut adds = vec!["#new :one"];
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(job_pk(job_id), JOB_SK)))
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_names("#new", counter_of(outcome))
+            .expression_attribute_values(":one", n(1));
+        // `outcome_replaces` only ever replaces a failure, whose counter differs from `#new`.
+        if let Some(previous) = recorded {
+            adds.push("#previous :minus_one");
+            update = update
+                .expression_attribute_names("#previous", counter_of(previous))
+                .expression_attribute_values(":minus_one", AttributeValue::N("-1".to_owned()));
+        }
+        if outcome == RestoreOutcome::Restored && bytes > 0 {
+            adds.push("#bytes :bytes");
+            update = update
+                .expression_attribute_names("#bytes", "bytes_restored")
+                .expression_attribute_values(":bytes", n(bytes));
+        }
+        let update = update.update_expression(format!("ADD {}", adds.join(", "))).build().map_err(request)?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    pub(super) async fn get_restore_report(
+        &self,
+        job_id: &str,
+        item_id: &str,
+    ) -> Result<Option<RestoreItemReport>, StoreError> {
+        self.get_row(key(job_pk(job_id), report_sk(item_id)), true).await?.as_ref().map(parse_report).transpose()
+    }
+
+    pub(super) async fn query_restore_reports(
+        &self,
+        job_id: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<RestoreItemReport>, StoreError> {
+        let listing = Listing::restore_reports(job_id);
+        let after = listing.resume(cursor)?;
+        let limit = limit.max(1);
+        // BETWEEN is inclusive: the row of the cursor's own item comes back first and is dropped.
+        // `ITEM$` sorts after every `ITEM#...` and before `JOB`.
+        let lower = after.as_deref().map_or_else(|| "ITEM#".to_owned(), report_sk);
+        let mut reports = Vec::new();
+        let mut start: Option<Row> = None;
+        let mut exhausted = false;
+        while reports.len() <= limit {
+            // One more than the page, to learn whether there is a next one.
+            let wanted = limit + 2 - reports.len();
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("PK = :pk AND SK BETWEEN :lo AND :hi")
+                .expression_attribute_values(":pk", s(job_pk(job_id)))
+                .expression_attribute_values(":lo", s(lower.clone()))
+                .expression_attribute_values(":hi", s("ITEM$"))
+                .consistent_read(true)
+                .limit(i32::try_from(wanted).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error(SERVICE, "Query", e))?;
+            for row in out.items() {
+                if attr_s(row, "SK") != Some(lower.as_str()) {
+                    reports.push(parse_report(row)?);
+                }
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => {
+                    exhausted = true;
+                    break;
+                }
+            }
+        }
+        let more = reports.len() > limit || !exhausted;
+        reports.truncate(limit);
+        let next = reports.last().filter(|_| more).map(|r| listing.cursor(&r.item_id));
+        Ok(Page { items: reports, next })
+    }
+}
