@@ -139,8 +139,10 @@ async fn dispatch(sim: &Arc<Inner>, req: Request<'_>) -> GraphResult<Response> {
     let Request { method, drive, rest, mut q, headers, body } = req;
     let base = base_url(headers);
     let addr = parse_address(rest)?;
-    if method != Method::GET && method != Method::HEAD {
-        write::check_writable(sim, drive)?;
+    let writing = method != Method::GET && method != Method::HEAD;
+    if writing && let Err(e) = write::check_writable(sim, drive) {
+        write::drain(body).await;
+        return Err(e);
     }
     let action = addr.action.clone();
     let ctx = write::Ctx { sim, base: &base, drive, headers };

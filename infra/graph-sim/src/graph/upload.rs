@@ -190,14 +190,16 @@ async fn put_fragment(
 }
 
 async fn receive(sim: &Arc<Inner>, token: &str, headers: &HeaderMap, body: Body) -> GraphResult<Response> {
+    // Each request must stay under 60 MiB. The body is read before any
+    // other check so that a rejection arrives as a response, not a reset.
+    let bytes = read_body(headers, body, MAX_FRAGMENT - 1).await;
     let id = session_id(sim, token, headers)?;
     let drive = live(&mut sim.lock(), &id)?.drive_id.clone();
     check_writable(sim, &drive)?;
     if !headers.contains_key(header::CONTENT_LENGTH) {
         return Err(GraphError::new(StatusCode::LENGTH_REQUIRED, "invalidRequest", "Content-Length is required."));
     }
-    // Each request must stay under 60 MiB.
-    let bytes = read_body(headers, body, MAX_FRAGMENT - 1).await?;
+    let bytes = bytes?;
     let range = ContentRange::parse(headers.get(header::CONTENT_RANGE).and_then(|v| v.to_str().ok()))?;
     {
         let mut st = sim.lock();
@@ -260,10 +262,11 @@ async fn cancel(State(sim): State<Arc<Inner>>, Path(token): Path<String>, header
 async fn commit(State(sim): State<Arc<Inner>>, Path(token): Path<String>, headers: HeaderMap, body: Body) -> Response {
     reply(
         async {
+            let received = read_body(&headers, body, JSON_BODY_MAX).await;
             let id = session_id(&sim, &token, &headers)?;
             let drive = live(&mut sim.lock(), &id)?.drive_id.clone();
             check_writable(&sim, &drive)?;
-            if !read_body(&headers, body, JSON_BODY_MAX).await?.is_empty() {
+            if !received?.is_empty() {
                 return Err(GraphError::bad_request("A commit request must have an empty body (Content-Length: 0)."));
             }
             finish(&sim, &base_url(&headers), &id)

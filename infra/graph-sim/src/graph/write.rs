@@ -105,6 +105,13 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> GraphResu
     Ok(buf.freeze())
 }
 
+/// Consumes and discards a body, so that an early rejection reaches the
+/// client as a response rather than a connection reset mid-upload.
+pub async fn drain(body: Body) {
+    let mut stream = body.into_data_stream();
+    while let Some(Ok(_)) = stream.next().await {}
+}
+
 /// A JSON body (empty counts as `{}`), `400` when malformed.
 pub fn parse_json<T: DeserializeOwned>(raw: &[u8]) -> GraphResult<T> {
     let raw = if raw.iter().all(u8::is_ascii_whitespace) { b"{}".as_slice() } else { raw };

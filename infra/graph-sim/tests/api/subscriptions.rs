@@ -192,3 +192,27 @@ async fn dropped_and_duplicated_notifications_are_counted() {
     assert_eq!(stats["notifications_sent"], 2);
     assert_eq!(stats["notifications_failed"], 1);
 }
+
+#[tokio::test]
+async fn graph_writes_notify_like_admin_mutations() {
+    // Given a subscription on the drive root
+    let sim = start(fast_config()).await;
+    let drive = sim.seed_one(0, 0).await;
+    let (url, mut rx, _) = receiver(true).await;
+    let body = json!({"changeType": "updated", "notificationUrl": url,
+        "resource": format!("/drives/{drive}/root"), "expirationDateTime": expiry(60)});
+    let created = sim.send_json(reqwest::Method::POST, "/subscriptions", body).await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+
+    // When the restore side writes (simple upload, then a folder)
+    let put = sim.put_bytes(&format!("/drives/{drive}/root:/restored.txt:/content"), b"back").await;
+    assert_eq!(put.status(), StatusCode::CREATED);
+    let r = sim
+        .send_json(reqwest::Method::POST, &format!("/drives/{drive}/root/children"), json!({"name": "R", "folder": {}}))
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    // Then one coalesced notification arrives for the drive
+    let n = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.expect("notification in time").expect("body");
+    assert_eq!(n["value"][0]["resource"], format!("drives/{drive}/root"));
+}
