@@ -139,7 +139,9 @@ async fn dispatch(sim: &Arc<Inner>, req: Request<'_>) -> GraphResult<Response> {
     let Request { method, drive, rest, mut q, headers, body } = req;
     let base = base_url(headers);
     let addr = parse_address(rest)?;
-    let writing = method != Method::GET && method != Method::HEAD;
+    // HEAD answers as GET (hyper drops the body), as `get()` routes did.
+    let method = if method == Method::HEAD { Method::GET } else { method };
+    let writing = method != Method::GET;
     if writing && let Err(e) = write::check_writable(sim, drive) {
         write::drain(body).await;
         return Err(e);
