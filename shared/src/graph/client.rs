@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use rand::Rng;
 use reqwest::header::{AUTHORIZATION, HeaderMap};
 use reqwest::{Method, Response};
@@ -86,11 +87,15 @@ pub(crate) struct Call<'a> {
     /// Send the bearer token (never to a pre-authenticated download URL).
     pub bearer: bool,
     pub json: Option<&'a serde_json::Value>,
+    /// Raw bytes (uploads). Cheap to clone for a resend.
+    pub body: Option<Bytes>,
     pub headers: HeaderMap,
     /// Safe to resend after a failure that may have reached Graph.
     pub idempotent: bool,
     /// Use the streaming client (no overall timeout).
     pub content: bool,
+    /// Overall limit for this request (uploads: scaled to the body's size).
+    pub timeout: Option<Duration>,
 }
 
 impl<'a> Call<'a> {
@@ -100,9 +105,11 @@ impl<'a> Call<'a> {
             url,
             bearer: true,
             json: None,
+            body: None,
             headers: HeaderMap::new(),
             idempotent: true,
             content: false,
+            timeout: None,
         }
     }
 
@@ -242,6 +249,12 @@ impl GraphClient {
         if let Some(json) = call.json {
             req = req.json(json);
         }
+        if let Some(body) = &call.body {
+            req = req.body(body.clone());
+        }
+        if let Some(timeout) = call.timeout {
+            req = req.timeout(timeout);
+        }
         self.inner.requests.fetch_add(1, Ordering::Relaxed);
         let resp = req.send().await.map_err(|e| (GraphError::from_transport(e), token.clone()))?;
         let status = resp.status();
@@ -280,7 +293,7 @@ pub(crate) async fn read_nothing(_: Response) -> Result<(), GraphError> {
 }
 
 /// 100 ms, 400 ms, 1.6 s, ... plus up to 50 % jitter so retries from many workers spread.
-fn backoff(retry: u32) -> Duration {
+pub(crate) fn backoff(retry: u32) -> Duration {
     let base = FIRST_BACKOFF.saturating_mul(4u32.saturating_pow(retry));
     let jitter_ms = rand::rng().random_range(0..=base.as_millis() as u64 / 2);
     base + Duration::from_millis(jitter_ms)

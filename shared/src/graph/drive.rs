@@ -337,7 +337,7 @@ impl RawItem {
 }
 
 /// A malformed timestamp is dropped rather than failing the whole page.
-fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+pub(crate) fn parse_time(s: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
 }
 

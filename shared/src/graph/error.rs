@@ -42,6 +42,28 @@ pub enum GraphError {
     /// Connection reset, timeout, 500/502/504, truncated body: the same call may succeed.
     #[error("transient Graph failure: {message}")]
     Transient { message: String },
+    /// 409: the target name is taken (`nameAlreadyExists`) or the item changed under us.
+    /// Retrying the same request gives the same answer: pick another name or behaviour.
+    #[error("conflict ({code})")]
+    Conflict { code: String },
+    /// 412: an `If-Match`/`If-None-Match` condition did not hold.
+    #[error("precondition failed")]
+    PreconditionFailed,
+    /// 413: the request body is too big for this call (e.g. a simple upload over the
+    /// limit): use an upload session, or smaller fragments.
+    #[error("request body too large for Graph")]
+    PayloadTooLarge,
+    /// 416 on an upload session: that range was already received (or is out of order).
+    /// Ask the session's status and resume from its `nextExpectedRanges`.
+    #[error("upload range not satisfiable; ask the session status and resume")]
+    RangeNotSatisfiable,
+    /// 404 on an upload URL: the session expired, was cancelled or already completed.
+    /// Start the upload over with a new session.
+    #[error("upload session is gone; start over with a new session")]
+    UploadSessionGone,
+    /// 507: the drive's quota cannot take the file.
+    #[error("insufficient storage in the target drive")]
+    InsufficientStorage,
     /// A resumed download got `200` (whole file) instead of `206`: restart from offset 0.
     #[error("server ignored the Range header; restart the download from offset 0")]
     RangeIgnored,
@@ -76,6 +98,11 @@ impl GraphError {
 
     pub fn is_not_found(&self) -> bool {
         matches!(self, Self::NotFound)
+    }
+
+    /// The name is taken in the target folder (or another 409).
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Self::Conflict { .. })
     }
 
     pub(crate) fn protocol(message: impl Into<String>) -> Self {
@@ -122,6 +149,11 @@ pub(crate) fn from_response(status: StatusCode, headers: &HeaderMap, body: &[u8]
                 .map(|u| DeltaLink::new(u.to_string())),
         },
         404 => GraphError::NotFound,
+        409 => GraphError::Conflict { code },
+        412 => GraphError::PreconditionFailed,
+        413 => GraphError::PayloadTooLarge,
+        416 => GraphError::RangeNotSatisfiable,
+        507 => GraphError::InsufficientStorage,
         403 => GraphError::Forbidden { code },
         401 => GraphError::Unauthorized { code },
         500 | 502 | 504 => GraphError::transient(format!("HTTP {} ({code})", status.as_u16())),
@@ -230,6 +262,28 @@ mod tests {
         let bad = r#"{"error":{"code":"invalidRequest","message":"Bad expiration"}}"#;
         let http = GraphError::Http { status: 400, code: "invalidRequest".into(), message: "Bad expiration".into() };
         check(400, &[], bad, http);
+    }
+
+    #[test]
+    fn write_side_failures_are_typed_and_not_retryable() {
+        let taken = r#"{"error":{"code":"nameAlreadyExists","message":"Name already exists"}}"#;
+        let conflict = GraphError::Conflict { code: "nameAlreadyExists".into() };
+        check(409, &[], taken, conflict.clone());
+        check(412, &[], "", GraphError::PreconditionFailed);
+        check(413, &[], "", GraphError::PayloadTooLarge);
+        check(416, &[], "", GraphError::RangeNotSatisfiable);
+        check(507, &[], r#"{"error":{"code":"quotaLimitReached"}}"#, GraphError::InsufficientStorage);
+        assert!(conflict.is_conflict());
+        for err in [
+            conflict,
+            GraphError::PreconditionFailed,
+            GraphError::PayloadTooLarge,
+            GraphError::RangeNotSatisfiable,
+            GraphError::UploadSessionGone,
+            GraphError::InsufficientStorage,
+        ] {
+            assert!(!err.is_retryable(), "{err:?}");
+        }
     }
 
     #[test]

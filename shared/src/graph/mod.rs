@@ -1,5 +1,6 @@
-//! The Microsoft Graph client the backup functions use (read side: discovery, delta,
-//! content, subscriptions).
+//! The Microsoft Graph client the backup functions use: discovery, delta, content and
+//! subscriptions for the backup; folders, moves, uploads and upload sessions for the
+//! restorer (`write.rs`, `upload.rs`).
 //!
 //! One [`GraphClient`] per process, cloned freely. Every call goes through one retry
 //! policy (see `client.rs`); what is left for the caller comes back as a [`GraphError`]
@@ -7,7 +8,8 @@
 //! throttling is *not* waited out here: the caller shares it with the other workers.
 //!
 //! Nothing here logs or returns tokens, the client secret, `clientState`, or delta and
-//! next links (they carry the delta token).
+//! next links (they carry the delta token). Upload URLs (pre-authenticated) are never
+//! logged and only handed out inside the redacted [`UploadUrl`].
 
 mod auth;
 mod client;
@@ -16,6 +18,8 @@ mod drive;
 mod error;
 pub mod quickxor;
 mod subscriptions;
+mod upload;
+mod write;
 
 #[cfg(test)]
 mod api_tests;
@@ -31,3 +35,5 @@ pub use drive::{DeltaCursor, DeltaLink, DeltaPage, Download, DriveItem, ItemKind
 pub use error::{DEFAULT_THROTTLE_WAIT, GraphError};
 pub use quickxor::QuickXorHasher;
 pub use subscriptions::{NewSubscription, Subscription};
+pub use upload::{DEFAULT_FRAGMENT_SIZE, FragmentResult, UPLOAD_FRAGMENT_UNIT, UploadSession, UploadUrl};
+pub use write::{ConflictBehavior, DriveItemVersion, UploadTarget};
