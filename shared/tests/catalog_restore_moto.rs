@@ -1,0 +1,453 @@
+//! The catalog's point-in-time reads and restore bookkeeping on DynamoDB (a real moto server,
+//! `.venv/bin/moto_server`, created by `make venv`), checked against `MemoryCatalog`, whose
+//! answers are the specification.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType,
+};
+use aws_sdk_s3::config::Credentials;
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
+use shared::aws::DynamoCatalog;
+use shared::model::{
+    ConflictPolicy, ContainerId, ItemKind, ItemVersion, ObjectRef, RestoreItemReport, RestoreJob, RestoreOutcome,
+    RestoreScope, RestoreStatus, RestoreTarget, SCHEMA_VERSION, Verification,
+};
+use shared::store::memory::MemoryCatalog;
+use shared::store::{Catalog, StoreError};
+
+const TABLE: &str = "catalog";
+
+/// A moto server on a free loopback port, killed when dropped.
+struct Moto {
+    child: Child,
+    endpoint: String,
+}
+
+impl Moto {
+    fn start() -> Self {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let binary = root.join(".venv/bin/moto_server");
+        assert!(binary.exists(), "{} is missing: run `make venv` (infra/venv.sh) to install moto", binary.display());
+        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+        let child = Command::new(&binary)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let moto = Moto { child, endpoint: format!("http://127.0.0.1:{port}") };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        moto
+    }
+
+    async fn catalog(&self) -> DynamoCatalog {
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
+            .load()
+            .await;
+        catalog_table(&config).await;
+        DynamoCatalog::new(&config, TABLE)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The table as `template.yaml` declares it: PK/SK, GSI1 and GSI2, projection ALL.
+async fn catalog_table(config: &SdkConfig) {
+    let attr = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .expect("attribute")
+    };
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder().attribute_name(name).key_type(kind).build().expect("key")
+    };
+    let gsi = |name: &str, pk: &str, sk: &str| {
+        GlobalSecondaryIndex::builder()
+            .index_name(name)
+            .key_schema(key(pk, KeyType::Hash))
+            .key_schema(key(sk, KeyType::Range))
+            .projection(Projection::builder().projection_type(ProjectionType::All).build())
+            .build()
+            .expect("gsi")
+    };
+    aws_sdk_dynamodb::Client::new(config)
+        .create_table()
+        .table_name(TABLE)
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_attribute_definitions(Some(["PK", "SK", "G1PK", "G1SK", "G2PK", "G2SK"].into_iter().map(attr).collect()))
+        .key_schema(key("PK", KeyType::Hash))
+        .key_schema(key("SK", KeyType::Range))
+        .global_secondary_indexes(gsi("GSI1", "G1PK", "G1SK"))
+        .global_secondary_indexes(gsi("GSI2", "G2PK", "G2SK"))
+        .send()
+        .await
+        .expect("create table");
+}
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).expect("valid time").with_timezone(&Utc)
+}
+
+fn container() -> ContainerId {
+    ContainerId::new("tenant-1", "b!drive")
+}
+
+fn state(item: &str, etag: &str, parent: &str, modified: &str) -> ItemVersion {
+    ItemVersion {
+        v: SCHEMA_VERSION,
+        key: container().item(item),
+        version: etag.to_owned(),
+        kind: ItemKind::File,
+        name: Some(format!("{item}.txt")),
+        parent_id: Some(parent.to_owned()),
+        ctag: None,
+        modified: at(modified),
+        captured_at: at("2030-01-01T00:00:00Z"),
+        deleted: false,
+        content: None,
+        verification: Verification::Unverified,
+    }
+}
+
+fn tombstone(item: &str, parent: Option<&str>, observed: &str) -> ItemVersion {
+    ItemVersion {
+        version: ItemVersion::tombstone_version(at(observed)),
+        parent_id: parent.map(str::to_owned),
+        name: None,
+        deleted: true,
+        verification: Verification::NoContent,
+        ..state(item, "", "", observed)
+    }
+}
+
+async fn commit_all(catalog: &dyn Catalog, versions: &[ItemVersion]) {
+    futures::stream::iter(versions)
+        .map(|v| async move {
+            let record = ObjectRef { key: format!("records/{}/{}", v.key.item_id, v.version), version_id: "1".into() };
+            catalog.commit_version(v, &record).await
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("commit");
+}
+
+/// Every child of `parent` at `t`, following cursors `limit` at a time: (item, version).
+async fn all_children(catalog: &dyn Catalog, parent: &str, t: DateTime<Utc>, limit: usize) -> Vec<(String, String)> {
+    let mut all = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = catalog.children_as_of(&container(), parent, t, cursor.as_deref(), limit).await.expect("page");
+        assert!(page.items.len() <= limit, "a page of {} for a limit of {limit}", page.items.len());
+        all.extend(page.items.into_iter().map(|v| (v.key.item_id, v.version)));
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return all,
+        }
+    }
+}
+
+fn ids(versions: Vec<ItemVersion>) -> Vec<(String, String)> {
+    versions.into_iter().map(|v| (v.key.item_id, v.version)).collect()
+}
+
+/// Edits, renames, moves both ways between folders, a deletion and a late creation; items with
+/// many versions so a folder's index rows span pages of two children.
+fn history() -> Vec<ItemVersion> {
+    let mut versions = vec![
+        state("doc", "d1", "A", "2024-05-01T10:00:00Z"),
+        state("doc", "d2", "A", "2024-05-01T11:00:00Z"),
+        state("doc", "d3", "A", "2024-05-01T12:00:00Z"),
+        state("out", "o1", "A", "2024-05-01T10:00:00Z"),
+        state("out", "o2", "B", "2024-05-01T11:00:00Z"),
+        state("in", "i1", "B", "2024-05-01T10:00:00Z"),
+        state("in", "i2", "A", "2024-05-01T11:30:00Z"),
+        state("gone", "g1", "A", "2024-05-01T10:00:00Z"),
+        tombstone("gone", Some("A"), "2024-05-01T11:00:00Z"),
+        state("late", "l1", "A", "2024-05-01T13:00:00Z"),
+        // Away and back again: in A, then B, then A.
+        state("boomerang", "b1", "A", "2024-05-01T10:00:00Z"),
+        state("boomerang", "b2", "B", "2024-05-01T10:30:00Z"),
+        state("boomerang", "b3", "A", "2024-05-01T11:15:00Z"),
+    ];
+    for i in 0..7 {
+        let item = format!("busy{i}");
+        for edit in 0..4 {
+            versions.push(state(&item, &format!("e{edit}"), "A", &format!("2024-05-01T1{edit}:0{i}:00Z")));
+        }
+    }
+    versions
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_folder_and_a_drive_as_of_any_moment_match_the_specification() {
+    // Given the same history in DynamoDB and in memory
+    let moto = Moto::start();
+    let dynamo = moto.catalog().await;
+    let memory = MemoryCatalog::new();
+    commit_all(&dynamo, &history()).await;
+    commit_all(&memory, &history()).await;
+
+    // Then every folder at every moment, read two at a time, has the same children
+    let moments = [
+        "2024-05-01T09:00:00Z",
+        "2024-05-01T10:00:00Z",
+        "2024-05-01T10:45:00Z",
+        "2024-05-01T11:00:00Z",
+        "2024-05-01T11:45:00Z",
+        "2024-05-01T12:03:00Z",
+        "2024-05-01T14:00:00Z",
+    ];
+    for t in moments.map(at) {
+        for parent in ["A", "B", "C"] {
+            let expected = all_children(&memory, parent, t, 100).await;
+            assert_eq!(all_children(&dynamo, parent, t, 2).await, expected, "{parent} at {t}");
+            assert_eq!(all_children(&dynamo, parent, t, 100).await, expected, "{parent} at {t}");
+        }
+        let drive = ids(dynamo.container_as_of(&container(), t).await.expect("as of"));
+        assert_eq!(drive, ids(memory.container_as_of(&container(), t).await.expect("as of")), "drive at {t}");
+    }
+
+    // And the answers are the ones a person expects
+    let a = |t| all_children(&dynamo, "A", at(t), 3);
+    assert!(a("2024-05-01T09:00:00Z").await.is_empty());
+    let at_1045: Vec<String> = a("2024-05-01T10:45:00Z").await.into_iter().map(|(i, _)| i).collect();
+    assert!(at_1045.contains(&"out".to_owned()) && at_1045.contains(&"gone".to_owned()));
+    assert!(!at_1045.contains(&"boomerang".to_owned()) && !at_1045.contains(&"in".to_owned()));
+    let at_1145 = a("2024-05-01T11:45:00Z").await;
+    for (item, version) in [("boomerang", "b3"), ("doc", "d2"), ("in", "i2")] {
+        assert!(at_1145.contains(&(item.to_owned(), version.to_owned())), "{item} {version} in {at_1145:?}");
+    }
+    assert!(!at_1145.iter().any(|(i, _)| i == "out" || i == "gone" || i == "late"));
+    let drive = dynamo.container_as_of(&container(), at("2024-05-01T11:45:00Z")).await.expect("as of");
+    assert!(drive.iter().any(|v| v.key.item_id == "gone" && v.deleted), "deletions are visible");
+
+    // And the change history agrees on its window edges and its limit
+    for (from, to, limit) in [
+        ("2024-05-01T10:00:00Z", "2024-05-01T11:00:00Z", 100),
+        ("2024-05-01T10:00:00.001Z", "2024-05-01T10:59:59.999Z", 100),
+        ("2024-05-01T00:00:00Z", "2024-05-02T00:00:00Z", 5),
+        ("2024-05-02T00:00:00Z", "2024-05-03T00:00:00Z", 5),
+    ] {
+        let got = dynamo.changes_between(&container(), at(from), at(to), limit).await.expect("changes");
+        let want = memory.changes_between(&container(), at(from), at(to), limit).await.expect("changes");
+        assert_eq!(ids(got), ids(want), "[{from}, {to}] limit {limit}");
+    }
+
+    // And a cursor only works for the listing that handed it out
+    let t = at("2024-05-01T14:00:00Z");
+    let page = dynamo.children_as_of(&container(), "A", t, None, 2).await.expect("page");
+    let cursor = page.next.expect("a next page");
+    let foreign = dynamo.children_as_of(&container(), "B", t, Some(&cursor), 2).await;
+    assert!(matches!(foreign, Err(StoreError::InvalidCursor)), "{foreign:?}");
+    let edited = dynamo.children_as_of(&container(), "A", t, Some(&cursor[1..]), 2).await;
+    assert!(matches!(edited, Err(StoreError::InvalidCursor)), "{edited:?}");
+}
+
+fn job(id: &str, created: &str) -> RestoreJob {
+    RestoreJob {
+        v: SCHEMA_VERSION,
+        id: id.to_owned(),
+        container: container(),
+        scope: RestoreScope::Container,
+        as_of: at("2024-05-01T11:45:00Z"),
+        target: RestoreTarget::InPlace,
+        conflict: ConflictPolicy::Rename,
+        quarantine_new_items: false,
+        status: RestoreStatus::Planned,
+        created_at: at(created),
+        planned_items: 0,
+        planned_bytes: 0,
+        restored: 0,
+        unchanged: 0,
+        skipped: 0,
+        failed: 0,
+        bytes_restored: 0,
+    }
+}
+
+fn report(job_id: &str, item: &str, outcome: RestoreOutcome) -> RestoreItemReport {
+    RestoreItemReport {
+        job_id: job_id.to_owned(),
+        item_id: item.to_owned(),
+        path: format!("/A/{item}"),
+        outcome,
+        detail: (outcome == RestoreOutcome::Failed).then(|| "503 from Graph".to_owned()),
+        target_item_id: Some(item.to_owned()),
+        at: at("2024-05-02T09:00:00Z"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restore_outcomes_count_once_even_when_redelivered_concurrently() {
+    use RestoreOutcome::{CreatedAfter, Failed, Restored, Skipped, Unchanged};
+    let moto = Moto::start();
+    let catalog = moto.catalog().await;
+
+    // Given a job, created once
+    catalog.create_restore_job(&job("j1", "2024-05-02T08:00:00Z")).await.expect("create");
+    let again = catalog.create_restore_job(&job("j1", "2024-05-02T08:00:00Z")).await;
+    assert!(matches!(again, Err(StoreError::AlreadyExists { .. })), "{again:?}");
+    catalog.set_restore_status("j1", RestoreStatus::Running, Some((6, 900))).await.expect("plan");
+
+    // When an item fails, is redelivered, then its retry restores it
+    let record = |item: &'static str, outcome, bytes| {
+        let catalog = &catalog;
+        async move { catalog.record_restore_outcome(&report("j1", item, outcome), bytes).await.expect("record") }
+    };
+    assert!(record("a", Failed, 0).await);
+    assert!(!record("a", Failed, 0).await);
+    assert!(record("a", Restored, 300).await);
+    assert!(!record("a", Restored, 300).await);
+    assert!(!record("a", Failed, 0).await, "a late failure must not undo a restore");
+    assert!(record("b", Unchanged, 0).await);
+    assert!(record("c", Skipped, 0).await);
+    assert!(record("d", CreatedAfter, 0).await);
+
+    // And ten deliveries of one item race, half of them failures
+    let racing: Vec<bool> = futures::stream::iter(0..10)
+        .map(|i| record("e", if i % 2 == 0 { Failed } else { Restored }, 100))
+        .buffer_unordered(10)
+        .collect()
+        .await;
+    assert!((1..=2).contains(&racing.iter().filter(|changed| **changed).count()), "{racing:?}");
+
+    // Then every item counts exactly once, in its best outcome
+    let job = catalog.restore_job("j1").await.expect("read").expect("exists");
+    assert_eq!((job.status, job.planned_items, job.planned_bytes), (RestoreStatus::Running, 6, 900));
+    assert_eq!((job.restored, job.unchanged, job.skipped, job.failed, job.bytes_restored), (2, 1, 2, 0, 400));
+    assert_eq!(job.as_of, at("2024-05-01T11:45:00Z"));
+    let e = catalog.restore_report("j1", "e").await.expect("report").expect("exists");
+    assert_eq!(e.outcome, Restored);
+    assert_eq!(catalog.restore_report("j1", "zz").await.expect("report"), None);
+
+    // And unknown jobs are refused rather than half-created
+    let orphan = catalog.record_restore_outcome(&report("nope", "a", Restored), 1).await;
+    assert!(matches!(orphan, Err(StoreError::NotFound { .. })), "{orphan:?}");
+    assert_eq!(catalog.restore_report("nope", "a").await.expect("report"), None);
+    let status = catalog.set_restore_status("nope", RestoreStatus::Failed, None).await;
+    assert!(matches!(status, Err(StoreError::NotFound { .. })), "{status:?}");
+    assert_eq!(catalog.restore_job("nope").await.expect("read"), None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_list_newest_first_per_tenant_and_reports_page_by_item() {
+    let moto = Moto::start();
+    let catalog = moto.catalog().await;
+    for (id, created) in
+        [("j1", "2024-05-02T08:00:00Z"), ("j3", "2024-05-02T10:00:00Z"), ("j2", "2024-05-02T09:00:00Z")]
+    {
+        catalog.create_restore_job(&job(id, created)).await.expect("create");
+    }
+    let mut other = job("x", "2024-05-02T11:00:00Z");
+    other.container = ContainerId::new("tenant-2", "d");
+    catalog.create_restore_job(&other).await.expect("create");
+    catalog.set_restore_status("j2", RestoreStatus::CompletedWithErrors, None).await.expect("status");
+
+    let listed = catalog.list_restore_jobs("tenant-1", 10).await.expect("list");
+    let order: Vec<&str> = listed.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(order, ["j3", "j2", "j1"]);
+    assert_eq!(listed[1].status, RestoreStatus::CompletedWithErrors);
+    assert_eq!(catalog.list_restore_jobs("tenant-1", 2).await.expect("list").len(), 2);
+    assert!(catalog.list_restore_jobs("tenant-3", 10).await.expect("list").is_empty());
+
+    // Reports of one job, paged three at a time, none of another job's
+    for i in 0..8 {
+        let r = report("j1", &format!("i{i}"), RestoreOutcome::Restored);
+        catalog.record_restore_outcome(&r, 1).await.expect("record");
+    }
+    catalog.record_restore_outcome(&report("j2", "i0", RestoreOutcome::Failed), 0).await.expect("other job");
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut cursors = Vec::new();
+    loop {
+        let page = catalog.restore_reports("j1", cursor.as_deref(), 3).await.expect("page");
+        assert!(page.items.len() <= 3);
+        items.extend(page.items.into_iter().map(|r| r.item_id));
+        match page.next {
+            Some(next) => {
+                cursors.push(next.clone());
+                cursor = Some(next);
+            }
+            None => break,
+        }
+    }
+    assert_eq!(items, ["i0", "i1", "i2", "i3", "i4", "i5", "i6", "i7"]);
+    assert_eq!(cursors.len(), 2);
+    let foreign = catalog.restore_reports("j2", Some(&cursors[0]), 3).await;
+    assert!(matches!(foreign, Err(StoreError::InvalidCursor)), "{foreign:?}");
+    let job = catalog.restore_job("j1").await.expect("read").expect("exists");
+    assert_eq!((job.restored, job.bytes_restored), (8, 8));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn timing_of_a_folder_of_two_thousand_children() {
+    // Given 2,000 files in one folder, 200 of them edited again after the moment we read
+    let moto = Moto::start();
+    let catalog = moto.catalog().await;
+    let mut versions = Vec::new();
+    for i in 0..2_000 {
+        let item = format!("file{i:05}");
+        versions.push(state(&item, "1", "big", "2024-05-01T10:00:00Z"));
+        if i % 10 == 0 {
+            versions.push(state(&item, "2", "big", "2024-05-01T12:00:00Z"));
+        }
+    }
+    let started = Instant::now();
+    commit_all(&catalog, &versions).await;
+    println!("committed {} versions in {:?}", versions.len(), started.elapsed());
+
+    // When the folder is read a page at a time, before and after the later edits
+    for (label, t, limit) in [
+        ("heads older than T", "2024-05-01T13:00:00Z", 200),
+        ("10% changed since T", "2024-05-01T11:00:00Z", 200),
+        ("heads older than T", "2024-05-01T13:00:00Z", 1_000),
+        ("10% changed since T", "2024-05-01T11:00:00Z", 1_000),
+    ] {
+        let started = Instant::now();
+        let first = catalog.children_as_of(&container(), "big", at(t), None, limit).await.expect("page");
+        let first_page = started.elapsed();
+        let all = all_children(&catalog, "big", at(t), limit).await;
+        println!(
+            "children_as_of on moto, {label}, limit {limit}: first page {first_page:?}, all 2,000 in {:?}",
+            started.elapsed() - first_page
+        );
+        assert_eq!(first.items.len(), limit);
+        assert_eq!(all.len(), 2_000);
+    }
+    // For scale: moto answers every Query by scanning the whole table, so each `version_at`
+    // (one per child changed since T) costs far more here than on DynamoDB.
+    let started = Instant::now();
+    for i in (0..2_000).step_by(100) {
+        let item = container().item(format!("file{i:05}"));
+        catalog.version_at(&item, at("2024-05-01T11:00:00Z")).await.expect("version_at").expect("exists");
+    }
+    println!("version_at on moto: {:?} each, sequentially", started.elapsed() / 20);
+    let started = Instant::now();
+    let drive = catalog.container_as_of(&container(), at("2024-05-01T11:00:00Z")).await.expect("as of");
+    println!("container_as_of on moto, 2,200 versions: {:?}", started.elapsed());
+    assert_eq!(drive.len(), 2_000);
+}
