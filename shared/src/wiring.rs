@@ -100,3 +100,16 @@ pub async fn scheduler(cfg: &SchedulerConfig, aws: &aws_config::SdkConfig) -> Re
         renew_within_minutes: cfg.renew_within_minutes,
     })
 }
+
+pub async fn restorer(
+    cfg: &crate::config::RestorerConfig,
+    aws: &aws_config::SdkConfig,
+) -> Result<crate::pipeline::restorer::RestorerDeps, WiringError> {
+    let secrets = SecretsManagerSource::new(aws);
+    Ok(crate::pipeline::restorer::RestorerDeps {
+        graph: graph_client(&cfg.graph, &secrets).await?,
+        vault: Arc::new(S3Vault::new(aws, cfg.vault_bucket.clone())),
+        catalog: Arc::new(DynamoCatalog::new(aws, cfg.catalog_table.clone())),
+        sink: Arc::new(SqsSink::new(aws, cfg.queues.clone())),
+    })
+}

@@ -9,8 +9,10 @@ use tracing::{error, warn};
 use super::PipelineError;
 use super::copier::{self, Copied, CopierDeps};
 use super::enumerator::{self, EnumeratorDeps};
+use super::restorer::{self, RestorerDeps};
 use super::scheduler::{self, SchedulerDeps};
 use super::webhook::LifecycleJob;
+use crate::api::RestoreTask;
 use crate::model::{ChangeJob, ItemJob};
 
 /// One received message: the queue's id for it and its body.
@@ -82,6 +84,19 @@ pub async fn lifecycle_batch(deps: &SchedulerDeps, messages: &[Received]) -> Vec
     for m in messages {
         let result = match serde_json::from_str::<LifecycleJob>(&m.body) {
             Ok(job) => scheduler::lifecycle(deps, &job).await,
+            Err(e) => Err(PipelineError::BadJob(e.to_string())),
+        };
+        failed.extend(outcome(&m.id, result));
+    }
+    failed
+}
+
+/// `restores`: one plan step or chunk of items at a time.
+pub async fn restore_batch(deps: &RestorerDeps, messages: &[Received]) -> Vec<String> {
+    let mut failed = Vec::new();
+    for m in messages {
+        let result = match serde_json::from_str::<RestoreTask>(&m.body) {
+            Ok(task) => restorer::handle(deps, &task).await,
             Err(e) => Err(PipelineError::BadJob(e.to_string())),
         };
         failed.extend(outcome(&m.id, result));

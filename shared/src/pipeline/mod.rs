@@ -6,6 +6,7 @@
 pub mod batch;
 pub mod copier;
 pub mod enumerator;
+pub mod restorer;
 pub mod scheduler;
 pub mod webhook;
 

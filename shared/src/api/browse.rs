@@ -1,0 +1,498 @@
+//! Read-only routes: protected resources, a folder's children as of T, an item's history, a
+//! download link for one version, and a drive's changes in a window.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::Json;
+use axum::extract::State;
+use base64::Engine;
+use chrono::{DateTime, DurationRound, SubsecRound, TimeDelta, Utc};
+use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    ApiDeps, ApiError, ApiPath, ApiQuery, DOWNLOAD_LINK_LIFETIME, Deps, NoQuery, check_as_of, parse_limit, parse_time,
+    protected_drive,
+};
+use crate::model::{ContainerId, ItemKind, ItemVersion, Verification};
+use crate::pipeline::enumerator::describe;
+
+/// Catalog reads in flight for one request.
+const READ_CONCURRENCY: usize = 16;
+
+// ---------------------------------------------------------------------------------------
+// GET /v1/resources
+
+#[derive(Serialize)]
+pub(crate) struct Resources {
+    users: Vec<ProtectedUser>,
+}
+
+#[derive(Serialize)]
+struct ProtectedUser {
+    user_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_principal_name: Option<String>,
+    drives: Vec<ProtectedDrive>,
+}
+
+#[derive(Serialize)]
+struct ProtectedDrive {
+    drive_id: String,
+    discovered_at: DateTime<Utc>,
+    subscription_expires: Option<DateTime<Utc>>,
+    last_synced_at: Option<DateTime<Utc>>,
+    health: &'static str,
+    open_failures: usize,
+}
+
+pub(crate) async fn resources(
+    State(deps): Deps,
+    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
+) -> Result<Json<Resources>, ApiError> {
+    let records = deps.catalog.list_containers(&deps.tenant_id).await?;
+    let deps = &deps;
+    let drives: Vec<_> = futures::stream::iter(records)
+        .map(|record| async move {
+            let sync = deps.catalog.sync_state(&record.container).await?;
+            let failures = deps.catalog.failures(&record.container).await?;
+            Ok::<_, ApiError>((record, sync, failures.len()))
+        })
+        .buffered(READ_CONCURRENCY)
+        .try_collect()
+        .await?;
+    let mut users: BTreeMap<String, ProtectedUser> = BTreeMap::new();
+    for (record, sync, open_failures) in drives {
+        let user = users.entry(record.user_id.clone()).or_insert_with(|| ProtectedUser {
+            user_id: record.user_id.clone(),
+            user_principal_name: None,
+            drives: Vec::new(),
+        });
+        user.user_principal_name = user.user_principal_name.take().or(record.user_principal_name.clone());
+        user.drives.push(ProtectedDrive {
+            drive_id: record.container.drive_id,
+            discovered_at: record.discovered_at,
+            subscription_expires: record.subscription_expires,
+            last_synced_at: sync.last_synced_at,
+            health: describe(&sync),
+            open_failures,
+        });
+    }
+    let mut users: Vec<_> = users.into_values().collect();
+    for user in &mut users {
+        user.drives.sort_by(|a, b| a.drive_id.cmp(&b.drive_id));
+    }
+    Ok(Json(Resources { users }))
+}
+
+// ---------------------------------------------------------------------------------------
+// GET /v1/drives/{drive_id}/children
+
+pub(crate) const CHILDREN_DEFAULT_LIMIT: usize = 200;
+pub(crate) const CHILDREN_MAX_LIMIT: usize = 1000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChildrenQuery {
+    parent: Option<String>,
+    at: Option<String>,
+    cursor: Option<String>,
+    limit: Option<String>,
+}
+
+/// An item as it was at the listing's moment.
+#[derive(Serialize)]
+struct Child {
+    id: String,
+    name: Option<String>,
+    kind: ItemKind,
+    size: Option<u64>,
+    modified: DateTime<Utc>,
+    version: String,
+    deleted: bool,
+    sha256: Option<String>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct Children {
+    drive_id: String,
+    parent_id: String,
+    at: DateTime<Utc>,
+    items: Vec<Child>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    next: Option<String>,
+}
+
+/// The API's page cursor: the catalog's cursor plus the moment of the listing, so that the
+/// pages of a listing that defaulted `at` to "now" all show the same moment.
+#[derive(Serialize, Deserialize)]
+struct ChildrenCursor {
+    at: DateTime<Utc>,
+    c: String,
+}
+
+const MAX_CURSOR_CHARS: usize = 4096;
+
+impl ChildrenCursor {
+    fn encode(&self) -> String {
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+    }
+
+    fn decode(cursor: &str) -> Result<Self, ApiError> {
+        if cursor.len() > MAX_CURSOR_CHARS {
+            return Err(ApiError::InvalidCursor);
+        }
+        let json =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).map_err(|_| ApiError::InvalidCursor)?;
+        serde_json::from_slice(&json).map_err(|_| ApiError::InvalidCursor)
+    }
+}
+
+pub(crate) async fn children(
+    State(deps): Deps,
+    ApiPath(drive_id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<ChildrenQuery>,
+) -> Result<Json<Children>, ApiError> {
+    // "As of" has millisecond precision: the moment shown is the moment applied.
+    let now = Utc::now().trunc_subsecs(3);
+    let limit = parse_limit(q.limit.as_deref(), CHILDREN_DEFAULT_LIMIT, CHILDREN_MAX_LIMIT)?;
+    let cursor = q.cursor.as_deref().filter(|c| !c.is_empty()).map(ChildrenCursor::decode).transpose()?;
+    let at = match (q.at.as_deref(), &cursor) {
+        (Some(at), Some(cursor)) => {
+            let at = parse_time("at", at)?;
+            // The catalog would refuse it too; say so before reading anything.
+            if at != cursor.at {
+                return Err(ApiError::InvalidCursor);
+            }
+            at
+        }
+        (Some(at), None) => parse_time("at", at)?,
+        (None, Some(cursor)) => cursor.at,
+        (None, None) => now,
+    };
+    let drive = protected_drive(&deps, &drive_id).await?;
+    check_as_of("at", at, &drive, now)?;
+    let container = drive.container;
+    let parent_id = resolve_parent(&deps, &container, q.parent.as_deref().unwrap_or("root"), at).await?;
+    let page =
+        deps.catalog.children_as_of(&container, &parent_id, at, cursor.as_ref().map(|c| c.c.as_str()), limit).await?;
+    let items = page
+        .items
+        .into_iter()
+        .filter(|v| !v.deleted)
+        .map(|v| Child {
+            size: v.content.as_ref().map(|c| c.size),
+            sha256: v.content.as_ref().map(|c| c.sha256.clone()),
+            id: v.key.item_id,
+            name: v.name,
+            kind: v.kind,
+            modified: v.modified,
+            version: v.version,
+            deleted: false,
+        })
+        .collect();
+    let next = page.next.map(|c| ChildrenCursor { at, c }.encode());
+    Ok(Json(Children { drive_id: container.drive_id, parent_id, at, items, next }))
+}
+
+/// `root` means the drive's root folder; any other id must have been a folder at `at`.
+async fn resolve_parent(
+    deps: &ApiDeps,
+    container: &ContainerId,
+    parent: &str,
+    at: DateTime<Utc>,
+) -> Result<String, ApiError> {
+    let root_id = deps.catalog.sync_state(container).await?.root_id;
+    if parent == "root" {
+        return root_id.ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "the root of drive {} is not known yet (first backup running)",
+                container.drive_id
+            ))
+        });
+    }
+    if root_id.as_deref() == Some(parent) {
+        return Ok(parent.to_owned());
+    }
+    match deps.catalog.version_at(&container.item(parent), at).await? {
+        Some(v) if !v.deleted && !v.kind.has_content() => Ok(parent.to_owned()),
+        Some(v) if !v.deleted => Err(ApiError::InvalidParameter(format!("parent {parent} is a file, not a folder"))),
+        _ => Err(ApiError::NotFound(format!("no folder {parent} in drive {} at that time", container.drive_id))),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// GET /v1/drives/{drive_id}/items/{item_id}/versions
+
+pub(crate) const VERSIONS_DEFAULT_LIMIT: usize = 100;
+pub(crate) const VERSIONS_MAX_LIMIT: usize = 1000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct VersionsQuery {
+    limit: Option<String>,
+}
+
+#[derive(Serialize)]
+struct VersionEntry {
+    version: String,
+    kind: ItemKind,
+    modified: DateTime<Utc>,
+    captured_at: DateTime<Utc>,
+    deleted: bool,
+    name: Option<String>,
+    parent_id: Option<String>,
+    size: Option<u64>,
+    sha256: Option<String>,
+    verification: Verification,
+}
+
+impl From<ItemVersion> for VersionEntry {
+    fn from(v: ItemVersion) -> Self {
+        Self {
+            size: v.content.as_ref().map(|c| c.size),
+            sha256: v.content.as_ref().map(|c| c.sha256.clone()),
+            version: v.version,
+            kind: v.kind,
+            modified: v.modified,
+            captured_at: v.captured_at,
+            deleted: v.deleted,
+            name: v.name,
+            parent_id: v.parent_id,
+            verification: v.verification,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub(crate) struct History {
+    drive_id: String,
+    item_id: String,
+    /// Newest first.
+    versions: Vec<VersionEntry>,
+}
+
+pub(crate) async fn versions(
+    State(deps): Deps,
+    ApiPath((drive_id, item_id)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<VersionsQuery>,
+) -> Result<Json<History>, ApiError> {
+    let limit = parse_limit(q.limit.as_deref(), VERSIONS_DEFAULT_LIMIT, VERSIONS_MAX_LIMIT)?;
+    let drive = protected_drive(&deps, &drive_id).await?;
+    let versions = deps.catalog.versions(&drive.container.item(item_id.as_str()), limit).await?;
+    if versions.is_empty() {
+        return Err(ApiError::NotFound(format!("no backed-up item {item_id} in drive {drive_id}")));
+    }
+    Ok(Json(History { drive_id, item_id, versions: versions.into_iter().map(VersionEntry::from).collect() }))
+}
+
+// ---------------------------------------------------------------------------------------
+// GET /v1/drives/{drive_id}/items/{item_id}/download
+
+/// How far back a named version is looked for.
+const VERSION_LOOKUP_LIMIT: usize = 10_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DownloadQuery {
+    version: Option<String>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct DownloadLink {
+    /// Presigned GET of the exact S3 version recorded for this item version.
+    url: String,
+    expires_at: DateTime<Utc>,
+    /// Check the downloaded bytes against this.
+    sha256: String,
+    size: u64,
+    version: String,
+    name: Option<String>,
+}
+
+pub(crate) async fn download(
+    State(deps): Deps,
+    ApiPath((drive_id, item_id)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<DownloadQuery>,
+) -> Result<Json<DownloadLink>, ApiError> {
+    let drive = protected_drive(&deps, &drive_id).await?;
+    let history = deps.catalog.versions(&drive.container.item(item_id.as_str()), VERSION_LOOKUP_LIMIT).await?;
+    if history.is_empty() {
+        return Err(ApiError::NotFound(format!("no backed-up item {item_id} in drive {drive_id}")));
+    }
+    let chosen = match q.version.as_deref() {
+        Some(wanted) => history
+            .into_iter()
+            .find(|v| v.version == wanted)
+            .ok_or_else(|| ApiError::NotFound(format!("item {item_id} has no backed-up version {wanted}")))?,
+        // The newest state that is not a deletion: what a person means by "the file".
+        None => history
+            .into_iter()
+            .find(|v| !v.deleted)
+            .ok_or_else(|| ApiError::NoContent(format!("item {item_id} has only deletions backed up")))?,
+    };
+    let content = match (&chosen.content, chosen.deleted) {
+        (Some(content), false) => content,
+        (_, true) => return Err(ApiError::NoContent(format!("version {} records a deletion", chosen.version))),
+        (None, false) => return Err(ApiError::NoContent(format!("item {item_id} is a folder, not a file"))),
+    };
+    let link = deps.presigner.presign_get(&content.object, Utc::now(), DOWNLOAD_LINK_LIFETIME).await?;
+    Ok(Json(DownloadLink {
+        url: link.url,
+        expires_at: link.expires_at,
+        sha256: content.sha256.clone(),
+        size: content.size,
+        version: chosen.version.clone(),
+        name: chosen.name.clone(),
+    }))
+}
+
+// ---------------------------------------------------------------------------------------
+// GET /v1/drives/{drive_id}/changes
+
+pub(crate) const CHANGES_DEFAULT_LIMIT: usize = 1000;
+pub(crate) const CHANGES_MAX_LIMIT: usize = 5000;
+/// Window when `from` is not given.
+const CHANGES_DEFAULT_WINDOW: TimeDelta = TimeDelta::hours(24);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChangesQuery {
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Change {
+    item_id: String,
+    version: String,
+    kind: ItemKind,
+    modified: DateTime<Utc>,
+    captured_at: DateTime<Utc>,
+    deleted: bool,
+    name: Option<String>,
+    /// The item's name in its previous version, when this version renamed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous_name: Option<String>,
+    parent_id: Option<String>,
+    size: Option<u64>,
+    sha256: Option<String>,
+}
+
+#[derive(Serialize, Debug, PartialEq, Eq)]
+pub(crate) struct MinuteBucket {
+    minute: DateTime<Utc>,
+    versions: usize,
+    /// Versions whose name got a different extension than the previous version's (`.docx` →
+    /// `.docx.locked`): the signature of a mass encryption.
+    renamed_extensions: usize,
+}
+
+#[derive(Serialize)]
+pub(crate) struct Changes {
+    drive_id: String,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    /// Oldest first.
+    versions: Vec<Change>,
+    /// True when `limit` cut the window short: ask again from the last version's `modified`.
+    truncated: bool,
+    /// Per minute with at least one version, oldest first, over `versions`.
+    histogram: Vec<MinuteBucket>,
+}
+
+pub(crate) async fn changes(
+    State(deps): Deps,
+    ApiPath(drive_id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<ChangesQuery>,
+) -> Result<Json<Changes>, ApiError> {
+    let limit = parse_limit(q.limit.as_deref(), CHANGES_DEFAULT_LIMIT, CHANGES_MAX_LIMIT)?;
+    let to = q.to.as_deref().map(|t| parse_time("to", t)).transpose()?.unwrap_or_else(Utc::now);
+    let from = q.from.as_deref().map(|t| parse_time("from", t)).transpose()?.unwrap_or(to - CHANGES_DEFAULT_WINDOW);
+    if from > to {
+        return Err(ApiError::InvalidParameter("from must not be later than to".into()));
+    }
+    let drive = protected_drive(&deps, &drive_id).await?;
+    let container = drive.container;
+    // One more than asked tells whether the window was cut short.
+    let mut versions = deps.catalog.changes_between(&container, from, to, limit + 1).await?;
+    let truncated = versions.len() > limit;
+    versions.truncate(limit);
+    let previous = previous_names(&deps, &container, &versions).await?;
+    let histogram = histogram(&versions, &previous);
+    let versions = versions
+        .into_iter()
+        .zip(previous)
+        .map(|(v, previous)| Change {
+            previous_name: previous.filter(|p| v.name.as_ref().is_some_and(|n| n != p)),
+            size: v.content.as_ref().map(|c| c.size),
+            sha256: v.content.as_ref().map(|c| c.sha256.clone()),
+            item_id: v.key.item_id,
+            version: v.version,
+            kind: v.kind,
+            modified: v.modified,
+            captured_at: v.captured_at,
+            deleted: v.deleted,
+            name: v.name,
+            parent_id: v.parent_id,
+        })
+        .collect();
+    Ok(Json(Changes { drive_id: container.drive_id, from, to, versions, truncated, histogram }))
+}
+
+/// For each version (oldest first), the name of the same item's previous version: the one
+/// before it in the window, or else the one current just before it (one catalog read per item
+/// whose previous version lies before the window).
+async fn previous_names(
+    deps: &ApiDeps,
+    container: &ContainerId,
+    versions: &[ItemVersion],
+) -> Result<Vec<Option<String>>, ApiError> {
+    let mut first_seen: HashMap<&str, usize> = HashMap::new();
+    let mut last_name: HashMap<&str, Option<String>> = HashMap::new();
+    let mut previous = vec![None; versions.len()];
+    for (i, v) in versions.iter().enumerate() {
+        let id = v.key.item_id.as_str();
+        match last_name.insert(id, v.name.clone()) {
+            Some(name) => previous[i] = name,
+            None => {
+                first_seen.insert(id, i);
+            }
+        }
+    }
+    let before: Vec<(usize, Option<String>)> = futures::stream::iter(first_seen.into_values())
+        .map(|i| async move {
+            let v = &versions[i];
+            let just_before = v.modified - TimeDelta::milliseconds(1);
+            let prior = deps.catalog.version_at(&container.item(v.key.item_id.as_str()), just_before).await?;
+            Ok::<_, ApiError>((i, prior.and_then(|p| p.name)))
+        })
+        .buffer_unordered(READ_CONCURRENCY)
+        .try_collect()
+        .await?;
+    for (i, name) in before {
+        previous[i] = name;
+    }
+    Ok(previous)
+}
+
+fn extension(name: &str) -> Option<String> {
+    std::path::Path::new(name).extension().map(|e| e.to_string_lossy().to_lowercase())
+}
+
+pub(crate) fn histogram(versions: &[ItemVersion], previous: &[Option<String>]) -> Vec<MinuteBucket> {
+    let mut buckets: BTreeMap<DateTime<Utc>, MinuteBucket> = BTreeMap::new();
+    for (v, previous) in versions.iter().zip(previous) {
+        let minute = v.modified.duration_trunc(TimeDelta::minutes(1)).unwrap_or(v.modified);
+        let bucket = buckets.entry(minute).or_insert(MinuteBucket { minute, versions: 0, renamed_extensions: 0 });
+        bucket.versions += 1;
+        if let (Some(name), Some(previous)) = (&v.name, previous)
+            && extension(name) != extension(previous)
+        {
+            bucket.renamed_extensions += 1;
+        }
+    }
+    buckets.into_values().collect()
+}

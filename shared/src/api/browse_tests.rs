@@ -1,0 +1,218 @@
+//! Browse routes against the in-memory catalog: Given a drive with a little history, When a
+//! person browses it, Then they see what it looked like at that moment, or a problem saying why.
+
+use chrono::{TimeDelta, Utc};
+
+use super::test_support::*;
+use crate::model::ContainerId;
+use crate::store::Catalog;
+
+fn names(reply: &Reply) -> Vec<String> {
+    let items = reply.json["items"].as_array().unwrap_or_else(|| panic!("no items in {}", reply.json));
+    items.iter().map(|i| i["name"].as_str().unwrap_or("").to_owned()).collect()
+}
+
+#[tokio::test]
+async fn resources_list_users_drives_and_their_health() {
+    let f = fixture().await;
+    let item = ContainerId::new(TENANT, DRIVE).item("file-locked");
+    f.catalog.record_failure(&item, "403 accessDenied", Utc::now()).await.expect("failure");
+
+    let reply = f.get("/v1/resources").await;
+
+    assert_eq!(reply.status, 200, "{}", reply.json);
+    let user = &reply.json["users"][0];
+    assert_eq!(user["user_id"], "ada");
+    assert_eq!(user["user_principal_name"], "ada@contoso.test");
+    let drive = &user["drives"][0];
+    assert_eq!(drive["drive_id"], DRIVE);
+    assert_eq!(drive["health"], "in sync");
+    assert_eq!(drive["open_failures"], 1);
+    assert_eq!(drive["last_synced_at"], serde_json::to_value(f.discovered + TimeDelta::hours(1)).expect("time"));
+    assert!(drive["subscription_expires"].is_string() && drive["discovered_at"].is_string());
+    assert!(!reply.json.to_string().contains("token=secret"), "delta links never leave the catalog");
+}
+
+#[tokio::test]
+async fn children_show_the_folder_as_it_was_at_the_moment_asked() {
+    let f = fixture().await;
+
+    let now = f.get("/v1/drives/drive-a/children?parent=root").await;
+    let before_delete = f.get(&format!("/v1/drives/drive-a/children?at={}", at(t(60, f.discovered)))).await;
+    let docs_early = f.get(&format!("/v1/drives/drive-a/children?parent={DOCS}&at={}", at(t(3, f.discovered)))).await;
+
+    assert_eq!(now.status, 200, "{}", now.json);
+    assert_eq!(now.json["parent_id"], ROOT);
+    assert_eq!(names(&now), ["Docs"], "the deleted notes.txt is gone now");
+    assert_eq!(names(&before_delete), ["notes.txt", "Docs"], "parent defaults to the root");
+    assert_eq!(docs_early.status, 200, "{}", docs_early.json);
+    assert_eq!(names(&docs_early), ["report.docx"], "plan.xlsx did not exist yet");
+    let report = &docs_early.json["items"][0];
+    assert_eq!(report["id"], "file-report");
+    assert_eq!(report["version"], "e1", "the edit came a day later");
+    assert_eq!(report["kind"], "file");
+    assert_eq!(report["deleted"], false);
+    assert_eq!(report["size"], 1002);
+    assert!(report["sha256"].as_str().is_some_and(|s| s.len() == 64));
+    assert!(docs_early.json["next"].is_null());
+}
+
+#[tokio::test]
+async fn children_pages_keep_the_moment_of_the_first_page() {
+    let f = fixture().await;
+
+    let first = f.get(&format!("/v1/drives/drive-a/children?parent={DOCS}&limit=1")).await;
+    let cursor = first.json["next"].as_str().expect("a next page").to_owned();
+    // A version committed after the first page must not shift the listing's moment (which
+    // has millisecond precision).
+    tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    commit(&f.catalog, &file("file-zz", "late.txt", DOCS, Utc::now(), "z1")).await;
+    let second = f.get(&format!("/v1/drives/drive-a/children?parent={DOCS}&limit=1&cursor={cursor}")).await;
+    let third_cursor = second.json["next"].as_str().map(str::to_owned);
+
+    assert_eq!(names(&first), ["plan.xlsx"], "item id order");
+    assert_eq!(second.status, 200, "{}", second.json);
+    assert_eq!(names(&second), ["report.docx"]);
+    assert_eq!(second.json["at"], first.json["at"]);
+    assert_eq!(third_cursor, None, "late.txt came after the listing's moment");
+}
+
+#[tokio::test]
+async fn children_refuse_bad_cursors_times_and_limits() {
+    let f = fixture().await;
+    let first = f.get(&format!("/v1/drives/drive-a/children?parent={DOCS}&limit=1")).await;
+    let cursor = first.json["next"].as_str().expect("next").to_owned();
+    let other_moment = at(t(10, f.discovered));
+    let future = at(Utc::now() + TimeDelta::days(1));
+    let before_backup = at(f.discovered - TimeDelta::days(1));
+
+    let cases = [
+        (format!("?parent={DOCS}&cursor=not-a-cursor"), 400, "invalid-cursor"),
+        (format!("?parent={DOCS}&cursor={cursor}&at={other_moment}"), 400, "invalid-cursor"),
+        (format!("?parent=root&cursor={cursor}"), 400, "invalid-cursor"),
+        (format!("?at={future}"), 400, "time-out-of-range"),
+        (format!("?at={before_backup}"), 400, "time-out-of-range"),
+        ("?at=yesterday".to_owned(), 400, "invalid-parameter"),
+        ("?limit=0".to_owned(), 400, "invalid-parameter"),
+        ("?limit=1001".to_owned(), 400, "invalid-parameter"),
+        ("?limit=ten".to_owned(), 400, "invalid-parameter"),
+        ("?parnet=root".to_owned(), 400, "invalid-parameter"),
+        ("?parent=file-report".to_owned(), 400, "invalid-parameter"),
+        ("?parent=no-such-folder".to_owned(), 404, "not-found"),
+        (format!("?parent=file-notes&at={}", at(t(60 * 24 * 3, f.discovered))), 404, "not-found"),
+    ];
+    for (query, status, slug) in cases {
+        let reply = f.get(&format!("/v1/drives/drive-a/children{query}")).await;
+        reply.assert_problem(status, slug);
+    }
+    f.get("/v1/drives/drive-zz/children").await.assert_problem(404, "not-found");
+}
+
+#[tokio::test]
+async fn a_drive_whose_root_is_not_known_yet_has_no_root_listing() {
+    let f = fixture().await;
+    protect(&f.catalog, "drive-new", "bob", f.discovered, ROOT).await;
+    let container = ContainerId::new(TENANT, "drive-new");
+    f.catalog.put_sync_state(&container, &Default::default()).await.expect("sync");
+
+    f.get("/v1/drives/drive-new/children?parent=root").await.assert_problem(404, "not-found");
+}
+
+#[tokio::test]
+async fn versions_list_an_items_history_newest_first() {
+    let f = fixture().await;
+
+    let reply = f.get("/v1/drives/drive-a/items/file-notes/versions").await;
+
+    assert_eq!(reply.status, 200, "{}", reply.json);
+    let versions = reply.json["versions"].as_array().expect("versions");
+    assert_eq!(versions.len(), 2);
+    assert_eq!(versions[0]["deleted"], true);
+    assert_eq!(versions[1]["version"], "n1");
+    assert_eq!(versions[1]["name"], "notes.txt");
+    assert_eq!(versions[1]["parent_id"], ROOT);
+    assert_eq!(versions[1]["verification"], "quick_xor");
+    assert!(versions[1]["captured_at"].is_string() && versions[1]["sha256"].is_string());
+    f.get("/v1/drives/drive-a/items/nope/versions").await.assert_problem(404, "not-found");
+    f.get("/v1/drives/drive-zz/items/file-notes/versions").await.assert_problem(404, "not-found");
+    f.get("/v1/drives/drive-a/items/file-notes/versions?limit=0").await.assert_problem(400, "invalid-parameter");
+}
+
+#[tokio::test]
+async fn download_links_name_the_recorded_s3_version_and_never_stream() {
+    let f = fixture().await;
+
+    let current = f.get("/v1/drives/drive-a/items/file-report/download").await;
+    let older = f.get("/v1/drives/drive-a/items/file-report/download?version=e1").await;
+    let deleted_item = f.get("/v1/drives/drive-a/items/file-notes/download").await;
+
+    assert_eq!(current.status, 200, "{}", current.json);
+    assert_eq!(current.json["version"], "e2");
+    assert!(current.json["url"].as_str().is_some_and(|u| u.contains("versionId=s3v-e2")), "{}", current.json);
+    assert_eq!(current.json["size"], 1002);
+    assert!(current.json["sha256"].as_str().is_some_and(|s| s.len() == 64));
+    let expires: chrono::DateTime<Utc> = serde_json::from_value(current.json["expires_at"].clone()).expect("time");
+    assert!(expires > Utc::now() + TimeDelta::minutes(14) && expires <= Utc::now() + TimeDelta::minutes(15));
+    assert!(older.json["url"].as_str().is_some_and(|u| u.contains("versionId=s3v-e1")), "{}", older.json);
+    assert_eq!(deleted_item.json["version"], "n1", "a deleted file downloads as its last state");
+    let signed: Vec<_> = f.presigner.signed().into_iter().map(|o| o.version_id).collect();
+    assert_eq!(signed, ["s3v-e2", "s3v-e1", "s3v-n1"]);
+
+    f.get("/v1/drives/drive-a/items/file-report/download?version=e9").await.assert_problem(404, "not-found");
+    f.get(&format!("/v1/drives/drive-a/items/{DOCS}/download")).await.assert_problem(409, "no-content");
+    let tombstone = notes_tombstone(&f).await;
+    f.get(&format!("/v1/drives/drive-a/items/file-notes/download?version={tombstone}"))
+        .await
+        .assert_problem(409, "no-content");
+}
+
+/// The tombstone version of `file-notes`, ready for a query string.
+async fn notes_tombstone(f: &Fixture) -> String {
+    let reply = f.get("/v1/drives/drive-a/items/file-notes/versions").await;
+    let version = reply.json["versions"][0]["version"].as_str().expect("version");
+    percent_encoding::utf8_percent_encode(version, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+#[tokio::test]
+async fn changes_show_when_a_mass_encryption_started() {
+    let f = fixture().await;
+    let attack = t(3 * 24 * 60, f.discovered);
+    commit(&f.catalog, &file("file-report", "report.docx.locked", DOCS, attack + TimeDelta::seconds(5), "x1")).await;
+    commit(&f.catalog, &file("file-plan", "plan.xlsx.locked", DOCS, attack + TimeDelta::seconds(20), "x2")).await;
+    commit(&f.catalog, &file("file-readme", "README.locked", DOCS, attack + TimeDelta::seconds(70), "x3")).await;
+    commit(&f.catalog, &file("file-plan", "plan.xlsx.locked", DOCS, attack + TimeDelta::seconds(80), "x4")).await;
+
+    let from = at(attack - TimeDelta::hours(1));
+    let reply = f.get(&format!("/v1/drives/drive-a/changes?from={from}")).await;
+
+    assert_eq!(reply.status, 200, "{}", reply.json);
+    let versions: Vec<_> =
+        reply.json["versions"].as_array().expect("versions").iter().map(|v| v["version"].clone()).collect();
+    assert_eq!(versions, ["x1", "x2", "x3", "x4"], "oldest first");
+    assert_eq!(reply.json["versions"][0]["previous_name"], "report.docx");
+    assert_eq!(reply.json["truncated"], false);
+    let histogram = reply.json["histogram"].as_array().expect("histogram");
+    assert_eq!(histogram.len(), 2);
+    assert_eq!(histogram[0]["minute"], serde_json::to_value(attack).expect("time"));
+    assert_eq!((histogram[0]["versions"].clone(), histogram[0]["renamed_extensions"].clone()), (2.into(), 2.into()));
+    // A new file and an edit that keeps the extension are changes, not renames.
+    assert_eq!((histogram[1]["versions"].clone(), histogram[1]["renamed_extensions"].clone()), (2.into(), 0.into()));
+
+    let truncated = f.get(&format!("/v1/drives/drive-a/changes?from={from}&limit=3")).await;
+    assert_eq!(truncated.json["truncated"], true);
+    assert_eq!(truncated.json["versions"].as_array().map(Vec::len), Some(3));
+    let (later, earlier) = (at(attack), at(attack - TimeDelta::hours(1)));
+    f.get(&format!("/v1/drives/drive-a/changes?from={later}&to={earlier}"))
+        .await
+        .assert_problem(400, "invalid-parameter");
+    f.get("/v1/drives/drive-zz/changes").await.assert_problem(404, "not-found");
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_are_problems_too() {
+    let f = fixture().await;
+    f.get("/v1/nothing-here").await.assert_problem(404, "not-found");
+    let delete = axum::http::Request::delete("/v1/resources").body(axum::body::Body::empty()).expect("request");
+    f.call(delete).await.assert_problem(405, "method-not-allowed");
+    f.get("/v1/resources?verbose=1").await.assert_problem(400, "invalid-parameter");
+}

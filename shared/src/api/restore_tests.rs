@@ -1,0 +1,175 @@
+//! Restore job routes: Given the fixture drive, When a person starts, lists and follows restore
+//! jobs, Then jobs are validated, recorded and queued, and their progress and reports show.
+
+use chrono::{TimeDelta, Utc};
+use serde_json::json;
+
+use super::test_support::*;
+use crate::api::{RestoreStep, RestoreTask};
+use crate::model::{ContainerId, RestoreItemReport, RestoreOutcome, RestoreStatus};
+use crate::store::{Catalog, QueueName};
+
+fn queued(f: &Fixture) -> Vec<RestoreTask> {
+    f.sink.messages(QueueName::Restores).iter().map(|m| serde_json::from_str(&m.body).expect("task")).collect()
+}
+
+#[tokio::test]
+async fn a_dry_run_records_a_planned_job_and_queues_a_dry_plan_step() {
+    let f = fixture().await;
+    let as_of = at(t(60, f.discovered));
+
+    let reply = f
+        .post_json(
+            "/v1/restores",
+            &json!({"drive_id": DRIVE, "scope": {"kind": "container"}, "as_of": as_of, "dry_run": true}),
+        )
+        .await;
+
+    assert_eq!(reply.status, 202, "{}", reply.json);
+    let id = reply.json["id"].as_str().expect("id").to_owned();
+    assert!(uuid::Uuid::parse_str(&id).is_ok_and(|u| u.get_version_num() == 4));
+    assert_eq!(reply.headers["location"], format!("/v1/restores/{id}"));
+    assert_eq!(reply.json["status"], "planned");
+    assert_eq!(reply.json["target"], json!({"kind": "in_place"}), "in-place rollback is the default");
+    assert_eq!(reply.json["conflict"], "rename");
+    assert_eq!(reply.json["percent"], 0);
+    let job = f.catalog.restore_job(&id).await.expect("read").expect("job recorded");
+    assert_eq!((job.status, job.planned_items, job.restored), (RestoreStatus::Planned, 0, 0));
+    assert_eq!(job.container, ContainerId::new(TENANT, DRIVE));
+    assert_eq!(queued(&f), [RestoreTask { v: 1, job_id: id, step: RestoreStep::Plan { dry_run: true } }]);
+}
+
+#[tokio::test]
+async fn an_item_restore_to_another_folder_queues_a_real_plan() {
+    let f = fixture().await;
+    protect(&f.catalog, "drive-b", "bob", f.discovered, "root-b").await;
+    let body = json!({
+        "drive_id": DRIVE,
+        "scope": {"kind": "item", "item_id": "file-report"},
+        "as_of": at(t(5, f.discovered)),
+        "target": {"kind": "alternate", "drive_id": "drive-b", "folder_id": "root"},
+        "conflict": "skip",
+        "quarantine_new_items": false
+    });
+
+    let reply = f.post_json("/v1/restores", &body).await;
+
+    assert_eq!(reply.status, 202, "{}", reply.json);
+    assert_eq!(reply.json["scope"], json!({"kind": "item", "item_id": "file-report"}));
+    assert_eq!(reply.json["target"]["drive_id"], "drive-b");
+    assert_eq!(reply.json["conflict"], "skip");
+    assert_eq!(queued(&f)[0].step, RestoreStep::Plan { dry_run: false });
+}
+
+#[tokio::test]
+async fn invalid_restore_requests_are_refused_before_anything_is_recorded() {
+    let f = fixture().await;
+    protect(&f.catalog, "drive-b", "bob", f.discovered, "root-b").await;
+    let as_of = at(t(60, f.discovered));
+    let future = at(Utc::now() + TimeDelta::hours(1));
+    let before_backup = at(f.discovered - TimeDelta::seconds(1));
+    let container = json!({"kind": "container"});
+    let cases = [
+        (json!({"drive_id": "drive-zz", "scope": container, "as_of": as_of}), 404, "not-found"),
+        (json!({"drive_id": DRIVE, "scope": {"kind": "item", "item_id": "nope"}, "as_of": as_of}), 404, "not-found"),
+        // plan.xlsx was created at minute 4.
+        (
+            json!({"drive_id": DRIVE, "scope": {"kind": "item", "item_id": "file-plan"}, "as_of": at(t(3, f.discovered))}),
+            404,
+            "not-found",
+        ),
+        (
+            json!({"drive_id": DRIVE, "scope": container, "as_of": as_of,
+                   "target": {"kind": "alternate", "drive_id": "drive-zz", "folder_id": "root"}}),
+            404,
+            "not-found",
+        ),
+        (
+            json!({"drive_id": DRIVE, "scope": container, "as_of": as_of,
+                   "target": {"kind": "alternate", "drive_id": "drive-b", "folder_id": "no-folder"}}),
+            404,
+            "not-found",
+        ),
+        (json!({"drive_id": DRIVE, "scope": container, "as_of": future}), 400, "time-out-of-range"),
+        (json!({"drive_id": DRIVE, "scope": container, "as_of": before_backup}), 400, "time-out-of-range"),
+        (json!({"drive_id": DRIVE, "scope": container, "as_of": "last tuesday"}), 400, "invalid-body"),
+        (json!({"drive_id": DRIVE, "scope": container}), 400, "invalid-body"),
+        (json!({"drive_id": DRIVE, "scope": container, "as_of": as_of, "conflict": "merge"}), 400, "invalid-body"),
+        (json!({"drive_id": DRIVE, "scope": container, "as_of": as_of, "dryrun": true}), 400, "invalid-body"),
+    ];
+    for (body, status, slug) in cases {
+        let reply = f.post_json("/v1/restores", &body).await;
+        reply.assert_problem(status, slug);
+    }
+    let not_json = axum::http::Request::post("/v1/restores")
+        .header("content-type", "text/plain")
+        .body(axum::body::Body::from("{}"))
+        .expect("request");
+    f.call(not_json).await.assert_problem(415, "unsupported-media-type");
+    let huge = json!({"drive_id": "x".repeat(100_000)});
+    f.post_json("/v1/restores", &huge).await.assert_problem(413, "body-too-large");
+
+    assert!(f.catalog.list_restore_jobs(TENANT, 10).await.expect("list").is_empty());
+    assert!(queued(&f).is_empty());
+}
+
+#[tokio::test]
+async fn jobs_show_progress_and_per_item_reports() {
+    let f = fixture().await;
+    let body = json!({"drive_id": DRIVE, "scope": {"kind": "container"}, "as_of": at(t(60, f.discovered))});
+    let first = f.post_json("/v1/restores", &body).await.json["id"].as_str().expect("id").to_owned();
+    let second = f.post_json("/v1/restores", &body).await.json["id"].as_str().expect("id").to_owned();
+    f.catalog.set_restore_status(&first, RestoreStatus::Running, Some((4, 4000))).await.expect("status");
+    for (item, outcome) in [("file-a", RestoreOutcome::Restored), ("file-b", RestoreOutcome::Unchanged)] {
+        let report = RestoreItemReport {
+            job_id: first.clone(),
+            item_id: item.into(),
+            path: format!("/Docs/{item}"),
+            outcome,
+            detail: None,
+            target_item_id: Some(item.into()),
+            at: Utc::now(),
+        };
+        f.catalog.record_restore_outcome(&report, 1000).await.expect("report");
+    }
+
+    let job = f.get(&format!("/v1/restores/{first}")).await;
+    let list = f.get("/v1/restores").await;
+    let page1 = f.get(&format!("/v1/restores/{first}/items?limit=1")).await;
+    let cursor = page1.json["next"].as_str().expect("next").to_owned();
+    let page2 = f.get(&format!("/v1/restores/{first}/items?limit=1&cursor={cursor}")).await;
+
+    assert_eq!(job.status, 200, "{}", job.json);
+    assert_eq!(job.json["status"], "running");
+    assert_eq!((job.json["planned_items"].clone(), job.json["planned_bytes"].clone()), (4.into(), 4000.into()));
+    assert_eq!((job.json["restored"].clone(), job.json["unchanged"].clone()), (1.into(), 1.into()));
+    assert_eq!(job.json["bytes_restored"], 1000);
+    assert_eq!(job.json["percent"], 50);
+    let ids: Vec<_> = list.json["jobs"].as_array().expect("jobs").iter().map(|j| j["id"].clone()).collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids.contains(&first.clone().into()) && ids.contains(&second.clone().into()));
+    assert_eq!(page1.json["items"][0]["item_id"], "file-a");
+    assert_eq!(page1.json["items"][0]["outcome"], "restored");
+    assert_eq!(page2.json["items"][0]["item_id"], "file-b");
+    assert!(page2.json["next"].is_null());
+
+    f.get("/v1/restores/no-such-job").await.assert_problem(404, "not-found");
+    f.get("/v1/restores/no-such-job/items").await.assert_problem(404, "not-found");
+    f.get(&format!("/v1/restores/{second}/items?cursor={cursor}")).await.assert_problem(400, "invalid-cursor");
+    f.get("/v1/restores?limit=0").await.assert_problem(400, "invalid-parameter");
+}
+
+#[tokio::test]
+async fn another_tenants_job_is_not_found() {
+    let f = fixture().await;
+    let body = json!({"drive_id": DRIVE, "scope": {"kind": "container"}, "as_of": at(t(60, f.discovered))});
+    let id = f.post_json("/v1/restores", &body).await.json["id"].as_str().expect("id").to_owned();
+    let mut foreign = f.catalog.restore_job(&id).await.expect("read").expect("job");
+    foreign.id = "foreign-job".into();
+    foreign.container = ContainerId::new("tenant-2", DRIVE);
+    f.catalog.create_restore_job(&foreign).await.expect("create");
+
+    f.get("/v1/restores/foreign-job").await.assert_problem(404, "not-found");
+    let list = f.get("/v1/restores").await;
+    assert_eq!(list.json["jobs"].as_array().map(Vec::len), Some(1));
+}

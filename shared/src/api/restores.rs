@@ -1,0 +1,256 @@
+//! Restore jobs: validate a request against the catalog, record the job, queue its plan step;
+//! list jobs, show one with its progress, page through its per-item report.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tracing::info;
+
+use super::{
+    ApiDeps, ApiError, ApiPath, ApiQuery, Deps, NoQuery, RestoreTask, check_as_of, parse_limit, protected_drive,
+};
+use crate::model::{
+    ConflictPolicy, RestoreItemReport, RestoreJob, RestoreScope, RestoreStatus, RestoreTarget, SCHEMA_VERSION,
+};
+use crate::store::{OutMessage, QueueName};
+
+/// A restore request is a few hundred bytes.
+pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// `POST /v1/restores` body.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RestoreRequest {
+    drive_id: String,
+    scope: RestoreScope,
+    as_of: DateTime<Utc>,
+    /// The default is an in-place rollback (DESIGN §7).
+    #[serde(default = "in_place")]
+    target: RestoreTarget,
+    #[serde(default)]
+    conflict: ConflictPolicy,
+    #[serde(default)]
+    quarantine_new_items: bool,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+fn in_place() -> RestoreTarget {
+    RestoreTarget::InPlace
+}
+
+/// A job as the API shows it: the request, its status and its progress.
+#[derive(Serialize)]
+pub(crate) struct JobView {
+    id: String,
+    drive_id: String,
+    scope: RestoreScope,
+    as_of: DateTime<Utc>,
+    target: RestoreTarget,
+    conflict: ConflictPolicy,
+    quarantine_new_items: bool,
+    status: RestoreStatus,
+    created_at: DateTime<Utc>,
+    planned_items: u64,
+    planned_bytes: u64,
+    restored: u64,
+    unchanged: u64,
+    skipped: u64,
+    failed: u64,
+    bytes_restored: u64,
+    /// Items with an outcome over planned items, 0..=100; 100 once the job has finished.
+    percent: u8,
+}
+
+impl From<RestoreJob> for JobView {
+    fn from(job: RestoreJob) -> Self {
+        Self {
+            percent: percent(&job),
+            id: job.id,
+            drive_id: job.container.drive_id,
+            scope: job.scope,
+            as_of: job.as_of,
+            target: job.target,
+            conflict: job.conflict,
+            quarantine_new_items: job.quarantine_new_items,
+            status: job.status,
+            created_at: job.created_at,
+            planned_items: job.planned_items,
+            planned_bytes: job.planned_bytes,
+            restored: job.restored,
+            unchanged: job.unchanged,
+            skipped: job.skipped,
+            failed: job.failed,
+            bytes_restored: job.bytes_restored,
+        }
+    }
+}
+
+pub(crate) fn percent(job: &RestoreJob) -> u8 {
+    if matches!(job.status, RestoreStatus::Succeeded | RestoreStatus::CompletedWithErrors) {
+        return 100;
+    }
+    if job.planned_items == 0 {
+        return 0;
+    }
+    let done = job.restored + job.unchanged + job.skipped + job.failed;
+    (done.saturating_mul(100) / job.planned_items).min(100) as u8
+}
+
+fn check_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if is_json { Ok(()) } else { Err(ApiError::UnsupportedMediaType) }
+}
+
+pub(crate) async fn create(
+    State(deps): Deps,
+    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    check_json(&headers)?;
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::BodyTooLarge(MAX_BODY_BYTES),
+        _ => ApiError::InvalidBody(e.body_text()),
+    })?;
+    let request: RestoreRequest = serde_json::from_slice(&body).map_err(|e| ApiError::InvalidBody(e.to_string()))?;
+    let now = Utc::now();
+    let drive = protected_drive(&deps, &request.drive_id).await?;
+    check_as_of("as_of", request.as_of, &drive, now)?;
+    if let RestoreScope::Item { item_id } = &request.scope {
+        match deps.catalog.version_at(&drive.container.item(item_id.as_str()), request.as_of).await? {
+            Some(v) if !v.deleted => {}
+            _ => {
+                return Err(ApiError::NotFound(format!(
+                    "item {item_id} of drive {} did not exist at as_of",
+                    request.drive_id
+                )));
+            }
+        }
+    }
+    if let RestoreTarget::Alternate { drive_id, folder_id } = &request.target {
+        check_target_folder(&deps, drive_id, folder_id).await?;
+    }
+    let job = RestoreJob {
+        v: SCHEMA_VERSION,
+        id: uuid::Uuid::new_v4().to_string(),
+        container: drive.container,
+        scope: request.scope,
+        as_of: request.as_of,
+        target: request.target,
+        conflict: request.conflict,
+        quarantine_new_items: request.quarantine_new_items,
+        status: RestoreStatus::Planned,
+        created_at: now,
+        planned_items: 0,
+        planned_bytes: 0,
+        restored: 0,
+        unchanged: 0,
+        skipped: 0,
+        failed: 0,
+        bytes_restored: 0,
+    };
+    // The job row first: the restorer looks it up when the message arrives.
+    deps.catalog.create_restore_job(&job).await?;
+    let task = RestoreTask::plan(job.id.clone(), request.dry_run);
+    let body = serde_json::to_string(&task).map_err(|e| ApiError::InvalidBody(e.to_string()))?;
+    deps.sink.send(QueueName::Restores, vec![OutMessage { body, group_id: None, delay: None }]).await?;
+    info!(job_id = %job.id, dry_run = request.dry_run, "restore job planned");
+    let location = HeaderValue::from_str(&format!("/v1/restores/{}", job.id))
+        .map_err(|e| ApiError::InvalidParameter(e.to_string()))?;
+    let mut response = (StatusCode::ACCEPTED, Json(JobView::from(job))).into_response();
+    response.headers_mut().insert(header::LOCATION, location);
+    Ok(response)
+}
+
+/// An alternate target must be a protected drive of this tenant and a live folder in it.
+async fn check_target_folder(deps: &ApiDeps, drive_id: &str, folder_id: &str) -> Result<(), ApiError> {
+    let target = protected_drive(deps, drive_id)
+        .await
+        .map_err(|_| ApiError::NotFound(format!("target drive {drive_id} is not a protected drive")))?;
+    let root_id = deps.catalog.sync_state(&target.container).await?.root_id;
+    if folder_id == "root" && root_id.is_some() || root_id.as_deref() == Some(folder_id) {
+        return Ok(());
+    }
+    match deps.catalog.head(&target.container.item(folder_id)).await? {
+        Some(head) if !head.current.deleted && !head.current.kind.has_content() => Ok(()),
+        _ => Err(ApiError::NotFound(format!("no folder {folder_id} in target drive {drive_id}"))),
+    }
+}
+
+pub(crate) const JOBS_DEFAULT_LIMIT: usize = 50;
+pub(crate) const JOBS_MAX_LIMIT: usize = 500;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    limit: Option<String>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct Jobs {
+    /// Newest first.
+    jobs: Vec<JobView>,
+}
+
+pub(crate) async fn list(State(deps): Deps, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Json<Jobs>, ApiError> {
+    let limit = parse_limit(q.limit.as_deref(), JOBS_DEFAULT_LIMIT, JOBS_MAX_LIMIT)?;
+    let mut jobs = deps.catalog.list_restore_jobs(&deps.tenant_id, limit).await?;
+    jobs.sort_by_key(|j| std::cmp::Reverse(j.created_at));
+    Ok(Json(Jobs { jobs: jobs.into_iter().map(JobView::from).collect() }))
+}
+
+/// The job `id` of this tenant, or 404.
+async fn tenant_job(deps: &ApiDeps, id: &str) -> Result<RestoreJob, ApiError> {
+    match deps.catalog.restore_job(id).await? {
+        Some(job) if job.container.tenant_id == deps.tenant_id => Ok(job),
+        _ => Err(ApiError::NotFound(format!("no restore job {id}"))),
+    }
+}
+
+pub(crate) async fn get(
+    State(deps): Deps,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
+) -> Result<Json<JobView>, ApiError> {
+    Ok(Json(tenant_job(&deps, &id).await?.into()))
+}
+
+pub(crate) const REPORTS_DEFAULT_LIMIT: usize = 200;
+pub(crate) const REPORTS_MAX_LIMIT: usize = 1000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ItemsQuery {
+    cursor: Option<String>,
+    limit: Option<String>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct Reports {
+    job_id: String,
+    /// In item id order.
+    items: Vec<RestoreItemReport>,
+    next: Option<String>,
+}
+
+pub(crate) async fn items(
+    State(deps): Deps,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<ItemsQuery>,
+) -> Result<Json<Reports>, ApiError> {
+    let limit = parse_limit(q.limit.as_deref(), REPORTS_DEFAULT_LIMIT, REPORTS_MAX_LIMIT)?;
+    let job = tenant_job(&deps, &id).await?;
+    let cursor = q.cursor.as_deref().filter(|c| !c.is_empty());
+    let page = deps.catalog.restore_reports(&job.id, cursor, limit).await?;
+    Ok(Json(Reports { job_id: job.id, items: page.items, next: page.next }))
+}

@@ -1,0 +1,559 @@
+//! Restores a drive, folder or file as of a moment. The default is an in-place rollback:
+//! an item that still exists gets the old bytes as a new version of the same item (its id
+//! and sharing stay) and its name and parent put back; a missing item is recreated on its
+//! path; an item created after that moment is reported (and quarantined if asked), never
+//! deleted. Every restored file is read back from Graph and hashed against the backup.
+//!
+//! A job runs as a plan step (tree, folders, counts) that fans the files out in chunks to
+//! the same queue; each chunk records per-item outcomes idempotently, so a redelivered or
+//! re-run chunk changes nothing that is already restored.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::Utc;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+
+use super::PipelineError;
+use crate::api::{RestoreStep, RestoreTask};
+use crate::graph::{ConflictBehavior, DriveItem, GraphClient, GraphError, UploadTarget};
+use crate::model::{
+    ConflictPolicy, ItemKind, ItemVersion, RestoreItemReport, RestoreJob, RestoreOutcome, RestoreScope, RestoreStatus,
+    RestoreTarget, SCHEMA_VERSION,
+};
+use crate::store::{Catalog, MessageSink, OutMessage, QueueName, Vault};
+
+/// Files up to this size go in one PUT; larger ones through an upload session.
+pub const SMALL_UPLOAD_MAX: u64 = 4 * 1024 * 1024;
+/// Upload-session fragment: a multiple of 320 KiB, as Graph requires.
+pub const FRAGMENT: usize = 32 * 320 * 1024;
+/// Files per fan-out task.
+pub const CHUNK: usize = 50;
+
+pub struct RestorerDeps {
+    /// The restore app identity: the only one with write scopes.
+    pub graph: GraphClient,
+    pub vault: Arc<dyn Vault>,
+    pub catalog: Arc<dyn Catalog>,
+    pub sink: Arc<dyn MessageSink>,
+}
+
+pub async fn handle(deps: &RestorerDeps, task: &RestoreTask) -> Result<(), PipelineError> {
+    if task.v != SCHEMA_VERSION {
+        return Err(PipelineError::BadJob(format!("unknown schema version {}", task.v)));
+    }
+    let job = deps
+        .catalog
+        .restore_job(&task.job_id)
+        .await?
+        .ok_or_else(|| PipelineError::BadJob(format!("no restore job {}", task.job_id)))?;
+    match &task.step {
+        RestoreStep::Plan { dry_run } => plan(deps, &job, *dry_run).await,
+        RestoreStep::Items { item_ids } => {
+            let mut ctx = Context::new(deps, &job);
+            for id in item_ids {
+                restore_item(&mut ctx, id).await?;
+            }
+            finish_if_done(deps, &job.id).await
+        }
+    }
+}
+
+/// The restore's view of a container: versions at T and heads now.
+struct Tree {
+    at: HashMap<String, ItemVersion>,
+    now: HashMap<String, ItemVersion>,
+}
+
+impl Tree {
+    async fn load(catalog: &dyn Catalog, job: &RestoreJob) -> Result<Tree, PipelineError> {
+        let at = catalog
+            .container_as_of(&job.container, job.as_of)
+            .await?
+            .into_iter()
+            .filter(|v| !v.deleted && v.kind != ItemKind::Root)
+            .map(|v| (v.key.item_id.clone(), v))
+            .collect();
+        let now = catalog
+            .list_heads(&job.container)
+            .await?
+            .into_iter()
+            .filter(|h| !h.current.deleted)
+            .map(|h| (h.current.key.item_id.clone(), h.current))
+            .collect();
+        Ok(Tree { at, now })
+    }
+
+    /// Items of `map` inside the scope (the scope item and its descendants).
+    fn in_scope<'a>(map: &'a HashMap<String, ItemVersion>, scope: &RestoreScope) -> Vec<&'a ItemVersion> {
+        match scope {
+            RestoreScope::Container => map.values().collect(),
+            RestoreScope::Item { item_id } => {
+                map.values().filter(|v| Self::descends(map, &v.key.item_id, item_id)).collect()
+            }
+        }
+    }
+
+    fn descends(map: &HashMap<String, ItemVersion>, id: &str, ancestor: &str) -> bool {
+        let mut cur = Some(id.to_owned());
+        let mut hops = 0;
+        while let Some(c) = cur {
+            if c == ancestor {
+                return true;
+            }
+            hops += 1;
+            if hops > 10_000 {
+                return false;
+            }
+            cur = map.get(&c).and_then(|v| v.parent_id.clone());
+        }
+        false
+    }
+
+    fn depth(&self, id: &str) -> usize {
+        let mut depth = 0;
+        let mut cur = self.at.get(id).and_then(|v| v.parent_id.clone());
+        while let Some(c) = cur {
+            depth += 1;
+            if depth > 10_000 {
+                break;
+            }
+            cur = self.at.get(&c).and_then(|v| v.parent_id.clone());
+        }
+        depth
+    }
+
+    fn path(&self, id: &str) -> String {
+        let mut parts = Vec::new();
+        let mut cur = Some(id.to_owned());
+        while let Some(c) = cur {
+            let Some(v) = self.at.get(&c).or_else(|| self.now.get(&c)) else { break };
+            parts.push(v.name.clone().unwrap_or_default());
+            if parts.len() > 10_000 {
+                break;
+            }
+            cur = v.parent_id.clone();
+        }
+        parts.reverse();
+        format!("/{}", parts.join("/"))
+    }
+}
+
+fn differs(at: &ItemVersion, now: Option<&ItemVersion>) -> bool {
+    let Some(now) = now else { return true };
+    let content = |v: &ItemVersion| v.content.as_ref().map(|c| c.sha256.clone());
+    content(at) != content(now) || at.name != now.name || at.parent_id != now.parent_id
+}
+
+async fn plan(deps: &RestorerDeps, job: &RestoreJob, dry_run: bool) -> Result<(), PipelineError> {
+    let tree = Tree::load(deps.catalog.as_ref(), job).await?;
+    let scope = Tree::in_scope(&tree.at, &job.scope);
+    let at_ids: HashSet<&str> = scope.iter().map(|v| v.key.item_id.as_str()).collect();
+    let created_after: Vec<&ItemVersion> =
+        Tree::in_scope(&tree.now, &job.scope).into_iter().filter(|v| !tree.at.contains_key(&v.key.item_id)).collect();
+    let planned_bytes: u64 = scope
+        .iter()
+        .filter(|v| v.kind == ItemKind::File && differs(v, tree.now.get(&v.key.item_id)))
+        .filter_map(|v| v.content.as_ref().map(|c| c.size))
+        .sum();
+    let planned_items = (at_ids.len() + created_after.len()) as u64;
+    info!(job = %job.id, planned_items, planned_bytes, created_after = created_after.len(), dry_run, "restore planned");
+    if dry_run {
+        deps.catalog.set_restore_status(&job.id, RestoreStatus::Planned, Some((planned_items, planned_bytes))).await?;
+        return Ok(());
+    }
+    deps.catalog.set_restore_status(&job.id, RestoreStatus::Running, Some((planned_items, planned_bytes))).await?;
+
+    // Folders first, parents before children, so files find their target parent.
+    let mut folders: Vec<&ItemVersion> = scope.iter().copied().filter(|v| v.kind != ItemKind::File).collect();
+    folders.sort_by_key(|v| tree.depth(&v.key.item_id));
+    let mut ctx = Context::new(deps, job);
+    let folder_ids: Vec<String> = folders.iter().map(|v| v.key.item_id.clone()).collect();
+    ctx.tree = Some(tree);
+    for folder in folder_ids {
+        restore_item(&mut ctx, &folder).await?;
+    }
+    let tree = ctx.tree.take().unwrap_or_else(|| unreachable!());
+    let scope = Tree::in_scope(&tree.at, &job.scope);
+    let created_after: Vec<&ItemVersion> =
+        Tree::in_scope(&tree.now, &job.scope).into_iter().filter(|v| !tree.at.contains_key(&v.key.item_id)).collect();
+    let mut files: Vec<String> =
+        scope.iter().filter(|v| v.kind == ItemKind::File).map(|v| v.key.item_id.clone()).collect();
+    files.extend(created_after.iter().map(|v| v.key.item_id.clone()));
+    files.sort();
+    let messages: Vec<OutMessage> = files
+        .chunks(CHUNK)
+        .map(|chunk| {
+            let task = RestoreTask {
+                v: SCHEMA_VERSION,
+                job_id: job.id.clone(),
+                step: RestoreStep::Items { item_ids: chunk.to_vec() },
+            };
+            OutMessage { body: serde_json::to_string(&task).unwrap_or_default(), group_id: None, delay: None }
+        })
+        .collect();
+    if !messages.is_empty() {
+        deps.sink.send(QueueName::Restores, messages).await?;
+    }
+    finish_if_done(deps, &job.id).await
+}
+
+/// Marks the job finished once every planned item has an outcome.
+async fn finish_if_done(deps: &RestorerDeps, job_id: &str) -> Result<(), PipelineError> {
+    let Some(job) = deps.catalog.restore_job(job_id).await? else { return Ok(()) };
+    let done = job.restored + job.unchanged + job.skipped + job.failed;
+    if job.status == RestoreStatus::Running && done >= job.planned_items {
+        let status = if job.failed > 0 { RestoreStatus::CompletedWithErrors } else { RestoreStatus::Succeeded };
+        deps.catalog.set_restore_status(job_id, status, None).await?;
+        info!(job = %job_id, restored = job.restored, unchanged = job.unchanged, failed = job.failed, "restore finished");
+    }
+    Ok(())
+}
+
+/// Per-invocation state: the job, the trees, and where restored folders went.
+struct Context<'a> {
+    deps: &'a RestorerDeps,
+    job: &'a RestoreJob,
+    /// Loaded by the plan step; item chunks read per item instead.
+    tree: Option<Tree>,
+    root_id: Option<String>,
+    targets: HashMap<String, String>,
+    children: HashMap<String, Vec<DriveItem>>,
+    quarantine: Option<String>,
+}
+
+impl<'a> Context<'a> {
+    fn new(deps: &'a RestorerDeps, job: &'a RestoreJob) -> Self {
+        Self {
+            deps,
+            job,
+            tree: None,
+            root_id: None,
+            targets: HashMap::new(),
+            children: HashMap::new(),
+            quarantine: None,
+        }
+    }
+
+    /// The backed-up drive's root folder id.
+    async fn root_id(&mut self) -> Result<String, PipelineError> {
+        if self.root_id.is_none() {
+            self.root_id = self.deps.catalog.sync_state(&self.job.container).await?.root_id;
+        }
+        self.root_id
+            .clone()
+            .ok_or_else(|| PipelineError::BadJob("the drive's root is unknown: never enumerated".into()))
+    }
+
+    /// The item's version at the restore time (None if it did not exist) and now, and a path.
+    async fn states(&self, item_id: &str) -> Result<(Option<ItemVersion>, Option<ItemVersion>, String), PipelineError> {
+        if let Some(tree) = &self.tree {
+            return Ok((tree.at.get(item_id).cloned(), tree.now.get(item_id).cloned(), tree.path(item_id)));
+        }
+        let key = self.job.container.item(item_id.to_owned());
+        let at = self
+            .deps
+            .catalog
+            .version_at(&key, self.job.as_of)
+            .await?
+            .filter(|v| !v.deleted && v.kind != ItemKind::Root);
+        let now = self.deps.catalog.head(&key).await?.map(|h| h.current).filter(|v| !v.deleted);
+        let path = at.as_ref().or(now.as_ref()).and_then(|v| v.name.clone()).unwrap_or_default();
+        Ok((at, now, path))
+    }
+
+    fn target_drive(&self) -> &str {
+        match &self.job.target {
+            RestoreTarget::InPlace => &self.job.container.drive_id,
+            RestoreTarget::Alternate { drive_id, .. } => drive_id,
+        }
+    }
+
+    /// The target folder that stands for `parent_id` (a folder of the backed-up tree).
+    async fn target_parent(&mut self, version: &ItemVersion) -> Result<String, PipelineError> {
+        let Some(parent) = version.parent_id.clone() else {
+            return Err(PipelineError::BadJob("item without a parent".into()));
+        };
+        if let Some(t) = self.targets.get(&parent) {
+            return Ok(t.clone());
+        }
+        // The restore's tree starts below the drive root, or below the scope item.
+        let is_scope_root =
+            matches!(&self.job.scope, RestoreScope::Item { item_id } if *item_id == version.key.item_id);
+        let outside = is_scope_root || parent == self.root_id().await?;
+        let target = match (&self.job.target, outside) {
+            (RestoreTarget::Alternate { folder_id, .. }, true) => folder_id.clone(),
+            (RestoreTarget::InPlace, true) => parent.clone(),
+            _ => match self.deps.catalog.restore_report(&self.job.id, &parent).await? {
+                Some(r) if r.target_item_id.is_some() => r.target_item_id.unwrap_or_default(),
+                _ => {
+                    return Err(PipelineError::Mismatch(format!(
+                        "parent folder of {} is not restored",
+                        version.key.item_id
+                    )));
+                }
+            },
+        };
+        self.targets.insert(parent, target.clone());
+        Ok(target)
+    }
+
+    async fn child_named(&mut self, parent: &str, name: &str) -> Result<Option<DriveItem>, PipelineError> {
+        if !self.children.contains_key(parent) {
+            let drive = self.target_drive().to_owned();
+            let list = self.deps.graph.children(&drive, parent).await?;
+            self.children.insert(parent.to_owned(), list);
+        }
+        let lower = name.to_lowercase();
+        Ok(self.children[parent]
+            .iter()
+            .find(|c| c.name.as_deref().map(str::to_lowercase) == Some(lower.clone()))
+            .cloned())
+    }
+
+    async fn record(
+        &self,
+        item_id: &str,
+        path: String,
+        outcome: RestoreOutcome,
+        detail: Option<String>,
+        target: Option<String>,
+        bytes: u64,
+    ) -> Result<(), PipelineError> {
+        let report = RestoreItemReport {
+            job_id: self.job.id.clone(),
+            item_id: item_id.to_owned(),
+            path,
+            outcome,
+            detail,
+            target_item_id: target,
+            at: Utc::now(),
+        };
+        self.deps.catalog.record_restore_outcome(&report, bytes).await?;
+        Ok(())
+    }
+}
+
+fn is_final(outcome: RestoreOutcome) -> bool {
+    outcome != RestoreOutcome::Failed
+}
+
+/// Restores one item; per-item failures are reported, not raised (only transient
+/// infrastructure errors are, so the chunk is retried).
+async fn restore_item(ctx: &mut Context<'_>, item_id: &str) -> Result<(), PipelineError> {
+    if let Some(done) = ctx.deps.catalog.restore_report(&ctx.job.id, item_id).await?
+        && is_final(done.outcome)
+    {
+        if let Some(t) = done.target_item_id {
+            ctx.targets.insert(item_id.to_owned(), t);
+        }
+        return Ok(());
+    }
+    let (at, now, path) = ctx.states(item_id).await?;
+    let result = match at {
+        None => created_after(ctx, item_id, now).await,
+        Some(v) if v.kind == ItemKind::File => restore_file(ctx, &v).await,
+        Some(v) => restore_folder(ctx, &v).await,
+    };
+    match result {
+        Ok((outcome, target, bytes, detail)) => {
+            if let Some(t) = &target {
+                ctx.targets.insert(item_id.to_owned(), t.clone());
+            }
+            ctx.record(item_id, path, outcome, detail, target, bytes).await
+        }
+        Err(PipelineError::Graph(e)) if e.is_retryable() => Err(PipelineError::Graph(e)),
+        Err(PipelineError::Store(e)) if e.is_retryable() => Err(PipelineError::Store(e)),
+        Err(e) => {
+            warn!(job = %ctx.job.id, item = %item_id, error = %e, "item not restored");
+            ctx.record(item_id, path, RestoreOutcome::Failed, Some(e.to_string()), None, 0).await
+        }
+    }
+}
+
+type Done = (RestoreOutcome, Option<String>, u64, Option<String>);
+
+async fn created_after(ctx: &mut Context<'_>, item_id: &str, now: Option<ItemVersion>) -> Result<Done, PipelineError> {
+    if !ctx.job.quarantine_new_items || ctx.job.target != RestoreTarget::InPlace {
+        return Ok((
+            RestoreOutcome::CreatedAfter,
+            None,
+            0,
+            Some("created after the restore time; left in place".into()),
+        ));
+    }
+    let folder = quarantine(ctx).await?;
+    let drive = ctx.job.container.drive_id.clone();
+    if now.as_ref().and_then(|v| v.parent_id.as_deref()) == Some(folder.as_str()) {
+        return Ok((RestoreOutcome::CreatedAfter, Some(item_id.to_owned()), 0, Some("already in quarantine".into())));
+    }
+    ctx.deps.graph.patch_item(&drive, item_id, None, Some(&folder)).await?;
+    Ok((RestoreOutcome::CreatedAfter, Some(item_id.to_owned()), 0, Some("moved to the quarantine folder".into())))
+}
+
+async fn quarantine(ctx: &mut Context<'_>) -> Result<String, PipelineError> {
+    if let Some(q) = &ctx.quarantine {
+        return Ok(q.clone());
+    }
+    let drive = ctx.job.container.drive_id.clone();
+    let root = ctx.deps.graph.root(&drive).await?.id;
+    let name = format!("Restore quarantine {}", &ctx.job.id[..8.min(ctx.job.id.len())]);
+    let folder = ensure_folder(ctx, &root, &name).await?;
+    ctx.quarantine = Some(folder.clone());
+    Ok(folder)
+}
+
+/// A folder named `name` under `parent`: the existing one, or a new one.
+async fn ensure_folder(ctx: &mut Context<'_>, parent: &str, name: &str) -> Result<String, PipelineError> {
+    if let Some(existing) = ctx.child_named(parent, name).await?
+        && existing.kind != crate::graph::ItemKind::File
+    {
+        return Ok(existing.id);
+    }
+    let drive = ctx.target_drive().to_owned();
+    match ctx.deps.graph.create_folder(&drive, parent, name, ConflictBehavior::Fail).await {
+        Ok(item) => {
+            ctx.children.remove(parent);
+            Ok(item.id)
+        }
+        Err(GraphError::Conflict { .. }) => {
+            ctx.children.remove(parent);
+            ctx.child_named(parent, name)
+                .await?
+                .map(|i| i.id)
+                .ok_or_else(|| PipelineError::Mismatch(format!("folder {name} conflicts but cannot be found")))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn restore_folder(ctx: &mut Context<'_>, v: &ItemVersion) -> Result<Done, PipelineError> {
+    let name = v.name.clone().unwrap_or_default();
+    let parent = ctx.target_parent(v).await?;
+    if ctx.job.target == RestoreTarget::InPlace {
+        let drive = ctx.target_drive().to_owned();
+        if let Some(current) = ctx.deps.graph.get_item(&drive, &v.key.item_id).await?
+            && !current.deleted
+        {
+            if current.name.as_deref() == Some(name.as_str()) && current.parent_id.as_deref() == Some(parent.as_str()) {
+                return Ok((RestoreOutcome::Unchanged, Some(current.id), 0, None));
+            }
+            let item = ctx.deps.graph.patch_item(&drive, &current.id, Some(&name), Some(&parent)).await?;
+            return Ok((RestoreOutcome::Restored, Some(item.id), 0, Some("name and parent put back".into())));
+        }
+    }
+    let id = ensure_folder(ctx, &parent, &name).await?;
+    Ok((RestoreOutcome::Restored, Some(id), 0, Some("recreated".into())))
+}
+
+async fn restore_file(ctx: &mut Context<'_>, v: &ItemVersion) -> Result<Done, PipelineError> {
+    let content = v.content.clone().ok_or_else(|| PipelineError::BadJob("file version without content".into()))?;
+    let name = v.name.clone().unwrap_or_default();
+    let parent = ctx.target_parent(v).await?;
+    let drive = ctx.target_drive().to_owned();
+    let same_bytes = |item: &DriveItem| {
+        item.size == Some(content.size)
+            && item.quick_xor_hash.is_some()
+            && item.quick_xor_hash == content.quick_xor_hash
+    };
+
+    // In place: the same item gets the old bytes as a new version, then its name and parent.
+    let existing = match ctx.job.target {
+        RestoreTarget::InPlace => ctx.deps.graph.get_item(&drive, &v.key.item_id).await?.filter(|i| !i.deleted),
+        RestoreTarget::Alternate { .. } => ctx.child_named(&parent, &name).await?,
+    };
+    if let Some(current) = existing {
+        let in_place = ctx.job.target == RestoreTarget::InPlace;
+        let placed =
+            current.name.as_deref() == Some(name.as_str()) && current.parent_id.as_deref() == Some(parent.as_str());
+        if same_bytes(&current) && placed {
+            return Ok((RestoreOutcome::Unchanged, Some(current.id), 0, None));
+        }
+        if !in_place && ctx.job.conflict == ConflictPolicy::Skip {
+            return Ok((RestoreOutcome::Skipped, Some(current.id), 0, Some("a file of that name exists".into())));
+        }
+        if in_place || ctx.job.conflict == ConflictPolicy::Replace {
+            let mut bytes = 0;
+            if !same_bytes(&current) {
+                upload(
+                    ctx,
+                    &drive,
+                    UploadTarget::Existing { item_id: &current.id },
+                    &content.object,
+                    content.size,
+                    ConflictBehavior::Replace,
+                )
+                .await?;
+                bytes = content.size;
+            }
+            if !placed {
+                ctx.deps.graph.patch_item(&drive, &current.id, Some(&name), Some(&parent)).await?;
+            }
+            verify(ctx, &drive, &current.id, &content.sha256).await?;
+            return Ok((RestoreOutcome::Restored, Some(current.id), bytes, None));
+        }
+    }
+    // Missing in place, or an alternate target: a new file on its path.
+    let conflict = match ctx.job.conflict {
+        ConflictPolicy::Replace => ConflictBehavior::Replace,
+        _ => ConflictBehavior::Rename,
+    };
+    let item = upload(
+        ctx,
+        &drive,
+        UploadTarget::New { parent_id: &parent, name: &name },
+        &content.object,
+        content.size,
+        conflict,
+    )
+    .await?;
+    ctx.children.remove(&parent);
+    verify(ctx, &drive, &item.id, &content.sha256).await?;
+    Ok((RestoreOutcome::Restored, Some(item.id), content.size, Some("recreated".into())))
+}
+
+async fn upload(
+    ctx: &Context<'_>,
+    drive: &str,
+    target: UploadTarget<'_>,
+    object: &crate::model::ObjectRef,
+    size: u64,
+    conflict: ConflictBehavior,
+) -> Result<DriveItem, PipelineError> {
+    if size <= SMALL_UPLOAD_MAX {
+        let body = ctx.deps.vault.get(object).await?;
+        return Ok(ctx.deps.graph.upload_small(drive, target, body, conflict).await?);
+    }
+    let vault = ctx.deps.vault.clone();
+    let object = object.clone();
+    let source = move |offset: u64, len: usize| -> BoxFuture<'static, Result<Bytes, GraphError>> {
+        let vault = vault.clone();
+        let object = object.clone();
+        Box::pin(async move {
+            vault
+                .get_range(&object, offset, len as u64)
+                .await
+                .map_err(|e| GraphError::Transient { message: format!("reading the backup: {e}") })
+        })
+    };
+    Ok(ctx.deps.graph.upload_large(drive, target, size, conflict, FRAGMENT, source).await?)
+}
+
+/// Reads the restored item back from Graph and compares its SHA-256 with the backup's.
+async fn verify(ctx: &Context<'_>, drive: &str, item_id: &str, sha256: &str) -> Result<(), PipelineError> {
+    let download = ctx.deps.graph.download(drive, item_id, 0).await?;
+    let mut stream = download.stream;
+    let mut sha = Sha256::new();
+    while let Some(chunk) = stream.next().await {
+        sha.update(&chunk?);
+    }
+    let got = hex::encode(sha.finalize());
+    if got != sha256 {
+        return Err(PipelineError::Mismatch(format!("restored bytes of {item_id} hash differently from the backup")));
+    }
+    Ok(())
+}
