@@ -388,7 +388,21 @@ async fn created_after(ctx: &mut Context<'_>, item_id: &str, now: Option<ItemVer
     }
     let folder = quarantine(ctx).await?;
     let drive = ctx.job.container.drive_id.clone();
-    if now.as_ref().and_then(|v| v.parent_id.as_deref()) == Some(folder.as_str()) {
+    if item_id == folder {
+        return Ok((RestoreOutcome::CreatedAfter, Some(folder), 0, Some("the quarantine folder".into())));
+    }
+    let parent = now.as_ref().and_then(|v| v.parent_id.clone());
+    if let Some(parent) = &parent
+        && *parent != folder
+        && *parent != ctx.root_id().await?
+    {
+        let key = ctx.job.container.item(parent.clone());
+        let parent_at = ctx.deps.catalog.version_at(&key, ctx.job.as_of).await?.filter(|v| !v.deleted);
+        if parent_at.is_none() {
+            return Ok((RestoreOutcome::CreatedAfter, Some(item_id.to_owned()), 0, Some("moved with its folder".into())));
+        }
+    }
+    if parent.as_deref() == Some(folder.as_str()) {
         return Ok((RestoreOutcome::CreatedAfter, Some(item_id.to_owned()), 0, Some("already in quarantine".into())));
     }
     ctx.deps.graph.patch_item(&drive, item_id, None, Some(&folder)).await?;
@@ -402,29 +416,29 @@ async fn quarantine(ctx: &mut Context<'_>) -> Result<String, PipelineError> {
     let drive = ctx.job.container.drive_id.clone();
     let root = ctx.deps.graph.root(&drive).await?.id;
     let name = format!("Restore quarantine {}", &ctx.job.id[..8.min(ctx.job.id.len())]);
-    let folder = ensure_folder(ctx, &root, &name).await?;
+    let (folder, _) = ensure_folder(ctx, &root, &name).await?;
     ctx.quarantine = Some(folder.clone());
     Ok(folder)
 }
 
-/// A folder named `name` under `parent`: the existing one, or a new one.
-async fn ensure_folder(ctx: &mut Context<'_>, parent: &str, name: &str) -> Result<String, PipelineError> {
+/// A folder named `name` under `parent`: the existing one (false), or a new one (true).
+async fn ensure_folder(ctx: &mut Context<'_>, parent: &str, name: &str) -> Result<(String, bool), PipelineError> {
     if let Some(existing) = ctx.child_named(parent, name).await?
         && existing.kind != crate::graph::ItemKind::File
     {
-        return Ok(existing.id);
+        return Ok((existing.id, false));
     }
     let drive = ctx.target_drive().to_owned();
     match ctx.deps.graph.create_folder(&drive, parent, name, ConflictBehavior::Fail).await {
         Ok(item) => {
             ctx.children.remove(parent);
-            Ok(item.id)
+            Ok((item.id, true))
         }
         Err(GraphError::Conflict { .. }) => {
             ctx.children.remove(parent);
-            ctx.child_named(parent, name)
-                .await?
-                .map(|i| i.id)
+            let existing = ctx.child_named(parent, name).await?;
+            existing
+                .map(|i| (i.id, false))
                 .ok_or_else(|| PipelineError::Mismatch(format!("folder {name} conflicts but cannot be found")))
         }
         Err(e) => Err(e.into()),
@@ -446,8 +460,10 @@ async fn restore_folder(ctx: &mut Context<'_>, v: &ItemVersion) -> Result<Done, 
             return Ok((RestoreOutcome::Restored, Some(item.id), 0, Some("name and parent put back".into())));
         }
     }
-    let id = ensure_folder(ctx, &parent, &name).await?;
-    Ok((RestoreOutcome::Restored, Some(id), 0, Some("recreated".into())))
+    match ensure_folder(ctx, &parent, &name).await? {
+        (id, true) => Ok((RestoreOutcome::Restored, Some(id), 0, Some("recreated".into()))),
+        (id, false) => Ok((RestoreOutcome::Unchanged, Some(id), 0, None)),
+    }
 }
 
 async fn restore_file(ctx: &mut Context<'_>, v: &ItemVersion) -> Result<Done, PipelineError> {
