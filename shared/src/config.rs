@@ -226,6 +226,27 @@ impl RestorerConfig {
     }
 }
 
+/// The restore API: reads the catalog, signs vault GETs, sends to the `restores` queue. It
+/// holds no Graph credential.
+#[derive(Debug, Clone)]
+pub struct RestoreApiConfig {
+    pub tenant_id: String,
+    pub catalog_table: String,
+    pub vault_bucket: String,
+    pub queues: BTreeMap<QueueName, String>,
+}
+
+impl RestoreApiConfig {
+    pub fn load(s: &impl Settings) -> Result<Self, ConfigError> {
+        Ok(Self {
+            tenant_id: s.required("TENANT_ID")?,
+            catalog_table: s.required("CATALOG_TABLE")?,
+            vault_bucket: s.required("VAULT_BUCKET")?,
+            queues: queue_urls(s, &[(QueueName::Restores, "RESTORES_QUEUE_URL")])?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -113,3 +113,13 @@ pub async fn restorer(
         sink: Arc::new(SqsSink::new(aws, cfg.queues.clone())),
     })
 }
+
+/// The restore API's dependencies: no secrets to load, so nothing here can fail.
+pub async fn restore_api(cfg: &crate::config::RestoreApiConfig, aws: &aws_config::SdkConfig) -> crate::api::ApiDeps {
+    crate::api::ApiDeps {
+        tenant_id: cfg.tenant_id.clone(),
+        catalog: Arc::new(DynamoCatalog::new(aws, cfg.catalog_table.clone())),
+        sink: Arc::new(SqsSink::new(aws, cfg.queues.clone())),
+        presigner: Arc::new(crate::api::S3Presigner::new(crate::aws::s3_client(aws), cfg.vault_bucket.clone())),
+    }
+}

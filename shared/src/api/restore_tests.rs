@@ -173,3 +173,24 @@ async fn another_tenants_job_is_not_found() {
     let list = f.get("/v1/restores").await;
     assert_eq!(list.json["jobs"].as_array().map(Vec::len), Some(1));
 }
+
+#[test]
+fn the_restore_api_config_needs_its_four_settings() {
+    use crate::config::{ConfigError, RestoreApiConfig};
+    let all: std::collections::BTreeMap<String, String> = [
+        ("TENANT_ID", "tid"),
+        ("CATALOG_TABLE", "catalog"),
+        ("VAULT_BUCKET", "vault"),
+        ("RESTORES_QUEUE_URL", "https://sqs.test/restores"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let config = RestoreApiConfig::load(&all).expect("valid");
+    assert_eq!(config.queues.get(&QueueName::Restores).map(String::as_str), Some("https://sqs.test/restores"));
+    for name in ["TENANT_ID", "CATALOG_TABLE", "VAULT_BUCKET", "RESTORES_QUEUE_URL"] {
+        let mut missing = all.clone();
+        missing.remove(name);
+        assert_eq!(RestoreApiConfig::load(&missing).err(), Some(ConfigError::Missing(name)));
+    }
+}
