@@ -178,7 +178,7 @@ async fn check_target_folder(deps: &ApiDeps, drive_id: &str, folder_id: &str) ->
         .await
         .map_err(|_| ApiError::NotFound(format!("target drive {drive_id} is not a protected drive")))?;
     let root_id = deps.catalog.sync_state(&target.container).await?.root_id;
-    if folder_id == "root" && root_id.is_some() || root_id.as_deref() == Some(folder_id) {
+    if (folder_id == "root" && root_id.is_some()) || root_id.as_deref() == Some(folder_id) {
         return Ok(());
     }
     match deps.catalog.head(&target.container.item(folder_id)).await? {
