@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 VENV := .venv
-FUNCTIONS := webhook enumerator copier scheduler
+FUNCTIONS := webhook enumerator copier scheduler restorer restore-api
 
 .PHONY: demo test venv lint unit e2e cfn-lint up bench package clean
 

@@ -7,6 +7,7 @@ pub mod counter;
 pub mod demo;
 pub mod moto;
 pub mod provision;
+pub mod ransomware;
 pub mod runner;
 pub mod stack;
 pub mod verify;

@@ -14,8 +14,10 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use serde::{Deserialize, Serialize};
 use shared::aws::catalog::DynamoCatalog;
 use shared::aws::vault::S3Vault;
-use shared::config::{CopierConfig, EnumeratorConfig, SchedulerConfig, WebhookConfig};
-use shared::pipeline::batch::{copy_batch, enumerate_batch, lifecycle_batch};
+use shared::config::{
+    CopierConfig, EnumeratorConfig, RestoreApiConfig, RestorerConfig, SchedulerConfig, WebhookConfig,
+};
+use shared::pipeline::batch::{copy_batch, enumerate_batch, lifecycle_batch, restore_batch};
 use shared::pipeline::scheduler::{self, SchedulerDeps, Task};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -48,6 +50,8 @@ pub struct StackOptions {
     pub notification_delay: Duration,
     /// Route AWS calls through a counting proxy (benchmarks).
     pub count_aws: bool,
+    /// Restorer instances (each handles one plan step or chunk at a time).
+    pub restore_pollers: usize,
     /// Simulator faults (`/admin/faults` bodies) injected after seeding, before discovery.
     pub faults: Vec<serde_json::Value>,
 }
@@ -67,6 +71,7 @@ impl StackOptions {
             notification_delay: Duration::from_millis(200),
             count_aws: false,
             faults: Vec::new(),
+            restore_pollers: 4,
         }
     }
 }
@@ -77,6 +82,8 @@ pub struct StackInfo {
     pub aws: AwsInfo,
     pub graph: GraphInfo,
     pub webhook_url: String,
+    /// The restore API (IAM-authorised in AWS; open on loopback here).
+    pub api_url: String,
     pub resources: Provisioned,
 }
 
@@ -170,6 +177,7 @@ impl Stack {
 
         let (webhook_listener, webhook_addr) = listener().await?;
         let webhook_url = format!("http://{webhook_addr}/graph/notifications");
+        let (api_listener, api_addr) = listener().await?;
         let info = StackInfo {
             aws: AwsInfo { endpoint: endpoint.clone(), region: REGION.into() },
             graph: GraphInfo {
@@ -181,6 +189,7 @@ impl Stack {
                 client_secret,
             },
             webhook_url: webhook_url.clone(),
+            api_url: format!("http://{api_addr}"),
             resources: resources.clone(),
         };
         let settings = settings(&info, &opts);
@@ -190,6 +199,11 @@ impl Stack {
         tasks.push(tokio::spawn(async move {
             let _ = axum::serve(webhook_listener, shared::pipeline::webhook::router(Arc::new(webhook))).await;
         }));
+        let api = shared::wiring::restore_api(&RestoreApiConfig::load(&settings)?, &aws).await;
+        tasks.push(tokio::spawn(async move {
+            let _ = axum::serve(api_listener, shared::api::router(Arc::new(api))).await;
+        }));
+        let restorer = Arc::new(shared::wiring::restorer(&RestorerConfig::load(&settings)?, &aws).await?);
         let enumerator = Arc::new(shared::wiring::enumerator(&EnumeratorConfig::load(&settings)?, &aws).await?);
         let copier = Arc::new(shared::wiring::copier(&CopierConfig::load(&settings)?, &aws).await?);
         let scheduler = Arc::new(shared::wiring::scheduler(&SchedulerConfig::load(&settings)?, &aws).await?);
@@ -240,6 +254,20 @@ impl Stack {
                 Box::pin(async move { lifecycle_batch(&deps, &batch).await })
             })
         };
+        for _ in 0..opts.restore_pollers {
+            let deps = restorer.clone();
+            let handler: Handler = Arc::new(move |batch| {
+                let deps = deps.clone();
+                Box::pin(async move { restore_batch(&deps, &batch).await })
+            });
+            pollers.push(Poller {
+                name: "restorer",
+                queue_url: url("RestoresQueue")?,
+                batch_size: 1,
+                visibility_timeout: opts.retry_after_secs.max(30),
+                handler,
+            });
+        }
         pollers.push(Poller {
             name: "scheduler",
             queue_url: url("LifecycleQueue")?,
@@ -388,6 +416,9 @@ fn settings(info: &StackInfo, opts: &StackOptions) -> BTreeMap<String, String> {
         ("ITEMS_QUEUE_URL", q("ItemsQueue")),
         ("ITEMS_LARGE_QUEUE_URL", q("ItemsLargeQueue")),
         ("LIFECYCLE_QUEUE_URL", q("LifecycleQueue")),
+        ("RESTORES_QUEUE_URL", q("RestoresQueue")),
+        ("GRAPH_RESTORER_CLIENT_ID", info.graph.client_id.clone()),
+        ("GRAPH_RESTORER_SECRET_ARN", s("GraphRestorerSecret")),
         ("OBJECT_LOCK_MODE", r.object_lock_mode.clone()),
         ("RETENTION_DAYS", r.retention_days.to_string()),
         ("WEBHOOK_URL", info.webhook_url.clone()),

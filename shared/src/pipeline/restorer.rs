@@ -31,6 +31,8 @@ use crate::store::{Catalog, MessageSink, OutMessage, QueueName, Vault};
 pub const SMALL_UPLOAD_MAX: u64 = 4 * 1024 * 1024;
 /// Upload-session fragment: a multiple of 320 KiB, as Graph requires.
 pub const FRAGMENT: usize = 32 * 320 * 1024;
+/// Where items created after the restore time are moved, at the drive's root.
+pub const QUARANTINE_FOLDER: &str = "Restore quarantine";
 /// Files per fan-out task.
 pub const CHUNK: usize = 50;
 
@@ -399,7 +401,12 @@ async fn created_after(ctx: &mut Context<'_>, item_id: &str, now: Option<ItemVer
         let key = ctx.job.container.item(parent.clone());
         let parent_at = ctx.deps.catalog.version_at(&key, ctx.job.as_of).await?.filter(|v| !v.deleted);
         if parent_at.is_none() {
-            return Ok((RestoreOutcome::CreatedAfter, Some(item_id.to_owned()), 0, Some("moved with its folder".into())));
+            return Ok((
+                RestoreOutcome::CreatedAfter,
+                Some(item_id.to_owned()),
+                0,
+                Some("moved with its folder".into()),
+            ));
         }
     }
     if parent.as_deref() == Some(folder.as_str()) {
@@ -415,7 +422,8 @@ async fn quarantine(ctx: &mut Context<'_>) -> Result<String, PipelineError> {
     }
     let drive = ctx.job.container.drive_id.clone();
     let root = ctx.deps.graph.root(&drive).await?.id;
-    let name = format!("Restore quarantine {}", &ctx.job.id[..8.min(ctx.job.id.len())]);
+    // One quarantine per drive: a re-run finds what an earlier run set aside already there.
+    let name = QUARANTINE_FOLDER.to_owned();
     let (folder, _) = ensure_folder(ctx, &root, &name).await?;
     ctx.quarantine = Some(folder.clone());
     Ok(folder)

@@ -1,0 +1,167 @@
+//! End-to-end restores through the restore API, the restorer and the Graph simulator's
+//! write side: the bytes and places a user gets back, and that re-running changes nothing.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use chrono::Utc;
+use local_stack::admin::SimItem;
+use local_stack::ransomware::{start_restore, wait_job};
+use local_stack::stack::{Stack, StackOptions};
+use serde_json::json;
+
+const IDLE: Duration = Duration::from_secs(240);
+const DONE: &[&str] = &["succeeded", "completed_with_errors"];
+
+async fn start() -> Result<Stack> {
+    let mut opts = StackOptions::new(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."));
+    opts.seed = Some(json!({"seed": 5, "users": [
+        {"user_principal_name": "adele@contoso.test", "display_name": "Adele", "has_drive": true,
+         "files": 30, "folders": 5, "max_depth": 3, "min_size": 0, "max_size": 200_000,
+         "hostile_names": false, "onenote_packages": 0, "large_files": [{"name": "deck.pptx", "size": 6_000_000}]},
+        {"user_principal_name": "bob@contoso.test", "display_name": "Bob", "has_drive": true,
+         "files": 5, "folders": 1, "max_depth": 1, "min_size": 1, "max_size": 1_000,
+         "hostile_names": false, "onenote_packages": 0, "large_files": []}
+    ]}));
+    opts.sweep_every = None;
+    opts.stack_name = format!("restore-{}", &uuid::Uuid::new_v4().to_string()[..8]);
+    let stack = Stack::start(opts).await?;
+    stack.idle(IDLE).await?;
+    Ok(stack)
+}
+
+async fn files(stack: &Stack, drive: &str) -> Result<HashMap<String, SimItem>> {
+    Ok(stack.admin.items(drive).await?.into_iter().filter(|i| i.kind == "file").map(|i| (i.id.clone(), i)).collect())
+}
+
+fn writes(stats: &serde_json::Value) -> u64 {
+    ["upload", "upload_session", "patch", "create_folder"]
+        .iter()
+        .map(|k| stats["by_route"][k].as_u64().unwrap_or(0))
+        .sum()
+}
+
+fn restore(drive: &str, as_of: chrono::DateTime<Utc>, target: serde_json::Value, conflict: &str) -> serde_json::Value {
+    json!({"drive_id": drive, "scope": {"kind": "container"}, "as_of": as_of.to_rfc3339(), "target": target,
+           "conflict": conflict, "quarantine_new_items": true, "dry_run": false})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_place_rollback_keeps_item_ids_and_a_rerun_changes_nothing() -> Result<()> {
+    // Given a backed-up drive, then a ransomware encryption and a file it dropped
+    let stack = start().await?;
+    let drive = stack.admin.users().await?[0].drive_id.clone().expect("drive");
+    let before = files(&stack, &drive).await?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let as_of = Utc::now();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stack.admin.ransomware(&drive, ".crypt", 9).await?;
+    let folder = stack.admin.items(&drive).await?.into_iter().find(|i| i.kind == "folder").expect("folder");
+    let note = stack.admin.create_file(&drive, &folder.id, "HOW TO DECRYPT.txt", 500).await?;
+    stack.idle(IDLE).await?;
+
+    // When the drive is restored in place as of before the attack
+    let id = start_restore(&stack, restore(&drive, as_of, json!({"kind": "in_place"}), "rename")).await?;
+    let job = wait_job(&stack, &id, DONE, Duration::from_secs(300)).await?;
+
+    // Then every file has its old bytes, name and place under the same item id
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let after = files(&stack, &drive).await?;
+    for (id, old) in &before {
+        let now = after.get(id).unwrap_or_else(|| panic!("{} lost its item id", old.path));
+        assert_eq!((&now.sha256, &now.name, &now.path), (&old.sha256, &old.name, &old.path));
+    }
+    // and the ransom note, created after T, was quarantined, not deleted
+    let note_now = after.get(&note.id).expect("the note still exists");
+    assert!(note_now.path.contains("Restore quarantine"), "{}", note_now.path);
+
+    // When the same restore runs again, nothing is written to Microsoft 365
+    let writes_before = writes(&stack.admin.stats().await?);
+    let again = start_restore(&stack, restore(&drive, as_of, json!({"kind": "in_place"}), "rename")).await?;
+    let job = wait_job(&stack, &again, DONE, Duration::from_secs(300)).await?;
+    assert_eq!(job["restored"], 0, "{job}");
+    assert_eq!(writes(&stack.admin.stats().await?), writes_before);
+    stack.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn alternate_targets_follow_the_conflict_policy_and_interrupted_restores_resume() -> Result<()> {
+    let stack = start().await?;
+    let users = stack.admin.users().await?;
+    let (source, target) = (users[0].drive_id.clone().expect("drive"), users[1].drive_id.clone().expect("drive"));
+    let target_root = stack.admin.items(&target).await?.into_iter().find(|i| i.kind == "folder").expect("folder");
+    let as_of = Utc::now();
+
+    // Given uploads that fail midway (connection resets) while restoring to another drive
+    stack.admin.fault(json!({"kind": "reset", "count": 6, "path_contains": "/content"})).await?;
+    let alternate = json!({"kind": "alternate", "drive_id": target, "folder_id": target_root.id});
+    let id = start_restore(&stack, restore(&source, as_of, alternate.clone(), "skip")).await?;
+    let first = wait_job(&stack, &id, DONE, Duration::from_secs(400)).await?;
+
+    // Then the restore resumed and every source file is in the target folder, once
+    assert_eq!(first["status"], "succeeded", "{first}");
+    let source_files = files(&stack, &source).await?;
+    let target_files = files(&stack, &target).await?;
+    for f in source_files.values() {
+        let copies = target_files.values().filter(|t| t.sha256 == f.sha256 && t.name == f.name).count();
+        assert!(copies >= 1, "{} missing from the target", f.path);
+    }
+
+    // When it runs again with `skip`, nothing is written; with `rename`, identical files are left alone
+    let writes_before = writes(&stack.admin.stats().await?);
+    for policy in ["skip", "rename"] {
+        let again = start_restore(&stack, restore(&source, as_of, alternate.clone(), policy)).await?;
+        let job = wait_job(&stack, &again, DONE, Duration::from_secs(300)).await?;
+        assert_eq!(job["restored"], 0, "{policy}: {job}");
+    }
+    assert_eq!(writes(&stack.admin.stats().await?), writes_before);
+
+    // When a target file differs, `skip` keeps it, `rename` adds a copy, `replace` overwrites it
+    let victim = target_files
+        .values()
+        .find(|t| t.path.starts_with(&target_root.path) && t.size > 0)
+        .expect("restored file")
+        .clone();
+    stack.admin.edit(&target, &victim.id, 10, 4242).await?;
+    let job = wait_job(
+        &stack,
+        &start_restore(&stack, restore(&source, as_of, alternate.clone(), "skip")).await?,
+        DONE,
+        Duration::from_secs(300),
+    )
+    .await?;
+    assert!(job["skipped"].as_u64().unwrap_or(0) >= 1, "{job}");
+    let job = wait_job(
+        &stack,
+        &start_restore(&stack, restore(&source, as_of, alternate.clone(), "replace")).await?,
+        DONE,
+        Duration::from_secs(300),
+    )
+    .await?;
+    assert!(job["restored"].as_u64().unwrap_or(0) >= 1, "{job}");
+    let replaced = files(&stack, &target).await?.remove(&victim.id).expect("same item");
+    assert_eq!(replaced.sha256, victim.sha256, "replace writes the backed-up bytes into the existing file");
+    stack.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_restore_requests_get_clear_errors() -> Result<()> {
+    let stack = start().await?;
+    let drive = stack.admin.users().await?[0].drive_id.clone().expect("drive");
+    let http = reqwest::Client::new();
+    let post = |body: serde_json::Value| http.post(format!("{}/v1/restores", stack.info.api_url)).json(&body).send();
+    let future = restore(&drive, Utc::now() + chrono::Duration::days(1), json!({"kind": "in_place"}), "rename");
+    let past = restore(&drive, Utc::now() - chrono::Duration::days(365), json!({"kind": "in_place"}), "rename");
+    let unknown = restore("no-such-drive", Utc::now(), json!({"kind": "in_place"}), "rename");
+    for (body, status) in [(future, 400), (past, 400), (unknown, 404)] {
+        let response = post(body).await?;
+        assert_eq!(response.status().as_u16(), status);
+        assert!(response.headers()["content-type"].to_str()?.starts_with("application/problem+json"));
+    }
+    stack.stop().await;
+    Ok(())
+}
