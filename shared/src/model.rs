@@ -283,6 +283,9 @@ pub enum ConflictPolicy {
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum RestoreStatus {
+    /// Accepted; the restorer has not planned it yet.
+    Queued,
+    /// Planned (a dry run ends here, with its counts).
     Planned,
     Running,
     Succeeded,

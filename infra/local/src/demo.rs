@@ -142,6 +142,7 @@ pub async fn run(repo_root: std::path::PathBuf) -> Result<()> {
         stack.admin.delete(&drives[2], &folder.id).await?;
     }
     stack.idle(Duration::from_secs(300)).await?;
+    let quiet_since = Utc::now();
     let lat = latencies(&stack, &changes).await?;
 
     println!("== Verifying: every current file read back from the vault by its recorded version id");
@@ -149,6 +150,17 @@ pub async fn run(repo_root: std::path::PathBuf) -> Result<()> {
     for d in &drives {
         check.merge(verify::drive(&stack, d).await?);
     }
+    println!("== Ransomware: mass encryption of {}'s drive, detection, dry run, in-place restore", users[0].user_principal_name);
+    let rw = crate::ransomware::run(&stack, &drives[0], quiet_since).await?;
+    stack.idle(Duration::from_secs(600)).await?;
+    println!("== Verifying again: the restored state is itself backed up");
+    let mut after_restore = verify::Check::default();
+    for d in &drives {
+        after_restore.merge(verify::drive(&stack, d).await?);
+    }
+    check.problems.extend(after_restore.problems);
+    check.problems.extend(rw.problems.iter().cloned());
+
     let (objects, lock_problems) = verify::locks(&stack).await?;
     let dead = stack.dead_letters().await?;
     let stats = stack.admin.stats().await.unwrap_or_default();
@@ -167,6 +179,13 @@ pub async fn run(repo_root: std::path::PathBuf) -> Result<()> {
     println!("| change-to-locked-copy latency p50     | {:.2} s |", percentile(&lat, 50.0));
     println!("| change-to-locked-copy latency p95     | {:.2} s |", percentile(&lat, 95.0));
     println!("| Graph requests                        | {} |", stats["requests_total"]);
+    println!("| ransomware: files encrypted           | {} |", rw.encrypted);
+    println!("| ransomware: attack start (catalog)    | {} |", rw.attack_started.format("%H:%M:%S%.3f"));
+    println!("| restore as of (one minute before)     | {} |", rw.as_of.format("%H:%M:%S%.3f"));
+    println!("| restore: items planned / restored     | {} / {} |", rw.planned_items, rw.restored);
+    println!("| restore: time                         | {:.1} s |", rw.seconds);
+    println!("| restore: throughput                   | {:.0} files/min, {:.1} MB/s |", rw.restored as f64 * 60.0 / rw.seconds.max(0.001), rw.bytes as f64 / 1e6 / rw.seconds.max(0.001));
+    println!("| restore: files equal to pre-attack    | {} |", rw.verified_files);
     println!("| messages in dead-letter queues        | {dead} |");
     println!();
 

@@ -81,7 +81,7 @@ pub async fn run(stack: &Stack, drive: &str, quiet_since: DateTime<Utc>) -> Resu
     let changes = api(
         stack,
         reqwest::Method::GET,
-        &format!("/v1/drives/{drive}/changes?from={}&to={}&limit=100000", urlencode(&from), urlencode(&to)),
+        &format!("/v1/drives/{drive}/changes?from={}&to={}&limit=5000", urlencode(&from), urlencode(&to)),
         None,
     )
     .await?;

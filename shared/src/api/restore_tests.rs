@@ -14,7 +14,7 @@ fn queued(f: &Fixture) -> Vec<RestoreTask> {
 }
 
 #[tokio::test]
-async fn a_dry_run_records_a_planned_job_and_queues_a_dry_plan_step() {
+async fn a_dry_run_records_a_queued_job_and_queues_a_dry_plan_step() {
     let f = fixture().await;
     let as_of = at(t(60, f.discovered));
 
@@ -29,12 +29,12 @@ async fn a_dry_run_records_a_planned_job_and_queues_a_dry_plan_step() {
     let id = reply.json["id"].as_str().expect("id").to_owned();
     assert!(uuid::Uuid::parse_str(&id).is_ok_and(|u| u.get_version_num() == 4));
     assert_eq!(reply.headers["location"], format!("/v1/restores/{id}"));
-    assert_eq!(reply.json["status"], "planned");
+    assert_eq!(reply.json["status"], "queued", "planning is the restorer's job");
     assert_eq!(reply.json["target"], json!({"kind": "in_place"}), "in-place rollback is the default");
     assert_eq!(reply.json["conflict"], "rename");
     assert_eq!(reply.json["percent"], 0);
     let job = f.catalog.restore_job(&id).await.expect("read").expect("job recorded");
-    assert_eq!((job.status, job.planned_items, job.restored), (RestoreStatus::Planned, 0, 0));
+    assert_eq!((job.status, job.planned_items, job.restored), (RestoreStatus::Queued, 0, 0));
     assert_eq!(job.container, ContainerId::new(TENANT, DRIVE));
     assert_eq!(queued(&f), [RestoreTask { v: 1, job_id: id, step: RestoreStep::Plan { dry_run: true } }]);
 }

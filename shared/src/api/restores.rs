@@ -149,7 +149,7 @@ pub(crate) async fn create(
         target: request.target,
         conflict: request.conflict,
         quarantine_new_items: request.quarantine_new_items,
-        status: RestoreStatus::Planned,
+        status: RestoreStatus::Queued,
         created_at: now,
         planned_items: 0,
         planned_bytes: 0,

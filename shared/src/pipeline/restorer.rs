@@ -152,6 +152,11 @@ fn differs(at: &ItemVersion, now: Option<&ItemVersion>) -> bool {
 }
 
 async fn plan(deps: &RestorerDeps, job: &RestoreJob, dry_run: bool) -> Result<(), PipelineError> {
+    // A redelivered plan of a job that already ran changes nothing; one that was cut off
+    // while running resumes (folders and chunks are idempotent).
+    if !matches!(job.status, RestoreStatus::Queued | RestoreStatus::Running) {
+        return Ok(());
+    }
     let tree = Tree::load(deps.catalog.as_ref(), job).await?;
     let scope = Tree::in_scope(&tree.at, &job.scope);
     let at_ids: HashSet<&str> = scope.iter().map(|v| v.key.item_id.as_str()).collect();
