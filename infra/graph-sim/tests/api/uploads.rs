@@ -195,7 +195,7 @@ async fn resume_after_a_cut_request_and_after_a_lost_response() {
 #[tokio::test]
 async fn expired_and_cancelled_sessions_are_404() {
     let sim =
-        start(graph_sim::SimConfig { upload_session_lifetime: Duration::from_millis(1000), ..fast_config() }).await;
+        start(graph_sim::SimConfig { upload_session_lifetime: Duration::from_millis(3000), ..fast_config() }).await;
     let drive = sim.seed_one(0, 0).await;
     let new_url = |name: &'static str| {
         let sim = &sim;
@@ -211,11 +211,12 @@ async fn expired_and_cancelled_sessions_are_404() {
 
     // Idle past the lifetime; each fragment extends it
     let url = new_url("b.bin").await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Margins of 1.5 s either side of each deadline: a loaded CI machine must not flip it.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     expect(put(&sim, &url, &data[..UNIT], 0, data.len()).await, StatusCode::ACCEPTED).await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(next_expected(&sim, &url).await, json!([format!("{UNIT}-")]));
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
     let gone = expect(sim.http.get(&url).send().await.expect("get"), StatusCode::NOT_FOUND).await;
     assert_eq!(gone["error"]["code"], "itemNotFound");
 
