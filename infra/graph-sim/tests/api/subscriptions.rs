@@ -59,7 +59,9 @@ fn expiry(minutes: i64) -> String {
 
 #[tokio::test]
 async fn subscription_handshake_then_notifications_carry_client_state() {
-    let sim = start(fast_config()).await;
+    // A coalescing window wide enough that two back-to-back admin calls fall into it even on
+    // a loaded machine.
+    let sim = start(graph_sim::SimConfig { notification_delay: Duration::from_millis(1500), ..fast_config() }).await;
     let drive = sim.seed_one(3, 0).await;
     let (url, mut rx, tokens) = receiver(true).await;
 
