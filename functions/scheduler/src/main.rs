@@ -1,22 +1,18 @@
 //! EventBridge schedules (`{"task": "..."}`) and the `lifecycle` queue.
 
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use shared::config::{Env, SchedulerConfig};
-use shared::pipeline::batch::{Received, lifecycle_batch};
+use shared::pipeline::batch::lifecycle_batch;
 use shared::pipeline::scheduler::{self, SchedulerDeps, Task};
 
 async fn handle(deps: &SchedulerDeps, event: LambdaEvent<Value>) -> Result<Value, Error> {
     if event.payload.get("Records").is_some() {
         let sqs: SqsEvent = serde_json::from_value(event.payload)?;
-        let messages: Vec<Received> = sqs
-            .records
-            .into_iter()
-            .map(|r| Received { id: r.message_id.unwrap_or_default(), body: r.body.unwrap_or_default() })
-            .collect();
+        let messages = lambda_sqs::messages(sqs);
         let failed = lifecycle_batch(deps, &messages).await;
-        let response = batch_response(failed);
+        let response = lambda_sqs::batch_response(failed);
         return Ok(serde_json::to_value(response)?);
     }
     let task: Task = serde_json::from_value(event.payload)?;
@@ -31,18 +27,4 @@ async fn main() -> Result<(), Error> {
     let aws = shared::aws::sdk_config().await;
     let deps = shared::wiring::scheduler(&config, &aws).await?;
     lambda_runtime::run(service_fn(|event| handle(&deps, event))).await
-}
-
-/// Partial batch failure: the messages SQS must deliver again.
-fn batch_response(failed: Vec<String>) -> SqsBatchResponse {
-    let mut response = SqsBatchResponse::default();
-    response.batch_item_failures = failed
-        .into_iter()
-        .map(|id| {
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = id;
-            failure
-        })
-        .collect();
-    response
 }

@@ -239,27 +239,18 @@ async fn fetch(deps: &CopierDeps, key: &ItemKey, item: &ItemState) -> Result<Opt
     } else {
         ContentSink::Buffer(BytesMut::with_capacity(size as usize))
     };
-    let result = download_into(deps, key, &mut sink).await;
-    let (len, sha256, quick_xor) = match result {
-        Ok(Some(hashes)) => hashes,
-        Ok(None) => {
+    let fetched = async {
+        let Some((len, sha256, quick_xor)) = download_into(deps, key, &mut sink).await? else { return Ok(None) };
+        let state = matching_state(deps, key, item, len, &quick_xor).await?;
+        Ok::<_, PipelineError>(state.map(|state| (state, len, sha256, quick_xor)))
+    }
+    .await;
+    // Nothing half-uploaded outlives a download that is not recorded.
+    let (state, len, sha256, quick_xor) = match fetched {
+        Ok(Some(fetched)) => fetched,
+        other => {
             sink.abort(deps).await;
-            return Ok(None);
-        }
-        Err(e) => {
-            sink.abort(deps).await;
-            return Err(e);
-        }
-    };
-    let state = match matching_state(deps, key, item, len, &quick_xor).await {
-        Ok(Some(state)) => state,
-        Ok(None) => {
-            sink.abort(deps).await;
-            return Ok(None);
-        }
-        Err(e) => {
-            sink.abort(deps).await;
-            return Err(e);
+            return other.map(|_| None);
         }
     };
     let object = sink.finish(deps, key, &sha256).await?;
