@@ -86,7 +86,7 @@ pub(super) async fn create(sqs: &Client, resolver: &Resolver, resource: &Resourc
             Some(have) if same_attribute(have, want) => {}
             Some(have) => bail!("{name}: {key} is {have}, template wants {want}"),
             None if NOT_STORED_BY_MOTO.contains(&key.as_str()) => {
-                tracing::warn!(queue = %name, attribute = %key, "moto does not store this attribute; not verified");
+                tracing::info!(queue = %name, attribute = %key, "moto does not store this attribute; not verified");
             }
             None => bail!("{name}: {key} was not applied (template wants {want})"),
         }
