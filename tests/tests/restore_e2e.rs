@@ -62,7 +62,9 @@ async fn in_place_rollback_keeps_item_ids_and_a_rerun_changes_nothing() -> Resul
     let note = stack.admin.create_file(&drive, &folder.id, "HOW TO DECRYPT.txt", 500).await?;
     stack.idle(IDLE).await?;
 
-    // When the drive is restored in place as of before the attack
+    // When the drive is restored in place as of before the attack, and the upload session of
+    // the large file expires midway (it must be restarted)
+    stack.admin.fault(json!({"kind": "expire_upload_sessions_midway", "count": 1})).await?;
     let id = start_restore(&stack, restore(&drive, as_of, json!({"kind": "in_place"}), "rename")).await?;
     let job = wait_job(&stack, &id, DONE, Duration::from_secs(300)).await?;
 

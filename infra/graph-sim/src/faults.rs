@@ -44,6 +44,9 @@ pub struct Faults {
     pub duplicate_items_in_delta: bool,
     /// Drives on which every Graph write answers `403 accessDenied`.
     pub forbid_writes: HashSet<String>,
+    /// The next this-many upload sessions expire right after accepting a fragment, as a
+    /// session that idles past its lifetime between two fragments would.
+    pub expire_sessions_after_fragment: u64,
 }
 
 impl Faults {

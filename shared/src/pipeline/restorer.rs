@@ -30,7 +30,7 @@ use crate::store::{Catalog, MessageSink, OutMessage, QueueName, Vault};
 /// Files up to this size go in one PUT; larger ones through an upload session.
 pub const SMALL_UPLOAD_MAX: u64 = 4 * 1024 * 1024;
 /// Upload-session fragment: a multiple of 320 KiB, as Graph requires.
-pub const FRAGMENT: usize = 32 * 320 * 1024;
+pub const FRAGMENT: usize = 16 * 320 * 1024;
 /// Where items created after the restore time are moved, at the drive's root.
 pub const QUARANTINE_FOLDER: &str = "Restore quarantine";
 /// Files per fan-out task.

@@ -100,18 +100,47 @@ pub async fn add_user(State(sim): State<Arc<Inner>>, body: Bytes) -> GraphResult
 #[derive(Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum FaultReq {
-    Throttle { status: Option<u16>, retry_after: Option<u64>, count: Option<u64>, path_contains: Option<String> },
-    Reset { count: Option<u64>, path_contains: Option<String> },
-    Truncate { count: Option<u64>, path_contains: Option<String> },
-    ForbidContent { item_id: String },
-    DropNotifications { count: u64 },
-    DuplicateNotifications { count: u64 },
-    ExpireDeltaTokens { drive_id: String },
-    HideHashes { enabled: bool },
-    DuplicateItemsInDelta { enabled: bool },
+    Throttle {
+        status: Option<u16>,
+        retry_after: Option<u64>,
+        count: Option<u64>,
+        path_contains: Option<String>,
+    },
+    Reset {
+        count: Option<u64>,
+        path_contains: Option<String>,
+    },
+    Truncate {
+        count: Option<u64>,
+        path_contains: Option<String>,
+    },
+    ForbidContent {
+        item_id: String,
+    },
+    DropNotifications {
+        count: u64,
+    },
+    DuplicateNotifications {
+        count: u64,
+    },
+    ExpireDeltaTokens {
+        drive_id: String,
+    },
+    HideHashes {
+        enabled: bool,
+    },
+    DuplicateItemsInDelta {
+        enabled: bool,
+    },
     ExpireTokens,
     ExpireUploadSessions,
-    ForbidWrites { drive_id: String },
+    /// The next `count` sessions expire just after their next accepted fragment.
+    ExpireUploadSessionsMidway {
+        count: u64,
+    },
+    ForbidWrites {
+        drive_id: String,
+    },
 }
 
 pub async fn add_fault(State(sim): State<Arc<Inner>>, body: Bytes) -> GraphResult<Json<Value>> {
@@ -156,6 +185,7 @@ pub async fn add_fault(State(sim): State<Arc<Inner>>, body: Bytes) -> GraphResul
                 s.expires = past;
             }
         }
+        FaultReq::ExpireUploadSessionsMidway { count } => st.faults.expire_sessions_after_fragment += count,
         FaultReq::ForbidWrites { drive_id } => {
             if !st.drives.contains_key(&drive_id) {
                 return Err(GraphError::not_found("The drive could not be found."));

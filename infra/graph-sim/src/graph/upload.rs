@@ -203,11 +203,17 @@ async fn receive(sim: &Arc<Inner>, token: &str, headers: &HeaderMap, body: Body)
     let range = ContentRange::parse(headers.get(header::CONTENT_RANGE).and_then(|v| v.to_str().ok()))?;
     {
         let mut st = sim.lock();
+        let expire_now = st.faults.expire_sessions_after_fragment > 0;
         let s = live(&mut st, &id)?;
         s.accept(range, &bytes)?;
         s.expires = Utc::now() + sim.cfg.upload_session_lifetime;
         if !s.is_complete() || s.defer_commit {
-            return Ok(progress(s, StatusCode::ACCEPTED));
+            let reply = progress(s, StatusCode::ACCEPTED);
+            if expire_now {
+                s.expires = Utc::now() - chrono::Duration::seconds(1);
+                st.faults.expire_sessions_after_fragment -= 1;
+            }
+            return Ok(reply);
         }
     }
     finish(sim, &base_url(headers), &id)

@@ -220,6 +220,12 @@ async fn expired_and_cancelled_sessions_are_404() {
     let gone = expect(sim.http.get(&url).send().await.expect("get"), StatusCode::NOT_FOUND).await;
     assert_eq!(gone["error"]["code"], "itemNotFound");
 
+    // Expiry midway (fault): the fragment is accepted, then the session is gone
+    let url = new_url("m.bin").await;
+    sim.post_admin("/faults", json!({"kind": "expire_upload_sessions_midway", "count": 1})).await;
+    expect(put(&sim, &url, &data[..UNIT], 0, data.len()).await, StatusCode::ACCEPTED).await;
+    assert_eq!(put(&sim, &url, &data[UNIT..], UNIT, data.len()).await.status(), StatusCode::NOT_FOUND);
+
     // Cancel
     let url = new_url("c.bin").await;
     assert_eq!(sim.http.delete(&url).send().await.expect("delete").status(), StatusCode::NO_CONTENT);
