@@ -218,13 +218,10 @@ async fn enqueue_page(
     let (mut small, mut large) = (Vec::new(), Vec::new());
     for id in order {
         let state = latest.remove(id).unwrap_or_else(|| unreachable!());
-        match heads.get(id) {
-            Some(head) if holds(head, &state) => continue,
-            None if state.deleted => {
-                // Deleted before we ever held it: still recorded, so a late copy of its
-                // creation can never become the current state.
-            }
-            _ => {}
+        // An item deleted before we ever held it still gets a tombstone job, so a late copy
+        // of its creation can never become its current state.
+        if heads.get(id).is_some_and(|head| holds(head, &state)) {
+            continue;
         }
         let big = state.size.unwrap_or(0) >= deps.large_item_bytes;
         let job = ItemJob {
