@@ -22,7 +22,8 @@ pub async fn run(repo_root: std::path::PathBuf) -> Result<()> {
     let files: usize = std::env::var("BENCH_RESTORE_FILES").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000);
     let mut opts = StackOptions::new(repo_root);
     // Every file in the root folder: the browse figure lists one folder of `files` children.
-    opts.seed = Some(json!({"seed": 3, "users": [{"user_principal_name": "restore@bench.test", "display_name": "Restore",
+    opts.seed =
+        Some(json!({"seed": 3, "users": [{"user_principal_name": "restore@bench.test", "display_name": "Restore",
         "has_drive": true, "files": files, "folders": 0, "max_depth": 0, "min_size": 1_000, "max_size": 200_000,
         "hostile_names": false, "onenote_packages": 0, "large_files": []}]}));
     opts.sweep_every = None;
@@ -42,7 +43,11 @@ pub async fn run(repo_root: std::path::PathBuf) -> Result<()> {
     let mut firsts = Vec::new();
     for _ in 0..20 {
         let t = Instant::now();
-        let url = format!("{}/v1/drives/{drive}/children?parent=root&at={}&limit=200", stack.info.api_url, as_of.to_rfc3339());
+        let url = format!(
+            "{}/v1/drives/{drive}/children?parent=root&at={}&limit=200",
+            stack.info.api_url,
+            as_of.to_rfc3339()
+        );
         http.get(&url).send().await?.error_for_status()?;
         firsts.push(t.elapsed().as_secs_f64() * 1000.0);
     }
@@ -72,13 +77,20 @@ pub async fn run(repo_root: std::path::PathBuf) -> Result<()> {
     let bytes = job["bytes_restored"].as_f64().unwrap_or(0.0);
     println!("| figure | value |");
     println!("|---|---|");
-    println!("| folder of {files} children as of T, first page of 200: p50 / p95 | {:.0} ms / {:.0} ms |", p(&firsts, 50.0), p(&firsts, 95.0));
+    println!(
+        "| folder of {files} children as of T, first page of 200: p50 / p95 | {:.0} ms / {:.0} ms |",
+        p(&firsts, 50.0),
+        p(&firsts, 95.0)
+    );
     println!("| dry-run plan of {} items (queue to planned) | {plan_secs:.2} s |", plan["planned_items"]);
     println!("| in-place restore: files restored / failed | {} / {} |", job["restored"], job["failed"]);
     println!("| restore time | {secs:.1} s |");
     println!("| files/min | {:.0} |", restored * 60.0 / secs);
     println!("| MB/s | {:.2} |", bytes / 1e6 / secs);
-    println!("| Graph requests per restored file | {:.2} |", stats["requests_total"].as_f64().unwrap_or(f64::NAN) / restored.max(1.0));
+    println!(
+        "| Graph requests per restored file | {:.2} |",
+        stats["requests_total"].as_f64().unwrap_or(f64::NAN) / restored.max(1.0)
+    );
     println!("Graph routes during the restore: {}", stats["by_route"]);
     stack.stop().await;
     Ok(())

@@ -150,7 +150,10 @@ pub async fn run(repo_root: std::path::PathBuf) -> Result<()> {
     for d in &drives {
         check.merge(verify::drive(&stack, d).await?);
     }
-    println!("== Ransomware: mass encryption of {}'s drive, detection, dry run, in-place restore", users[0].user_principal_name);
+    println!(
+        "== Ransomware: mass encryption of {}'s drive, detection, dry run, in-place restore",
+        users[0].user_principal_name
+    );
     let rw = crate::ransomware::run(&stack, &drives[0], quiet_since).await?;
     stack.idle(Duration::from_secs(600)).await?;
     println!("== Verifying again: the restored state is itself backed up");
@@ -184,7 +187,11 @@ pub async fn run(repo_root: std::path::PathBuf) -> Result<()> {
     println!("| restore as of (one minute before)     | {} |", rw.as_of.format("%H:%M:%S%.3f"));
     println!("| restore: items planned / restored     | {} / {} |", rw.planned_items, rw.restored);
     println!("| restore: time                         | {:.1} s |", rw.seconds);
-    println!("| restore: throughput                   | {:.0} files/min, {:.1} MB/s |", rw.restored as f64 * 60.0 / rw.seconds.max(0.001), rw.bytes as f64 / 1e6 / rw.seconds.max(0.001));
+    println!(
+        "| restore: throughput                   | {:.0} files/min, {:.1} MB/s |",
+        rw.restored as f64 * 60.0 / rw.seconds.max(0.001),
+        rw.bytes as f64 / 1e6 / rw.seconds.max(0.001)
+    );
     println!("| restore: files equal to pre-attack    | {} |", rw.verified_files);
     println!("| messages in dead-letter queues        | {dead} |");
     println!();
