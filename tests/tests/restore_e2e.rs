@@ -122,11 +122,13 @@ async fn alternate_targets_follow_the_conflict_policy_and_interrupted_restores_r
     assert_eq!(writes(&stack.admin.stats().await?), writes_before);
 
     // When a target file differs, `skip` keeps it, `rename` adds a copy, `replace` overwrites it
-    let victim = target_files
-        .values()
-        .find(|t| t.path.starts_with(&target_root.path) && t.size > 0)
-        .expect("restored file")
-        .clone();
+    // A restored copy (same name and bytes as a source file), not one of Bob's own files.
+    let restored_copy = |t: &&SimItem| {
+        t.size > 0
+            && t.path.starts_with(&format!("{}/", target_root.path))
+            && source_files.values().any(|f| f.name == t.name && f.sha256 == t.sha256)
+    };
+    let victim = target_files.values().find(restored_copy).expect("restored file").clone();
     stack.admin.edit(&target, &victim.id, 10, 4242).await?;
     let job = wait_job(
         &stack,
