@@ -67,30 +67,12 @@ impl S3Vault {
         Ok(ObjectRef { key: key.to_owned(), version_id: version_id.to_owned() })
     }
 
-    /// Lock state of a version as `HeadObject` reports it, falling back to
-    /// `GetObjectRetention` when the head lacks the lock fields. `None`: the version is gone.
+    /// Lock state of a version as `HeadObject` reports it (S3 returns the lock headers to a
+    /// caller allowed `s3:GetObjectRetention`). Missing fields mean no lock we can confirm.
+    /// No `GetObjectRetention` fallback: moto answers it with the object's whole body, which
+    /// for a multi-GiB object would cost that much memory. `None`: the version is gone.
     async fn read_lock(&self, object: &ObjectRef) -> Result<Option<ObjectInfo>, StoreError> {
-        let Some(mut info) = self.head(object).await? else {
-            return Ok(None);
-        };
-        if info.lock_mode.is_none() || info.retain_until.is_none() {
-            // moto answers 500 here for multipart objects without retention; real S3 answers
-            // NoSuchObjectLockConfiguration. Either way there is no lock we can confirm.
-            if let Ok(out) = self
-                .client
-                .get_object_retention()
-                .bucket(&self.bucket)
-                .key(&object.key)
-                .version_id(&object.version_id)
-                .send()
-                .await
-                && let Some(retention) = out.retention()
-            {
-                info.lock_mode = retention.mode().and_then(|m| LockMode::parse(m.as_str()));
-                info.retain_until = retention.retain_until_date().and_then(from_aws_time);
-            }
-        }
-        Ok(Some(info))
+        self.head(object).await
     }
 
     async fn put_retention(&self, object: &ObjectRef, mode: LockMode, until: DateTime<Utc>) -> Result<(), StoreError> {
