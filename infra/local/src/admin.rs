@@ -41,18 +41,7 @@ impl Admin {
     }
 
     async fn call<T: DeserializeOwned>(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<T> {
-        let mut request = self.http.request(method.clone(), format!("{}{path}", self.base));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.with_context(|| format!("{method} {path}"))?;
-        let status = response.status();
-        let text = response.text().await?;
-        if !status.is_success() {
-            bail!("{method} {path}: {status}: {text}");
-        }
-        let text = if text.is_empty() { "null".to_string() } else { text };
-        serde_json::from_str(&text).with_context(|| format!("{method} {path}: unexpected answer"))
+        json_call(&self.http, method, &self.base, path, body).await
     }
 
     pub async fn seed(&self, body: &Value) -> Result<Value> {
@@ -172,4 +161,27 @@ impl Admin {
         let _: Value = self.call(reqwest::Method::POST, "/stats/reset", None).await?;
         Ok(())
     }
+}
+
+/// One JSON call to a loopback service (the simulator's admin API, the restore API): a
+/// non-2xx answer is an error naming the call and the body; an empty body reads as null.
+pub async fn json_call<T: DeserializeOwned>(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    base: &str,
+    path: &str,
+    body: Option<Value>,
+) -> Result<T> {
+    let mut request = http.request(method.clone(), format!("{base}{path}"));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.with_context(|| format!("{method} {path}"))?;
+    let status = response.status();
+    let text = response.text().await?;
+    if !status.is_success() {
+        bail!("{method} {path}: {status}: {text}");
+    }
+    let text = if text.is_empty() { "null".to_string() } else { text };
+    serde_json::from_str(&text).with_context(|| format!("{method} {path}: unexpected answer"))
 }

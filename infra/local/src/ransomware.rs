@@ -25,18 +25,7 @@ pub struct RestoreFigures {
 }
 
 async fn api(stack: &Stack, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value> {
-    let url = format!("{}{path}", stack.info.api_url);
-    let mut request = reqwest::Client::new().request(method.clone(), &url);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.with_context(|| format!("{method} {path}"))?;
-    let status = response.status();
-    let text = response.text().await?;
-    if !status.is_success() {
-        bail!("{method} {path}: {status}: {text}");
-    }
-    Ok(serde_json::from_str(&text)?)
+    crate::admin::json_call(&reqwest::Client::new(), method, &stack.info.api_url, path, body).await
 }
 
 /// Polls a restore job until it leaves the running states.
