@@ -46,7 +46,7 @@ pub async fn run(repo_root: std::path::PathBuf) -> Result<()> {
         let url = format!(
             "{}/v1/drives/{drive}/children?parent=root&at={}&limit=200",
             stack.info.api_url,
-            as_of.to_rfc3339()
+            as_of.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
         );
         http.get(&url).send().await?.error_for_status()?;
         firsts.push(t.elapsed().as_secs_f64() * 1000.0);
