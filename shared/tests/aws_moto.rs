@@ -1,22 +1,17 @@
 //! The real AWS adapters against a real moto server (`.venv/bin/moto_server`, created by
 //! `make venv`): Object Lock verification, conditional catalog writes, SQS batching.
 
-use std::collections::BTreeMap;
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
-    ScalarAttributeType,
-};
-use aws_sdk_s3::config::Credentials;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_config::SdkConfig;
 use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use bytes::Bytes;
 use chrono::{DateTime, Duration as Days, Utc};
+use common::{Moto, TABLE, catalog_table};
 use futures::StreamExt;
 use shared::aws::{DynamoCatalog, S3Vault, SecretsManagerSource, SqsSink};
 use shared::model::{
@@ -27,52 +22,6 @@ use shared::store::{
 };
 
 const BUCKET: &str = "vault";
-const TABLE: &str = "catalog";
-
-/// A moto server on a free loopback port, killed when dropped.
-struct Moto {
-    child: Child,
-    endpoint: String,
-}
-
-impl Moto {
-    fn start() -> Self {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-        let binary = root.join(".venv/bin/moto_server");
-        assert!(binary.exists(), "{} is missing: run `make venv` (infra/venv.sh) to install moto", binary.display());
-        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
-        let child = Command::new(&binary)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto_server");
-        let moto = Moto { child, endpoint: format!("http://127.0.0.1:{port}") };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        moto
-    }
-
-    async fn config(&self) -> SdkConfig {
-        aws_config::defaults(BehaviorVersion::latest())
-            .endpoint_url(&self.endpoint)
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
-            .load()
-            .await
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).expect("valid time").with_timezone(&Utc)
@@ -92,38 +41,6 @@ async fn locked_bucket(config: &SdkConfig, name: &str, object_lock: bool) -> aws
         .await
         .expect("enable versioning");
     s3
-}
-
-async fn catalog_table(config: &SdkConfig) {
-    let attr = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .expect("attribute")
-    };
-    let key = |name: &str, kind: KeyType| {
-        KeySchemaElement::builder().attribute_name(name).key_type(kind).build().expect("key")
-    };
-    aws_sdk_dynamodb::Client::new(config)
-        .create_table()
-        .table_name(TABLE)
-        .billing_mode(BillingMode::PayPerRequest)
-        .set_attribute_definitions(Some(vec![attr("PK"), attr("SK"), attr("G1PK"), attr("G1SK")]))
-        .key_schema(key("PK", KeyType::Hash))
-        .key_schema(key("SK", KeyType::Range))
-        .global_secondary_indexes(
-            GlobalSecondaryIndex::builder()
-                .index_name("GSI1")
-                .key_schema(key("G1PK", KeyType::Hash))
-                .key_schema(key("G1SK", KeyType::Range))
-                .projection(Projection::builder().projection_type(ProjectionType::All).build())
-                .build()
-                .expect("gsi"),
-        )
-        .send()
-        .await
-        .expect("create table");
 }
 
 fn version(item: &ItemKey, etag: &str, modified: &str) -> ItemVersion {

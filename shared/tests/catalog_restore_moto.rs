@@ -2,18 +2,12 @@
 //! `.venv/bin/moto_server`, created by `make venv`), checked against `MemoryCatalog`, whose
 //! answers are the specification.
 
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
-    ScalarAttributeType,
-};
-use aws_sdk_s3::config::Credentials;
+use std::time::Instant;
+
 use chrono::{DateTime, Utc};
+use common::{Moto, TABLE, catalog_table};
 use shared::aws::DynamoCatalog;
 use shared::model::{
     ConflictPolicy, ContainerId, ItemKind, ItemVersion, ObjectRef, RestoreItemReport, RestoreJob, RestoreOutcome,
@@ -22,88 +16,11 @@ use shared::model::{
 use shared::store::memory::MemoryCatalog;
 use shared::store::{Catalog, StoreError};
 
-const TABLE: &str = "catalog";
-
-/// A moto server on a free loopback port, killed when dropped.
-struct Moto {
-    child: Child,
-    endpoint: String,
-}
-
-impl Moto {
-    fn start() -> Self {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-        let binary = root.join(".venv/bin/moto_server");
-        assert!(binary.exists(), "{} is missing: run `make venv` (infra/venv.sh) to install moto", binary.display());
-        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
-        let child = Command::new(&binary)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto_server");
-        let moto = Moto { child, endpoint: format!("http://127.0.0.1:{port}") };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        moto
-    }
-
-    async fn catalog(&self) -> DynamoCatalog {
-        let config = aws_config::defaults(BehaviorVersion::latest())
-            .endpoint_url(&self.endpoint)
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
-            .load()
-            .await;
-        catalog_table(&config).await;
-        DynamoCatalog::new(&config, TABLE)
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The table as `template.yaml` declares it: PK/SK, GSI1 and GSI2, projection ALL.
-async fn catalog_table(config: &SdkConfig) {
-    let attr = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .expect("attribute")
-    };
-    let key = |name: &str, kind: KeyType| {
-        KeySchemaElement::builder().attribute_name(name).key_type(kind).build().expect("key")
-    };
-    let gsi = |name: &str, pk: &str, sk: &str| {
-        GlobalSecondaryIndex::builder()
-            .index_name(name)
-            .key_schema(key(pk, KeyType::Hash))
-            .key_schema(key(sk, KeyType::Range))
-            .projection(Projection::builder().projection_type(ProjectionType::All).build())
-            .build()
-            .expect("gsi")
-    };
-    aws_sdk_dynamodb::Client::new(config)
-        .create_table()
-        .table_name(TABLE)
-        .billing_mode(BillingMode::PayPerRequest)
-        .set_attribute_definitions(Some(["PK", "SK", "G1PK", "G1SK", "G2PK", "G2SK"].into_iter().map(attr).collect()))
-        .key_schema(key("PK", KeyType::Hash))
-        .key_schema(key("SK", KeyType::Range))
-        .global_secondary_indexes(gsi("GSI1", "G1PK", "G1SK"))
-        .global_secondary_indexes(gsi("GSI2", "G2PK", "G2SK"))
-        .send()
-        .await
-        .expect("create table");
+/// The catalog on a fresh table of `moto`.
+async fn catalog(moto: &Moto) -> DynamoCatalog {
+    let config = moto.config().await;
+    catalog_table(&config).await;
+    DynamoCatalog::new(&config, TABLE)
 }
 
 fn at(s: &str) -> DateTime<Utc> {
@@ -203,7 +120,7 @@ fn history() -> Vec<ItemVersion> {
 async fn a_folder_and_a_drive_as_of_any_moment_match_the_specification() {
     // Given the same history in DynamoDB and in memory
     let moto = Moto::start();
-    let dynamo = moto.catalog().await;
+    let dynamo = catalog(&moto).await;
     let memory = MemoryCatalog::new();
     commit_all(&dynamo, &history()).await;
     commit_all(&memory, &history()).await;
@@ -302,7 +219,7 @@ fn report(job_id: &str, item: &str, outcome: RestoreOutcome) -> RestoreItemRepor
 async fn restore_outcomes_count_once_even_when_redelivered_concurrently() {
     use RestoreOutcome::{CreatedAfter, Failed, Restored, Skipped, Unchanged};
     let moto = Moto::start();
-    let catalog = moto.catalog().await;
+    let catalog = catalog(&moto).await;
 
     // Given a job, created once
     catalog.create_restore_job(&job("j1", "2024-05-02T08:00:00Z")).await.expect("create");
@@ -354,7 +271,7 @@ async fn restore_outcomes_count_once_even_when_redelivered_concurrently() {
 #[tokio::test(flavor = "multi_thread")]
 async fn jobs_list_newest_first_per_tenant_and_reports_page_by_item() {
     let moto = Moto::start();
-    let catalog = moto.catalog().await;
+    let catalog = catalog(&moto).await;
     for (id, created) in
         [("j1", "2024-05-02T08:00:00Z"), ("j3", "2024-05-02T10:00:00Z"), ("j2", "2024-05-02T09:00:00Z")]
     {
@@ -405,7 +322,7 @@ async fn jobs_list_newest_first_per_tenant_and_reports_page_by_item() {
 async fn timing_of_a_folder_of_two_thousand_children() {
     // Given 2,000 files in one folder, 200 of them edited again after the moment we read
     let moto = Moto::start();
-    let catalog = moto.catalog().await;
+    let catalog = catalog(&moto).await;
     let mut versions = Vec::new();
     for i in 0..2_000 {
         let item = format!("file{i:05}");
