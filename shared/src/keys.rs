@@ -3,7 +3,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::model::{ContainerId, ItemKey};
+use crate::model::{ContainerId, ContainerKind, ItemKey};
 
 /// A short, key-safe, stable stand-in for a Graph id (ids may contain `!`, `=`, `/`...).
 pub fn opaque_id(id: &str) -> String {
@@ -35,7 +35,11 @@ fn item_prefix(item: &ItemKey) -> String {
 }
 
 pub fn container_prefix(c: &ContainerId) -> String {
-    format!("{}/drives/{}", tenant_prefix(&c.tenant_id), opaque_id(&c.drive_id))
+    let kind = match c.kind {
+        ContainerKind::Drive => "drives",
+        ContainerKind::Mailbox => "mailboxes",
+    };
+    format!("{}/{kind}/{}", tenant_prefix(&c.tenant_id), opaque_id(&c.drive_id))
 }
 
 #[cfg(test)]
@@ -50,6 +54,19 @@ mod tests {
             assert!(key.chars().all(|ch| ch.is_ascii_alphanumeric() || "/._-".contains(ch)), "{key}");
             assert!(!key.contains(".."), "{key}");
         }
+    }
+
+    #[test]
+    fn a_mailbox_never_shares_keys_with_a_drive_of_the_same_id() {
+        let (drive, mailbox) = (ContainerId::new("t", "x"), ContainerId::mailbox("t", "x"));
+        assert_ne!(container_prefix(&drive), container_prefix(&mailbox));
+        assert_ne!(drive.scoped_id(), mailbox.scoped_id());
+        assert_ne!(drive.group_id(), mailbox.group_id());
+        // and a drive's JSON is what it was before mailboxes existed
+        assert_eq!(
+            serde_json::to_value(&drive).unwrap_or_default(),
+            serde_json::json!({"tenant_id": "t", "drive_id": "x"})
+        );
     }
 
     #[test]

@@ -8,21 +8,64 @@ use serde::{Deserialize, Serialize};
 /// Schema version of every message and record written by this build.
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// The unit of change tracking and serialisation: one drive (OneDrive or SharePoint library).
+/// What kind of container an id names.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum ContainerKind {
+    /// A OneDrive or a SharePoint document library; `drive_id` is the Graph drive id.
+    #[default]
+    Drive,
+    /// An Exchange Online mailbox; `drive_id` is its user's Graph id.
+    Mailbox,
+}
+
+impl ContainerKind {
+    pub fn is_drive(&self) -> bool {
+        *self == ContainerKind::Drive
+    }
+}
+
+/// The unit of change tracking and serialisation: one drive (OneDrive or SharePoint library)
+/// or one mailbox (which tracks one delta link per mail folder inside it).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ContainerId {
     pub tenant_id: String,
+    /// The container's Graph id: a drive id, or for a mailbox its user's id (see `kind`).
     pub drive_id: String,
+    /// Absent (a drive) in everything written before mailboxes existed.
+    #[serde(default, skip_serializing_if = "ContainerKind::is_drive")]
+    pub kind: ContainerKind,
 }
 
 impl ContainerId {
     pub fn new(tenant_id: impl Into<String>, drive_id: impl Into<String>) -> Self {
-        Self { tenant_id: tenant_id.into(), drive_id: drive_id.into() }
+        Self { tenant_id: tenant_id.into(), drive_id: drive_id.into(), kind: ContainerKind::Drive }
+    }
+
+    /// The mailbox of a user.
+    pub fn mailbox(tenant_id: impl Into<String>, user_id: impl Into<String>) -> Self {
+        Self { tenant_id: tenant_id.into(), drive_id: user_id.into(), kind: ContainerKind::Mailbox }
+    }
+
+    pub fn is_mailbox(&self) -> bool {
+        self.kind == ContainerKind::Mailbox
+    }
+
+    /// The container's id among all containers of the tenant, for keys: a drive's own id,
+    /// `mailbox:{user id}` for a mailbox (a user id and a drive id never share a key).
+    pub fn scoped_id(&self) -> std::borrow::Cow<'_, str> {
+        match self.kind {
+            ContainerKind::Drive => std::borrow::Cow::Borrowed(&self.drive_id),
+            ContainerKind::Mailbox => std::borrow::Cow::Owned(format!("mailbox:{}", self.drive_id)),
+        }
     }
 
     /// FIFO message group of the `changes` queue: one enumeration at a time per container.
     pub fn group_id(&self) -> String {
-        format!("drive.{}", crate::keys::opaque_id(&self.drive_id))
+        match self.kind {
+            ContainerKind::Drive => format!("drive.{}", crate::keys::opaque_id(&self.drive_id)),
+            ContainerKind::Mailbox => format!("mailbox.{}", crate::keys::opaque_id(&self.drive_id)),
+        }
     }
 
     pub fn item(&self, item_id: impl Into<String>) -> ItemKey {
@@ -46,12 +89,74 @@ pub enum ItemKind {
     /// OneNote-style package: folder-like, its content is its children.
     Package,
     Root,
+    /// A mail folder; its children are folders and messages.
+    MailFolder,
+    /// A mail message; its content is its MIME (RFC 5322) bytes.
+    Message,
 }
 
 impl ItemKind {
     pub fn has_content(self) -> bool {
-        matches!(self, ItemKind::File)
+        matches!(self, ItemKind::File | ItemKind::Message)
     }
+}
+
+/// A mailbox address as Graph gives it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Address {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+}
+
+/// An attachment as the message's MIME declares it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct AttachmentMeta {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    pub size: u64,
+    #[serde(default)]
+    pub inline: bool,
+}
+
+/// What the catalog keeps of a message beside its MIME: what people search and browse by,
+/// and the state a restore puts back (read, flag, times) that the MIME does not carry.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct MailMeta {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<Address>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub to: Vec<Address>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cc: Vec<Address>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internet_message_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<String>,
+    #[serde(default)]
+    pub is_read: bool,
+    #[serde(default)]
+    pub is_draft: bool,
+    /// `notFlagged`, `flagged` or `complete`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub importance: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categories: Vec<String>,
+    #[serde(default)]
+    pub has_attachments: bool,
+    /// Filled by the copier from the MIME it stored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<AttachmentMeta>,
 }
 
 /// An item's state as Graph reported it (delta or item GET). Names are data, never keys.
@@ -75,6 +180,9 @@ pub struct ItemState {
     pub modified: Option<DateTime<Utc>>,
     #[serde(default)]
     pub deleted: bool,
+    /// Messages only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mail: Option<MailMeta>,
 }
 
 /// Why an enumeration was asked for.
@@ -175,6 +283,9 @@ pub struct ItemVersion {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<ContentRef>,
     pub verification: Verification,
+    /// Messages only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mail: Option<MailMeta>,
 }
 
 impl ItemVersion {
@@ -315,6 +426,9 @@ pub struct RestoreJob {
     pub planned_items: u64,
     #[serde(default)]
     pub planned_bytes: u64,
+    /// Items the plan found in the way (see [`RestoreOutcome::Conflict`]).
+    #[serde(default)]
+    pub conflicts: u64,
     #[serde(default)]
     pub restored: u64,
     #[serde(default)]
@@ -355,4 +469,18 @@ pub enum RestoreOutcome {
     /// Created after the restore time; reported (and moved to quarantine if asked).
     CreatedAfter,
     Failed,
+    /// Dry run only: the item is in the restore's way or the restore is in its way (a name
+    /// now held by another item, an item created after the restore time); the detail says
+    /// what the restore will do about it.
+    Conflict,
+}
+
+/// What a restore's plan step found: counts a dry run reports and a run works through.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RestorePlan {
+    /// Items with an outcome to record (in scope at the restore time, plus those created after).
+    pub items: u64,
+    /// Bytes to upload: files whose content differs from the target's.
+    pub bytes: u64,
+    pub conflicts: u64,
 }

@@ -57,6 +57,7 @@ fn version(item: &ItemKey, etag: &str, modified: &str) -> ItemVersion {
         deleted: false,
         content: None,
         verification: Verification::Unverified,
+        mail: None,
     }
 }
 

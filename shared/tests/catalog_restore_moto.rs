@@ -11,7 +11,7 @@ use common::{Moto, TABLE, catalog_table};
 use shared::aws::DynamoCatalog;
 use shared::model::{
     ConflictPolicy, ContainerId, ItemKind, ItemVersion, ObjectRef, RestoreItemReport, RestoreJob, RestoreOutcome,
-    RestoreScope, RestoreStatus, RestoreTarget, SCHEMA_VERSION, Verification,
+    RestorePlan, RestoreScope, RestoreStatus, RestoreTarget, SCHEMA_VERSION, Verification,
 };
 use shared::store::memory::MemoryCatalog;
 use shared::store::{Catalog, StoreError};
@@ -45,6 +45,7 @@ fn state(item: &str, etag: &str, parent: &str, modified: &str) -> ItemVersion {
         deleted: false,
         content: None,
         verification: Verification::Unverified,
+        mail: None,
     }
 }
 
@@ -195,6 +196,7 @@ fn job(id: &str, created: &str) -> RestoreJob {
         created_at: at(created),
         planned_items: 0,
         planned_bytes: 0,
+        conflicts: 0,
         restored: 0,
         unchanged: 0,
         skipped: 0,
@@ -225,7 +227,10 @@ async fn restore_outcomes_count_once_even_when_redelivered_concurrently() {
     catalog.create_restore_job(&job("j1", "2024-05-02T08:00:00Z")).await.expect("create");
     let again = catalog.create_restore_job(&job("j1", "2024-05-02T08:00:00Z")).await;
     assert!(matches!(again, Err(StoreError::AlreadyExists { .. })), "{again:?}");
-    catalog.set_restore_status("j1", RestoreStatus::Running, Some((6, 900))).await.expect("plan");
+    catalog
+        .set_restore_status("j1", RestoreStatus::Running, Some(RestorePlan { items: 6, bytes: 900, conflicts: 2 }))
+        .await
+        .expect("plan");
 
     // When an item fails, is redelivered, then its retry restores it
     let record = |item: &'static str, outcome, bytes| {
@@ -252,7 +257,7 @@ async fn restore_outcomes_count_once_even_when_redelivered_concurrently() {
 
     // Then every item counts exactly once, in its best outcome
     let job = catalog.restore_job("j1").await.expect("read").expect("exists");
-    assert_eq!((job.status, job.planned_items, job.planned_bytes), (RestoreStatus::Running, 6, 900));
+    assert_eq!((job.status, job.planned_items, job.planned_bytes, job.conflicts), (RestoreStatus::Running, 6, 900, 2));
     assert_eq!((job.restored, job.unchanged, job.skipped, job.failed, job.bytes_restored), (2, 1, 2, 0, 400));
     assert_eq!(job.as_of, at("2024-05-01T11:45:00Z"));
     let e = catalog.restore_report("j1", "e").await.expect("report").expect("exists");

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Result;
 use chrono::Utc;
 use local_stack::admin::SimItem;
-use local_stack::ransomware::{start_restore, wait_job};
+use local_stack::ransomware::{api, start_restore, wait_job};
 use local_stack::stack::{Stack, StackOptions};
 use serde_json::json;
 
@@ -48,6 +48,15 @@ fn restore(drive: &str, as_of: chrono::DateTime<Utc>, target: serde_json::Value,
            "conflict": conflict, "quarantine_new_items": true, "dry_run": false})
 }
 
+/// Runs `body` as a dry run; the planned job and its report (the conflicts).
+async fn dry_run(stack: &Stack, mut body: serde_json::Value) -> Result<(serde_json::Value, Vec<serde_json::Value>)> {
+    body["dry_run"] = json!(true);
+    let id = start_restore(stack, body).await?;
+    let job = wait_job(stack, &id, &["planned"], Duration::from_secs(120)).await?;
+    let report = api(stack, reqwest::Method::GET, &format!("/v1/restores/{id}/items?limit=1000"), None).await?;
+    Ok((job, report["items"].as_array().cloned().unwrap_or_default()))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn in_place_rollback_keeps_item_ids_and_a_rerun_changes_nothing() -> Result<()> {
     // Given a backed-up drive, then a ransomware encryption and a file it dropped
@@ -61,6 +70,13 @@ async fn in_place_rollback_keeps_item_ids_and_a_rerun_changes_nothing() -> Resul
     let folder = stack.admin.items(&drive).await?.into_iter().find(|i| i.kind == "folder").expect("folder");
     let note = stack.admin.create_file(&drive, &folder.id, "HOW TO DECRYPT.txt", 500).await?;
     stack.idle(IDLE).await?;
+
+    // When a dry run plans the restore, the ransom note is the one conflict, to be quarantined
+    let (plan, conflicts) = dry_run(&stack, restore(&drive, as_of, json!({"kind": "in_place"}), "rename")).await?;
+    assert_eq!(plan["conflicts"], 1, "{plan}");
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!((&conflicts[0]["item_id"], &conflicts[0]["outcome"]), (&json!(note.id), &json!("conflict")));
+    assert!(conflicts[0]["detail"].as_str().unwrap_or_default().contains("quarantine"), "{conflicts:?}");
 
     // When the drive is restored in place as of before the attack, and the upload session of
     // the large file expires midway (it must be restarted)
@@ -114,6 +130,14 @@ async fn alternate_targets_follow_the_conflict_policy_and_interrupted_restores_r
 
     // When it runs again with `skip`, nothing is written; with `rename`, identical files are left alone
     let writes_before = writes(&stack.admin.stats().await?);
+    // and a dry run lists every file as a conflict, with what `rename` would do, writing nothing
+    let (plan, conflicts) = dry_run(&stack, restore(&source, as_of, alternate.clone(), "rename")).await?;
+    assert_eq!(plan["conflicts"], json!(conflicts.len()), "{plan}");
+    let listed: std::collections::HashSet<&str> = conflicts.iter().filter_map(|c| c["item_id"].as_str()).collect();
+    for f in source_files.values() {
+        assert!(listed.contains(f.id.as_str()), "{} not listed as a conflict: {conflicts:?}", f.path);
+    }
+    assert!(conflicts.iter().all(|c| c["detail"].as_str().unwrap_or_default().contains("new name")), "{conflicts:?}");
     for policy in ["skip", "rename"] {
         let again = start_restore(&stack, restore(&source, as_of, alternate.clone(), policy)).await?;
         let job = wait_job(&stack, &again, DONE, Duration::from_secs(300)).await?;

@@ -24,7 +24,8 @@ pub struct RestoreFigures {
     pub problems: Vec<String>,
 }
 
-async fn api(stack: &Stack, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value> {
+/// One call to the restore API; the JSON answer, or the problem as an error.
+pub async fn api(stack: &Stack, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value> {
     crate::admin::json_call(&reqwest::Client::new(), method, &stack.info.api_url, path, body).await
 }
 

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::test_support::*;
 use crate::api::{RestoreStep, RestoreTask};
-use crate::model::{ContainerId, RestoreItemReport, RestoreOutcome, RestoreStatus};
+use crate::model::{ContainerId, RestoreItemReport, RestoreOutcome, RestorePlan, RestoreStatus};
 use crate::store::{Catalog, QueueName};
 
 fn queued(f: &Fixture) -> Vec<RestoreTask> {
@@ -119,7 +119,10 @@ async fn jobs_show_progress_and_per_item_reports() {
     let body = json!({"drive_id": DRIVE, "scope": {"kind": "container"}, "as_of": at(t(60, f.discovered))});
     let first = f.post_json("/v1/restores", &body).await.json["id"].as_str().expect("id").to_owned();
     let second = f.post_json("/v1/restores", &body).await.json["id"].as_str().expect("id").to_owned();
-    f.catalog.set_restore_status(&first, RestoreStatus::Running, Some((4, 4000))).await.expect("status");
+    f.catalog
+        .set_restore_status(&first, RestoreStatus::Running, Some(RestorePlan { items: 4, bytes: 4000, conflicts: 0 }))
+        .await
+        .expect("status");
     for (item, outcome) in [("file-a", RestoreOutcome::Restored), ("file-b", RestoreOutcome::Unchanged)] {
         let report = RestoreItemReport {
             job_id: first.clone(),

@@ -75,6 +75,7 @@ pub fn file(item_id: &str, name: &str, parent: &str, modified: DateTime<Utc>, et
             quick_xor_hash: None,
         }),
         verification: Verification::QuickXor,
+        mail: None,
     }
 }
 

@@ -8,10 +8,13 @@
 //! | item head | `I#{tenant}#{drive}#{item}` | `HEAD` | `doc`, `record`, `modified`, `seen_epoch`?, `G1PK` = `H#{tenant}#{drive}`, `G1SK` = item id |
 //! | sync state | `C#{tenant}#{drive}` | `SYNC` | `doc` (SyncState JSON) |
 //! | item failure | `C#{tenant}#{drive}` | `FAIL#{item}` | `item_id`, `reason`, `last_attempt`, `attempts` (N), `resolved` (BOOL) |
-//! | container | `T#{tenant}` | `DRIVE#{drive}` | `doc` (ContainerRecord JSON) |
+//! | container | `T#{tenant}` | `DRIVE#{drive}` or `MAILBOX#{user}` | `doc` (ContainerRecord JSON) |
 //! | throttle | `THROTTLE#{tenant}#{resource}` | `STATE` | `until` |
-//! | restore job | `R#{job}` | `JOB` | `doc` (RestoreJob JSON as created), `status`, counters (N) `planned_items`, `planned_bytes`, `restored`, `unchanged`, `skipped`, `failed`, `bytes_restored`; `G1PK` = `RJ#{tenant}`, `G1SK` = `{created_at}#{job}` |
+//! | restore job | `R#{job}` | `JOB` | `doc` (RestoreJob JSON as created), `status`, counters (N) `planned_items`, `planned_bytes`, `conflicts`, `restored`, `unchanged`, `skipped`, `failed`, `bytes_restored`; `G1PK` = `RJ#{tenant}`, `G1SK` = `{created_at}#{job}` |
 //! | restore item report | `R#{job}` | `ITEM#{item}` | `doc` (RestoreItemReport JSON), `outcome`, `bytes` (N) |
+//!
+//! `{drive}` stands for the container's scoped id: a drive's Graph id, or `mailbox:{user id}`
+//! for a mailbox (see `ContainerId::scoped_id`), so a mailbox's rows never meet a drive's.
 //!
 //! Index partitions: `GSI1` `H#` lists a drive's heads; `GSI1` `VC#` holds every version of a
 //! drive grouped by item, oldest first within an item (a drive "as of T", its change history);
@@ -45,9 +48,10 @@ use serde::de::DeserializeOwned;
 
 use super::{backoff, sdk_error};
 use crate::model::{
-    ContainerId, ContainerRecord, ItemFailure, ItemHead, ItemKey, ItemVersion, ObjectRef, SCHEMA_VERSION, SyncState,
+    ContainerId, ContainerKind, ContainerRecord, ItemFailure, ItemHead, ItemKey, ItemVersion, ObjectRef,
+    SCHEMA_VERSION, SyncState,
 };
-use crate::model::{RestoreItemReport, RestoreJob, RestoreStatus};
+use crate::model::{RestoreItemReport, RestoreJob, RestorePlan, RestoreStatus};
 use crate::store::{Catalog, Commit, Page, StoreError};
 
 mod as_of;
@@ -74,8 +78,19 @@ pub fn sortable_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+const REGISTRY_DRIVE: &str = "DRIVE#";
+const REGISTRY_MAILBOX: &str = "MAILBOX#";
+
+/// Sort key of a container's registry row in its tenant's partition.
+fn registry_sk(c: &ContainerId) -> String {
+    match c.kind {
+        ContainerKind::Drive => format!("{REGISTRY_DRIVE}{}", c.drive_id),
+        ContainerKind::Mailbox => format!("{REGISTRY_MAILBOX}{}", c.drive_id),
+    }
+}
+
 fn item_pk(item: &ItemKey) -> String {
-    format!("I#{}#{}#{}", item.container.tenant_id, item.container.drive_id, item.item_id)
+    format!("I#{}#{}#{}", item.container.tenant_id, item.container.scoped_id(), item.item_id)
 }
 
 fn version_sk(modified: DateTime<Utc>, version: &str) -> String {
@@ -83,21 +98,21 @@ fn version_sk(modified: DateTime<Utc>, version: &str) -> String {
 }
 
 fn container_pk(c: &ContainerId) -> String {
-    format!("C#{}#{}", c.tenant_id, c.drive_id)
+    format!("C#{}#{}", c.tenant_id, c.scoped_id())
 }
 
 fn heads_g1pk(c: &ContainerId) -> String {
-    format!("H#{}#{}", c.tenant_id, c.drive_id)
+    format!("H#{}#{}", c.tenant_id, c.scoped_id())
 }
 
 /// `GSI1` partition of a drive's versions.
 fn versions_g1pk(c: &ContainerId) -> String {
-    format!("VC#{}#{}", c.tenant_id, c.drive_id)
+    format!("VC#{}#{}", c.tenant_id, c.scoped_id())
 }
 
 /// `GSI2` partition of the versions that had `parent_id` as parent.
 fn children_g2pk(c: &ContainerId, parent_id: &str) -> String {
-    format!("VP#{}#{}#{parent_id}", c.tenant_id, c.drive_id)
+    format!("VP#{}#{}#{parent_id}", c.tenant_id, c.scoped_id())
 }
 
 /// Sort key of a version in `VC#` and `VP#`: grouped by item, oldest first within an item.
@@ -451,28 +466,32 @@ impl Catalog for DynamoCatalog {
     }
 
     async fn container(&self, container: &ContainerId) -> Result<Option<ContainerRecord>, StoreError> {
-        let row = self
-            .get_row(key(format!("T#{}", container.tenant_id), format!("DRIVE#{}", container.drive_id)), false)
-            .await?;
+        let row = self.get_row(key(format!("T#{}", container.tenant_id), registry_sk(container)), false).await?;
         row.as_ref().map(|r| parse_doc(r, "doc")).transpose()
     }
 
     async fn list_containers(&self, tenant_id: &str) -> Result<Vec<ContainerRecord>, StoreError> {
-        let rows = self
-            .query_all(
-                None,
-                "PK = :pk AND begins_with(SK, :drive)",
-                None,
-                HashMap::new(),
-                HashMap::from([(":pk".to_owned(), s(format!("T#{tenant_id}"))), (":drive".to_owned(), s("DRIVE#"))]),
-            )
-            .await?;
-        rows.iter().map(|r| parse_doc(r, "doc")).collect()
+        let mut records = Vec::new();
+        for prefix in [REGISTRY_DRIVE, REGISTRY_MAILBOX] {
+            let rows = self
+                .query_all(
+                    None,
+                    "PK = :pk AND begins_with(SK, :prefix)",
+                    None,
+                    HashMap::new(),
+                    HashMap::from([(":pk".to_owned(), s(format!("T#{tenant_id}"))), (":prefix".to_owned(), s(prefix))]),
+                )
+                .await?;
+            for row in &rows {
+                records.push(parse_doc(row, "doc")?);
+            }
+        }
+        Ok(records)
     }
 
     async fn put_container(&self, record: &ContainerRecord) -> Result<(), StoreError> {
         let c = &record.container;
-        let mut row = key(format!("T#{}", c.tenant_id), format!("DRIVE#{}", c.drive_id));
+        let mut row = key(format!("T#{}", c.tenant_id), registry_sk(c));
         row.insert("doc".to_owned(), json(record)?);
         self.put_row(row).await
     }
@@ -589,9 +608,9 @@ impl Catalog for DynamoCatalog {
         &self,
         id: &str,
         status: RestoreStatus,
-        planned: Option<(u64, u64)>,
+        plan: Option<RestorePlan>,
     ) -> Result<(), StoreError> {
-        self.update_restore_status(id, status, planned).await
+        self.update_restore_status(id, status, plan).await
     }
 
     async fn record_restore_outcome(&self, report: &RestoreItemReport, bytes: u64) -> Result<bool, StoreError> {

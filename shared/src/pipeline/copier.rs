@@ -182,6 +182,7 @@ fn version_of(
         deleted: false,
         content,
         verification,
+        mail: None,
     }
 }
 
@@ -201,6 +202,7 @@ fn tombstone(key: &ItemKey, head: Option<&ItemHead>, item: &ItemState, observed_
         deleted: true,
         content: None,
         verification: Verification::NoContent,
+        mail: None,
     }
 }
 

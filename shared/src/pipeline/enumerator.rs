@@ -271,6 +271,7 @@ async fn tombstone_unseen(deps: &EnumeratorDeps, c: &ContainerId, scan: &FullSca
             quick_xor_hash: None,
             modified: None,
             deleted: true,
+            mail: None,
         };
         let job = ItemJob {
             v: SCHEMA_VERSION,

@@ -99,6 +99,7 @@ pub fn item_state(item: &DriveItem) -> ItemState {
         quick_xor_hash: item.quick_xor_hash.clone(),
         modified: item.last_modified,
         deleted: item.deleted,
+        mail: None,
     }
 }
 

@@ -8,6 +8,8 @@
 //! the same queue; each chunk records per-item outcomes idempotently, so a redelivered or
 //! re-run chunk changes nothing that is already restored.
 
+mod conflicts;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -22,8 +24,8 @@ use super::PipelineError;
 use crate::api::{RestoreStep, RestoreTask};
 use crate::graph::{ConflictBehavior, DriveItem, GraphClient, GraphError, UploadTarget};
 use crate::model::{
-    ConflictPolicy, ItemKind, ItemVersion, RestoreItemReport, RestoreJob, RestoreOutcome, RestoreScope, RestoreStatus,
-    RestoreTarget, SCHEMA_VERSION,
+    ConflictPolicy, ItemKind, ItemVersion, RestoreItemReport, RestoreJob, RestoreOutcome, RestorePlan, RestoreScope,
+    RestoreStatus, RestoreTarget, SCHEMA_VERSION,
 };
 use crate::store::{Catalog, MessageSink, OutMessage, QueueName, Vault};
 
@@ -35,6 +37,8 @@ pub const FRAGMENT: usize = 16 * 320 * 1024;
 pub const QUARANTINE_FOLDER: &str = "Restore quarantine";
 /// Files per fan-out task.
 pub const CHUNK: usize = 50;
+/// A dry run lists at most this many conflicts in its report (it counts them all).
+pub const CONFLICTS_LISTED: usize = 1_000;
 
 pub struct RestorerDeps {
     /// The restore app identity: the only one with write scopes.
@@ -167,18 +171,31 @@ async fn plan(deps: &RestorerDeps, job: &RestoreJob, dry_run: bool) -> Result<()
         .filter(|v| v.kind == ItemKind::File && differs(v, tree.now.get(&v.key.item_id)))
         .filter_map(|v| v.content.as_ref().map(|c| c.size))
         .sum();
-    let planned_items = (at_ids.len() + created_after.len()) as u64;
-    info!(job = %job.id, planned_items, planned_bytes, created_after = created_after.len(), dry_run, "restore planned");
+    let mut ctx = Context::new(deps, job);
+    let conflicts = match job.target {
+        RestoreTarget::InPlace => conflicts::in_place(&tree, job),
+        RestoreTarget::Alternate { .. } => conflicts::alternate(&deps.graph, &tree, job, &ctx.root_id().await?).await?,
+    };
+    let plan = RestorePlan {
+        items: (at_ids.len() + created_after.len()) as u64,
+        bytes: planned_bytes,
+        conflicts: conflicts.len() as u64,
+    };
+    info!(job = %job.id, items = plan.items, bytes = plan.bytes, conflicts = plan.conflicts, dry_run, "restore planned");
     if dry_run {
-        deps.catalog.set_restore_status(&job.id, RestoreStatus::Planned, Some((planned_items, planned_bytes))).await?;
+        // The listed conflicts are the dry run's report; the status comes last, so a client
+        // that sees `planned` sees the whole list.
+        for c in conflicts.into_iter().take(CONFLICTS_LISTED) {
+            ctx.record(&c.item_id, c.path, RestoreOutcome::Conflict, Some(c.detail), None, 0).await?;
+        }
+        deps.catalog.set_restore_status(&job.id, RestoreStatus::Planned, Some(plan)).await?;
         return Ok(());
     }
-    deps.catalog.set_restore_status(&job.id, RestoreStatus::Running, Some((planned_items, planned_bytes))).await?;
+    deps.catalog.set_restore_status(&job.id, RestoreStatus::Running, Some(plan)).await?;
 
     // Folders first, parents before children, so files find their target parent.
     let mut folders: Vec<&ItemVersion> = scope.iter().copied().filter(|v| v.kind != ItemKind::File).collect();
     folders.sort_by_key(|v| tree.depth(&v.key.item_id));
-    let mut ctx = Context::new(deps, job);
     let folder_ids: Vec<String> = folders.iter().map(|v| v.key.item_id.clone()).collect();
     ctx.tree = Some(tree);
     for folder in folder_ids {

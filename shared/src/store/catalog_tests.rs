@@ -7,7 +7,7 @@ use super::memory::MemoryCatalog;
 use super::{Catalog, StoreError};
 use crate::model::{
     ConflictPolicy, ContainerId, ItemKind, ItemVersion, ObjectRef, RestoreItemReport, RestoreJob, RestoreOutcome,
-    RestoreScope, RestoreStatus, RestoreTarget, SCHEMA_VERSION, Verification,
+    RestorePlan, RestoreScope, RestoreStatus, RestoreTarget, SCHEMA_VERSION, Verification,
 };
 
 fn at(s: &str) -> DateTime<Utc> {
@@ -32,6 +32,7 @@ fn state(item: &str, etag: &str, parent: &str, name: &str, modified: &str) -> It
         deleted: false,
         content: None,
         verification: Verification::Unverified,
+        mail: None,
     }
 }
 
@@ -216,6 +217,7 @@ fn job(id: &str, created: &str) -> RestoreJob {
         created_at: at(created),
         planned_items: 0,
         planned_bytes: 0,
+        conflicts: 0,
         restored: 0,
         unchanged: 0,
         skipped: 0,
@@ -243,7 +245,10 @@ async fn redelivered_outcomes_count_once_and_a_retry_moves_a_failure_to_restored
     catalog.create_restore_job(&job("j1", "2024-05-02T08:00:00Z")).await.expect("create");
     let again = catalog.create_restore_job(&job("j1", "2024-05-02T08:00:00Z")).await;
     assert!(matches!(again, Err(StoreError::AlreadyExists { .. })), "{again:?}");
-    catalog.set_restore_status("j1", RestoreStatus::Running, Some((5, 900))).await.expect("plan");
+    catalog
+        .set_restore_status("j1", RestoreStatus::Running, Some(RestorePlan { items: 5, bytes: 900, conflicts: 0 }))
+        .await
+        .expect("plan");
 
     // When one item fails (twice, redelivered), then its retry works, and others finish once
     let record = |item: &'static str, outcome, bytes| {

@@ -20,7 +20,7 @@ use super::{
 };
 use crate::model::{
     ContainerId, ContainerRecord, ItemFailure, ItemHead, ItemKey, ItemVersion, ObjectRef, RestoreItemReport,
-    RestoreJob, RestoreOutcome, RestoreStatus, SyncState,
+    RestoreJob, RestoreOutcome, RestorePlan, RestoreStatus, SyncState,
 };
 
 /// S3's smallest part, except the last one.
@@ -339,6 +339,7 @@ fn counter(job: &mut RestoreJob, outcome: RestoreOutcome) -> &mut u64 {
         RestoreOutcome::Unchanged => &mut job.unchanged,
         RestoreOutcome::Skipped | RestoreOutcome::CreatedAfter => &mut job.skipped,
         RestoreOutcome::Failed => &mut job.failed,
+        RestoreOutcome::Conflict => &mut job.conflicts,
     }
 }
 
@@ -646,14 +647,14 @@ impl Catalog for MemoryCatalog {
         &self,
         id: &str,
         status: RestoreStatus,
-        planned: Option<(u64, u64)>,
+        plan: Option<RestorePlan>,
     ) -> Result<(), StoreError> {
         let mut state = self.write();
         let job =
             state.restore_jobs.get_mut(id).ok_or_else(|| StoreError::NotFound { key: format!("restore job {id}") })?;
         job.status = status;
-        if let Some((items, bytes)) = planned {
-            (job.planned_items, job.planned_bytes) = (items, bytes);
+        if let Some(plan) = plan {
+            (job.planned_items, job.planned_bytes, job.conflicts) = (plan.items, plan.bytes, plan.conflicts);
         }
         Ok(())
     }
@@ -820,6 +821,7 @@ mod tests {
             deleted: false,
             content: None,
             verification: Verification::Unverified,
+            mail: None,
         }
     }
 

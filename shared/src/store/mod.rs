@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{
     ContainerId, ContainerRecord, ItemFailure, ItemHead, ItemKey, ItemVersion, ObjectRef, RestoreItemReport,
-    RestoreJob, RestoreOutcome, RestoreStatus, SyncState,
+    RestoreJob, RestoreOutcome, RestorePlan, RestoreStatus, SyncState,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -336,19 +336,20 @@ pub trait Catalog: Send + Sync {
     async fn restore_job(&self, id: &str) -> Result<Option<RestoreJob>, StoreError>;
     /// A tenant's jobs, newest first.
     async fn list_restore_jobs(&self, tenant_id: &str, limit: usize) -> Result<Vec<RestoreJob>, StoreError>;
-    /// Sets the status and, when given, the plan `(items, bytes)`. [`StoreError::NotFound`] if
-    /// there is no such job.
+    /// Sets the status and, when given, the plan's totals. [`StoreError::NotFound`] if there is
+    /// no such job.
     async fn set_restore_status(
         &self,
         id: &str,
         status: RestoreStatus,
-        planned: Option<(u64, u64)>,
+        plan: Option<RestorePlan>,
     ) -> Result<(), StoreError>;
     /// Records one item's outcome idempotently: the report is written unless an
     /// identical-or-better outcome is already there (see [`outcome_replaces`]), and the job's
     /// counters move with it atomically (a retry that turns `Failed` into `Restored` moves one
-    /// from `failed` to `restored`). `CreatedAfter` counts as `skipped`; `bytes` are added to
-    /// `bytes_restored` for `Restored` only. True if the counters changed.
+    /// from `failed` to `restored`). `CreatedAfter` counts as `skipped`, `Conflict` as
+    /// `conflicts`; `bytes` are added to `bytes_restored` for `Restored` only. True if the
+    /// counters changed.
     async fn record_restore_outcome(&self, report: &RestoreItemReport, bytes: u64) -> Result<bool, StoreError>;
     async fn restore_report(&self, job_id: &str, item_id: &str) -> Result<Option<RestoreItemReport>, StoreError>;
     /// A job's reports in item id order.

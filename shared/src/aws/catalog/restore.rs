@@ -13,15 +13,15 @@ use serde::de::DeserializeOwned;
 
 use super::{DynamoCatalog, GSI1, Row, SERVICE, attr_s, backoff, is_condition_failed, json, key, parse_doc, s};
 use super::{sdk_error, sortable_time};
-use crate::model::{RestoreItemReport, RestoreJob, RestoreOutcome, RestoreStatus, SCHEMA_VERSION};
+use crate::model::{RestoreItemReport, RestoreJob, RestoreOutcome, RestorePlan, RestoreStatus, SCHEMA_VERSION};
 use crate::store::{Listing, Page, StoreError, outcome_replaces};
 
 const JOB_SK: &str = "JOB";
 /// Attempts at recording one outcome when concurrent deliveries of the same item race.
 const RECORD_ATTEMPTS: u32 = 6;
 /// Numeric attributes of the job row, named as the [`RestoreJob`] fields they fill.
-const COUNTERS: [&str; 7] =
-    ["planned_items", "planned_bytes", "restored", "unchanged", "skipped", "failed", "bytes_restored"];
+const COUNTERS: [&str; 8] =
+    ["planned_items", "planned_bytes", "conflicts", "restored", "unchanged", "skipped", "failed", "bytes_restored"];
 
 fn job_pk(id: &str) -> String {
     format!("R#{id}")
@@ -42,6 +42,7 @@ fn counter_of(outcome: RestoreOutcome) -> &'static str {
         RestoreOutcome::Unchanged => "unchanged",
         RestoreOutcome::Skipped | RestoreOutcome::CreatedAfter => "skipped",
         RestoreOutcome::Failed => "failed",
+        RestoreOutcome::Conflict => "conflicts",
     }
 }
 
@@ -76,6 +77,7 @@ fn parse_job(row: &Row) -> Result<RestoreJob, StoreError> {
         let field = match name {
             "planned_items" => &mut job.planned_items,
             "planned_bytes" => &mut job.planned_bytes,
+            "conflicts" => &mut job.conflicts,
             "restored" => &mut job.restored,
             "unchanged" => &mut job.unchanged,
             "skipped" => &mut job.skipped,
@@ -114,6 +116,7 @@ impl DynamoCatalog {
         let values = [
             job.planned_items,
             job.planned_bytes,
+            job.conflicts,
             job.restored,
             job.unchanged,
             job.skipped,
@@ -183,7 +186,7 @@ impl DynamoCatalog {
         &self,
         id: &str,
         status: RestoreStatus,
-        planned: Option<(u64, u64)>,
+        plan: Option<RestorePlan>,
     ) -> Result<(), StoreError> {
         let mut update = self
             .client
@@ -193,13 +196,15 @@ impl DynamoCatalog {
             .condition_expression("attribute_exists(PK)")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":status", s(variant_name(&status)?));
-        update = match planned {
-            Some((items, bytes)) => update
-                .update_expression("SET #status = :status, #items = :items, #bytes = :bytes")
+        update = match plan {
+            Some(plan) => update
+                .update_expression("SET #status = :status, #items = :items, #bytes = :bytes, #conflicts = :conflicts")
                 .expression_attribute_names("#items", "planned_items")
                 .expression_attribute_names("#bytes", "planned_bytes")
-                .expression_attribute_values(":items", n(items))
-                .expression_attribute_values(":bytes", n(bytes)),
+                .expression_attribute_names("#conflicts", "conflicts")
+                .expression_attribute_values(":items", n(plan.items))
+                .expression_attribute_values(":bytes", n(plan.bytes))
+                .expression_attribute_values(":conflicts", n(plan.conflicts)),
             None => update.update_expression("SET #status = :status"),
         };
         match update.send().await {
