@@ -67,6 +67,8 @@ impl GraphConfig {
 #[derive(Clone)]
 pub struct GraphClient {
     inner: Arc<Inner>,
+    /// `odata.maxpagesize` of mail delta requests (see `mail.rs`).
+    pub(super) mail_page_size: u32,
 }
 
 struct Inner {
@@ -146,6 +148,7 @@ impl GraphClient {
                 tokens: TokenCache::default(),
                 requests: AtomicU64::new(0),
             }),
+            mail_page_size: super::mail::DEFAULT_MAIL_PAGE_SIZE,
         })
     }
 

@@ -16,6 +16,9 @@ use super::drive::DeltaLink;
 /// Used when a 429/503 comes without a usable `Retry-After`.
 pub const DEFAULT_THROTTLE_WAIT: Duration = Duration::from_secs(10);
 
+/// Error codes that mean "this delta token cannot be served" whatever the status.
+const RESYNC_CODES: [&str; 3] = ["resyncRequired", "syncStateNotFound", "syncStateInvalid"];
+
 /// Graph error bodies are echoed into messages; keep them short.
 const MAX_MESSAGE_CHARS: usize = 300;
 
@@ -136,6 +139,12 @@ pub(crate) fn describe_transport(err: reqwest::Error) -> String {
 /// `Location` on 410.
 pub(crate) fn from_response(status: StatusCode, headers: &HeaderMap, body: &[u8], request_url: &Url) -> GraphError {
     let (code, message) = error_body(body);
+    // Exchange reports a dead mail delta token by its code, not always with a 410 (which,
+    // below, may carry a restart link).
+    let resync_code = RESYNC_CODES.iter().any(|c| code.eq_ignore_ascii_case(c));
+    if resync_code && status.is_client_error() && status != StatusCode::GONE {
+        return GraphError::ResyncRequired { restart: None };
+    }
     match status.as_u16() {
         429 | 503 => GraphError::Throttled {
             retry_after: parse_retry_after(headers).unwrap_or(DEFAULT_THROTTLE_WAIT),
@@ -242,6 +251,9 @@ mod tests {
         check(410, &[("location", restart)], body, err.clone());
         assert!(err.is_resync() && !err.is_retryable());
         check(410, &[], body, GraphError::ResyncRequired { restart: None });
+        // Exchange: by code, whatever the 4xx.
+        check(410, &[], r#"{"error":{"code":"SyncStateNotFound"}}"#, GraphError::ResyncRequired { restart: None });
+        check(400, &[], r#"{"error":{"code":"SyncStateInvalid"}}"#, GraphError::ResyncRequired { restart: None });
         // A relative Location resolves against the request.
         let relative = GraphError::ResyncRequired {
             restart: Some(DeltaLink::new("https://graph.example/v1.0/drives/d1/root/delta?token=x")),

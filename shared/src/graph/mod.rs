@@ -1,6 +1,7 @@
 //! The Microsoft Graph client the backup functions use: discovery, delta, content and
 //! subscriptions for the backup; folders, moves, uploads and upload sessions for the
-//! restorer (`write.rs`, `upload.rs`).
+//! restorer (`write.rs`, `upload.rs`); Exchange Online mail folders, delta and MIME
+//! (`mail.rs`).
 //!
 //! One [`GraphClient`] per process, cloned freely. Every call goes through one retry
 //! policy (see `client.rs`); what is left for the caller comes back as a [`GraphError`]
@@ -16,6 +17,7 @@ mod client;
 mod directory;
 mod drive;
 mod error;
+mod mail;
 pub mod quickxor;
 mod subscriptions;
 mod upload;
@@ -33,6 +35,10 @@ pub use client::{GraphClient, GraphConfig};
 pub use directory::{Drive, User};
 pub use drive::{DeltaCursor, DeltaLink, DeltaPage, Download, DriveItem, ItemKind};
 pub use error::{DEFAULT_THROTTLE_WAIT, GraphError};
+pub use mail::{
+    DEFAULT_MAIL_PAGE_SIZE, MailFolder, MailFolderChange, MailFolderDeltaCursor, MailFolderDeltaPage, Message,
+    MessageChange, MessageDeltaCursor, MessageDeltaPage, Recipient,
+};
 pub use quickxor::QuickXorHasher;
 pub use subscriptions::{NewSubscription, Subscription};
 pub use upload::{DEFAULT_FRAGMENT_SIZE, FragmentResult, UPLOAD_FRAGMENT_UNIT, UploadSession, UploadUrl};

@@ -25,6 +25,7 @@ pub struct Seen {
     pub auth: Option<String>,
     pub range: Option<String>,
     pub content_range: Option<String>,
+    pub prefer: Option<String>,
     pub body: String,
     /// 1-based count of requests to this path so far, this one included.
     pub nth: usize,
@@ -69,9 +70,11 @@ impl TestServer {
         let app = axum::Router::new().fallback(move |req: Request| {
             let (log, respond, base) = (log.clone(), respond.clone(), base.clone());
             async move {
-                let (auth, range, content_range) = {
+                let (auth, range, content_range, prefer) = {
                     let header = |name: &str| req.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
-                    (header("authorization"), header("range"), header("content-range"))
+                    let prefer = req.headers().get_all("prefer").iter().count();
+                    assert!(prefer <= 1, "one Prefer header at most");
+                    (header("authorization"), header("range"), header("content-range"), header("prefer"))
                 };
                 let method = req.method().to_string();
                 let path = req.uri().path().to_owned();
@@ -81,7 +84,7 @@ impl TestServer {
                     let mut log = log.lock().unwrap();
                     let nth = log.iter().filter(|s| s.path == path).count() + 1;
                     let body = String::from_utf8_lossy(&body).into_owned();
-                    let seen = Seen { method, path, query, auth, range, content_range, body, nth };
+                    let seen = Seen { method, path, query, auth, range, content_range, prefer, body, nth };
                     log.push(seen.clone());
                     seen
                 };
