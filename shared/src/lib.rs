@@ -8,6 +8,7 @@ pub mod clientstate;
 pub mod config;
 pub mod graph;
 pub mod keys;
+pub mod mime;
 pub mod model;
 pub mod pipeline;
 pub mod store;

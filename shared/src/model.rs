@@ -241,6 +241,9 @@ pub enum Verification {
     Unverified,
     /// Folders, packages and tombstones have no content.
     NoContent,
+    /// Graph publishes no hash of this content (a message's MIME): the SHA-256 of the bytes
+    /// exactly as Graph served them, re-checked on every read.
+    Sha256,
 }
 
 /// Where a vault object is: key plus the S3 version id we read back by.
@@ -326,6 +329,25 @@ pub struct SyncState {
     /// Graph id of the drive's root folder (parent of the top-level items).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root_id: Option<String>,
+    /// Mailboxes: `delta_link`/`next_link` above follow the folder delta; each folder's
+    /// message delta is tracked here, by folder id.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub mail_folders: std::collections::BTreeMap<String, FolderSync>,
+    /// Mailboxes: when the folder delta last reached its end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folders_synced_at: Option<DateTime<Utc>>,
+}
+
+/// The message delta of one mail folder. Links carry tokens: never logged.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct FolderSync {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta_link: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_link: Option<String>,
+    /// When this folder's delta last reached its end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synced_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]

@@ -64,8 +64,10 @@ pub async fn webhook(cfg: &WebhookConfig, aws: &aws_config::SdkConfig) -> Result
 
 pub async fn enumerator(cfg: &EnumeratorConfig, aws: &aws_config::SdkConfig) -> Result<EnumeratorDeps, WiringError> {
     let secrets = SecretsManagerSource::new(aws);
+    let graph = Arc::new(graph_client(&cfg.graph, &secrets).await?);
     Ok(EnumeratorDeps {
-        graph: Arc::new(graph_client(&cfg.graph, &secrets).await?),
+        graph: graph.clone(),
+        mail: graph,
         catalog: Arc::new(DynamoCatalog::new(aws, cfg.catalog_table.clone())),
         sink: Arc::new(SqsSink::new(aws, cfg.queues.clone())),
         large_item_bytes: cfg.large_item_bytes,
@@ -75,8 +77,10 @@ pub async fn enumerator(cfg: &EnumeratorConfig, aws: &aws_config::SdkConfig) -> 
 
 pub async fn copier(cfg: &CopierConfig, aws: &aws_config::SdkConfig) -> Result<CopierDeps, WiringError> {
     let secrets = SecretsManagerSource::new(aws);
+    let graph = Arc::new(graph_client(&cfg.graph, &secrets).await?);
     Ok(CopierDeps {
-        graph: Arc::new(graph_client(&cfg.graph, &secrets).await?),
+        graph: graph.clone(),
+        mail: graph,
         vault: Arc::new(S3Vault::new(aws, cfg.vault_bucket.clone())),
         catalog: Arc::new(DynamoCatalog::new(aws, cfg.catalog_table.clone())),
         sink: Arc::new(SqsSink::new(aws, cfg.queues.clone())),

@@ -4,6 +4,8 @@
 //! immutable record, then commits the catalog row. Bytes that do not match a state Graph
 //! vouches for are never recorded as that state.
 
+mod mail;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +15,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-use super::{DRIVE_RESOURCE, DriveReader, PipelineError, item_state, throttle_delay};
+use super::{DriveReader, MailReader, PipelineError, item_state, throttle_delay, throttle_resource};
 use crate::graph::GraphError;
 use crate::graph::quickxor::QuickXorHasher;
 use crate::keys;
@@ -31,6 +33,7 @@ const DOWNLOAD_ATTEMPTS: u32 = 4;
 
 pub struct CopierDeps {
     pub graph: Arc<dyn DriveReader>,
+    pub mail: Arc<dyn MailReader>,
     pub vault: Arc<dyn Vault>,
     pub catalog: Arc<dyn Catalog>,
     pub sink: Arc<dyn MessageSink>,
@@ -60,13 +63,13 @@ pub async fn copy(deps: &CopierDeps, job: &ItemJob) -> Result<Copied, PipelineEr
         return Err(PipelineError::BadJob(format!("unknown schema version {}", job.v)));
     }
     let key = job.container.item(job.item.id.clone());
-    if let Some(wait) = throttle_delay(deps.catalog.as_ref(), &key.container.tenant_id, Utc::now()).await? {
+    if let Some(wait) = throttle_delay(deps.catalog.as_ref(), &key.container, Utc::now()).await? {
         return defer(deps, job, wait).await;
     }
     match copy_state(deps, job, &key).await {
         Err(PipelineError::Graph(GraphError::Throttled { retry_after, .. })) => {
             let until = Utc::now() + chrono::Duration::from_std(retry_after).unwrap_or_default();
-            deps.catalog.throttle(&key.container.tenant_id, DRIVE_RESOURCE, until).await?;
+            deps.catalog.throttle(&key.container.tenant_id, &throttle_resource(&key.container), until).await?;
             defer(deps, job, retry_after).await
         }
         Err(PipelineError::Graph(GraphError::Forbidden { code })) => {
@@ -98,6 +101,9 @@ fn lock(deps: &CopierDeps) -> Lock {
 }
 
 async fn copy_state(deps: &CopierDeps, job: &ItemJob, key: &ItemKey) -> Result<Copied, PipelineError> {
+    if key.container.is_mailbox() {
+        return mail::copy_state(deps, job, key).await;
+    }
     let head = deps.catalog.head(key).await?;
     let item = &job.item;
     if item.deleted {
@@ -182,7 +188,7 @@ fn version_of(
         deleted: false,
         content,
         verification,
-        mail: None,
+        mail: item.mail.clone(),
     }
 }
 
@@ -202,7 +208,7 @@ fn tombstone(key: &ItemKey, head: Option<&ItemHead>, item: &ItemState, observed_
         deleted: true,
         content: None,
         verification: Verification::NoContent,
-        mail: None,
+        mail: last.and_then(|l| l.mail.clone()),
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
-use super::{DRIVE_RESOURCE, DriveReader, PipelineError, item_state, throttle_delay};
+use super::{DriveReader, MailReader, PipelineError, item_state, throttle_delay, throttle_resource};
 use crate::graph::{DeltaCursor, DeltaLink, GraphError};
 use crate::model::{
     ChangeJob, ChangeReason, ContainerId, FullScan, ItemHead, ItemJob, ItemKind, ItemState, SCHEMA_VERSION, SyncState,
@@ -21,6 +21,7 @@ use crate::store::{Catalog, MessageSink, OutMessage, QueueName};
 
 pub struct EnumeratorDeps {
     pub graph: Arc<dyn DriveReader>,
+    pub mail: Arc<dyn MailReader>,
     pub catalog: Arc<dyn Catalog>,
     pub sink: Arc<dyn MessageSink>,
     pub large_item_bytes: u64,
@@ -50,6 +51,9 @@ pub async fn enumerate(
     if job.v != SCHEMA_VERSION {
         return Err(PipelineError::BadJob(format!("unknown schema version {}", job.v)));
     }
+    if job.container.is_mailbox() {
+        return super::mailbox::enumerate(deps, job, deadline).await;
+    }
     let c = &job.container;
     let mut state = deps.catalog.sync_state(c).await?;
     let mut out = Enumeration::default();
@@ -76,7 +80,7 @@ pub async fn enumerate(
     deps.catalog.put_sync_state(c, &state).await?;
 
     loop {
-        if let Some(wait) = throttle_delay(deps.catalog.as_ref(), &c.tenant_id, Utc::now()).await?
+        if let Some(wait) = throttle_delay(deps.catalog.as_ref(), c, Utc::now()).await?
             && !sleep_within(wait, deadline, deps.reserve).await
         {
             return continue_later(deps, c, &mut out).await;
@@ -98,7 +102,7 @@ pub async fn enumerate(
                 deps.catalog
                     .throttle(
                         &c.tenant_id,
-                        DRIVE_RESOURCE,
+                        &throttle_resource(c),
                         Utc::now() + chrono::Duration::from_std(retry_after).unwrap_or_default(),
                     )
                     .await?;
@@ -111,7 +115,8 @@ pub async fn enumerate(
         if let Some(root) = page.items.iter().find(|i| i.kind == crate::graph::ItemKind::Root) {
             state.root_id = Some(root.id.clone());
         }
-        out.jobs += enqueue_page(deps, c, state.full_scan.as_ref(), &page.items).await?;
+        let states = page.items.iter().map(item_state).collect();
+        out.jobs += enqueue_page(deps, c, state.full_scan.as_ref(), states).await?;
         state.items_enqueued += page.items.len() as u64;
 
         match (page.next, page.delta) {
@@ -138,12 +143,12 @@ pub async fn enumerate(
     }
 }
 
-fn new_scan(now: DateTime<Utc>, reconcile_deletions: bool) -> FullScan {
+pub(super) fn new_scan(now: DateTime<Utc>, reconcile_deletions: bool) -> FullScan {
     FullScan { epoch: uuid::Uuid::new_v4().to_string(), started_at: now, reconcile_deletions }
 }
 
 /// Sleeps `wait` if that leaves the reserve before the deadline.
-async fn sleep_within(wait: Duration, deadline: Instant, reserve: Duration) -> bool {
+pub(super) async fn sleep_within(wait: Duration, deadline: Instant, reserve: Duration) -> bool {
     if Instant::now() + wait + reserve > deadline {
         return false;
     }
@@ -151,7 +156,7 @@ async fn sleep_within(wait: Duration, deadline: Instant, reserve: Duration) -> b
     true
 }
 
-async fn continue_later(
+pub(super) async fn continue_later(
     deps: &EnumeratorDeps,
     c: &ContainerId,
     out: &mut Enumeration,
@@ -170,7 +175,11 @@ pub fn change_message(job: &ChangeJob) -> OutMessage {
     }
 }
 
-async fn send(sink: &dyn MessageSink, queue: QueueName, messages: Vec<OutMessage>) -> Result<(), PipelineError> {
+pub(super) async fn send(
+    sink: &dyn MessageSink,
+    queue: QueueName,
+    messages: Vec<OutMessage>,
+) -> Result<(), PipelineError> {
     if !messages.is_empty() {
         sink.send(queue, messages).await?;
     }
@@ -181,7 +190,11 @@ async fn send(sink: &dyn MessageSink, queue: QueueName, messages: Vec<OutMessage
 fn holds(head: &ItemHead, item: &ItemState) -> bool {
     let current = &head.current;
     if item.deleted {
-        return current.deleted;
+        // A message that left a folder it is no longer recorded in has been recorded in the
+        // folder it moved to: nothing left to record for this removal.
+        let moved_on =
+            item.kind == ItemKind::Message && item.parent_id.is_some() && item.parent_id != current.parent_id;
+        return current.deleted || moved_on;
     }
     !current.deleted
         && item.etag.as_deref() == Some(current.version.as_str())
@@ -190,24 +203,24 @@ fn holds(head: &ItemHead, item: &ItemState) -> bool {
 
 /// Queues a job for every item of the page whose state the catalog lacks. The last
 /// occurrence of an item in a page wins; later pages are handled the same way.
-async fn enqueue_page(
+pub(super) async fn enqueue_page(
     deps: &EnumeratorDeps,
     c: &ContainerId,
     scan: Option<&FullScan>,
-    items: &[crate::graph::DriveItem],
+    items: Vec<ItemState>,
 ) -> Result<usize, PipelineError> {
-    let mut latest: HashMap<&str, ItemState> = HashMap::new();
+    let mut latest: HashMap<String, ItemState> = HashMap::new();
     let mut order = Vec::new();
-    for item in items {
-        let state = item_state(item);
+    for state in items {
         if state.kind == ItemKind::Root {
             continue;
         }
-        if latest.insert(&item.id, state).is_none() {
-            order.push(item.id.as_str());
+        let id = state.id.clone();
+        if latest.insert(id.clone(), state).is_none() {
+            order.push(id);
         }
     }
-    let ids: Vec<String> = order.iter().map(|s| s.to_string()).collect();
+    let ids: Vec<String> = order.clone();
     let heads = deps.catalog.heads(c, &ids).await?;
     if let Some(scan) = scan {
         let seen: Vec<String> =
@@ -216,7 +229,7 @@ async fn enqueue_page(
     }
     let observed_at = Utc::now();
     let (mut small, mut large) = (Vec::new(), Vec::new());
-    for id in order {
+    for id in &order {
         let state = latest.remove(id).unwrap_or_else(|| unreachable!());
         // An item deleted before we ever held it still gets a tombstone job, so a late copy
         // of its creation can never become its current state.
@@ -243,7 +256,11 @@ async fn enqueue_page(
 
 /// After a full enumeration: items the catalog holds as alive that the scan did not see,
 /// and that were committed before it began, are gone from Microsoft 365.
-async fn tombstone_unseen(deps: &EnumeratorDeps, c: &ContainerId, scan: &FullScan) -> Result<usize, PipelineError> {
+pub(super) async fn tombstone_unseen(
+    deps: &EnumeratorDeps,
+    c: &ContainerId,
+    scan: &FullScan,
+) -> Result<usize, PipelineError> {
     if !scan.reconcile_deletions {
         return Ok(0);
     }

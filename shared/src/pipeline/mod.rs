@@ -6,6 +6,7 @@
 pub mod batch;
 pub mod copier;
 pub mod enumerator;
+pub mod mailbox;
 pub mod restorer;
 pub mod scheduler;
 pub mod webhook;
@@ -13,8 +14,11 @@ pub mod webhook;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::graph::{DeltaCursor, DeltaPage, Download, DriveItem, GraphClient, GraphError};
-use crate::model::{ItemKind, ItemState};
+use crate::graph::{
+    DeltaCursor, DeltaLink, DeltaPage, Download, DriveItem, GraphClient, GraphError, MailFolder, MailFolderChange,
+    MailFolderDeltaCursor, Message, MessageChange, MessageDeltaCursor, Recipient,
+};
+use crate::model::{Address, ContainerId, ContainerKind, ItemKind, ItemState, MailMeta};
 use crate::store::{Catalog, StoreError};
 
 /// What the enumerator and copier may ask of Graph: read-only drive access.
@@ -35,6 +39,147 @@ impl DriveReader for GraphClient {
     }
     async fn download(&self, drive_id: &str, item_id: &str, offset: u64) -> Result<Download, GraphError> {
         GraphClient::download(self, drive_id, item_id, offset).await
+    }
+}
+
+/// One page of a mail delta feed (a mailbox's folders, or one folder's messages), as item
+/// states: folders are `MailFolder`, messages `Message` with their metadata; what left the
+/// feed comes back `deleted`. Links carry delta tokens: never logged, so no `Debug`.
+pub struct MailPage {
+    pub items: Vec<ItemState>,
+    /// The next page of this pass.
+    pub next: Option<String>,
+    /// The link to start the next pass from (last page only).
+    pub delta: Option<String>,
+}
+
+/// What the enumerator and copier may ask of Graph about a mailbox: read-only, immutable ids.
+#[async_trait]
+pub trait MailReader: Send + Sync {
+    /// A page of the mailbox's folder delta: from the start, or from a stored link.
+    async fn folder_delta(&self, user_id: &str, link: Option<&str>) -> Result<MailPage, GraphError>;
+    /// A page of one folder's message delta. Removed messages carry that folder as parent.
+    async fn message_delta(&self, user_id: &str, folder_id: &str, link: Option<&str>) -> Result<MailPage, GraphError>;
+    /// The message's state now, wherever it is; `None` if it is gone.
+    async fn message(&self, user_id: &str, message_id: &str) -> Result<Option<ItemState>, GraphError>;
+    /// The message's MIME as Graph serves it (`$value`).
+    async fn mime(&self, user_id: &str, message_id: &str) -> Result<Download, GraphError>;
+}
+
+#[async_trait]
+impl MailReader for GraphClient {
+    async fn folder_delta(&self, user_id: &str, link: Option<&str>) -> Result<MailPage, GraphError> {
+        let cursor = match link {
+            Some(l) => MailFolderDeltaCursor::Link(DeltaLink::new(l)),
+            None => MailFolderDeltaCursor::Start { user_id: user_id.to_owned() },
+        };
+        let page = self.mail_folders_delta(&cursor).await?;
+        let items = page
+            .changes
+            .into_iter()
+            .map(|change| match change {
+                MailFolderChange::Upsert(f) => mail_folder_state(f),
+                MailFolderChange::Removed { id } => removed(id, ItemKind::MailFolder, None),
+            })
+            .collect();
+        Ok(MailPage { items, next: link_text(page.next), delta: link_text(page.delta_link) })
+    }
+
+    async fn message_delta(&self, user_id: &str, folder_id: &str, link: Option<&str>) -> Result<MailPage, GraphError> {
+        let cursor = match link {
+            Some(l) => MessageDeltaCursor::Link(DeltaLink::new(l)),
+            None => MessageDeltaCursor::Start { user_id: user_id.to_owned(), folder_id: folder_id.to_owned() },
+        };
+        let page = GraphClient::message_delta(self, &cursor).await?;
+        let items = page
+            .changes
+            .into_iter()
+            .map(|change| match change {
+                MessageChange::Upsert(m) => message_state(m),
+                MessageChange::Removed { id } => removed(id, ItemKind::Message, Some(folder_id)),
+            })
+            .collect();
+        Ok(MailPage { items, next: link_text(page.next), delta: link_text(page.delta_link) })
+    }
+
+    async fn message(&self, user_id: &str, message_id: &str) -> Result<Option<ItemState>, GraphError> {
+        Ok(self.get_message(user_id, message_id).await?.map(message_state))
+    }
+
+    async fn mime(&self, user_id: &str, message_id: &str) -> Result<Download, GraphError> {
+        self.message_mime(user_id, message_id).await
+    }
+}
+
+fn link_text(link: Option<DeltaLink>) -> Option<String> {
+    link.map(|l| l.as_str().to_owned())
+}
+
+fn removed(id: String, kind: ItemKind, parent: Option<&str>) -> ItemState {
+    ItemState {
+        id,
+        kind,
+        name: None,
+        parent_id: parent.map(str::to_owned),
+        etag: None,
+        ctag: None,
+        size: None,
+        quick_xor_hash: None,
+        modified: None,
+        deleted: true,
+        mail: None,
+    }
+}
+
+/// Our view of a Graph mail folder (its version marker is derived by the enumerator).
+pub fn mail_folder_state(f: MailFolder) -> ItemState {
+    ItemState {
+        id: f.id,
+        kind: ItemKind::MailFolder,
+        name: Some(f.display_name),
+        parent_id: f.parent_folder_id,
+        etag: None,
+        ctag: None,
+        size: None,
+        quick_xor_hash: None,
+        modified: None,
+        deleted: false,
+        mail: None,
+    }
+}
+
+/// Our view of a Graph message: `changeKey` is its version, the subject its name.
+pub fn message_state(m: Message) -> ItemState {
+    let address = |r: Recipient| Address { name: r.name, address: r.address };
+    let meta = MailMeta {
+        subject: m.subject.clone(),
+        from: m.from.map(address),
+        to: m.to.into_iter().map(address).collect(),
+        cc: m.cc.into_iter().map(address).collect(),
+        received: m.received,
+        sent: m.sent,
+        internet_message_id: m.internet_message_id,
+        conversation_id: m.conversation_id,
+        is_read: m.is_read,
+        is_draft: m.is_draft,
+        flag: m.flag_status,
+        importance: m.importance,
+        categories: m.categories,
+        has_attachments: m.has_attachments,
+        attachments: Vec::new(),
+    };
+    ItemState {
+        id: m.id,
+        kind: ItemKind::Message,
+        name: m.subject,
+        parent_id: m.parent_folder_id,
+        etag: m.change_key,
+        ctag: None,
+        size: None,
+        quick_xor_hash: None,
+        modified: m.last_modified.or(m.received),
+        deleted: false,
+        mail: Some(meta),
     }
 }
 
@@ -67,14 +212,23 @@ impl PipelineError {
 /// The resource name under which drive throttling is shared by every Lambda instance.
 pub const DRIVE_RESOURCE: &str = "drive";
 
-/// Delay until Graph may be called again for this tenant's drives, if we are throttled.
+/// Where Graph's throttling of a container is shared: a tenant's drives share SharePoint's
+/// budget; Exchange throttles each mailbox on its own.
+pub fn throttle_resource(c: &ContainerId) -> String {
+    match c.kind {
+        ContainerKind::Drive => DRIVE_RESOURCE.to_owned(),
+        ContainerKind::Mailbox => format!("mailbox.{}", crate::keys::opaque_id(&c.drive_id)),
+    }
+}
+
+/// Delay until Graph may be called again for this container, if we are throttled.
 pub async fn throttle_delay(
     catalog: &dyn Catalog,
-    tenant_id: &str,
+    c: &ContainerId,
     now: DateTime<Utc>,
 ) -> Result<Option<std::time::Duration>, StoreError> {
     Ok(catalog
-        .throttled_until(tenant_id, DRIVE_RESOURCE)
+        .throttled_until(&c.tenant_id, &throttle_resource(c))
         .await?
         .filter(|until| *until > now)
         .and_then(|until| (until - now).to_std().ok()))
@@ -103,5 +257,7 @@ pub fn item_state(item: &DriveItem) -> ItemState {
     }
 }
 
+#[cfg(test)]
+mod mail_tests;
 #[cfg(test)]
 mod tests;

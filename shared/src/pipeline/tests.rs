@@ -21,7 +21,7 @@ use crate::store::{Catalog, LockMode, QueueName};
 
 /// A drive whose delta feed returns its whole current state in one page.
 #[derive(Default)]
-struct FakeDrive {
+pub(super) struct FakeDrive {
     items: Mutex<HashMap<String, (DriveItem, Bytes)>>,
     /// The next downloads end after this many bytes.
     truncate_next: AtomicU32,
@@ -118,6 +118,7 @@ fn world() -> World {
     World {
         copier: CopierDeps {
             graph: drive.clone(),
+            mail: Arc::new(super::mail_tests::FakeMailbox::default()),
             vault: vault.clone(),
             catalog: catalog.clone(),
             sink: sink.clone(),
@@ -127,6 +128,7 @@ fn world() -> World {
         },
         enumerator: EnumeratorDeps {
             graph: drive.clone(),
+            mail: Arc::new(super::mail_tests::FakeMailbox::default()),
             catalog: catalog.clone(),
             sink: sink.clone(),
             large_item_bytes: 100 << 20,

@@ -1,0 +1,152 @@
+//! Backs up mail folders and messages. A message's content is its MIME exactly as Graph
+//! serves it (`$value`), hashed with SHA-256 while it streams and stored once per tenant by
+//! that hash (or multipart to a per-version key when large); its metadata (folder, subject,
+//! addresses, dates, read and flag state, attachment names) rides on the catalog row.
+//!
+//! Exchange lets only drafts change their body (Graph: `body` is updatable only while
+//! `isDraft`), so a new `changeKey` on a sent or received message is a metadata change (read,
+//! flag, move, categories): it is recorded as a new version over the content already held,
+//! without downloading again. A message removed from a folder is looked up by its immutable id:
+//! found elsewhere, the move is recorded; gone, a tombstone.
+
+use bytes::BytesMut;
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+
+use super::{
+    ContentSink, Copied, CopierDeps, DOWNLOAD_ATTEMPTS, SMALL_CONTENT_MAX, commit, lock, tombstone, version_of,
+};
+use crate::graph::GraphError;
+use crate::keys;
+use crate::model::{ContentRef, ItemHead, ItemJob, ItemKey, ItemKind, ItemState, Verification};
+use crate::pipeline::PipelineError;
+
+pub(super) async fn copy_state(deps: &CopierDeps, job: &ItemJob, key: &ItemKey) -> Result<Copied, PipelineError> {
+    let head = deps.catalog.head(key).await?;
+    let user = key.container.drive_id.as_str();
+    let mut item = job.item.clone();
+    if item.deleted && item.kind == ItemKind::Message {
+        // Left a folder: moved (its immutable id still answers) or deleted for good.
+        if let Some(now) = deps.mail.message(user, &key.item_id).await? {
+            item = now;
+        }
+    }
+    if item.deleted {
+        if head.as_ref().is_some_and(|h| h.current.deleted) {
+            return Ok(Copied::AlreadyHeld);
+        }
+        let version = tombstone(key, head.as_ref(), &item, job.observed_at);
+        return commit(deps, version).await.map(|_| Copied::Committed { bytes: 0 });
+    }
+    let Some(version) = item.etag.clone() else {
+        return Err(PipelineError::BadJob("live mail item without a version marker".into()));
+    };
+    if head.as_ref().is_some_and(|h| h.current.version == version && !h.current.deleted) {
+        return Ok(Copied::AlreadyHeld);
+    }
+    if item.kind != ItemKind::Message {
+        let v = version_of(key, &item, &version, None, Verification::NoContent);
+        return commit(deps, v).await.map(|_| Copied::Committed { bytes: 0 });
+    }
+    if let Some((content, attachments)) = reusable(head.as_ref(), &item) {
+        let mut v = version_of(key, &item, &version, Some(content), Verification::Sha256);
+        if let Some(meta) = v.mail.as_mut() {
+            meta.attachments = attachments;
+        }
+        return commit(deps, v).await.map(|_| Copied::Committed { bytes: 0 });
+    }
+    let Some((content, attachments)) = fetch(deps, key, &version).await? else { return Ok(Copied::Gone) };
+    let bytes = content.size;
+    let mut v = version_of(key, &item, &version, Some(content), Verification::Sha256);
+    if let Some(meta) = v.mail.as_mut() {
+        meta.attachments = attachments;
+    }
+    commit(deps, v).await?;
+    info!(item = %key.item_id, bytes, "message copied");
+    Ok(Copied::Committed { bytes })
+}
+
+/// The MIME we already hold for this message, if its body cannot have changed since.
+fn reusable(head: Option<&ItemHead>, item: &ItemState) -> Option<(ContentRef, Vec<crate::model::AttachmentMeta>)> {
+    let current = &head?.current;
+    let (held, now) = (current.mail.as_ref()?, item.mail.as_ref()?);
+    if held.is_draft || now.is_draft || current.kind != ItemKind::Message {
+        return None;
+    }
+    Some((current.content.clone()?, held.attachments.clone()))
+}
+
+/// Streams the message's MIME into the vault: buffered up to the small-content limit (and
+/// parsed for its attachments), multipart beyond it. Graph serves `$value` without ranges, so
+/// an interrupted download starts over. None if the message is gone.
+async fn fetch(
+    deps: &CopierDeps,
+    key: &ItemKey,
+    version: &str,
+) -> Result<Option<(ContentRef, Vec<crate::model::AttachmentMeta>)>, PipelineError> {
+    let user = key.container.drive_id.as_str();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let download = match deps.mail.mime(user, &key.item_id).await {
+            Ok(d) => d,
+            Err(GraphError::NotFound) => return Ok(None),
+            Err(e) if e.is_retryable() && !e.is_throttled() && attempt < DOWNLOAD_ATTEMPTS => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let (total, mut stream) = (download.total_len, download.stream);
+        let mut sink = ContentSink::Buffer(BytesMut::new());
+        let mut sha = Sha256::new();
+        let mut len = 0u64;
+        let mut failed = None;
+        while let Some(chunk) = stream.next().await {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            };
+            if let ContentSink::Buffer(buf) = &sink
+                && (buf.len() + chunk.len()) as u64 > SMALL_CONTENT_MAX
+            {
+                // Large: move what is buffered into a multipart upload to a per-version key.
+                let upload = deps.vault.start_multipart(&keys::large_key(key, version), &lock(deps)).await?;
+                let buffered = match std::mem::replace(&mut sink, ContentSink::Buffer(BytesMut::new())) {
+                    ContentSink::Buffer(buf) => buf,
+                    other => return Err(unreachable_sink(other)),
+                };
+                sink = ContentSink::Multipart { upload, part: BytesMut::with_capacity(super::PART_SIZE), next_part: 1 };
+                sink.write(deps, &buffered).await?;
+            }
+            sha.update(&chunk);
+            len += chunk.len() as u64;
+            sink.write(deps, &chunk).await?;
+        }
+        let short = total.is_some_and(|t| t != len);
+        if failed.is_some() || short {
+            sink.abort(deps).await;
+            let retryable = failed.as_ref().is_none_or(GraphError::is_retryable);
+            if attempt >= DOWNLOAD_ATTEMPTS || !retryable {
+                return Err(match failed {
+                    Some(e) => e.into(),
+                    None => PipelineError::Mismatch(format!("MIME download ended after {len} of {total:?} bytes")),
+                });
+            }
+            warn!(item = %key.item_id, attempt, "MIME download interrupted; starting over");
+            continue;
+        }
+        let attachments = match &sink {
+            ContentSink::Buffer(buf) => crate::mime::attachments(buf),
+            ContentSink::Multipart { .. } => Vec::new(),
+        };
+        let sha256 = hex::encode(sha.finalize());
+        let object = sink.finish(deps, key, &sha256).await?;
+        return Ok(Some((ContentRef { object, size: len, sha256, quick_xor_hash: None }, attachments)));
+    }
+}
+
+fn unreachable_sink(_: ContentSink) -> PipelineError {
+    PipelineError::BadJob("content sink in an impossible state".into())
+}

@@ -1,0 +1,264 @@
+//! Enumerates a mailbox: the container of its folders and messages. Exchange has no
+//! mailbox-wide message delta, so one pass is the folder delta (folders created, renamed,
+//! moved, deleted) and then every folder's own message delta, each with its link in the
+//! mailbox's [`SyncState`]. Every page is checkpointed; a pass cut short by the deadline is
+//! finished by a continuation, folder by folder, without repeating a folder it completed.
+//! An expired link anywhere restarts the whole pass as a full enumeration that re-queues what
+//! lacks a version and records deletions the feeds did not report.
+
+use std::time::Instant;
+
+use chrono::Utc;
+use tracing::{info, warn};
+
+use super::enumerator::{
+    Enumeration, EnumeratorDeps, continue_later, enqueue_page, new_scan, send, sleep_within, tombstone_unseen,
+};
+use super::{MailPage, PipelineError, throttle_delay, throttle_resource};
+use crate::graph::GraphError;
+use crate::model::{
+    ChangeJob, ChangeReason, ContainerId, FolderSync, ItemJob, ItemKind, ItemState, SCHEMA_VERSION, SyncState,
+};
+use crate::store::{OutMessage, QueueName};
+
+/// What a page request is about.
+enum Feed<'a> {
+    Folders,
+    Messages(&'a str),
+}
+
+pub async fn enumerate(
+    deps: &EnumeratorDeps,
+    job: &ChangeJob,
+    deadline: Instant,
+) -> Result<Enumeration, PipelineError> {
+    let c = &job.container;
+    let mut state = deps.catalog.sync_state(c).await?;
+    let mut out = Enumeration::default();
+    let in_progress =
+        state.enumeration_started_at.is_some_and(|started| state.last_synced_at.is_none_or(|done| done < started));
+    let coalescible = matches!(job.reason, ChangeReason::Notification | ChangeReason::Sweep);
+    if coalescible && !in_progress && state.enumeration_started_at.is_some_and(|started| started > job.enqueued_at) {
+        out.coalesced = true;
+        return Ok(out);
+    }
+    if !in_progress {
+        start_pass(&mut state, job.reason == ChangeReason::Reconcile);
+        deps.catalog.put_sync_state(c, &state).await?;
+    }
+
+    loop {
+        match run_pass(deps, c, &mut state, &mut out, deadline).await {
+            Ok(true) => break,
+            Ok(false) => return continue_later(deps, c, &mut out).await,
+            Err(PipelineError::Graph(GraphError::ResyncRequired { .. })) => {
+                warn!(mailbox = %c.drive_id, "a mail delta token expired; running a full enumeration");
+                start_pass(&mut state, true);
+                deps.catalog.put_sync_state(c, &state).await?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if let Some(scan) = state.full_scan.take() {
+        out.tombstones = tombstone_unseen(deps, c, &scan).await?;
+    }
+    state.last_synced_at = Some(Utc::now());
+    deps.catalog.put_sync_state(c, &state).await?;
+    info!(mailbox = %c.drive_id, pages = out.pages, jobs = out.jobs, tombstones = out.tombstones, full = out.full_scan, "mailbox enumeration complete");
+    Ok(out)
+}
+
+/// Begins a pass; a full one forgets every link (each feed then starts from nothing).
+fn start_pass(state: &mut SyncState, full: bool) {
+    let now = Utc::now();
+    state.enumeration_started_at = Some(now);
+    state.next_link = None;
+    if full || state.delta_link.is_none() {
+        state.full_scan = Some(new_scan(now, state.delta_link.is_some() || full));
+        state.delta_link = None;
+        for folder in state.mail_folders.values_mut() {
+            *folder = FolderSync::default();
+        }
+    }
+}
+
+/// Runs the pass to its end (true) or until the deadline's reserve (false).
+async fn run_pass(
+    deps: &EnumeratorDeps,
+    c: &ContainerId,
+    state: &mut SyncState,
+    out: &mut Enumeration,
+    deadline: Instant,
+) -> Result<bool, PipelineError> {
+    let started = state.enumeration_started_at.unwrap_or_else(Utc::now);
+    out.full_scan |= state.full_scan.is_some();
+    // The folder tree first: messages of a new folder are then read in this same pass.
+    while state.folders_synced_at.is_none_or(|at| at < started) {
+        let link = state.next_link.clone().or_else(|| state.delta_link.clone());
+        let Some(page) = page(deps, c, Feed::Folders, link.as_deref(), deadline).await? else { return Ok(false) };
+        out.pages += 1;
+        for folder in &page.items {
+            if folder.deleted {
+                state.mail_folders.remove(&folder.id);
+                out.tombstones += tombstone_folder_contents(deps, c, &folder.id).await?;
+            } else {
+                state.mail_folders.entry(folder.id.clone()).or_default();
+            }
+        }
+        out.jobs +=
+            enqueue_page(deps, c, state.full_scan.as_ref(), page.items.into_iter().map(folder_state).collect()).await?;
+        match (page.next, page.delta) {
+            (Some(next), _) => state.next_link = Some(next),
+            (None, delta) => {
+                state.delta_link = delta.or(state.delta_link.take());
+                state.next_link = None;
+                state.folders_synced_at = Some(Utc::now());
+            }
+        }
+        deps.catalog.put_sync_state(c, state).await?;
+        if deadline.saturating_duration_since(Instant::now()) < deps.reserve {
+            return Ok(false);
+        }
+    }
+
+    let folders: Vec<String> = state.mail_folders.keys().cloned().collect();
+    for folder_id in folders {
+        while let Some(sync) = state.mail_folders.get(&folder_id).cloned() {
+            if sync.synced_at.is_some_and(|at| at >= started) {
+                break;
+            }
+            let link = sync.next_link.clone().or_else(|| sync.delta_link.clone());
+            let page = match page(deps, c, Feed::Messages(&folder_id), link.as_deref(), deadline).await {
+                Ok(Some(page)) => page,
+                Ok(None) => return Ok(false),
+                // The folder went away since the folder delta ran: the next pass records it.
+                Err(PipelineError::Graph(GraphError::NotFound)) => {
+                    state.mail_folders.remove(&folder_id);
+                    deps.catalog.put_sync_state(c, state).await?;
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
+            out.pages += 1;
+            let items = page
+                .items
+                .into_iter()
+                .map(|mut m| {
+                    if m.deleted {
+                        m.parent_id = Some(folder_id.clone());
+                    }
+                    m.kind = ItemKind::Message;
+                    m
+                })
+                .collect();
+            out.jobs += enqueue_page(deps, c, state.full_scan.as_ref(), items).await?;
+            let entry = state.mail_folders.entry(folder_id.clone()).or_default();
+            match (page.next, page.delta) {
+                (Some(next), _) => entry.next_link = Some(next),
+                (None, delta) => {
+                    entry.delta_link = delta.or(entry.delta_link.take());
+                    entry.next_link = None;
+                    entry.synced_at = Some(Utc::now());
+                }
+            }
+            deps.catalog.put_sync_state(c, state).await?;
+            if deadline.saturating_duration_since(Instant::now()) < deps.reserve {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// One page of a feed, waiting out shared throttling while the deadline allows (None: it
+/// does not; the caller continues in a new invocation).
+async fn page(
+    deps: &EnumeratorDeps,
+    c: &ContainerId,
+    feed: Feed<'_>,
+    link: Option<&str>,
+    deadline: Instant,
+) -> Result<Option<MailPage>, PipelineError> {
+    let user = c.drive_id.as_str();
+    loop {
+        if let Some(wait) = throttle_delay(deps.catalog.as_ref(), c, Utc::now()).await?
+            && !sleep_within(wait, deadline, deps.reserve).await
+        {
+            return Ok(None);
+        }
+        let result = match feed {
+            Feed::Folders => deps.mail.folder_delta(user, link).await,
+            Feed::Messages(folder) => deps.mail.message_delta(user, folder, link).await,
+        };
+        match result {
+            Ok(page) => return Ok(Some(page)),
+            Err(GraphError::Throttled { retry_after, .. }) => {
+                let until = Utc::now() + chrono::Duration::from_std(retry_after).unwrap_or_default();
+                deps.catalog.throttle(&c.tenant_id, &throttle_resource(c), until).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// A folder's state as a versioned item. Graph gives mail folders no version marker, so the
+/// version is derived from what a restore needs of a folder: its name and its parent.
+fn folder_state(mut f: ItemState) -> ItemState {
+    f.kind = ItemKind::MailFolder;
+    if !f.deleted {
+        let marker =
+            format!("{}\u{0}{}", f.name.as_deref().unwrap_or_default(), f.parent_id.as_deref().unwrap_or_default());
+        f.etag = Some(format!("folder.{}", crate::keys::opaque_id(&marker)));
+    }
+    f
+}
+
+/// A deleted folder takes its messages (and subfolders) with it: tombstone jobs for every
+/// live item the catalog has under it. Messages that moved out first are recorded where they
+/// went by their own folder's delta; the copier re-checks each with Graph before recording.
+async fn tombstone_folder_contents(
+    deps: &EnumeratorDeps,
+    c: &ContainerId,
+    folder_id: &str,
+) -> Result<usize, PipelineError> {
+    let heads = deps.catalog.list_heads(c).await?;
+    let mut doomed = vec![folder_id.to_owned()];
+    let mut messages = Vec::new();
+    let observed_at = Utc::now();
+    while let Some(parent) = doomed.pop() {
+        for head in heads.iter().filter(|h| !h.current.deleted && h.current.parent_id.as_deref() == Some(&parent)) {
+            let v = &head.current;
+            if v.kind == ItemKind::MailFolder {
+                doomed.push(v.key.item_id.clone());
+            }
+            let job = ItemJob {
+                v: SCHEMA_VERSION,
+                container: c.clone(),
+                item: ItemState {
+                    id: v.key.item_id.clone(),
+                    kind: v.kind,
+                    name: None,
+                    parent_id: v.parent_id.clone(),
+                    etag: None,
+                    ctag: None,
+                    size: None,
+                    quick_xor_hash: None,
+                    modified: None,
+                    deleted: true,
+                    mail: None,
+                },
+                observed_at,
+                scan_epoch: None,
+                deferrals: 0,
+            };
+            messages.push(OutMessage {
+                body: serde_json::to_string(&job).unwrap_or_default(),
+                group_id: None,
+                delay: None,
+            });
+        }
+    }
+    let count = messages.len();
+    send(deps.sink.as_ref(), QueueName::Items, messages).await?;
+    Ok(count)
+}
