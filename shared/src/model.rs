@@ -42,9 +42,16 @@ impl ContainerId {
         Self { tenant_id: tenant_id.into(), drive_id: drive_id.into(), kind: ContainerKind::Drive }
     }
 
-    /// The mailbox of a user.
-    pub fn mailbox(tenant_id: impl Into<String>, user_id: impl Into<String>) -> Self {
-        Self { tenant_id: tenant_id.into(), drive_id: user_id.into(), kind: ContainerKind::Mailbox }
+    /// The mailbox of a user. User ids are GUIDs, which Graph writes in either case (a
+    /// notification's `Users/{id}` among them): they are kept lower case, so one mailbox
+    /// never gets two sets of keys.
+    pub fn mailbox(tenant_id: impl Into<String>, user_id: &str) -> Self {
+        Self { tenant_id: tenant_id.into(), drive_id: user_id.to_ascii_lowercase(), kind: ContainerKind::Mailbox }
+    }
+
+    /// The tag a subscription's clientState carries and a lifecycle event is matched by.
+    pub fn tag(&self) -> String {
+        crate::keys::opaque_id(&self.scoped_id())
     }
 
     pub fn is_mailbox(&self) -> bool {

@@ -28,7 +28,7 @@ mod api_tests;
 #[cfg(test)]
 mod client_tests;
 #[cfg(test)]
-mod test_server;
+pub(crate) mod test_server;
 
 pub use auth::ClientSecret;
 pub use client::{GraphClient, GraphConfig};

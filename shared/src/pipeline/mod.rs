@@ -260,4 +260,6 @@ pub fn item_state(item: &DriveItem) -> ItemState {
 #[cfg(test)]
 mod mail_tests;
 #[cfg(test)]
+mod scheduler_tests;
+#[cfg(test)]
 mod tests;

@@ -1,5 +1,5 @@
-//! Periodic and lifecycle work: discovery of users and their drives, subscriptions (create,
-//! renew, recreate), safety-net sweeps and reconciles. It fans work out through the
+//! Periodic and lifecycle work: discovery of users, their drives and their mailboxes,
+//! subscriptions (create, renew, recreate), safety-net sweeps and reconciles. It fans work out through the
 //! `changes` queue; it never copies content itself.
 
 use std::sync::Arc;
@@ -13,13 +13,16 @@ use super::enumerator::change_message;
 use super::webhook::LifecycleJob;
 use crate::clientstate::ClientStateKey;
 use crate::graph::{GraphClient, GraphError, NewSubscription};
-use crate::keys::opaque_id;
 use crate::model::{ChangeJob, ChangeReason, ContainerId, ContainerRecord};
 use crate::store::{Catalog, MessageSink, QueueName};
 
+/// Outlook message subscriptions live at most 4,230 minutes (graph-facts §1; newer text is
+/// said to allow more, unconfirmed): mailboxes are subscribed for a little less.
+pub const MAIL_SUBSCRIPTION_MINUTES: i64 = 4_200;
+
 pub struct SchedulerDeps {
     pub tenant_id: String,
-    /// Reads users and drives.
+    /// Reads users, drives and mailboxes.
     pub reader: GraphClient,
     /// Owns subscriptions (drive subscriptions need Files.ReadWrite.All).
     pub subscriber: GraphClient,
@@ -46,6 +49,8 @@ pub struct Report {
     pub containers: usize,
     pub discovered: usize,
     pub without_drive: usize,
+    /// Users whose mailbox Graph does not serve: none, not licensed, or no Mail.Read consent.
+    pub without_mailbox: usize,
     pub subscribed: usize,
     pub renewed: usize,
     pub enqueued: usize,
@@ -83,41 +88,31 @@ async fn enqueue_all(deps: &SchedulerDeps, reason: ChangeReason) -> Result<Repor
     Ok(report)
 }
 
-/// Finds every user's OneDrive; new drives get a subscription and a first full backup.
+/// Finds every user's OneDrive and mailbox; new ones get a subscription and a first full backup.
 pub async fn discover(deps: &SchedulerDeps) -> Result<Report, PipelineError> {
     let mut report = Report::default();
     let mut fresh = Vec::new();
     for user in deps.reader.list_users().await? {
-        let Some(drive) = deps.reader.user_drive(&user.id).await? else {
-            report.without_drive += 1;
-            continue;
-        };
-        report.containers += 1;
-        let container = ContainerId::new(deps.tenant_id.clone(), drive.id.clone());
-        let mut record = match deps.catalog.container(&container).await? {
-            Some(r) => r,
-            None => {
-                report.discovered += 1;
-                fresh.push(container.clone());
-                ContainerRecord {
-                    container: container.clone(),
-                    user_id: user.id.clone(),
-                    user_principal_name: user.user_principal_name.clone(),
-                    discovered_at: Utc::now(),
-                    subscription_id: None,
-                    subscription_expires: None,
-                }
+        match deps.reader.user_drive(&user.id).await? {
+            Some(drive) => {
+                let container = ContainerId::new(deps.tenant_id.clone(), drive.id.clone());
+                protect(deps, container, &user, &mut report, &mut fresh).await?;
             }
-        };
-        if record.subscription_id.is_none() {
-            subscribe(deps, &mut record).await?;
-            report.subscribed += 1;
+            None => report.without_drive += 1,
         }
-        deps.catalog.put_container(&record).await?;
-        // A drive whose first crawl never finished (an earlier discovery failed midway, or
-        // its enumeration is still running) is asked again: a running one coalesces it.
-        if !fresh.contains(&container) && deps.catalog.sync_state(&container).await?.last_synced_at.is_none() {
-            fresh.push(container);
+        // A user without an Exchange Online mailbox answers 404 (MailboxNotEnabledForRESTAPI),
+        // one without a licence or consent 403: neither stops the discovery of the others.
+        match deps.reader.mail_folder(&user.id, "inbox").await {
+            Ok(Some(_)) => {
+                let container = ContainerId::mailbox(deps.tenant_id.clone(), &user.id);
+                protect(deps, container, &user, &mut report, &mut fresh).await?;
+            }
+            Ok(None) => report.without_mailbox += 1,
+            Err(GraphError::Forbidden { code }) => {
+                warn!(user = %user.id, %code, "mailbox not readable (licence or consent); not protected");
+                report.without_mailbox += 1;
+            }
+            Err(e) => return Err(e.into()),
         }
     }
     // Subscribing first, then enumerating, covers the gap between crawl and subscription.
@@ -126,23 +121,75 @@ pub async fn discover(deps: &SchedulerDeps) -> Result<Report, PipelineError> {
         containers = report.containers,
         discovered = report.discovered,
         without_drive = report.without_drive,
+        without_mailbox = report.without_mailbox,
         "discovery done"
     );
     Ok(report)
 }
 
-fn expiry(deps: &SchedulerDeps) -> DateTime<Utc> {
-    Utc::now() + Duration::minutes(deps.subscription_minutes)
+/// Records a container found by discovery, subscribes to it if needed, and lists it for a
+/// first crawl when it is new or its first crawl never finished.
+async fn protect(
+    deps: &SchedulerDeps,
+    container: ContainerId,
+    user: &crate::graph::User,
+    report: &mut Report,
+    fresh: &mut Vec<ContainerId>,
+) -> Result<(), PipelineError> {
+    report.containers += 1;
+    let mut record = match deps.catalog.container(&container).await? {
+        Some(r) => r,
+        None => {
+            report.discovered += 1;
+            fresh.push(container.clone());
+            ContainerRecord {
+                container: container.clone(),
+                user_id: user.id.clone(),
+                user_principal_name: user.user_principal_name.clone(),
+                discovered_at: Utc::now(),
+                subscription_id: None,
+                subscription_expires: None,
+            }
+        }
+    };
+    if record.subscription_id.is_none() {
+        subscribe(deps, &mut record).await?;
+        report.subscribed += 1;
+    }
+    deps.catalog.put_container(&record).await?;
+    // A container whose first crawl never finished (an earlier discovery failed midway, or
+    // its enumeration is still running) is asked again: a running one coalesces it.
+    if !fresh.contains(&container) && deps.catalog.sync_state(&container).await?.last_synced_at.is_none() {
+        fresh.push(container);
+    }
+    Ok(())
 }
 
+/// How long a container's subscriptions are made for.
+fn lifetime(deps: &SchedulerDeps, c: &ContainerId) -> i64 {
+    if c.is_mailbox() { deps.subscription_minutes.min(MAIL_SUBSCRIPTION_MINUTES) } else { deps.subscription_minutes }
+}
+
+fn expiry(deps: &SchedulerDeps, c: &ContainerId) -> DateTime<Utc> {
+    Utc::now() + Duration::minutes(lifetime(deps, c))
+}
+
+/// A drive is watched from its root (the only driveItem subscription Graph allows); a
+/// mailbox through all its messages, in every folder.
 async fn subscribe(deps: &SchedulerDeps, record: &mut ContainerRecord) -> Result<(), PipelineError> {
+    let c = &record.container;
+    let (resource, change_type) = if c.is_mailbox() {
+        (format!("/users/{}/messages", c.drive_id), "created,updated,deleted")
+    } else {
+        (format!("/drives/{}/root", c.drive_id), "updated")
+    };
     let request = NewSubscription {
-        resource: format!("/drives/{}/root", record.container.drive_id),
-        change_type: "updated".into(),
+        resource,
+        change_type: change_type.into(),
         notification_url: deps.webhook_url.clone(),
         lifecycle_notification_url: Some(deps.webhook_url.clone()),
-        expiration: expiry(deps),
-        client_state: deps.key.derive(&deps.tenant_id, &record.container.drive_id),
+        expiration: expiry(deps, c),
+        client_state: deps.key.derive(&deps.tenant_id, &c.scoped_id()),
     };
     let subscription = deps.subscriber.create_subscription(&request).await?;
     record.subscription_id = Some(subscription.id);
@@ -153,11 +200,12 @@ async fn subscribe(deps: &SchedulerDeps, record: &mut ContainerRecord) -> Result
 /// Renews subscriptions close to expiry; recreates those Graph no longer knows.
 pub async fn renew(deps: &SchedulerDeps) -> Result<Report, PipelineError> {
     let mut report = Report::default();
-    let horizon = Utc::now() + Duration::minutes(deps.renew_within_minutes);
     let mut resync = Vec::new();
     for mut record in deps.catalog.list_containers(&deps.tenant_id).await? {
         report.containers += 1;
-        if record.subscription_expires.is_some_and(|e| e > horizon) {
+        // Short-lived (mailbox) subscriptions are renewed once half their life has passed.
+        let within = deps.renew_within_minutes.min(lifetime(deps, &record.container) / 2);
+        if record.subscription_expires.is_some_and(|e| e > Utc::now() + Duration::minutes(within)) {
             continue;
         }
         if renew_one(deps, &mut record).await? {
@@ -174,12 +222,14 @@ pub async fn renew(deps: &SchedulerDeps) -> Result<Report, PipelineError> {
 /// in the gap must be caught up by a delta.
 async fn renew_one(deps: &SchedulerDeps, record: &mut ContainerRecord) -> Result<bool, PipelineError> {
     if let Some(id) = record.subscription_id.clone() {
-        match deps.subscriber.renew_subscription(&id, expiry(deps)).await {
+        match deps.subscriber.renew_subscription(&id, expiry(deps, &record.container)).await {
             Ok(s) => {
                 record.subscription_expires = Some(s.expiration);
                 return Ok(false);
             }
-            Err(GraphError::NotFound) => warn!(drive = %record.container.drive_id, "subscription is gone; recreating"),
+            Err(GraphError::NotFound) => {
+                warn!(container = %record.container.drive_id, "subscription is gone; recreating")
+            }
             Err(e) => return Err(e.into()),
         }
     }
@@ -190,7 +240,7 @@ async fn renew_one(deps: &SchedulerDeps, record: &mut ContainerRecord) -> Result
 /// Acts on a lifecycle event forwarded by the webhook.
 pub async fn lifecycle(deps: &SchedulerDeps, job: &LifecycleJob) -> Result<(), PipelineError> {
     let records = deps.catalog.list_containers(&job.tenant_id).await?;
-    let Some(mut record) = records.into_iter().find(|r| opaque_id(&r.container.drive_id) == job.container_tag) else {
+    let Some(mut record) = records.into_iter().find(|r| r.container.tag() == job.container_tag) else {
         warn!(event = %job.event, "lifecycle event for a container we do not protect");
         return Ok(());
     };
@@ -211,6 +261,6 @@ pub async fn lifecycle(deps: &SchedulerDeps, job: &LifecycleJob) -> Result<(), P
     if let Some(reason) = reason {
         enqueue(deps, vec![record.container.clone()], reason).await?;
     }
-    info!(event = %job.event, drive = %record.container.drive_id, "handled lifecycle event");
+    info!(event = %job.event, container = %record.container.drive_id, "handled lifecycle event");
     Ok(())
 }

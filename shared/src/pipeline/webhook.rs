@@ -3,7 +3,7 @@
 //! `changes` job per container (a single batch send), and replies 202 well inside Graph's
 //! 3-second deadline. Lifecycle events go to the scheduler's queue.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use axum::Router;
@@ -17,7 +17,6 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::clientstate::{ClientStateKey, ct_eq};
-use crate::keys::opaque_id;
 use crate::model::{ChangeJob, ChangeReason, ContainerId, SCHEMA_VERSION};
 use crate::store::{MessageSink, OutMessage, QueueName};
 
@@ -39,7 +38,7 @@ pub struct LifecycleJob {
     pub tenant_id: String,
     pub subscription_id: String,
     pub event: String,
-    /// `keys::opaque_id` of the subscribed drive, vouched for by the clientState.
+    /// [`ContainerId::tag`] of the subscribed container, vouched for by the clientState.
     pub container_tag: String,
     pub received_at: DateTime<Utc>,
 }
@@ -72,24 +71,38 @@ pub struct Triage {
     pub rejected: usize,
 }
 
-/// The drive a notification's `resource` names: `drives/{id}/root` (how we subscribe).
-fn drive_of(resource: &str) -> Option<&str> {
-    let mut parts = resource.trim_start_matches('/').split('/');
-    match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some(d), Some(id), Some(root), None)
-            if d.eq_ignore_ascii_case("drives") && root.eq_ignore_ascii_case("root") && !id.is_empty() =>
-        {
-            Some(id)
-        }
-        _ => None,
+/// The container a notification's `resource` names: `drives/{id}/root` (how we subscribe to
+/// a drive), or a message of a mailbox: `Users/{id}/Messages/{message}`, also under a folder
+/// (`Users/{id}/mailFolders('inbox')/Messages/{message}`). Anything else names nothing.
+fn container_of(tenant_id: &str, resource: &str) -> Option<ContainerId> {
+    let parts: Vec<&str> = resource.trim_start_matches('/').split('/').collect();
+    let is = |i: usize, word: &str| parts.get(i).is_some_and(|p| p.eq_ignore_ascii_case(word));
+    let id = parts.get(1).copied().filter(|id| !id.is_empty())?;
+    if is(0, "drives") && is(2, "root") && parts.len() == 3 {
+        return Some(ContainerId::new(tenant_id, id));
     }
+    let message_at = if is(2, "messages") {
+        3
+    } else if parts.get(2).is_some_and(|p| is_mail_folder(p)) && is(3, "messages") {
+        4
+    } else {
+        return None;
+    };
+    let message = parts.get(message_at).filter(|m| !m.is_empty());
+    (is(0, "users") && message.is_some() && parts.len() == message_at + 1).then(|| ContainerId::mailbox(tenant_id, id))
+}
+
+/// `mailFolders('inbox')` or `mailFolders/{id}` written as one segment by Graph.
+fn is_mail_folder(segment: &str) -> bool {
+    let lower = segment.to_ascii_lowercase();
+    lower.starts_with("mailfolders(") && lower.ends_with(')') && lower.len() > "mailfolders()".len()
 }
 
 /// Sorts a notification collection into genuine changes, lifecycle events and rejects.
 pub fn triage(deps: &WebhookDeps, body: &[u8], now: DateTime<Utc>) -> Result<Triage, serde_json::Error> {
     let collection: Collection = serde_json::from_slice(body)?;
     let mut out = Triage::default();
-    let mut containers = BTreeMap::new();
+    let mut containers = BTreeSet::new();
     for raw in collection.value {
         let Ok(n) = serde_json::from_value::<Notification>(raw) else {
             out.rejected += 1;
@@ -112,17 +125,15 @@ pub fn triage(deps: &WebhookDeps, body: &[u8], now: DateTime<Utc>) -> Result<Tri
             });
             continue;
         }
-        match n.resource.as_deref().and_then(drive_of) {
-            Some(drive) if opaque_id(drive) == vouched.container_tag => {
-                containers.insert(drive.to_owned(), ());
+        match n.resource.as_deref().and_then(|r| container_of(&deps.tenant_id, r)) {
+            Some(container) if container.tag() == vouched.container_tag => {
+                containers.insert(container);
             }
             _ => out.rejected += 1,
         }
     }
-    out.changes = containers
-        .into_keys()
-        .map(|drive| ChangeJob::new(ContainerId::new(deps.tenant_id.clone(), drive), ChangeReason::Notification, now))
-        .collect();
+    out.changes =
+        containers.into_iter().map(|container| ChangeJob::new(container, ChangeReason::Notification, now)).collect();
     Ok(out)
 }
 
@@ -206,6 +217,7 @@ pub fn router(deps: Arc<WebhookDeps>) -> Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::opaque_id;
     use crate::store::memory::MemorySink;
 
     fn deps(sink: Arc<MemorySink>) -> WebhookDeps {
@@ -257,11 +269,42 @@ mod tests {
     }
 
     #[test]
-    fn resources_other_than_a_drive_root_are_not_containers() {
-        assert_eq!(drive_of("/drives/abc/root"), Some("abc"));
-        assert_eq!(drive_of("drives/abc/root"), Some("abc"));
-        for bad in ["users/u/drive/root", "drives//root", "drives/abc/root/x", "sites/s"] {
-            assert_eq!(drive_of(bad), None, "{bad}");
+    fn message_notifications_name_the_mailbox_whatever_the_case_of_its_user_id() {
+        let d = deps(Arc::new(MemorySink::default()));
+        let mailbox = ContainerId::mailbox("tenant-1", "user-a");
+        let cs = d.key.derive("tenant-1", &mailbox.scoped_id());
+        let n = |resource: &str| serde_json::json!({"subscriptionId": "s", "clientState": cs, "tenantId": "tenant-1", "resource": resource, "changeType": "created"});
+        let genuine = [n("Users/USER-A/Messages/AAMk1"), n("users/user-a/mailFolders('inbox')/messages/AAMk2")];
+        let t = triage(&d, &body(&genuine), Utc::now()).expect("parse");
+        assert_eq!(t.rejected, 0);
+        assert_eq!(t.changes.iter().map(|c| c.container.clone()).collect::<Vec<_>>(), vec![mailbox]);
+        // The same clientState does not vouch for the user's drive, nor another mailbox.
+        let t =
+            triage(&d, &body(&[n("drives/user-a/root"), n("Users/user-b/Messages/AAMk1")]), Utc::now()).expect("parse");
+        assert_eq!(t.rejected, 2);
+    }
+
+    #[test]
+    fn resources_other_than_a_drive_root_or_a_message_are_not_containers() {
+        let of = |r: &str| container_of("t", r);
+        assert_eq!(of("/drives/abc/root"), Some(ContainerId::new("t", "abc")));
+        assert_eq!(of("drives/abc/root"), Some(ContainerId::new("t", "abc")));
+        assert_eq!(of("Users/U1/Messages/m"), Some(ContainerId::mailbox("t", "u1")));
+        assert_eq!(of("Users/u1/mailFolders('AAMkF')/Messages/m"), Some(ContainerId::mailbox("t", "u1")));
+        for bad in [
+            "users/u/drive/root",
+            "drives//root",
+            "drives/abc/root/x",
+            "sites/s",
+            "Users/u1/Messages",
+            "Users/u1/Messages/",
+            "Users/u1/Events/e",
+            "Users//Messages/m",
+            "Users/u1/mailFolders()/Messages/m",
+            "Users/u1/Messages/m/attachments",
+            "Groups/g/Messages/m",
+        ] {
+            assert_eq!(of(bad), None, "{bad}");
         }
     }
 }
