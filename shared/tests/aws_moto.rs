@@ -248,6 +248,39 @@ async fn container_state_throttles_and_failures() {
         Some(at("2024-05-01T10:09:00Z"))
     );
 
+    // Concurrency slots: taken while free or expired, released only by their holder
+    let (now, later) = (at("2024-05-01T10:00:00Z"), at("2024-05-01T10:10:00Z"));
+    let mut leases = Vec::new();
+    for _ in 0..3 {
+        leases
+            .push(catalog.acquire_slot("tenant-1", "mailbox.x", 3, now, later).await.expect("acquire").expect("free"));
+    }
+    let mut slots: Vec<u32> = leases.iter().map(|l| l.slot).collect();
+    slots.sort_unstable();
+    assert_eq!(slots, [0, 1, 2]);
+    assert_eq!(catalog.acquire_slot("tenant-1", "mailbox.x", 3, now, later).await.expect("acquire"), None);
+    assert!(catalog.acquire_slot("tenant-1", "mailbox.y", 3, now, later).await.expect("other").is_some());
+    catalog.release_slot(&leases[1]).await.expect("release");
+    let again = catalog.acquire_slot("tenant-1", "mailbox.x", 3, now, later).await.expect("acquire").expect("freed");
+    assert_eq!(again.slot, leases[1].slot);
+    // An expired lease is taken over; its late release leaves the new holder alone.
+    let after = at("2024-05-01T10:11:00Z");
+    let taken = catalog
+        .acquire_slot("tenant-1", "mailbox.x", 3, after, at("2024-05-01T10:21:00Z"))
+        .await
+        .expect("acquire")
+        .expect("expired slot");
+    catalog.release_slot(&leases.iter().find(|l| l.slot == taken.slot).cloned().expect("old")).await.expect("late");
+    assert_eq!(
+        catalog
+            .acquire_slot("tenant-1", "mailbox.x", 3, after, after)
+            .await
+            .expect("acquire")
+            .map(|l| l.slot)
+            .filter(|s| *s == taken.slot),
+        None
+    );
+
     // Failures count attempts and clear without deleting
     catalog.record_failure(&c.item("a"), "timeout", at("2024-05-01T10:00:00Z")).await.expect("a");
     catalog.record_failure(&c.item("a"), "503", at("2024-05-01T10:02:00Z")).await.expect("a again");

@@ -57,6 +57,13 @@ pub enum Copied {
     Failed(String),
 }
 
+/// Concurrent copies per mailbox, across every copier instance.
+pub const MAILBOX_COPY_SLOTS: u32 = 3;
+/// A slot's lease: longer than a copy, short enough that a crashed worker's slot comes back soon.
+const MAILBOX_SLOT_LEASE: chrono::Duration = chrono::Duration::minutes(10);
+/// How long a job waits for a slot before it asks again.
+const MAILBOX_SLOT_WAIT: Duration = Duration::from_secs(2);
+
 /// Handles one `items` message, including throttling and per-item failures.
 pub async fn copy(deps: &CopierDeps, job: &ItemJob) -> Result<Copied, PipelineError> {
     if job.v != SCHEMA_VERSION {
@@ -66,7 +73,26 @@ pub async fn copy(deps: &CopierDeps, job: &ItemJob) -> Result<Copied, PipelineEr
     if let Some(wait) = throttle_delay(deps.catalog.as_ref(), &key.container, Utc::now()).await? {
         return defer(deps, job, wait).await;
     }
-    match copy_state(deps, job, &key).await {
+    // Exchange serves a mailbox at most four requests at a time across all our workers:
+    // copiers share three slots, the mailbox's enumerator (one at a time by its FIFO group)
+    // uses the fourth. Without a free slot the job waits in the queue, not in a Lambda.
+    let lease = if key.container.is_mailbox() {
+        let now = Utc::now();
+        let (resource, until) = (throttle_resource(&key.container), now + MAILBOX_SLOT_LEASE);
+        match deps.catalog.acquire_slot(&key.container.tenant_id, &resource, MAILBOX_COPY_SLOTS, now, until).await? {
+            Some(lease) => Some(lease),
+            None => return defer(deps, job, MAILBOX_SLOT_WAIT).await,
+        }
+    } else {
+        None
+    };
+    let copied = copy_state(deps, job, &key).await;
+    if let Some(lease) = lease
+        && let Err(e) = deps.catalog.release_slot(&lease).await
+    {
+        warn!(error = %e, "could not release a mailbox slot; it frees itself when its lease ends");
+    }
+    match copied {
         Err(PipelineError::Graph(GraphError::Throttled { retry_after, .. })) => {
             let until = Utc::now() + chrono::Duration::from_std(retry_after).unwrap_or_default();
             deps.catalog.throttle(&key.container.tenant_id, &throttle_resource(&key.container), until).await?;

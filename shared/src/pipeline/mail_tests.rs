@@ -472,3 +472,40 @@ async fn a_message_seen_leaving_its_folder_before_arriving_in_the_next_is_record
     assert!(!m1.deleted);
     assert_eq!(m1.parent_id.as_deref(), Some("archive"));
 }
+
+#[tokio::test]
+async fn a_message_waits_in_the_queue_while_every_mailbox_slot_is_held() {
+    // Given a new message and three copies of the same mailbox already running elsewhere
+    let w = world();
+    w.mailbox.deliver("m1", "inbox", false);
+    let resource = super::throttle_resource(&mailbox());
+    let (now, until) = (Utc::now(), Utc::now() + chrono::Duration::minutes(10));
+    let mut held = Vec::new();
+    for _ in 0..copier::MAILBOX_COPY_SLOTS {
+        held.push(
+            w.catalog.acquire_slot("tenant", &resource, copier::MAILBOX_COPY_SLOTS, now, until).await.unwrap().unwrap(),
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    enumerator::enumerate(&w.enumerator, &ChangeJob::new(mailbox(), ChangeReason::Notification, Utc::now()), deadline)
+        .await
+        .expect("enumerate");
+    let job = w.sink.take(QueueName::Items).into_iter().find(|m| m.body.contains("\"m1\"")).expect("a job for m1");
+    let job: ItemJob = serde_json::from_str(&job.body).expect("item job");
+
+    // When the copier gets the message, it neither calls Graph nor holds a Lambda waiting
+    let copied = copier::copy(&w.copier, &job).await.expect("copy");
+    assert!(matches!(copied, Copied::Deferred(_)), "{copied:?}");
+    assert_eq!(w.mailbox.downloads.load(Ordering::SeqCst), 0);
+    let again = w.sink.take(QueueName::Items);
+    assert_eq!(again.len(), 1);
+    assert!(again[0].delay.is_some_and(|d| d >= Duration::from_secs(1)));
+
+    // Then, once one copy ends, the re-sent job copies the message and frees its slot
+    w.catalog.release_slot(&held[0]).await.expect("release");
+    let job: ItemJob = serde_json::from_str(&again[0].body).expect("item job");
+    assert!(matches!(copier::copy(&w.copier, &job).await.expect("copy"), Copied::Committed { .. }));
+    assert_eq!(w.mailbox.downloads.load(Ordering::SeqCst), 1);
+    let freed = w.catalog.acquire_slot("tenant", &resource, copier::MAILBOX_COPY_SLOTS, now, until).await.unwrap();
+    assert_eq!(freed.map(|l| l.slot), Some(held[0].slot));
+}

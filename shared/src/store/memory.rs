@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::{
     Catalog, Commit, Listing, Lock, LockMode, MessageSink, Multipart, ObjectInfo, OutMessage, Page, QueueName,
-    SecretSource, StoreError, Stored, Vault, item_order, outcome_replaces,
+    SecretSource, SlotLease, StoreError, Stored, Vault, item_order, outcome_replaces,
 };
 use crate::model::{
     ContainerId, ContainerRecord, ItemFailure, ItemHead, ItemKey, ItemVersion, ObjectRef, RestoreItemReport,
@@ -362,6 +362,7 @@ struct CatalogState {
     sync: HashMap<ContainerId, SyncState>,
     containers: BTreeMap<ContainerId, ContainerRecord>,
     throttles: HashMap<(String, String), DateTime<Utc>>,
+    slots: HashMap<(String, String, u32), DateTime<Utc>>,
     failures: BTreeMap<ItemKey, FailureRow>,
     restore_jobs: BTreeMap<String, RestoreJob>,
     /// By (job id, item id).
@@ -531,6 +532,35 @@ impl Catalog for MemoryCatalog {
         let mut state = self.write();
         let current = state.throttles.entry((tenant_id.to_owned(), resource.to_owned())).or_insert(until);
         *current = (*current).max(until);
+        Ok(())
+    }
+
+    async fn acquire_slot(
+        &self,
+        tenant_id: &str,
+        resource: &str,
+        slots: u32,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<SlotLease>, StoreError> {
+        let mut state = self.write();
+        for slot in 0..slots {
+            let key = (tenant_id.to_owned(), resource.to_owned(), slot);
+            if state.slots.get(&key).is_none_or(|held| *held < now) {
+                state.slots.insert(key, until);
+                let (tenant_id, resource) = (tenant_id.to_owned(), resource.to_owned());
+                return Ok(Some(SlotLease { tenant_id, resource, slot, until }));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn release_slot(&self, lease: &SlotLease) -> Result<(), StoreError> {
+        let mut state = self.write();
+        let key = (lease.tenant_id.clone(), lease.resource.clone(), lease.slot);
+        if state.slots.get(&key) == Some(&lease.until) {
+            state.slots.remove(&key);
+        }
         Ok(())
     }
 

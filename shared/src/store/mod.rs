@@ -173,6 +173,16 @@ pub enum Commit {
 }
 
 /// One page of a listing. `next` resumes right after it; `None` means the listing is complete.
+/// One of a few concurrency slots on a shared resource (an Exchange mailbox allows four
+/// concurrent requests per app), held by one worker until it releases it or `until` passes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlotLease {
+    pub tenant_id: String,
+    pub resource: String,
+    pub slot: u32,
+    pub until: DateTime<Utc>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Page<T> {
     pub items: Vec<T>,
@@ -290,6 +300,18 @@ pub trait Catalog: Send + Sync {
     async fn throttled_until(&self, tenant_id: &str, resource: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
     /// Only ever moves the deadline later.
     async fn throttle(&self, tenant_id: &str, resource: &str, until: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Takes a free (or expired) one of `slots` leases on `resource` until `until`; `None`
+    /// when all are held. Shared by every Lambda instance.
+    async fn acquire_slot(
+        &self,
+        tenant_id: &str,
+        resource: &str,
+        slots: u32,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<SlotLease>, StoreError>;
+    /// Gives a lease back; a lease that expired and was taken over is left to its new holder.
+    async fn release_slot(&self, lease: &SlotLease) -> Result<(), StoreError>;
 
     async fn record_failure(&self, item: &ItemKey, reason: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
     async fn clear_failure(&self, item: &ItemKey) -> Result<(), StoreError>;
