@@ -483,7 +483,11 @@ async fn a_message_waits_in_the_queue_while_every_mailbox_slot_is_held() {
     let mut held = Vec::new();
     for _ in 0..copier::MAILBOX_COPY_SLOTS {
         held.push(
-            w.catalog.acquire_slot("tenant", &resource, copier::MAILBOX_COPY_SLOTS, now, until).await.unwrap().unwrap(),
+            w.catalog
+                .acquire_slot("tenant", &resource, copier::MAILBOX_COPY_SLOTS, now, until)
+                .await
+                .expect("acquire")
+                .expect("free"),
         );
     }
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -506,6 +510,7 @@ async fn a_message_waits_in_the_queue_while_every_mailbox_slot_is_held() {
     let job: ItemJob = serde_json::from_str(&again[0].body).expect("item job");
     assert!(matches!(copier::copy(&w.copier, &job).await.expect("copy"), Copied::Committed { .. }));
     assert_eq!(w.mailbox.downloads.load(Ordering::SeqCst), 1);
-    let freed = w.catalog.acquire_slot("tenant", &resource, copier::MAILBOX_COPY_SLOTS, now, until).await.unwrap();
+    let freed =
+        w.catalog.acquire_slot("tenant", &resource, copier::MAILBOX_COPY_SLOTS, now, until).await.expect("acquire");
     assert_eq!(freed.map(|l| l.slot), Some(held[0].slot));
 }
