@@ -3,6 +3,9 @@
 
 use mail_parser::{MessageParser, MimeHeaders};
 
+mod rebuild;
+pub use rebuild::{INLINE_ATTACHMENT_MAX, Part, Rebuilt, rebuild};
+
 use crate::model::AttachmentMeta;
 
 /// The attachments a MIME message declares, inline parts (images with a Content-ID) included;
