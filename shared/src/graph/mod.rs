@@ -18,6 +18,7 @@ mod directory;
 mod drive;
 mod error;
 mod mail;
+mod mail_write;
 pub mod quickxor;
 mod subscriptions;
 mod upload;
@@ -39,6 +40,7 @@ pub use mail::{
     DEFAULT_MAIL_PAGE_SIZE, MailFolder, MailFolderChange, MailFolderDeltaCursor, MailFolderDeltaPage, Message,
     MessageChange, MessageDeltaCursor, MessageDeltaPage, Recipient,
 };
+pub use mail_write::{ATTACHMENT_FRAGMENT, FolderMessage};
 pub use quickxor::QuickXorHasher;
 pub use subscriptions::{NewSubscription, Subscription};
 pub use upload::{DEFAULT_FRAGMENT_SIZE, FragmentResult, UPLOAD_FRAGMENT_UNIT, UploadSession, UploadUrl};

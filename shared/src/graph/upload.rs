@@ -52,7 +52,7 @@ impl UploadUrl {
         &self.0
     }
 
-    fn to_url(&self) -> Result<Url, GraphError> {
+    pub(crate) fn to_url(&self) -> Result<Url, GraphError> {
         let url = Url::parse(&self.0).map_err(|_| GraphError::protocol("malformed upload URL"))?;
         match url.scheme() {
             "https" | "http" => Ok(url),

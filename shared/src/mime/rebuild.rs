@@ -42,6 +42,15 @@ pub struct Part {
 }
 
 impl Part {
+    /// The `AttachmentItem` of an attachment upload session (large parts).
+    pub fn attachment_item(&self) -> Value {
+        let mut v = json!({"name": self.name, "contentType": self.content_type, "isInline": self.inline});
+        if let Some(id) = &self.content_id {
+            v["contentId"] = id.clone().into();
+        }
+        v
+    }
+
     /// The `fileAttachment` for `POST .../attachments` (small parts only).
     pub fn file_attachment(&self) -> Value {
         let mut v = json!({
