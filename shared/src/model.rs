@@ -406,8 +406,14 @@ pub enum RestoreTarget {
     /// In-place rollback: existing items get the old bytes as a new version of the same item,
     /// with name and parent put back; missing items are recreated on their path.
     InPlace,
-    /// Another drive (or the same one) under a folder, keeping the relative tree.
-    Alternate { drive_id: String, folder_id: String },
+    /// Another drive (or the same one) under a folder, keeping the relative tree. For a
+    /// mailbox restore, `drive_id` is the target user (also accepted as `mailbox_id`) and
+    /// `folder_id` one of their mail folders.
+    Alternate {
+        #[serde(alias = "mailbox_id")]
+        drive_id: String,
+        folder_id: String,
+    },
 }
 
 /// What to do when the target already holds an item of that name (alternate targets).

@@ -34,11 +34,27 @@ struct ProtectedUser {
     #[serde(skip_serializing_if = "Option::is_none")]
     user_principal_name: Option<String>,
     drives: Vec<ProtectedDrive>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mailbox: Option<ProtectedMailbox>,
 }
 
 #[derive(Serialize)]
 struct ProtectedDrive {
     drive_id: String,
+    #[serde(flatten)]
+    protection: Protection,
+}
+
+#[derive(Serialize)]
+struct ProtectedMailbox {
+    mailbox_id: String,
+    #[serde(flatten)]
+    protection: Protection,
+}
+
+/// How a container is protected.
+#[derive(Serialize)]
+struct Protection {
     discovered_at: DateTime<Utc>,
     subscription_expires: Option<DateTime<Utc>>,
     last_synced_at: Option<DateTime<Utc>>,
@@ -67,16 +83,22 @@ pub(crate) async fn resources(
             user_id: record.user_id.clone(),
             user_principal_name: None,
             drives: Vec::new(),
+            mailbox: None,
         });
         user.user_principal_name = user.user_principal_name.take().or(record.user_principal_name.clone());
-        user.drives.push(ProtectedDrive {
-            drive_id: record.container.drive_id,
+        let protection = Protection {
             discovered_at: record.discovered_at,
             subscription_expires: record.subscription_expires,
             last_synced_at: sync.last_synced_at,
             health: describe(&sync),
             open_failures,
-        });
+        };
+        let id = record.container.drive_id.clone();
+        if record.container.is_mailbox() {
+            user.mailbox = Some(ProtectedMailbox { mailbox_id: id, protection });
+        } else {
+            user.drives.push(ProtectedDrive { drive_id: id, protection });
+        }
     }
     let mut users: Vec<_> = users.into_values().collect();
     for user in &mut users {

@@ -158,6 +158,14 @@ async fn protected_drive(deps: &ApiDeps, drive_id: &str) -> Result<ContainerReco
         .ok_or_else(|| ApiError::NotFound(format!("no protected drive {drive_id}")))
 }
 
+async fn protected_mailbox(deps: &ApiDeps, user_id: &str) -> Result<ContainerRecord, ApiError> {
+    let container = ContainerId::mailbox(deps.tenant_id.clone(), user_id);
+    deps.catalog
+        .container(&container)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no protected mailbox {user_id}")))
+}
+
 /// "As of T" is answerable only for a moment that has happened and that the backup covers.
 fn check_as_of(name: &str, at: DateTime<Utc>, drive: &ContainerRecord, now: DateTime<Utc>) -> Result<(), ApiError> {
     let fmt = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
@@ -166,7 +174,7 @@ fn check_as_of(name: &str, at: DateTime<Utc>, drive: &ContainerRecord, now: Date
     }
     if at < drive.discovered_at {
         return Err(ApiError::TimeOutOfRange(format!(
-            "{name} {} is before the first backup of drive {} ({})",
+            "{name} {} is before the first backup of {} ({})",
             fmt(at),
             drive.container.drive_id,
             fmt(drive.discovered_at)

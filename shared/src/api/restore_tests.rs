@@ -197,3 +197,53 @@ fn the_restore_api_config_needs_its_four_settings() {
         assert_eq!(RestoreApiConfig::load(&missing).err(), Some(ConfigError::Missing(name)));
     }
 }
+
+#[tokio::test]
+async fn a_mailbox_restore_names_the_mailbox_and_its_target_folder_must_be_a_mail_folder() {
+    // Given ada's protected mailbox with an Inbox, beside her drive
+    let f = fixture().await;
+    let mailbox = ContainerId::mailbox(TENANT, "ada");
+    f.catalog
+        .put_container(&crate::model::ContainerRecord {
+            container: mailbox.clone(),
+            user_id: "ada".into(),
+            user_principal_name: Some("ada@contoso.test".into()),
+            discovered_at: f.discovered,
+            subscription_id: Some("sub-mail".into()),
+            subscription_expires: None,
+        })
+        .await
+        .expect("container");
+    let mut inbox = folder("inbox-id", "Inbox", "root-mail", f.discovered, "folder.1");
+    inbox.key = mailbox.item("inbox-id");
+    inbox.kind = crate::model::ItemKind::MailFolder;
+    commit(&f.catalog, &inbox).await;
+    let as_of = at(t(60, f.discovered));
+    let container = json!({"kind": "container"});
+
+    // When a whole-mailbox restore into her Inbox is asked for
+    let body = json!({"mailbox_id": "ada", "scope": container, "as_of": as_of,
+                      "target": {"kind": "alternate", "mailbox_id": "ada", "folder_id": "inbox-id"}});
+    let reply = f.post_json("/v1/restores", &body).await;
+
+    // Then the job is the mailbox's, and the job view says so
+    assert_eq!(reply.status, 202, "{}", reply.json);
+    assert_eq!((reply.json["mailbox_id"].as_str(), reply.json.get("drive_id")), (Some("ada"), None));
+    let id = reply.json["id"].as_str().expect("id");
+    assert_eq!(f.catalog.restore_job(id).await.expect("read").expect("job").container, mailbox);
+
+    // And requests naming both or neither, an unknown mailbox, or a drive folder as a mail
+    // target are refused
+    let cases = [
+        json!({"mailbox_id": "ada", "drive_id": DRIVE, "scope": container, "as_of": as_of}),
+        json!({"scope": container, "as_of": as_of}),
+        json!({"mailbox_id": "nobody", "scope": container, "as_of": as_of}),
+        json!({"mailbox_id": "ada", "scope": container, "as_of": as_of,
+               "target": {"kind": "alternate", "mailbox_id": "ada", "folder_id": "folder-docs"}}),
+    ];
+    for (body, status) in cases.iter().zip([400, 400, 404, 404]) {
+        let reply = f.post_json("/v1/restores", body).await;
+        assert_eq!(reply.status, status, "{body}: {}", reply.json);
+    }
+    assert_eq!(queued(&f).len(), 1);
+}

@@ -13,6 +13,7 @@ use tracing::info;
 
 use super::{
     ApiDeps, ApiError, ApiPath, ApiQuery, Deps, NoQuery, RestoreTask, check_as_of, parse_limit, protected_drive,
+    protected_mailbox,
 };
 use crate::model::{
     ConflictPolicy, RestoreItemReport, RestoreJob, RestoreScope, RestoreStatus, RestoreTarget, SCHEMA_VERSION,
@@ -26,7 +27,11 @@ pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RestoreRequest {
-    drive_id: String,
+    /// What to restore from: a drive, or (exclusive) a user's mailbox.
+    #[serde(default)]
+    drive_id: Option<String>,
+    #[serde(default)]
+    mailbox_id: Option<String>,
     scope: RestoreScope,
     as_of: DateTime<Utc>,
     /// The default is an in-place rollback (DESIGN §7).
@@ -48,7 +53,10 @@ fn in_place() -> RestoreTarget {
 #[derive(Serialize)]
 pub(crate) struct JobView {
     id: String,
-    drive_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    drive_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mailbox_id: Option<String>,
     scope: RestoreScope,
     as_of: DateTime<Utc>,
     target: RestoreTarget,
@@ -73,7 +81,8 @@ impl From<RestoreJob> for JobView {
         Self {
             percent: percent(&job),
             id: job.id,
-            drive_id: job.container.drive_id,
+            drive_id: (!job.container.is_mailbox()).then(|| job.container.drive_id.clone()),
+            mailbox_id: job.container.is_mailbox().then(|| job.container.drive_id.clone()),
             scope: job.scope,
             as_of: job.as_of,
             target: job.target,
@@ -126,21 +135,29 @@ pub(crate) async fn create(
     })?;
     let request: RestoreRequest = serde_json::from_slice(&body).map_err(|e| ApiError::InvalidBody(e.to_string()))?;
     let now = Utc::now();
-    let drive = protected_drive(&deps, &request.drive_id).await?;
+    let drive = match (&request.drive_id, &request.mailbox_id) {
+        (Some(drive), None) => protected_drive(&deps, drive).await?,
+        (None, Some(user)) => protected_mailbox(&deps, user).await?,
+        _ => return Err(ApiError::InvalidBody("give exactly one of drive_id and mailbox_id".into())),
+    };
     check_as_of("as_of", request.as_of, &drive, now)?;
     if let RestoreScope::Item { item_id } = &request.scope {
         match deps.catalog.version_at(&drive.container.item(item_id.as_str()), request.as_of).await? {
             Some(v) if !v.deleted => {}
             _ => {
                 return Err(ApiError::NotFound(format!(
-                    "item {item_id} of drive {} did not exist at as_of",
-                    request.drive_id
+                    "item {item_id} of {} did not exist at as_of",
+                    drive.container.drive_id
                 )));
             }
         }
     }
-    if let RestoreTarget::Alternate { drive_id, folder_id } = &request.target {
-        check_target_folder(&deps, drive_id, folder_id).await?;
+    match &request.target {
+        RestoreTarget::Alternate { drive_id, folder_id } if drive.container.is_mailbox() => {
+            check_target_mail_folder(&deps, drive_id, folder_id).await?;
+        }
+        RestoreTarget::Alternate { drive_id, folder_id } => check_target_folder(&deps, drive_id, folder_id).await?,
+        RestoreTarget::InPlace => {}
     }
     let job = RestoreJob {
         v: SCHEMA_VERSION,
@@ -187,6 +204,17 @@ async fn check_target_folder(deps: &ApiDeps, drive_id: &str, folder_id: &str) ->
     match deps.catalog.head(&target.container.item(folder_id)).await? {
         Some(head) if !head.current.deleted && !head.current.kind.has_content() => Ok(()),
         _ => Err(ApiError::NotFound(format!("no folder {folder_id} in target drive {drive_id}"))),
+    }
+}
+
+/// A mailbox restore's alternate target: a protected mailbox and one of its folders.
+async fn check_target_mail_folder(deps: &ApiDeps, user_id: &str, folder_id: &str) -> Result<(), ApiError> {
+    let target = protected_mailbox(deps, user_id)
+        .await
+        .map_err(|_| ApiError::NotFound(format!("target mailbox {user_id} is not a protected mailbox")))?;
+    match deps.catalog.head(&target.container.item(folder_id)).await? {
+        Some(head) if !head.current.deleted && head.current.kind == crate::model::ItemKind::MailFolder => Ok(()),
+        _ => Err(ApiError::NotFound(format!("no folder {folder_id} in target mailbox {user_id}"))),
     }
 }
 

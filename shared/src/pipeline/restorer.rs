@@ -9,6 +9,9 @@
 //! re-run chunk changes nothing that is already restored.
 
 mod conflicts;
+mod mail;
+
+pub use mail::MAILBOX_RESTORE_SLOTS;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -57,6 +60,12 @@ pub async fn handle(deps: &RestorerDeps, task: &RestoreTask) -> Result<(), Pipel
         .restore_job(&task.job_id)
         .await?
         .ok_or_else(|| PipelineError::BadJob(format!("no restore job {}", task.job_id)))?;
+    if job.container.is_mailbox() {
+        return match &task.step {
+            RestoreStep::Plan { dry_run } => mail::plan(deps, &job, *dry_run).await,
+            RestoreStep::Items { item_ids } => mail::restore_chunk(deps, &job, task, item_ids).await,
+        };
+    }
     match &task.step {
         RestoreStep::Plan { dry_run } => plan(deps, &job, *dry_run).await,
         RestoreStep::Items { item_ids } => {
@@ -248,6 +257,8 @@ struct Context<'a> {
     targets: HashMap<String, String>,
     children: HashMap<String, Vec<DriveItem>>,
     quarantine: Option<String>,
+    /// Mail: per target folder, the internet message ids it holds and their message ids.
+    present: HashMap<String, HashMap<String, String>>,
 }
 
 impl<'a> Context<'a> {
@@ -260,6 +271,7 @@ impl<'a> Context<'a> {
             targets: HashMap::new(),
             children: HashMap::new(),
             quarantine: None,
+            present: HashMap::new(),
         }
     }
 

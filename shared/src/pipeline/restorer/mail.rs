@@ -1,0 +1,363 @@
+//! Restores a mailbox, a mail folder (with its subfolders) or a message as of a moment, into
+//! the original mailbox or under a folder of another one.
+//!
+//! Folders come first, parents before children: one that still exists is used as it is, a
+//! missing one is recreated on its path (found by name first, so a re-run reuses it). Messages
+//! are then fanned out in chunks. A message still in its folder is left alone; any other is
+//! created in its target folder from its backed-up MIME (`mime::rebuild`: a JSON create, so it
+//! is not a draft, with its dates, read and flag state, threading headers and attachments),
+//! unless the folder already holds a message with the same internet message id, which makes a
+//! restore re-runnable without duplicates. Messages created after the restore time are left
+//! where they are: a restore adds, it never deletes. After each create the restorer reads the
+//! new message's MIME back and compares every attachment's bytes (SHA-256) with the backup's.
+//!
+//! Each chunk holds one of the target mailbox's concurrency slots while it writes (Exchange
+//! serves a mailbox four requests at a time); without one the chunk waits in the queue.
+
+use std::collections::{HashMap, HashSet};
+
+use bytes::Bytes;
+use chrono::Utc;
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+
+use super::{CHUNK, Context, Done, RestorerDeps, Tree, finish_if_done, is_final};
+use crate::api::{RestoreStep, RestoreTask};
+use crate::graph::{GraphError, MailFolder};
+use crate::mime::{INLINE_ATTACHMENT_MAX, rebuild};
+use crate::model::{
+    ItemKind, ItemVersion, RestoreJob, RestoreOutcome, RestorePlan, RestoreScope, RestoreStatus, RestoreTarget,
+    SCHEMA_VERSION,
+};
+use crate::pipeline::{PipelineError, throttle_resource};
+use crate::store::{OutMessage, QueueName, SlotLease};
+
+/// Concurrent restore chunks per target mailbox (of Exchange's four concurrent requests).
+pub const MAILBOX_RESTORE_SLOTS: u32 = 3;
+/// A chunk's hold on its slot: longer than a chunk of messages takes.
+const SLOT_LEASE: chrono::Duration = chrono::Duration::minutes(15);
+/// How long a chunk without a slot waits in the queue.
+const SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The user whose mailbox receives the restore.
+fn target_user(job: &RestoreJob) -> &str {
+    match &job.target {
+        RestoreTarget::InPlace => &job.container.drive_id,
+        RestoreTarget::Alternate { drive_id, .. } => drive_id,
+    }
+}
+
+pub(super) async fn plan(deps: &RestorerDeps, job: &RestoreJob, dry_run: bool) -> Result<(), PipelineError> {
+    if !matches!(job.status, RestoreStatus::Queued | RestoreStatus::Running) {
+        return Ok(());
+    }
+    let tree = Tree::load(deps.catalog.as_ref(), job).await?;
+    let scope = Tree::in_scope(&tree.at, &job.scope);
+    let plan = RestorePlan {
+        items: scope.len() as u64,
+        bytes: scope
+            .iter()
+            .filter(|v| v.kind == ItemKind::Message && moved_or_gone(v, tree.now.get(&v.key.item_id), job))
+            .filter_map(|v| v.content.as_ref().map(|c| c.size))
+            .sum(),
+        conflicts: 0,
+    };
+    info!(job = %job.id, items = plan.items, bytes = plan.bytes, dry_run, "mail restore planned");
+    if dry_run {
+        deps.catalog.set_restore_status(&job.id, RestoreStatus::Planned, Some(plan)).await?;
+        return Ok(());
+    }
+    deps.catalog.set_restore_status(&job.id, RestoreStatus::Running, Some(plan)).await?;
+
+    let mut folders: Vec<&ItemVersion> = scope.iter().copied().filter(|v| v.kind == ItemKind::MailFolder).collect();
+    folders.sort_by_key(|v| tree.depth(&v.key.item_id));
+    let folder_ids: Vec<String> = folders.iter().map(|v| v.key.item_id.clone()).collect();
+    let mut messages: Vec<String> =
+        scope.iter().filter(|v| v.kind == ItemKind::Message).map(|v| v.key.item_id.clone()).collect();
+    messages.sort();
+    let mut ctx = Context::new(deps, job);
+    ctx.tree = Some(tree);
+    for folder in folder_ids {
+        restore_item(&mut ctx, &folder).await?;
+    }
+    let tasks: Vec<OutMessage> = messages
+        .chunks(CHUNK)
+        .map(|chunk| {
+            let task = RestoreTask {
+                v: SCHEMA_VERSION,
+                job_id: job.id.clone(),
+                step: RestoreStep::Items { item_ids: chunk.to_vec() },
+            };
+            OutMessage { body: serde_json::to_string(&task).unwrap_or_default(), group_id: None, delay: None }
+        })
+        .collect();
+    if !tasks.is_empty() {
+        deps.sink.send(QueueName::Restores, tasks).await?;
+    }
+    finish_if_done(deps, &job.id).await
+}
+
+/// In place, a message needs writing unless it is still in the folder it was in at T.
+fn moved_or_gone(at: &ItemVersion, now: Option<&ItemVersion>, job: &RestoreJob) -> bool {
+    job.target != RestoreTarget::InPlace || now.is_none_or(|now| now.parent_id != at.parent_id)
+}
+
+/// One chunk of messages, holding a slot of the target mailbox.
+pub(super) async fn restore_chunk(
+    deps: &RestorerDeps,
+    job: &RestoreJob,
+    task: &RestoreTask,
+    item_ids: &[String],
+) -> Result<(), PipelineError> {
+    let target = crate::model::ContainerId::mailbox(job.container.tenant_id.clone(), target_user(job));
+    let now = Utc::now();
+    let resource = throttle_resource(&target);
+    let Some(lease) =
+        deps.catalog.acquire_slot(&target.tenant_id, &resource, MAILBOX_RESTORE_SLOTS, now, now + SLOT_LEASE).await?
+    else {
+        let message = OutMessage {
+            body: serde_json::to_string(task).unwrap_or_default(),
+            group_id: None,
+            delay: Some(SLOT_WAIT),
+        };
+        deps.sink.send(QueueName::Restores, vec![message]).await?;
+        return Ok(());
+    };
+    let result = restore_all(deps, job, item_ids).await;
+    release(deps, &lease).await;
+    result?;
+    finish_if_done(deps, &job.id).await
+}
+
+async fn restore_all(deps: &RestorerDeps, job: &RestoreJob, item_ids: &[String]) -> Result<(), PipelineError> {
+    let mut ctx = Context::new(deps, job);
+    for id in item_ids {
+        restore_item(&mut ctx, id).await?;
+    }
+    Ok(())
+}
+
+async fn release(deps: &RestorerDeps, lease: &SlotLease) {
+    if let Err(e) = deps.catalog.release_slot(lease).await {
+        warn!(error = %e, "could not release a mailbox slot; it frees itself when its lease ends");
+    }
+}
+
+/// Restores one folder or message; per-item failures are reported, transient ones raised.
+async fn restore_item(ctx: &mut Context<'_>, item_id: &str) -> Result<(), PipelineError> {
+    if let Some(done) = ctx.deps.catalog.restore_report(&ctx.job.id, item_id).await?
+        && is_final(done.outcome)
+    {
+        if let Some(t) = done.target_item_id {
+            ctx.targets.insert(item_id.to_owned(), t);
+        }
+        return Ok(());
+    }
+    let (at, now, path) = ctx.states(item_id).await?;
+    let result = match at {
+        None => {
+            Ok((RestoreOutcome::CreatedAfter, None, 0, Some("created after the restore time; left in place".into())))
+        }
+        Some(v) if v.kind == ItemKind::MailFolder => restore_folder(ctx, &v).await,
+        Some(v) => restore_message(ctx, &v, now.as_ref()).await,
+    };
+    match result {
+        Ok((outcome, target, bytes, detail)) => {
+            if let Some(t) = &target {
+                ctx.targets.insert(item_id.to_owned(), t.clone());
+            }
+            ctx.record(item_id, path, outcome, detail, target, bytes).await
+        }
+        Err(PipelineError::Graph(e)) if e.is_retryable() => Err(PipelineError::Graph(e)),
+        Err(PipelineError::Store(e)) if e.is_retryable() => Err(PipelineError::Store(e)),
+        Err(e) => {
+            warn!(job = %ctx.job.id, item = %item_id, error = %e, "mail item not restored");
+            ctx.record(item_id, path, RestoreOutcome::Failed, Some(e.to_string()), None, 0).await
+        }
+    }
+}
+
+/// Where an item of the backed-up tree goes: `None` is the target mailbox's top level.
+async fn target_folder(ctx: &mut Context<'_>, v: &ItemVersion) -> Result<Option<String>, PipelineError> {
+    let parent = v.parent_id.clone().ok_or_else(|| PipelineError::BadJob("mail item without a folder".into()))?;
+    if let Some(t) = ctx.targets.get(&parent) {
+        return Ok(Some(t.clone()));
+    }
+    let is_scope_root = matches!(&ctx.job.scope, RestoreScope::Item { item_id } if *item_id == v.key.item_id);
+    let key = ctx.job.container.item(parent.clone());
+    let parent_at = ctx.deps.catalog.version_at(&key, ctx.job.as_of).await?.filter(|p| !p.deleted);
+    // Above the restored tree: the mailbox root, or the scope item's own folder.
+    if is_scope_root || parent_at.is_none() {
+        return match &ctx.job.target {
+            RestoreTarget::Alternate { folder_id, .. } => Ok(Some(folder_id.clone())),
+            RestoreTarget::InPlace if parent_at.is_none() => Ok(None),
+            RestoreTarget::InPlace => {
+                let user = ctx.job.container.drive_id.clone();
+                match ctx.deps.graph.mail_folder(&user, &parent).await? {
+                    Some(f) => Ok(Some(f.id)),
+                    None => Err(PipelineError::BadJob(format!(
+                        "the folder of {} is gone: restore the folder instead",
+                        v.key.item_id
+                    ))),
+                }
+            }
+        };
+    }
+    match ctx.deps.catalog.restore_report(&ctx.job.id, &parent).await? {
+        Some(r) if r.target_item_id.is_some() => {
+            let t = r.target_item_id.unwrap_or_default();
+            ctx.targets.insert(parent, t.clone());
+            Ok(Some(t))
+        }
+        _ => Err(PipelineError::Mismatch(format!("folder of {} is not restored yet", v.key.item_id))),
+    }
+}
+
+async fn restore_folder(ctx: &mut Context<'_>, v: &ItemVersion) -> Result<Done, PipelineError> {
+    let name = v.name.clone().unwrap_or_default();
+    let user = target_user(ctx.job).to_owned();
+    if ctx.job.target == RestoreTarget::InPlace
+        && let Some(current) = ctx.deps.graph.mail_folder(&user, &v.key.item_id).await?
+    {
+        return Ok((RestoreOutcome::Unchanged, Some(current.id), 0, None));
+    }
+    let parent = target_folder(ctx, v).await?;
+    if let Some(existing) = child_named(ctx, &user, parent.as_deref(), &name).await? {
+        return Ok((RestoreOutcome::Unchanged, Some(existing.id), 0, Some("a folder of that name is there".into())));
+    }
+    match ctx.deps.graph.create_mail_folder(&user, parent.as_deref(), &name).await {
+        Ok(folder) => Ok((RestoreOutcome::Restored, Some(folder.id), 0, Some("recreated".into()))),
+        Err(GraphError::Conflict { .. }) => {
+            let found = child_named(ctx, &user, parent.as_deref(), &name).await?;
+            let id = found
+                .map(|f| f.id)
+                .ok_or_else(|| PipelineError::Mismatch(format!("folder {name} exists but cannot be found")))?;
+            Ok((RestoreOutcome::Unchanged, Some(id), 0, Some("a folder of that name is there".into())))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn child_named(
+    ctx: &Context<'_>,
+    user: &str,
+    parent: Option<&str>,
+    name: &str,
+) -> Result<Option<MailFolder>, PipelineError> {
+    let siblings = match parent {
+        Some(p) => ctx.deps.graph.child_mail_folders(user, p).await?,
+        None => ctx.deps.graph.mail_folders(user).await?,
+    };
+    Ok(siblings.into_iter().find(|f| f.display_name.eq_ignore_ascii_case(name)))
+}
+
+async fn restore_message(
+    ctx: &mut Context<'_>,
+    v: &ItemVersion,
+    now: Option<&ItemVersion>,
+) -> Result<Done, PipelineError> {
+    if !moved_or_gone(v, now, ctx.job) {
+        return Ok((RestoreOutcome::Unchanged, Some(v.key.item_id.clone()), 0, None));
+    }
+    let content = v.content.clone().ok_or_else(|| PipelineError::BadJob("message version without MIME".into()))?;
+    let meta = v.mail.clone().unwrap_or_default();
+    let user = target_user(ctx.job).to_owned();
+    let folder =
+        target_folder(ctx, v).await?.ok_or_else(|| PipelineError::BadJob("a message at the mailbox root".into()))?;
+    if let Some(id) = &meta.internet_message_id
+        && let Some(existing) = present(ctx, &user, &folder).await?.get(id)
+    {
+        return Ok((RestoreOutcome::Unchanged, Some(existing.clone()), 0, Some("already in the target folder".into())));
+    }
+    let mime = ctx.deps.vault.get(&content.object).await?;
+    let rebuilt = rebuild(&mime, &meta);
+    let (small, large): (Vec<_>, Vec<_>) =
+        rebuilt.attachments.iter().partition(|p| p.bytes.len() < INLINE_ATTACHMENT_MAX);
+    // Small attachments ride in the create while the request stays under Graph's limit, so a
+    // message and its attachments appear together; the rest follow one by one.
+    let mut create = rebuilt.create.clone();
+    let mut in_create = 0;
+    let mut later = Vec::new();
+    let mut budget = INLINE_ATTACHMENT_MAX;
+    let mut inline = Vec::new();
+    for part in small {
+        if part.bytes.len() * 4 / 3 + 1024 < budget {
+            budget -= part.bytes.len() * 4 / 3 + 1024;
+            inline.push(part.file_attachment());
+            in_create += 1;
+        } else {
+            later.push(part);
+        }
+    }
+    if !inline.is_empty() {
+        create["attachments"] = inline.into();
+    }
+    let created = ctx.deps.graph.create_message(&user, &folder, &create).await?;
+    for part in later {
+        ctx.deps.graph.add_attachment(&user, &created.id, &part.file_attachment()).await?;
+    }
+    for part in large {
+        ctx.deps
+            .graph
+            .upload_attachment(&user, &created.id, &part.attachment_item(), Bytes::from(part.bytes.clone()))
+            .await?;
+    }
+    if let Some(id) = &meta.internet_message_id {
+        ctx.present.entry(folder.clone()).or_default().insert(id.clone(), created.id.clone());
+    }
+    if created.is_draft {
+        return Err(PipelineError::Mismatch(format!("message {} came back as a draft", created.id)));
+    }
+    verify(ctx, &user, &created.id, &mime).await?;
+    info!(job = %ctx.job.id, message = %created.id, attachments = rebuilt.attachments.len(), in_create, "message restored");
+    Ok((RestoreOutcome::Restored, Some(created.id), content.size, Some("created".into())))
+}
+
+/// The internet message ids a target folder holds, listed once per invocation.
+async fn present<'c>(
+    ctx: &'c mut Context<'_>,
+    user: &str,
+    folder: &str,
+) -> Result<&'c HashMap<String, String>, PipelineError> {
+    if !ctx.present.contains_key(folder) {
+        let listed = ctx.deps.graph.folder_messages(user, folder).await?;
+        let ids = listed.into_iter().filter_map(|m| Some((m.internet_message_id?, m.id))).collect();
+        ctx.present.insert(folder.to_owned(), ids);
+    }
+    Ok(&ctx.present[folder])
+}
+
+/// Reads the new message's MIME back: every attachment of the backup must be there with the
+/// same bytes (SHA-256), and so must the Message-ID.
+async fn verify(ctx: &Context<'_>, user: &str, message_id: &str, original: &[u8]) -> Result<(), PipelineError> {
+    let download = ctx.deps.graph.message_mime(user, message_id).await?;
+    let mut stream = download.stream;
+    let mut restored = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        restored.extend_from_slice(&chunk?);
+    }
+    let digests = |mime: &[u8]| -> HashSet<(String, u64)> {
+        rebuild(mime, &Default::default())
+            .attachments
+            .iter()
+            .map(|p| (hex::encode(Sha256::digest(&p.bytes)), p.bytes.len() as u64))
+            .collect()
+    };
+    let (want, got) = (digests(original), digests(&restored));
+    if !want.is_subset(&got) {
+        return Err(PipelineError::Mismatch(format!(
+            "restored message {message_id} lacks {} of its {} attachments",
+            want.difference(&got).count(),
+            want.len()
+        )));
+    }
+    let id =
+        |mime: &[u8]| mail_parser::MessageParser::default().parse(mime).and_then(|m| m.message_id().map(str::to_owned));
+    if let Some(want) = id(original)
+        && id(&restored).as_deref() != Some(want.as_str())
+    {
+        return Err(PipelineError::Mismatch(format!("restored message {message_id} lost its Message-ID")));
+    }
+    Ok(())
+}
