@@ -47,6 +47,8 @@ pub struct Faults {
     /// The next this-many upload sessions expire right after accepting a fragment, as a
     /// session that idles past its lifetime between two fragments would.
     pub expire_sessions_after_fragment: u64,
+    /// Added to every mail request (see the mail limiter).
+    pub mail_latency_ms: u64,
 }
 
 impl Faults {

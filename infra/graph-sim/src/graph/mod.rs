@@ -9,6 +9,12 @@
 mod content;
 mod delta;
 mod items;
+pub mod mail;
+mod mail_attach;
+mod mail_delta;
+mod mail_read;
+mod mail_render;
+mod mail_write;
 mod render;
 mod subscriptions;
 mod upload;
@@ -48,6 +54,7 @@ pub fn router(sim: Arc<Inner>) -> Router<Arc<Inner>> {
             get(subscriptions::get_one).patch(subscriptions::update).delete(subscriptions::delete),
         )
         .route("/subscriptions/{id}/reauthorize", post(subscriptions::reauthorize))
+        .merge(mail::routes())
         .fallback(|| async { GraphError::bad_request("Resource not found for the segment.") })
         .route_layer(axum::middleware::from_fn_with_state(sim, crate::auth::require_bearer))
 }

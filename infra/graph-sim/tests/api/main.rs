@@ -7,6 +7,7 @@ mod auth_users;
 mod content;
 mod delta;
 mod faults;
+mod mail_read;
 mod subscriptions;
 mod uploads;
 mod writes;
