@@ -171,6 +171,7 @@ impl GraphSim {
             .nest("/v1.0", graph::router(Arc::clone(&sim)))
             .merge(graph::download_router())
             .merge(graph::upload_router())
+            .merge(graph::mail_upload_router())
             .merge(auth::token_router())
             .layer(axum::middleware::from_fn_with_state(Arc::clone(&sim), faults::gate));
         gated.nest("/admin", admin::router()).with_state(sim)

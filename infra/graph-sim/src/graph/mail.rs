@@ -82,6 +82,7 @@ pub struct MailCtx<'a> {
     pub user_id: String,
     pub prefer: Prefer,
     pub q: HashMap<String, String>,
+    pub headers: &'a HeaderMap,
 }
 
 impl MailCtx<'_> {
@@ -89,6 +90,11 @@ impl MailCtx<'_> {
     pub fn read<T>(&self, f: impl FnOnce(&Mailbox) -> GraphResult<T>) -> GraphResult<T> {
         let st = self.sim.lock();
         f(st.mailboxes.get(&self.user_id).ok_or_else(mailbox_not_enabled)?)
+    }
+
+    pub fn write<T>(&self, f: impl FnOnce(&mut Mailbox) -> GraphResult<T>) -> GraphResult<T> {
+        let mut st = self.sim.lock();
+        f(st.mailboxes.get_mut(&self.user_id).ok_or_else(mailbox_not_enabled)?)
     }
 
     /// `{base}/v1.0/users/{user}/...` for links.
@@ -176,6 +182,7 @@ async fn handle(
         user_id,
         prefer: Prefer::parse(&headers),
         q,
+        headers: &headers,
     };
     let method = if method == Method::HEAD { Method::GET } else { method };
     let result = dispatch(&ctx, &method, &segs[2..], body).await;

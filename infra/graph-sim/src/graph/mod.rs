@@ -36,6 +36,7 @@ use crate::error::{GraphError, GraphResult};
 use crate::{Inner, base_url};
 
 pub use content::download_router;
+pub use mail_attach::upload_router as mail_upload_router;
 pub use upload::upload_router;
 
 type Params = Query<HashMap<String, String>>;

@@ -56,6 +56,8 @@ pub struct Message {
     pub placements: Vec<Placement>,
     pub spec: MessageSpec,
     pub mime: Bytes,
+    /// Seeds the multipart boundaries when the MIME is rendered again.
+    pub mime_tag: u64,
     pub conversation_id: String,
     pub is_read: bool,
     pub is_draft: bool,
@@ -98,6 +100,24 @@ impl Message {
     pub fn id(&self, immutable: bool) -> &str {
         if immutable { &self.immutable_id } else { self.rest_id() }
     }
+
+    /// Re-renders the MIME after the spec changed (attachments added).
+    pub fn rerender(&mut self) {
+        self.mime = mime_gen::render(&self.spec, self.mime_tag);
+    }
+}
+
+/// An attachment upload session (`createUploadSession` on a message).
+#[derive(Debug)]
+pub struct MailUpload {
+    pub message_id: String,
+    pub name: String,
+    pub content_type: String,
+    pub size: u64,
+    pub inline: bool,
+    pub content_id: Option<String>,
+    pub data: bytes::BytesMut,
+    pub expires: DateTime<Utc>,
 }
 
 /// What a new message starts as.
@@ -314,6 +334,7 @@ impl Mailbox {
             placements: vec![Placement { seq, folder: Some(folder), rest_id: rest }],
             spec: new.spec,
             mime,
+            mime_tag: tag,
             conversation_id: new.conversation_id.unwrap_or_else(|| format!("AAQkAGI2{}=", id_chars(rng, 40))),
             is_read: new.is_read,
             is_draft: new.is_draft,
@@ -339,6 +360,14 @@ impl Mailbox {
             return Err(GraphError::bad_request(format!("Invalid flagStatus '{flag}'.")));
         }
         self.message_mut(id)?.flag = flag.to_string();
+        self.touch(id).map(drop)
+    }
+
+    /// Applies `edit` to the message's spec and re-renders its MIME.
+    pub fn edit_spec(&mut self, id: &str, edit: impl FnOnce(&mut MessageSpec)) -> GraphResult<()> {
+        let m = self.message_mut(id)?;
+        edit(&mut m.spec);
+        m.rerender();
         self.touch(id).map(drop)
     }
 

@@ -166,6 +166,8 @@ pub struct State {
     pub sessions: HashMap<String, DeltaSession>,
     /// Open upload sessions by session id.
     pub uploads: HashMap<String, UploadSession>,
+    /// Open attachment upload sessions by session id.
+    pub mail_uploads: HashMap<String, mail::MailUpload>,
     pub faults: Faults,
     pub token_generation: u64,
     pub stats: Stats,

@@ -8,6 +8,7 @@ mod content;
 mod delta;
 mod faults;
 mod mail_read;
+mod mail_write;
 mod subscriptions;
 mod uploads;
 mod writes;
