@@ -128,6 +128,8 @@ pub(crate) struct Inner {
     /// Drives with a notification waiting out the coalescing window.
     pub pending_notify: Mutex<HashSet<String>>,
     pub download_bytes: AtomicU64,
+    /// Outlook throttling state per mailbox.
+    pub mail_limits: graph::mail_limits::MailLimits,
 }
 
 impl Inner {
@@ -156,6 +158,7 @@ impl GraphSim {
                 http,
                 pending_notify: Mutex::new(HashSet::new()),
                 download_bytes: AtomicU64::new(0),
+                mail_limits: Default::default(),
             }),
         }
     }
@@ -171,7 +174,10 @@ impl GraphSim {
             .nest("/v1.0", graph::router(Arc::clone(&sim)))
             .merge(graph::download_router())
             .merge(graph::upload_router())
-            .merge(graph::mail_upload_router())
+            .merge(
+                graph::mail_upload_router()
+                    .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&sim), graph::mail_limit)),
+            )
             .merge(auth::token_router())
             .layer(axum::middleware::from_fn_with_state(Arc::clone(&sim), faults::gate));
         gated.nest("/admin", admin::router()).with_state(sim)
