@@ -8,7 +8,7 @@
 //! taken at any point can tell which messages left a folder since, and under
 //! which id the client knew them.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use axum::http::StatusCode;
 use bytes::Bytes;
@@ -17,6 +17,8 @@ use chrono::{DateTime, Utc};
 use super::ids::IdRng;
 use crate::error::{GraphError, GraphResult};
 use crate::mime_gen::{self, MessageSpec};
+
+pub use super::mail_delta::{FolderDelta, MessageDelta};
 
 /// Well-known folder names usable as ids in URLs, with their display names.
 pub const WELL_KNOWN: [(&str, &str); 6] = [
@@ -151,21 +153,6 @@ pub struct Mailbox {
     pub incarnation: String,
 }
 
-/// An entry of a message delta page.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MessageDelta {
-    Upsert(String),
-    /// Gone from the folder; the id the client knew it by (immutable, REST).
-    Removed(String, String),
-}
-
-/// An entry of a folder delta page.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FolderDelta {
-    Upsert(String),
-    Removed(String),
-}
-
 pub fn item_not_found() -> GraphError {
     GraphError::new(StatusCode::NOT_FOUND, "ErrorItemNotFound", "The specified object was not found in the store.")
 }
@@ -218,12 +205,12 @@ impl Mailbox {
         mb
     }
 
-    fn bump(&mut self) -> u64 {
+    pub(super) fn bump(&mut self) -> u64 {
         self.seq += 1;
         self.seq
     }
 
-    fn insert_folder(
+    pub(super) fn insert_folder(
         &mut self,
         parent: &str,
         name: &str,
@@ -256,7 +243,7 @@ impl Mailbox {
         self.folder(id_or_name).ok_or_else(item_not_found)
     }
 
-    fn folder_mut(&mut self, id: &str) -> Option<&mut MailFolder> {
+    pub(super) fn folder_mut(&mut self, id: &str) -> Option<&mut MailFolder> {
         self.folders.iter_mut().find(|f| !f.deleted && f.id == id)
     }
 
@@ -276,7 +263,7 @@ impl Mailbox {
         names.iter().rev().map(|n| format!("/{n}")).collect()
     }
 
-    fn depth(&self, id: &str) -> usize {
+    pub(super) fn depth(&self, id: &str) -> usize {
         self.path(id).matches('/').count()
     }
 
@@ -439,161 +426,6 @@ impl Mailbox {
         }
         Ok(())
     }
-
-    fn check_unique(&self, parent: &str, name: &str, except: Option<&str>) -> GraphResult<()> {
-        let taken = self
-            .children(parent)
-            .iter()
-            .any(|f| Some(f.id.as_str()) != except && f.display_name.to_lowercase() == name.to_lowercase());
-        if taken {
-            return Err(GraphError::new(
-                StatusCode::CONFLICT,
-                "ErrorFolderExists",
-                "A folder with the specified name already exists.",
-            ));
-        }
-        Ok(())
-    }
-
-    fn check_name(name: &str) -> GraphResult<()> {
-        if name.trim().is_empty() {
-            return Err(GraphError::new(
-                StatusCode::BAD_REQUEST,
-                "ErrorInvalidRequest",
-                "The folder name cannot be empty.",
-            ));
-        }
-        Ok(())
-    }
-
-    pub fn create_folder(&mut self, parent: &str, name: &str, hidden: bool, rng: &mut IdRng) -> GraphResult<String> {
-        let parent = self.folder_or_404(parent)?.id.clone();
-        Self::check_name(name)?;
-        self.check_unique(&parent, name, None)?;
-        Ok(self.insert_folder(&parent, name, None, hidden, rng))
-    }
-
-    fn distinguished(&self, id: &str) -> GraphResult<String> {
-        let f = self.folder_or_404(id)?;
-        if f.well_known.is_some() {
-            return Err(GraphError::new(
-                StatusCode::BAD_REQUEST,
-                "ErrorDeleteDistinguishedFolder",
-                "Distinguished folders cannot be deleted, moved or renamed.",
-            ));
-        }
-        Ok(f.id.clone())
-    }
-
-    fn log_folder(&mut self, id: &str) {
-        let seq = self.bump();
-        self.folder_log.push((seq, id.to_string()));
-    }
-
-    pub fn rename_folder(&mut self, id: &str, name: &str) -> GraphResult<()> {
-        let id = self.distinguished(id)?;
-        Self::check_name(name)?;
-        let parent = self.folder_or_404(&id)?.parent_id.clone().unwrap_or_default();
-        self.check_unique(&parent, name, Some(&id))?;
-        if let Some(f) = self.folder_mut(&id) {
-            f.display_name = name.to_string();
-        }
-        self.log_folder(&id);
-        Ok(())
-    }
-
-    pub fn move_folder(&mut self, id: &str, parent: &str) -> GraphResult<()> {
-        let id = self.distinguished(id)?;
-        let parent = self.folder_or_404(parent)?.id.clone();
-        let mut cur = Some(parent.clone());
-        while let Some(p) = cur {
-            if p == id {
-                return Err(GraphError::new(
-                    StatusCode::BAD_REQUEST,
-                    "ErrorMoveCopyFailed",
-                    "A folder cannot be moved into itself or one of its subfolders.",
-                ));
-            }
-            cur = self.folders.iter().find(|f| f.id == p).and_then(|f| f.parent_id.clone());
-        }
-        let name = self.folder_or_404(&id)?.display_name.clone();
-        self.check_unique(&parent, &name, Some(&id))?;
-        if let Some(f) = self.folder_mut(&id) {
-            f.parent_id = Some(parent);
-        }
-        self.log_folder(&id);
-        Ok(())
-    }
-
-    /// Deletes the folder, its subfolders and their messages, for good.
-    pub fn delete_folder(&mut self, id: &str) -> GraphResult<()> {
-        let id = self.distinguished(id)?;
-        let mut doomed = vec![id.clone()];
-        let mut at = 0;
-        while at < doomed.len() {
-            let kids: Vec<String> = self.children(&doomed[at]).iter().map(|f| f.id.clone()).collect();
-            doomed.extend(kids);
-            at += 1;
-        }
-        for f in doomed.iter().rev() {
-            self.empty_folder(f)?;
-            if let Some(folder) = self.folder_mut(f) {
-                folder.deleted = true;
-            }
-            self.log_folder(f);
-        }
-        Ok(())
-    }
-
-    /// Message changes of `folder` in `(from, upto]`: messages there at
-    /// `upto`, then those that were there at `from` and left.
-    pub fn message_changes(&self, folder: &str, from: u64, upto: u64) -> Vec<MessageDelta> {
-        let (mut live, mut gone) = (Vec::new(), Vec::new());
-        for imm in changed_between(&self.message_log, from, upto) {
-            let Some(m) = self.any_message(&imm) else {
-                continue;
-            };
-            let now = m.at(upto).and_then(|p| p.folder.as_deref());
-            if now == Some(folder) {
-                live.push(MessageDelta::Upsert(imm));
-            } else if let Some(then) = m.at(from).filter(|p| from > 0 && p.folder.as_deref() == Some(folder)) {
-                gone.push(MessageDelta::Removed(imm.clone(), then.rest_id.clone()));
-            }
-        }
-        live.extend(gone);
-        live
-    }
-
-    /// Folder changes in `(from, upto]`, every level, parents first, then
-    /// folders deleted since `from`.
-    pub fn folder_changes(&self, from: u64, upto: u64) -> Vec<FolderDelta> {
-        let mut live = Vec::new();
-        let mut gone = Vec::new();
-        for id in changed_between(&self.folder_log, from, upto) {
-            let Some(f) = self.folders.iter().find(|f| f.id == id) else {
-                continue;
-            };
-            if !f.deleted {
-                live.push(id);
-            } else if f.created_seq <= from {
-                gone.push(FolderDelta::Removed(id));
-            }
-        }
-        live.sort_by_key(|id| self.depth(id));
-        live.into_iter().map(FolderDelta::Upsert).chain(gone).collect()
-    }
-}
-
-/// Distinct ids changed in `(after, upto]`, in first-change order.
-fn changed_between(log: &[(u64, String)], after: u64, upto: u64) -> Vec<String> {
-    let start = log.partition_point(|(s, _)| *s <= after);
-    let mut seen = HashSet::new();
-    log[start..]
-        .iter()
-        .take_while(|(s, _)| *s <= upto)
-        .filter(|(_, id)| seen.insert(id.as_str()))
-        .map(|(_, id)| id.clone())
-        .collect()
 }
 
 #[cfg(test)]

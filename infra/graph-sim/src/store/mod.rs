@@ -6,6 +6,8 @@
 pub mod delta;
 pub mod ids;
 pub mod mail;
+pub mod mail_delta;
+pub mod mail_folders;
 pub mod tree;
 pub mod upload;
 pub mod write;
