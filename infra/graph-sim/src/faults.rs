@@ -47,6 +47,8 @@ pub struct Faults {
     /// The next this-many upload sessions expire right after accepting a fragment, as a
     /// session that idles past its lifetime between two fragments would.
     pub expire_sessions_after_fragment: u64,
+    /// Added to every mail request (see the mail limiter).
+    pub mail_latency_ms: u64,
 }
 
 impl Faults {
@@ -63,7 +65,7 @@ impl Faults {
     }
 }
 
-pub const ROUTES: [&str; 16] = [
+pub const ROUTES: [&str; 23] = [
     "token",
     "users",
     "drive",
@@ -80,6 +82,13 @@ pub const ROUTES: [&str; 16] = [
     "delete",
     "versions",
     "permissions",
+    "mail_folders",
+    "mail_delta",
+    "messages",
+    "message_mime",
+    "mail_write",
+    "mail_attachments",
+    "mail_upload",
 ];
 
 #[derive(Debug, Clone, Serialize)]
@@ -108,8 +117,13 @@ impl Default for Stats {
 fn classify(method: &Method, path: &str) -> &'static str {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let last = segs.last().copied().unwrap_or("");
+    let mail = segs.get(1) == Some(&"users") && (segs.contains(&"mailFolders") || segs.contains(&"messages"));
     if segs.first() == Some(&"download") {
         "download"
+    } else if segs.first() == Some(&"outlook") {
+        "mail_upload"
+    } else if mail {
+        classify_mail(method, &segs)
     } else if segs.first() == Some(&"upload") || last == "createUploadSession" {
         "upload_session"
     } else if path.contains("/oauth2/") {
@@ -136,6 +150,23 @@ fn classify(method: &Method, path: &str) -> &'static str {
         "users"
     } else {
         "item"
+    }
+}
+
+fn classify_mail(method: &Method, segs: &[&str]) -> &'static str {
+    let last = segs.last().copied().unwrap_or("");
+    if last == "delta" {
+        "mail_delta"
+    } else if last == "$value" {
+        "message_mime"
+    } else if segs.contains(&"attachments") {
+        "mail_attachments"
+    } else if method != Method::GET {
+        "mail_write"
+    } else if segs.contains(&"messages") {
+        "messages"
+    } else {
+        "mail_folders"
     }
 }
 

@@ -17,10 +17,13 @@ pub mod content;
 mod error;
 mod faults;
 mod graph;
+pub mod mime_gen;
+pub mod mime_read;
 pub mod names;
 mod notify;
 pub mod quickxor;
 mod seed;
+mod seed_mail;
 mod signer;
 mod store;
 
@@ -69,6 +72,20 @@ pub struct SimConfig {
     /// How long an upload session lives without receiving bytes; every
     /// accepted fragment extends it by this much.
     pub upload_session_lifetime: Duration,
+    /// Mail delta / listing page size when `Prefer: odata.maxpagesize` is absent (10 in Graph).
+    pub mail_page_size: usize,
+    /// Max subscription lifetime for Outlook messages: 10,080 minutes in the current
+    /// docs, 4,230 in older ones (graph-facts §1).
+    pub mail_subscription_max_minutes: i64,
+    /// Outlook limits per mailbox (graph-facts §9): concurrent requests, requests per
+    /// window, bytes uploaded (POST/PUT/PATCH bodies) per window.
+    pub mail_concurrency: usize,
+    pub mail_requests_per_window: usize,
+    pub mail_request_window: Duration,
+    pub mail_upload_bytes_per_window: u64,
+    pub mail_upload_window: Duration,
+    /// Largest request body on a mail write (4 MB); larger answers `413`.
+    pub mail_request_max: u64,
 }
 
 impl Default for SimConfig {
@@ -91,6 +108,14 @@ impl Default for SimConfig {
             notification_retry_delay: Duration::from_secs(1),
             simple_upload_max: 250_000_000,
             upload_session_lifetime: Duration::from_secs(15 * 60),
+            mail_page_size: 10,
+            mail_subscription_max_minutes: 10_080,
+            mail_concurrency: 4,
+            mail_requests_per_window: 10_000,
+            mail_request_window: Duration::from_secs(600),
+            mail_upload_bytes_per_window: 150 * 1024 * 1024,
+            mail_upload_window: Duration::from_secs(300),
+            mail_request_max: 4 * 1024 * 1024,
         }
     }
 }
@@ -103,6 +128,8 @@ pub(crate) struct Inner {
     /// Drives with a notification waiting out the coalescing window.
     pub pending_notify: Mutex<HashSet<String>>,
     pub download_bytes: AtomicU64,
+    /// Outlook throttling state per mailbox.
+    pub mail_limits: graph::mail_limits::MailLimits,
 }
 
 impl Inner {
@@ -131,6 +158,7 @@ impl GraphSim {
                 http,
                 pending_notify: Mutex::new(HashSet::new()),
                 download_bytes: AtomicU64::new(0),
+                mail_limits: Default::default(),
             }),
         }
     }
@@ -146,6 +174,10 @@ impl GraphSim {
             .nest("/v1.0", graph::router(Arc::clone(&sim)))
             .merge(graph::download_router())
             .merge(graph::upload_router())
+            .merge(
+                graph::mail_upload_router()
+                    .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&sim), graph::mail_limit)),
+            )
             .merge(auth::token_router())
             .layer(axum::middleware::from_fn_with_state(Arc::clone(&sim), faults::gate));
         gated.nest("/admin", admin::router()).with_state(sim)

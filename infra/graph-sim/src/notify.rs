@@ -2,7 +2,8 @@
 //! subscription is created, change notifications coalesced per drive over
 //! `notification_delay` and POSTed as a `changeNotificationCollection`
 //! (driveItem notifications carry no item detail, only "something under the
-//! root changed"), retries on failure, and lifecycle events.
+//! root changed"), Outlook message notifications (one per message change,
+//! with `resourceData`), retries on failure, and lifecycle events.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,7 +14,8 @@ use serde_json::{Value, json};
 
 use crate::Inner;
 use crate::error::GraphError;
-use crate::store::Subscription;
+use crate::store::mail::Message;
+use crate::store::{Subscription, Watched};
 
 fn validation_failed(detail: &str) -> GraphError {
     GraphError::new(
@@ -90,7 +92,8 @@ pub fn drive_changed(sim: &Arc<Inner>, drive: &str) {
             let mut st = sim.lock();
             st.prune_subscriptions(Utc::now());
             let mut by_url: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-            for s in st.subscriptions.values().filter(|s| s.drive_id == drive) {
+            let watched = Watched::DriveRoot(drive.clone());
+            for s in st.subscriptions.values().filter(|s| s.watched == watched) {
                 by_url.entry(s.notification_url.clone()).or_default().push(change_notification(&sim, s));
             }
             by_url
@@ -111,6 +114,94 @@ fn change_notification(sim: &Inner, s: &Subscription) -> Value {
         "changeType": "updated",
         "resource": s.resource,
         "tenantId": sim.cfg.tenant_id,
+    })
+}
+
+/// A change to one message (by immutable id), as the notifier needs it.
+#[derive(Debug, Clone)]
+pub enum MailChange {
+    Created { id: String, folder: String },
+    Updated { id: String, folder: String },
+    Moved { id: String, from: String, to: String },
+    Deleted { id: String, folder: String },
+}
+
+/// The REST id the message last had in `folder`.
+fn rest_id_in<'a>(m: &'a Message, folder: &str) -> &'a str {
+    m.placements.iter().rev().find(|p| p.folder.as_deref() == Some(folder)).map_or(m.rest_id(), |p| &p.rest_id)
+}
+
+/// Sends Outlook change notifications for `changes` in `user_id`'s mailbox:
+/// one per message and matching subscription (no coalescing, unlike drives),
+/// batched into one POST per notification URL. A move is `deleted` for a
+/// subscription on the old folder, `created` on the new one and `updated`
+/// for a mailbox-wide one.
+pub fn mail_changed(sim: &Arc<Inner>, user_id: &str, changes: Vec<MailChange>) {
+    if changes.is_empty() || tokio::runtime::Handle::try_current().is_err() {
+        return;
+    }
+    let batches = {
+        let mut st = sim.lock();
+        st.prune_subscriptions(Utc::now());
+        let Some(mb) = st.mailboxes.get(user_id) else {
+            return;
+        };
+        let mut by_url: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for s in st.subscriptions.values() {
+            let Watched::Messages { user_id: watched_user, folder: scope } = &s.watched else {
+                continue;
+            };
+            if watched_user != user_id {
+                continue;
+            }
+            let in_scope = |f: &str| scope.as_deref().is_none_or(|s| s == f);
+            for change in &changes {
+                let (id, kind, folder) = match change {
+                    MailChange::Created { id, folder } if in_scope(folder) => (id, "created", folder),
+                    MailChange::Updated { id, folder } if in_scope(folder) => (id, "updated", folder),
+                    MailChange::Deleted { id, folder } if in_scope(folder) => (id, "deleted", folder),
+                    MailChange::Moved { id, to, .. } if scope.is_none() => (id, "updated", to),
+                    MailChange::Moved { id, from, .. } if scope.as_deref() == Some(from) => (id, "deleted", from),
+                    MailChange::Moved { id, to, .. } if scope.as_deref() == Some(to) => (id, "created", to),
+                    _ => continue,
+                };
+                if !s.change_type.split(',').any(|c| c.trim() == kind) {
+                    continue;
+                }
+                let Some(m) = mb.any_message(id) else {
+                    continue;
+                };
+                let mid = if s.immutable_ids { m.immutable_id.as_str() } else { rest_id_in(m, folder) };
+                by_url
+                    .entry(s.notification_url.clone())
+                    .or_default()
+                    .push(message_notification(sim, s, kind, user_id, mid, m));
+            }
+        }
+        by_url
+    };
+    for (url, value) in batches {
+        let sim = Arc::clone(sim);
+        tokio::spawn(async move { deliver(&sim, &url, json!({ "value": value })).await });
+    }
+}
+
+fn message_notification(sim: &Inner, s: &Subscription, kind: &str, user_id: &str, mid: &str, m: &Message) -> Value {
+    let resource = format!("Users/{user_id}/Messages/{mid}");
+    json!({
+        "id": uuid::Uuid::new_v4().to_string(),
+        "subscriptionId": s.id,
+        "subscriptionExpirationDateTime": s.expiration.to_rfc3339(),
+        "clientState": s.client_state,
+        "changeType": kind,
+        "resource": resource,
+        "tenantId": sim.cfg.tenant_id,
+        "resourceData": {
+            "@odata.type": "#Microsoft.Graph.Message",
+            "@odata.id": resource,
+            "@odata.etag": format!("W/\"{}\"", m.change_key()),
+            "id": mid,
+        },
     })
 }
 

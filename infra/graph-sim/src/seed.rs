@@ -10,7 +10,9 @@ use serde::Deserialize;
 
 use crate::content::{Content, ContentBlob};
 use crate::error::GraphError;
+use crate::seed_mail::{SeedMail, seed_mailbox};
 use crate::store::ids::IdRng;
+use crate::store::mail::Mailbox;
 use crate::store::tree::{Drive, NewItem};
 use crate::store::{ItemKind, User};
 
@@ -54,6 +56,12 @@ pub struct SeedUser {
     pub hostile_names: bool,
     #[serde(default)]
     pub onenote_packages: usize,
+    #[serde(default = "yes")]
+    pub has_mailbox: bool,
+    #[serde(default = "yes")]
+    pub licensed: bool,
+    #[serde(default)]
+    pub mail: SeedMail,
 }
 
 #[derive(Debug, Deserialize)]
@@ -137,12 +145,31 @@ fn create_unique(
     None
 }
 
+/// One seeded user with their drive and mailbox, if they have them.
+pub struct Seeded {
+    pub user: User,
+    pub drive: Option<Drive>,
+    pub mailbox: Option<Mailbox>,
+}
+
+pub fn seed_user(seed: u64, spec: &SeedUser) -> Seeded {
+    let (user, drive) = seed_user_drive(seed, spec);
+    let mailbox = spec.has_mailbox.then(|| seed_mailbox(seed, &user.id, &user.upn, &user.display_name, &spec.mail));
+    Seeded { user, drive, mailbox }
+}
+
 /// Builds one user (and drive, unless `has_drive` is false).
-pub fn seed_user(seed: u64, spec: &SeedUser) -> (User, Option<Drive>) {
+fn seed_user_drive(seed: u64, spec: &SeedUser) -> (User, Option<Drive>) {
     let mut rng = IdRng::seeded(seed ^ fnv(&spec.user_principal_name));
     let display = spec.display_name.clone().unwrap_or_else(|| spec.user_principal_name.clone());
-    let mut user =
-        User { id: rng.guid(), upn: spec.user_principal_name.clone(), display_name: display.clone(), drive_id: None };
+    let mut user = User {
+        id: rng.guid(),
+        upn: spec.user_principal_name.clone(),
+        display_name: display.clone(),
+        drive_id: None,
+        has_mailbox: spec.has_mailbox,
+        licensed: spec.licensed,
+    };
     if !spec.has_drive {
         return (user, None);
     }

@@ -18,13 +18,15 @@ use crate::Inner;
 use crate::error::{GraphError, GraphResult};
 use crate::faults::{Stats, TransportAction, TransportFault};
 use crate::notify::send_lifecycle;
-use crate::seed::{SeedRequest, seed_user};
-use crate::store::User;
+use crate::seed::{SeedRequest, Seeded, seed_user};
 use crate::store::ids::IdRng;
+use crate::store::mail::Mailbox;
 use crate::store::tree::Drive;
+use crate::store::{User, Watched};
 
 fn user_json(u: &User) -> Value {
-    json!({"id": u.id, "user_principal_name": u.upn, "drive_id": u.drive_id})
+    json!({"id": u.id, "user_principal_name": u.upn, "drive_id": u.drive_id,
+           "has_mailbox": u.has_mailbox, "licensed": u.licensed})
 }
 
 /// Replaces the tenant (users, drives, subscriptions, delta sessions) with a
@@ -48,14 +50,18 @@ pub async fn seed(State(sim): State<Arc<Inner>>, body: Bytes) -> GraphResult<Jso
     let mut st = sim.lock();
     st.users.clear();
     st.drives.clear();
+    st.mailboxes.clear();
     st.subscriptions.clear();
     st.sessions.clear();
     st.uploads.clear();
     let mut out = Vec::new();
-    for (user, drive) in built {
+    for Seeded { user, drive, mailbox } in built {
         out.push(user_json(&user));
         if let Some(d) = drive {
             st.drives.insert(d.id.clone(), d);
+        }
+        if let Some(mb) = mailbox {
+            st.mailboxes.insert(user.id.clone(), mb);
         }
         st.users.push(user);
     }
@@ -72,6 +78,14 @@ pub struct AddUser {
     display_name: Option<String>,
     #[serde(default)]
     has_drive: bool,
+    #[serde(default)]
+    has_mailbox: bool,
+    #[serde(default = "yes")]
+    licensed: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 pub async fn add_user(State(sim): State<Arc<Inner>>, body: Bytes) -> GraphResult<(StatusCode, Json<Value>)> {
@@ -86,7 +100,17 @@ pub async fn add_user(State(sim): State<Arc<Inner>>, body: Bytes) -> GraphResult
     }
     let mut rng = IdRng::random();
     let display = req.display_name.unwrap_or_else(|| req.user_principal_name.clone());
-    let mut user = User { id: rng.guid(), upn: req.user_principal_name, display_name: display.clone(), drive_id: None };
+    let mut user = User {
+        id: rng.guid(),
+        upn: req.user_principal_name,
+        display_name: display.clone(),
+        drive_id: None,
+        has_mailbox: req.has_mailbox,
+        licensed: req.licensed,
+    };
+    if req.has_mailbox {
+        st.mailboxes.insert(user.id.clone(), Mailbox::new(&user.id, &mut rng));
+    }
     if req.has_drive {
         let d = Drive::new(rng.drive_id(), user.id.clone(), display, &mut rng);
         user.drive_id = Some(d.id.clone());
@@ -141,6 +165,16 @@ pub enum FaultReq {
     ForbidWrites {
         drive_id: String,
     },
+    /// Every mail delta and next link issued so far for `user` (every mailbox
+    /// without one) answers `410 SyncStateNotFound`.
+    ExpireMailDeltaTokens {
+        user: Option<String>,
+    },
+    /// Mail requests take this long to answer (0 turns it off): makes
+    /// concurrent requests overlap.
+    MailLatency {
+        ms: u64,
+    },
 }
 
 pub async fn add_fault(State(sim): State<Arc<Inner>>, body: Bytes) -> GraphResult<Json<Value>> {
@@ -192,6 +226,20 @@ pub async fn add_fault(State(sim): State<Arc<Inner>>, body: Bytes) -> GraphResul
             }
             st.faults.forbid_writes.insert(drive_id);
         }
+        FaultReq::ExpireMailDeltaTokens { user } => {
+            let only = match &user {
+                Some(u) => {
+                    Some(st.user(u).map(|u| u.id.clone()).ok_or_else(|| GraphError::not_found("No such user."))?)
+                }
+                None => None,
+            };
+            for (id, mb) in st.mailboxes.iter_mut() {
+                if only.as_ref().is_none_or(|o| o == id) {
+                    mb.token_epoch += 1;
+                }
+            }
+        }
+        FaultReq::MailLatency { ms } => st.faults.mail_latency_ms = ms,
     }
     Ok(Json(json!({})))
 }
@@ -248,7 +296,8 @@ pub async fn subscriptions(State(sim): State<Arc<Inner>>) -> Json<Vec<Value>> {
                 json!({
                     "id": s.id,
                     "resource": s.resource,
-                    "drive_id": s.drive_id,
+                    "drive_id": match &s.watched { Watched::DriveRoot(d) => Some(d), _ => None },
+                    "user_id": match &s.watched { Watched::Messages { user_id, .. } => Some(user_id), _ => None },
                     "changeType": s.change_type,
                     "notificationUrl": s.notification_url,
                     "lifecycleNotificationUrl": s.lifecycle_url,

@@ -5,6 +5,7 @@
 
 mod control;
 mod items;
+mod mail;
 
 use std::sync::Arc;
 
@@ -26,6 +27,13 @@ pub fn router() -> Router<Arc<Inner>> {
         .route("/drives/{drive}/items/{id}/versions", get(items::versions))
         .route("/drives/{drive}/items/{id}/share", post(items::share))
         .route("/drives/{drive}/ransomware", post(items::ransomware))
+        .route("/mailboxes/{user}", get(mail::ground_truth))
+        .route("/mailboxes/{user}/messages", post(mail::deliver))
+        .route("/mailboxes/{user}/messages/{id}", patch(mail::edit_message).delete(mail::delete_message))
+        .route("/mailboxes/{user}/folders", post(mail::create_folder))
+        .route("/mailboxes/{user}/folders/{id}", patch(mail::edit_folder).delete(mail::delete_folder))
+        .route("/mailboxes/{user}/folders/{id}/empty", post(mail::empty_folder))
+        .route("/mailboxes/{user}/purge", post(mail::purge))
         .route("/faults", post(control::add_fault).delete(control::clear_faults))
         .route("/fill_hashes", post(control::fill_hashes))
         .route("/lifecycle", post(control::lifecycle))

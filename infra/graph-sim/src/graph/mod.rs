@@ -9,6 +9,13 @@
 mod content;
 mod delta;
 mod items;
+pub mod mail;
+mod mail_attach;
+mod mail_delta;
+pub mod mail_limits;
+mod mail_read;
+mod mail_render;
+mod mail_write;
 mod render;
 mod subscriptions;
 mod upload;
@@ -30,6 +37,8 @@ use crate::error::{GraphError, GraphResult};
 use crate::{Inner, base_url};
 
 pub use content::download_router;
+pub use mail_attach::upload_router as mail_upload_router;
+pub use mail_limits::limit as mail_limit;
 pub use upload::upload_router;
 
 type Params = Query<HashMap<String, String>>;
@@ -48,6 +57,7 @@ pub fn router(sim: Arc<Inner>) -> Router<Arc<Inner>> {
             get(subscriptions::get_one).patch(subscriptions::update).delete(subscriptions::delete),
         )
         .route("/subscriptions/{id}/reauthorize", post(subscriptions::reauthorize))
+        .merge(mail::routes().route_layer(axum::middleware::from_fn_with_state(Arc::clone(&sim), mail_limits::limit)))
         .fallback(|| async { GraphError::bad_request("Resource not found for the segment.") })
         .route_layer(axum::middleware::from_fn_with_state(sim, crate::auth::require_bearer))
 }

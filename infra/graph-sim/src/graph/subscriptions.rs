@@ -1,6 +1,10 @@
-//! `/subscriptions` for drive roots (graph-facts §1): only `changeType:
+//! `/subscriptions` (graph-facts §1) for drive roots (only `changeType:
 //! "updated"`, resource `/drives/{id}/root` or `/users/{id}/drive/root`,
-//! expiration within `subscription_max_minutes`, `clientState` ≤ 128 chars,
+//! expiration within `subscription_max_minutes`) and Outlook messages
+//! (`created,updated,deleted` on `/users/{id}/messages` or one folder's
+//! messages, within `mail_subscription_max_minutes`, at most 1,000 per
+//! mailbox, ids immutable when created with `Prefer: IdType="ImmutableId"`);
+//! `clientState` ≤ 128 chars,
 //! and creation only after the notification (and lifecycle) URL passes the
 //! validation handshake. PATCH renews, DELETE removes, `reauthorize` is a no-op.
 
@@ -9,17 +13,18 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::mail::{Prefer, mailbox_not_enabled, mailbox_owner};
 use super::users::drive_of;
 use crate::Inner;
 use crate::error::{GraphError, GraphResult};
 use crate::notify::validate_endpoint;
-use crate::store::Subscription;
+use crate::store::{Subscription, Watched};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -68,6 +73,13 @@ fn check_url(url: &str, field: &str) -> GraphResult<()> {
     }
 }
 
+fn max_minutes(sim: &Inner, watched: &Watched) -> i64 {
+    match watched {
+        Watched::DriveRoot(_) => sim.cfg.subscription_max_minutes,
+        Watched::Messages { .. } => sim.cfg.mail_subscription_max_minutes,
+    }
+}
+
 fn parse_expiration(raw: &str, max_minutes: i64) -> GraphResult<DateTime<Utc>> {
     let exp = DateTime::parse_from_rfc3339(raw)
         .map_err(|_| bad("expirationDateTime is not a valid DateTimeOffset."))?
@@ -82,44 +94,82 @@ fn parse_expiration(raw: &str, max_minutes: i64) -> GraphResult<DateTime<Utc>> {
     Ok(exp)
 }
 
-/// The drive behind a drive-root resource path, and the path as echoed.
-fn resolve_resource(sim: &Inner, raw: &str) -> GraphResult<(String, String)> {
+/// What a resource path watches, and the path as echoed. Drives: the root
+/// only. Mail: `users/{u}/messages`, `users/{u}/mailFolders('{f}')/messages`
+/// or `users/{u}/mailFolders/{f}/messages` (the mailbox must be usable).
+fn resolve_resource(sim: &Inner, raw: &str) -> GraphResult<(Watched, String)> {
     let norm = raw.trim().trim_start_matches('/').trim_end_matches('/');
     let segs: Vec<&str> = norm.split('/').collect();
     let st = sim.lock();
-    let drive = match segs.as_slice() {
+    let watched = match segs.as_slice() {
         ["drives", d, "root"] => {
             if !st.drives.contains_key(*d) {
                 return Err(GraphError::new(StatusCode::NOT_FOUND, "itemNotFound", "The resource could not be found."));
             }
-            d.to_string()
+            Watched::DriveRoot(d.to_string())
         }
-        ["users", u, "drive", "root"] => drive_of(&st, u)?,
+        ["users", u, "drive", "root"] => Watched::DriveRoot(drive_of(&st, u)?),
+        ["users", u, "messages"] => Watched::Messages { user_id: mailbox_owner(&st, u)?, folder: None },
+        ["users", u, folder, "messages"] | ["users", u, "mailFolders", folder, "messages"] => {
+            let folder = match folder.strip_prefix("mailFolders('").and_then(|f| f.strip_suffix("')")) {
+                Some(f) => f,
+                None if segs.len() == 5 => folder,
+                None => return Err(bad(format!("Resource '{raw}' is not supported."))),
+            };
+            let user_id = mailbox_owner(&st, u)?;
+            let mb = st.mailboxes.get(&user_id).ok_or_else(mailbox_not_enabled)?;
+            let folder = mb.folder_or_404(folder)?.id.clone();
+            Watched::Messages { user_id, folder: Some(folder) }
+        }
         _ => {
-            return Err(bad(format!(
-                "Resource '{raw}' is not supported for drive subscriptions; subscribe to the drive root."
-            )));
+            return Err(bad(format!("Resource '{raw}' is not supported; subscribe to a drive root or to messages.")));
         }
     };
-    Ok((drive, norm.to_string()))
+    Ok((watched, norm.to_string()))
 }
 
-pub async fn create(State(sim): State<Arc<Inner>>, body: Bytes) -> GraphResult<Response> {
+/// Outlook allows at most this many subscriptions per mailbox (all apps).
+const MAILBOX_SUBSCRIPTION_QUOTA: usize = 1000;
+
+pub async fn create(State(sim): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> GraphResult<Response> {
     let b: CreateBody =
         serde_json::from_slice(&body).map_err(|e| GraphError::bad_request(format!("Invalid request body: {e}")))?;
     let change_type = b.change_type.ok_or_else(|| bad("changeType is required."))?;
-    if change_type.split(',').any(|c| c.trim() != "updated") {
-        return Err(bad("The changeType is not supported for this resource; drive root items support only 'updated'."));
-    }
     let notification_url = b.notification_url.ok_or_else(|| bad("notificationUrl is required."))?;
     check_url(&notification_url, "notificationUrl")?;
     if let Some(l) = &b.lifecycle_notification_url {
         check_url(l, "lifecycleNotificationUrl")?;
     }
     let resource = b.resource.ok_or_else(|| bad("resource is required."))?;
-    let (drive_id, resource) = resolve_resource(&sim, &resource)?;
+    let (watched, resource) = resolve_resource(&sim, &resource)?;
+    let allowed: &[&str] = match watched {
+        Watched::DriveRoot(_) => &["updated"],
+        Watched::Messages { .. } => &["created", "updated", "deleted"],
+    };
+    if change_type.split(',').any(|c| !allowed.contains(&c.trim())) {
+        return Err(bad(format!(
+            "The changeType '{change_type}' is not supported for this resource; it supports {}.",
+            allowed.join(", ")
+        )));
+    }
     let raw_exp = b.expiration_date_time.ok_or_else(|| bad("expirationDateTime is required."))?;
-    let expiration = parse_expiration(&raw_exp, sim.cfg.subscription_max_minutes)?;
+    let expiration = parse_expiration(&raw_exp, max_minutes(&sim, &watched))?;
+    if let Watched::Messages { user_id, .. } = &watched {
+        let mut st = sim.lock();
+        st.prune_subscriptions(Utc::now());
+        let on_mailbox = st
+            .subscriptions
+            .values()
+            .filter(|s| matches!(&s.watched, Watched::Messages { user_id: u, .. } if u == user_id))
+            .count();
+        if on_mailbox >= MAILBOX_SUBSCRIPTION_QUOTA {
+            return Err(GraphError::new(
+                StatusCode::FORBIDDEN,
+                "ExtensionError",
+                "The mailbox has reached its limit of 1000 subscriptions.",
+            ));
+        }
+    }
     if b.client_state.as_ref().is_some_and(|c| c.chars().count() > 128) {
         return Err(bad("clientState must be at most 128 characters."));
     }
@@ -129,7 +179,8 @@ pub async fn create(State(sim): State<Arc<Inner>>, body: Bytes) -> GraphResult<R
     }
     let sub = Subscription {
         id: uuid::Uuid::new_v4().to_string(),
-        drive_id,
+        watched,
+        immutable_ids: Prefer::parse(&headers).immutable_ids,
         resource,
         change_type,
         notification_url,
@@ -177,9 +228,13 @@ pub async fn update(State(sim): State<Arc<Inner>>, Path(id): Path<String>, body:
     let b: PatchBody =
         serde_json::from_slice(&body).map_err(|e| GraphError::bad_request(format!("Invalid request body: {e}")))?;
     let raw = b.expiration_date_time.ok_or_else(|| bad("expirationDateTime is required."))?;
-    let exp = parse_expiration(&raw, sim.cfg.subscription_max_minutes)?;
+    let watched = {
+        let mut st = sim.lock();
+        st.prune_subscriptions(Utc::now());
+        st.subscriptions.get(&id).ok_or_else(|| not_found(&id))?.watched.clone()
+    };
+    let exp = parse_expiration(&raw, max_minutes(&sim, &watched))?;
     let mut st = sim.lock();
-    st.prune_subscriptions(Utc::now());
     let s = st.subscriptions.get_mut(&id).ok_or_else(|| not_found(&id))?;
     s.expiration = exp;
     Ok(Json(subscription_json(s)))

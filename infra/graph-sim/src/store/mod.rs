@@ -5,6 +5,9 @@
 
 pub mod delta;
 pub mod ids;
+pub mod mail;
+pub mod mail_delta;
+pub mod mail_folders;
 pub mod tree;
 pub mod upload;
 pub mod write;
@@ -26,6 +29,10 @@ pub struct User {
     pub upn: String,
     pub display_name: String,
     pub drive_id: Option<String>,
+    /// Without one, mail routes answer `404 MailboxNotEnabledForRESTAPI`.
+    pub has_mailbox: bool,
+    /// Without an Exchange licence, mail routes answer `403`.
+    pub licensed: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,10 +108,23 @@ impl Item {
     }
 }
 
+/// What a subscription watches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Watched {
+    DriveRoot(String),
+    /// Messages of a mailbox (`folder: None`) or of one folder.
+    Messages {
+        user_id: String,
+        folder: Option<String>,
+    },
+}
+
 #[derive(Debug, Clone)]
 pub struct Subscription {
     pub id: String,
-    pub drive_id: String,
+    pub watched: Watched,
+    /// Created with `Prefer: IdType="ImmutableId"`: notifications name messages by immutable id.
+    pub immutable_ids: bool,
     /// As subscribed, without a leading slash (echoed in notifications).
     pub resource: String,
     pub change_type: String,
@@ -142,10 +162,14 @@ pub struct ItemView {
 pub struct State {
     pub users: Vec<User>,
     pub drives: HashMap<String, tree::Drive>,
+    /// Mailboxes by user id.
+    pub mailboxes: HashMap<String, mail::Mailbox>,
     pub subscriptions: HashMap<String, Subscription>,
     pub sessions: HashMap<String, DeltaSession>,
     /// Open upload sessions by session id.
     pub uploads: HashMap<String, UploadSession>,
+    /// Open attachment upload sessions by session id.
+    pub mail_uploads: HashMap<String, mail::MailUpload>,
     pub faults: Faults,
     pub token_generation: u64,
     pub stats: Stats,

@@ -167,6 +167,43 @@ impl Sim {
         v["users"][0]["drive_id"].as_str().expect("drive id").to_string()
     }
 
+    /// Seeds one user "adele" with the given `mail` section; returns the user id.
+    pub async fn seed_mail(&self, mail: Value) -> String {
+        let v = self
+            .post_admin(
+                "/seed",
+                json!({"seed": 7, "users": [{"user_principal_name": "adele@contoso.test",
+                    "display_name": "Adele Vance", "has_drive": false, "mail": mail}]}),
+            )
+            .await;
+        v["users"][0]["id"].as_str().expect("user id").to_string()
+    }
+
+    /// `GET /admin/mailboxes/{user}`.
+    pub async fn mailbox_truth(&self, user: &str) -> Value {
+        self.admin_ok(reqwest::Method::GET, &format!("/mailboxes/{user}"), Value::Null).await
+    }
+
+    /// Follows a mail delta to its deltaLink with `prefer`; returns (items, deltaLink, pages).
+    pub async fn mail_delta_all(&self, start: &str, prefer: &str) -> (Vec<Value>, String, usize) {
+        let mut url = start.to_string();
+        let mut items = Vec::new();
+        let mut pages = 0;
+        loop {
+            let r = self.get_with(&url, &[("prefer", prefer)]).await;
+            assert_eq!(r.status(), StatusCode::OK, "GET {url}");
+            let page: Value = r.json().await.expect("json");
+            pages += 1;
+            items.extend(page["value"].as_array().cloned().unwrap_or_default());
+            if let Some(next) = page["@odata.nextLink"].as_str() {
+                url = next.to_string();
+                continue;
+            }
+            let link = page["@odata.deltaLink"].as_str().expect("deltaLink");
+            return (items, link.to_string(), pages);
+        }
+    }
+
     pub async fn ground_truth(&self, drive: &str) -> Vec<Value> {
         let v = self.admin_ok(reqwest::Method::GET, &format!("/drives/{drive}/items"), Value::Null).await;
         v.as_array().cloned().unwrap_or_default()

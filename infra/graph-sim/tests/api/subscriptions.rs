@@ -42,7 +42,7 @@ async fn hook(
 }
 
 /// A webhook receiver; returns its URL, the notifications it gets and the validation tokens seen.
-async fn receiver(echo_correctly: bool) -> (String, mpsc::UnboundedReceiver<Value>, Arc<Mutex<Vec<String>>>) {
+pub async fn receiver(echo_correctly: bool) -> (String, mpsc::UnboundedReceiver<Value>, Arc<Mutex<Vec<String>>>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let tokens = Arc::new(Mutex::new(Vec::new()));
     let state = Receiver { echo_correctly, tx, tokens: Arc::clone(&tokens) };
@@ -53,7 +53,7 @@ async fn receiver(echo_correctly: bool) -> (String, mpsc::UnboundedReceiver<Valu
     (url, rx, tokens)
 }
 
-fn expiry(minutes: i64) -> String {
+pub fn expiry(minutes: i64) -> String {
     (Utc::now() + chrono::Duration::minutes(minutes)).to_rfc3339()
 }
 
