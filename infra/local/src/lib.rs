@@ -2,6 +2,7 @@
 //! simulator, the webhook on loopback and queue pollers running the Lambdas' handlers.
 
 pub mod admin;
+pub mod admin_mail;
 pub mod bench;
 pub mod bench_restore;
 pub mod counter;
