@@ -64,7 +64,8 @@ type View = BTreeMap<String, BTreeSet<(String, bool, Vec<(String, u64, String)>)
 fn view(truth: &SimMailbox) -> View {
     let mut out = View::new();
     for m in &truth.messages {
-        let mut attachments: Vec<_> = m.attachments.iter().map(|a| (a.name.clone(), a.size, a.sha256.clone())).collect();
+        let mut attachments: Vec<_> =
+            m.attachments.iter().map(|a| (a.name.clone(), a.size, a.sha256.clone())).collect();
         attachments.sort();
         out.entry(m.folder_path.clone()).or_default().insert((
             m.internet_message_id.clone().unwrap_or_default(),
@@ -89,7 +90,8 @@ async fn a_mailbox_is_backed_up_its_changes_versioned_and_restored_as_of_a_momen
     // When a message arrives, one is read, one moves and one is deleted for good
     let inbox = truth.folder("inbox").context("inbox")?.id.clone();
     let archive = truth.folder("archive").context("archive")?.id.clone();
-    let arrived = stack.admin.deliver(&user, json!({"subject": "Arrived live", "text": "hello", "attachments": [2048]})).await?;
+    let arrived =
+        stack.admin.deliver(&user, json!({"subject": "Arrived live", "text": "hello", "attachments": [2048]})).await?;
     let in_inbox: Vec<_> = truth.messages.iter().filter(|m| m.folder_id == inbox).collect();
     let (read, moved, deleted) = (&in_inbox[0], &in_inbox[1], &in_inbox[2]);
     stack.admin.change_message(&user, &read.immutable_id, json!({"is_read": !read.is_read})).await?;

@@ -40,7 +40,12 @@ impl Admin {
         Self { base, http: reqwest::Client::new() }
     }
 
-    pub(crate) async fn call<T: DeserializeOwned>(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<T> {
+    pub(crate) async fn call<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<T> {
         json_call(&self.http, method, &self.base, path, body).await
     }
 

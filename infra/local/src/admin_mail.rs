@@ -64,37 +64,44 @@ impl Admin {
 
     /// Delivers a message (into the Inbox unless `folder` says otherwise); its immutable id.
     pub async fn deliver(&self, user: &str, message: Value) -> Result<String> {
-        let created: Value = self.call(reqwest::Method::POST, &format!("/mailboxes/{user}/messages"), Some(message)).await?;
+        let created: Value =
+            self.call(reqwest::Method::POST, &format!("/mailboxes/{user}/messages"), Some(message)).await?;
         Ok(created["immutable_id"].as_str().unwrap_or_default().to_owned())
     }
 
     /// Marks read, flags or moves (`{"is_read"?, "flag"?, "folder"?}`).
     pub async fn change_message(&self, user: &str, id: &str, change: Value) -> Result<()> {
-        let _: Value = self.call(reqwest::Method::PATCH, &format!("/mailboxes/{user}/messages/{id}"), Some(change)).await?;
+        let _: Value =
+            self.call(reqwest::Method::PATCH, &format!("/mailboxes/{user}/messages/{id}"), Some(change)).await?;
         Ok(())
     }
 
     pub async fn delete_message(&self, user: &str, id: &str, hard: bool) -> Result<()> {
         let query = if hard { "?hard=true" } else { "" };
-        let _: Value = self.call(reqwest::Method::DELETE, &format!("/mailboxes/{user}/messages/{id}{query}"), None).await?;
+        let _: Value =
+            self.call(reqwest::Method::DELETE, &format!("/mailboxes/{user}/messages/{id}{query}"), None).await?;
         Ok(())
     }
 
     /// Deletes every message of a folder for good; how many.
     pub async fn empty_folder(&self, user: &str, folder: &str) -> Result<u64> {
-        let done: Value = self.call(reqwest::Method::POST, &format!("/mailboxes/{user}/folders/{folder}/empty"), Some(json!({}))).await?;
+        let done: Value = self
+            .call(reqwest::Method::POST, &format!("/mailboxes/{user}/folders/{folder}/empty"), Some(json!({})))
+            .await?;
         Ok(done["deleted"].as_u64().unwrap_or_default())
     }
 
     /// Deletes every message and every folder that is not well known; how many messages.
     pub async fn purge_mailbox(&self, user: &str) -> Result<u64> {
-        let done: Value = self.call(reqwest::Method::POST, &format!("/mailboxes/{user}/purge"), Some(json!({}))).await?;
+        let done: Value =
+            self.call(reqwest::Method::POST, &format!("/mailboxes/{user}/purge"), Some(json!({}))).await?;
         Ok(done["deleted"].as_u64().unwrap_or_default())
     }
 
     pub async fn create_mail_folder(&self, user: &str, parent: Option<&str>, name: &str) -> Result<String> {
         let body = json!({"parent": parent, "name": name});
-        let created: Value = self.call(reqwest::Method::POST, &format!("/mailboxes/{user}/folders"), Some(body)).await?;
+        let created: Value =
+            self.call(reqwest::Method::POST, &format!("/mailboxes/{user}/folders"), Some(body)).await?;
         Ok(created["id"].as_str().unwrap_or_default().to_owned())
     }
 }

@@ -14,7 +14,7 @@
 //! Each chunk holds one of the target mailbox's concurrency slots while it writes (Exchange
 //! serves a mailbox four requests at a time); without one the chunk waits in the queue.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use bytes::Bytes;
 use chrono::Utc;
@@ -25,7 +25,7 @@ use tracing::{info, warn};
 use super::{CHUNK, Context, Done, RestorerDeps, Tree, finish_if_done, is_final};
 use crate::api::{RestoreStep, RestoreTask};
 use crate::graph::{GraphError, MailFolder};
-use crate::mime::{INLINE_ATTACHMENT_MAX, rebuild};
+use crate::mime::{INLINE_ATTACHMENT_MAX, Part, rebuild};
 use crate::model::{
     ItemKind, ItemVersion, RestoreJob, RestoreOutcome, RestorePlan, RestoreScope, RestoreStatus, RestoreTarget,
     SCHEMA_VERSION,
@@ -265,12 +265,29 @@ async fn restore_message(
     let user = target_user(ctx.job).to_owned();
     let folder =
         target_folder(ctx, v).await?.ok_or_else(|| PipelineError::BadJob("a message at the mailbox root".into()))?;
-    if let Some(id) = &meta.internet_message_id
-        && let Some(existing) = present(ctx, &user, &folder).await?.get(id)
+    let existing = match &meta.internet_message_id {
+        Some(id) => present(ctx, &user, &folder).await?.get(id).cloned(),
+        None => None,
+    };
+    if let Some(existing) = &existing
+        && meta.attachments.is_empty()
     {
         return Ok((RestoreOutcome::Unchanged, Some(existing.clone()), 0, Some("already in the target folder".into())));
     }
     let mime = ctx.deps.vault.get(&content.object).await?;
+    if let Some(existing) = existing {
+        // Already there: complete it if an earlier attempt was cut between its create and
+        // its last attachment.
+        let missing = missing_attachments(ctx, &user, &existing, &mime).await?;
+        if missing.is_empty() {
+            return Ok((RestoreOutcome::Unchanged, Some(existing), 0, Some("already in the target folder".into())));
+        }
+        let added = missing.len();
+        attach(ctx, &user, &existing, missing).await?;
+        verify(ctx, &user, &existing, &mime).await?;
+        let detail = format!("already in the target folder; {added} missing attachments added");
+        return Ok((RestoreOutcome::Restored, Some(existing), content.size, Some(detail)));
+    }
     let rebuilt = rebuild(&mime, &meta);
     let (small, large): (Vec<_>, Vec<_>) =
         rebuilt.attachments.iter().partition(|p| p.bytes.len() < INLINE_ATTACHMENT_MAX);
@@ -294,24 +311,29 @@ async fn restore_message(
         create["attachments"] = inline.into();
     }
     let created = ctx.deps.graph.create_message(&user, &folder, &create).await?;
-    for part in later {
-        ctx.deps.graph.add_attachment(&user, &created.id, &part.file_attachment()).await?;
-    }
-    for part in large {
-        ctx.deps
-            .graph
-            .upload_attachment(&user, &created.id, &part.attachment_item(), Bytes::from(part.bytes.clone()))
-            .await?;
-    }
     if let Some(id) = &meta.internet_message_id {
         ctx.present.entry(folder.clone()).or_default().insert(id.clone(), created.id.clone());
     }
+    attach(ctx, &user, &created.id, later.into_iter().chain(large).cloned().collect()).await?;
     if created.is_draft {
         return Err(PipelineError::Mismatch(format!("message {} came back as a draft", created.id)));
     }
     verify(ctx, &user, &created.id, &mime).await?;
     info!(job = %ctx.job.id, message = %created.id, attachments = rebuilt.attachments.len(), in_create, "message restored");
     Ok((RestoreOutcome::Restored, Some(created.id), content.size, Some("created".into())))
+}
+
+/// Adds attachments one request each: small ones inline, large ones through upload sessions.
+async fn attach(ctx: &Context<'_>, user: &str, message_id: &str, parts: Vec<Part>) -> Result<(), PipelineError> {
+    for part in parts {
+        if part.bytes.len() < INLINE_ATTACHMENT_MAX {
+            ctx.deps.graph.add_attachment(user, message_id, &part.file_attachment()).await?;
+        } else {
+            let item = part.attachment_item();
+            ctx.deps.graph.upload_attachment(user, message_id, &item, Bytes::from(part.bytes)).await?;
+        }
+    }
+    Ok(())
 }
 
 /// The internet message ids a target folder holds, listed once per invocation.
@@ -328,28 +350,51 @@ async fn present<'c>(
     Ok(&ctx.present[folder])
 }
 
-/// Reads the new message's MIME back: every attachment of the backup must be there with the
-/// same bytes (SHA-256), and so must the Message-ID.
-async fn verify(ctx: &Context<'_>, user: &str, message_id: &str, original: &[u8]) -> Result<(), PipelineError> {
+/// The restored message's MIME, as Graph serves it now.
+async fn restored_mime(ctx: &Context<'_>, user: &str, message_id: &str) -> Result<Vec<u8>, PipelineError> {
     let download = ctx.deps.graph.message_mime(user, message_id).await?;
     let mut stream = download.stream;
     let mut restored = Vec::new();
     while let Some(chunk) = stream.next().await {
         restored.extend_from_slice(&chunk?);
     }
-    let digests = |mime: &[u8]| -> HashSet<(String, u64)> {
-        rebuild(mime, &Default::default())
-            .attachments
-            .iter()
-            .map(|p| (hex::encode(Sha256::digest(&p.bytes)), p.bytes.len() as u64))
-            .collect()
-    };
-    let (want, got) = (digests(original), digests(&restored));
-    if !want.is_subset(&got) {
+    Ok(restored)
+}
+
+/// The backed-up message's attachments that the message in Graph lacks (by SHA-256).
+fn lacking(restored: &[u8], original: &[u8]) -> Vec<Part> {
+    let digest = |p: &Part| hex::encode(Sha256::digest(&p.bytes));
+    let mut have: Vec<String> = rebuild(restored, &Default::default()).attachments.iter().map(digest).collect();
+    let mut missing = Vec::new();
+    for part in rebuild(original, &Default::default()).attachments {
+        match have.iter().position(|d| *d == digest(&part)) {
+            Some(i) => {
+                have.swap_remove(i);
+            }
+            None => missing.push(part),
+        }
+    }
+    missing
+}
+
+async fn missing_attachments(
+    ctx: &Context<'_>,
+    user: &str,
+    message_id: &str,
+    original: &[u8],
+) -> Result<Vec<Part>, PipelineError> {
+    Ok(lacking(&restored_mime(ctx, user, message_id).await?, original))
+}
+
+/// Reads the new message's MIME back: every attachment of the backup must be there with the
+/// same bytes (SHA-256), and so must the Message-ID.
+async fn verify(ctx: &Context<'_>, user: &str, message_id: &str, original: &[u8]) -> Result<(), PipelineError> {
+    let restored = restored_mime(ctx, user, message_id).await?;
+    let missing = lacking(&restored, original);
+    if !missing.is_empty() {
         return Err(PipelineError::Mismatch(format!(
-            "restored message {message_id} lacks {} of its {} attachments",
-            want.difference(&got).count(),
-            want.len()
+            "restored message {message_id} lacks {} of its attachments",
+            missing.len()
         )));
     }
     let id =
