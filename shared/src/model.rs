@@ -32,8 +32,9 @@ pub struct ContainerId {
     pub tenant_id: String,
     /// The container's Graph id: a drive id, or for a mailbox its user's id (see `kind`).
     pub drive_id: String,
-    /// Absent (a drive) in everything written before mailboxes existed.
-    #[serde(default, skip_serializing_if = "ContainerKind::is_drive")]
+    /// Absent (a drive) in everything written before mailboxes existed. Serialised as
+    /// `container_kind`: item keys are flattened into documents that have a `kind` of their own.
+    #[serde(rename = "container_kind", default, skip_serializing_if = "ContainerKind::is_drive")]
     pub kind: ContainerKind,
 }
 
@@ -518,4 +519,35 @@ pub struct RestorePlan {
     /// Bytes to upload: files whose content differs from the target's.
     pub bytes: u64,
     pub conflicts: u64,
+}
+
+#[cfg(test)]
+mod serde_tests {
+    use super::*;
+
+    #[test]
+    fn a_mailbox_item_version_round_trips_with_both_kinds() {
+        let key = ContainerId::mailbox("t", "user-1").item("m1");
+        let version = ItemVersion {
+            v: SCHEMA_VERSION,
+            key: key.clone(),
+            version: "ck-1".into(),
+            kind: ItemKind::Message,
+            name: None,
+            parent_id: Some("inbox".into()),
+            ctag: None,
+            modified: Utc::now(),
+            captured_at: Utc::now(),
+            content: None,
+            verification: Verification::NoContent,
+            deleted: false,
+            mail: None,
+        };
+        let json = serde_json::to_string(&version).expect("serialise");
+        let back: ItemVersion = serde_json::from_str(&json).expect("deserialise");
+        assert_eq!((back.key, back.kind), (key, ItemKind::Message));
+        // A drive's key serialises as before mailboxes existed.
+        let drive = serde_json::to_value(ContainerId::new("t", "d")).expect("serialise");
+        assert_eq!(drive, serde_json::json!({"tenant_id": "t", "drive_id": "d"}));
+    }
 }

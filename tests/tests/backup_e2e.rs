@@ -30,6 +30,10 @@ fn tenant(files: usize, hostile: bool) -> serde_json::Value {
 }
 
 async fn start(seed: serde_json::Value, faults: Vec<serde_json::Value>) -> Result<Stack> {
+    // `RUST_LOG=warn cargo test ... -- --nocapture` shows what the handlers log.
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
+    }
     let mut opts = StackOptions::new(repo_root());
     opts.seed = Some(seed);
     opts.faults = faults;
