@@ -126,7 +126,7 @@ pub fn rebuild(mime: &[u8], meta: &MailMeta) -> Rebuilt {
                 content_id,
                 inline: part.content_disposition().is_some_and(|d| d.ctype().eq_ignore_ascii_case("inline"))
                     || part.content_id().is_some(),
-                bytes: part.contents().to_vec(),
+                bytes: super::attachment_bytes(m.raw_message(), part),
             });
         }
     } else {
