@@ -3,17 +3,16 @@
 //! versioned, and after an emptied folder and a purged mailbox a restore as of a moment brings
 //! every message back (not a draft, attachments byte for byte), and its re-run adds nothing.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use chrono::Utc;
-use local_stack::admin_mail::SimMailbox;
-use local_stack::ransomware::{start_restore, wait_job};
+use local_stack::mail_story::{self, count, view};
 use local_stack::stack::{Stack, StackOptions};
 use serde_json::json;
-use shared::model::{ContainerId, ItemKind};
+use shared::model::ContainerId;
 use shared::store::Catalog;
 
 fn repo_root() -> PathBuf {
@@ -41,39 +40,10 @@ async fn user_id(stack: &Stack) -> Result<String> {
     Ok(users.into_iter().find(|u| u.user_principal_name == UPN).context("no user")?.id)
 }
 
-/// Every message the simulator holds has a current catalog version in the same folder whose
-/// MIME hashes like the simulator's; returns how many.
-async fn assert_backed_up(stack: &Stack, mailbox: &ContainerId, truth: &SimMailbox) -> Result<usize> {
-    for m in &truth.messages {
-        let head = stack.catalog.head(&mailbox.item(m.immutable_id.clone())).await?;
-        let v = head.with_context(|| format!("message {:?} not backed up", m.subject))?.current;
-        assert!(!v.deleted && v.kind == ItemKind::Message, "{:?}", m.subject);
-        assert_eq!(v.parent_id.as_deref(), Some(m.folder_id.as_str()), "{:?} in the wrong folder", m.subject);
-        assert_eq!(v.content.as_ref().map(|c| c.sha256.as_str()), Some(m.sha256.as_str()), "{:?}", m.subject);
-        let meta = v.mail.context("message without metadata")?;
-        assert_eq!(meta.internet_message_id, m.internet_message_id);
-        assert_eq!(meta.is_read, m.is_read);
-    }
-    Ok(truth.messages.len())
-}
-
-/// What a person sees in a mailbox: per folder path, its messages' internet ids, read state
-/// and attachments (names, sizes, hashes).
-type View = BTreeMap<String, BTreeSet<(String, bool, Vec<(String, u64, String)>)>>;
-
-fn view(truth: &SimMailbox) -> View {
-    let mut out = View::new();
-    for m in &truth.messages {
-        let mut attachments: Vec<_> =
-            m.attachments.iter().map(|a| (a.name.clone(), a.size, a.sha256.clone())).collect();
-        attachments.sort();
-        out.entry(m.folder_path.clone()).or_default().insert((
-            m.internet_message_id.clone().unwrap_or_default(),
-            m.is_read,
-            attachments,
-        ));
-    }
-    out
+async fn assert_backed_up(stack: &Stack, user: &str) -> Result<()> {
+    let (messages, problems) = mail_story::verify(stack, user).await?;
+    assert!(messages > 0 && problems.is_empty(), "{problems:#?}");
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -85,7 +55,7 @@ async fn a_mailbox_is_backed_up_its_changes_versioned_and_restored_as_of_a_momen
     let mailbox = ContainerId::mailbox(stack.info.graph.tenant_id.clone(), &user);
     let truth = stack.admin.mailbox(&user).await?;
     assert!(truth.messages.len() >= 40);
-    assert_backed_up(&stack, &mailbox, &truth).await?;
+    assert_backed_up(&stack, &user).await?;
 
     // When a message arrives, one is read, one moves and one is deleted for good
     let inbox = truth.folder("inbox").context("inbox")?.id.clone();
@@ -101,7 +71,7 @@ async fn a_mailbox_is_backed_up_its_changes_versioned_and_restored_as_of_a_momen
 
     // Then notifications alone bring the backup up to date, and history keeps every state
     let now = stack.admin.mailbox(&user).await?;
-    assert_backed_up(&stack, &mailbox, &now).await?;
+    assert_backed_up(&stack, &user).await?;
     assert!(now.messages.iter().any(|m| m.immutable_id == arrived));
     let history = stack.catalog.versions(&mailbox.item(moved.immutable_id.clone()), 100).await?;
     let folders: BTreeSet<_> = history.iter().filter_map(|v| v.parent_id.clone()).collect();
@@ -122,9 +92,7 @@ async fn a_mailbox_is_backed_up_its_changes_versioned_and_restored_as_of_a_momen
     assert!(stack.admin.mailbox(&user).await?.messages.is_empty());
 
     // When the mailbox is restored in place as of T
-    let body = json!({"mailbox_id": user, "scope": {"kind": "container"}, "as_of": as_of.to_rfc3339()});
-    let id = start_restore(&stack, body.clone()).await?;
-    let job = wait_job(&stack, &id, &["succeeded", "completed_with_errors"], Duration::from_secs(600)).await?;
+    let job = mail_story::restore_mailbox(&stack, &user, as_of).await?;
 
     // Then every message is back in its folder, read state and attachments as at T, none a draft
     assert_eq!(job["status"], "succeeded", "{job}");
@@ -132,14 +100,14 @@ async fn a_mailbox_is_backed_up_its_changes_versioned_and_restored_as_of_a_momen
     let restored = stack.admin.mailbox(&user).await?;
     assert!(restored.messages.iter().all(|m| !m.is_draft), "restored messages are not drafts");
     assert_eq!(view(&restored), before);
+    assert_backed_up(&stack, &user).await?;
     // (recreated folders count as restored too)
-    let messages_at_t = before.values().map(BTreeSet::len).sum::<usize>() as u64;
+    let messages_at_t = count(&before) as u64;
     assert!(job["restored"].as_u64().is_some_and(|n| n >= messages_at_t), "{job}");
     assert_eq!(job["failed"].as_u64(), Some(0), "{job}");
 
     // And a re-run of the same restore creates nothing
-    let again = start_restore(&stack, body).await?;
-    let job = wait_job(&stack, &again, &["succeeded", "completed_with_errors"], Duration::from_secs(600)).await?;
+    let job = mail_story::restore_mailbox(&stack, &user, as_of).await?;
     assert_eq!((job["status"].as_str(), job["restored"].as_u64()), (Some("succeeded"), Some(0)), "{job}");
     assert_eq!(stack.admin.mailbox(&user).await?.messages.len(), restored.messages.len());
     assert_eq!(stack.dead_letters().await?, 0);

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod bench_restore;
 pub mod counter;
 pub mod demo;
+pub mod mail_story;
 pub mod moto;
 pub mod provision;
 pub mod ransomware;
