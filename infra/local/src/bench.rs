@@ -14,7 +14,7 @@ use crate::verify;
 fn users(n: usize, files: usize) -> serde_json::Value {
     let users: Vec<_> = (0..n)
         .map(|i| json!({"user_principal_name": format!("user{i}@bench.test"), "display_name": format!("User {i}"), "has_drive": true,
-            "files": files, "folders": 40, "max_depth": 4, "min_size": 1_000, "max_size": 64_000,
+            "has_mailbox": false, "files": files, "folders": 40, "max_depth": 4, "min_size": 1_000, "max_size": 64_000,
             "hostile_names": false, "onenote_packages": 0, "large_files": []}))
         .collect();
     json!({"seed": 7, "users": users})

@@ -22,10 +22,11 @@ pub async fn run(repo_root: std::path::PathBuf) -> Result<()> {
     let files: usize = std::env::var("BENCH_RESTORE_FILES").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000);
     let mut opts = StackOptions::new(repo_root);
     // Every file in the root folder: the browse figure lists one folder of `files` children.
-    opts.seed =
-        Some(json!({"seed": 3, "users": [{"user_principal_name": "restore@bench.test", "display_name": "Restore",
-        "has_drive": true, "files": files, "folders": 0, "max_depth": 0, "min_size": 1_000, "max_size": 200_000,
-        "hostile_names": false, "onenote_packages": 0, "large_files": []}]}));
+    opts.seed = Some(
+        json!({"seed": 3, "users": [{"user_principal_name": "restore@bench.test", "display_name": "Restore",
+        "has_drive": true, "has_mailbox": false, "files": files, "folders": 0, "max_depth": 0, "min_size": 1_000, "max_size": 200_000,
+        "hostile_names": false, "onenote_packages": 0, "large_files": []}]}),
+    );
     opts.sweep_every = None;
     opts.item_pollers = 4;
     opts.copy_concurrency = 8;
