@@ -107,8 +107,11 @@ async fn a_mailbox_is_backed_up_its_changes_versioned_and_restored_as_of_a_momen
     assert_eq!(job["failed"].as_u64(), Some(0), "{job}");
 
     // And a re-run of the same restore creates nothing
+    let planned = job["planned_items"].clone();
     let job = mail_story::restore_mailbox(&stack, &user, as_of).await?;
     assert_eq!((job["status"].as_str(), job["restored"].as_u64()), (Some("succeeded"), Some(0)), "{job}");
+    // (the restored copies are new items, created after T: they are not part of T)
+    assert_eq!(job["planned_items"], planned);
     assert_eq!(stack.admin.mailbox(&user).await?.messages.len(), restored.messages.len());
     assert_eq!(stack.dead_letters().await?, 0);
     stack.stop().await;

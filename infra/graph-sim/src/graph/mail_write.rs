@@ -295,6 +295,7 @@ pub async fn create_message(ctx: &MailCtx<'_>, folder: &str, body: Body) -> Grap
     let immutable = ctx.prefer.immutable_ids;
     let (json, id, folder_id): (Value, String, String) = ctx.write(|mb| {
         let id = mb.add_message(folder, with_attachment_ids(new), &mut IdRng::random())?;
+        mb.created_now(&id)?;
         let m = mb.message_or_404(&id)?;
         Ok((message_json(m, immutable, None), id, m.folder().unwrap_or_default().to_string()))
     })?;

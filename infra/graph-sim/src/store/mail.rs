@@ -285,6 +285,15 @@ impl Mailbox {
         self.message(id).ok_or_else(item_not_found)
     }
 
+    /// A message made through Graph was created now, whatever received time it carries
+    /// (seeded and delivered mail is backdated to its received time instead).
+    pub fn created_now(&mut self, id: &str) -> GraphResult<()> {
+        let m = self.message_mut(id)?;
+        m.created = Utc::now();
+        m.modified = m.created;
+        Ok(())
+    }
+
     fn message_mut(&mut self, id: &str) -> GraphResult<&mut Message> {
         let at = *self.index.get(id).ok_or_else(item_not_found)?;
         Some(&mut self.messages[at]).filter(|m| m.folder().is_some()).ok_or_else(item_not_found)

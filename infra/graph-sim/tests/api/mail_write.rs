@@ -57,6 +57,9 @@ async fn a_json_message_with_mapi_flags_is_restored_as_received_mail_with_its_he
     // Then the first is read, not a draft, dated as asked, and its MIME carries the headers
     assert_eq!((created["isDraft"].as_bool(), created["isRead"].as_bool()), (Some(false), Some(true)));
     assert_eq!(created["receivedDateTime"], "2024-01-02T03:04:05Z");
+    // (created and last modified now: a restore's copy is new, however old the mail it carries)
+    let modified: chrono::DateTime<chrono::Utc> = s(&created["lastModifiedDateTime"]).parse().expect("time");
+    assert!(chrono::Utc::now() - modified < chrono::TimeDelta::minutes(1), "{modified}");
     assert_eq!(created["internetMessageId"], "<orig-1@northwind.test>");
     assert_eq!(created["importance"], "high");
     let mime = mime_of(&sim, &user, &s(&created["id"])).await;
