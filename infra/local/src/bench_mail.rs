@@ -32,6 +32,7 @@ pub async fn run(repo_root: std::path::PathBuf) -> Result<()> {
         "hostile_names": false, "onenote_packages": 0, "large_files": [],
         "mail": {"messages": messages, "folders": 12, "seed": 3, "large_attachments": [8_000_000]}}]}));
     opts.sweep_every = None;
+    opts.count_aws = true;
     opts.item_pollers = 4;
     opts.copy_concurrency = 8;
     opts.restore_pollers = 4;
