@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod bench;
+pub mod bench_catalog;
 pub mod bench_restore;
 pub mod counter;
 pub mod demo;

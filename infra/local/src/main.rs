@@ -41,10 +41,12 @@ async fn main() -> Result<()> {
         "demo" => local_stack::demo::run(repo_root()).await,
         "bench" => {
             local_stack::bench::run(repo_root()).await?;
-            local_stack::bench_restore::run(repo_root()).await
+            local_stack::bench_restore::run(repo_root()).await?;
+            local_stack::bench_catalog::run(repo_root()).await
         }
         "bench-backup" => local_stack::bench::run(repo_root()).await,
         "bench-restore" => local_stack::bench_restore::run(repo_root()).await,
-        other => bail!("unknown command {other:?}: use up, demo, bench, bench-backup or bench-restore"),
+        "bench-catalog" => local_stack::bench_catalog::run(repo_root()).await,
+        other => bail!("unknown command {other:?}: use up, demo, bench, bench-backup, bench-restore or bench-catalog"),
     }
 }
