@@ -271,6 +271,7 @@ async fn restore_message(
     };
     if let Some(existing) = &existing
         && meta.attachments.is_empty()
+        && !meta.has_attachments
     {
         return Ok((RestoreOutcome::Unchanged, Some(existing.clone()), 0, Some("already in the target folder".into())));
     }
