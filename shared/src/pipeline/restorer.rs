@@ -218,7 +218,13 @@ async fn plan(deps: &RestorerDeps, job: &RestoreJob, dry_run: bool) -> Result<()
         scope.iter().filter(|v| v.kind == ItemKind::File).map(|v| v.key.item_id.clone()).collect();
     files.extend(created_after.iter().map(|v| v.key.item_id.clone()));
     files.sort();
-    let messages: Vec<OutMessage> = files
+    fan_out(deps, job, &files).await
+}
+
+/// Queues the items in chunks of [`CHUNK`] to the restores queue, then finishes the job if
+/// nothing was left to queue.
+async fn fan_out(deps: &RestorerDeps, job: &RestoreJob, item_ids: &[String]) -> Result<(), PipelineError> {
+    let messages: Vec<OutMessage> = item_ids
         .chunks(CHUNK)
         .map(|chunk| {
             let task = RestoreTask {

@@ -22,13 +22,12 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-use super::{CHUNK, Context, Done, RestorerDeps, Tree, finish_if_done, is_final};
-use crate::api::{RestoreStep, RestoreTask};
+use super::{Context, Done, RestorerDeps, Tree, fan_out, finish_if_done, is_final};
+use crate::api::RestoreTask;
 use crate::graph::{GraphError, MailFolder};
 use crate::mime::{INLINE_ATTACHMENT_MAX, Part, rebuild};
 use crate::model::{
     ItemKind, ItemVersion, RestoreJob, RestoreOutcome, RestorePlan, RestoreScope, RestoreStatus, RestoreTarget,
-    SCHEMA_VERSION,
 };
 use crate::pipeline::{PipelineError, throttle_resource};
 use crate::store::{OutMessage, QueueName, SlotLease};
@@ -81,21 +80,7 @@ pub(super) async fn plan(deps: &RestorerDeps, job: &RestoreJob, dry_run: bool) -
     for folder in folder_ids {
         restore_item(&mut ctx, &folder).await?;
     }
-    let tasks: Vec<OutMessage> = messages
-        .chunks(CHUNK)
-        .map(|chunk| {
-            let task = RestoreTask {
-                v: SCHEMA_VERSION,
-                job_id: job.id.clone(),
-                step: RestoreStep::Items { item_ids: chunk.to_vec() },
-            };
-            OutMessage { body: serde_json::to_string(&task).unwrap_or_default(), group_id: None, delay: None }
-        })
-        .collect();
-    if !tasks.is_empty() {
-        deps.sink.send(QueueName::Restores, tasks).await?;
-    }
-    finish_if_done(deps, &job.id).await
+    fan_out(deps, job, &messages).await
 }
 
 /// In place, a message needs writing unless it is still in the folder it was in at T.
