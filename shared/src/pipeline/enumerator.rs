@@ -277,32 +277,7 @@ pub(super) async fn tombstone_unseen(
         {
             continue;
         }
-        let item = ItemState {
-            id: current.key.item_id.clone(),
-            kind: current.kind,
-            name: None,
-            parent_id: None,
-            etag: None,
-            ctag: None,
-            size: None,
-            quick_xor_hash: None,
-            modified: None,
-            deleted: true,
-            mail: None,
-        };
-        let job = ItemJob {
-            v: SCHEMA_VERSION,
-            container: c.clone(),
-            item,
-            observed_at,
-            scan_epoch: Some(scan.epoch.clone()),
-            deferrals: 0,
-        };
-        messages.push(OutMessage {
-            body: serde_json::to_string(&job).unwrap_or_default(),
-            group_id: None,
-            delay: None,
-        });
+        messages.push(tombstone_job(c, current, None, observed_at, Some(scan.epoch.clone())));
     }
     let count = messages.len();
     if count > 0 {
@@ -320,4 +295,29 @@ pub fn describe(state: &SyncState) -> &'static str {
         (false, false, true) => "in sync",
         (false, false, false) => "never enumerated",
     }
+}
+
+/// A job recording that a held item is gone.
+pub(super) fn tombstone_job(
+    c: &ContainerId,
+    held: &crate::model::ItemVersion,
+    parent_id: Option<String>,
+    observed_at: chrono::DateTime<Utc>,
+    scan_epoch: Option<String>,
+) -> OutMessage {
+    let item = ItemState {
+        id: held.key.item_id.clone(),
+        kind: held.kind,
+        name: None,
+        parent_id,
+        etag: None,
+        ctag: None,
+        size: None,
+        quick_xor_hash: None,
+        modified: None,
+        deleted: true,
+        mail: None,
+    };
+    let job = ItemJob { v: SCHEMA_VERSION, container: c.clone(), item, observed_at, scan_epoch, deferrals: 0 };
+    OutMessage { body: serde_json::to_string(&job).unwrap_or_default(), group_id: None, delay: None }
 }

@@ -12,14 +12,13 @@ use chrono::Utc;
 use tracing::{info, warn};
 
 use super::enumerator::{
-    Enumeration, EnumeratorDeps, continue_later, enqueue_page, new_scan, send, sleep_within, tombstone_unseen,
+    Enumeration, EnumeratorDeps, continue_later, enqueue_page, new_scan, send, sleep_within, tombstone_job,
+    tombstone_unseen,
 };
 use super::{MailPage, PipelineError, throttle_delay, throttle_resource};
 use crate::graph::GraphError;
-use crate::model::{
-    ChangeJob, ChangeReason, ContainerId, FolderSync, ItemJob, ItemKind, ItemState, SCHEMA_VERSION, SyncState,
-};
-use crate::store::{OutMessage, QueueName};
+use crate::model::{ChangeJob, ChangeReason, ContainerId, FolderSync, ItemKind, ItemState, SyncState};
+use crate::store::QueueName;
 
 /// What a page request is about.
 enum Feed<'a> {
@@ -231,31 +230,7 @@ async fn tombstone_folder_contents(
             if v.kind == ItemKind::MailFolder {
                 doomed.push(v.key.item_id.clone());
             }
-            let job = ItemJob {
-                v: SCHEMA_VERSION,
-                container: c.clone(),
-                item: ItemState {
-                    id: v.key.item_id.clone(),
-                    kind: v.kind,
-                    name: None,
-                    parent_id: v.parent_id.clone(),
-                    etag: None,
-                    ctag: None,
-                    size: None,
-                    quick_xor_hash: None,
-                    modified: None,
-                    deleted: true,
-                    mail: None,
-                },
-                observed_at,
-                scan_epoch: None,
-                deferrals: 0,
-            };
-            messages.push(OutMessage {
-                body: serde_json::to_string(&job).unwrap_or_default(),
-                group_id: None,
-                delay: None,
-            });
+            messages.push(tombstone_job(c, v, v.parent_id.clone(), observed_at, None));
         }
     }
     let count = messages.len();
