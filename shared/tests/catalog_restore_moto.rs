@@ -14,7 +14,7 @@ use shared::model::{
     RestorePlan, RestoreScope, RestoreStatus, RestoreTarget, SCHEMA_VERSION, Verification,
 };
 use shared::store::memory::MemoryCatalog;
-use shared::store::{Catalog, StoreError};
+use shared::store::{Catalog, OutcomeCounts, StoreError};
 
 /// The catalog on a fresh table of `moto`.
 async fn catalog(moto: &Moto) -> DynamoCatalog {
@@ -263,6 +263,16 @@ async fn restore_outcomes_count_once_even_when_redelivered_concurrently() {
     let e = catalog.restore_report("j1", "e").await.expect("report").expect("exists");
     assert_eq!(e.outcome, Restored);
     assert_eq!(catalog.restore_report("j1", "zz").await.expect("report"), None);
+
+    // And a job settled from recounted reports takes those counts and its final status,
+    // keeping its plan and bytes
+    let counts = OutcomeCounts { restored: 3, unchanged: 1, skipped: 2, failed: 0 };
+    catalog.settle_restore_job("j1", RestoreStatus::Succeeded, counts).await.expect("settle");
+    let job = catalog.restore_job("j1").await.expect("read").expect("exists");
+    assert_eq!((job.status, job.planned_items, job.bytes_restored), (RestoreStatus::Succeeded, 6, 400));
+    assert_eq!((job.restored, job.unchanged, job.skipped, job.failed), (3, 1, 2, 0));
+    let settled = catalog.settle_restore_job("nope", RestoreStatus::Succeeded, counts).await;
+    assert!(matches!(settled, Err(StoreError::NotFound { .. })), "{settled:?}");
 
     // And unknown jobs are refused rather than half-created
     let orphan = catalog.record_restore_outcome(&report("nope", "a", Restored), 1).await;

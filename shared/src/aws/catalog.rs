@@ -52,7 +52,7 @@ use crate::model::{
     SCHEMA_VERSION, SyncState,
 };
 use crate::model::{RestoreItemReport, RestoreJob, RestorePlan, RestoreStatus};
-use crate::store::{Catalog, Commit, Page, SlotLease, StoreError};
+use crate::store::{Catalog, Commit, OutcomeCounts, Page, SlotLease, StoreError};
 
 mod as_of;
 mod restore;
@@ -676,6 +676,15 @@ impl Catalog for DynamoCatalog {
 
     async fn record_restore_outcome(&self, report: &RestoreItemReport, bytes: u64) -> Result<bool, StoreError> {
         self.record_outcome(report, bytes).await
+    }
+
+    async fn settle_restore_job(
+        &self,
+        id: &str,
+        status: RestoreStatus,
+        counts: OutcomeCounts,
+    ) -> Result<(), StoreError> {
+        self.update_restore_counts(id, status, counts).await
     }
 
     async fn restore_report(&self, job_id: &str, item_id: &str) -> Result<Option<RestoreItemReport>, StoreError> {

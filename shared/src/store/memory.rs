@@ -15,8 +15,8 @@ use futures::stream::BoxStream;
 use sha2::{Digest, Sha256};
 
 use super::{
-    Catalog, Commit, Listing, Lock, LockMode, MessageSink, Multipart, ObjectInfo, OutMessage, Page, QueueName,
-    SecretSource, SlotLease, StoreError, Stored, Vault, item_order, outcome_replaces,
+    Catalog, Commit, Listing, Lock, LockMode, MessageSink, Multipart, ObjectInfo, OutMessage, OutcomeCounts, Page,
+    QueueName, SecretSource, SlotLease, StoreError, Stored, Vault, item_order, outcome_replaces,
 };
 use crate::model::{
     ContainerId, ContainerRecord, ItemFailure, ItemHead, ItemKey, ItemVersion, ObjectRef, RestoreItemReport,
@@ -710,6 +710,21 @@ impl Catalog for MemoryCatalog {
         }
         state.restore_reports.insert(key, report.clone());
         Ok(true)
+    }
+
+    async fn settle_restore_job(
+        &self,
+        id: &str,
+        status: RestoreStatus,
+        counts: OutcomeCounts,
+    ) -> Result<(), StoreError> {
+        let mut state = self.write();
+        let job =
+            state.restore_jobs.get_mut(id).ok_or_else(|| StoreError::NotFound { key: format!("restore job {id}") })?;
+        job.status = status;
+        (job.restored, job.unchanged, job.skipped, job.failed) =
+            (counts.restored, counts.unchanged, counts.skipped, counts.failed);
+        Ok(())
     }
 
     async fn restore_report(&self, job_id: &str, item_id: &str) -> Result<Option<RestoreItemReport>, StoreError> {

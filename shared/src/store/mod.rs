@@ -373,6 +373,15 @@ pub trait Catalog: Send + Sync {
     /// `conflicts`; `bytes` are added to `bytes_restored` for `Restored` only. True if the
     /// counters changed.
     async fn record_restore_outcome(&self, report: &RestoreItemReport, bytes: u64) -> Result<bool, StoreError>;
+    /// Finishes a job whose counters were recounted from its reports: sets the status and
+    /// the four outcome counters to `counts` in one write. Used only when the counters fall
+    /// short of the reports (see the restorer's `finish_if_done`).
+    async fn settle_restore_job(
+        &self,
+        id: &str,
+        status: RestoreStatus,
+        counts: OutcomeCounts,
+    ) -> Result<(), StoreError>;
     async fn restore_report(&self, job_id: &str, item_id: &str) -> Result<Option<RestoreItemReport>, StoreError>;
     /// A job's reports in item id order.
     async fn restore_reports(
@@ -381,6 +390,33 @@ pub trait Catalog: Send + Sync {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<RestoreItemReport>, StoreError>;
+}
+
+/// A restore job's outcome counters, as recounted from its item reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutcomeCounts {
+    pub restored: u64,
+    pub unchanged: u64,
+    pub skipped: u64,
+    pub failed: u64,
+}
+
+impl OutcomeCounts {
+    /// Counts one report's outcome in the counter the job counts it in. Conflicts (dry runs)
+    /// are not outcomes of a restore.
+    pub fn count(&mut self, outcome: RestoreOutcome) {
+        match outcome {
+            RestoreOutcome::Restored => self.restored += 1,
+            RestoreOutcome::Unchanged => self.unchanged += 1,
+            RestoreOutcome::Skipped | RestoreOutcome::CreatedAfter => self.skipped += 1,
+            RestoreOutcome::Failed => self.failed += 1,
+            RestoreOutcome::Conflict => {}
+        }
+    }
+
+    pub fn done(&self) -> u64 {
+        self.restored + self.unchanged + self.skipped + self.failed
+    }
 }
 
 /// The queues the pipeline sends to.

@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use super::{DynamoCatalog, GSI1, Row, SERVICE, attr_s, backoff, is_condition_failed, json, key, parse_doc, s};
 use super::{sdk_error, sortable_time};
 use crate::model::{RestoreItemReport, RestoreJob, RestoreOutcome, RestorePlan, RestoreStatus, SCHEMA_VERSION};
-use crate::store::{Listing, Page, StoreError, outcome_replaces};
+use crate::store::{Listing, OutcomeCounts, Page, StoreError, outcome_replaces};
 
 const JOB_SK: &str = "JOB";
 /// Attempts at recording one outcome when concurrent deliveries of the same item race.
@@ -208,6 +208,38 @@ impl DynamoCatalog {
             None => update.update_expression("SET #status = :status"),
         };
         match update.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failed(&e) => Err(not_found(id)),
+            Err(e) => Err(sdk_error(SERVICE, "UpdateItem", e)),
+        }
+    }
+
+    pub(super) async fn update_restore_counts(
+        &self,
+        id: &str,
+        status: RestoreStatus,
+        counts: OutcomeCounts,
+    ) -> Result<(), StoreError> {
+        let sent = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(job_pk(id), JOB_SK)))
+            .condition_expression("attribute_exists(PK)")
+            .update_expression("SET #status = :status, #r = :r, #u = :u, #s = :s, #f = :f")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#r", "restored")
+            .expression_attribute_names("#u", "unchanged")
+            .expression_attribute_names("#s", "skipped")
+            .expression_attribute_names("#f", "failed")
+            .expression_attribute_values(":status", s(variant_name(&status)?))
+            .expression_attribute_values(":r", n(counts.restored))
+            .expression_attribute_values(":u", n(counts.unchanged))
+            .expression_attribute_values(":s", n(counts.skipped))
+            .expression_attribute_values(":f", n(counts.failed))
+            .send()
+            .await;
+        match sent {
             Ok(_) => Ok(()),
             Err(e) if is_condition_failed(&e) => Err(not_found(id)),
             Err(e) => Err(sdk_error(SERVICE, "UpdateItem", e)),
