@@ -8,10 +8,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use chrono::Utc;
+use chrono::{DateTime, SecondsFormat, Utc};
+use local_stack::admin_mail::SimMailbox;
 use local_stack::mail_story::{self, count, view};
+use local_stack::ransomware::api;
 use local_stack::stack::{Stack, StackOptions};
+use reqwest::Method;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use shared::model::ContainerId;
 use shared::store::Catalog;
 
@@ -43,6 +47,47 @@ async fn user_id(stack: &Stack) -> Result<String> {
 async fn assert_backed_up(stack: &Stack, user: &str) -> Result<()> {
     let (messages, problems) = mail_story::verify(stack, user).await?;
     assert!(messages > 0 && problems.is_empty(), "{problems:#?}");
+    Ok(())
+}
+
+/// The restore API lists the mailbox's top folders and its Inbox as they were at `as_of`, and
+/// hands out links to the exact MIME backed up.
+async fn assert_browses_as_of(stack: &Stack, user: &str, at_t: &SimMailbox, as_of: DateTime<Utc>) -> Result<()> {
+    let at = as_of.to_rfc3339_opts(SecondsFormat::Millis, true);
+    let list = |parent: String| {
+        let path = format!("/v1/mailboxes/{user}/children?parent={parent}&at={at}&limit=1000");
+        async move { api(stack, Method::GET, &path, None).await }
+    };
+    let ids: BTreeSet<&str> = at_t.folders.iter().map(|f| f.id.as_str()).collect();
+    let top: BTreeSet<String> = at_t
+        .folders
+        .iter()
+        .filter(|f| f.parent_id.as_deref().is_none_or(|p| !ids.contains(p)))
+        .map(|f| f.name.clone())
+        .collect();
+    let names = |page: &serde_json::Value| -> BTreeSet<String> {
+        page["items"].as_array().into_iter().flatten().filter_map(|i| i["name"].as_str().map(str::to_owned)).collect()
+    };
+    assert_eq!(names(&list("root".into()).await?), top, "the mailbox's top folders at T");
+
+    let inbox = at_t.folder("inbox").context("inbox")?;
+    let page = list(inbox.id.clone()).await?;
+    let listed: BTreeSet<&str> = page["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|i| i["kind"] == "message")
+        .filter_map(|i| i["id"].as_str())
+        .collect();
+    let held: BTreeSet<&str> =
+        at_t.messages.iter().filter(|m| m.folder_id == inbox.id).map(|m| m.immutable_id.as_str()).collect();
+    assert_eq!(listed, held, "the Inbox's messages at T (its subfolders are listed too)");
+
+    let first = held.first().context("an empty Inbox at T")?;
+    let link = api(stack, Method::GET, &format!("/v1/mailboxes/{user}/items/{first}/download"), None).await?;
+    let bytes = reqwest::get(link["url"].as_str().context("url")?).await?.error_for_status()?.bytes().await?;
+    assert_eq!(Some(hex::encode(Sha256::digest(&bytes)).as_str()), link["sha256"].as_str(), "{link}");
+    assert_eq!(Some(bytes.len() as u64), link["size"].as_u64());
     Ok(())
 }
 
@@ -83,13 +128,15 @@ async fn a_mailbox_is_backed_up_its_changes_versioned_and_restored_as_of_a_momen
     // Given a quiet moment T, and then an emptied Inbox and a purged mailbox
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let as_of = Utc::now();
-    let before = view(&stack.admin.mailbox(&user).await?);
+    let at_t = stack.admin.mailbox(&user).await?;
+    let before = view(&at_t);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let emptied = stack.admin.empty_folder(&user, &inbox).await?;
     let purged = stack.admin.purge_mailbox(&user).await?;
     assert!(emptied > 0 && purged > 0);
     stack.idle(IDLE).await?;
     assert!(stack.admin.mailbox(&user).await?.messages.is_empty());
+    assert_browses_as_of(&stack, &user, &at_t, as_of).await?;
 
     // When the mailbox is restored in place as of T
     let job = mail_story::restore_mailbox(&stack, &user, as_of).await?;

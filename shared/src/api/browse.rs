@@ -1,5 +1,7 @@
 //! Read-only routes: protected resources, a folder's children as of T, an item's history, a
-//! download link for one version, and a drive's changes in a window.
+//! download link for one version, and the changes in a window. Drives and mailboxes answer the
+//! same four routes (`/v1/drives/{id}/...`, `/v1/mailboxes/{id}/...`); a mailbox's folders are
+//! its folders, its files its messages (MIME, downloaded as `.eml`).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -12,9 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     ApiDeps, ApiError, ApiPath, ApiQuery, DOWNLOAD_LINK_LIFETIME, Deps, NoQuery, check_as_of, parse_limit, parse_time,
-    protected_drive,
+    protected_drive, protected_mailbox,
 };
-use crate::model::{ContainerId, ItemKind, ItemVersion, Verification};
+use crate::model::{ContainerId, ContainerRecord, ItemKind, ItemVersion, MailMeta, Verification};
 use crate::pipeline::enumerator::describe;
 
 /// Catalog reads in flight for one request.
@@ -108,7 +110,49 @@ pub(crate) async fn resources(
 }
 
 // ---------------------------------------------------------------------------------------
-// GET /v1/drives/{drive_id}/children
+// Drives and mailboxes
+
+/// What a browse route reads: a drive or a mailbox, as its path names it.
+#[derive(Clone, Copy)]
+enum Holder {
+    Drive,
+    Mailbox,
+}
+
+/// The container a response is about, named as its route names it (`drive_id` or
+/// `mailbox_id`).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Owner {
+    Drive { drive_id: String },
+    Mailbox { mailbox_id: String },
+}
+
+impl Holder {
+    async fn record(self, deps: &ApiDeps, id: &str) -> Result<ContainerRecord, ApiError> {
+        match self {
+            Holder::Drive => protected_drive(deps, id).await,
+            Holder::Mailbox => protected_mailbox(deps, id).await,
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            Holder::Drive => "drive",
+            Holder::Mailbox => "mailbox",
+        }
+    }
+
+    fn owner(self, id: String) -> Owner {
+        match self {
+            Holder::Drive => Owner::Drive { drive_id: id },
+            Holder::Mailbox => Owner::Mailbox { mailbox_id: id },
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// GET /v1/{drives|mailboxes}/{id}/children
 
 pub(crate) const CHILDREN_DEFAULT_LIMIT: usize = 200;
 pub(crate) const CHILDREN_MAX_LIMIT: usize = 1000;
@@ -133,11 +177,15 @@ struct Child {
     version: String,
     deleted: bool,
     sha256: Option<String>,
+    /// A message's headers, dates and flags (mailboxes only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mail: Option<MailMeta>,
 }
 
 #[derive(Serialize)]
 pub(crate) struct Children {
-    drive_id: String,
+    #[serde(flatten)]
+    owner: Owner,
     parent_id: String,
     at: DateTime<Utc>,
     items: Vec<Child>,
@@ -176,6 +224,18 @@ pub(crate) async fn children(
     ApiPath(drive_id): ApiPath<String>,
     ApiQuery(q): ApiQuery<ChildrenQuery>,
 ) -> Result<Json<Children>, ApiError> {
+    list_children(&deps, Holder::Drive, &drive_id, q).await.map(Json)
+}
+
+pub(crate) async fn mailbox_children(
+    State(deps): Deps,
+    ApiPath(mailbox_id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<ChildrenQuery>,
+) -> Result<Json<Children>, ApiError> {
+    list_children(&deps, Holder::Mailbox, &mailbox_id, q).await.map(Json)
+}
+
+async fn list_children(deps: &ApiDeps, holder: Holder, id: &str, q: ChildrenQuery) -> Result<Children, ApiError> {
     // "As of" has millisecond precision: the moment shown is the moment applied.
     let now = Utc::now().trunc_subsecs(3);
     let limit = parse_limit(q.limit.as_deref(), CHILDREN_DEFAULT_LIMIT, CHILDREN_MAX_LIMIT)?;
@@ -193,10 +253,11 @@ pub(crate) async fn children(
         (None, Some(cursor)) => cursor.at,
         (None, None) => now,
     };
-    let drive = protected_drive(&deps, &drive_id).await?;
-    check_as_of("at", at, &drive, now)?;
-    let container = drive.container;
-    let parent_id = resolve_parent(&deps, &container, q.parent.as_deref().unwrap_or("root"), at).await?;
+    let record = holder.record(deps, id).await?;
+    check_as_of("at", at, &record, now)?;
+    let container = record.container;
+    let parent = q.parent.as_deref().unwrap_or("root");
+    let parent_id = resolve_parent(deps, holder, &container, parent, at).await?;
     let page =
         deps.catalog.children_as_of(&container, &parent_id, at, cursor.as_ref().map(|c| c.c.as_str()), limit).await?;
     let items = page
@@ -212,15 +273,18 @@ pub(crate) async fn children(
             modified: v.modified,
             version: v.version,
             deleted: false,
+            mail: v.mail,
         })
         .collect();
     let next = page.next.map(|c| ChildrenCursor { at, c }.encode());
-    Ok(Json(Children { drive_id: container.drive_id, parent_id, at, items, next }))
+    Ok(Children { owner: holder.owner(container.drive_id), parent_id, at, items, next })
 }
 
-/// `root` means the drive's root folder; any other id must have been a folder at `at`.
+/// `root` means the drive's root folder (a mailbox's `msgfolderroot`); any other id must have
+/// been a folder at `at`.
 async fn resolve_parent(
     deps: &ApiDeps,
+    holder: Holder,
     container: &ContainerId,
     parent: &str,
     at: DateTime<Utc>,
@@ -229,7 +293,8 @@ async fn resolve_parent(
     if parent == "root" {
         return root_id.ok_or_else(|| {
             ApiError::NotFound(format!(
-                "the root of drive {} is not known yet (first backup running)",
+                "the root of {} {} is not known yet (first backup running)",
+                holder.noun(),
                 container.drive_id
             ))
         });
@@ -239,13 +304,26 @@ async fn resolve_parent(
     }
     match deps.catalog.version_at(&container.item(parent), at).await? {
         Some(v) if !v.deleted && !v.kind.has_content() => Ok(parent.to_owned()),
-        Some(v) if !v.deleted => Err(ApiError::InvalidParameter(format!("parent {parent} is a file, not a folder"))),
-        _ => Err(ApiError::NotFound(format!("no folder {parent} in drive {} at that time", container.drive_id))),
+        Some(v) if !v.deleted => {
+            Err(ApiError::InvalidParameter(format!("parent {parent} is a {}, not a folder", kind_noun(v.kind))))
+        }
+        _ => Err(ApiError::NotFound(format!(
+            "no folder {parent} in {} {} at that time",
+            holder.noun(),
+            container.drive_id
+        ))),
+    }
+}
+
+fn kind_noun(kind: ItemKind) -> &'static str {
+    match kind {
+        ItemKind::Message => "message",
+        _ => "file",
     }
 }
 
 // ---------------------------------------------------------------------------------------
-// GET /v1/drives/{drive_id}/items/{item_id}/versions
+// GET /v1/{drives|mailboxes}/{id}/items/{item_id}/versions
 
 pub(crate) const VERSIONS_DEFAULT_LIMIT: usize = 100;
 pub(crate) const VERSIONS_MAX_LIMIT: usize = 1000;
@@ -268,6 +346,8 @@ struct VersionEntry {
     size: Option<u64>,
     sha256: Option<String>,
     verification: Verification,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mail: Option<MailMeta>,
 }
 
 impl From<ItemVersion> for VersionEntry {
@@ -283,13 +363,15 @@ impl From<ItemVersion> for VersionEntry {
             name: v.name,
             parent_id: v.parent_id,
             verification: v.verification,
+            mail: v.mail,
         }
     }
 }
 
 #[derive(Serialize)]
 pub(crate) struct History {
-    drive_id: String,
+    #[serde(flatten)]
+    owner: Owner,
     item_id: String,
     /// Newest first.
     versions: Vec<VersionEntry>,
@@ -300,17 +382,35 @@ pub(crate) async fn versions(
     ApiPath((drive_id, item_id)): ApiPath<(String, String)>,
     ApiQuery(q): ApiQuery<VersionsQuery>,
 ) -> Result<Json<History>, ApiError> {
+    history(&deps, Holder::Drive, drive_id, item_id, q).await.map(Json)
+}
+
+pub(crate) async fn mailbox_versions(
+    State(deps): Deps,
+    ApiPath((mailbox_id, item_id)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<VersionsQuery>,
+) -> Result<Json<History>, ApiError> {
+    history(&deps, Holder::Mailbox, mailbox_id, item_id, q).await.map(Json)
+}
+
+async fn history(
+    deps: &ApiDeps,
+    holder: Holder,
+    id: String,
+    item_id: String,
+    q: VersionsQuery,
+) -> Result<History, ApiError> {
     let limit = parse_limit(q.limit.as_deref(), VERSIONS_DEFAULT_LIMIT, VERSIONS_MAX_LIMIT)?;
-    let drive = protected_drive(&deps, &drive_id).await?;
-    let versions = deps.catalog.versions(&drive.container.item(item_id.as_str()), limit).await?;
+    let record = holder.record(deps, &id).await?;
+    let versions = deps.catalog.versions(&record.container.item(item_id.as_str()), limit).await?;
     if versions.is_empty() {
-        return Err(ApiError::NotFound(format!("no backed-up item {item_id} in drive {drive_id}")));
+        return Err(ApiError::NotFound(format!("no backed-up item {item_id} in {} {id}", holder.noun())));
     }
-    Ok(Json(History { drive_id, item_id, versions: versions.into_iter().map(VersionEntry::from).collect() }))
+    Ok(History { owner: holder.owner(id), item_id, versions: versions.into_iter().map(VersionEntry::from).collect() })
 }
 
 // ---------------------------------------------------------------------------------------
-// GET /v1/drives/{drive_id}/items/{item_id}/download
+// GET /v1/{drives|mailboxes}/{id}/items/{item_id}/download
 
 /// How far back a named version is looked for.
 const VERSION_LOOKUP_LIMIT: usize = 10_000;
@@ -338,10 +438,29 @@ pub(crate) async fn download(
     ApiPath((drive_id, item_id)): ApiPath<(String, String)>,
     ApiQuery(q): ApiQuery<DownloadQuery>,
 ) -> Result<Json<DownloadLink>, ApiError> {
-    let drive = protected_drive(&deps, &drive_id).await?;
-    let history = deps.catalog.versions(&drive.container.item(item_id.as_str()), VERSION_LOOKUP_LIMIT).await?;
+    download_link(&deps, Holder::Drive, &drive_id, &item_id, q).await.map(Json)
+}
+
+/// A message's MIME as it was backed up: save it as `.eml`.
+pub(crate) async fn mailbox_download(
+    State(deps): Deps,
+    ApiPath((mailbox_id, item_id)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<DownloadQuery>,
+) -> Result<Json<DownloadLink>, ApiError> {
+    download_link(&deps, Holder::Mailbox, &mailbox_id, &item_id, q).await.map(Json)
+}
+
+async fn download_link(
+    deps: &ApiDeps,
+    holder: Holder,
+    id: &str,
+    item_id: &str,
+    q: DownloadQuery,
+) -> Result<DownloadLink, ApiError> {
+    let record = holder.record(deps, id).await?;
+    let history = deps.catalog.versions(&record.container.item(item_id), VERSION_LOOKUP_LIMIT).await?;
     if history.is_empty() {
-        return Err(ApiError::NotFound(format!("no backed-up item {item_id} in drive {drive_id}")));
+        return Err(ApiError::NotFound(format!("no backed-up item {item_id} in {} {id}", holder.noun())));
     }
     let chosen = match q.version.as_deref() {
         Some(wanted) => history
@@ -360,18 +479,18 @@ pub(crate) async fn download(
         (None, false) => return Err(ApiError::NoContent(format!("item {item_id} is a folder, not a file"))),
     };
     let link = deps.presigner.presign_get(&content.object, Utc::now(), DOWNLOAD_LINK_LIFETIME).await?;
-    Ok(Json(DownloadLink {
+    Ok(DownloadLink {
         url: link.url,
         expires_at: link.expires_at,
         sha256: content.sha256.clone(),
         size: content.size,
         version: chosen.version.clone(),
         name: chosen.name.clone(),
-    }))
+    })
 }
 
 // ---------------------------------------------------------------------------------------
-// GET /v1/drives/{drive_id}/changes
+// GET /v1/{drives|mailboxes}/{id}/changes
 
 pub(crate) const CHANGES_DEFAULT_LIMIT: usize = 1000;
 pub(crate) const CHANGES_MAX_LIMIT: usize = 5000;
@@ -414,7 +533,8 @@ pub(crate) struct MinuteBucket {
 
 #[derive(Serialize)]
 pub(crate) struct Changes {
-    drive_id: String,
+    #[serde(flatten)]
+    owner: Owner,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     /// Oldest first.
@@ -430,19 +550,30 @@ pub(crate) async fn changes(
     ApiPath(drive_id): ApiPath<String>,
     ApiQuery(q): ApiQuery<ChangesQuery>,
 ) -> Result<Json<Changes>, ApiError> {
+    changes_in_window(&deps, Holder::Drive, &drive_id, q).await.map(Json)
+}
+
+pub(crate) async fn mailbox_changes(
+    State(deps): Deps,
+    ApiPath(mailbox_id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<ChangesQuery>,
+) -> Result<Json<Changes>, ApiError> {
+    changes_in_window(&deps, Holder::Mailbox, &mailbox_id, q).await.map(Json)
+}
+
+async fn changes_in_window(deps: &ApiDeps, holder: Holder, id: &str, q: ChangesQuery) -> Result<Changes, ApiError> {
     let limit = parse_limit(q.limit.as_deref(), CHANGES_DEFAULT_LIMIT, CHANGES_MAX_LIMIT)?;
     let to = q.to.as_deref().map(|t| parse_time("to", t)).transpose()?.unwrap_or_else(Utc::now);
     let from = q.from.as_deref().map(|t| parse_time("from", t)).transpose()?.unwrap_or(to - CHANGES_DEFAULT_WINDOW);
     if from > to {
         return Err(ApiError::InvalidParameter("from must not be later than to".into()));
     }
-    let drive = protected_drive(&deps, &drive_id).await?;
-    let container = drive.container;
+    let container = holder.record(deps, id).await?.container;
     // One more than asked tells whether the window was cut short.
     let mut versions = deps.catalog.changes_between(&container, from, to, limit + 1).await?;
     let truncated = versions.len() > limit;
     versions.truncate(limit);
-    let previous = previous_names(&deps, &container, &versions).await?;
+    let previous = previous_names(deps, &container, &versions).await?;
     let histogram = histogram(&versions, &previous);
     let versions = versions
         .into_iter()
@@ -461,7 +592,7 @@ pub(crate) async fn changes(
             parent_id: v.parent_id,
         })
         .collect();
-    Ok(Json(Changes { drive_id: container.drive_id, from, to, versions, truncated, histogram }))
+    Ok(Changes { owner: holder.owner(container.drive_id), from, to, versions, truncated, histogram })
 }
 
 /// For each version (oldest first), the name of the same item's previous version: the one

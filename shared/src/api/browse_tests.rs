@@ -216,3 +216,72 @@ async fn unknown_routes_and_methods_are_problems_too() {
     f.call(delete).await.assert_problem(405, "method-not-allowed");
     f.get("/v1/resources?verbose=1").await.assert_problem(400, "invalid-parameter");
 }
+
+#[tokio::test]
+async fn a_mailbox_browses_like_a_drive_folders_messages_history_and_eml_links() {
+    // Given ada's mailbox: an Inbox with two messages; one was read, then moved to Archive,
+    // and the other deleted
+    let f = fixture().await;
+    let d = f.discovered;
+    let mailbox = protect_mailbox(&f.catalog, "ada", d, "top").await;
+    commit(&f.catalog, &mail_folder(&mailbox, "inbox", "Inbox", "top", t(1, d))).await;
+    commit(&f.catalog, &mail_folder(&mailbox, "archive", "Archive", "top", t(1, d))).await;
+    let offer = message(&mailbox, "m-offer", "Offer", "inbox", t(2, d), "ck1");
+    commit(&f.catalog, &offer).await;
+    let spam = message(&mailbox, "m-spam", "Win big", "inbox", t(3, d), "ck1");
+    commit(&f.catalog, &spam).await;
+    let mut read = message(&mailbox, "m-offer", "Offer", "inbox", t(60, d), "ck2");
+    read.mail.as_mut().expect("mail").is_read = true;
+    commit(&f.catalog, &read).await;
+    commit(&f.catalog, &message(&mailbox, "m-offer", "Offer", "archive", t(120, d), "ck3")).await;
+    commit(&f.catalog, &tombstone(&spam, t(120, d))).await;
+
+    // When the top of the mailbox and the Inbox are listed as of before the move
+    let top = f.get("/v1/mailboxes/ada/children").await;
+    let before = f.get(&format!("/v1/mailboxes/ada/children?parent=inbox&at={}", at(t(90, d)))).await;
+
+    // Then the folders are at the top and the Inbox held both messages, the offer read
+    assert_eq!(top.status, 200, "{}", top.json);
+    assert_eq!((top.json["mailbox_id"].as_str(), top.json.get("drive_id")), (Some("ada"), None));
+    assert_eq!(names(&top), ["Archive", "Inbox"]);
+    assert_eq!(top.json["items"][0]["kind"], "mail_folder");
+    assert_eq!(before.status, 200, "{}", before.json);
+    assert_eq!(names(&before), ["Offer", "Win big"]);
+    let offer_then = &before.json["items"][0];
+    assert_eq!((offer_then["kind"].as_str(), offer_then["mail"]["is_read"].as_bool()), (Some("message"), Some(true)));
+    assert_eq!(offer_then["mail"]["internet_message_id"], "<m-offer@contoso.test>");
+
+    // And now the Inbox is empty and the offer is in Archive
+    assert_eq!(names(&f.get("/v1/mailboxes/ada/children?parent=inbox").await), Vec::<String>::new());
+    assert_eq!(names(&f.get("/v1/mailboxes/ada/children?parent=archive").await), ["Offer"]);
+
+    // And the offer's history shows arrival, read and move, newest first
+    let history = f.get("/v1/mailboxes/ada/items/m-offer/versions").await;
+    assert_eq!(history.status, 200, "{}", history.json);
+    let versions: Vec<(&str, &str)> = history.json["versions"]
+        .as_array()
+        .expect("versions")
+        .iter()
+        .map(|v| (v["version"].as_str().unwrap_or(""), v["parent_id"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(versions, [("ck3", "archive"), ("ck2", "inbox"), ("ck1", "inbox")]);
+
+    // And the deleted message's MIME is still a link away, the version named
+    let link = f.get("/v1/mailboxes/ada/items/m-spam/download").await;
+    assert_eq!(link.status, 200, "{}", link.json);
+    assert_eq!(link.json["version"], "ck1");
+    assert_eq!(link.json["sha256"], spam.content.as_ref().expect("content").sha256.as_str());
+
+    // And the window of the move shows the move and the deletion
+    let window = format!("/v1/mailboxes/ada/changes?from={}&to={}", at(t(100, d)), at(t(130, d)));
+    let changes = f.get(&window).await;
+    assert_eq!(changes.status, 200, "{}", changes.json);
+    assert_eq!(changes.json["versions"].as_array().map(Vec::len), Some(2), "{}", changes.json);
+
+    // And a drive id is not a mailbox, a message is not a folder, an unknown item is a 404
+    f.get("/v1/mailboxes/drive-a/children").await.assert_problem(404, "not-found");
+    let not_folder = f.get(&format!("/v1/mailboxes/ada/children?parent=m-offer&at={}", at(t(90, d)))).await;
+    not_folder.assert_problem(400, "invalid-parameter");
+    assert!(not_folder.json["detail"].as_str().unwrap_or("").contains("is a message"), "{}", not_folder.json);
+    f.get("/v1/mailboxes/ada/items/nope/versions").await.assert_problem(404, "not-found");
+}

@@ -76,6 +76,10 @@ api_routes! {
     GET "/v1/drives/{drive_id}/items/{item_id}/versions" => browse::versions, browse::VersionsQuery;
     GET "/v1/drives/{drive_id}/items/{item_id}/download" => browse::download, browse::DownloadQuery;
     GET "/v1/drives/{drive_id}/changes" => browse::changes, browse::ChangesQuery;
+    GET "/v1/mailboxes/{mailbox_id}/children" => browse::mailbox_children, browse::ChildrenQuery;
+    GET "/v1/mailboxes/{mailbox_id}/items/{item_id}/versions" => browse::mailbox_versions, browse::VersionsQuery;
+    GET "/v1/mailboxes/{mailbox_id}/items/{item_id}/download" => browse::mailbox_download, browse::DownloadQuery;
+    GET "/v1/mailboxes/{mailbox_id}/changes" => browse::mailbox_changes, browse::ChangesQuery;
     POST "/v1/restores" => restores::create, NoQuery;
     GET "/v1/restores" => restores::list, restores::ListQuery;
     GET "/v1/restores/{job_id}" => restores::get, NoQuery;

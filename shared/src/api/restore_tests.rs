@@ -202,22 +202,8 @@ fn the_restore_api_config_needs_its_four_settings() {
 async fn a_mailbox_restore_names_the_mailbox_and_its_target_folder_must_be_a_mail_folder() {
     // Given ada's protected mailbox with an Inbox, beside her drive
     let f = fixture().await;
-    let mailbox = ContainerId::mailbox(TENANT, "ada");
-    f.catalog
-        .put_container(&crate::model::ContainerRecord {
-            container: mailbox.clone(),
-            user_id: "ada".into(),
-            user_principal_name: Some("ada@contoso.test".into()),
-            discovered_at: f.discovered,
-            subscription_id: Some("sub-mail".into()),
-            subscription_expires: None,
-        })
-        .await
-        .expect("container");
-    let mut inbox = folder("inbox-id", "Inbox", "root-mail", f.discovered, "folder.1");
-    inbox.key = mailbox.item("inbox-id");
-    inbox.kind = crate::model::ItemKind::MailFolder;
-    commit(&f.catalog, &inbox).await;
+    let mailbox = protect_mailbox(&f.catalog, "ada", f.discovered, "root-mail").await;
+    commit(&f.catalog, &mail_folder(&mailbox, "inbox-id", "Inbox", "root-mail", f.discovered)).await;
     let as_of = at(t(60, f.discovered));
     let container = json!({"kind": "container"});
 

@@ -11,7 +11,8 @@ use tower::ServiceExt;
 
 use super::{ApiDeps, MemoryPresigner, router};
 use crate::model::{
-    ContainerId, ContainerRecord, ContentRef, ItemKind, ItemVersion, ObjectRef, SCHEMA_VERSION, SyncState, Verification,
+    ContainerId, ContainerRecord, ContentRef, ItemKind, ItemVersion, MailMeta, ObjectRef, SCHEMA_VERSION, SyncState,
+    Verification,
 };
 use crate::store::Catalog;
 use crate::store::memory::{MemoryCatalog, MemorySink};
@@ -125,6 +126,59 @@ pub async fn protect(catalog: &MemoryCatalog, drive: &str, user: &str, discovere
         ..SyncState::default()
     };
     catalog.put_sync_state(&container, &sync).await.expect("sync");
+}
+
+/// Protects `user`'s mailbox since `discovered`, its top folder being `root`; returns its id.
+pub async fn protect_mailbox(
+    catalog: &MemoryCatalog,
+    user: &str,
+    discovered: DateTime<Utc>,
+    root: &str,
+) -> ContainerId {
+    let mailbox = ContainerId::mailbox(TENANT, user);
+    catalog
+        .put_container(&ContainerRecord {
+            container: mailbox.clone(),
+            user_id: user.to_owned(),
+            user_principal_name: Some(format!("{user}@contoso.test")),
+            discovered_at: discovered,
+            subscription_id: Some(format!("sub-mail-{user}")),
+            subscription_expires: None,
+        })
+        .await
+        .expect("container");
+    let sync = SyncState { root_id: Some(root.to_owned()), ..SyncState::default() };
+    catalog.put_sync_state(&mailbox, &sync).await.expect("sync");
+    mailbox
+}
+
+/// A message of `mailbox` in `folder`, its MIME stored under `change_key`.
+pub fn message(
+    mailbox: &ContainerId,
+    id: &str,
+    subject: &str,
+    folder: &str,
+    at: DateTime<Utc>,
+    change_key: &str,
+) -> ItemVersion {
+    ItemVersion {
+        key: mailbox.item(id),
+        kind: ItemKind::Message,
+        name: Some(subject.to_owned()),
+        verification: Verification::Sha256,
+        mail: Some(MailMeta {
+            subject: Some(subject.to_owned()),
+            internet_message_id: Some(format!("<{id}@contoso.test>")),
+            received: Some(at),
+            ..MailMeta::default()
+        }),
+        ..file(id, subject, folder, at, change_key)
+    }
+}
+
+/// A mail folder of `mailbox`.
+pub fn mail_folder(mailbox: &ContainerId, id: &str, name: &str, parent: &str, at: DateTime<Utc>) -> ItemVersion {
+    ItemVersion { key: mailbox.item(id), kind: ItemKind::MailFolder, ..folder(id, name, parent, at, "folder.1") }
 }
 
 /// Drive `drive-a` of user `ada`, discovered ten days ago, with:

@@ -156,6 +156,10 @@ impl FakeMailbox {
 
 #[async_trait]
 impl MailReader for FakeMailbox {
+    async fn root_folder_id(&self, _user: &str) -> Result<Option<String>, GraphError> {
+        Ok(Some("root".to_owned()))
+    }
+
     async fn folder_delta(&self, _user: &str, link: Option<&str>) -> Result<MailPage, GraphError> {
         let now = self
             .folders

@@ -43,6 +43,10 @@ pub async fn enumerate(
     }
     if !in_progress {
         start_pass(&mut state, job.reason == ChangeReason::Reconcile);
+        // Once per mailbox: browsing starts from the root, which no folder delta lists.
+        if state.root_id.is_none() {
+            state.root_id = deps.mail.root_folder_id(&c.drive_id).await?;
+        }
         deps.catalog.put_sync_state(c, &state).await?;
     }
 

@@ -64,10 +64,17 @@ pub trait MailReader: Send + Sync {
     async fn message(&self, user_id: &str, message_id: &str) -> Result<Option<ItemState>, GraphError>;
     /// The message's MIME as Graph serves it (`$value`).
     async fn mime(&self, user_id: &str, message_id: &str) -> Result<Download, GraphError>;
+    /// The id of the mailbox's root folder (`msgfolderroot`): the parent of its top-level
+    /// folders, which no folder delta lists. `None` if the mailbox is gone.
+    async fn root_folder_id(&self, user_id: &str) -> Result<Option<String>, GraphError>;
 }
 
 #[async_trait]
 impl MailReader for GraphClient {
+    async fn root_folder_id(&self, user_id: &str) -> Result<Option<String>, GraphError> {
+        Ok(self.mail_folder(user_id, "msgfolderroot").await?.map(|f| f.id))
+    }
+
     async fn folder_delta(&self, user_id: &str, link: Option<&str>) -> Result<MailPage, GraphError> {
         let cursor = match link {
             Some(l) => MailFolderDeltaCursor::Link(DeltaLink::new(l)),
