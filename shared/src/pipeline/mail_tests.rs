@@ -317,6 +317,8 @@ async fn a_mailbox_is_backed_up_folder_by_folder_with_mime_and_metadata() {
     assert_eq!(meta.internet_message_id.as_deref(), Some("<m1@x.test>"));
     assert_eq!(meta.attachments.iter().map(|a| (a.name.as_str(), a.size)).collect::<Vec<_>>(), [("q.pdf", 4)]);
     assert_eq!(w.current("m3").await.parent_id.as_deref(), Some("archive"));
+    // and the mailbox's top folder, which no folder delta lists, is its root for browsing
+    assert_eq!(w.catalog.sync_state(&mailbox()).await.expect("sync").root_id.as_deref(), Some("root"));
 }
 
 impl World {
