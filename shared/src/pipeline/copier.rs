@@ -22,7 +22,9 @@ use crate::keys;
 use crate::model::{
     ContentRef, ItemHead, ItemJob, ItemKey, ItemState, ItemVersion, ObjectRef, SCHEMA_VERSION, Verification,
 };
-use crate::store::{Catalog, Lock, LockMode, MessageSink, Multipart, OutMessage, QueueName, StoreError, Vault};
+use crate::store::{
+    Catalog, Lock, LockMode, MessageSink, Multipart, OutMessage, QueueName, SlotLease, StoreError, Vault,
+};
 
 /// Content up to this size is buffered, addressed by SHA-256 and stored once per tenant.
 pub const SMALL_CONTENT_MAX: u64 = 8 * 1024 * 1024;
@@ -62,7 +64,7 @@ pub const MAILBOX_COPY_SLOTS: u32 = 3;
 /// A slot's lease: longer than a copy, short enough that a crashed worker's slot comes back soon.
 const MAILBOX_SLOT_LEASE: chrono::Duration = chrono::Duration::minutes(10);
 /// How long a job waits for a slot before it asks again.
-const MAILBOX_SLOT_WAIT: Duration = Duration::from_secs(2);
+pub(super) const MAILBOX_SLOT_WAIT: Duration = Duration::from_secs(2);
 
 /// Handles one `items` message, including throttling and per-item failures.
 pub async fn copy(deps: &CopierDeps, job: &ItemJob) -> Result<Copied, PipelineError> {
@@ -73,25 +75,7 @@ pub async fn copy(deps: &CopierDeps, job: &ItemJob) -> Result<Copied, PipelineEr
     if let Some(wait) = throttle_delay(deps.catalog.as_ref(), &key.container, Utc::now()).await? {
         return defer(deps, job, wait).await;
     }
-    // Exchange serves a mailbox at most four requests at a time across all our workers:
-    // copiers share three slots, the mailbox's enumerator (one at a time by its FIFO group)
-    // uses the fourth. Without a free slot the job waits in the queue, not in a Lambda.
-    let lease = if key.container.is_mailbox() {
-        let now = Utc::now();
-        let (resource, until) = (throttle_resource(&key.container), now + MAILBOX_SLOT_LEASE);
-        match deps.catalog.acquire_slot(&key.container.tenant_id, &resource, MAILBOX_COPY_SLOTS, now, until).await? {
-            Some(lease) => Some(lease),
-            None => return defer(deps, job, MAILBOX_SLOT_WAIT).await,
-        }
-    } else {
-        None
-    };
     let copied = copy_state(deps, job, &key).await;
-    if let Some(lease) = lease
-        && let Err(e) = deps.catalog.release_slot(&lease).await
-    {
-        warn!(error = %e, "could not release a mailbox slot; it frees itself when its lease ends");
-    }
     match copied {
         Err(PipelineError::Graph(GraphError::Throttled { retry_after, .. })) => {
             let until = Utc::now() + chrono::Duration::from_std(retry_after).unwrap_or_default();
@@ -108,7 +92,28 @@ pub async fn copy(deps: &CopierDeps, job: &ItemJob) -> Result<Copied, PipelineEr
     }
 }
 
-async fn defer(deps: &CopierDeps, job: &ItemJob, wait: Duration) -> Result<Copied, PipelineError> {
+/// Takes one of the mailbox's copy slots, or `None` when all are held.
+///
+/// Exchange serves a mailbox at most four requests at a time across all our workers: copiers
+/// share three slots, the mailbox's enumerator (one at a time by its FIFO group) uses the
+/// fourth. A slot covers Graph calls only (the `$value` download, a moved message's lookup),
+/// not the vault writes and catalog commit after them, and a change that needs no Graph call
+/// (a read, a flag, a folder, a tombstone) takes none.
+pub(super) async fn acquire_mailbox_slot(deps: &CopierDeps, key: &ItemKey) -> Result<Option<SlotLease>, PipelineError> {
+    let now = Utc::now();
+    let (resource, until) = (throttle_resource(&key.container), now + MAILBOX_SLOT_LEASE);
+    Ok(deps.catalog.acquire_slot(&key.container.tenant_id, &resource, MAILBOX_COPY_SLOTS, now, until).await?)
+}
+
+/// Gives a slot back; a lost release only delays the slot until its lease ends.
+pub(super) async fn release_mailbox_slot(deps: &CopierDeps, lease: SlotLease) {
+    if let Err(e) = deps.catalog.release_slot(&lease).await {
+        warn!(error = %e, "could not release a mailbox slot; it frees itself when its lease ends");
+    }
+}
+
+/// Sends the job back to its queue, to be tried again after `wait` (plus jitter).
+pub(super) async fn defer(deps: &CopierDeps, job: &ItemJob, wait: Duration) -> Result<Copied, PipelineError> {
     // SQS caps DelaySeconds at 15 minutes; jitter spreads a storm's retries.
     let jitter = Duration::from_millis(u64::from(job.deferrals % 7) * 150);
     let delay = (wait + jitter).min(Duration::from_secs(900));

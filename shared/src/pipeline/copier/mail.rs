@@ -15,7 +15,8 @@ use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use super::{
-    ContentSink, Copied, CopierDeps, DOWNLOAD_ATTEMPTS, SMALL_CONTENT_MAX, commit, lock, tombstone, version_of,
+    ContentSink, Copied, CopierDeps, DOWNLOAD_ATTEMPTS, MAILBOX_SLOT_WAIT, SMALL_CONTENT_MAX, acquire_mailbox_slot,
+    commit, defer, lock, release_mailbox_slot, tombstone, version_of,
 };
 use crate::graph::GraphError;
 use crate::keys;
@@ -28,7 +29,12 @@ pub(super) async fn copy_state(deps: &CopierDeps, job: &ItemJob, key: &ItemKey) 
     let mut item = job.item.clone();
     if item.deleted && item.kind == ItemKind::Message {
         // Left a folder: moved (its immutable id still answers) or deleted for good.
-        if let Some(now) = deps.mail.message(user, &key.item_id).await? {
+        let Some(lease) = acquire_mailbox_slot(deps, key).await? else {
+            return defer(deps, job, MAILBOX_SLOT_WAIT).await;
+        };
+        let found = deps.mail.message(user, &key.item_id).await;
+        release_mailbox_slot(deps, lease).await;
+        if let Some(now) = found? {
             item = now;
         }
     }
@@ -56,7 +62,13 @@ pub(super) async fn copy_state(deps: &CopierDeps, job: &ItemJob, key: &ItemKey) 
         }
         return commit(deps, v).await.map(|_| Copied::Committed { bytes: 0 });
     }
-    let Some((content, attachments)) = fetch(deps, key, &version).await? else { return Ok(Copied::Gone) };
+    let Some(lease) = acquire_mailbox_slot(deps, key).await? else {
+        return defer(deps, job, MAILBOX_SLOT_WAIT).await;
+    };
+    let downloaded = download(deps, key, &version).await;
+    release_mailbox_slot(deps, lease).await;
+    let Some(downloaded) = downloaded? else { return Ok(Copied::Gone) };
+    let (content, attachments) = downloaded.finish(deps, key).await?;
     let bytes = content.size;
     let mut v = version_of(key, &item, &version, Some(content), Verification::Sha256);
     if let Some(meta) = v.mail.as_mut() {
@@ -77,14 +89,34 @@ fn reusable(head: Option<&ItemHead>, item: &ItemState) -> Option<(ContentRef, Ve
     Some((current.content.clone()?, held.attachments.clone()))
 }
 
-/// Streams the message's MIME into the vault: buffered up to the small-content limit (and
-/// parsed for its attachments), multipart beyond it. Graph serves `$value` without ranges, so
-/// an interrupted download starts over. None if the message is gone.
-async fn fetch(
-    deps: &CopierDeps,
-    key: &ItemKey,
-    version: &str,
-) -> Result<Option<(ContentRef, Vec<crate::model::AttachmentMeta>)>, PipelineError> {
+/// A message's MIME, read whole from Graph: buffered, or partly uploaded (multipart).
+struct Downloaded {
+    sink: ContentSink,
+    sha256: String,
+    len: u64,
+}
+
+impl Downloaded {
+    /// Stores what was downloaded (the small-content put, or the multipart completion) and
+    /// lists a buffered message's attachments.
+    async fn finish(
+        self,
+        deps: &CopierDeps,
+        key: &ItemKey,
+    ) -> Result<(ContentRef, Vec<crate::model::AttachmentMeta>), PipelineError> {
+        let attachments = match &self.sink {
+            ContentSink::Buffer(buf) => crate::mime::attachments(buf),
+            ContentSink::Multipart { .. } => Vec::new(),
+        };
+        let object = self.sink.finish(deps, key, &self.sha256).await?;
+        Ok((ContentRef { object, size: self.len, sha256: self.sha256, quick_xor_hash: None }, attachments))
+    }
+}
+
+/// Streams the message's MIME from Graph: buffered up to the small-content limit, into a
+/// multipart upload beyond it. Graph serves `$value` without ranges, so an interrupted
+/// download starts over. None if the message is gone.
+async fn download(deps: &CopierDeps, key: &ItemKey, version: &str) -> Result<Option<Downloaded>, PipelineError> {
     let user = key.container.drive_id.as_str();
     let mut attempt = 0;
     loop {
@@ -137,13 +169,7 @@ async fn fetch(
             warn!(item = %key.item_id, attempt, "MIME download interrupted; starting over");
             continue;
         }
-        let attachments = match &sink {
-            ContentSink::Buffer(buf) => crate::mime::attachments(buf),
-            ContentSink::Multipart { .. } => Vec::new(),
-        };
-        let sha256 = hex::encode(sha.finalize());
-        let object = sink.finish(deps, key, &sha256).await?;
-        return Ok(Some((ContentRef { object, size: len, sha256, quick_xor_hash: None }, attachments)));
+        return Ok(Some(Downloaded { sink, sha256: hex::encode(sha.finalize()), len }));
     }
 }
 
