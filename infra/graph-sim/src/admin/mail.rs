@@ -78,7 +78,7 @@ pub async fn ground_truth(State(sim): State<Arc<Inner>>, Path(user): Path<String
             Some(json!({
                 "id": m.immutable_id, "immutable_id": m.immutable_id, "rest_id": m.rest_id(),
                 "folder_id": folder, "folder_path": mb.path(folder),
-                "internet_message_id": m.spec.message_id, "subject": m.spec.subject,
+                "internet_message_id": Some(&m.spec.message_id).filter(|id| !id.is_empty()), "subject": m.spec.subject,
                 "is_read": m.is_read, "is_draft": m.is_draft, "flag": m.flag,
                 "received": m.received.to_rfc3339(), "size": m.mime.len(),
                 "sha256": hex::encode(Sha256::digest(&m.mime)), "attachments": attachments,

@@ -47,6 +47,13 @@ async fn hostile_mime_is_served_byte_for_byte_and_still_listed() {
     assert!(sim.get_json(&format!("/users/{user}/messages/{empty}")).await["internetMessageId"].is_null());
     let truth = sim.mailbox_truth(&user).await;
     assert_eq!(truth["messages"].as_array().map(Vec::len), Some(2 + delivered.len()));
+
+    // And a message Exchange refuses to hand out answers 403 while its neighbours answer
+    let (refused, served) = (&delivered[0].1, &delivered[1].1);
+    sim.post_admin("/faults", json!({"kind": "forbid_content", "item_id": refused})).await;
+    let err = expect(sim.get(&format!("/users/{user}/messages/{refused}/$value")).await, StatusCode::FORBIDDEN).await;
+    assert_eq!(err["error"]["code"], "ErrorAccessDenied");
+    assert_eq!(sim.get(&format!("/users/{user}/messages/{served}/$value")).await.status(), StatusCode::OK);
 }
 
 #[tokio::test]
