@@ -344,6 +344,18 @@ pub struct SyncState {
     /// Mailboxes: when the folder delta last reached its end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub folders_synced_at: Option<DateTime<Utc>>,
+    /// Mailboxes: Graph refused the whole mailbox at the last attempt (deleted, unlicensed,
+    /// access denied). Cleared by the next pass that reaches its end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<Unavailable>,
+}
+
+/// Why a container could not be read, and since when: what was backed up stays current.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Unavailable {
+    /// Graph's answer, e.g. `HTTP 404 MailboxNotEnabledForRESTAPI`.
+    pub reason: String,
+    pub since: DateTime<Utc>,
 }
 
 /// The message delta of one mail folder. Links carry tokens: never logged.

@@ -3,45 +3,33 @@
 //! versioned, and after an emptied folder and a purged mailbox a restore as of a moment brings
 //! every message back (not a draft, attachments byte for byte), and its re-run adds nothing.
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, SecondsFormat, Utc};
+use common::IDLE;
 use local_stack::admin_mail::SimMailbox;
 use local_stack::mail_story::{self, count, view};
 use local_stack::ransomware::api;
-use local_stack::stack::{Stack, StackOptions};
+use local_stack::stack::Stack;
 use reqwest::Method;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use shared::model::ContainerId;
 use shared::store::Catalog;
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-const IDLE: Duration = Duration::from_secs(300);
 const UPN: &str = "megan@contoso.test";
 
 async fn start() -> Result<Stack> {
-    let mut opts = StackOptions::new(repo_root());
-    opts.seed = Some(json!({"seed": 21, "users": [
-        {"user_principal_name": UPN, "display_name": "Megan", "has_drive": false,
-         "files": 0, "folders": 0, "max_depth": 0, "min_size": 0, "max_size": 0, "hostile_names": false,
-         "onenote_packages": 0, "large_files": [],
-         "mail": {"messages": 40, "folders": 3, "seed": 5, "large_attachments": [4_500_000]}}
-    ]}));
-    opts.sweep_every = None;
-    opts.stack_name = format!("mail-{}", &uuid::Uuid::new_v4().to_string()[..8]);
-    Stack::start(opts).await
+    let mail = json!({"messages": 40, "folders": 3, "seed": 5, "large_attachments": [4_500_000]});
+    common::start_mail_stack("mail", vec![common::mail_user(UPN, "Megan", mail)]).await
 }
 
 async fn user_id(stack: &Stack) -> Result<String> {
-    let users = stack.admin.users().await?;
-    Ok(users.into_iter().find(|u| u.user_principal_name == UPN).context("no user")?.id)
+    common::user_id(stack, UPN).await
 }
 
 async fn assert_backed_up(stack: &Stack, user: &str) -> Result<()> {

@@ -13,6 +13,7 @@
 
 mod admin;
 mod auth;
+pub mod bad_mail;
 pub mod content;
 mod error;
 mod faults;
@@ -86,6 +87,9 @@ pub struct SimConfig {
     pub mail_upload_window: Duration,
     /// Largest request body on a mail write (4 MB); larger answers `413`.
     pub mail_request_max: u64,
+    /// Exchange Online's largest message (150 MB, MIME encoding included): a bigger
+    /// delivery is refused (`413 ErrorMessageSizeExceeded`), so Graph never serves one.
+    pub mail_max_message_bytes: u64,
 }
 
 impl Default for SimConfig {
@@ -116,6 +120,7 @@ impl Default for SimConfig {
             mail_upload_bytes_per_window: 150 * 1024 * 1024,
             mail_upload_window: Duration::from_secs(300),
             mail_request_max: 4 * 1024 * 1024,
+            mail_max_message_bytes: 150 * 1024 * 1024,
         }
     }
 }

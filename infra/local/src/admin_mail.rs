@@ -98,6 +98,13 @@ impl Admin {
         Ok(done["deleted"].as_u64().unwrap_or_default())
     }
 
+    /// Deletes a mailbox or takes its licence away, or gives either back
+    /// (`{"has_mailbox"?, "licensed"?}`); the content stays in the simulator.
+    pub async fn set_mailbox_state(&self, user: &str, change: Value) -> Result<()> {
+        let _: Value = self.call(reqwest::Method::PATCH, &format!("/users/{user}"), Some(change)).await?;
+        Ok(())
+    }
+
     pub async fn create_mail_folder(&self, user: &str, parent: Option<&str>, name: &str) -> Result<String> {
         let body = json!({"parent": parent, "name": name});
         let created: Value =

@@ -62,6 +62,9 @@ struct Protection {
     last_synced_at: Option<DateTime<Utc>>,
     health: &'static str,
     open_failures: usize,
+    /// Graph refuses the whole container (a mailbox deleted or unlicensed): what and since when.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unavailable: Option<crate::model::Unavailable>,
 }
 
 pub(crate) async fn resources(
@@ -94,6 +97,7 @@ pub(crate) async fn resources(
             last_synced_at: sync.last_synced_at,
             health: describe(&sync),
             open_failures,
+            unavailable: sync.unavailable.clone(),
         };
         let id = record.container.drive_id.clone();
         if record.container.is_mailbox() {

@@ -19,6 +19,9 @@ pub const DEFAULT_THROTTLE_WAIT: Duration = Duration::from_secs(10);
 /// Error codes that mean "this delta token cannot be served" whatever the status.
 const RESYNC_CODES: [&str; 3] = ["resyncRequired", "syncStateNotFound", "syncStateInvalid"];
 
+/// 404 codes that speak of the mailbox (or its user), never of one item in it.
+const MAILBOX_GONE_CODES: [&str; 2] = ["MailboxNotEnabledForRESTAPI", "ErrorInvalidUser"];
+
 /// Graph error bodies are echoed into messages; keep them short.
 const MAX_MESSAGE_CHARS: usize = 300;
 
@@ -34,6 +37,12 @@ pub enum GraphError {
     ResyncRequired { restart: Option<DeltaLink> },
     #[error("not found")]
     NotFound,
+    /// 404 about the whole mailbox, not one item in it: deleted or soft-deleted, without an
+    /// Exchange Online licence, on-premises (`MailboxNotEnabledForRESTAPI`), or its user is
+    /// gone (`ErrorInvalidUser`). Nothing in it was deleted by its owner: what was backed up
+    /// stays current.
+    #[error("mailbox unavailable ({code})")]
+    MailboxUnavailable { code: String },
     #[error("forbidden ({code})")]
     Forbidden { code: String },
     /// Still 401 after one token refresh.
@@ -103,6 +112,12 @@ impl GraphError {
         matches!(self, Self::NotFound)
     }
 
+    /// The whole mailbox cannot be read now (gone, or access to it refused): no item in it
+    /// may be taken for deleted, and its other items will fail the same way.
+    pub fn is_mailbox_unavailable(&self) -> bool {
+        matches!(self, Self::MailboxUnavailable { .. } | Self::Forbidden { .. })
+    }
+
     /// The name is taken in the target folder (or another 409).
     pub fn is_conflict(&self) -> bool {
         matches!(self, Self::Conflict { .. })
@@ -157,6 +172,9 @@ pub(crate) fn from_response(status: StatusCode, headers: &HeaderMap, body: &[u8]
                 .and_then(|v| request_url.join(v).ok())
                 .map(|u| DeltaLink::new(u.to_string())),
         },
+        404 if MAILBOX_GONE_CODES.iter().any(|c| code.eq_ignore_ascii_case(c)) => {
+            GraphError::MailboxUnavailable { code }
+        }
         404 => GraphError::NotFound,
         409 => GraphError::Conflict { code },
         412 => GraphError::PreconditionFailed,
@@ -265,6 +283,8 @@ mod tests {
     fn client_and_server_errors_map_to_their_variants() {
         let body = r#"{"error":{"code":"itemNotFound","message":"The resource could not be found."}}"#;
         check(404, &[], body, GraphError::NotFound);
+        let gone = r#"{"error":{"code":"MailboxNotEnabledForRESTAPI","message":"The mailbox is either inactive, soft-deleted, or is hosted on-premise."}}"#;
+        check(404, &[], gone, GraphError::MailboxUnavailable { code: "MailboxNotEnabledForRESTAPI".into() });
         let denied = r#"{"error":{"code":"accessDenied","message":"no"}}"#;
         check(403, &[], denied, GraphError::Forbidden { code: "accessDenied".into() });
         let expired = r#"{"error":{"code":"InvalidAuthenticationToken"}}"#;

@@ -82,13 +82,31 @@ pub async fn copy(deps: &CopierDeps, job: &ItemJob) -> Result<Copied, PipelineEr
             deps.catalog.throttle(&key.container.tenant_id, &throttle_resource(&key.container), until).await?;
             defer(deps, job, retry_after).await
         }
-        Err(PipelineError::Graph(GraphError::Forbidden { code })) => {
-            let reason = format!("Graph refused access to the content ({code})");
+        Err(PipelineError::Graph(e)) if refusal(&key, &e).is_some() => {
+            let reason = refusal(&key, &e).unwrap_or_default();
             warn!(item = %key.item_id, %reason, "item cannot be backed up");
             deps.catalog.record_failure(&key, &reason, Utc::now()).await?;
             Ok(Copied::Failed(reason))
         }
         other => other,
+    }
+}
+
+/// Why Graph's answer means this item cannot be copied now, whatever we retry: it is recorded
+/// as the item's failure (never silently skipped; reconcile tries again) instead of burning
+/// the message's receives. A mailbox that is gone or refused takes nothing with it: no
+/// tombstone is written, what was backed up stays current. A message Exchange refuses to
+/// serve (another 4xx) is one item, not the mailbox.
+fn refusal(key: &ItemKey, e: &GraphError) -> Option<String> {
+    match e {
+        GraphError::Forbidden { code } => Some(format!("Graph refused access to the content ({code})")),
+        GraphError::MailboxUnavailable { code } => {
+            Some(format!("mailbox unavailable ({code}); versions already backed up are kept"))
+        }
+        GraphError::Http { status, code, .. } if key.container.is_mailbox() && (400..500).contains(status) => {
+            Some(format!("Graph refused the message (HTTP {status}, {code})"))
+        }
+        _ => None,
     }
 }
 

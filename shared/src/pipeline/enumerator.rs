@@ -40,6 +40,8 @@ pub struct Enumeration {
     pub continued: bool,
     /// A full enumeration ran (first crawl, resync or reconcile).
     pub full_scan: bool,
+    /// Graph refused the whole container (a mailbox deleted or unlicensed): nothing recorded.
+    pub unavailable: bool,
 }
 
 /// Handles one `changes` message.
@@ -289,6 +291,9 @@ pub(super) async fn tombstone_unseen(
 
 /// For the state of an in-progress or finished enumeration (health reporting).
 pub fn describe(state: &SyncState) -> &'static str {
+    if state.unavailable.is_some() {
+        return "unavailable";
+    }
     match (state.full_scan.is_some(), state.next_link.is_some(), state.delta_link.is_some()) {
         (true, _, _) => "full enumeration in progress",
         (false, true, _) => "incremental enumeration in progress",

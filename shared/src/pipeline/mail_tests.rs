@@ -46,6 +46,8 @@ pub(super) struct FakeMailbox {
     page_size: AtomicU32,
     downloads: AtomicU32,
     expire_links: AtomicBool,
+    /// Set: Graph refuses the whole mailbox with this error (deleted, unlicensed).
+    refused: Mutex<Option<GraphError>>,
 }
 
 fn mime(subject: &str, attachment: bool) -> Bytes {
@@ -69,7 +71,22 @@ impl FakeMailbox {
         self.folders.lock().expect("lock").insert(id.into(), (name.into(), parent.into()));
     }
 
-    fn deliver(&self, id: &str, folder: &str, attachment: bool) -> Bytes {
+    /// Graph answers every call on the mailbox with `error` (None: serves it again).
+    pub(super) fn refuse(&self, error: Option<GraphError>) {
+        *self.refused.lock().expect("lock") = error;
+    }
+
+    fn check(&self) -> Result<(), GraphError> {
+        self.refused.lock().expect("lock").clone().map_or(Ok(()), Err)
+    }
+
+    /// A message whose MIME is `raw`, exactly.
+    pub(super) fn deliver_raw(&self, id: &str, folder: &str, raw: &[u8]) {
+        let m = FakeMessage { folder: folder.into(), change_key: 1, is_read: false, mime: Bytes::copy_from_slice(raw) };
+        self.messages.lock().expect("lock").insert(id.into(), m);
+    }
+
+    pub(super) fn deliver(&self, id: &str, folder: &str, attachment: bool) -> Bytes {
         let body = mime(id, attachment);
         let m = FakeMessage { folder: folder.into(), change_key: 1, is_read: false, mime: body.clone() };
         self.messages.lock().expect("lock").insert(id.into(), m);
@@ -161,6 +178,7 @@ impl MailReader for FakeMailbox {
     }
 
     async fn folder_delta(&self, _user: &str, link: Option<&str>) -> Result<MailPage, GraphError> {
+        self.check()?;
         let now = self
             .folders
             .lock()
@@ -181,6 +199,7 @@ impl MailReader for FakeMailbox {
     }
 
     async fn message_delta(&self, _user: &str, folder: &str, link: Option<&str>) -> Result<MailPage, GraphError> {
+        self.check()?;
         if !self.folders.lock().expect("lock").contains_key(folder) {
             return Err(GraphError::NotFound);
         }
@@ -196,11 +215,13 @@ impl MailReader for FakeMailbox {
     }
 
     async fn message(&self, _user: &str, id: &str) -> Result<Option<ItemState>, GraphError> {
+        self.check()?;
         Ok(self.messages.lock().expect("lock").get(id).map(|m| self.state(id, m)))
     }
 
     async fn mime(&self, _user: &str, id: &str) -> Result<Download, GraphError> {
         self.downloads.fetch_add(1, Ordering::SeqCst);
+        self.check()?;
         let body = self.messages.lock().expect("lock").get(id).map(|m| m.mime.clone()).ok_or(GraphError::NotFound)?;
         Ok(Download {
             total_len: Some(body.len() as u64),
@@ -210,16 +231,16 @@ impl MailReader for FakeMailbox {
     }
 }
 
-struct World {
-    mailbox: Arc<FakeMailbox>,
-    catalog: Arc<MemoryCatalog>,
+pub(super) struct World {
+    pub(super) mailbox: Arc<FakeMailbox>,
+    pub(super) catalog: Arc<MemoryCatalog>,
     vault: Arc<MemoryVault>,
-    sink: Arc<MemorySink>,
-    copier: CopierDeps,
+    pub(super) sink: Arc<MemorySink>,
+    pub(super) copier: CopierDeps,
     enumerator: EnumeratorDeps,
 }
 
-fn world() -> World {
+pub(super) fn world() -> World {
     let mailbox = Arc::new(FakeMailbox::default());
     let drive = Arc::new(super::tests::FakeDrive::default());
     let vault = Arc::new(MemoryVault::new());
@@ -253,13 +274,13 @@ fn world() -> World {
     }
 }
 
-fn mailbox() -> ContainerId {
+pub(super) fn mailbox() -> ContainerId {
     ContainerId::mailbox("tenant", USER)
 }
 
 impl World {
     /// One enumeration (with its continuations) and every job it queued, until quiet.
-    async fn sync(&self, reason: ChangeReason) {
+    pub(super) async fn sync(&self, reason: ChangeReason) {
         let mut changes = vec![ChangeJob::new(mailbox(), reason, Utc::now())];
         while let Some(job) = changes.pop() {
             let deadline = Instant::now() + Duration::from_secs(60);
@@ -285,7 +306,7 @@ impl World {
         self.catalog.versions(&mailbox().item(id), 100).await.expect("history")
     }
 
-    async fn current(&self, id: &str) -> crate::model::ItemVersion {
+    pub(super) async fn current(&self, id: &str) -> crate::model::ItemVersion {
         self.catalog.head(&mailbox().item(id)).await.expect("head").expect("held").current
     }
 }
@@ -323,7 +344,7 @@ async fn a_mailbox_is_backed_up_folder_by_folder_with_mime_and_metadata() {
 }
 
 impl World {
-    async fn vault_bytes(&self, object: &crate::model::ObjectRef) -> Bytes {
+    pub(super) async fn vault_bytes(&self, object: &crate::model::ObjectRef) -> Bytes {
         crate::store::Vault::get(self.vault.as_ref(), object).await.expect("vault")
     }
 }

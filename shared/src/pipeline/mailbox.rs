@@ -17,7 +17,7 @@ use super::enumerator::{
 };
 use super::{MailPage, PipelineError, throttle_delay, throttle_resource};
 use crate::graph::GraphError;
-use crate::model::{ChangeJob, ChangeReason, ContainerId, FolderSync, ItemKind, ItemState, SyncState};
+use crate::model::{ChangeJob, ChangeReason, ContainerId, FolderSync, ItemKind, ItemState, SyncState, Unavailable};
 use crate::store::QueueName;
 
 /// What a page request is about.
@@ -45,7 +45,11 @@ pub async fn enumerate(
         start_pass(&mut state, job.reason == ChangeReason::Reconcile);
         // Once per mailbox: browsing starts from the root, which no folder delta lists.
         if state.root_id.is_none() {
-            state.root_id = deps.mail.root_folder_id(&c.drive_id).await?;
+            match deps.mail.root_folder_id(&c.drive_id).await {
+                Ok(root) => state.root_id = root,
+                Err(e) if e.is_mailbox_unavailable() => return mark_unavailable(deps, c, &mut state, &e, out).await,
+                Err(e) => return Err(e.into()),
+            }
         }
         deps.catalog.put_sync_state(c, &state).await?;
     }
@@ -59,15 +63,39 @@ pub async fn enumerate(
                 start_pass(&mut state, true);
                 deps.catalog.put_sync_state(c, &state).await?;
             }
+            Err(PipelineError::Graph(e)) if e.is_mailbox_unavailable() => {
+                return mark_unavailable(deps, c, &mut state, &e, out).await;
+            }
             Err(e) => return Err(e),
         }
     }
     if let Some(scan) = state.full_scan.take() {
         out.tombstones = tombstone_unseen(deps, c, &scan).await?;
     }
+    state.unavailable = None;
     state.last_synced_at = Some(Utc::now());
     deps.catalog.put_sync_state(c, &state).await?;
     info!(mailbox = %c.drive_id, pages = out.pages, jobs = out.jobs, tombstones = out.tombstones, full = out.full_scan, "mailbox enumeration complete");
+    Ok(out)
+}
+
+/// Graph refused the whole mailbox (deleted, unlicensed, access denied): the pass stops where
+/// it is, with nothing tombstoned (its owner deleted nothing), its links and any full scan kept
+/// so that it resumes if the mailbox comes back, and the refusal recorded for the health
+/// report. The job is done: retrying it would answer the same until someone acts.
+async fn mark_unavailable(
+    deps: &EnumeratorDeps,
+    c: &ContainerId,
+    state: &mut SyncState,
+    error: &GraphError,
+    mut out: Enumeration,
+) -> Result<Enumeration, PipelineError> {
+    let reason = error.to_string();
+    warn!(mailbox = %c.drive_id, %reason, "mailbox unavailable; its backup is kept as it is");
+    let since = state.unavailable.as_ref().map_or_else(Utc::now, |u| u.since);
+    state.unavailable = Some(Unavailable { reason, since });
+    deps.catalog.put_sync_state(c, state).await?;
+    out.unavailable = true;
     Ok(out)
 }
 

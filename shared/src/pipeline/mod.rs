@@ -265,6 +265,8 @@ pub fn item_state(item: &DriveItem) -> ItemState {
 }
 
 #[cfg(test)]
+mod mail_bad_input_tests;
+#[cfg(test)]
 mod mail_tests;
 #[cfg(test)]
 mod scheduler_tests;

@@ -108,8 +108,8 @@ pub async fn discover(deps: &SchedulerDeps) -> Result<Report, PipelineError> {
                 protect(deps, container, &user, &mut report, &mut fresh).await?;
             }
             Ok(None) => report.without_mailbox += 1,
-            Err(GraphError::Forbidden { code }) => {
-                warn!(user = %user.id, %code, "mailbox not readable (licence or consent); not protected");
+            Err(GraphError::MailboxUnavailable { code } | GraphError::Forbidden { code }) => {
+                warn!(user = %user.id, %code, "mailbox not readable (none, licence or consent); not newly protected");
                 report.without_mailbox += 1;
             }
             Err(e) => return Err(e.into()),
@@ -208,8 +208,15 @@ pub async fn renew(deps: &SchedulerDeps) -> Result<Report, PipelineError> {
         if record.subscription_expires.is_some_and(|e| e > Utc::now() + Duration::minutes(within)) {
             continue;
         }
-        if renew_one(deps, &mut record).await? {
-            resync.push(record.container.clone());
+        match renew_one(deps, &mut record).await {
+            Ok(true) => resync.push(record.container.clone()),
+            Ok(false) => {}
+            // A mailbox deleted or unlicensed since: its backup stays, the others are renewed.
+            Err(PipelineError::Graph(e)) if record.container.is_mailbox() && e.is_mailbox_unavailable() => {
+                warn!(container = %record.container.drive_id, error = %e, "mailbox unavailable; subscription not renewed");
+                continue;
+            }
+            Err(e) => return Err(e),
         }
         report.renewed += 1;
         deps.catalog.put_container(&record).await?;

@@ -121,6 +121,34 @@ pub async fn add_user(State(sim): State<Arc<Inner>>, body: Bytes) -> GraphResult
     Ok((StatusCode::CREATED, Json(json)))
 }
 
+/// `PATCH /admin/users/{user}`: what happens to a mailbox after it was found. Without a
+/// mailbox (deleted, or soft-deleted for its 30 days) mail routes answer `404
+/// MailboxNotEnabledForRESTAPI`; without a licence `403 ErrorAccessDenied`. The mailbox's
+/// content is kept, so giving either back brings it back unchanged, as Exchange does.
+#[derive(Deserialize)]
+pub struct EditUser {
+    has_mailbox: Option<bool>,
+    licensed: Option<bool>,
+}
+
+pub async fn edit_user(
+    State(sim): State<Arc<Inner>>,
+    axum::extract::Path(user): axum::extract::Path<String>,
+    body: Bytes,
+) -> GraphResult<Json<Value>> {
+    let req: EditUser = parse(&body)?;
+    let mut st = sim.lock();
+    let id = st.user(&user).map(|u| u.id.clone()).ok_or_else(|| GraphError::not_found("No such user."))?;
+    if req.has_mailbox == Some(true) && !st.mailboxes.contains_key(&id) {
+        let mailbox = Mailbox::new(&id, &mut IdRng::random());
+        st.mailboxes.insert(id.clone(), mailbox);
+    }
+    let u = st.users.iter_mut().find(|u| u.id == id).ok_or_else(|| GraphError::not_found("No such user."))?;
+    u.has_mailbox = req.has_mailbox.unwrap_or(u.has_mailbox);
+    u.licensed = req.licensed.unwrap_or(u.licensed);
+    Ok(Json(user_json(u)))
+}
+
 #[derive(Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum FaultReq {

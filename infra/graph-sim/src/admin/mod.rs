@@ -21,6 +21,7 @@ pub fn router() -> Router<Arc<Inner>> {
     Router::new()
         .route("/seed", post(control::seed))
         .route("/users", get(control::list_users).post(control::add_user))
+        .route("/users/{user}", patch(control::edit_user))
         .route("/drives/{drive}/items", get(items::list).post(items::create))
         .route("/drives/{drive}/items/{id}", patch(items::rename_move).delete(items::remove))
         .route("/drives/{drive}/items/{id}/content", post(items::edit_content))

@@ -98,7 +98,16 @@ pub fn message(ctx: &MailCtx<'_>, id: &str) -> GraphResult<Response> {
     Ok(Json(json).into_response())
 }
 
+/// The raw MIME. The `forbid_content` fault (by immutable id) refuses one message's bytes
+/// while the mailbox answers everything else, as when Exchange denies a single item.
 pub fn mime(ctx: &MailCtx<'_>, id: &str) -> GraphResult<Response> {
-    let bytes = ctx.read(|mb| Ok(mb.message_or_404(id)?.mime.clone()))?;
+    let forbidden = ctx.sim.lock().faults.forbidden_items.clone();
+    let bytes = ctx.read(|mb| {
+        let m = mb.message_or_404(id)?;
+        if forbidden.contains(&m.immutable_id) {
+            return Err(GraphError::new(StatusCode::FORBIDDEN, "ErrorAccessDenied", "Access is denied to this item."));
+        }
+        Ok(m.mime.clone())
+    })?;
     Ok(([(header::CONTENT_TYPE, "text/plain")], bytes).into_response())
 }

@@ -81,7 +81,8 @@ pub fn message_json(m: &Message, immutable: bool, select: Option<&str>) -> Value
         "receivedDateTime": ts(m.received),
         "sentDateTime": m.sent.filter(|_| !m.is_draft).map(ts),
         "hasAttachments": m.spec.attachments.iter().any(|a| !a.inline),
-        "internetMessageId": m.spec.message_id,
+        // A message whose MIME has no Message-ID has no internetMessageId either.
+        "internetMessageId": Some(&m.spec.message_id).filter(|id| !id.is_empty()),
         "subject": m.spec.subject,
         "bodyPreview": body_preview(m),
         "importance": if m.spec.importance.is_empty() { "normal" } else { m.spec.importance.as_str() },

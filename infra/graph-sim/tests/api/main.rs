@@ -7,6 +7,7 @@ mod auth_users;
 mod content;
 mod delta;
 mod faults;
+mod mail_bad_input;
 mod mail_limits;
 mod mail_notify;
 mod mail_read;
