@@ -22,6 +22,18 @@ pub enum RestoreStep {
     Plan { dry_run: bool },
     /// Restore these items of the job's container (a chunk of the plan).
     Items { item_ids: Vec<String> },
+    /// Export jobs: write zip `part` of `of`, holding the messages in scope whose ids lie in
+    /// `[from, to)` in item order (`None`: unbounded). Ranges, not id lists, keep the message
+    /// small whatever the part's size, and cover every message even if the catalog gained
+    /// one since the plan.
+    ExportPart {
+        part: u32,
+        of: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
+    },
 }
 
 impl RestoreTask {

@@ -72,8 +72,8 @@ fn dos_time(t: DateTime<Utc>) -> (u16, u16) {
     if t.year() < 1980 || t.year() > 2107 {
         return (0, (1 << 5) | 1);
     }
-    let time = (t.hour() << 11 | t.minute() << 5 | t.second() / 2) as u16;
-    let date = (((t.year() - 1980) as u32) << 9 | t.month() << 5 | t.day()) as u16;
+    let time = ((t.hour() << 11) | (t.minute() << 5) | (t.second() / 2)) as u16;
+    let date = ((((t.year() - 1980) as u32) << 9) | (t.month() << 5) | t.day()) as u16;
     (time, date)
 }
 
@@ -254,8 +254,11 @@ mod tests {
         DateTime::parse_from_rfc3339(s).expect("time").with_timezone(&Utc)
     }
 
+    /// Year, month, day, hour, minute, second.
+    type DosTime = (u16, u8, u8, u8, u8, u8);
+
     /// Reads an archive back with an independent reader: (name, bytes, DOS time) per entry.
-    fn read_back(archive: &[u8]) -> Vec<(String, Vec<u8>, (u16, u8, u8, u8, u8, u8))> {
+    fn read_back(archive: &[u8]) -> Vec<(String, Vec<u8>, DosTime)> {
         let mut zip = ::zip::ZipArchive::new(std::io::Cursor::new(archive)).expect("a valid zip");
         (0..zip.len())
             .map(|i| {
