@@ -24,20 +24,11 @@ const UPN: &str = "megan@contoso.test";
 
 async fn start() -> Result<Stack> {
     let mut opts = StackOptions::new(repo_root());
-    opts.seed = Some(json!({"seed": 21, "users": [
-        {"user_principal_name": UPN, "display_name": "Megan", "has_drive": false,
-         "files": 0, "folders": 0, "max_depth": 0, "min_size": 0, "max_size": 0, "hostile_names": false,
-         "onenote_packages": 0, "large_files": [],
-         "mail": {"messages": 40, "folders": 3, "seed": 5, "large_attachments": [4_500_000]}}
-    ]}));
+    let mail = json!({"messages": 40, "folders": 3, "seed": 5, "large_attachments": [4_500_000]});
+    opts.seed = Some(mail_story::one_mailbox_tenant(UPN, mail));
     opts.sweep_every = None;
     opts.stack_name = format!("mail-{}", &uuid::Uuid::new_v4().to_string()[..8]);
     Stack::start(opts).await
-}
-
-async fn user_id(stack: &Stack) -> Result<String> {
-    let users = stack.admin.users().await?;
-    Ok(users.into_iter().find(|u| u.user_principal_name == UPN).context("no user")?.id)
 }
 
 async fn assert_backed_up(stack: &Stack, user: &str) -> Result<()> {
@@ -51,7 +42,7 @@ async fn a_mailbox_is_backed_up_its_changes_versioned_and_restored_as_of_a_momen
     // Given a mailbox of 40 messages in nested folders, one with a 4.5 MB attachment, backed up
     let stack = start().await?;
     stack.idle(IDLE).await?;
-    let user = user_id(&stack).await?;
+    let user = mail_story::user_id(&stack, UPN).await?;
     let mailbox = ContainerId::mailbox(stack.info.graph.tenant_id.clone(), &user);
     let truth = stack.admin.mailbox(&user).await?;
     assert!(truth.messages.len() >= 40);
