@@ -1,5 +1,6 @@
 //! The `restores` queue's message: the API sends the plan step, the restorer fans the files
-//! out to itself in `items` steps. Ids only, never names, links or content.
+//! out to itself in `items` steps (an export's in `export_part` steps). Ids only, never names,
+//! links or content.
 
 use serde::{Deserialize, Serialize};
 
@@ -54,5 +55,13 @@ mod tests {
             serde_json::from_str(r#"{"v":1,"job_id":"j","step":{"kind":"items","item_ids":["a","b"]}}"#)
                 .expect("parse");
         assert_eq!(items.step, RestoreStep::Items { item_ids: vec!["a".into(), "b".into()] });
+        // An export part names its range; an open end is left out of the message.
+        let part: RestoreTask =
+            serde_json::from_str(r#"{"v":1,"job_id":"j","step":{"kind":"export_part","part":2,"of":3,"from":"m7"}}"#)
+                .expect("parse");
+        let step = RestoreStep::ExportPart { part: 2, of: 3, from: Some("m7".into()), to: None };
+        assert_eq!(part.step, step);
+        let json = serde_json::to_value(&step).expect("json");
+        assert_eq!(json, serde_json::json!({"kind": "export_part", "part": 2, "of": 3, "from": "m7"}));
     }
 }

@@ -7,6 +7,9 @@
 //! A job runs as a plan step (tree, folders, counts) that fans the files out in chunks to
 //! the same queue; each chunk records per-item outcomes idempotently, so a redelivered or
 //! re-run chunk changes nothing that is already restored.
+//!
+//! Mailboxes are restored by `mail`; export jobs (target `export`) never write to Microsoft
+//! 365 and are `export`'s: zips of `.eml` files in the exports bucket.
 
 mod conflicts;
 mod export;
