@@ -211,6 +211,8 @@ impl SchedulerConfig {
 pub struct RestorerConfig {
     pub catalog_table: String,
     pub vault_bucket: String,
+    /// Where export jobs write their zips (not the vault: no Object Lock, expired by lifecycle).
+    pub exports_bucket: String,
     pub queues: BTreeMap<QueueName, String>,
     pub graph: GraphIdentity,
 }
@@ -220,6 +222,7 @@ impl RestorerConfig {
         Ok(Self {
             catalog_table: s.required("CATALOG_TABLE")?,
             vault_bucket: s.required("VAULT_BUCKET")?,
+            exports_bucket: s.required("EXPORTS_BUCKET")?,
             queues: queue_urls(s, &[(QueueName::Restores, "RESTORES_QUEUE_URL")])?,
             graph: GraphIdentity::restorer(s)?,
         })
@@ -233,6 +236,8 @@ pub struct RestoreApiConfig {
     pub tenant_id: String,
     pub catalog_table: String,
     pub vault_bucket: String,
+    /// Export zips, signed for download.
+    pub exports_bucket: String,
     pub queues: BTreeMap<QueueName, String>,
 }
 
@@ -242,6 +247,7 @@ impl RestoreApiConfig {
             tenant_id: s.required("TENANT_ID")?,
             catalog_table: s.required("CATALOG_TABLE")?,
             vault_bucket: s.required("VAULT_BUCKET")?,
+            exports_bucket: s.required("EXPORTS_BUCKET")?,
             queues: queue_urls(s, &[(QueueName::Restores, "RESTORES_QUEUE_URL")])?,
         })
     }

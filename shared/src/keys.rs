@@ -34,6 +34,12 @@ fn item_prefix(item: &ItemKey) -> String {
     format!("{}/items/{}", container_prefix(&item.container), opaque_id(&item.item_id))
 }
 
+/// One zip of an export job, in the exports bucket (not the vault). The job id is ours (a
+/// UUID), never a name from Microsoft 365.
+pub fn export_key(tenant_id: &str, job_id: &str, part: u32, of: u32) -> String {
+    format!("{}/exports/{job_id}/mailbox-part-{part:04}-of-{of:04}.zip", tenant_prefix(tenant_id))
+}
+
 pub fn container_prefix(c: &ContainerId) -> String {
     let kind = match c.kind {
         ContainerKind::Drive => "drives",

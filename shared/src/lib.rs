@@ -6,6 +6,7 @@ pub mod api;
 pub mod aws;
 pub mod clientstate;
 pub mod config;
+pub mod export;
 pub mod graph;
 pub mod keys;
 pub mod mime;

@@ -427,6 +427,10 @@ pub enum RestoreTarget {
         drive_id: String,
         folder_id: String,
     },
+    /// Mailboxes only: no write to Microsoft 365; the messages in scope as they were at the
+    /// restore time become `.eml` files in zips in the exports bucket, downloaded through
+    /// presigned links the job shows once it has finished.
+    Export,
 }
 
 /// What to do when the target already holds an item of that name (alternate targets).
@@ -521,6 +525,26 @@ pub enum RestoreOutcome {
     /// now held by another item, an item created after the restore time); the detail says
     /// what the restore will do about it.
     Conflict,
+}
+
+/// One zip of an export job, recorded when its upload has completed (the commit point of the
+/// part: its messages' reports are written before it).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ExportPart {
+    /// 1-based.
+    pub part: u32,
+    /// How many parts the export has: the job is finished when all of them are recorded.
+    pub of: u32,
+    /// Key in the exports bucket (not versioned: each job writes its own keys once).
+    pub key: String,
+    pub bytes: u64,
+    /// SHA-256 of the whole zip, hex.
+    pub sha256: String,
+    /// `.eml` entries in the zip.
+    pub messages: u64,
+    /// Messages of this part left out (each has a `failed` report and a manifest line).
+    pub failed: u64,
+    pub completed_at: DateTime<Utc>,
 }
 
 /// What a restore's plan step found: counts a dry run reports and a run works through.

@@ -115,6 +115,7 @@ pub async fn restorer(
         vault: Arc::new(S3Vault::new(aws, cfg.vault_bucket.clone())),
         catalog: Arc::new(DynamoCatalog::new(aws, cfg.catalog_table.clone())),
         sink: Arc::new(SqsSink::new(aws, cfg.queues.clone())),
+        exports: Arc::new(crate::aws::S3Exports::new(aws, cfg.exports_bucket.clone())),
     })
 }
 
@@ -125,5 +126,6 @@ pub async fn restore_api(cfg: &crate::config::RestoreApiConfig, aws: &aws_config
         catalog: Arc::new(DynamoCatalog::new(aws, cfg.catalog_table.clone())),
         sink: Arc::new(SqsSink::new(aws, cfg.queues.clone())),
         presigner: Arc::new(crate::api::S3Presigner::new(crate::aws::s3_client(aws), cfg.vault_bucket.clone())),
+        exports: Arc::new(crate::api::S3Presigner::new(crate::aws::s3_client(aws), cfg.exports_bucket.clone())),
     }
 }

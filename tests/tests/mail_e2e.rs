@@ -25,11 +25,7 @@ const UPN: &str = "megan@contoso.test";
 
 async fn start() -> Result<Stack> {
     let mail = json!({"messages": 40, "folders": 3, "seed": 5, "large_attachments": [4_500_000]});
-    common::start_mail_stack("mail", vec![common::mail_user(UPN, "Megan", mail)]).await
-}
-
-async fn user_id(stack: &Stack) -> Result<String> {
-    common::user_id(stack, UPN).await
+    common::start_mail_stack("mail", vec![mail_story::mail_user(UPN, "Megan", mail)]).await
 }
 
 async fn assert_backed_up(stack: &Stack, user: &str) -> Result<()> {
@@ -84,7 +80,7 @@ async fn a_mailbox_is_backed_up_its_changes_versioned_and_restored_as_of_a_momen
     // Given a mailbox of 40 messages in nested folders, one with a 4.5 MB attachment, backed up
     let stack = start().await?;
     stack.idle(IDLE).await?;
-    let user = user_id(&stack).await?;
+    let user = mail_story::user_id(&stack, UPN).await?;
     let mailbox = ContainerId::mailbox(stack.info.graph.tenant_id.clone(), &user);
     let truth = stack.admin.mailbox(&user).await?;
     assert!(truth.messages.len() >= 40);

@@ -60,10 +60,13 @@ fn expected_grants() -> BTreeMap<&'static str, Vec<(&'static str, &'static str)>
         ("secretsmanager:GetSecretValue", "ClientStateKeySecret"),
     ];
     catalog(&mut scheduler);
-    // Reads versions by the S3 version id the catalog names, writes to Microsoft 365 only.
+    // Reads versions by the S3 version id the catalog names, writes to Microsoft 365, and
+    // writes export zips (multipart) without being able to read or delete them.
     let mut restorer = vec![
         ("s3:GetObject", "${VaultBucket.Arn}/*"),
         ("s3:GetObjectVersion", "${VaultBucket.Arn}/*"),
+        ("s3:PutObject", "${ExportsBucket.Arn}/*"),
+        ("s3:AbortMultipartUpload", "${ExportsBucket.Arn}/*"),
         ("sqs:SendMessage", "RestoresQueue.Arn"),
         ("secretsmanager:GetSecretValue", "GraphRestorerSecret"),
     ];
@@ -72,6 +75,7 @@ fn expected_grants() -> BTreeMap<&'static str, Vec<(&'static str, &'static str)>
     let mut restore_api = vec![
         ("s3:GetObject", "${VaultBucket.Arn}/*"),
         ("s3:GetObjectVersion", "${VaultBucket.Arn}/*"),
+        ("s3:GetObject", "${ExportsBucket.Arn}/*"),
         ("sqs:SendMessage", "RestoresQueue.Arn"),
     ];
     catalog(&mut restore_api);
@@ -343,11 +347,17 @@ fn secretless_functions_hold_no_secret(t: &Value) -> Vec<String> {
     violations
 }
 
+/// Whether a grant's resource can name vault objects: the vault itself or a wildcard.
+fn on_vault(resource: &str) -> bool {
+    resource.contains("VaultBucket") || resource == "*" || resource.starts_with("arn:aws:s3:::*")
+}
+
 fn restore_only_reads_the_vault(t: &Value) -> Vec<String> {
     let mut violations = Vec::new();
     for f in functions(t).into_iter().filter(|f| VAULT_READ_ONLY.contains(&f.id)) {
         let Ok(got) = grants(&f) else { continue };
-        for (action, resource) in &got {
+        // Writing export zips is the restorer's job; the exports bucket is not the vault.
+        for (action, resource) in got.iter().filter(|(_, r)| on_vault(r)) {
             let lower = action.to_ascii_lowercase();
             if ["s3:put", "s3:delete", "s3:bypass"].iter().any(|p| lower.starts_with(p)) {
                 violations.push(format!("{}: {action} on {resource} writes to the vault", f.id));
@@ -571,6 +581,40 @@ fn vault_is_locked(t: &Value) -> Vec<String> {
     violations
 }
 
+/// Exports are temporary copies: private, encrypted, TLS-only, expired, never locked.
+fn exports_are_temporary_and_private(t: &Value) -> Vec<String> {
+    let mut violations = Vec::new();
+    let bucket = resource(t, "ExportsBucket");
+    let p = &bucket["Properties"];
+    let mut check = |ok: bool, what: &str| {
+        if !ok {
+            violations.push(format!("ExportsBucket: {what}"));
+        }
+    };
+    check(!bucket.is_null(), "missing");
+    check(p["ObjectLockEnabled"].as_bool() != Some(true), "Object Lock on temporary copies");
+    for flag in ["BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"] {
+        check(p["PublicAccessBlockConfiguration"][flag].as_bool() == Some(true), &format!("{flag} is not true"));
+    }
+    let sse = &p["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"];
+    check(!sse["SSEAlgorithm"].is_null(), "no default encryption");
+    let rules = p["LifecycleConfiguration"]["Rules"].as_sequence().cloned().unwrap_or_default();
+    let expires = rules.iter().any(|r| {
+        r["Status"].as_str() == Some("Enabled") && r["ExpirationInDays"].as_i64().is_some_and(|d| (1..=30).contains(&d))
+    });
+    check(expires, "no lifecycle rule expires exports within 30 days");
+    let tls_only = resources(t).any(|(_, r)| {
+        r["Type"].as_str() == Some("AWS::S3::BucketPolicy")
+            && r["Properties"]["Bucket"]["Ref"].as_str() == Some("ExportsBucket")
+            && one_or_many(&r["Properties"]["PolicyDocument"]["Statement"]).iter().any(|s| {
+                s["Effect"].as_str() == Some("Deny")
+                    && s["Condition"]["Bool"]["aws:SecureTransport"].as_str() == Some("false")
+            })
+    });
+    check(tls_only, "no bucket policy denies plain HTTP");
+    violations
+}
+
 fn catalog_is_protected(t: &Value) -> Vec<String> {
     let mut violations = Vec::new();
     let table = resource(t, "CatalogTable");
@@ -602,6 +646,7 @@ fn violations(t: &Value) -> Vec<String> {
         event_sources_bounded,
         queues_have_dlq_and_timeouts,
         vault_is_locked,
+        exports_are_temporary_and_private,
         catalog_is_protected,
     ];
     rules.iter().flat_map(|rule| rule(t)).collect()
@@ -849,6 +894,59 @@ fn every_rule_catches_the_mistake_it_exists_for() {
             &["ExporterFunction: no expected grants listed"],
         ),
         // ---------------------------------------------------------------- restore ----
+        (
+            "restorer may delete exports (or anything)",
+            |t| {
+                add_statement(
+                    t,
+                    "RestorerFunction",
+                    r#"{Effect: Allow, Action: s3:DeleteObject, Resource: {"Fn::Sub": "${ExportsBucket.Arn}/*"}}"#,
+                )
+            },
+            &["RestorerFunction: grants more than it needs", "allows s3:DeleteObject"],
+        ),
+        (
+            "restorer may read exports",
+            |t| {
+                add_statement(
+                    t,
+                    "RestorerFunction",
+                    r#"{Effect: Allow, Action: s3:GetObject, Resource: {"Fn::Sub": "${ExportsBucket.Arn}/*"}}"#,
+                )
+            },
+            &["RestorerFunction: grants more than it needs: (\"s3:GetObject\", \"${ExportsBucket.Arn}/*\")"],
+        ),
+        (
+            "exports never expire",
+            |t| {
+                let rules = &mut t["Resources"]["ExportsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"];
+                if let Some(rules) = rules.as_sequence_mut() {
+                    rules.retain(|r| r["ExpirationInDays"].is_null());
+                }
+            },
+            &["ExportsBucket: no lifecycle rule expires exports"],
+        ),
+        (
+            "exports get Object Lock and a public ACL",
+            |t| {
+                set(t, &["Resources", "ExportsBucket", "Properties", "ObjectLockEnabled"], "true");
+                set(
+                    t,
+                    &["Resources", "ExportsBucket", "Properties", "PublicAccessBlockConfiguration", "BlockPublicAcls"],
+                    "false",
+                );
+            },
+            &["ExportsBucket: Object Lock", "ExportsBucket: BlockPublicAcls is not true"],
+        ),
+        (
+            "exports accept plain HTTP",
+            |t| {
+                if let Some(resources) = t["Resources"].as_mapping_mut() {
+                    resources.remove("ExportsBucketPolicy");
+                }
+            },
+            &["ExportsBucket: no bucket policy denies plain HTTP"],
+        ),
         (
             "restorer gains s3:PutObject on the vault",
             |t| {

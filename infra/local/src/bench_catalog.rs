@@ -69,6 +69,7 @@ fn settings(resources: &Provisioned) -> BTreeMap<String, String> {
         ("TENANT_ID", TENANT_ID.to_owned()),
         ("CATALOG_TABLE", resources.catalog_table.clone()),
         ("VAULT_BUCKET", resources.vault_bucket.clone()),
+        ("EXPORTS_BUCKET", resources.exports_bucket.clone()),
         ("RESTORES_QUEUE_URL", queue),
         // Port 9 (discard) answers nothing: a Graph call would fail the plan, not slip through.
         ("GRAPH_BASE_URL", "http://127.0.0.1:9/v1.0".to_owned()),

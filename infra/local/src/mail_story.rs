@@ -15,6 +15,19 @@ use crate::admin_mail::SimMailbox;
 use crate::ransomware::{start_restore, wait_job};
 use crate::stack::Stack;
 
+/// A seeded user with a mailbox only: `mail` is the simulator's mail seed section.
+pub fn mail_user(upn: &str, name: &str, mail: serde_json::Value) -> serde_json::Value {
+    json!({"user_principal_name": upn, "display_name": name, "has_drive": false,
+           "files": 0, "folders": 0, "max_depth": 0, "min_size": 0, "max_size": 0, "hostile_names": false,
+           "onenote_packages": 0, "large_files": [], "mail": mail})
+}
+
+/// The simulator's id of the user `upn`.
+pub async fn user_id(stack: &Stack, upn: &str) -> Result<String> {
+    let users = stack.admin.users().await?;
+    Ok(users.into_iter().find(|u| u.user_principal_name == upn).context("no such user")?.id)
+}
+
 /// The user's mailbox container on this stack.
 pub fn mailbox(stack: &Stack, user_id: &str) -> ContainerId {
     ContainerId::mailbox(stack.info.graph.tenant_id.clone(), user_id)
@@ -82,6 +95,19 @@ pub struct MailFigures {
 /// Starts an in-place restore of a whole mailbox as of `as_of` and waits for it.
 pub async fn restore_mailbox(stack: &Stack, user_id: &str, as_of: DateTime<Utc>) -> Result<serde_json::Value> {
     let body = json!({"mailbox_id": user_id, "scope": {"kind": "container"}, "as_of": as_of.to_rfc3339()});
+    let id = start_restore(stack, body).await?;
+    wait_job(stack, &id, &["succeeded", "completed_with_errors"], Duration::from_secs(1800)).await
+}
+
+/// Starts an export of `scope` of a mailbox as of `as_of` and waits for it to finish.
+pub async fn export_mailbox(
+    stack: &Stack,
+    user_id: &str,
+    scope: serde_json::Value,
+    as_of: DateTime<Utc>,
+) -> Result<serde_json::Value> {
+    let body =
+        json!({"mailbox_id": user_id, "scope": scope, "as_of": as_of.to_rfc3339(), "target": {"kind": "export"}});
     let id = start_restore(stack, body).await?;
     wait_job(stack, &id, &["succeeded", "completed_with_errors"], Duration::from_secs(1800)).await
 }

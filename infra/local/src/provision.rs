@@ -28,12 +28,16 @@ pub const MOTO_ACCOUNT_ID: &str = "123456789012";
 
 /// Logical ids the pipeline depends on.
 pub const VAULT_BUCKET: &str = "VaultBucket";
+pub const EXPORTS_BUCKET: &str = "ExportsBucket";
 pub const CATALOG_TABLE: &str = "CatalogTable";
 
 /// What was created, by logical id, for `.local/stack.json`, the runner and tests.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Provisioned {
     pub vault_bucket: String,
+    /// Export zips (no Object Lock, expired by lifecycle).
+    #[serde(default)]
+    pub exports_bucket: String,
     pub catalog_table: String,
     /// Logical id (e.g. `ChangesQueue`) → queue URL.
     pub queues: BTreeMap<String, String>,
@@ -67,18 +71,23 @@ pub async fn provision(
 
     let s3 = moto::s3_client(cfg);
     let mut vault = None;
+    let mut exports_bucket = None;
     for resource in template.of_kind("AWS::S3::Bucket") {
         let created = bucket::create(&s3, &resolver, resource, &region, cfg.endpoint_url())
             .await
             .with_context(|| format!("provisioning {}", resource.logical_id))?;
         resolver.record_ref(&resource.logical_id, &created.name);
         resolver.record_attribute(&resource.logical_id, "Arn", format!("arn:aws:s3:::{}", created.name));
+        if resource.logical_id == EXPORTS_BUCKET {
+            exports_bucket = Some(created.name.clone());
+        }
         if resource.logical_id == VAULT_BUCKET {
             vault = Some(created);
         }
         tracing::info!(logical_id = %resource.logical_id, "bucket provisioned");
     }
     let vault = vault.with_context(|| format!("template has no {VAULT_BUCKET}"))?;
+    let exports_bucket = exports_bucket.with_context(|| format!("template has no {EXPORTS_BUCKET}"))?;
     let (object_lock_mode, retention_days) =
         vault.default_retention.with_context(|| format!("{VAULT_BUCKET} declares no Object Lock default retention"))?;
 
@@ -131,6 +140,7 @@ pub async fn provision(
 
     Ok(Provisioned {
         vault_bucket: vault.name,
+        exports_bucket,
         catalog_table,
         queues,
         secrets,

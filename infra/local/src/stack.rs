@@ -412,6 +412,7 @@ fn settings(info: &StackInfo, opts: &StackOptions) -> BTreeMap<String, String> {
         ("CLIENT_STATE_KEY_SECRET_ARN", s("ClientStateKeySecret")),
         ("CATALOG_TABLE", r.catalog_table.clone()),
         ("VAULT_BUCKET", r.vault_bucket.clone()),
+        ("EXPORTS_BUCKET", r.exports_bucket.clone()),
         ("CHANGES_QUEUE_URL", q("ChangesQueue")),
         ("ITEMS_QUEUE_URL", q("ItemsQueue")),
         ("ITEMS_LARGE_QUEUE_URL", q("ItemsLargeQueue")),

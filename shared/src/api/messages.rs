@@ -1,5 +1,6 @@
 //! The `restores` queue's message: the API sends the plan step, the restorer fans the files
-//! out to itself in `items` steps. Ids only, never names, links or content.
+//! out to itself in `items` steps (an export's in `export_part` steps). Ids only, never names,
+//! links or content.
 
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +23,18 @@ pub enum RestoreStep {
     Plan { dry_run: bool },
     /// Restore these items of the job's container (a chunk of the plan).
     Items { item_ids: Vec<String> },
+    /// Export jobs: write zip `part` of `of`, holding the messages in scope whose ids lie in
+    /// `[from, to)` in item order (`None`: unbounded). Ranges, not id lists, keep the message
+    /// small whatever the part's size, and cover every message even if the catalog gained
+    /// one since the plan.
+    ExportPart {
+        part: u32,
+        of: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
+    },
 }
 
 impl RestoreTask {
@@ -42,5 +55,13 @@ mod tests {
             serde_json::from_str(r#"{"v":1,"job_id":"j","step":{"kind":"items","item_ids":["a","b"]}}"#)
                 .expect("parse");
         assert_eq!(items.step, RestoreStep::Items { item_ids: vec!["a".into(), "b".into()] });
+        // An export part names its range; an open end is left out of the message.
+        let part: RestoreTask =
+            serde_json::from_str(r#"{"v":1,"job_id":"j","step":{"kind":"export_part","part":2,"of":3,"from":"m7"}}"#)
+                .expect("parse");
+        let step = RestoreStep::ExportPart { part: 2, of: 3, from: Some("m7".into()), to: None };
+        assert_eq!(part.step, step);
+        let json = serde_json::to_value(&step).expect("json");
+        assert_eq!(json, serde_json::json!({"kind": "export_part", "part": 2, "of": 3, "from": "m7"}));
     }
 }

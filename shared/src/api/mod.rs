@@ -40,13 +40,15 @@ use crate::model::{ContainerId, ContainerRecord};
 use crate::store::{Catalog, MessageSink};
 
 /// What the API may do, mirroring its IAM policy: read and write catalog rows (jobs), send to
-/// the `restores` queue, sign vault GETs.
+/// the `restores` queue, sign GETs of vault objects and of export zips.
 pub struct ApiDeps {
     pub tenant_id: String,
     pub catalog: Arc<dyn Catalog>,
     /// Sends to [`crate::store::QueueName::Restores`].
     pub sink: Arc<dyn MessageSink>,
     pub presigner: Arc<dyn Presigner>,
+    /// Signs GETs of export zips in the exports bucket (not versioned: empty version ids).
+    pub exports: Arc<dyn Presigner>,
 }
 
 type Deps = State<Arc<ApiDeps>>;

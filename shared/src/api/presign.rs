@@ -32,7 +32,8 @@ pub trait Presigner: Send + Sync {
     ) -> Result<PresignedGet, StoreError>;
 }
 
-/// The S3 adapter: SigV4 query-string signing, no request is sent.
+/// The S3 adapter: SigV4 query-string signing, no request is sent. An empty version id signs
+/// the key alone (the exports bucket is not versioned).
 pub struct S3Presigner {
     client: aws_sdk_s3::Client,
     bucket: String,
@@ -64,7 +65,7 @@ impl Presigner for S3Presigner {
             .get_object()
             .bucket(&self.bucket)
             .key(&object.key)
-            .version_id(&object.version_id)
+            .set_version_id(Some(object.version_id.clone()).filter(|v| !v.is_empty()))
             .presigned(config)
             .await
             .map_err(|e| invalid(format!("presign GetObject: {}", aws_sdk_s3::error::DisplayErrorContext(&e))))?;

@@ -178,12 +178,13 @@ async fn another_tenants_job_is_not_found() {
 }
 
 #[test]
-fn the_restore_api_config_needs_its_four_settings() {
+fn the_restore_api_config_needs_its_five_settings() {
     use crate::config::{ConfigError, RestoreApiConfig};
     let all: std::collections::BTreeMap<String, String> = [
         ("TENANT_ID", "tid"),
         ("CATALOG_TABLE", "catalog"),
         ("VAULT_BUCKET", "vault"),
+        ("EXPORTS_BUCKET", "exports"),
         ("RESTORES_QUEUE_URL", "https://sqs.test/restores"),
     ]
     .into_iter()
@@ -191,7 +192,8 @@ fn the_restore_api_config_needs_its_four_settings() {
     .collect();
     let config = RestoreApiConfig::load(&all).expect("valid");
     assert_eq!(config.queues.get(&QueueName::Restores).map(String::as_str), Some("https://sqs.test/restores"));
-    for name in ["TENANT_ID", "CATALOG_TABLE", "VAULT_BUCKET", "RESTORES_QUEUE_URL"] {
+    assert_eq!(config.exports_bucket, "exports");
+    for name in ["TENANT_ID", "CATALOG_TABLE", "VAULT_BUCKET", "EXPORTS_BUCKET", "RESTORES_QUEUE_URL"] {
         let mut missing = all.clone();
         missing.remove(name);
         assert_eq!(RestoreApiConfig::load(&missing).err(), Some(ConfigError::Missing(name)));
@@ -231,5 +233,73 @@ async fn a_mailbox_restore_names_the_mailbox_and_its_target_folder_must_be_a_mai
         let reply = f.post_json("/v1/restores", body).await;
         assert_eq!(reply.status, status, "{body}: {}", reply.json);
     }
+    assert_eq!(queued(&f).len(), 1);
+}
+
+#[tokio::test]
+async fn an_export_is_a_mailbox_job_whose_finished_view_links_each_zip_and_drives_are_refused() {
+    // Given ada's protected mailbox beside her drive
+    let f = fixture().await;
+    let mailbox = ContainerId::mailbox(TENANT, "ada");
+    f.catalog
+        .put_container(&crate::model::ContainerRecord {
+            container: mailbox.clone(),
+            user_id: "ada".into(),
+            user_principal_name: None,
+            discovered_at: f.discovered,
+            subscription_id: None,
+            subscription_expires: None,
+        })
+        .await
+        .expect("container");
+    let as_of = at(t(60, f.discovered));
+    let body =
+        json!({"mailbox_id": "ada", "scope": {"kind": "container"}, "as_of": as_of, "target": {"kind": "export"}});
+
+    // When an export of the mailbox is asked for
+    let reply = f.post_json("/v1/restores", &body).await;
+
+    // Then it is a queued job with the export target and a plan step, and no links yet
+    assert_eq!(reply.status, 202, "{}", reply.json);
+    assert_eq!(reply.json["target"], json!({"kind": "export"}));
+    let id = reply.json["id"].as_str().expect("id").to_owned();
+    assert_eq!(queued(&f)[0].step, RestoreStep::Plan { dry_run: false });
+    assert!(f.get(&format!("/v1/restores/{id}")).await.json.get("export").is_none());
+
+    // And once its two parts are written and it has finished, each GET signs fresh links
+    for part in [1, 2] {
+        let p = crate::model::ExportPart {
+            part,
+            of: 2,
+            key: format!("exports/{id}/part-{part}.zip"),
+            bytes: 1000 * u64::from(part),
+            sha256: format!("{part:0>64}"),
+            messages: 10,
+            failed: u64::from(part - 1),
+            completed_at: Utc::now(),
+        };
+        f.catalog.record_export_part(&id, &p).await.expect("part");
+    }
+    f.catalog.set_restore_status(&id, RestoreStatus::CompletedWithErrors, None).await.expect("status");
+    let view = f.get(&format!("/v1/restores/{id}")).await.json;
+    let export = &view["export"];
+    assert_eq!((export["messages"].as_u64(), export["bytes"].as_u64()), (Some(20), Some(3000)), "{view}");
+    assert_eq!(export["parts"][1]["failed"], 1);
+    let url = export["parts"][0]["url"].as_str().expect("url");
+    assert!(url.contains(&format!("exports/{id}/part-1.zip")), "{url}");
+    let expires: chrono::DateTime<Utc> = serde_json::from_value(export["expires_at"].clone()).expect("time");
+    assert!(expires > Utc::now() + TimeDelta::minutes(14) && expires <= Utc::now() + TimeDelta::minutes(15));
+    let signed = f.presigner.signed();
+    assert_eq!(signed.last().map(|o| o.version_id.as_str()), Some(""), "the exports bucket is not versioned");
+
+    // And an export of a drive, or one asking to quarantine, is refused with a problem
+    let drive =
+        json!({"drive_id": DRIVE, "scope": {"kind": "container"}, "as_of": as_of, "target": {"kind": "export"}});
+    let reply = f.post_json("/v1/restores", &drive).await;
+    reply.assert_problem(400, "invalid-body");
+    assert!(reply.json["detail"].as_str().is_some_and(|d| d.contains("mailboxes")), "{}", reply.json);
+    let mut quarantine = body.clone();
+    quarantine["quarantine_new_items"] = json!(true);
+    f.post_json("/v1/restores", &quarantine).await.assert_problem(400, "invalid-body");
     assert_eq!(queued(&f).len(), 1);
 }

@@ -12,11 +12,12 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use super::{
-    ApiDeps, ApiError, ApiPath, ApiQuery, Deps, NoQuery, RestoreTask, check_as_of, parse_limit, protected_drive,
-    protected_mailbox,
+    ApiDeps, ApiError, ApiPath, ApiQuery, DOWNLOAD_LINK_LIFETIME, Deps, NoQuery, RestoreTask, check_as_of, parse_limit,
+    protected_drive, protected_mailbox,
 };
 use crate::model::{
-    ConflictPolicy, RestoreItemReport, RestoreJob, RestoreScope, RestoreStatus, RestoreTarget, SCHEMA_VERSION,
+    ConflictPolicy, ContainerRecord, ExportPart, RestoreItemReport, RestoreJob, RestoreScope, RestoreStatus,
+    RestoreTarget, SCHEMA_VERSION,
 };
 use crate::store::{OutMessage, QueueName};
 
@@ -74,6 +75,33 @@ pub(crate) struct JobView {
     bytes_restored: u64,
     /// Items with an outcome over planned items, 0..=100; 100 once the job has finished.
     percent: u8,
+    /// A finished export's zips, with fresh download links (only on `GET /v1/restores/{id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    export: Option<ExportView>,
+}
+
+/// What a finished export produced.
+#[derive(Serialize)]
+pub(crate) struct ExportView {
+    /// Messages exported (`.eml` entries), over every part.
+    messages: u64,
+    /// Bytes of all the zips.
+    bytes: u64,
+    /// When the links below stop working; ask again for new ones.
+    expires_at: DateTime<Utc>,
+    parts: Vec<ExportPartView>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct ExportPartView {
+    part: u32,
+    /// Presigned GET of the zip.
+    url: String,
+    bytes: u64,
+    sha256: String,
+    messages: u64,
+    /// Messages of this part left out (see the job's report and the zip's manifest).
+    failed: u64,
 }
 
 impl From<RestoreJob> for JobView {
@@ -98,6 +126,7 @@ impl From<RestoreJob> for JobView {
             skipped: job.skipped,
             failed: job.failed,
             bytes_restored: job.bytes_restored,
+            export: None,
         }
     }
 }
@@ -157,6 +186,7 @@ pub(crate) async fn create(
             check_target_mail_folder(&deps, drive_id, folder_id).await?;
         }
         RestoreTarget::Alternate { drive_id, folder_id } => check_target_folder(&deps, drive_id, folder_id).await?,
+        RestoreTarget::Export => check_export(&drive, &request)?,
         RestoreTarget::InPlace => {}
     }
     let job = RestoreJob {
@@ -190,6 +220,21 @@ pub(crate) async fn create(
     let mut response = (StatusCode::ACCEPTED, Json(JobView::from(job))).into_response();
     response.headers_mut().insert(header::LOCATION, location);
     Ok(response)
+}
+
+/// Exports are of mail: a drive's files are downloaded one version at a time, or restored.
+fn check_export(container: &ContainerRecord, request: &RestoreRequest) -> Result<(), ApiError> {
+    if !container.container.is_mailbox() {
+        return Err(ApiError::InvalidBody(
+            "target export is for mailboxes (mailbox_id): a drive's files are downloaded per version \
+             (GET /v1/drives/{drive_id}/items/{item_id}/download) or restored to a drive"
+                .into(),
+        ));
+    }
+    if request.quarantine_new_items {
+        return Err(ApiError::InvalidBody("quarantine_new_items does not apply to an export".into()));
+    }
+    Ok(())
 }
 
 /// An alternate target must be a protected drive of this tenant and a live folder in it.
@@ -253,7 +298,40 @@ pub(crate) async fn get(
     ApiPath(id): ApiPath<String>,
     ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
 ) -> Result<Json<JobView>, ApiError> {
-    Ok(Json(tenant_job(&deps, &id).await?.into()))
+    let job = tenant_job(&deps, &id).await?;
+    let finished = matches!(job.status, RestoreStatus::Succeeded | RestoreStatus::CompletedWithErrors);
+    let export = match job.target {
+        RestoreTarget::Export if finished => Some(export_view(&deps, deps.catalog.export_parts(&job.id).await?).await?),
+        _ => None,
+    };
+    Ok(Json(JobView { export, ..job.into() }))
+}
+
+/// The parts of a finished export, each with a link signed now (links are never stored).
+async fn export_view(deps: &ApiDeps, parts: Vec<ExportPart>) -> Result<ExportView, ApiError> {
+    let now = Utc::now();
+    let mut views = Vec::with_capacity(parts.len());
+    let mut expires_at = now;
+    for p in parts {
+        // The exports bucket is not versioned: the key alone names the zip.
+        let object = crate::model::ObjectRef { key: p.key.clone(), version_id: String::new() };
+        let link = deps.exports.presign_get(&object, now, DOWNLOAD_LINK_LIFETIME).await?;
+        expires_at = link.expires_at;
+        views.push(ExportPartView {
+            part: p.part,
+            url: link.url,
+            bytes: p.bytes,
+            sha256: p.sha256,
+            messages: p.messages,
+            failed: p.failed,
+        });
+    }
+    Ok(ExportView {
+        messages: views.iter().map(|p| p.messages).sum(),
+        bytes: views.iter().map(|p| p.bytes).sum(),
+        expires_at,
+        parts: views,
+    })
 }
 
 pub(crate) const REPORTS_DEFAULT_LIMIT: usize = 200;

@@ -205,6 +205,7 @@ pub async fn fixture() -> Fixture {
         catalog: catalog.clone(),
         sink: sink.clone(),
         presigner: presigner.clone(),
+        exports: presigner.clone(),
     };
     Fixture { router: router(Arc::new(deps)), catalog, sink, presigner, discovered }
 }

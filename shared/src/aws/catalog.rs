@@ -700,6 +700,14 @@ impl Catalog for DynamoCatalog {
         self.query_restore_reports(job_id, cursor, limit).await
     }
 
+    async fn record_export_part(&self, job_id: &str, part: &crate::model::ExportPart) -> Result<bool, StoreError> {
+        self.put_export_part(job_id, part).await
+    }
+
+    async fn export_parts(&self, job_id: &str) -> Result<Vec<crate::model::ExportPart>, StoreError> {
+        self.query_export_parts(job_id).await
+    }
+
     async fn failures(&self, container: &ContainerId) -> Result<Vec<ItemFailure>, StoreError> {
         let rows = self
             .query_all(

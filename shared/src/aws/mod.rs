@@ -4,6 +4,7 @@
 //! code and the service's message, never request contents or credentials.
 
 pub mod catalog;
+pub mod exports;
 pub mod queue;
 pub mod secrets;
 pub mod vault;
@@ -14,6 +15,7 @@ use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
 pub use catalog::DynamoCatalog;
+pub use exports::S3Exports;
 pub use queue::SqsSink;
 pub use secrets::SecretsManagerSource;
 pub use vault::S3Vault;

@@ -108,14 +108,14 @@ fn lock_mode(mode: LockMode) -> ObjectLockMode {
     ObjectLockMode::from(mode.as_str())
 }
 
-fn part_token(etag: &str, crc32: Option<&str>) -> String {
+pub(super) fn part_token(etag: &str, crc32: Option<&str>) -> String {
     match crc32 {
         Some(c) => format!("{etag} {c}"),
         None => etag.to_owned(),
     }
 }
 
-fn completed_part(number: i32, token: &str) -> CompletedPart {
+pub(super) fn completed_part(number: i32, token: &str) -> CompletedPart {
     let (etag, crc32) = match token.split_once(' ') {
         Some((etag, crc32)) => (etag, Some(crc32)),
         None => (token, None),

@@ -7,10 +7,17 @@
 //! A job runs as a plan step (tree, folders, counts) that fans the files out in chunks to
 //! the same queue; each chunk records per-item outcomes idempotently, so a redelivered or
 //! re-run chunk changes nothing that is already restored.
+//!
+//! Mailboxes are restored by `mail`; export jobs (target `export`) never write to Microsoft
+//! 365 and are `export`'s: zips of `.eml` files in the exports bucket.
 
 mod conflicts;
+mod export;
+#[cfg(test)]
+mod export_tests;
 mod mail;
 
+pub use export::{PART_BYTES, PART_MESSAGES, UPLOAD_PART, WHOLE_READ_MAX};
 pub use mail::MAILBOX_RESTORE_SLOTS;
 
 use std::collections::{HashMap, HashSet};
@@ -30,7 +37,7 @@ use crate::model::{
     ConflictPolicy, ItemKind, ItemVersion, RestoreItemReport, RestoreJob, RestoreOutcome, RestorePlan, RestoreScope,
     RestoreStatus, RestoreTarget, SCHEMA_VERSION,
 };
-use crate::store::{Catalog, MessageSink, OutMessage, OutcomeCounts, QueueName, Vault};
+use crate::store::{Catalog, ExportStore, MessageSink, OutMessage, OutcomeCounts, QueueName, Vault};
 
 /// Files up to this size go in one PUT; larger ones through an upload session.
 pub const SMALL_UPLOAD_MAX: u64 = 4 * 1024 * 1024;
@@ -49,6 +56,8 @@ pub struct RestorerDeps {
     pub vault: Arc<dyn Vault>,
     pub catalog: Arc<dyn Catalog>,
     pub sink: Arc<dyn MessageSink>,
+    /// Export jobs write their zips here (write-only: never the vault).
+    pub exports: Arc<dyn ExportStore>,
 }
 
 pub async fn handle(deps: &RestorerDeps, task: &RestoreTask) -> Result<(), PipelineError> {
@@ -60,10 +69,14 @@ pub async fn handle(deps: &RestorerDeps, task: &RestoreTask) -> Result<(), Pipel
         .restore_job(&task.job_id)
         .await?
         .ok_or_else(|| PipelineError::BadJob(format!("no restore job {}", task.job_id)))?;
+    if job.target == RestoreTarget::Export {
+        return export::handle(deps, &job, task).await;
+    }
     if job.container.is_mailbox() {
         return match &task.step {
             RestoreStep::Plan { dry_run } => mail::plan(deps, &job, *dry_run).await,
             RestoreStep::Items { item_ids } => mail::restore_chunk(deps, &job, task, item_ids).await,
+            RestoreStep::ExportPart { .. } => Err(not_an_export()),
         };
     }
     match &task.step {
@@ -75,7 +88,12 @@ pub async fn handle(deps: &RestorerDeps, task: &RestoreTask) -> Result<(), Pipel
             }
             finish_if_done(deps, &job.id).await
         }
+        RestoreStep::ExportPart { .. } => Err(not_an_export()),
     }
+}
+
+fn not_an_export() -> PipelineError {
+    PipelineError::BadJob("an export step for a job that is not an export".into())
 }
 
 /// The restore's view of a container: versions at T and heads now.
@@ -182,7 +200,7 @@ async fn plan(deps: &RestorerDeps, job: &RestoreJob, dry_run: bool) -> Result<()
         .sum();
     let mut ctx = Context::new(deps, job);
     let conflicts = match job.target {
-        RestoreTarget::InPlace => conflicts::in_place(&tree, job),
+        RestoreTarget::InPlace | RestoreTarget::Export => conflicts::in_place(&tree, job),
         RestoreTarget::Alternate { .. } => conflicts::alternate(&deps.graph, &tree, job, &ctx.root_id().await?).await?,
     };
     let plan = RestorePlan {
@@ -346,7 +364,7 @@ impl<'a> Context<'a> {
 
     fn target_drive(&self) -> &str {
         match &self.job.target {
-            RestoreTarget::InPlace => &self.job.container.drive_id,
+            RestoreTarget::InPlace | RestoreTarget::Export => &self.job.container.drive_id,
             RestoreTarget::Alternate { drive_id, .. } => drive_id,
         }
     }
@@ -563,7 +581,9 @@ async fn restore_file(ctx: &mut Context<'_>, v: &ItemVersion) -> Result<Done, Pi
 
     // In place: the same item gets the old bytes as a new version, then its name and parent.
     let existing = match ctx.job.target {
-        RestoreTarget::InPlace => ctx.deps.graph.get_item(&drive, &v.key.item_id).await?.filter(|i| !i.deleted),
+        RestoreTarget::InPlace | RestoreTarget::Export => {
+            ctx.deps.graph.get_item(&drive, &v.key.item_id).await?.filter(|i| !i.deleted)
+        }
         RestoreTarget::Alternate { .. } => ctx.child_named(&parent, &name).await?,
     };
     if let Some(current) = existing {
@@ -696,6 +716,7 @@ mod tests {
             vault: Arc::new(MemoryVault::new()),
             catalog: catalog.clone(),
             sink: Arc::new(MemorySink::new()),
+            exports: Arc::new(crate::store::memory::MemoryExports::new()),
         };
         (catalog, deps, graph)
     }

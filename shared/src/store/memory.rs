@@ -19,8 +19,8 @@ use super::{
     QueueName, SecretSource, SlotLease, StoreError, Stored, Vault, item_order, outcome_replaces,
 };
 use crate::model::{
-    ContainerId, ContainerRecord, ItemFailure, ItemHead, ItemKey, ItemVersion, ObjectRef, RestoreItemReport,
-    RestoreJob, RestoreOutcome, RestorePlan, RestoreStatus, SyncState,
+    ContainerId, ContainerRecord, ExportPart, ItemFailure, ItemHead, ItemKey, ItemVersion, ObjectRef,
+    RestoreItemReport, RestoreJob, RestoreOutcome, RestorePlan, RestoreStatus, SyncState,
 };
 
 /// S3's smallest part, except the last one.
@@ -367,6 +367,8 @@ struct CatalogState {
     restore_jobs: BTreeMap<String, RestoreJob>,
     /// By (job id, item id).
     restore_reports: BTreeMap<(String, String), RestoreItemReport>,
+    /// By (job id, part).
+    export_parts: BTreeMap<(String, u32), ExportPart>,
     fail_head_updates: u32,
 }
 
@@ -751,7 +753,29 @@ impl Catalog for MemoryCatalog {
         let next = items.last().filter(|_| more).map(|r| listing.cursor(&r.item_id));
         Ok(Page { items, next })
     }
+
+    async fn record_export_part(&self, job_id: &str, part: &ExportPart) -> Result<bool, StoreError> {
+        let mut state = self.write();
+        let key = (job_id.to_owned(), part.part);
+        if state.export_parts.contains_key(&key) {
+            return Ok(false);
+        }
+        state.export_parts.insert(key, part.clone());
+        Ok(true)
+    }
+
+    async fn export_parts(&self, job_id: &str) -> Result<Vec<ExportPart>, StoreError> {
+        let state = self.read();
+        Ok(state
+            .export_parts
+            .range((job_id.to_owned(), 0)..)
+            .take_while(|((job, _), _)| job == job_id)
+            .map(|(_, p)| p.clone())
+            .collect())
+    }
 }
+
+pub use super::exports_memory::MemoryExports;
 
 // ---------------------------------------------------------------------------------------
 // Queues and secrets

@@ -4,6 +4,7 @@
 
 #[cfg(test)]
 mod catalog_tests;
+mod exports_memory;
 pub mod memory;
 
 use std::collections::HashMap;
@@ -16,8 +17,8 @@ use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    ContainerId, ContainerRecord, ItemFailure, ItemHead, ItemKey, ItemVersion, ObjectRef, RestoreItemReport,
-    RestoreJob, RestoreOutcome, RestorePlan, RestoreStatus, SyncState,
+    ContainerId, ContainerRecord, ExportPart, ItemFailure, ItemHead, ItemKey, ItemVersion, ObjectRef,
+    RestoreItemReport, RestoreJob, RestoreOutcome, RestorePlan, RestoreStatus, SyncState,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -162,6 +163,19 @@ pub trait Vault: Send + Sync {
     }
     /// Every version of every key under `prefix` (for verification and the demo).
     async fn list_versions(&self, prefix: &str) -> Result<Vec<ObjectRef>, StoreError>;
+}
+
+/// The exports bucket: temporary zips of backed-up content, outside the vault (no Object
+/// Lock, expired by a lifecycle rule). Write-only for the restorer: it never reads or deletes
+/// an export, and it has no way to reach the vault through this trait.
+#[async_trait]
+pub trait ExportStore: Send + Sync {
+    async fn start_upload(&self, key: &str) -> Result<Multipart, StoreError>;
+    /// Every part but the last must be at least 5 MiB (S3's rule).
+    async fn upload_part(&self, upload: &mut Multipart, part_number: i32, body: Bytes) -> Result<(), StoreError>;
+    async fn complete_upload(&self, upload: Multipart) -> Result<(), StoreError>;
+    /// Frees the parts of an upload that will not complete (a lifecycle rule is the backstop).
+    async fn abort_upload(&self, upload: Multipart) -> Result<(), StoreError>;
 }
 
 /// Result of committing a version to the catalog.
@@ -390,6 +404,14 @@ pub trait Catalog: Send + Sync {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<RestoreItemReport>, StoreError>;
+
+    // Export jobs: one row per completed zip.
+
+    /// Records a completed part, conditional on absence: false if that part was already
+    /// recorded (a redelivered part task), and then the first record stands.
+    async fn record_export_part(&self, job_id: &str, part: &ExportPart) -> Result<bool, StoreError>;
+    /// The job's recorded parts, in part order (strongly consistent).
+    async fn export_parts(&self, job_id: &str) -> Result<Vec<ExportPart>, StoreError>;
 }
 
 /// A restore job's outcome counters, as recounted from its item reports.

@@ -6,9 +6,9 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::types::{
     AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, BucketLocationConstraint, BucketVersioningStatus,
-    CreateBucketConfiguration, DefaultRetention, ExpirationStatus, LifecycleRule, LifecycleRuleFilter,
-    ObjectLockConfiguration, ObjectLockEnabled, ObjectLockRetentionMode, ObjectLockRule, ObjectOwnership,
-    OwnershipControls, OwnershipControlsRule, PublicAccessBlockConfiguration, ServerSideEncryption,
+    CreateBucketConfiguration, DefaultRetention, ExpirationStatus, LifecycleExpiration, LifecycleRule,
+    LifecycleRuleFilter, ObjectLockConfiguration, ObjectLockEnabled, ObjectLockRetentionMode, ObjectLockRule,
+    ObjectOwnership, OwnershipControls, OwnershipControlsRule, PublicAccessBlockConfiguration, ServerSideEncryption,
     ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
 };
 
@@ -197,7 +197,8 @@ pub(super) async fn create(
             let found = got.rules().iter().find(|r| r.id() == rule.id());
             ensure!(
                 found
-                    .is_some_and(|r| r.abort_incomplete_multipart_upload() == rule.abort_incomplete_multipart_upload()),
+                    .is_some_and(|r| r.abort_incomplete_multipart_upload() == rule.abort_incomplete_multipart_upload()
+                        && r.expiration().and_then(|e| e.days()) == rule.expiration().and_then(|e| e.days())),
                 "{name}: lifecycle rule {:?} missing or different after apply",
                 rule.id()
             );
@@ -323,7 +324,7 @@ fn lifecycle_rules(p: &Props) -> anyhow::Result<Vec<LifecycleRule>> {
     let mut rules = Vec::new();
     for rule in l.list("Rules")? {
         let r = Props::new(&at, &rule);
-        r.only(&["Id", "Status", "Prefix", "AbortIncompleteMultipartUpload"])?;
+        r.only(&["Id", "Status", "Prefix", "AbortIncompleteMultipartUpload", "ExpirationInDays"])?;
         let mut builder = LifecycleRule::builder()
             .set_id(r.str("Id")?)
             .status(ExpirationStatus::from(r.req_str("Status")?.as_str()))
@@ -335,6 +336,9 @@ fn lifecycle_rules(p: &Props) -> anyhow::Result<Vec<LifecycleRule>> {
             builder = builder.abort_incomplete_multipart_upload(
                 AbortIncompleteMultipartUpload::builder().days_after_initiation(i32::try_from(days)?).build(),
             );
+        }
+        if let Some(days) = r.int("ExpirationInDays")? {
+            builder = builder.expiration(LifecycleExpiration::builder().days(i32::try_from(days)?).build());
         }
         rules.push(builder.build()?);
     }

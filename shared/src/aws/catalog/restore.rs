@@ -13,7 +13,9 @@ use serde::de::DeserializeOwned;
 
 use super::{DynamoCatalog, GSI1, Row, SERVICE, attr_s, backoff, is_condition_failed, json, key, parse_doc, s};
 use super::{sdk_error, sortable_time};
-use crate::model::{RestoreItemReport, RestoreJob, RestoreOutcome, RestorePlan, RestoreStatus, SCHEMA_VERSION};
+use crate::model::{
+    ExportPart, RestoreItemReport, RestoreJob, RestoreOutcome, RestorePlan, RestoreStatus, SCHEMA_VERSION,
+};
 use crate::store::{Listing, OutcomeCounts, Page, StoreError, outcome_replaces};
 
 const JOB_SK: &str = "JOB";
@@ -29,6 +31,11 @@ fn job_pk(id: &str) -> String {
 
 fn report_sk(item_id: &str) -> String {
     format!("ITEM#{item_id}")
+}
+
+/// Zero-padded so parts list in order; `EXPORT#` sorts before `ITEM#`, outside the reports.
+fn part_sk(part: u32) -> String {
+    format!("EXPORT#{part:05}")
 }
 
 fn n(value: u64) -> AttributeValue {
@@ -392,5 +399,50 @@ impl DynamoCatalog {
         reports.truncate(limit);
         let next = reports.last().filter(|_| more).map(|r| listing.cursor(&r.item_id));
         Ok(Page { items: reports, next })
+    }
+
+    pub(super) async fn put_export_part(&self, job_id: &str, part: &ExportPart) -> Result<bool, StoreError> {
+        let mut row = key(job_pk(job_id), part_sk(part.part));
+        row.insert("doc".to_owned(), json(part)?);
+        let sent = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(row))
+            .condition_expression("attribute_not_exists(PK)")
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failed(&e) => Ok(false),
+            Err(e) => Err(sdk_error(SERVICE, "PutItem", e)),
+        }
+    }
+
+    /// Strongly consistent, so the part that completes an export sees every other part.
+    pub(super) async fn query_export_parts(&self, job_id: &str) -> Result<Vec<ExportPart>, StoreError> {
+        let mut parts = Vec::new();
+        let mut start: Option<Row> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("PK = :pk AND begins_with(SK, :export)")
+                .expression_attribute_values(":pk", s(job_pk(job_id)))
+                .expression_attribute_values(":export", s("EXPORT#"))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error(SERVICE, "Query", e))?;
+            for row in out.items() {
+                parts.push(parse_doc::<ExportPart>(row, "doc")?);
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(parts),
+            }
+        }
     }
 }

@@ -42,7 +42,7 @@ const SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// The user whose mailbox receives the restore.
 fn target_user(job: &RestoreJob) -> &str {
     match &job.target {
-        RestoreTarget::InPlace => &job.container.drive_id,
+        RestoreTarget::InPlace | RestoreTarget::Export => &job.container.drive_id,
         RestoreTarget::Alternate { drive_id, .. } => drive_id,
     }
 }
@@ -176,8 +176,8 @@ async fn target_folder(ctx: &mut Context<'_>, v: &ItemVersion) -> Result<Option<
     if is_scope_root || parent_at.is_none() {
         return match &ctx.job.target {
             RestoreTarget::Alternate { folder_id, .. } => Ok(Some(folder_id.clone())),
-            RestoreTarget::InPlace if parent_at.is_none() => Ok(None),
-            RestoreTarget::InPlace => {
+            RestoreTarget::InPlace | RestoreTarget::Export if parent_at.is_none() => Ok(None),
+            RestoreTarget::InPlace | RestoreTarget::Export => {
                 let user = ctx.job.container.drive_id.clone();
                 match ctx.deps.graph.mail_folder(&user, &parent).await? {
                     Some(f) => Ok(Some(f.id)),
