@@ -98,6 +98,8 @@ pub struct Stats {
     pub throttled: u64,
     pub notifications_sent: u64,
     pub notifications_failed: u64,
+    /// Scheduled or being delivered now (a gauge, not reset).
+    pub notifications_in_flight: u64,
     pub download_bytes: u64,
 }
 
@@ -109,6 +111,7 @@ impl Default for Stats {
             throttled: 0,
             notifications_sent: 0,
             notifications_failed: 0,
+            notifications_in_flight: 0,
             download_bytes: 0,
         }
     }

@@ -133,6 +133,9 @@ pub(crate) struct Inner {
     /// Drives with a notification waiting out the coalescing window.
     pub pending_notify: Mutex<HashSet<String>>,
     pub download_bytes: AtomicU64,
+    /// Notifications scheduled or being delivered (retries included): a harness that waits
+    /// for quiet must wait for these too, or it can look idle between a change and its POST.
+    pub notifications_in_flight: AtomicU64,
     /// Outlook throttling state per mailbox.
     pub mail_limits: graph::mail_limits::MailLimits,
 }
@@ -163,6 +166,7 @@ impl GraphSim {
                 http,
                 pending_notify: Mutex::new(HashSet::new()),
                 download_bytes: AtomicU64::new(0),
+                notifications_in_flight: AtomicU64::new(0),
                 mail_limits: Default::default(),
             }),
         }

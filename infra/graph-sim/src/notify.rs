@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use axum::http::StatusCode;
 use chrono::Utc;
@@ -72,6 +73,22 @@ pub async fn validate_endpoint(sim: &Inner, endpoint: &str) -> Result<(), GraphE
     Ok(())
 }
 
+/// Counts one notification as in flight for as long as it lives.
+struct InFlight(Arc<Inner>);
+
+impl InFlight {
+    fn new(sim: &Arc<Inner>) -> Self {
+        sim.notifications_in_flight.fetch_add(1, Ordering::SeqCst);
+        Self(Arc::clone(sim))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.notifications_in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Records that `drive` changed; one notification per coalescing window.
 pub fn drive_changed(sim: &Arc<Inner>, drive: &str) {
     let first = sim.pending_notify.lock().map(|mut p| p.insert(drive.to_string())).unwrap_or(false);
@@ -81,9 +98,11 @@ pub fn drive_changed(sim: &Arc<Inner>, drive: &str) {
     let Ok(handle) = tokio::runtime::Handle::try_current() else {
         return;
     };
+    let waiting = InFlight::new(sim);
     let sim = Arc::clone(sim);
     let drive = drive.to_string();
     handle.spawn(async move {
+        let _waiting = waiting;
         tokio::time::sleep(sim.cfg.notification_delay).await;
         if let Ok(mut p) = sim.pending_notify.lock() {
             p.remove(&drive);
@@ -99,8 +118,12 @@ pub fn drive_changed(sim: &Arc<Inner>, drive: &str) {
             by_url
         };
         for (url, value) in batches {
+            let sending = InFlight::new(&sim);
             let sim = Arc::clone(&sim);
-            tokio::spawn(async move { deliver(&sim, &url, json!({ "value": value })).await });
+            tokio::spawn(async move {
+                let _sending = sending;
+                deliver(&sim, &url, json!({ "value": value })).await
+            });
         }
     });
 }
@@ -181,8 +204,12 @@ pub fn mail_changed(sim: &Arc<Inner>, user_id: &str, changes: Vec<MailChange>) {
         by_url
     };
     for (url, value) in batches {
+        let sending = InFlight::new(sim);
         let sim = Arc::clone(sim);
-        tokio::spawn(async move { deliver(&sim, &url, json!({ "value": value })).await });
+        tokio::spawn(async move {
+            let _sending = sending;
+            deliver(&sim, &url, json!({ "value": value })).await
+        });
     }
 }
 
@@ -215,8 +242,12 @@ pub fn send_lifecycle(sim: &Arc<Inner>, s: &Subscription, event: &str) {
         "lifecycleEvent": event,
     }]});
     let url = s.lifecycle_url.clone().unwrap_or_else(|| s.notification_url.clone());
+    let sending = InFlight::new(sim);
     let sim = Arc::clone(sim);
-    tokio::spawn(async move { deliver(&sim, &url, body).await });
+    tokio::spawn(async move {
+        let _sending = sending;
+        deliver(&sim, &url, body).await
+    });
 }
 
 /// One POST (twice under `duplicate_notifications`), retried on failure.

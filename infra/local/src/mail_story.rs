@@ -82,6 +82,22 @@ pub fn count(view: &View) -> usize {
     view.values().map(BTreeSet::len).sum()
 }
 
+/// How `now` differs from `then`, message by message (folder, internet id, read, draft,
+/// attachment count), at most `limit` lines: what a person needs to see why a check failed.
+pub fn differences(then: &View, now: &View, limit: usize) -> Vec<String> {
+    let empty = BTreeSet::new();
+    let folders: BTreeSet<&String> = then.keys().chain(now.keys()).collect();
+    let mut out = Vec::new();
+    for folder in folders {
+        let (a, b) = (then.get(folder).unwrap_or(&empty), now.get(folder).unwrap_or(&empty));
+        for (sign, m) in a.difference(b).map(|m| ("missing", m)).chain(b.difference(a).map(|m| ("unexpected", m))) {
+            out.push(format!("{sign} in {folder}: {} (read {}, draft {}, {} attachments)", m.0, m.1, m.2, m.3.len()));
+        }
+    }
+    out.truncate(limit);
+    out
+}
+
 pub struct MailFigures {
     pub emptied: u64,
     pub purged: u64,
@@ -143,8 +159,10 @@ pub async fn chapter(stack: &Stack, folder_owner: &str, purged_user: &str) -> Re
         if job["status"] != "succeeded" {
             problems.push(format!("mail restore of {user} ended {}", job["status"]));
         }
-        if view(&stack.admin.mailbox(user).await?) != *before {
-            problems.push(format!("{user}'s mailbox differs from its state before the loss"));
+        let after = view(&stack.admin.mailbox(user).await?);
+        if after != *before {
+            let diff = differences(before, &after, 10).join("; ");
+            problems.push(format!("{user}'s mailbox differs from its state before the loss: {diff}"));
         }
         restored += job["restored"].as_u64().unwrap_or_default();
     }

@@ -345,6 +345,8 @@ impl Stack {
                 bail!("pipeline still busy after {timeout:?}");
             }
             let mut pending = self.stats.in_flight.load(Ordering::SeqCst) as u64;
+            // A change whose notification the simulator has not delivered yet is work too.
+            pending += self.admin.stats().await?["notifications_in_flight"].as_u64().unwrap_or(0);
             for (id, url) in &self.info.resources.queues {
                 if id.contains("DeadLetter") {
                     continue;

@@ -340,6 +340,7 @@ pub async fn subscriptions(State(sim): State<Arc<Inner>>) -> Json<Vec<Value>> {
 pub async fn stats(State(sim): State<Arc<Inner>>) -> Json<Stats> {
     let mut s = sim.lock().stats.clone();
     s.download_bytes = sim.download_bytes.load(Ordering::Relaxed);
+    s.notifications_in_flight = sim.notifications_in_flight.load(Ordering::SeqCst);
     Json(s)
 }
 
