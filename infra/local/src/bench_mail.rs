@@ -25,7 +25,10 @@ fn p(sorted: &[f64], pct: f64) -> f64 {
 }
 
 pub async fn run(repo_root: std::path::PathBuf) -> Result<()> {
-    let messages = env("BENCH_MAIL_MESSAGES", 10_000);
+    // 1,000 by default: about 600 land in the Inbox that the restore part empties, and moto's
+    // memory grows to about 10 GB over that run (ARCHITECTURE: the local stack). 10,000 is the
+    // issue's backup size; its restore part needs more memory than a 24 GiB machine has.
+    let messages = env("BENCH_MAIL_MESSAGES", 1_000);
     let mut opts = StackOptions::new(repo_root);
     opts.seed = Some(json!({"seed": 9, "users": [{"user_principal_name": "mail@bench.test", "display_name": "Mail",
         "has_drive": false, "files": 0, "folders": 0, "max_depth": 0, "min_size": 0, "max_size": 0,
