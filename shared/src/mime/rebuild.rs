@@ -157,8 +157,11 @@ pub fn rebuild(mime: &[u8], meta: &MailMeta) -> Rebuilt {
         create.insert("internetMessageId".into(), id.clone().into());
         props.push(prop("String 0x1035", id.clone()));
     }
-    // PidTagMessageFlags without MSGFLAG_UNSENT (0x8): a sent or received message, read or not.
-    props.push(prop("Integer 0x0E07", if meta.is_read { "1" } else { "0" }.into()));
+    // PidTagMessageFlags: MSGFLAG_READ (0x1) as it was; MSGFLAG_UNSENT (0x8) only for a message
+    // that was a draft when backed up, so sent and received mail never comes back as a draft
+    // and a draft comes back as one.
+    let flags = u8::from(meta.is_read) | if meta.is_draft { 0x8 } else { 0 };
+    props.push(prop("Integer 0x0E07", flags.to_string()));
     if let Some(at) = received {
         props.push(prop("SystemTime 0x0E06", timestamp(at)));
     }
@@ -250,6 +253,14 @@ Content-Transfer-Encoding: base64\r\n\r\nAAEC\r\n--b1--\r\n";
             (small["contentBytes"].as_str(), small["contentType"].as_str()),
             (Some("AAECAw=="), Some("application/pdf"))
         );
+    }
+
+    #[test]
+    fn a_draft_stays_a_draft_and_only_a_draft_does() {
+        let draft = MailMeta { subject: Some("unsent".into()), is_read: true, is_draft: true, ..MailMeta::default() };
+        assert_eq!(prop_of(&rebuild(THREAD_REPLY, &draft).create, "Integer 0x0E07").as_deref(), Some("9"));
+        let sent = MailMeta { is_draft: false, ..draft };
+        assert_eq!(prop_of(&rebuild(THREAD_REPLY, &sent).create, "Integer 0x0E07").as_deref(), Some("1"));
     }
 
     #[test]

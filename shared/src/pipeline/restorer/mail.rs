@@ -5,8 +5,8 @@
 //! missing one is recreated on its path (found by name first, so a re-run reuses it). Messages
 //! are then fanned out in chunks. A message still in its folder is left alone; any other is
 //! created in its target folder from its backed-up MIME (`mime::rebuild`: a JSON create, so it
-//! is not a draft, with its dates, read and flag state, threading headers and attachments),
-//! unless the folder already holds a message with the same internet message id, which makes a
+//! is not a draft unless it was one, with its dates, read and flag state, threading headers and
+//! attachments), unless the folder already holds a message with the same internet message id, which makes a
 //! restore re-runnable without duplicates. Messages created after the restore time are left
 //! where they are: a restore adds, it never deletes. After each create the restorer reads the
 //! new message's MIME back and compares every attachment's bytes (SHA-256) with the backup's.
@@ -301,8 +301,9 @@ async fn restore_message(
         ctx.present.entry(folder.clone()).or_default().insert(id.clone(), created.id.clone());
     }
     attach(ctx, &user, &created.id, later.into_iter().chain(large).cloned().collect()).await?;
-    if created.is_draft {
-        return Err(PipelineError::Mismatch(format!("message {} came back as a draft", created.id)));
+    if created.is_draft != meta.is_draft {
+        let what = if created.is_draft { "a draft" } else { "a sent message, not the draft it was" };
+        return Err(PipelineError::Mismatch(format!("message {} came back as {what}", created.id)));
     }
     verify(ctx, &user, &created.id, &mime).await?;
     info!(job = %ctx.job.id, message = %created.id, attachments = rebuilt.attachments.len(), in_create, "message restored");
