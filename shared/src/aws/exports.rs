@@ -5,12 +5,11 @@
 
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
-use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload};
+use aws_sdk_s3::types::ChecksumAlgorithm;
 use bytes::Bytes;
 
-use super::vault::{completed_part, part_token};
-use super::{sdk_error, status_of};
+use super::sdk_error;
+use super::vault::{abort_upload, complete_upload, started, upload_part};
 use crate::store::{ExportStore, Multipart, StoreError};
 
 const SERVICE: &str = "s3";
@@ -40,65 +39,18 @@ impl ExportStore for S3Exports {
             .send()
             .await
             .map_err(|e| sdk_error(SERVICE, "CreateMultipartUpload", e))?;
-        let upload_id = out
-            .upload_id()
-            .ok_or_else(|| StoreError::Malformed(format!("CreateMultipartUpload of {key} returned no upload id")))?;
-        Ok(Multipart { key: key.to_owned(), upload_id: upload_id.to_owned(), parts: Vec::new() })
+        started(key, out.upload_id())
     }
 
     async fn upload_part(&self, upload: &mut Multipart, part_number: i32, body: Bytes) -> Result<(), StoreError> {
-        let out = self
-            .client
-            .upload_part()
-            .bucket(&self.bucket)
-            .key(&upload.key)
-            .upload_id(&upload.upload_id)
-            .part_number(part_number)
-            .checksum_algorithm(ChecksumAlgorithm::Crc32)
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .map_err(|e| sdk_error(SERVICE, "UploadPart", e))?;
-        let etag = out.e_tag().ok_or_else(|| {
-            StoreError::Malformed(format!("UploadPart {part_number} of {} returned no ETag", upload.key))
-        })?;
-        let token = part_token(etag, out.checksum_crc32());
-        upload.parts.retain(|(n, _)| *n != part_number);
-        upload.parts.push((part_number, token));
-        Ok(())
+        upload_part(&self.client, &self.bucket, upload, part_number, body).await
     }
 
     async fn complete_upload(&self, upload: Multipart) -> Result<(), StoreError> {
-        let mut parts = upload.parts.clone();
-        parts.sort_by_key(|(n, _)| *n);
-        let completed = CompletedMultipartUpload::builder()
-            .set_parts(Some(parts.iter().map(|(n, token)| completed_part(*n, token)).collect()))
-            .build();
-        self.client
-            .complete_multipart_upload()
-            .bucket(&self.bucket)
-            .key(&upload.key)
-            .upload_id(&upload.upload_id)
-            .multipart_upload(completed)
-            .send()
-            .await
-            .map_err(|e| sdk_error(SERVICE, "CompleteMultipartUpload", e))?;
-        Ok(())
+        complete_upload(&self.client, &self.bucket, &upload).await.map(|_| ())
     }
 
     async fn abort_upload(&self, upload: Multipart) -> Result<(), StoreError> {
-        match self
-            .client
-            .abort_multipart_upload()
-            .bucket(&self.bucket)
-            .key(&upload.key)
-            .upload_id(&upload.upload_id)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if status_of(&e) == Some(404) => Ok(()),
-            Err(e) => Err(sdk_error(SERVICE, "AbortMultipartUpload", e)),
-        }
+        abort_upload(&self.client, &self.bucket, &upload).await
     }
 }

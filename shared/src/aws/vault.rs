@@ -14,6 +14,7 @@
 
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
+use aws_sdk_s3::operation::complete_multipart_upload::CompleteMultipartUploadOutput;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ObjectLockMode, ObjectLockRetention,
@@ -108,19 +109,86 @@ fn lock_mode(mode: LockMode) -> ObjectLockMode {
     ObjectLockMode::from(mode.as_str())
 }
 
-pub(super) fn part_token(etag: &str, crc32: Option<&str>) -> String {
+fn part_token(etag: &str, crc32: Option<&str>) -> String {
     match crc32 {
         Some(c) => format!("{etag} {c}"),
         None => etag.to_owned(),
     }
 }
 
-pub(super) fn completed_part(number: i32, token: &str) -> CompletedPart {
+fn completed_part(number: i32, token: &str) -> CompletedPart {
     let (etag, crc32) = match token.split_once(' ') {
         Some((etag, crc32)) => (etag, Some(crc32)),
         None => (token, None),
     };
     CompletedPart::builder().part_number(number).e_tag(etag).set_checksum_crc32(crc32.map(str::to_owned)).build()
+}
+
+/// The upload id of a started multipart upload to `key`.
+pub(super) fn started(key: &str, upload_id: Option<&str>) -> Result<Multipart, StoreError> {
+    let upload_id = upload_id
+        .ok_or_else(|| StoreError::Malformed(format!("CreateMultipartUpload of {key} returned no upload id")))?;
+    Ok(Multipart { key: key.to_owned(), upload_id: upload_id.to_owned(), parts: Vec::new() })
+}
+
+/// Uploads one part with its CRC32 and remembers its token (a retried part replaces itself).
+/// Shared by the vault and the exports bucket.
+pub(super) async fn upload_part(
+    client: &Client,
+    bucket: &str,
+    upload: &mut Multipart,
+    part_number: i32,
+    body: Bytes,
+) -> Result<(), StoreError> {
+    let out = client
+        .upload_part()
+        .bucket(bucket)
+        .key(&upload.key)
+        .upload_id(&upload.upload_id)
+        .part_number(part_number)
+        .checksum_algorithm(ChecksumAlgorithm::Crc32)
+        .body(ByteStream::from(body))
+        .send()
+        .await
+        .map_err(|e| sdk_error(SERVICE, "UploadPart", e))?;
+    let etag = out
+        .e_tag()
+        .ok_or_else(|| StoreError::Malformed(format!("UploadPart {part_number} of {} returned no ETag", upload.key)))?;
+    let token = part_token(etag, out.checksum_crc32());
+    upload.parts.retain(|(n, _)| *n != part_number);
+    upload.parts.push((part_number, token));
+    Ok(())
+}
+
+/// Completes the upload from its parts in number order.
+pub(super) async fn complete_upload(
+    client: &Client,
+    bucket: &str,
+    upload: &Multipart,
+) -> Result<CompleteMultipartUploadOutput, StoreError> {
+    let mut parts = upload.parts.clone();
+    parts.sort_by_key(|(n, _)| *n);
+    let completed = CompletedMultipartUpload::builder()
+        .set_parts(Some(parts.iter().map(|(n, token)| completed_part(*n, token)).collect()))
+        .build();
+    client
+        .complete_multipart_upload()
+        .bucket(bucket)
+        .key(&upload.key)
+        .upload_id(&upload.upload_id)
+        .multipart_upload(completed)
+        .send()
+        .await
+        .map_err(|e| sdk_error(SERVICE, "CompleteMultipartUpload", e))
+}
+
+/// Aborts the upload; one already completed or aborted has nothing left to clean up.
+pub(super) async fn abort_upload(client: &Client, bucket: &str, upload: &Multipart) -> Result<(), StoreError> {
+    match client.abort_multipart_upload().bucket(bucket).key(&upload.key).upload_id(&upload.upload_id).send().await {
+        Ok(_) => Ok(()),
+        Err(e) if status_of(&e) == Some(404) => Ok(()),
+        Err(e) => Err(sdk_error(SERVICE, "AbortMultipartUpload", e)),
+    }
 }
 
 #[async_trait]
@@ -184,50 +252,15 @@ impl Vault for S3Vault {
             .send()
             .await
             .map_err(|e| sdk_error(SERVICE, "CreateMultipartUpload", e))?;
-        let upload_id = out
-            .upload_id()
-            .ok_or_else(|| StoreError::Malformed(format!("CreateMultipartUpload of {key} returned no upload id")))?;
-        Ok(Multipart { key: key.to_owned(), upload_id: upload_id.to_owned(), parts: Vec::new() })
+        started(key, out.upload_id())
     }
 
     async fn upload_part(&self, upload: &mut Multipart, part_number: i32, body: Bytes) -> Result<(), StoreError> {
-        let out = self
-            .client
-            .upload_part()
-            .bucket(&self.bucket)
-            .key(&upload.key)
-            .upload_id(&upload.upload_id)
-            .part_number(part_number)
-            .checksum_algorithm(ChecksumAlgorithm::Crc32)
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .map_err(|e| sdk_error(SERVICE, "UploadPart", e))?;
-        let etag = out.e_tag().ok_or_else(|| {
-            StoreError::Malformed(format!("UploadPart {part_number} of {} returned no ETag", upload.key))
-        })?;
-        let token = part_token(etag, out.checksum_crc32());
-        upload.parts.retain(|(n, _)| *n != part_number);
-        upload.parts.push((part_number, token));
-        Ok(())
+        upload_part(&self.client, &self.bucket, upload, part_number, body).await
     }
 
     async fn complete_multipart(&self, upload: Multipart, lock: &Lock) -> Result<ObjectRef, StoreError> {
-        let mut parts = upload.parts.clone();
-        parts.sort_by_key(|(n, _)| *n);
-        let completed = CompletedMultipartUpload::builder()
-            .set_parts(Some(parts.iter().map(|(n, token)| completed_part(*n, token)).collect()))
-            .build();
-        let out = self
-            .client
-            .complete_multipart_upload()
-            .bucket(&self.bucket)
-            .key(&upload.key)
-            .upload_id(&upload.upload_id)
-            .multipart_upload(completed)
-            .send()
-            .await
-            .map_err(|e| sdk_error(SERVICE, "CompleteMultipartUpload", e))?;
+        let out = complete_upload(&self.client, &self.bucket, &upload).await?;
         let version_id = out.version_id().filter(|v| *v != "null").ok_or_else(|| {
             StoreError::Malformed(format!(
                 "CompleteMultipartUpload of {} returned no version id: is bucket versioning on?",
@@ -240,20 +273,7 @@ impl Vault for S3Vault {
     }
 
     async fn abort_multipart(&self, upload: Multipart) -> Result<(), StoreError> {
-        match self
-            .client
-            .abort_multipart_upload()
-            .bucket(&self.bucket)
-            .key(&upload.key)
-            .upload_id(&upload.upload_id)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            // Already completed or aborted: nothing left to clean up.
-            Err(e) if status_of(&e) == Some(404) => Ok(()),
-            Err(e) => Err(sdk_error(SERVICE, "AbortMultipartUpload", e)),
-        }
+        abort_upload(&self.client, &self.bucket, &upload).await
     }
 
     async fn ensure_locked(&self, object: &ObjectRef, lock: &Lock) -> Result<(), StoreError> {
