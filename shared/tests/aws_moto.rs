@@ -66,6 +66,7 @@ fn record(etag: &str) -> ObjectRef {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs moto: make test"]
 async fn content_is_stored_once_and_cannot_be_deleted() {
     // Given a versioned bucket with Object Lock
     let moto = Moto::start();
@@ -93,6 +94,7 @@ async fn content_is_stored_once_and_cannot_be_deleted() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs moto: make test"]
 async fn a_multipart_upload_ends_locked_even_though_moto_ignores_lock_headers() {
     // Given a locked bucket
     let moto = Moto::start();
@@ -132,6 +134,7 @@ async fn a_multipart_upload_ends_locked_even_though_moto_ignores_lock_headers() 
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs moto: make test"]
 async fn a_version_whose_retention_cannot_be_set_fails_closed() {
     // Given a versioned bucket without Object Lock and an object stored there directly
     let moto = Moto::start();
@@ -154,6 +157,7 @@ async fn a_version_whose_retention_cannot_be_set_fails_closed() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs moto: make test"]
 async fn commits_are_idempotent_and_the_head_follows_microsoft_365_time() {
     let moto = Moto::start();
     let config = moto.config().await;
@@ -203,6 +207,7 @@ async fn commits_are_idempotent_and_the_head_follows_microsoft_365_time() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs moto: make test"]
 async fn container_state_throttles_and_failures() {
     let moto = Moto::start();
     let config = moto.config().await;
@@ -300,6 +305,7 @@ async fn container_state_throttles_and_failures() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs moto: make test"]
 async fn messages_reach_standard_and_fifo_queues_in_batches() {
     let moto = Moto::start();
     let config = moto.config().await;
@@ -394,6 +400,7 @@ async fn receive_all(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<(Option<String
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs moto: make test"]
 async fn secrets_are_read_by_name_and_missing_ones_are_not_found() {
     let moto = Moto::start();
     let config = moto.config().await;

@@ -118,6 +118,7 @@ fn history() -> Vec<ItemVersion> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs moto: make test"]
 async fn a_folder_and_a_drive_as_of_any_moment_match_the_specification() {
     // Given the same history in DynamoDB and in memory
     let moto = Moto::start();
@@ -218,6 +219,7 @@ fn report(job_id: &str, item: &str, outcome: RestoreOutcome) -> RestoreItemRepor
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs moto: make test"]
 async fn restore_outcomes_count_once_even_when_redelivered_concurrently() {
     use RestoreOutcome::{CreatedAfter, Failed, Restored, Skipped, Unchanged};
     let moto = Moto::start();
@@ -284,6 +286,7 @@ async fn restore_outcomes_count_once_even_when_redelivered_concurrently() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs moto: make test"]
 async fn jobs_list_newest_first_per_tenant_and_reports_page_by_item() {
     let moto = Moto::start();
     let catalog = catalog(&moto).await;
@@ -334,6 +337,7 @@ async fn jobs_list_newest_first_per_tenant_and_reports_page_by_item() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs moto: make test"]
 async fn export_parts_are_recorded_once_listed_in_order_and_kept_out_of_the_reports() {
     // Given a job with one report, on DynamoDB and on the in-memory specification
     let moto = Moto::start();
@@ -372,6 +376,7 @@ async fn export_parts_are_recorded_once_listed_in_order_and_kept_out_of_the_repo
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs moto: make test"]
 async fn timing_of_a_folder_of_two_thousand_children() {
     // Given 2,000 files in one folder, 200 of them edited again after the moment we read
     let moto = Moto::start();

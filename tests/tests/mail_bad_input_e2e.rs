@@ -56,6 +56,7 @@ async fn protection(stack: &Stack, user: &str) -> Result<Value> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs moto and the local stack: make test"]
 async fn bad_mail_is_kept_byte_for_byte_or_reported_and_a_lost_mailbox_keeps_its_backup() -> Result<()> {
     let started = Instant::now();
     // Given three backed-up mailboxes

@@ -58,6 +58,7 @@ async fn dry_run(stack: &Stack, mut body: serde_json::Value) -> Result<(serde_js
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs moto and the local stack: make test"]
 async fn in_place_rollback_keeps_item_ids_and_a_rerun_changes_nothing() -> Result<()> {
     // Given a backed-up drive, then a ransomware encryption and a file it dropped
     let stack = start().await?;
@@ -106,6 +107,7 @@ async fn in_place_rollback_keeps_item_ids_and_a_rerun_changes_nothing() -> Resul
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs moto and the local stack: make test"]
 async fn alternate_targets_follow_the_conflict_policy_and_interrupted_restores_resume() -> Result<()> {
     let stack = start().await?;
     let users = stack.admin.users().await?;
@@ -177,6 +179,7 @@ async fn alternate_targets_follow_the_conflict_policy_and_interrupted_restores_r
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs moto and the local stack: make test"]
 async fn bad_restore_requests_get_clear_errors() -> Result<()> {
     let stack = start().await?;
     let drive = stack.admin.users().await?[0].drive_id.clone().expect("drive");

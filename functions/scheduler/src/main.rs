@@ -17,7 +17,7 @@ async fn handle(deps: &SchedulerDeps, event: LambdaEvent<Value>) -> Result<Value
     }
     let task: Task = serde_json::from_value(event.payload)?;
     let report = scheduler::run(deps, task).await?;
-    Ok(serde_json::json!({ "task": format!("{task:?}"), "containers": report.containers, "enqueued": report.enqueued }))
+    Ok(serde_json::json!({ "task": format!("{task:?}"), "report": report }))
 }
 
 #[tokio::main]

@@ -105,9 +105,9 @@ async fn latencies(stack: &Stack, changes: &[Change]) -> Result<Vec<f64>> {
 }
 
 pub async fn run(repo_root: std::path::PathBuf) -> Result<()> {
-    let mut opts = StackOptions::new(repo_root);
+    let mut opts = StackOptions::new(&repo_root);
     opts.seed = Some(demo_seed());
-    opts.write_stack_json = true;
+    opts.stack_json = Some(crate::stack::default_stack_json(&repo_root));
     println!("== Starting the local stack (moto, Graph simulator, webhook, pipeline) and seeding a tenant");
     let started = Instant::now();
     let stack = Stack::start(opts).await?;

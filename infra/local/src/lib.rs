@@ -7,6 +7,7 @@ pub mod bench;
 pub mod bench_catalog;
 pub mod bench_mail;
 pub mod bench_restore;
+pub mod control;
 pub mod counter;
 pub mod demo;
 pub mod mail_story;

@@ -6,11 +6,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use aws_sdk_sqs::types::QueueAttributeName;
 use serde::{Deserialize, Serialize};
 use shared::aws::catalog::DynamoCatalog;
 use shared::aws::vault::S3Vault;
@@ -24,6 +22,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::info;
 
+use crate::control::{Activity, queue_depth};
 use crate::moto::MotoServer;
 use crate::provision::{Provisioned, provision};
 use crate::runner::{Handler, Poller, RunnerStats};
@@ -43,8 +42,8 @@ pub struct StackOptions {
     /// Seconds a failed message stays invisible before redelivery (Lambda uses the queue's).
     pub retry_after_secs: i32,
     pub large_item_bytes: u64,
-    /// Write `.local/stack.json`.
-    pub write_stack_json: bool,
+    /// Where to write the stack's endpoints and credentials (`make up`: `.local/stack.json`).
+    pub stack_json: Option<PathBuf>,
     pub stack_name: String,
     /// Simulator: delay before a notification is sent (Graph batches changes).
     pub notification_delay: Duration,
@@ -66,7 +65,7 @@ impl StackOptions {
             copy_concurrency: 4,
             retry_after_secs: 3,
             large_item_bytes: shared::config::DEFAULT_LARGE_ITEM_BYTES,
-            write_stack_json: false,
+            stack_json: None,
             stack_name: "m365-backup-local".into(),
             notification_delay: Duration::from_millis(200),
             count_aws: false,
@@ -84,6 +83,8 @@ pub struct StackInfo {
     pub webhook_url: String,
     /// The restore API (IAM-authorised in AWS; open on loopback here).
     pub api_url: String,
+    /// The local stack's control API: run a scheduler task now, wait for idle (`control.rs`).
+    pub control_url: String,
     pub resources: Provisioned,
 }
 
@@ -112,6 +113,7 @@ pub struct Stack {
     pub stats: Arc<RunnerStats>,
     pub admin: crate::admin::Admin,
     pub aws_counts: Option<Arc<crate::counter::AwsCounts>>,
+    pub activity: Activity,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     _moto: MotoServer,
@@ -178,6 +180,7 @@ impl Stack {
         let (webhook_listener, webhook_addr) = listener().await?;
         let webhook_url = format!("http://{webhook_addr}/graph/notifications");
         let (api_listener, api_addr) = listener().await?;
+        let (control_listener, control_addr) = listener().await?;
         let info = StackInfo {
             aws: AwsInfo { endpoint: endpoint.clone(), region: REGION.into() },
             graph: GraphInfo {
@@ -190,6 +193,7 @@ impl Stack {
             },
             webhook_url: webhook_url.clone(),
             api_url: format!("http://{api_addr}"),
+            control_url: format!("http://{control_addr}"),
             resources: resources.clone(),
         };
         let settings = settings(&info, &opts);
@@ -278,6 +282,21 @@ impl Stack {
         for poller in pollers {
             tasks.push(tokio::spawn(poller.run(sqs.clone(), stats.clone(), stop_rx.clone())));
         }
+        let activity = Activity {
+            sqs: sqs.clone(),
+            work_queues: resources
+                .queues
+                .iter()
+                .filter(|(id, _)| !id.contains("DeadLetter"))
+                .map(|(_, url)| url.clone())
+                .collect(),
+            stats: stats.clone(),
+            admin: admin.clone(),
+        };
+        let control = crate::control::router(scheduler.clone(), activity.clone());
+        tasks.push(tokio::spawn(async move {
+            let _ = axum::serve(control_listener, control).await;
+        }));
 
         // The initial full backup starts with the stack; then periodic sweeps.
         // As EventBridge retries a failed scheduled run, so does the stack (e.g. throttled).
@@ -312,8 +331,8 @@ impl Stack {
             }));
         }
 
-        if opts.write_stack_json {
-            write_stack_json(&opts.repo_root, &info)?;
+        if let Some(path) = &opts.stack_json {
+            write_stack_json(path, &info)?;
         }
         info!(graph = %info.graph.base_url, aws = %info.aws.endpoint, webhook = %info.webhook_url, "local stack up");
         Ok(Stack {
@@ -325,6 +344,7 @@ impl Stack {
             stats,
             admin,
             aws_counts,
+            activity,
             stop,
             tasks,
             _moto: moto,
@@ -335,26 +355,11 @@ impl Stack {
         shared::model::ContainerId::new(self.info.graph.tenant_id.clone(), drive_id)
     }
 
-    /// Waits until every queue is empty and no handler runs, twice in a row.
+    /// Waits until every queue is empty, no handler runs and the simulator has no
+    /// notification in flight (what the control API's `/idle` answers).
     pub async fn idle(&self, timeout: Duration) -> Result<()> {
-        let sqs = aws_sdk_sqs::Client::new(&self.aws);
-        let deadline = Instant::now() + timeout;
-        let mut quiet = 0;
-        while quiet < 3 {
-            if Instant::now() > deadline {
-                bail!("pipeline still busy after {timeout:?}");
-            }
-            let mut pending = self.stats.in_flight.load(Ordering::SeqCst) as u64;
-            // A change whose notification the simulator has not delivered yet is work too.
-            pending += self.admin.stats().await?["notifications_in_flight"].as_u64().unwrap_or(0);
-            for (id, url) in &self.info.resources.queues {
-                if id.contains("DeadLetter") {
-                    continue;
-                }
-                pending += queue_depth(&sqs, url).await?;
-            }
-            quiet = if pending == 0 { quiet + 1 } else { 0 };
-            tokio::time::sleep(Duration::from_millis(300)).await;
+        if !self.activity.wait_idle(timeout).await? {
+            bail!("pipeline still busy after {timeout:?}");
         }
         Ok(())
     }
@@ -381,19 +386,6 @@ impl Stack {
             task.abort();
         }
     }
-}
-
-async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<u64> {
-    let attrs = sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
-        .send()
-        .await
-        .context("reading queue depth")?;
-    Ok(attrs.attributes.unwrap_or_default().values().filter_map(|v| v.parse::<u64>().ok()).sum())
 }
 
 fn settings(info: &StackInfo, opts: &StackOptions) -> BTreeMap<String, String> {
@@ -433,16 +425,24 @@ fn settings(info: &StackInfo, opts: &StackOptions) -> BTreeMap<String, String> {
     .collect()
 }
 
-fn write_stack_json(repo_root: &Path, info: &StackInfo) -> Result<()> {
-    let dir = repo_root.join(".local");
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join("stack.json");
-    std::fs::write(&path, serde_json::to_vec_pretty(info)?)?;
+/// `.local/stack.json` under the repository: where `make up` and the demo write.
+pub fn default_stack_json(repo_root: &Path) -> PathBuf {
+    repo_root.join(".local").join("stack.json")
+}
+
+fn write_stack_json(path: &Path, info: &StackInfo) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    // Written whole to a temporary name, then renamed: a reader never sees half a file.
+    let partial = path.with_extension("json.partial");
+    std::fs::write(&partial, serde_json::to_vec_pretty(info)?)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         // It holds the simulated tenant's client secret.
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o600))?;
     }
+    std::fs::rename(&partial, path)?;
     Ok(())
 }

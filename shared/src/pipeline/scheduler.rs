@@ -44,7 +44,8 @@ pub enum Task {
     Reconcile,
 }
 
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+/// What a task did; the scheduler Lambda and the local control API answer it as JSON.
+#[derive(Serialize, Debug, Default, Clone, PartialEq, Eq)]
 pub struct Report {
     pub containers: usize,
     pub discovered: usize,
