@@ -109,8 +109,8 @@ impl From<RestoreJob> for JobView {
         Self {
             percent: percent(&job),
             id: job.id,
-            drive_id: (!job.container.is_mailbox()).then(|| job.container.drive_id.clone()),
-            mailbox_id: job.container.is_mailbox().then(|| job.container.drive_id.clone()),
+            drive_id: (!job.container.is_mailbox()).then(|| job.container.graph_id.clone()),
+            mailbox_id: job.container.is_mailbox().then(|| job.container.graph_id.clone()),
             scope: job.scope,
             as_of: job.as_of,
             target: job.target,
@@ -176,7 +176,7 @@ pub(crate) async fn create(
             _ => {
                 return Err(ApiError::NotFound(format!(
                     "item {item_id} of {} did not exist at as_of",
-                    drive.container.drive_id
+                    drive.container.graph_id
                 )));
             }
         }

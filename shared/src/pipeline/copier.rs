@@ -328,7 +328,7 @@ async fn matching_state(
     }
     // The item changed between enumeration and download: record what we hold, if Graph
     // vouches for it now.
-    let Some(current) = deps.graph.get_item(&key.container.drive_id, &key.item_id).await? else {
+    let Some(current) = deps.graph.get_item(&key.container.graph_id, &key.item_id).await? else {
         return Ok(None);
     };
     let current = item_state(&current);
@@ -426,7 +426,7 @@ async fn download_into(
     let mut attempt = 0;
     loop {
         let offset = sink.len();
-        let download = match deps.graph.download(&key.container.drive_id, &key.item_id, offset).await {
+        let download = match deps.graph.download(&key.container.graph_id, &key.item_id, offset).await {
             Ok(d) => d,
             Err(GraphError::NotFound) => return Ok(None),
             Err(e) if e.is_retryable() && !e.is_throttled() && attempt + 1 < DOWNLOAD_ATTEMPTS => {

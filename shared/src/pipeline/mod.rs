@@ -224,7 +224,7 @@ pub const DRIVE_RESOURCE: &str = "drive";
 pub fn throttle_resource(c: &ContainerId) -> String {
     match c.kind {
         ContainerKind::Drive => DRIVE_RESOURCE.to_owned(),
-        ContainerKind::Mailbox => format!("mailbox.{}", crate::keys::opaque_id(&c.drive_id)),
+        ContainerKind::Mailbox => format!("mailbox.{}", crate::keys::opaque_id(&c.graph_id)),
     }
 }
 

@@ -364,7 +364,7 @@ impl<'a> Context<'a> {
 
     fn target_drive(&self) -> &str {
         match &self.job.target {
-            RestoreTarget::InPlace | RestoreTarget::Export => &self.job.container.drive_id,
+            RestoreTarget::InPlace | RestoreTarget::Export => &self.job.container.graph_id,
             RestoreTarget::Alternate { drive_id, .. } => drive_id,
         }
     }
@@ -483,7 +483,7 @@ async fn created_after(ctx: &mut Context<'_>, item_id: &str, now: Option<ItemVer
         ));
     }
     let folder = quarantine(ctx).await?;
-    let drive = ctx.job.container.drive_id.clone();
+    let drive = ctx.job.container.graph_id.clone();
     if item_id == folder {
         return Ok((RestoreOutcome::CreatedAfter, Some(folder), 0, Some("the quarantine folder".into())));
     }
@@ -514,7 +514,7 @@ async fn quarantine(ctx: &mut Context<'_>) -> Result<String, PipelineError> {
     if let Some(q) = &ctx.quarantine {
         return Ok(q.clone());
     }
-    let drive = ctx.job.container.drive_id.clone();
+    let drive = ctx.job.container.graph_id.clone();
     let root = ctx.deps.graph.root(&drive).await?.id;
     // One quarantine per drive: a re-run finds what an earlier run set aside already there.
     let name = QUARANTINE_FOLDER.to_owned();

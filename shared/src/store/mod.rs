@@ -232,7 +232,7 @@ impl Listing {
     /// not carry over to another `at`).
     pub(crate) fn children(container: &ContainerId, parent_id: &str, at: DateTime<Utc>) -> Self {
         let at = at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        Self::named(&["children", &container.tenant_id, &container.drive_id, parent_id, &at])
+        Self::named(&["children", &container.tenant_id, &container.graph_id, parent_id, &at])
     }
 
     pub(crate) fn restore_reports(job_id: &str) -> Self {

@@ -25,7 +25,7 @@ use crate::pipeline::PipelineError;
 
 pub(super) async fn copy_state(deps: &CopierDeps, job: &ItemJob, key: &ItemKey) -> Result<Copied, PipelineError> {
     let head = deps.catalog.head(key).await?;
-    let user = key.container.drive_id.as_str();
+    let user = key.container.graph_id.as_str();
     let mut item = job.item.clone();
     if item.deleted && item.kind == ItemKind::Message {
         // Left a folder: moved (its immutable id still answers) or deleted for good.
@@ -117,7 +117,7 @@ impl Downloaded {
 /// multipart upload beyond it. Graph serves `$value` without ranges, so an interrupted
 /// download starts over. None if the message is gone.
 async fn download(deps: &CopierDeps, key: &ItemKey, version: &str) -> Result<Option<Downloaded>, PipelineError> {
-    let user = key.container.drive_id.as_str();
+    let user = key.container.graph_id.as_str();
     let mut attempt = 0;
     loop {
         attempt += 1;

@@ -244,7 +244,7 @@ async fn write_part(
     let mut manifest = Manifest {
         v: MANIFEST_VERSION,
         job_id: job.id.clone(),
-        mailbox_id: job.container.drive_id.clone(),
+        mailbox_id: job.container.graph_id.clone(),
         as_of: job.as_of,
         part: range.part,
         parts: range.of,

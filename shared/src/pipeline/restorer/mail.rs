@@ -42,7 +42,7 @@ const SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// The user whose mailbox receives the restore.
 fn target_user(job: &RestoreJob) -> &str {
     match &job.target {
-        RestoreTarget::InPlace | RestoreTarget::Export => &job.container.drive_id,
+        RestoreTarget::InPlace | RestoreTarget::Export => &job.container.graph_id,
         RestoreTarget::Alternate { drive_id, .. } => drive_id,
     }
 }
@@ -178,7 +178,7 @@ async fn target_folder(ctx: &mut Context<'_>, v: &ItemVersion) -> Result<Option<
             RestoreTarget::Alternate { folder_id, .. } => Ok(Some(folder_id.clone())),
             RestoreTarget::InPlace | RestoreTarget::Export if parent_at.is_none() => Ok(None),
             RestoreTarget::InPlace | RestoreTarget::Export => {
-                let user = ctx.job.container.drive_id.clone();
+                let user = ctx.job.container.graph_id.clone();
                 match ctx.deps.graph.mail_folder(&user, &parent).await? {
                     Some(f) => Ok(Some(f.id)),
                     None => Err(PipelineError::BadJob(format!(
