@@ -50,7 +50,7 @@ pub async fn copy_batch(deps: &CopierDeps, messages: &[Received], concurrency: u
                         warn!(message = %m.id, %reason, "item reported as failed");
                     }
                 }),
-                Err(e) => Err(PipelineError::BadJob(e.to_string())),
+                Err(e) => Err(PipelineError::BadMessage(e.to_string())),
             };
             outcome(&m.id, result)
         })
@@ -71,7 +71,7 @@ pub async fn enumerate_batch(deps: &EnumeratorDeps, messages: &[Received], deadl
         }
         let result = match serde_json::from_str::<ChangeJob>(&m.body) {
             Ok(job) => enumerator::enumerate(deps, &job, deadline).await.map(|_| ()),
-            Err(e) => Err(PipelineError::BadJob(e.to_string())),
+            Err(e) => Err(PipelineError::BadMessage(e.to_string())),
         };
         failed.extend(outcome(&m.id, result));
     }
@@ -84,7 +84,7 @@ pub async fn lifecycle_batch(deps: &SchedulerDeps, messages: &[Received]) -> Vec
     for m in messages {
         let result = match serde_json::from_str::<LifecycleJob>(&m.body) {
             Ok(job) => scheduler::lifecycle(deps, &job).await,
-            Err(e) => Err(PipelineError::BadJob(e.to_string())),
+            Err(e) => Err(PipelineError::BadMessage(e.to_string())),
         };
         failed.extend(outcome(&m.id, result));
     }
@@ -97,7 +97,7 @@ pub async fn restore_batch(deps: &RestorerDeps, messages: &[Received]) -> Vec<St
     for m in messages {
         let result = match serde_json::from_str::<RestoreTask>(&m.body) {
             Ok(task) => restorer::handle(deps, &task).await,
-            Err(e) => Err(PipelineError::BadJob(e.to_string())),
+            Err(e) => Err(PipelineError::BadMessage(e.to_string())),
         };
         failed.extend(outcome(&m.id, result));
     }

@@ -51,7 +51,7 @@ pub async fn enumerate(
     deadline: Instant,
 ) -> Result<Enumeration, PipelineError> {
     if job.v != SCHEMA_VERSION {
-        return Err(PipelineError::BadJob(format!("unknown schema version {}", job.v)));
+        return Err(PipelineError::BadMessage(format!("unknown schema version {}", job.v)));
     }
     if job.container.is_mailbox() {
         return super::mailbox::enumerate(deps, job, deadline).await;

@@ -62,13 +62,13 @@ pub struct RestorerDeps {
 
 pub async fn handle(deps: &RestorerDeps, task: &RestoreTask) -> Result<(), PipelineError> {
     if task.v != SCHEMA_VERSION {
-        return Err(PipelineError::BadJob(format!("unknown schema version {}", task.v)));
+        return Err(PipelineError::BadMessage(format!("unknown schema version {}", task.v)));
     }
     let job = deps
         .catalog
         .restore_job(&task.job_id)
         .await?
-        .ok_or_else(|| PipelineError::BadJob(format!("no restore job {}", task.job_id)))?;
+        .ok_or_else(|| PipelineError::MissingData(format!("no restore job {}", task.job_id)))?;
     if job.target == RestoreTarget::Export {
         return export::handle(deps, &job, task).await;
     }
@@ -93,7 +93,7 @@ pub async fn handle(deps: &RestorerDeps, task: &RestoreTask) -> Result<(), Pipel
 }
 
 fn not_an_export() -> PipelineError {
-    PipelineError::BadJob("an export step for a job that is not an export".into())
+    PipelineError::BadMessage("an export step for a job that is not an export".into())
 }
 
 /// The restore's view of a container: versions at T and heads now.
@@ -342,7 +342,7 @@ impl<'a> Context<'a> {
         }
         self.root_id
             .clone()
-            .ok_or_else(|| PipelineError::BadJob("the drive's root is unknown: never enumerated".into()))
+            .ok_or_else(|| PipelineError::MissingData("the drive's root is unknown: never enumerated".into()))
     }
 
     /// The item's version at the restore time (None if it did not exist) and now, and a path.
@@ -372,7 +372,7 @@ impl<'a> Context<'a> {
     /// The target folder that stands for `parent_id` (a folder of the backed-up tree).
     async fn target_parent(&mut self, version: &ItemVersion) -> Result<String, PipelineError> {
         let Some(parent) = version.parent_id.clone() else {
-            return Err(PipelineError::BadJob("item without a parent".into()));
+            return Err(PipelineError::MissingData("item without a parent".into()));
         };
         if let Some(t) = self.targets.get(&parent) {
             return Ok(t.clone());
@@ -387,8 +387,8 @@ impl<'a> Context<'a> {
             _ => match self.deps.catalog.restore_report(&self.job.id, &parent).await? {
                 Some(r) if r.target_item_id.is_some() => r.target_item_id.unwrap_or_default(),
                 _ => {
-                    return Err(PipelineError::Mismatch(format!(
-                        "parent folder of {} is not restored",
+                    return Err(PipelineError::NotReady(format!(
+                        "parent folder of {} is not restored yet",
                         version.key.item_id
                     )));
                 }
@@ -541,7 +541,7 @@ async fn ensure_folder(ctx: &mut Context<'_>, parent: &str, name: &str) -> Resul
             let existing = ctx.child_named(parent, name).await?;
             existing
                 .map(|i| (i.id, false))
-                .ok_or_else(|| PipelineError::Mismatch(format!("folder {name} conflicts but cannot be found")))
+                .ok_or_else(|| PipelineError::NotReady(format!("folder {name} conflicts but cannot be found")))
         }
         Err(e) => Err(e.into()),
     }
@@ -569,7 +569,7 @@ async fn restore_folder(ctx: &mut Context<'_>, v: &ItemVersion) -> Result<Done, 
 }
 
 async fn restore_file(ctx: &mut Context<'_>, v: &ItemVersion) -> Result<Done, PipelineError> {
-    let content = v.content.clone().ok_or_else(|| PipelineError::BadJob("file version without content".into()))?;
+    let content = v.content.clone().ok_or_else(|| PipelineError::MissingData("file version without content".into()))?;
     let name = v.name.clone().unwrap_or_default();
     let parent = ctx.target_parent(v).await?;
     let drive = ctx.target_drive().to_owned();
@@ -673,7 +673,9 @@ async fn verify(ctx: &Context<'_>, drive: &str, item_id: &str, sha256: &str) -> 
     }
     let got = hex::encode(sha.finalize());
     if got != sha256 {
-        return Err(PipelineError::Mismatch(format!("restored bytes of {item_id} hash differently from the backup")));
+        return Err(PipelineError::ContentMismatch(format!(
+            "restored bytes of {item_id} hash differently from the backup"
+        )));
     }
     Ok(())
 }

@@ -51,7 +51,7 @@ pub(super) async fn handle(deps: &RestorerDeps, job: &RestoreJob, task: &Restore
             let range = Range { part: *part, of: *of, from: from.clone(), to: to.clone() };
             export_part(deps, job, &range).await
         }
-        RestoreStep::Items { .. } => Err(PipelineError::BadJob("an export job has no item chunks".into())),
+        RestoreStep::Items { .. } => Err(PipelineError::BadMessage("an export job has no item chunks".into())),
     }
 }
 
@@ -280,7 +280,7 @@ async fn write_part(
         }
         upload.flush(false).await?;
     }
-    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| PipelineError::BadJob(e.to_string()))?;
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| PipelineError::Internal(e.to_string()))?;
     upload.zip.add(MANIFEST, job.as_of, &json).map_err(zip_broken)?;
     upload.zip.finish().map_err(zip_broken)?;
     Ok(manifest)
@@ -301,7 +301,7 @@ impl From<PipelineError> for MessageError {
 }
 
 fn zip_broken(e: ZipError) -> PipelineError {
-    PipelineError::Mismatch(format!("export archive: {e}"))
+    PipelineError::ContentMismatch(format!("export archive: {e}"))
 }
 
 /// A vault error reading a message: transient ones retry the part, the rest fail the message.
@@ -391,7 +391,7 @@ impl<'a> PartUpload<'a> {
         let body = self.zip.take();
         self.sha.update(&body);
         self.bytes += body.len() as u64;
-        let upload = self.upload.as_mut().ok_or_else(|| PipelineError::BadJob("upload already closed".into()))?;
+        let upload = self.upload.as_mut().ok_or_else(|| PipelineError::Internal("upload already closed".into()))?;
         self.store.upload_part(upload, self.next_part, body).await?;
         self.next_part += 1;
         Ok(())
@@ -400,7 +400,7 @@ impl<'a> PartUpload<'a> {
     /// The zip's size and SHA-256.
     async fn complete(mut self) -> Result<(u64, String), PipelineError> {
         self.flush(true).await?;
-        let upload = self.upload.take().ok_or_else(|| PipelineError::BadJob("upload already closed".into()))?;
+        let upload = self.upload.take().ok_or_else(|| PipelineError::Internal("upload already closed".into()))?;
         self.store.complete_upload(upload).await?;
         Ok((self.bytes, hex::encode(self.sha.finalize())))
     }

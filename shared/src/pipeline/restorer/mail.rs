@@ -165,7 +165,7 @@ async fn restore_item(ctx: &mut Context<'_>, item_id: &str) -> Result<(), Pipeli
 
 /// Where an item of the backed-up tree goes: `None` is the target mailbox's top level.
 async fn target_folder(ctx: &mut Context<'_>, v: &ItemVersion) -> Result<Option<String>, PipelineError> {
-    let parent = v.parent_id.clone().ok_or_else(|| PipelineError::BadJob("mail item without a folder".into()))?;
+    let parent = v.parent_id.clone().ok_or_else(|| PipelineError::MissingData("mail item without a folder".into()))?;
     if let Some(t) = ctx.targets.get(&parent) {
         return Ok(Some(t.clone()));
     }
@@ -181,7 +181,7 @@ async fn target_folder(ctx: &mut Context<'_>, v: &ItemVersion) -> Result<Option<
                 let user = ctx.job.container.graph_id.clone();
                 match ctx.deps.graph.mail_folder(&user, &parent).await? {
                     Some(f) => Ok(Some(f.id)),
-                    None => Err(PipelineError::BadJob(format!(
+                    None => Err(PipelineError::MissingData(format!(
                         "the folder of {} is gone: restore the folder instead",
                         v.key.item_id
                     ))),
@@ -195,7 +195,7 @@ async fn target_folder(ctx: &mut Context<'_>, v: &ItemVersion) -> Result<Option<
             ctx.targets.insert(parent, t.clone());
             Ok(Some(t))
         }
-        _ => Err(PipelineError::Mismatch(format!("folder of {} is not restored yet", v.key.item_id))),
+        _ => Err(PipelineError::NotReady(format!("folder of {} is not restored yet", v.key.item_id))),
     }
 }
 
@@ -217,7 +217,7 @@ async fn restore_folder(ctx: &mut Context<'_>, v: &ItemVersion) -> Result<Done, 
             let found = child_named(ctx, &user, parent.as_deref(), &name).await?;
             let id = found
                 .map(|f| f.id)
-                .ok_or_else(|| PipelineError::Mismatch(format!("folder {name} exists but cannot be found")))?;
+                .ok_or_else(|| PipelineError::NotReady(format!("folder {name} exists but cannot be found")))?;
             Ok((RestoreOutcome::Unchanged, Some(id), 0, Some("a folder of that name is there".into())))
         }
         Err(e) => Err(e.into()),
@@ -245,11 +245,12 @@ async fn restore_message(
     if !moved_or_gone(v, now, ctx.job) {
         return Ok((RestoreOutcome::Unchanged, Some(v.key.item_id.clone()), 0, None));
     }
-    let content = v.content.clone().ok_or_else(|| PipelineError::BadJob("message version without MIME".into()))?;
+    let content = v.content.clone().ok_or_else(|| PipelineError::MissingData("message version without MIME".into()))?;
     let meta = v.mail.clone().unwrap_or_default();
     let user = target_user(ctx.job).to_owned();
-    let folder =
-        target_folder(ctx, v).await?.ok_or_else(|| PipelineError::BadJob("a message at the mailbox root".into()))?;
+    let folder = target_folder(ctx, v)
+        .await?
+        .ok_or_else(|| PipelineError::MissingData("a message at the mailbox root".into()))?;
     let existing = match &meta.internet_message_id {
         Some(id) => present(ctx, &user, &folder).await?.get(id).cloned(),
         None => None,
@@ -303,7 +304,7 @@ async fn restore_message(
     attach(ctx, &user, &created.id, later.into_iter().chain(large).cloned().collect()).await?;
     if created.is_draft != meta.is_draft {
         let what = if created.is_draft { "a draft" } else { "a sent message, not the draft it was" };
-        return Err(PipelineError::Mismatch(format!("message {} came back as {what}", created.id)));
+        return Err(PipelineError::ContentMismatch(format!("message {} came back as {what}", created.id)));
     }
     verify(ctx, &user, &created.id, &mime).await?;
     info!(job = %ctx.job.id, message = %created.id, attachments = rebuilt.attachments.len(), in_create, "message restored");
@@ -379,7 +380,7 @@ async fn verify(ctx: &Context<'_>, user: &str, message_id: &str, original: &[u8]
     let restored = restored_mime(ctx, user, message_id).await?;
     let missing = lacking(&restored, original);
     if !missing.is_empty() {
-        return Err(PipelineError::Mismatch(format!(
+        return Err(PipelineError::ContentMismatch(format!(
             "restored message {message_id} lacks {} of its attachments",
             missing.len()
         )));
@@ -389,7 +390,7 @@ async fn verify(ctx: &Context<'_>, user: &str, message_id: &str, original: &[u8]
     if let Some(want) = id(original)
         && id(&restored).as_deref() != Some(want.as_str())
     {
-        return Err(PipelineError::Mismatch(format!("restored message {message_id} lost its Message-ID")));
+        return Err(PipelineError::ContentMismatch(format!("restored message {message_id} lost its Message-ID")));
     }
     Ok(())
 }
