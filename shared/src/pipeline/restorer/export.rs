@@ -18,7 +18,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-use super::{Context, RestorerDeps, Tree};
+use super::{Context, Done, RestorerDeps, Tree};
 use crate::api::{RestoreStep, RestoreTask};
 use crate::export::manifest::{MANIFEST_VERSION, Manifest, ManifestEntry, ManifestFailure};
 use crate::export::names::{EntryNames, MANIFEST};
@@ -177,11 +177,14 @@ async fn record(
 ) -> Result<(), PipelineError> {
     let ctx = Context::new(deps, job);
     for e in &manifest.entries {
-        let detail = Some(format!("exported in part {} of {}", range.part, range.of));
-        ctx.record(&e.item_id, e.path.clone(), RestoreOutcome::Restored, detail, None, e.size).await?;
+        let done = Done::new(RestoreOutcome::Restored, None)
+            .with_bytes(e.size)
+            .with_detail(format!("exported in part {} of {}", range.part, range.of));
+        ctx.record(&e.item_id, e.path.clone(), done).await?;
     }
     for f in &manifest.failed {
-        ctx.record(&f.item_id, f.folder.clone(), RestoreOutcome::Failed, Some(f.reason.clone()), None, 0).await?;
+        let done = Done::new(RestoreOutcome::Failed, None).with_detail(f.reason.clone());
+        ctx.record(&f.item_id, f.folder.clone(), done).await?;
     }
     let part = ExportPart {
         part: range.part,

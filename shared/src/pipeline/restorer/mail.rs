@@ -22,7 +22,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-use super::{Context, Done, RestorerDeps, Tree, fan_out, finish_if_done, is_final};
+use super::{Context, Done, ItemStates, RestorerDeps, Tree, fan_out, finish_if_done, is_final};
 use crate::api::RestoreTask;
 use crate::graph::{GraphError, MailFolder};
 use crate::mime::{INLINE_ATTACHMENT_MAX, Part, rebuild};
@@ -139,26 +139,26 @@ async fn restore_item(ctx: &mut Context<'_>, item_id: &str) -> Result<(), Pipeli
         }
         return Ok(());
     }
-    let (at, now, path) = ctx.states(item_id).await?;
-    let result = match at {
-        None => {
-            Ok((RestoreOutcome::CreatedAfter, None, 0, Some("created after the restore time; left in place".into())))
-        }
-        Some(v) if v.kind == ItemKind::MailFolder => restore_folder(ctx, &v).await,
-        Some(v) => restore_message(ctx, &v, now.as_ref()).await,
-    };
+    let ItemStates { at, now, path } = ctx.states(item_id).await?;
+    let result =
+        match at {
+            None => Ok(Done::new(RestoreOutcome::CreatedAfter, None)
+                .with_detail("created after the restore time; left in place")),
+            Some(v) if v.kind == ItemKind::MailFolder => restore_folder(ctx, &v).await,
+            Some(v) => restore_message(ctx, &v, now.as_ref()).await,
+        };
     match result {
-        Ok((outcome, target, bytes, detail)) => {
-            if let Some(t) = &target {
+        Ok(done) => {
+            if let Some(t) = &done.target_item_id {
                 ctx.targets.insert(item_id.to_owned(), t.clone());
             }
-            ctx.record(item_id, path, outcome, detail, target, bytes).await
+            ctx.record(item_id, path, done).await
         }
         Err(PipelineError::Graph(e)) if e.is_retryable() => Err(PipelineError::Graph(e)),
         Err(PipelineError::Store(e)) if e.is_retryable() => Err(PipelineError::Store(e)),
         Err(e) => {
             warn!(job = %ctx.job.id, item = %item_id, error = %e, "mail item not restored");
-            ctx.record(item_id, path, RestoreOutcome::Failed, Some(e.to_string()), None, 0).await
+            ctx.record(item_id, path, Done::new(RestoreOutcome::Failed, None).with_detail(e.to_string())).await
         }
     }
 }
@@ -205,20 +205,22 @@ async fn restore_folder(ctx: &mut Context<'_>, v: &ItemVersion) -> Result<Done, 
     if ctx.job.target == RestoreTarget::InPlace
         && let Some(current) = ctx.deps.graph.mail_folder(&user, &v.key.item_id).await?
     {
-        return Ok((RestoreOutcome::Unchanged, Some(current.id), 0, None));
+        return Ok(Done::new(RestoreOutcome::Unchanged, Some(current.id)));
     }
     let parent = target_folder(ctx, v).await?;
     if let Some(existing) = child_named(ctx, &user, parent.as_deref(), &name).await? {
-        return Ok((RestoreOutcome::Unchanged, Some(existing.id), 0, Some("a folder of that name is there".into())));
+        return Ok(
+            Done::new(RestoreOutcome::Unchanged, Some(existing.id)).with_detail("a folder of that name is there")
+        );
     }
     match ctx.deps.graph.create_mail_folder(&user, parent.as_deref(), &name).await {
-        Ok(folder) => Ok((RestoreOutcome::Restored, Some(folder.id), 0, Some("recreated".into()))),
+        Ok(folder) => Ok(Done::new(RestoreOutcome::Restored, Some(folder.id)).with_detail("recreated")),
         Err(GraphError::Conflict { .. }) => {
             let found = child_named(ctx, &user, parent.as_deref(), &name).await?;
             let id = found
                 .map(|f| f.id)
                 .ok_or_else(|| PipelineError::NotReady(format!("folder {name} exists but cannot be found")))?;
-            Ok((RestoreOutcome::Unchanged, Some(id), 0, Some("a folder of that name is there".into())))
+            Ok(Done::new(RestoreOutcome::Unchanged, Some(id)).with_detail("a folder of that name is there"))
         }
         Err(e) => Err(e.into()),
     }
@@ -243,7 +245,7 @@ async fn restore_message(
     now: Option<&ItemVersion>,
 ) -> Result<Done, PipelineError> {
     if !moved_or_gone(v, now, ctx.job) {
-        return Ok((RestoreOutcome::Unchanged, Some(v.key.item_id.clone()), 0, None));
+        return Ok(Done::new(RestoreOutcome::Unchanged, Some(v.key.item_id.clone())));
     }
     let content = v.content.clone().ok_or_else(|| PipelineError::MissingData("message version without MIME".into()))?;
     let meta = v.mail.clone().unwrap_or_default();
@@ -259,7 +261,9 @@ async fn restore_message(
         && meta.attachments.is_empty()
         && !meta.has_attachments
     {
-        return Ok((RestoreOutcome::Unchanged, Some(existing.clone()), 0, Some("already in the target folder".into())));
+        return Ok(
+            Done::new(RestoreOutcome::Unchanged, Some(existing.clone())).with_detail("already in the target folder")
+        );
     }
     let mime = ctx.deps.vault.get(&content.object).await?;
     if let Some(existing) = existing {
@@ -267,13 +271,13 @@ async fn restore_message(
         // its last attachment.
         let missing = missing_attachments(ctx, &user, &existing, &mime).await?;
         if missing.is_empty() {
-            return Ok((RestoreOutcome::Unchanged, Some(existing), 0, Some("already in the target folder".into())));
+            return Ok(Done::new(RestoreOutcome::Unchanged, Some(existing)).with_detail("already in the target folder"));
         }
         let added = missing.len();
         attach(ctx, &user, &existing, missing).await?;
         verify(ctx, &user, &existing, &mime).await?;
         let detail = format!("already in the target folder; {added} missing attachments added");
-        return Ok((RestoreOutcome::Restored, Some(existing), content.size, Some(detail)));
+        return Ok(Done::new(RestoreOutcome::Restored, Some(existing)).with_bytes(content.size).with_detail(detail));
     }
     let rebuilt = rebuild(&mime, &meta);
     let (small, large): (Vec<_>, Vec<_>) =
@@ -308,7 +312,7 @@ async fn restore_message(
     }
     verify(ctx, &user, &created.id, &mime).await?;
     info!(job = %ctx.job.id, message = %created.id, attachments = rebuilt.attachments.len(), in_create, "message restored");
-    Ok((RestoreOutcome::Restored, Some(created.id), content.size, Some("created".into())))
+    Ok(Done::new(RestoreOutcome::Restored, Some(created.id)).with_bytes(content.size).with_detail("created"))
 }
 
 /// Adds attachments one request each: small ones inline, large ones through upload sessions.
