@@ -214,7 +214,7 @@ pub(crate) async fn create(
     let task = RestoreTask::plan(job.id.clone(), request.dry_run);
     let body = serde_json::to_string(&task).map_err(|e| ApiError::InvalidBody(e.to_string()))?;
     deps.sink.send(QueueName::Restores, vec![OutMessage { body, group_id: None, delay: None }]).await?;
-    info!(job_id = %job.id, dry_run = request.dry_run, "restore job planned");
+    info!(job = %job.id, dry_run = request.dry_run, "restore job planned");
     let location = HeaderValue::from_str(&format!("/v1/restores/{}", job.id))
         .map_err(|e| ApiError::InvalidParameter(e.to_string()))?;
     let mut response = (StatusCode::ACCEPTED, Json(JobView::from(job))).into_response();

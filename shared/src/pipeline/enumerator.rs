@@ -90,7 +90,7 @@ pub async fn enumerate(
         let page = match deps.graph.delta(&cursor).await {
             Ok(page) => page,
             Err(GraphError::ResyncRequired { restart }) => {
-                warn!(drive = %c.graph_id, "delta token expired; running a full enumeration");
+                warn!(container = %c.scoped_id(), "delta token expired; running a full enumeration");
                 state.full_scan = Some(new_scan(Utc::now(), true));
                 state.next_link = None;
                 deps.catalog.put_sync_state(c, &state).await?;
@@ -138,7 +138,7 @@ pub async fn enumerate(
                 state.next_link = None;
                 state.last_synced_at = Some(Utc::now());
                 deps.catalog.put_sync_state(c, &state).await?;
-                info!(drive = %c.graph_id, pages = out.pages, jobs = out.jobs, tombstones = out.tombstones, full = out.full_scan, "enumeration complete");
+                info!(container = %c.scoped_id(), pages = out.pages, jobs = out.jobs, tombstones = out.tombstones, full = out.full_scan, "enumeration complete");
                 return Ok(out);
             }
         }
@@ -283,7 +283,7 @@ pub(super) async fn tombstone_unseen(
     }
     let count = messages.len();
     if count > 0 {
-        warn!(drive = %c.graph_id, count, "recording deletions found by a full enumeration");
+        warn!(container = %c.scoped_id(), count, "recording deletions found by a full enumeration");
     }
     send(deps.sink.as_ref(), QueueName::Items, messages).await?;
     Ok(count)

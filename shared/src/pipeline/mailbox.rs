@@ -59,7 +59,7 @@ pub async fn enumerate(
             Ok(true) => break,
             Ok(false) => return continue_later(deps, c, &mut out).await,
             Err(PipelineError::Graph(GraphError::ResyncRequired { .. })) => {
-                warn!(mailbox = %c.graph_id, "a mail delta token expired; running a full enumeration");
+                warn!(container = %c.scoped_id(), "a mail delta token expired; running a full enumeration");
                 start_pass(&mut state, true);
                 deps.catalog.put_sync_state(c, &state).await?;
             }
@@ -75,7 +75,7 @@ pub async fn enumerate(
     state.unavailable = None;
     state.last_synced_at = Some(Utc::now());
     deps.catalog.put_sync_state(c, &state).await?;
-    info!(mailbox = %c.graph_id, pages = out.pages, jobs = out.jobs, tombstones = out.tombstones, full = out.full_scan, "mailbox enumeration complete");
+    info!(container = %c.scoped_id(), pages = out.pages, jobs = out.jobs, tombstones = out.tombstones, full = out.full_scan, "mailbox enumeration complete");
     Ok(out)
 }
 
@@ -91,7 +91,7 @@ async fn mark_unavailable(
     mut out: Enumeration,
 ) -> Result<Enumeration, PipelineError> {
     let reason = error.to_string();
-    warn!(mailbox = %c.graph_id, %reason, "mailbox unavailable; its backup is kept as it is");
+    warn!(container = %c.scoped_id(), %reason, "mailbox unavailable; its backup is kept as it is");
     let since = state.unavailable.as_ref().map_or_else(Utc::now, |u| u.since);
     state.unavailable = Some(Unavailable { reason, since });
     deps.catalog.put_sync_state(c, state).await?;

@@ -213,7 +213,7 @@ pub async fn renew(deps: &SchedulerDeps) -> Result<Report, PipelineError> {
             Ok(false) => {}
             // A mailbox deleted or unlicensed since: its backup stays, the others are renewed.
             Err(PipelineError::Graph(e)) if record.container.is_mailbox() && e.is_mailbox_unavailable() => {
-                warn!(container = %record.container.graph_id, error = %e, "mailbox unavailable; subscription not renewed");
+                warn!(container = %record.container.scoped_id(), error = %e, "mailbox unavailable; subscription not renewed");
                 continue;
             }
             Err(e) => return Err(e),
@@ -235,7 +235,7 @@ async fn renew_one(deps: &SchedulerDeps, record: &mut ContainerRecord) -> Result
                 return Ok(false);
             }
             Err(GraphError::NotFound) => {
-                warn!(container = %record.container.graph_id, "subscription is gone; recreating")
+                warn!(container = %record.container.scoped_id(), "subscription is gone; recreating")
             }
             Err(e) => return Err(e.into()),
         }
@@ -248,7 +248,7 @@ async fn renew_one(deps: &SchedulerDeps, record: &mut ContainerRecord) -> Result
 pub async fn lifecycle(deps: &SchedulerDeps, job: &LifecycleJob) -> Result<(), PipelineError> {
     let records = deps.catalog.list_containers(&job.tenant_id).await?;
     let Some(mut record) = records.into_iter().find(|r| r.container.tag() == job.container_tag) else {
-        warn!(event = %job.event, "lifecycle event for a container we do not protect");
+        warn!(event = %job.event, container = %job.container_tag, "lifecycle event for a container we do not protect");
         return Ok(());
     };
     let reason = match job.event.as_str() {
@@ -268,6 +268,6 @@ pub async fn lifecycle(deps: &SchedulerDeps, job: &LifecycleJob) -> Result<(), P
     if let Some(reason) = reason {
         enqueue(deps, vec![record.container.clone()], reason).await?;
     }
-    info!(event = %job.event, container = %record.container.graph_id, "handled lifecycle event");
+    info!(event = %job.event, container = %record.container.scoped_id(), "handled lifecycle event");
     Ok(())
 }

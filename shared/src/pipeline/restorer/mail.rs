@@ -311,7 +311,7 @@ async fn restore_message(
         return Err(PipelineError::ContentMismatch(format!("message {} came back as {what}", created.id)));
     }
     verify(ctx, &user, &created.id, &mime).await?;
-    info!(job = %ctx.job.id, message = %created.id, attachments = rebuilt.attachments.len(), in_create, "message restored");
+    info!(job = %ctx.job.id, item = %v.key.item_id, target_item = %created.id, attachments = rebuilt.attachments.len(), in_create, "message restored");
     Ok(Done::new(RestoreOutcome::Restored, Some(created.id)).with_bytes(content.size).with_detail("created"))
 }
 
