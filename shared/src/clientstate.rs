@@ -59,12 +59,13 @@ impl ClientStateKey {
         mac
     }
 
-    /// A fresh clientState for a subscription on `drive_id` (96 characters, Graph allows 128).
-    pub fn derive(&self, tenant_id: &str, drive_id: &str) -> String {
+    /// A fresh clientState for a subscription on the container whose scoped id is `container`
+    /// (96 characters, Graph allows 128).
+    pub fn derive(&self, tenant_id: &str, container: &str) -> String {
         let mut nonce = [0u8; 12];
         rand::rng().fill_bytes(&mut nonce);
         let nonce = URL_SAFE_NO_PAD.encode(nonce);
-        let tag = opaque_id(drive_id);
+        let tag = opaque_id(container);
         let mac = URL_SAFE_NO_PAD.encode(self.mac(tenant_id, &tag, &nonce).finalize().into_bytes());
         format!("v1.{nonce}.{tag}.{mac}")
     }

@@ -45,7 +45,7 @@ pub fn container_prefix(c: &ContainerId) -> String {
         ContainerKind::Drive => "drives",
         ContainerKind::Mailbox => "mailboxes",
     };
-    format!("{}/{kind}/{}", tenant_prefix(&c.tenant_id), opaque_id(&c.drive_id))
+    format!("{}/{kind}/{}", tenant_prefix(&c.tenant_id), opaque_id(&c.graph_id))
 }
 
 #[cfg(test)]

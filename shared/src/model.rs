@@ -12,10 +12,10 @@ pub const SCHEMA_VERSION: u32 = 1;
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum ContainerKind {
-    /// A OneDrive or a SharePoint document library; `drive_id` is the Graph drive id.
+    /// A OneDrive or a SharePoint document library; `graph_id` is the Graph drive id.
     #[default]
     Drive,
-    /// An Exchange Online mailbox; `drive_id` is its user's Graph id.
+    /// An Exchange Online mailbox; `graph_id` is its user's Graph id.
     Mailbox,
 }
 
@@ -30,8 +30,11 @@ impl ContainerKind {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ContainerId {
     pub tenant_id: String,
-    /// The container's Graph id: a drive id, or for a mailbox its user's id (see `kind`).
-    pub drive_id: String,
+    /// The container's Graph id: a drive id, or a mailbox's user id (see `kind`).
+    // Still `drive_id` on the wire: queue messages, catalog rows and immutable vault records
+    // already written carry that name.
+    #[serde(rename = "drive_id")]
+    pub graph_id: String,
     /// Absent (a drive) in everything written before mailboxes existed. Serialised as
     /// `container_kind`: item keys are flattened into documents that have a `kind` of their own.
     #[serde(rename = "container_kind", default, skip_serializing_if = "ContainerKind::is_drive")]
@@ -40,14 +43,14 @@ pub struct ContainerId {
 
 impl ContainerId {
     pub fn new(tenant_id: impl Into<String>, drive_id: impl Into<String>) -> Self {
-        Self { tenant_id: tenant_id.into(), drive_id: drive_id.into(), kind: ContainerKind::Drive }
+        Self { tenant_id: tenant_id.into(), graph_id: drive_id.into(), kind: ContainerKind::Drive }
     }
 
     /// The mailbox of a user. User ids are GUIDs, which Graph writes in either case (a
     /// notification's `Users/{id}` among them): they are kept lower case, so one mailbox
     /// never gets two sets of keys.
     pub fn mailbox(tenant_id: impl Into<String>, user_id: &str) -> Self {
-        Self { tenant_id: tenant_id.into(), drive_id: user_id.to_ascii_lowercase(), kind: ContainerKind::Mailbox }
+        Self { tenant_id: tenant_id.into(), graph_id: user_id.to_ascii_lowercase(), kind: ContainerKind::Mailbox }
     }
 
     /// The tag a subscription's clientState carries and a lifecycle event is matched by.
@@ -63,16 +66,16 @@ impl ContainerId {
     /// `mailbox:{user id}` for a mailbox (a user id and a drive id never share a key).
     pub fn scoped_id(&self) -> std::borrow::Cow<'_, str> {
         match self.kind {
-            ContainerKind::Drive => std::borrow::Cow::Borrowed(&self.drive_id),
-            ContainerKind::Mailbox => std::borrow::Cow::Owned(format!("mailbox:{}", self.drive_id)),
+            ContainerKind::Drive => std::borrow::Cow::Borrowed(&self.graph_id),
+            ContainerKind::Mailbox => std::borrow::Cow::Owned(format!("mailbox:{}", self.graph_id)),
         }
     }
 
     /// FIFO message group of the `changes` queue: one enumeration at a time per container.
     pub fn group_id(&self) -> String {
         match self.kind {
-            ContainerKind::Drive => format!("drive.{}", crate::keys::opaque_id(&self.drive_id)),
-            ContainerKind::Mailbox => format!("mailbox.{}", crate::keys::opaque_id(&self.drive_id)),
+            ContainerKind::Drive => format!("drive.{}", crate::keys::opaque_id(&self.graph_id)),
+            ContainerKind::Mailbox => format!("mailbox.{}", crate::keys::opaque_id(&self.graph_id)),
         }
     }
 

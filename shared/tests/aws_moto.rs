@@ -235,7 +235,7 @@ async fn container_state_throttles_and_failures() {
         catalog.put_container(&record).await.expect("put container");
     }
     let listed = catalog.list_containers("tenant-1").await.expect("list");
-    assert_eq!(listed.iter().map(|r| r.container.drive_id.as_str()).collect::<Vec<_>>(), ["d1", "d2"]);
+    assert_eq!(listed.iter().map(|r| r.container.graph_id.as_str()).collect::<Vec<_>>(), ["d1", "d2"]);
     assert!(catalog.container(&ContainerId::new("tenant-1", "d1")).await.expect("get").is_some());
     assert!(catalog.list_containers("tenant-2").await.expect("list").is_empty());
 

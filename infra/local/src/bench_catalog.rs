@@ -162,7 +162,7 @@ struct PlanFigures {
 
 async fn plan(bench: &Bench, shape: &DriveShape, tl: Timeline) -> Result<PlanFigures> {
     let container = shape.container();
-    let body = json!({"drive_id": container.drive_id, "scope": {"kind": "container"}, "as_of": rfc3339(tl.t),
+    let body = json!({"drive_id": container.graph_id, "scope": {"kind": "container"}, "as_of": rfc3339(tl.t),
                       "target": {"kind": "in_place"}, "dry_run": true});
     let created = bench.api(bench.http.post(format!("{}/v1/restores", bench.api_url)).json(&body)).await?;
     let id = created["id"].as_str().context("restore job without id")?.to_owned();
@@ -203,7 +203,7 @@ struct BrowseFigures {
 }
 
 async fn browse(bench: &Bench, shape: &DriveShape, tl: Timeline) -> Result<BrowseFigures> {
-    let drive_id = shape.container().drive_id;
+    let drive_id = shape.container().graph_id;
     let parent = shape.folder_id(0);
     let (mut pages, mut listed, mut ops, mut cursor) = (Vec::new(), 0, BTreeMap::new(), None::<String>);
     let whole = Instant::now();

@@ -99,7 +99,7 @@ pub(crate) async fn resources(
             open_failures,
             unavailable: sync.unavailable.clone(),
         };
-        let id = record.container.drive_id.clone();
+        let id = record.container.graph_id.clone();
         if record.container.is_mailbox() {
             user.mailbox = Some(ProtectedMailbox { mailbox_id: id, protection });
         } else {
@@ -281,7 +281,7 @@ async fn list_children(deps: &ApiDeps, holder: Holder, id: &str, q: ChildrenQuer
         })
         .collect();
     let next = page.next.map(|c| ChildrenCursor { at, c }.encode());
-    Ok(Children { owner: holder.owner(container.drive_id), parent_id, at, items, next })
+    Ok(Children { owner: holder.owner(container.graph_id), parent_id, at, items, next })
 }
 
 /// `root` means the drive's root folder (a mailbox's `msgfolderroot`); any other id must have
@@ -299,7 +299,7 @@ async fn resolve_parent(
             ApiError::NotFound(format!(
                 "the root of {} {} is not known yet (first backup running)",
                 holder.noun(),
-                container.drive_id
+                container.graph_id
             ))
         });
     }
@@ -314,7 +314,7 @@ async fn resolve_parent(
         _ => Err(ApiError::NotFound(format!(
             "no folder {parent} in {} {} at that time",
             holder.noun(),
-            container.drive_id
+            container.graph_id
         ))),
     }
 }
@@ -596,7 +596,7 @@ async fn changes_in_window(deps: &ApiDeps, holder: Holder, id: &str, q: ChangesQ
             parent_id: v.parent_id,
         })
         .collect();
-    Ok(Changes { owner: holder.owner(container.drive_id), from, to, versions, truncated, histogram })
+    Ok(Changes { owner: holder.owner(container.graph_id), from, to, versions, truncated, histogram })
 }
 
 /// For each version (oldest first), the name of the same item's previous version: the one

@@ -182,7 +182,7 @@ fn check_as_of(name: &str, at: DateTime<Utc>, drive: &ContainerRecord, now: Date
         return Err(ApiError::TimeOutOfRange(format!(
             "{name} {} is before the first backup of {} ({})",
             fmt(at),
-            drive.container.drive_id,
+            drive.container.graph_id,
             fmt(drive.discovered_at)
         )));
     }

@@ -109,8 +109,8 @@ impl From<RestoreJob> for JobView {
         Self {
             percent: percent(&job),
             id: job.id,
-            drive_id: (!job.container.is_mailbox()).then(|| job.container.drive_id.clone()),
-            mailbox_id: job.container.is_mailbox().then(|| job.container.drive_id.clone()),
+            drive_id: (!job.container.is_mailbox()).then(|| job.container.graph_id.clone()),
+            mailbox_id: job.container.is_mailbox().then(|| job.container.graph_id.clone()),
             scope: job.scope,
             as_of: job.as_of,
             target: job.target,
@@ -176,7 +176,7 @@ pub(crate) async fn create(
             _ => {
                 return Err(ApiError::NotFound(format!(
                     "item {item_id} of {} did not exist at as_of",
-                    drive.container.drive_id
+                    drive.container.graph_id
                 )));
             }
         }
@@ -214,7 +214,7 @@ pub(crate) async fn create(
     let task = RestoreTask::plan(job.id.clone(), request.dry_run);
     let body = serde_json::to_string(&task).map_err(|e| ApiError::InvalidBody(e.to_string()))?;
     deps.sink.send(QueueName::Restores, vec![OutMessage { body, group_id: None, delay: None }]).await?;
-    info!(job_id = %job.id, dry_run = request.dry_run, "restore job planned");
+    info!(job = %job.id, dry_run = request.dry_run, "restore job planned");
     let location = HeaderValue::from_str(&format!("/v1/restores/{}", job.id))
         .map_err(|e| ApiError::InvalidParameter(e.to_string()))?;
     let mut response = (StatusCode::ACCEPTED, Json(JobView::from(job))).into_response();

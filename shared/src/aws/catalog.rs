@@ -84,8 +84,8 @@ const REGISTRY_MAILBOX: &str = "MAILBOX#";
 /// Sort key of a container's registry row in its tenant's partition.
 fn registry_sk(c: &ContainerId) -> String {
     match c.kind {
-        ContainerKind::Drive => format!("{REGISTRY_DRIVE}{}", c.drive_id),
-        ContainerKind::Mailbox => format!("{REGISTRY_MAILBOX}{}", c.drive_id),
+        ContainerKind::Drive => format!("{REGISTRY_DRIVE}{}", c.graph_id),
+        ContainerKind::Mailbox => format!("{REGISTRY_MAILBOX}{}", c.graph_id),
     }
 }
 

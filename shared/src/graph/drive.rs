@@ -168,7 +168,7 @@ impl GraphClient {
                 Err(GraphError::NotFound | GraphError::Forbidden { .. } | GraphError::Unauthorized { .. })
                     if fresh_url_tries > 0 =>
                 {
-                    tracing::debug!(item_id, "download URL refused, asking for a fresh one");
+                    tracing::debug!(item = item_id, "download URL refused, asking for a fresh one");
                 }
                 Err(e) => return Err(e),
             }

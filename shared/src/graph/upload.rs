@@ -188,7 +188,7 @@ impl GraphClient {
                 Some(item) => return Ok(item),
                 None if restarts < MAX_SESSION_RESTARTS => {
                     restarts += 1;
-                    tracing::debug!(drive_id, size, restarts, "upload session gone, starting over");
+                    tracing::debug!(container = drive_id, size, restarts, "upload session gone, starting over");
                 }
                 None => return Err(GraphError::UploadSessionGone),
             }
@@ -251,7 +251,7 @@ impl GraphClient {
                 stalls = 0;
             } else if stalls < max_stalls {
                 stalls += 1;
-                tracing::debug!(drive_id, offset = resumed, stalls, error = %err, "resuming upload session");
+                tracing::debug!(container = drive_id, offset = resumed, stalls, error = %err, "resuming upload session");
             } else {
                 return Err(err);
             }

@@ -4,7 +4,7 @@
 
 use futures::StreamExt;
 use std::time::Instant;
-use tracing::{error, warn};
+use tracing::{Instrument, error, info_span, warn};
 
 use super::PipelineError;
 use super::copier::{self, Copied, CopierDeps};
@@ -22,20 +22,25 @@ pub struct Received {
     pub body: String,
 }
 
-fn outcome(id: &str, result: Result<(), PipelineError>) -> Option<String> {
-    match result {
-        Ok(()) => None,
-        Err(e) if e.is_retryable() => {
-            warn!(message = %id, error = %e, "will retry");
-            Some(id.to_owned())
-        }
-        Err(e) => {
-            // Left to the queue's redrive: the DLQ alarm makes it visible, reconcile re-queues
-            // the item, nothing is lost.
-            error!(message = %id, error = %e, "cannot process message");
-            Some(id.to_owned())
+/// Runs one message's step inside the message's span: the id to retry, if it must be.
+async fn handle(m: &Received, step: impl Future<Output = Result<(), PipelineError>>) -> Option<String> {
+    async {
+        match step.await {
+            Ok(()) => None,
+            Err(e) if e.is_retryable() => {
+                warn!(error = %e, "will retry");
+                Some(m.id.clone())
+            }
+            Err(e) => {
+                // Left to the queue's redrive: the DLQ alarm makes it visible, reconcile
+                // re-queues the item, nothing is lost.
+                error!(error = %e, "cannot process message");
+                Some(m.id.clone())
+            }
         }
     }
+    .instrument(info_span!("sqs_message", sqs_message_id = %m.id))
+    .await
 }
 
 /// `items` / `items-large`: copies in parallel; returns the ids to retry.
@@ -44,15 +49,17 @@ pub async fn copy_batch(deps: &CopierDeps, messages: &[Received], concurrency: u
     // which the Send bound of a boxed handler cannot express.
     futures::stream::iter(messages.to_vec())
         .map(|m| async move {
-            let result = match serde_json::from_str::<ItemJob>(&m.body) {
-                Ok(job) => copier::copy(deps, &job).await.map(|c| {
-                    if let Copied::Failed(reason) = c {
-                        warn!(message = %m.id, %reason, "item reported as failed");
-                    }
-                }),
-                Err(e) => Err(PipelineError::BadJob(e.to_string())),
+            let step = async {
+                match serde_json::from_str::<ItemJob>(&m.body) {
+                    Ok(job) => copier::copy(deps, &job).await.map(|c| {
+                        if let Copied::Failed(reason) = c {
+                            warn!(%reason, "item reported as failed");
+                        }
+                    }),
+                    Err(e) => Err(PipelineError::BadMessage(e.to_string())),
+                }
             };
-            outcome(&m.id, result)
+            handle(&m, step).await
         })
         .buffer_unordered(concurrency.max(1))
         .filter_map(|failed| async move { failed })
@@ -69,11 +76,13 @@ pub async fn enumerate_batch(deps: &EnumeratorDeps, messages: &[Received], deadl
             failed.push(m.id.clone());
             continue;
         }
-        let result = match serde_json::from_str::<ChangeJob>(&m.body) {
-            Ok(job) => enumerator::enumerate(deps, &job, deadline).await.map(|_| ()),
-            Err(e) => Err(PipelineError::BadJob(e.to_string())),
+        let step = async {
+            match serde_json::from_str::<ChangeJob>(&m.body) {
+                Ok(job) => enumerator::enumerate(deps, &job, deadline).await.map(|_| ()),
+                Err(e) => Err(PipelineError::BadMessage(e.to_string())),
+            }
         };
-        failed.extend(outcome(&m.id, result));
+        failed.extend(handle(m, step).await);
     }
     failed
 }
@@ -82,11 +91,13 @@ pub async fn enumerate_batch(deps: &EnumeratorDeps, messages: &[Received], deadl
 pub async fn lifecycle_batch(deps: &SchedulerDeps, messages: &[Received]) -> Vec<String> {
     let mut failed = Vec::new();
     for m in messages {
-        let result = match serde_json::from_str::<LifecycleJob>(&m.body) {
-            Ok(job) => scheduler::lifecycle(deps, &job).await,
-            Err(e) => Err(PipelineError::BadJob(e.to_string())),
+        let step = async {
+            match serde_json::from_str::<LifecycleJob>(&m.body) {
+                Ok(job) => scheduler::lifecycle(deps, &job).await,
+                Err(e) => Err(PipelineError::BadMessage(e.to_string())),
+            }
         };
-        failed.extend(outcome(&m.id, result));
+        failed.extend(handle(m, step).await);
     }
     failed
 }
@@ -95,11 +106,13 @@ pub async fn lifecycle_batch(deps: &SchedulerDeps, messages: &[Received]) -> Vec
 pub async fn restore_batch(deps: &RestorerDeps, messages: &[Received]) -> Vec<String> {
     let mut failed = Vec::new();
     for m in messages {
-        let result = match serde_json::from_str::<RestoreTask>(&m.body) {
-            Ok(task) => restorer::handle(deps, &task).await,
-            Err(e) => Err(PipelineError::BadJob(e.to_string())),
+        let step = async {
+            match serde_json::from_str::<RestoreTask>(&m.body) {
+                Ok(task) => restorer::handle(deps, &task).await,
+                Err(e) => Err(PipelineError::BadMessage(e.to_string())),
+            }
         };
-        failed.extend(outcome(&m.id, result));
+        failed.extend(handle(m, step).await);
     }
     failed
 }

@@ -69,7 +69,7 @@ pub(super) const MAILBOX_SLOT_WAIT: Duration = Duration::from_secs(2);
 /// Handles one `items` message, including throttling and per-item failures.
 pub async fn copy(deps: &CopierDeps, job: &ItemJob) -> Result<Copied, PipelineError> {
     if job.v != SCHEMA_VERSION {
-        return Err(PipelineError::BadJob(format!("unknown schema version {}", job.v)));
+        return Err(PipelineError::BadMessage(format!("unknown schema version {}", job.v)));
     }
     let key = job.container.item(job.item.id.clone());
     if let Some(wait) = throttle_delay(deps.catalog.as_ref(), &key.container, Utc::now()).await? {
@@ -163,7 +163,7 @@ async fn copy_state(deps: &CopierDeps, job: &ItemJob, key: &ItemKey) -> Result<C
         return commit(deps, version).await.map(|_| Copied::Committed { bytes: 0 });
     }
     let Some(etag) = item.etag.clone() else {
-        return Err(PipelineError::BadJob("live item without an eTag".into()));
+        return Err(PipelineError::MissingData("live item without an eTag".into()));
     };
     if let Some(h) = &head
         && h.current.version == etag
@@ -264,7 +264,7 @@ fn tombstone(key: &ItemKey, head: Option<&ItemHead>, item: &ItemState, observed_
 /// Commit order: the immutable record in the vault, then the catalog row.
 async fn commit(deps: &CopierDeps, version: ItemVersion) -> Result<(), PipelineError> {
     let record_key = keys::record_key(&version.key, &version.version);
-    let body = serde_json::to_vec(&version).map_err(|e| PipelineError::BadJob(e.to_string()))?;
+    let body = serde_json::to_vec(&version).map_err(|e| PipelineError::Internal(e.to_string()))?;
     let stored = deps.vault.put_if_absent(&record_key, Bytes::from(body), &lock(deps)).await?;
     // A crash between record and catalog leaves the record: it is the truth to commit.
     let version = if stored.created {
@@ -328,7 +328,7 @@ async fn matching_state(
     }
     // The item changed between enumeration and download: record what we hold, if Graph
     // vouches for it now.
-    let Some(current) = deps.graph.get_item(&key.container.drive_id, &key.item_id).await? else {
+    let Some(current) = deps.graph.get_item(&key.container.graph_id, &key.item_id).await? else {
         return Ok(None);
     };
     let current = item_state(&current);
@@ -338,7 +338,7 @@ async fn matching_state(
     if matches(&current) {
         return Ok(Some(current));
     }
-    Err(PipelineError::Mismatch(format!(
+    Err(PipelineError::ContentMismatch(format!(
         "downloaded {len} bytes that match neither the job's state nor Graph's current state"
     )))
 }
@@ -426,7 +426,7 @@ async fn download_into(
     let mut attempt = 0;
     loop {
         let offset = sink.len();
-        let download = match deps.graph.download(&key.container.drive_id, &key.item_id, offset).await {
+        let download = match deps.graph.download(&key.container.graph_id, &key.item_id, offset).await {
             Ok(d) => d,
             Err(GraphError::NotFound) => return Ok(None),
             Err(e) if e.is_retryable() && !e.is_throttled() && attempt + 1 < DOWNLOAD_ATTEMPTS => {
@@ -434,7 +434,7 @@ async fn download_into(
                 continue;
             }
             Err(GraphError::RangeIgnored) => {
-                return Err(PipelineError::Mismatch("server ignored Range on resume".into()));
+                return Err(PipelineError::ContentMismatch("server ignored Range on resume".into()));
             }
             Err(e) => return Err(e.into()),
         };
@@ -463,7 +463,9 @@ async fn download_into(
                 if attempt >= DOWNLOAD_ATTEMPTS {
                     return Err(match failed {
                         Some(e) => e.into(),
-                        None => PipelineError::Mismatch(format!("download ended after {got} of {total:?} bytes")),
+                        None => {
+                            PipelineError::ContentMismatch(format!("download ended after {got} of {total:?} bytes"))
+                        }
                     });
                 }
                 warn!(item = %key.item_id, got, "download interrupted; resuming");

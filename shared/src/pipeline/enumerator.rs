@@ -51,7 +51,7 @@ pub async fn enumerate(
     deadline: Instant,
 ) -> Result<Enumeration, PipelineError> {
     if job.v != SCHEMA_VERSION {
-        return Err(PipelineError::BadJob(format!("unknown schema version {}", job.v)));
+        return Err(PipelineError::BadMessage(format!("unknown schema version {}", job.v)));
     }
     if job.container.is_mailbox() {
         return super::mailbox::enumerate(deps, job, deadline).await;
@@ -75,7 +75,7 @@ pub async fn enumerate(
             (Some(link), r) if r != ChangeReason::Reconcile => DeltaCursor::Link(DeltaLink::new(link.clone())),
             (link, _) => {
                 state.full_scan = Some(new_scan(now, link.is_some()));
-                DeltaCursor::Start { drive_id: c.drive_id.clone() }
+                DeltaCursor::Start { drive_id: c.graph_id.clone() }
             }
         }
     };
@@ -90,13 +90,13 @@ pub async fn enumerate(
         let page = match deps.graph.delta(&cursor).await {
             Ok(page) => page,
             Err(GraphError::ResyncRequired { restart }) => {
-                warn!(drive = %c.drive_id, "delta token expired; running a full enumeration");
+                warn!(container = %c.scoped_id(), "delta token expired; running a full enumeration");
                 state.full_scan = Some(new_scan(Utc::now(), true));
                 state.next_link = None;
                 deps.catalog.put_sync_state(c, &state).await?;
                 cursor = match restart {
                     Some(link) => DeltaCursor::Link(link),
-                    None => DeltaCursor::Start { drive_id: c.drive_id.clone() },
+                    None => DeltaCursor::Start { drive_id: c.graph_id.clone() },
                 };
                 continue;
             }
@@ -138,7 +138,7 @@ pub async fn enumerate(
                 state.next_link = None;
                 state.last_synced_at = Some(Utc::now());
                 deps.catalog.put_sync_state(c, &state).await?;
-                info!(drive = %c.drive_id, pages = out.pages, jobs = out.jobs, tombstones = out.tombstones, full = out.full_scan, "enumeration complete");
+                info!(container = %c.scoped_id(), pages = out.pages, jobs = out.jobs, tombstones = out.tombstones, full = out.full_scan, "enumeration complete");
                 return Ok(out);
             }
         }
@@ -283,7 +283,7 @@ pub(super) async fn tombstone_unseen(
     }
     let count = messages.len();
     if count > 0 {
-        warn!(drive = %c.drive_id, count, "recording deletions found by a full enumeration");
+        warn!(container = %c.scoped_id(), count, "recording deletions found by a full enumeration");
     }
     send(deps.sink.as_ref(), QueueName::Items, messages).await?;
     Ok(count)

@@ -45,7 +45,7 @@ pub async fn enumerate(
         start_pass(&mut state, job.reason == ChangeReason::Reconcile);
         // Once per mailbox: browsing starts from the root, which no folder delta lists.
         if state.root_id.is_none() {
-            match deps.mail.root_folder_id(&c.drive_id).await {
+            match deps.mail.root_folder_id(&c.graph_id).await {
                 Ok(root) => state.root_id = root,
                 Err(e) if e.is_mailbox_unavailable() => return mark_unavailable(deps, c, &mut state, &e, out).await,
                 Err(e) => return Err(e.into()),
@@ -59,7 +59,7 @@ pub async fn enumerate(
             Ok(true) => break,
             Ok(false) => return continue_later(deps, c, &mut out).await,
             Err(PipelineError::Graph(GraphError::ResyncRequired { .. })) => {
-                warn!(mailbox = %c.drive_id, "a mail delta token expired; running a full enumeration");
+                warn!(container = %c.scoped_id(), "a mail delta token expired; running a full enumeration");
                 start_pass(&mut state, true);
                 deps.catalog.put_sync_state(c, &state).await?;
             }
@@ -75,7 +75,7 @@ pub async fn enumerate(
     state.unavailable = None;
     state.last_synced_at = Some(Utc::now());
     deps.catalog.put_sync_state(c, &state).await?;
-    info!(mailbox = %c.drive_id, pages = out.pages, jobs = out.jobs, tombstones = out.tombstones, full = out.full_scan, "mailbox enumeration complete");
+    info!(container = %c.scoped_id(), pages = out.pages, jobs = out.jobs, tombstones = out.tombstones, full = out.full_scan, "mailbox enumeration complete");
     Ok(out)
 }
 
@@ -91,7 +91,7 @@ async fn mark_unavailable(
     mut out: Enumeration,
 ) -> Result<Enumeration, PipelineError> {
     let reason = error.to_string();
-    warn!(mailbox = %c.drive_id, %reason, "mailbox unavailable; its backup is kept as it is");
+    warn!(container = %c.scoped_id(), %reason, "mailbox unavailable; its backup is kept as it is");
     let since = state.unavailable.as_ref().map_or_else(Utc::now, |u| u.since);
     state.unavailable = Some(Unavailable { reason, since });
     deps.catalog.put_sync_state(c, state).await?;
@@ -210,7 +210,7 @@ async fn page(
     link: Option<&str>,
     deadline: Instant,
 ) -> Result<Option<MailPage>, PipelineError> {
-    let user = c.drive_id.as_str();
+    let user = c.graph_id.as_str();
     loop {
         if let Some(wait) = throttle_delay(deps.catalog.as_ref(), c, Utc::now()).await?
             && !sleep_within(wait, deadline, deps.reserve).await

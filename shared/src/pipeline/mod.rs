@@ -197,11 +197,26 @@ pub enum PipelineError {
     Graph(#[from] GraphError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The bytes did not match any state Graph vouches for; retried, never recorded.
-    #[error("content of item does not match its state: {0}")]
-    Mismatch(String),
-    #[error("malformed job: {0}")]
-    BadJob(String),
+    /// The bytes (hash, size, or what Graph echoes back) differ from the state vouched for;
+    /// retried, never recorded.
+    #[error("content mismatch: {0}")]
+    ContentMismatch(String),
+    /// Something this step depends on is not in place yet (the parent folder is not restored
+    /// yet, a folder Graph reports is not listed yet); retried.
+    #[error("not ready: {0}")]
+    NotReady(String),
+    /// A queue message that cannot be parsed, has an unknown schema version or names a step
+    /// its job does not have.
+    #[error("bad queue message: {0}")]
+    BadMessage(String),
+    /// What the job needs is not there and will not appear by retrying: the container was
+    /// never enumerated, the restore job is unknown, a version has no content, an item has
+    /// no eTag or no folder, a message's folder is gone from the mailbox.
+    #[error("missing data: {0}")]
+    MissingData(String),
+    /// An invariant of our own code broke (serialising our own types, a closed upload).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl PipelineError {
@@ -210,8 +225,8 @@ impl PipelineError {
         match self {
             PipelineError::Graph(e) => e.is_retryable(),
             PipelineError::Store(e) => e.is_retryable(),
-            PipelineError::Mismatch(_) => true,
-            PipelineError::BadJob(_) => false,
+            PipelineError::ContentMismatch(_) | PipelineError::NotReady(_) => true,
+            PipelineError::BadMessage(_) | PipelineError::MissingData(_) | PipelineError::Internal(_) => false,
         }
     }
 }
@@ -224,7 +239,7 @@ pub const DRIVE_RESOURCE: &str = "drive";
 pub fn throttle_resource(c: &ContainerId) -> String {
     match c.kind {
         ContainerKind::Drive => DRIVE_RESOURCE.to_owned(),
-        ContainerKind::Mailbox => format!("mailbox.{}", crate::keys::opaque_id(&c.drive_id)),
+        ContainerKind::Mailbox => format!("mailbox.{}", crate::keys::opaque_id(&c.graph_id)),
     }
 }
 

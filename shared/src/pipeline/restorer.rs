@@ -62,13 +62,13 @@ pub struct RestorerDeps {
 
 pub async fn handle(deps: &RestorerDeps, task: &RestoreTask) -> Result<(), PipelineError> {
     if task.v != SCHEMA_VERSION {
-        return Err(PipelineError::BadJob(format!("unknown schema version {}", task.v)));
+        return Err(PipelineError::BadMessage(format!("unknown schema version {}", task.v)));
     }
     let job = deps
         .catalog
         .restore_job(&task.job_id)
         .await?
-        .ok_or_else(|| PipelineError::BadJob(format!("no restore job {}", task.job_id)))?;
+        .ok_or_else(|| PipelineError::MissingData(format!("no restore job {}", task.job_id)))?;
     if job.target == RestoreTarget::Export {
         return export::handle(deps, &job, task).await;
     }
@@ -93,7 +93,7 @@ pub async fn handle(deps: &RestorerDeps, task: &RestoreTask) -> Result<(), Pipel
 }
 
 fn not_an_export() -> PipelineError {
-    PipelineError::BadJob("an export step for a job that is not an export".into())
+    PipelineError::BadMessage("an export step for a job that is not an export".into())
 }
 
 /// The restore's view of a container: versions at T and heads now.
@@ -213,7 +213,7 @@ async fn plan(deps: &RestorerDeps, job: &RestoreJob, dry_run: bool) -> Result<()
         // The listed conflicts are the dry run's report; the status comes last, so a client
         // that sees `planned` sees the whole list.
         for c in conflicts.into_iter().take(CONFLICTS_LISTED) {
-            ctx.record(&c.item_id, c.path, RestoreOutcome::Conflict, Some(c.detail), None, 0).await?;
+            ctx.record(&c.item_id, c.path, Done::new(RestoreOutcome::Conflict, None).with_detail(c.detail)).await?;
         }
         deps.catalog.set_restore_status(&job.id, RestoreStatus::Planned, Some(plan)).await?;
         return Ok(());
@@ -342,13 +342,17 @@ impl<'a> Context<'a> {
         }
         self.root_id
             .clone()
-            .ok_or_else(|| PipelineError::BadJob("the drive's root is unknown: never enumerated".into()))
+            .ok_or_else(|| PipelineError::MissingData("the drive's root is unknown: never enumerated".into()))
     }
 
-    /// The item's version at the restore time (None if it did not exist) and now, and a path.
-    async fn states(&self, item_id: &str) -> Result<(Option<ItemVersion>, Option<ItemVersion>, String), PipelineError> {
+    /// The item's version at the restore time and now, and its path.
+    async fn states(&self, item_id: &str) -> Result<ItemStates, PipelineError> {
         if let Some(tree) = &self.tree {
-            return Ok((tree.at.get(item_id).cloned(), tree.now.get(item_id).cloned(), tree.path(item_id)));
+            return Ok(ItemStates {
+                at: tree.at.get(item_id).cloned(),
+                now: tree.now.get(item_id).cloned(),
+                path: tree.path(item_id),
+            });
         }
         let key = self.job.container.item(item_id.to_owned());
         let at = self
@@ -359,12 +363,12 @@ impl<'a> Context<'a> {
             .filter(|v| !v.deleted && v.kind != ItemKind::Root);
         let now = self.deps.catalog.head(&key).await?.map(|h| h.current).filter(|v| !v.deleted);
         let path = at.as_ref().or(now.as_ref()).and_then(|v| v.name.clone()).unwrap_or_default();
-        Ok((at, now, path))
+        Ok(ItemStates { at, now, path })
     }
 
     fn target_drive(&self) -> &str {
         match &self.job.target {
-            RestoreTarget::InPlace | RestoreTarget::Export => &self.job.container.drive_id,
+            RestoreTarget::InPlace | RestoreTarget::Export => &self.job.container.graph_id,
             RestoreTarget::Alternate { drive_id, .. } => drive_id,
         }
     }
@@ -372,7 +376,7 @@ impl<'a> Context<'a> {
     /// The target folder that stands for `parent_id` (a folder of the backed-up tree).
     async fn target_parent(&mut self, version: &ItemVersion) -> Result<String, PipelineError> {
         let Some(parent) = version.parent_id.clone() else {
-            return Err(PipelineError::BadJob("item without a parent".into()));
+            return Err(PipelineError::MissingData("item without a parent".into()));
         };
         if let Some(t) = self.targets.get(&parent) {
             return Ok(t.clone());
@@ -387,8 +391,8 @@ impl<'a> Context<'a> {
             _ => match self.deps.catalog.restore_report(&self.job.id, &parent).await? {
                 Some(r) if r.target_item_id.is_some() => r.target_item_id.unwrap_or_default(),
                 _ => {
-                    return Err(PipelineError::Mismatch(format!(
-                        "parent folder of {} is not restored",
+                    return Err(PipelineError::NotReady(format!(
+                        "parent folder of {} is not restored yet",
                         version.key.item_id
                     )));
                 }
@@ -411,25 +415,17 @@ impl<'a> Context<'a> {
             .cloned())
     }
 
-    async fn record(
-        &self,
-        item_id: &str,
-        path: String,
-        outcome: RestoreOutcome,
-        detail: Option<String>,
-        target: Option<String>,
-        bytes: u64,
-    ) -> Result<(), PipelineError> {
+    async fn record(&self, item_id: &str, path: String, done: Done) -> Result<(), PipelineError> {
         let report = RestoreItemReport {
             job_id: self.job.id.clone(),
             item_id: item_id.to_owned(),
             path,
-            outcome,
-            detail,
-            target_item_id: target,
+            outcome: done.outcome,
+            detail: done.detail,
+            target_item_id: done.target_item_id,
             at: Utc::now(),
         };
-        self.deps.catalog.record_restore_outcome(&report, bytes).await?;
+        self.deps.catalog.record_restore_outcome(&report, done.bytes).await?;
         Ok(())
     }
 }
@@ -449,43 +445,72 @@ async fn restore_item(ctx: &mut Context<'_>, item_id: &str) -> Result<(), Pipeli
         }
         return Ok(());
     }
-    let (at, now, path) = ctx.states(item_id).await?;
+    let ItemStates { at, now, path } = ctx.states(item_id).await?;
     let result = match at {
         None => created_after(ctx, item_id, now).await,
         Some(v) if v.kind == ItemKind::File => restore_file(ctx, &v).await,
         Some(v) => restore_folder(ctx, &v).await,
     };
     match result {
-        Ok((outcome, target, bytes, detail)) => {
-            if let Some(t) = &target {
+        Ok(done) => {
+            if let Some(t) = &done.target_item_id {
                 ctx.targets.insert(item_id.to_owned(), t.clone());
             }
-            ctx.record(item_id, path, outcome, detail, target, bytes).await
+            ctx.record(item_id, path, done).await
         }
         Err(PipelineError::Graph(e)) if e.is_retryable() => Err(PipelineError::Graph(e)),
         Err(PipelineError::Store(e)) if e.is_retryable() => Err(PipelineError::Store(e)),
         Err(e) => {
             warn!(job = %ctx.job.id, item = %item_id, error = %e, "item not restored");
-            ctx.record(item_id, path, RestoreOutcome::Failed, Some(e.to_string()), None, 0).await
+            ctx.record(item_id, path, Done::new(RestoreOutcome::Failed, None).with_detail(e.to_string())).await
         }
     }
 }
 
-type Done = (RestoreOutcome, Option<String>, u64, Option<String>);
+/// What restoring one item came to: the line of its report.
+struct Done {
+    outcome: RestoreOutcome,
+    /// The item that stands for it in the target, once there is one.
+    target_item_id: Option<String>,
+    /// Bytes uploaded to restore it.
+    bytes: u64,
+    /// Why, in a few words, for the report.
+    detail: Option<String>,
+}
+
+impl Done {
+    /// Nothing uploaded and nothing to add.
+    fn new(outcome: RestoreOutcome, target_item_id: Option<String>) -> Self {
+        Self { outcome, target_item_id, bytes: 0, detail: None }
+    }
+
+    fn with_bytes(self, bytes: u64) -> Self {
+        Self { bytes, ..self }
+    }
+
+    fn with_detail(self, detail: impl Into<String>) -> Self {
+        Self { detail: Some(detail.into()), ..self }
+    }
+}
+
+/// An item as the restore sees it: its version at the restore time (None if it did not
+/// exist then), its version now (None if deleted since), and the path its report shows.
+struct ItemStates {
+    at: Option<ItemVersion>,
+    now: Option<ItemVersion>,
+    path: String,
+}
 
 async fn created_after(ctx: &mut Context<'_>, item_id: &str, now: Option<ItemVersion>) -> Result<Done, PipelineError> {
     if !ctx.job.quarantine_new_items || ctx.job.target != RestoreTarget::InPlace {
-        return Ok((
-            RestoreOutcome::CreatedAfter,
-            None,
-            0,
-            Some("created after the restore time; left in place".into()),
-        ));
+        return Ok(
+            Done::new(RestoreOutcome::CreatedAfter, None).with_detail("created after the restore time; left in place")
+        );
     }
     let folder = quarantine(ctx).await?;
-    let drive = ctx.job.container.drive_id.clone();
+    let drive = ctx.job.container.graph_id.clone();
     if item_id == folder {
-        return Ok((RestoreOutcome::CreatedAfter, Some(folder), 0, Some("the quarantine folder".into())));
+        return Ok(Done::new(RestoreOutcome::CreatedAfter, Some(folder)).with_detail("the quarantine folder"));
     }
     let parent = now.as_ref().and_then(|v| v.parent_id.clone());
     if let Some(parent) = &parent
@@ -495,26 +520,25 @@ async fn created_after(ctx: &mut Context<'_>, item_id: &str, now: Option<ItemVer
         let key = ctx.job.container.item(parent.clone());
         let parent_at = ctx.deps.catalog.version_at(&key, ctx.job.as_of).await?.filter(|v| !v.deleted);
         if parent_at.is_none() {
-            return Ok((
-                RestoreOutcome::CreatedAfter,
-                Some(item_id.to_owned()),
-                0,
-                Some("moved with its folder".into()),
-            ));
+            return Ok(
+                Done::new(RestoreOutcome::CreatedAfter, Some(item_id.to_owned())).with_detail("moved with its folder")
+            );
         }
     }
     if parent.as_deref() == Some(folder.as_str()) {
-        return Ok((RestoreOutcome::CreatedAfter, Some(item_id.to_owned()), 0, Some("already in quarantine".into())));
+        return Ok(
+            Done::new(RestoreOutcome::CreatedAfter, Some(item_id.to_owned())).with_detail("already in quarantine")
+        );
     }
     ctx.deps.graph.patch_item(&drive, item_id, None, Some(&folder)).await?;
-    Ok((RestoreOutcome::CreatedAfter, Some(item_id.to_owned()), 0, Some("moved to the quarantine folder".into())))
+    Ok(Done::new(RestoreOutcome::CreatedAfter, Some(item_id.to_owned())).with_detail("moved to the quarantine folder"))
 }
 
 async fn quarantine(ctx: &mut Context<'_>) -> Result<String, PipelineError> {
     if let Some(q) = &ctx.quarantine {
         return Ok(q.clone());
     }
-    let drive = ctx.job.container.drive_id.clone();
+    let drive = ctx.job.container.graph_id.clone();
     let root = ctx.deps.graph.root(&drive).await?.id;
     // One quarantine per drive: a re-run finds what an earlier run set aside already there.
     let name = QUARANTINE_FOLDER.to_owned();
@@ -541,7 +565,7 @@ async fn ensure_folder(ctx: &mut Context<'_>, parent: &str, name: &str) -> Resul
             let existing = ctx.child_named(parent, name).await?;
             existing
                 .map(|i| (i.id, false))
-                .ok_or_else(|| PipelineError::Mismatch(format!("folder {name} conflicts but cannot be found")))
+                .ok_or_else(|| PipelineError::NotReady(format!("folder {name} conflicts but cannot be found")))
         }
         Err(e) => Err(e.into()),
     }
@@ -556,20 +580,20 @@ async fn restore_folder(ctx: &mut Context<'_>, v: &ItemVersion) -> Result<Done, 
             && !current.deleted
         {
             if current.name.as_deref() == Some(name.as_str()) && current.parent_id.as_deref() == Some(parent.as_str()) {
-                return Ok((RestoreOutcome::Unchanged, Some(current.id), 0, None));
+                return Ok(Done::new(RestoreOutcome::Unchanged, Some(current.id)));
             }
             let item = ctx.deps.graph.patch_item(&drive, &current.id, Some(&name), Some(&parent)).await?;
-            return Ok((RestoreOutcome::Restored, Some(item.id), 0, Some("name and parent put back".into())));
+            return Ok(Done::new(RestoreOutcome::Restored, Some(item.id)).with_detail("name and parent put back"));
         }
     }
     match ensure_folder(ctx, &parent, &name).await? {
-        (id, true) => Ok((RestoreOutcome::Restored, Some(id), 0, Some("recreated".into()))),
-        (id, false) => Ok((RestoreOutcome::Unchanged, Some(id), 0, None)),
+        (id, true) => Ok(Done::new(RestoreOutcome::Restored, Some(id)).with_detail("recreated")),
+        (id, false) => Ok(Done::new(RestoreOutcome::Unchanged, Some(id))),
     }
 }
 
 async fn restore_file(ctx: &mut Context<'_>, v: &ItemVersion) -> Result<Done, PipelineError> {
-    let content = v.content.clone().ok_or_else(|| PipelineError::BadJob("file version without content".into()))?;
+    let content = v.content.clone().ok_or_else(|| PipelineError::MissingData("file version without content".into()))?;
     let name = v.name.clone().unwrap_or_default();
     let parent = ctx.target_parent(v).await?;
     let drive = ctx.target_drive().to_owned();
@@ -591,10 +615,10 @@ async fn restore_file(ctx: &mut Context<'_>, v: &ItemVersion) -> Result<Done, Pi
         let placed =
             current.name.as_deref() == Some(name.as_str()) && current.parent_id.as_deref() == Some(parent.as_str());
         if same_bytes(&current) && placed {
-            return Ok((RestoreOutcome::Unchanged, Some(current.id), 0, None));
+            return Ok(Done::new(RestoreOutcome::Unchanged, Some(current.id)));
         }
         if !in_place && ctx.job.conflict == ConflictPolicy::Skip {
-            return Ok((RestoreOutcome::Skipped, Some(current.id), 0, Some("a file of that name exists".into())));
+            return Ok(Done::new(RestoreOutcome::Skipped, Some(current.id)).with_detail("a file of that name exists"));
         }
         if in_place || ctx.job.conflict == ConflictPolicy::Replace {
             let mut bytes = 0;
@@ -614,7 +638,7 @@ async fn restore_file(ctx: &mut Context<'_>, v: &ItemVersion) -> Result<Done, Pi
                 ctx.deps.graph.patch_item(&drive, &current.id, Some(&name), Some(&parent)).await?;
             }
             verify(ctx, &drive, &current.id, &content.sha256).await?;
-            return Ok((RestoreOutcome::Restored, Some(current.id), bytes, None));
+            return Ok(Done::new(RestoreOutcome::Restored, Some(current.id)).with_bytes(bytes));
         }
     }
     // Missing in place, or an alternate target: a new file on its path.
@@ -633,7 +657,7 @@ async fn restore_file(ctx: &mut Context<'_>, v: &ItemVersion) -> Result<Done, Pi
     .await?;
     ctx.children.remove(&parent);
     verify(ctx, &drive, &item.id, &content.sha256).await?;
-    Ok((RestoreOutcome::Restored, Some(item.id), content.size, Some("recreated".into())))
+    Ok(Done::new(RestoreOutcome::Restored, Some(item.id)).with_bytes(content.size).with_detail("recreated"))
 }
 
 async fn upload(
@@ -673,7 +697,9 @@ async fn verify(ctx: &Context<'_>, drive: &str, item_id: &str, sha256: &str) -> 
     }
     let got = hex::encode(sha.finalize());
     if got != sha256 {
-        return Err(PipelineError::Mismatch(format!("restored bytes of {item_id} hash differently from the backup")));
+        return Err(PipelineError::ContentMismatch(format!(
+            "restored bytes of {item_id} hash differently from the backup"
+        )));
     }
     Ok(())
 }

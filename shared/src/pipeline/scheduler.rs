@@ -180,9 +180,9 @@ fn expiry(deps: &SchedulerDeps, c: &ContainerId) -> DateTime<Utc> {
 async fn subscribe(deps: &SchedulerDeps, record: &mut ContainerRecord) -> Result<(), PipelineError> {
     let c = &record.container;
     let (resource, change_type) = if c.is_mailbox() {
-        (format!("/users/{}/messages", c.drive_id), "created,updated,deleted")
+        (format!("/users/{}/messages", c.graph_id), "created,updated,deleted")
     } else {
-        (format!("/drives/{}/root", c.drive_id), "updated")
+        (format!("/drives/{}/root", c.graph_id), "updated")
     };
     let request = NewSubscription {
         resource,
@@ -214,7 +214,7 @@ pub async fn renew(deps: &SchedulerDeps) -> Result<Report, PipelineError> {
             Ok(false) => {}
             // A mailbox deleted or unlicensed since: its backup stays, the others are renewed.
             Err(PipelineError::Graph(e)) if record.container.is_mailbox() && e.is_mailbox_unavailable() => {
-                warn!(container = %record.container.drive_id, error = %e, "mailbox unavailable; subscription not renewed");
+                warn!(container = %record.container.scoped_id(), error = %e, "mailbox unavailable; subscription not renewed");
                 continue;
             }
             Err(e) => return Err(e),
@@ -236,7 +236,7 @@ async fn renew_one(deps: &SchedulerDeps, record: &mut ContainerRecord) -> Result
                 return Ok(false);
             }
             Err(GraphError::NotFound) => {
-                warn!(container = %record.container.drive_id, "subscription is gone; recreating")
+                warn!(container = %record.container.scoped_id(), "subscription is gone; recreating")
             }
             Err(e) => return Err(e.into()),
         }
@@ -249,7 +249,7 @@ async fn renew_one(deps: &SchedulerDeps, record: &mut ContainerRecord) -> Result
 pub async fn lifecycle(deps: &SchedulerDeps, job: &LifecycleJob) -> Result<(), PipelineError> {
     let records = deps.catalog.list_containers(&job.tenant_id).await?;
     let Some(mut record) = records.into_iter().find(|r| r.container.tag() == job.container_tag) else {
-        warn!(event = %job.event, "lifecycle event for a container we do not protect");
+        warn!(event = %job.event, container = %job.container_tag, "lifecycle event for a container we do not protect");
         return Ok(());
     };
     let reason = match job.event.as_str() {
@@ -269,6 +269,6 @@ pub async fn lifecycle(deps: &SchedulerDeps, job: &LifecycleJob) -> Result<(), P
     if let Some(reason) = reason {
         enqueue(deps, vec![record.container.clone()], reason).await?;
     }
-    info!(event = %job.event, container = %record.container.drive_id, "handled lifecycle event");
+    info!(event = %job.event, container = %record.container.scoped_id(), "handled lifecycle event");
     Ok(())
 }

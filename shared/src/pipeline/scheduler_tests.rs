@@ -83,7 +83,7 @@ async fn discovery_protects_every_drive_and_mailbox_and_skips_mailboxes_graph_do
     assert_eq!((report.containers, report.discovered, report.subscribed), (3, 3, 3));
     assert_eq!((report.without_drive, report.without_mailbox), (1, 2));
     let mailbox = ContainerId::mailbox("tenant-1", "U1");
-    assert_eq!(mailbox.drive_id, "u1", "user ids are kept lower case");
+    assert_eq!(mailbox.graph_id, "u1", "user ids are kept lower case");
     let record = catalog.container(&mailbox).await.unwrap().expect("the mailbox is recorded");
     assert_eq!(record.user_principal_name.as_deref(), Some("one@contoso.test"));
 

@@ -240,7 +240,7 @@ mod tests {
         let t = triage(&d, &body(&[n.clone(), n]), Utc::now()).expect("parse");
         assert_eq!(t.rejected, 0);
         assert_eq!(t.changes.len(), 1);
-        assert_eq!(t.changes[0].container.drive_id, "drive-a");
+        assert_eq!(t.changes[0].container.graph_id, "drive-a");
     }
 
     #[test]

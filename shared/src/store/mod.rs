@@ -186,7 +186,6 @@ pub enum Commit {
     AlreadyCommitted,
 }
 
-/// One page of a listing. `next` resumes right after it; `None` means the listing is complete.
 /// One of a few concurrency slots on a shared resource (an Exchange mailbox allows four
 /// concurrent requests per app), held by one worker until it releases it or `until` passes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -197,6 +196,7 @@ pub struct SlotLease {
     pub until: DateTime<Utc>,
 }
 
+/// One page of a listing. `next` resumes right after it; `None` means the listing is complete.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Page<T> {
     pub items: Vec<T>,
@@ -232,7 +232,7 @@ impl Listing {
     /// not carry over to another `at`).
     pub(crate) fn children(container: &ContainerId, parent_id: &str, at: DateTime<Utc>) -> Self {
         let at = at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        Self::named(&["children", &container.tenant_id, &container.drive_id, parent_id, &at])
+        Self::named(&["children", &container.tenant_id, &container.graph_id, parent_id, &at])
     }
 
     pub(crate) fn restore_reports(job_id: &str) -> Self {

@@ -25,7 +25,7 @@ use crate::pipeline::PipelineError;
 
 pub(super) async fn copy_state(deps: &CopierDeps, job: &ItemJob, key: &ItemKey) -> Result<Copied, PipelineError> {
     let head = deps.catalog.head(key).await?;
-    let user = key.container.drive_id.as_str();
+    let user = key.container.graph_id.as_str();
     let mut item = job.item.clone();
     if item.deleted && item.kind == ItemKind::Message {
         // Left a folder: moved (its immutable id still answers) or deleted for good.
@@ -46,7 +46,7 @@ pub(super) async fn copy_state(deps: &CopierDeps, job: &ItemJob, key: &ItemKey) 
         return commit(deps, version).await.map(|_| Copied::Committed { bytes: 0 });
     }
     let Some(version) = item.etag.clone() else {
-        return Err(PipelineError::BadJob("live mail item without a version marker".into()));
+        return Err(PipelineError::MissingData("live mail item without a version marker".into()));
     };
     if head.as_ref().is_some_and(|h| h.current.version == version && !h.current.deleted) {
         return Ok(Copied::AlreadyHeld);
@@ -117,7 +117,7 @@ impl Downloaded {
 /// multipart upload beyond it. Graph serves `$value` without ranges, so an interrupted
 /// download starts over. None if the message is gone.
 async fn download(deps: &CopierDeps, key: &ItemKey, version: &str) -> Result<Option<Downloaded>, PipelineError> {
-    let user = key.container.drive_id.as_str();
+    let user = key.container.graph_id.as_str();
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -163,7 +163,9 @@ async fn download(deps: &CopierDeps, key: &ItemKey, version: &str) -> Result<Opt
             if attempt >= DOWNLOAD_ATTEMPTS || !retryable {
                 return Err(match failed {
                     Some(e) => e.into(),
-                    None => PipelineError::Mismatch(format!("MIME download ended after {len} of {total:?} bytes")),
+                    None => {
+                        PipelineError::ContentMismatch(format!("MIME download ended after {len} of {total:?} bytes"))
+                    }
                 });
             }
             warn!(item = %key.item_id, attempt, "MIME download interrupted; starting over");
@@ -174,5 +176,5 @@ async fn download(deps: &CopierDeps, key: &ItemKey, version: &str) -> Result<Opt
 }
 
 fn unreachable_sink(_: ContentSink) -> PipelineError {
-    PipelineError::BadJob("content sink in an impossible state".into())
+    PipelineError::Internal("content sink in an impossible state".into())
 }

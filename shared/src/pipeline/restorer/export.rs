@@ -18,7 +18,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-use super::{Context, RestorerDeps, Tree};
+use super::{Context, Done, RestorerDeps, Tree};
 use crate::api::{RestoreStep, RestoreTask};
 use crate::export::manifest::{MANIFEST_VERSION, Manifest, ManifestEntry, ManifestFailure};
 use crate::export::names::{EntryNames, MANIFEST};
@@ -51,7 +51,7 @@ pub(super) async fn handle(deps: &RestorerDeps, job: &RestoreJob, task: &Restore
             let range = Range { part: *part, of: *of, from: from.clone(), to: to.clone() };
             export_part(deps, job, &range).await
         }
-        RestoreStep::Items { .. } => Err(PipelineError::BadJob("an export job has no item chunks".into())),
+        RestoreStep::Items { .. } => Err(PipelineError::BadMessage("an export job has no item chunks".into())),
     }
 }
 
@@ -177,11 +177,14 @@ async fn record(
 ) -> Result<(), PipelineError> {
     let ctx = Context::new(deps, job);
     for e in &manifest.entries {
-        let detail = Some(format!("exported in part {} of {}", range.part, range.of));
-        ctx.record(&e.item_id, e.path.clone(), RestoreOutcome::Restored, detail, None, e.size).await?;
+        let done = Done::new(RestoreOutcome::Restored, None)
+            .with_bytes(e.size)
+            .with_detail(format!("exported in part {} of {}", range.part, range.of));
+        ctx.record(&e.item_id, e.path.clone(), done).await?;
     }
     for f in &manifest.failed {
-        ctx.record(&f.item_id, f.folder.clone(), RestoreOutcome::Failed, Some(f.reason.clone()), None, 0).await?;
+        let done = Done::new(RestoreOutcome::Failed, None).with_detail(f.reason.clone());
+        ctx.record(&f.item_id, f.folder.clone(), done).await?;
     }
     let part = ExportPart {
         part: range.part,
@@ -244,7 +247,7 @@ async fn write_part(
     let mut manifest = Manifest {
         v: MANIFEST_VERSION,
         job_id: job.id.clone(),
-        mailbox_id: job.container.drive_id.clone(),
+        mailbox_id: job.container.graph_id.clone(),
         as_of: job.as_of,
         part: range.part,
         parts: range.of,
@@ -280,7 +283,7 @@ async fn write_part(
         }
         upload.flush(false).await?;
     }
-    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| PipelineError::BadJob(e.to_string()))?;
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| PipelineError::Internal(e.to_string()))?;
     upload.zip.add(MANIFEST, job.as_of, &json).map_err(zip_broken)?;
     upload.zip.finish().map_err(zip_broken)?;
     Ok(manifest)
@@ -301,7 +304,7 @@ impl From<PipelineError> for MessageError {
 }
 
 fn zip_broken(e: ZipError) -> PipelineError {
-    PipelineError::Mismatch(format!("export archive: {e}"))
+    PipelineError::ContentMismatch(format!("export archive: {e}"))
 }
 
 /// A vault error reading a message: transient ones retry the part, the rest fail the message.
@@ -391,7 +394,7 @@ impl<'a> PartUpload<'a> {
         let body = self.zip.take();
         self.sha.update(&body);
         self.bytes += body.len() as u64;
-        let upload = self.upload.as_mut().ok_or_else(|| PipelineError::BadJob("upload already closed".into()))?;
+        let upload = self.upload.as_mut().ok_or_else(|| PipelineError::Internal("upload already closed".into()))?;
         self.store.upload_part(upload, self.next_part, body).await?;
         self.next_part += 1;
         Ok(())
@@ -400,7 +403,7 @@ impl<'a> PartUpload<'a> {
     /// The zip's size and SHA-256.
     async fn complete(mut self) -> Result<(u64, String), PipelineError> {
         self.flush(true).await?;
-        let upload = self.upload.take().ok_or_else(|| PipelineError::BadJob("upload already closed".into()))?;
+        let upload = self.upload.take().ok_or_else(|| PipelineError::Internal("upload already closed".into()))?;
         self.store.complete_upload(upload).await?;
         Ok((self.bytes, hex::encode(self.sha.finalize())))
     }

@@ -22,7 +22,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-use super::{Context, Done, RestorerDeps, Tree, fan_out, finish_if_done, is_final};
+use super::{Context, Done, ItemStates, RestorerDeps, Tree, fan_out, finish_if_done, is_final};
 use crate::api::RestoreTask;
 use crate::graph::{GraphError, MailFolder};
 use crate::mime::{INLINE_ATTACHMENT_MAX, Part, rebuild};
@@ -42,7 +42,7 @@ const SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// The user whose mailbox receives the restore.
 fn target_user(job: &RestoreJob) -> &str {
     match &job.target {
-        RestoreTarget::InPlace | RestoreTarget::Export => &job.container.drive_id,
+        RestoreTarget::InPlace | RestoreTarget::Export => &job.container.graph_id,
         RestoreTarget::Alternate { drive_id, .. } => drive_id,
     }
 }
@@ -139,33 +139,33 @@ async fn restore_item(ctx: &mut Context<'_>, item_id: &str) -> Result<(), Pipeli
         }
         return Ok(());
     }
-    let (at, now, path) = ctx.states(item_id).await?;
-    let result = match at {
-        None => {
-            Ok((RestoreOutcome::CreatedAfter, None, 0, Some("created after the restore time; left in place".into())))
-        }
-        Some(v) if v.kind == ItemKind::MailFolder => restore_folder(ctx, &v).await,
-        Some(v) => restore_message(ctx, &v, now.as_ref()).await,
-    };
+    let ItemStates { at, now, path } = ctx.states(item_id).await?;
+    let result =
+        match at {
+            None => Ok(Done::new(RestoreOutcome::CreatedAfter, None)
+                .with_detail("created after the restore time; left in place")),
+            Some(v) if v.kind == ItemKind::MailFolder => restore_folder(ctx, &v).await,
+            Some(v) => restore_message(ctx, &v, now.as_ref()).await,
+        };
     match result {
-        Ok((outcome, target, bytes, detail)) => {
-            if let Some(t) = &target {
+        Ok(done) => {
+            if let Some(t) = &done.target_item_id {
                 ctx.targets.insert(item_id.to_owned(), t.clone());
             }
-            ctx.record(item_id, path, outcome, detail, target, bytes).await
+            ctx.record(item_id, path, done).await
         }
         Err(PipelineError::Graph(e)) if e.is_retryable() => Err(PipelineError::Graph(e)),
         Err(PipelineError::Store(e)) if e.is_retryable() => Err(PipelineError::Store(e)),
         Err(e) => {
             warn!(job = %ctx.job.id, item = %item_id, error = %e, "mail item not restored");
-            ctx.record(item_id, path, RestoreOutcome::Failed, Some(e.to_string()), None, 0).await
+            ctx.record(item_id, path, Done::new(RestoreOutcome::Failed, None).with_detail(e.to_string())).await
         }
     }
 }
 
 /// Where an item of the backed-up tree goes: `None` is the target mailbox's top level.
 async fn target_folder(ctx: &mut Context<'_>, v: &ItemVersion) -> Result<Option<String>, PipelineError> {
-    let parent = v.parent_id.clone().ok_or_else(|| PipelineError::BadJob("mail item without a folder".into()))?;
+    let parent = v.parent_id.clone().ok_or_else(|| PipelineError::MissingData("mail item without a folder".into()))?;
     if let Some(t) = ctx.targets.get(&parent) {
         return Ok(Some(t.clone()));
     }
@@ -178,10 +178,10 @@ async fn target_folder(ctx: &mut Context<'_>, v: &ItemVersion) -> Result<Option<
             RestoreTarget::Alternate { folder_id, .. } => Ok(Some(folder_id.clone())),
             RestoreTarget::InPlace | RestoreTarget::Export if parent_at.is_none() => Ok(None),
             RestoreTarget::InPlace | RestoreTarget::Export => {
-                let user = ctx.job.container.drive_id.clone();
+                let user = ctx.job.container.graph_id.clone();
                 match ctx.deps.graph.mail_folder(&user, &parent).await? {
                     Some(f) => Ok(Some(f.id)),
-                    None => Err(PipelineError::BadJob(format!(
+                    None => Err(PipelineError::MissingData(format!(
                         "the folder of {} is gone: restore the folder instead",
                         v.key.item_id
                     ))),
@@ -195,7 +195,7 @@ async fn target_folder(ctx: &mut Context<'_>, v: &ItemVersion) -> Result<Option<
             ctx.targets.insert(parent, t.clone());
             Ok(Some(t))
         }
-        _ => Err(PipelineError::Mismatch(format!("folder of {} is not restored yet", v.key.item_id))),
+        _ => Err(PipelineError::NotReady(format!("folder of {} is not restored yet", v.key.item_id))),
     }
 }
 
@@ -205,20 +205,22 @@ async fn restore_folder(ctx: &mut Context<'_>, v: &ItemVersion) -> Result<Done, 
     if ctx.job.target == RestoreTarget::InPlace
         && let Some(current) = ctx.deps.graph.mail_folder(&user, &v.key.item_id).await?
     {
-        return Ok((RestoreOutcome::Unchanged, Some(current.id), 0, None));
+        return Ok(Done::new(RestoreOutcome::Unchanged, Some(current.id)));
     }
     let parent = target_folder(ctx, v).await?;
     if let Some(existing) = child_named(ctx, &user, parent.as_deref(), &name).await? {
-        return Ok((RestoreOutcome::Unchanged, Some(existing.id), 0, Some("a folder of that name is there".into())));
+        return Ok(
+            Done::new(RestoreOutcome::Unchanged, Some(existing.id)).with_detail("a folder of that name is there")
+        );
     }
     match ctx.deps.graph.create_mail_folder(&user, parent.as_deref(), &name).await {
-        Ok(folder) => Ok((RestoreOutcome::Restored, Some(folder.id), 0, Some("recreated".into()))),
+        Ok(folder) => Ok(Done::new(RestoreOutcome::Restored, Some(folder.id)).with_detail("recreated")),
         Err(GraphError::Conflict { .. }) => {
             let found = child_named(ctx, &user, parent.as_deref(), &name).await?;
             let id = found
                 .map(|f| f.id)
-                .ok_or_else(|| PipelineError::Mismatch(format!("folder {name} exists but cannot be found")))?;
-            Ok((RestoreOutcome::Unchanged, Some(id), 0, Some("a folder of that name is there".into())))
+                .ok_or_else(|| PipelineError::NotReady(format!("folder {name} exists but cannot be found")))?;
+            Ok(Done::new(RestoreOutcome::Unchanged, Some(id)).with_detail("a folder of that name is there"))
         }
         Err(e) => Err(e.into()),
     }
@@ -243,13 +245,14 @@ async fn restore_message(
     now: Option<&ItemVersion>,
 ) -> Result<Done, PipelineError> {
     if !moved_or_gone(v, now, ctx.job) {
-        return Ok((RestoreOutcome::Unchanged, Some(v.key.item_id.clone()), 0, None));
+        return Ok(Done::new(RestoreOutcome::Unchanged, Some(v.key.item_id.clone())));
     }
-    let content = v.content.clone().ok_or_else(|| PipelineError::BadJob("message version without MIME".into()))?;
+    let content = v.content.clone().ok_or_else(|| PipelineError::MissingData("message version without MIME".into()))?;
     let meta = v.mail.clone().unwrap_or_default();
     let user = target_user(ctx.job).to_owned();
-    let folder =
-        target_folder(ctx, v).await?.ok_or_else(|| PipelineError::BadJob("a message at the mailbox root".into()))?;
+    let folder = target_folder(ctx, v)
+        .await?
+        .ok_or_else(|| PipelineError::MissingData("a message at the mailbox root".into()))?;
     let existing = match &meta.internet_message_id {
         Some(id) => present(ctx, &user, &folder).await?.get(id).cloned(),
         None => None,
@@ -258,7 +261,9 @@ async fn restore_message(
         && meta.attachments.is_empty()
         && !meta.has_attachments
     {
-        return Ok((RestoreOutcome::Unchanged, Some(existing.clone()), 0, Some("already in the target folder".into())));
+        return Ok(
+            Done::new(RestoreOutcome::Unchanged, Some(existing.clone())).with_detail("already in the target folder")
+        );
     }
     let mime = ctx.deps.vault.get(&content.object).await?;
     if let Some(existing) = existing {
@@ -266,13 +271,13 @@ async fn restore_message(
         // its last attachment.
         let missing = missing_attachments(ctx, &user, &existing, &mime).await?;
         if missing.is_empty() {
-            return Ok((RestoreOutcome::Unchanged, Some(existing), 0, Some("already in the target folder".into())));
+            return Ok(Done::new(RestoreOutcome::Unchanged, Some(existing)).with_detail("already in the target folder"));
         }
         let added = missing.len();
         attach(ctx, &user, &existing, missing).await?;
         verify(ctx, &user, &existing, &mime).await?;
         let detail = format!("already in the target folder; {added} missing attachments added");
-        return Ok((RestoreOutcome::Restored, Some(existing), content.size, Some(detail)));
+        return Ok(Done::new(RestoreOutcome::Restored, Some(existing)).with_bytes(content.size).with_detail(detail));
     }
     let rebuilt = rebuild(&mime, &meta);
     let (small, large): (Vec<_>, Vec<_>) =
@@ -303,11 +308,11 @@ async fn restore_message(
     attach(ctx, &user, &created.id, later.into_iter().chain(large).cloned().collect()).await?;
     if created.is_draft != meta.is_draft {
         let what = if created.is_draft { "a draft" } else { "a sent message, not the draft it was" };
-        return Err(PipelineError::Mismatch(format!("message {} came back as {what}", created.id)));
+        return Err(PipelineError::ContentMismatch(format!("message {} came back as {what}", created.id)));
     }
     verify(ctx, &user, &created.id, &mime).await?;
-    info!(job = %ctx.job.id, message = %created.id, attachments = rebuilt.attachments.len(), in_create, "message restored");
-    Ok((RestoreOutcome::Restored, Some(created.id), content.size, Some("created".into())))
+    info!(job = %ctx.job.id, item = %v.key.item_id, target_item = %created.id, attachments = rebuilt.attachments.len(), in_create, "message restored");
+    Ok(Done::new(RestoreOutcome::Restored, Some(created.id)).with_bytes(content.size).with_detail("created"))
 }
 
 /// Adds attachments one request each: small ones inline, large ones through upload sessions.
@@ -379,7 +384,7 @@ async fn verify(ctx: &Context<'_>, user: &str, message_id: &str, original: &[u8]
     let restored = restored_mime(ctx, user, message_id).await?;
     let missing = lacking(&restored, original);
     if !missing.is_empty() {
-        return Err(PipelineError::Mismatch(format!(
+        return Err(PipelineError::ContentMismatch(format!(
             "restored message {message_id} lacks {} of its attachments",
             missing.len()
         )));
@@ -389,7 +394,7 @@ async fn verify(ctx: &Context<'_>, user: &str, message_id: &str, original: &[u8]
     if let Some(want) = id(original)
         && id(&restored).as_deref() != Some(want.as_str())
     {
-        return Err(PipelineError::Mismatch(format!("restored message {message_id} lost its Message-ID")));
+        return Err(PipelineError::ContentMismatch(format!("restored message {message_id} lost its Message-ID")));
     }
     Ok(())
 }
