@@ -304,7 +304,12 @@ impl From<PipelineError> for MessageError {
 }
 
 fn zip_broken(e: ZipError) -> PipelineError {
-    PipelineError::ContentMismatch(format!("export archive: {e}"))
+    match e {
+        // The bytes of the second pass differ from the first's: read them again.
+        ZipError::EntryMismatch { .. } => PipelineError::ContentMismatch(format!("export archive: {e}")),
+        // The plan keeps parts and names within a plain zip's limits: a breach is our bug.
+        _ => PipelineError::Internal(format!("export archive: {e}")),
+    }
 }
 
 /// A vault error reading a message: transient ones retry the part, the rest fail the message.
