@@ -20,10 +20,9 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
-use shared::api::RestoreTask;
 use shared::aws::catalog::DynamoCatalog;
 use shared::config::{RestoreApiConfig, RestorerConfig};
-use shared::model::RestoreStatus;
+use shared::model::{RestoreStatus, RestoreTask};
 use shared::pipeline::restorer::{self, RestorerDeps};
 use shared::store::Catalog;
 

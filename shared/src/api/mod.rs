@@ -8,7 +8,6 @@
 //! together, query parameter names included.
 
 mod browse;
-pub mod messages;
 pub mod presign;
 pub mod problem;
 mod restores;
@@ -32,7 +31,6 @@ use axum::routing::{MethodFilter, on};
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 
-pub use messages::{RestoreStep, RestoreTask};
 pub use presign::{DOWNLOAD_LINK_LIFETIME, MemoryPresigner, PresignedGet, Presigner, S3Presigner};
 pub use problem::{ApiError, PROBLEM_CONTENT_TYPE, Problem};
 

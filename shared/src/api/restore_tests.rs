@@ -5,8 +5,8 @@ use chrono::{TimeDelta, Utc};
 use serde_json::json;
 
 use super::test_support::*;
-use crate::api::{RestoreStep, RestoreTask};
 use crate::model::{ContainerId, RestoreItemReport, RestoreOutcome, RestorePlan, RestoreStatus};
+use crate::model::{RestoreStep, RestoreTask};
 use crate::store::{Catalog, QueueName};
 
 fn queued(f: &Fixture) -> Vec<RestoreTask> {

@@ -12,12 +12,12 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use super::{
-    ApiDeps, ApiError, ApiPath, ApiQuery, DOWNLOAD_LINK_LIFETIME, Deps, NoQuery, RestoreTask, check_as_of, parse_limit,
+    ApiDeps, ApiError, ApiPath, ApiQuery, DOWNLOAD_LINK_LIFETIME, Deps, NoQuery, check_as_of, parse_limit,
     protected_drive, protected_mailbox,
 };
 use crate::model::{
     ConflictPolicy, ContainerRecord, ExportPart, RestoreItemReport, RestoreJob, RestoreScope, RestoreStatus,
-    RestoreTarget, SCHEMA_VERSION,
+    RestoreTarget, RestoreTask, SCHEMA_VERSION,
 };
 use crate::store::{OutMessage, QueueName};
 

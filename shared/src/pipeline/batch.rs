@@ -11,9 +11,7 @@ use super::copier::{self, Copied, CopierDeps};
 use super::enumerator::{self, EnumeratorDeps};
 use super::restorer::{self, RestorerDeps};
 use super::scheduler::{self, SchedulerDeps};
-use super::webhook::LifecycleJob;
-use crate::api::RestoreTask;
-use crate::model::{ChangeJob, ItemJob};
+use crate::model::{ChangeJob, ItemJob, LifecycleJob, RestoreTask};
 
 /// One received message: the queue's id for it and its body.
 #[derive(Debug, Clone)]

@@ -31,11 +31,10 @@ use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use super::PipelineError;
-use crate::api::{RestoreStep, RestoreTask};
 use crate::graph::{ConflictBehavior, DriveItem, GraphClient, GraphError, UploadTarget};
 use crate::model::{
     ConflictPolicy, ItemKind, ItemVersion, RestoreItemReport, RestoreJob, RestoreOutcome, RestorePlan, RestoreScope,
-    RestoreStatus, RestoreTarget, SCHEMA_VERSION,
+    RestoreStatus, RestoreStep, RestoreTarget, RestoreTask, SCHEMA_VERSION,
 };
 use crate::store::{Catalog, ExportStore, MessageSink, OutMessage, OutcomeCounts, QueueName, Vault};
 

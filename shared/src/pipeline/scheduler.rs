@@ -10,10 +10,9 @@ use tracing::{info, warn};
 
 use super::PipelineError;
 use super::enumerator::change_message;
-use super::webhook::LifecycleJob;
 use crate::clientstate::ClientStateKey;
 use crate::graph::{GraphClient, GraphError, NewSubscription};
-use crate::model::{ChangeJob, ChangeReason, ContainerId, ContainerRecord};
+use crate::model::{ChangeJob, ChangeReason, ContainerId, ContainerRecord, LifecycleJob};
 use crate::store::{Catalog, MessageSink, QueueName};
 
 /// Outlook message subscriptions live at most 4,230 minutes (graph-facts §1; newer text is

@@ -7,10 +7,9 @@ use chrono::{Duration, Utc};
 use serde_json::{Value, json};
 
 use super::scheduler::{self, MAIL_SUBSCRIPTION_MINUTES, SchedulerDeps, Task};
-use super::webhook::LifecycleJob;
 use crate::clientstate::ClientStateKey;
 use crate::graph::test_server::{Seen, TestServer, graph_error, json as reply_json};
-use crate::model::{ChangeJob, ChangeReason, ContainerId, SCHEMA_VERSION};
+use crate::model::{ChangeJob, ChangeReason, ContainerId, LifecycleJob, SCHEMA_VERSION};
 use crate::store::memory::{MemoryCatalog, MemorySink};
 use crate::store::{Catalog, QueueName};
 

@@ -13,11 +13,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tracing::{info, warn};
 
 use crate::clientstate::{ClientStateKey, ct_eq};
-use crate::model::{ChangeJob, ChangeReason, ContainerId, SCHEMA_VERSION};
+use crate::model::{ChangeJob, ChangeReason, ContainerId, LifecycleJob, SCHEMA_VERSION};
 use crate::store::{MessageSink, OutMessage, QueueName};
 
 /// Larger bodies are refused with 413 before parsing. Graph batches notifications, but a
@@ -29,18 +29,6 @@ pub struct WebhookDeps {
     pub tenant_id: String,
     pub key: ClientStateKey,
     pub sink: Arc<dyn MessageSink>,
-}
-
-/// A lifecycle event as forwarded to the scheduler: ids only, never the clientState.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct LifecycleJob {
-    pub v: u32,
-    pub tenant_id: String,
-    pub subscription_id: String,
-    pub event: String,
-    /// [`ContainerId::tag`] of the subscribed container, vouched for by the clientState.
-    pub container_tag: String,
-    pub received_at: DateTime<Utc>,
 }
 
 #[derive(Deserialize)]

@@ -19,13 +19,12 @@ use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use super::{Context, Done, RestorerDeps, Tree};
-use crate::api::{RestoreStep, RestoreTask};
 use crate::export::manifest::{MANIFEST_VERSION, Manifest, ManifestEntry, ManifestFailure};
 use crate::export::names::{EntryNames, MANIFEST};
 use crate::export::zip::{ZipError, ZipWriter};
 use crate::model::{
-    ExportPart, ItemKind, ItemVersion, ObjectRef, RestoreJob, RestoreOutcome, RestorePlan, RestoreStatus,
-    SCHEMA_VERSION,
+    ExportPart, ItemKind, ItemVersion, ObjectRef, RestoreJob, RestoreOutcome, RestorePlan, RestoreStatus, RestoreStep,
+    RestoreTask, SCHEMA_VERSION,
 };
 use crate::pipeline::PipelineError;
 use crate::store::{ExportStore, Multipart, OutMessage, QueueName, StoreError, Vault, item_order};

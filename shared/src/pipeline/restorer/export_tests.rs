@@ -11,11 +11,10 @@ use sha2::{Digest, Sha256};
 
 use super::export::split;
 use super::{RestorerDeps, handle};
-use crate::api::{RestoreStep, RestoreTask};
 use crate::graph::test_server::{TestServer, graph_error};
 use crate::model::{
     ConflictPolicy, ContainerId, ContentRef, ItemKind, ItemVersion, MailMeta, ObjectRef, RestoreJob, RestoreOutcome,
-    RestoreScope, RestoreStatus, RestoreTarget, SCHEMA_VERSION, Verification,
+    RestoreScope, RestoreStatus, RestoreStep, RestoreTarget, RestoreTask, SCHEMA_VERSION, Verification,
 };
 use crate::store::memory::{MemoryCatalog, MemoryExports, MemorySink, MemoryVault};
 use crate::store::{Catalog, Lock, LockMode, QueueName, Vault};

@@ -23,11 +23,11 @@ use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use super::{Context, Done, ItemStates, RestorerDeps, Tree, fan_out, finish_if_done, is_final};
-use crate::api::RestoreTask;
 use crate::graph::{GraphError, MailFolder};
 use crate::mime::{INLINE_ATTACHMENT_MAX, Part, rebuild};
 use crate::model::{
     ItemKind, ItemVersion, RestoreJob, RestoreOutcome, RestorePlan, RestoreScope, RestoreStatus, RestoreTarget,
+    RestoreTask,
 };
 use crate::pipeline::{PipelineError, throttle_resource};
 use crate::store::{OutMessage, QueueName, SlotLease};
