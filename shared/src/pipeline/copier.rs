@@ -15,7 +15,8 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-use super::{DriveReader, MailReader, PipelineError, item_state, throttle_delay, throttle_resource};
+use super::throttle::{Paced, paced};
+use super::{DriveReader, MailReader, PipelineError, item_state, throttle_resource};
 use crate::graph::GraphError;
 use crate::graph::quickxor::QuickXorHasher;
 use crate::keys;
@@ -72,23 +73,16 @@ pub async fn copy(deps: &CopierDeps, job: &ItemJob) -> Result<Copied, PipelineEr
         return Err(PipelineError::BadMessage(format!("unknown schema version {}", job.v)));
     }
     let key = job.container.item(job.item.id.clone());
-    if let Some(wait) = throttle_delay(deps.catalog.as_ref(), &key.container, Utc::now()).await? {
-        return defer(deps, job, wait).await;
-    }
-    let copied = copy_state(deps, job, &key).await;
-    match copied {
-        Err(PipelineError::Graph(GraphError::Throttled { retry_after, .. })) => {
-            let until = Utc::now() + chrono::Duration::from_std(retry_after).unwrap_or_default();
-            deps.catalog.throttle(&key.container.tenant_id, &throttle_resource(&key.container), until).await?;
-            defer(deps, job, retry_after).await
-        }
+    match paced(deps.catalog.as_ref(), &key.container, copy_state(deps, job, &key)).await {
+        Ok(Paced::Answered(copied)) => Ok(copied),
+        Ok(Paced::Throttled(wait)) => defer(deps, job, wait).await,
         Err(PipelineError::Graph(e)) if refusal(&key, &e).is_some() => {
             let reason = refusal(&key, &e).unwrap_or_default();
             warn!(item = %key.item_id, %reason, "item cannot be backed up");
             deps.catalog.record_failure(&key, &reason, Utc::now()).await?;
             Ok(Copied::Failed(reason))
         }
-        other => other,
+        Err(e) => Err(e),
     }
 }
 

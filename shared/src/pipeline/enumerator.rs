@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
-use super::{DriveReader, MailReader, PipelineError, item_state, throttle_delay, throttle_resource};
+use super::throttle::paced_within;
+use super::{DriveReader, MailReader, PipelineError, item_state};
 use crate::graph::{DeltaCursor, DeltaLink, GraphError};
 use crate::model::{
     ChangeJob, ChangeReason, ContainerId, FullScan, ItemHead, ItemJob, ItemKind, ItemState, SCHEMA_VERSION, SyncState,
@@ -82,14 +83,11 @@ pub async fn enumerate(
     deps.catalog.put_sync_state(c, &state).await?;
 
     loop {
-        if let Some(wait) = throttle_delay(deps.catalog.as_ref(), c, Utc::now()).await?
-            && !sleep_within(wait, deadline, deps.reserve).await
-        {
-            return continue_later(deps, c, &mut out).await;
-        }
-        let page = match deps.graph.delta(&cursor).await {
-            Ok(page) => page,
-            Err(GraphError::ResyncRequired { restart }) => {
+        let delta = paced_within(deps.catalog.as_ref(), c, deadline, deps.reserve, || deps.graph.delta(&cursor)).await;
+        let page = match delta {
+            Ok(Some(page)) => page,
+            Ok(None) => return continue_later(deps, c, &mut out).await,
+            Err(PipelineError::Graph(GraphError::ResyncRequired { restart })) => {
                 warn!(container = %c.scoped_id(), "delta token expired; running a full enumeration");
                 state.full_scan = Some(new_scan(Utc::now(), true));
                 state.next_link = None;
@@ -100,17 +98,7 @@ pub async fn enumerate(
                 };
                 continue;
             }
-            Err(GraphError::Throttled { retry_after, .. }) => {
-                deps.catalog
-                    .throttle(
-                        &c.tenant_id,
-                        &throttle_resource(c),
-                        Utc::now() + chrono::Duration::from_std(retry_after).unwrap_or_default(),
-                    )
-                    .await?;
-                continue;
-            }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         };
         out.pages += 1;
         out.full_scan |= state.full_scan.is_some();
@@ -147,15 +135,6 @@ pub async fn enumerate(
 
 pub(super) fn new_scan(now: DateTime<Utc>, reconcile_deletions: bool) -> FullScan {
     FullScan { epoch: uuid::Uuid::new_v4().to_string(), started_at: now, reconcile_deletions }
-}
-
-/// Sleeps `wait` if that leaves the reserve before the deadline.
-pub(super) async fn sleep_within(wait: Duration, deadline: Instant, reserve: Duration) -> bool {
-    if Instant::now() + wait + reserve > deadline {
-        return false;
-    }
-    tokio::time::sleep(wait).await;
-    true
 }
 
 pub(super) async fn continue_later(

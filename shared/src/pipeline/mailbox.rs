@@ -12,15 +12,16 @@ use chrono::Utc;
 use tracing::{info, warn};
 
 use super::enumerator::{
-    Enumeration, EnumeratorDeps, continue_later, enqueue_page, new_scan, send, sleep_within, tombstone_job,
-    tombstone_unseen,
+    Enumeration, EnumeratorDeps, continue_later, enqueue_page, new_scan, send, tombstone_job, tombstone_unseen,
 };
-use super::{MailPage, PipelineError, throttle_delay, throttle_resource};
+use super::throttle::paced_within;
+use super::{MailPage, PipelineError};
 use crate::graph::GraphError;
 use crate::model::{ChangeJob, ChangeReason, ContainerId, FolderSync, ItemKind, ItemState, SyncState, Unavailable};
 use crate::store::QueueName;
 
 /// What a page request is about.
+#[derive(Clone, Copy)]
 enum Feed<'a> {
     Folders,
     Messages(&'a str),
@@ -211,25 +212,11 @@ async fn page(
     deadline: Instant,
 ) -> Result<Option<MailPage>, PipelineError> {
     let user = c.graph_id.as_str();
-    loop {
-        if let Some(wait) = throttle_delay(deps.catalog.as_ref(), c, Utc::now()).await?
-            && !sleep_within(wait, deadline, deps.reserve).await
-        {
-            return Ok(None);
-        }
-        let result = match feed {
-            Feed::Folders => deps.mail.folder_delta(user, link).await,
-            Feed::Messages(folder) => deps.mail.message_delta(user, folder, link).await,
-        };
-        match result {
-            Ok(page) => return Ok(Some(page)),
-            Err(GraphError::Throttled { retry_after, .. }) => {
-                let until = Utc::now() + chrono::Duration::from_std(retry_after).unwrap_or_default();
-                deps.catalog.throttle(&c.tenant_id, &throttle_resource(c), until).await?;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
+    paced_within(deps.catalog.as_ref(), c, deadline, deps.reserve, || match feed {
+        Feed::Folders => deps.mail.folder_delta(user, link),
+        Feed::Messages(folder) => deps.mail.message_delta(user, folder, link),
+    })
+    .await
 }
 
 /// A folder's state as a versioned item. Graph gives mail folders no version marker, so the

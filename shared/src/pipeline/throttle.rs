@@ -1,8 +1,15 @@
 //! Graph's throttling shared by every worker: a `THROTTLE#` row per resource that only moves
-//! later, read before each Graph call.
+//! later, read before each Graph call. A step calls Graph through [`paced`] (the copier, which
+//! defers its job when throttled) or [`paced_within`] (the enumerators, which sleep while their
+//! deadline allows).
+
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
+use super::PipelineError;
+use crate::graph::GraphError;
 use crate::model::{ContainerId, ContainerKind};
 use crate::store::{Catalog, StoreError};
 
@@ -23,10 +30,78 @@ pub async fn throttle_delay(
     catalog: &dyn Catalog,
     c: &ContainerId,
     now: DateTime<Utc>,
-) -> Result<Option<std::time::Duration>, StoreError> {
+) -> Result<Option<Duration>, StoreError> {
     Ok(catalog
         .throttled_until(&c.tenant_id, &throttle_resource(c))
         .await?
         .filter(|until| *until > now)
         .and_then(|until| (until - now).to_std().ok()))
+}
+
+/// What a Graph call under the shared throttle came to.
+pub(super) enum Paced<T> {
+    /// Graph answered (anything but a throttle).
+    Answered(T),
+    /// Graph throttles the container: the shared row said so and nothing was called, or the
+    /// call was throttled and its `Retry-After` is now shared. Try again after this long.
+    Throttled(Duration),
+}
+
+/// Runs `call` unless the container is throttled; a throttled answer is shared with every
+/// other worker before it is returned as the wait.
+pub(super) async fn paced<T, E>(
+    catalog: &dyn Catalog,
+    c: &ContainerId,
+    call: impl Future<Output = Result<T, E>>,
+) -> Result<Paced<T>, PipelineError>
+where
+    E: Into<PipelineError>,
+{
+    if let Some(wait) = throttle_delay(catalog, c, Utc::now()).await? {
+        return Ok(Paced::Throttled(wait));
+    }
+    match call.await.map_err(Into::into) {
+        Ok(answer) => Ok(Paced::Answered(answer)),
+        Err(PipelineError::Graph(GraphError::Throttled { retry_after, .. })) => {
+            let until = Utc::now() + chrono::Duration::from_std(retry_after).unwrap_or_default();
+            catalog.throttle(&c.tenant_id, &throttle_resource(c), until).await?;
+            Ok(Paced::Throttled(retry_after))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Calls until Graph answers with anything but a throttle, sleeping out each throttle while
+/// that leaves `reserve` before `deadline`. `None` when it does not: the caller continues in
+/// a new invocation.
+pub(super) async fn paced_within<T, E, F>(
+    catalog: &dyn Catalog,
+    c: &ContainerId,
+    deadline: Instant,
+    reserve: Duration,
+    mut call: impl FnMut() -> F,
+) -> Result<Option<T>, PipelineError>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<PipelineError>,
+{
+    loop {
+        match paced(catalog, c, call()).await? {
+            Paced::Answered(answer) => return Ok(Some(answer)),
+            Paced::Throttled(wait) => {
+                if !sleep_within(wait, deadline, reserve).await {
+                    return Ok(None);
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps `wait` if that leaves the reserve before the deadline.
+async fn sleep_within(wait: Duration, deadline: Instant, reserve: Duration) -> bool {
+    if Instant::now() + wait + reserve > deadline {
+        return false;
+    }
+    tokio::time::sleep(wait).await;
+    true
 }
