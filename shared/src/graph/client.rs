@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use rand::Rng;
 use reqwest::header::{AUTHORIZATION, HeaderMap};
 use reqwest::{Method, Response};
 use serde::de::DeserializeOwned;
@@ -23,12 +22,12 @@ use url::Url;
 
 use super::auth::{AccessToken, ClientSecret, TokenCache, TokenRequest};
 use super::error::{self, GraphError, redact_url};
+use crate::backoff::Backoff;
 
 const JSON_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Downloads may take as long as they need, but not stall.
 const DOWNLOAD_READ_TIMEOUT: Duration = Duration::from_secs(60);
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone)]
 pub struct GraphConfig {
@@ -220,7 +219,7 @@ impl GraphClient {
                 {
                     Some(*retry_after)
                 }
-                GraphError::Transient { .. } if call.idempotent => Some(backoff(retries)),
+                GraphError::Transient { .. } if call.idempotent => Some(Backoff::GRAPH.delay(retries)),
                 _ => None,
             };
             match wait {
@@ -295,24 +294,9 @@ pub(crate) async fn read_nothing(_: Response) -> Result<(), GraphError> {
     Ok(())
 }
 
-/// 100 ms, 400 ms, 1.6 s, ... plus up to 50 % jitter so retries from many workers spread.
-pub(crate) fn backoff(retry: u32) -> Duration {
-    let base = FIRST_BACKOFF.saturating_mul(4u32.saturating_pow(retry));
-    let jitter_ms = rand::rng().random_range(0..=base.as_millis() as u64 / 2);
-    base + Duration::from_millis(jitter_ms)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_grows_fourfold_with_bounded_jitter() {
-        for (retry, base_ms) in [(0, 100), (1, 400), (2, 1600)] {
-            let wait = backoff(retry).as_millis() as u64;
-            assert!((base_ms..=base_ms * 3 / 2).contains(&wait), "{retry}: {wait}");
-        }
-    }
 
     #[test]
     fn links_to_other_origins_are_refused() {

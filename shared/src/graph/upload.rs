@@ -23,10 +23,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use url::Url;
 
-use super::client::{Call, GraphClient, backoff, read_json};
+use super::client::{Call, GraphClient, read_json};
 use super::drive::{DriveItem, RawItem, parse_time};
 use super::error::GraphError;
 use super::write::{ConflictBehavior, UploadTarget, upload_timeout};
+use crate::backoff::Backoff;
 
 /// Every fragment but the last must be a multiple of 320 KiB.
 pub const UPLOAD_FRAGMENT_UNIT: usize = 327_680;
@@ -232,7 +233,7 @@ impl GraphClient {
                 Err(GraphError::UploadSessionGone) => return Ok(None),
                 Err(err @ (GraphError::Transient { .. } | GraphError::RangeNotSatisfiable)) => {
                     if stalls < max_stalls && matches!(err, GraphError::Transient { .. }) {
-                        tokio::time::sleep(backoff(stalls)).await;
+                        Backoff::GRAPH.sleep(stalls).await;
                     }
                     match self.upload_session_status(url).await? {
                         Some(status) => (err, resume_point(&status.next_expected, size)?),
