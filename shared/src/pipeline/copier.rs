@@ -15,6 +15,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
+use super::part_buffer::PartBuffer;
 use super::throttle::{Paced, paced};
 use super::{DriveReader, MailReader, PipelineError, item_state, throttle_resource};
 use crate::graph::GraphError;
@@ -29,8 +30,6 @@ use crate::store::{
 
 /// Content up to this size is buffered, addressed by SHA-256 and stored once per tenant.
 pub const SMALL_CONTENT_MAX: u64 = 8 * 1024 * 1024;
-/// Multipart part size for large content: bounds the copier's memory per item.
-pub const PART_SIZE: usize = 16 * 1024 * 1024;
 /// Download attempts (resuming with Range) before the job is handed back to the queue.
 const DOWNLOAD_ATTEMPTS: u32 = 4;
 
@@ -286,7 +285,7 @@ async fn fetch(deps: &CopierDeps, key: &ItemKey, item: &ItemState) -> Result<Opt
             .vault
             .start_multipart(&keys::large_key(key, item.etag.as_deref().unwrap_or_default()), &lock(deps))
             .await?;
-        ContentSink::Multipart { upload, part: BytesMut::with_capacity(PART_SIZE), next_part: 1 }
+        ContentSink::Multipart { upload, parts: PartBuffer::new() }
     } else {
         ContentSink::Buffer(BytesMut::with_capacity(size as usize))
     };
@@ -339,11 +338,11 @@ async fn matching_state(
 
 enum ContentSink {
     Buffer(BytesMut),
-    Multipart { upload: Multipart, part: BytesMut, next_part: i32 },
+    Multipart { upload: Multipart, parts: PartBuffer },
 }
 
 impl ContentSink {
-    async fn write(&mut self, deps: &CopierDeps, chunk: &[u8]) -> Result<(), StoreError> {
+    async fn write(&mut self, deps: &CopierDeps, chunk: &Bytes) -> Result<(), StoreError> {
         match self {
             ContentSink::Buffer(buf) => {
                 // The job said small; an item that grew since is retried with its new size.
@@ -354,17 +353,9 @@ impl ContentSink {
                 }
                 buf.extend_from_slice(chunk)
             }
-            ContentSink::Multipart { upload, part, next_part } => {
-                let mut rest = chunk;
-                while !rest.is_empty() {
-                    let take = rest.len().min(PART_SIZE - part.len());
-                    part.extend_from_slice(&rest[..take]);
-                    rest = &rest[take..];
-                    if part.len() == PART_SIZE {
-                        let body = std::mem::replace(part, BytesMut::with_capacity(PART_SIZE)).freeze();
-                        deps.vault.upload_part(upload, *next_part, body).await?;
-                        *next_part += 1;
-                    }
+            ContentSink::Multipart { upload, parts } => {
+                for part in parts.push(chunk.clone()) {
+                    deps.vault.upload_part(upload, part.number, part.body).await?;
                 }
             }
         }
@@ -375,9 +366,7 @@ impl ContentSink {
     fn len(&self) -> u64 {
         match self {
             ContentSink::Buffer(buf) => buf.len() as u64,
-            ContentSink::Multipart { upload, part, .. } => {
-                upload.parts.len() as u64 * PART_SIZE as u64 + part.len() as u64
-            }
+            ContentSink::Multipart { parts, .. } => parts.pushed(),
         }
     }
 
@@ -390,9 +379,9 @@ impl ContentSink {
                     .await?;
                 Ok(stored.object)
             }
-            ContentSink::Multipart { mut upload, part, next_part } => {
-                if !part.is_empty() {
-                    deps.vault.upload_part(&mut upload, next_part, part.freeze()).await?;
+            ContentSink::Multipart { mut upload, mut parts } => {
+                if let Some(last) = parts.last_part() {
+                    deps.vault.upload_part(&mut upload, last.number, last.body).await?;
                 }
                 Ok(deps.vault.complete_multipart(upload, &lock(deps)).await?)
             }

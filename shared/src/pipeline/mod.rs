@@ -8,6 +8,7 @@ pub mod copier;
 pub mod enumerator;
 mod error;
 pub mod mailbox;
+mod part_buffer;
 mod readers;
 pub mod restorer;
 pub mod scheduler;

@@ -17,7 +17,7 @@ mod export;
 mod export_tests;
 mod mail;
 
-pub use export::{PART_BYTES, PART_MESSAGES, UPLOAD_PART, WHOLE_READ_MAX};
+pub use export::{PART_BYTES, PART_MESSAGES, WHOLE_READ_MAX};
 pub use mail::MAILBOX_RESTORE_SLOTS;
 
 use std::collections::{HashMap, HashSet};

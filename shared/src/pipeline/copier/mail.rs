@@ -22,6 +22,7 @@ use crate::graph::GraphError;
 use crate::keys;
 use crate::model::{ContentRef, ItemHead, ItemJob, ItemKey, ItemKind, ItemState, Verification};
 use crate::pipeline::PipelineError;
+use crate::pipeline::part_buffer::PartBuffer;
 
 pub(super) async fn copy_state(deps: &CopierDeps, job: &ItemJob, key: &ItemKey) -> Result<Copied, PipelineError> {
     let head = deps.catalog.head(key).await?;
@@ -149,8 +150,8 @@ async fn download(deps: &CopierDeps, key: &ItemKey, version: &str) -> Result<Opt
                     ContentSink::Buffer(buf) => buf,
                     other => return Err(unreachable_sink(other)),
                 };
-                sink = ContentSink::Multipart { upload, part: BytesMut::with_capacity(super::PART_SIZE), next_part: 1 };
-                sink.write(deps, &buffered).await?;
+                sink = ContentSink::Multipart { upload, parts: PartBuffer::new() };
+                sink.write(deps, &buffered.freeze()).await?;
             }
             sha.update(&chunk);
             len += chunk.len() as u64;

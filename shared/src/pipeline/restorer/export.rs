@@ -27,6 +27,7 @@ use crate::model::{
     RestoreTask, SCHEMA_VERSION,
 };
 use crate::pipeline::PipelineError;
+use crate::pipeline::part_buffer::{PartBuffer, UploadPart};
 use crate::store::{ExportStore, Multipart, OutMessage, QueueName, StoreError, Vault, item_order};
 
 /// Messages per zip: with the reports it writes, a part takes a few minutes of a Lambda's
@@ -35,8 +36,6 @@ pub const PART_MESSAGES: usize = 5_000;
 /// Message bytes per zip: well inside what a zip without ZIP64 holds (4 GiB), and a few
 /// minutes of reading and uploading. A single larger message gets a part of its own.
 pub const PART_BYTES: u64 = 2 * 1024 * 1024 * 1024;
-/// Multipart upload part: what the exporter holds of the zip at most (plus one message).
-pub const UPLOAD_PART: usize = 16 * 1024 * 1024;
 /// Messages up to this size are read whole and checked, then written; larger ones are read
 /// twice (check, then write) so memory stays bounded whatever their size.
 pub const WHOLE_READ_MAX: u64 = 16 * 1024 * 1024;
@@ -280,7 +279,7 @@ async fn write_part(
             }
             Err(MessageError::Part(e)) => return Err(e),
         }
-        upload.flush(false).await?;
+        upload.flush().await?;
     }
     let json = serde_json::to_vec_pretty(&manifest).map_err(|e| PipelineError::Internal(e.to_string()))?;
     upload.zip.add(MANIFEST, job.as_of, &json).map_err(zip_broken)?;
@@ -354,7 +353,7 @@ async fn add_message(
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| MessageError::Part(e.into()))?;
         upload.zip.write(&chunk).map_err(zip_broken)?;
-        upload.flush(false).await?;
+        upload.flush().await?;
     }
     upload.zip.finish_entry().map_err(zip_broken)?;
     Ok(())
@@ -378,38 +377,40 @@ struct PartUpload<'a> {
     store: &'a dyn ExportStore,
     upload: Option<Multipart>,
     zip: ZipWriter,
+    parts: PartBuffer,
     sha: Sha256,
-    next_part: i32,
-    bytes: u64,
 }
 
 impl<'a> PartUpload<'a> {
     async fn start(store: &'a dyn ExportStore, key: &str) -> Result<Self, PipelineError> {
         let upload = store.start_upload(key).await?;
-        Ok(Self { store, upload: Some(upload), zip: ZipWriter::new(), sha: Sha256::new(), next_part: 1, bytes: 0 })
+        Ok(Self { store, upload: Some(upload), zip: ZipWriter::new(), parts: PartBuffer::new(), sha: Sha256::new() })
     }
 
-    /// Uploads what the zip has produced once it makes a part (or, at the end, whatever is left).
-    async fn flush(&mut self, last: bool) -> Result<(), PipelineError> {
-        let buffered = self.zip.buffered();
-        if buffered == 0 || (!last && buffered < UPLOAD_PART) {
-            return Ok(());
+    /// Uploads the parts that what the zip has produced so far fills.
+    async fn flush(&mut self) -> Result<(), PipelineError> {
+        for part in self.parts.push(self.zip.take()) {
+            self.send(part).await?;
         }
-        let body = self.zip.take();
-        self.sha.update(&body);
-        self.bytes += body.len() as u64;
+        Ok(())
+    }
+
+    async fn send(&mut self, part: UploadPart) -> Result<(), PipelineError> {
+        self.sha.update(&part.body);
         let upload = self.upload.as_mut().ok_or_else(|| PipelineError::Internal("upload already closed".into()))?;
-        self.store.upload_part(upload, self.next_part, body).await?;
-        self.next_part += 1;
+        self.store.upload_part(upload, part.number, part.body).await?;
         Ok(())
     }
 
     /// The zip's size and SHA-256.
     async fn complete(mut self) -> Result<(u64, String), PipelineError> {
-        self.flush(true).await?;
+        self.flush().await?;
+        if let Some(last) = self.parts.last_part() {
+            self.send(last).await?;
+        }
         let upload = self.upload.take().ok_or_else(|| PipelineError::Internal("upload already closed".into()))?;
         self.store.complete_upload(upload).await?;
-        Ok((self.bytes, hex::encode(self.sha.finalize())))
+        Ok((self.parts.pushed(), hex::encode(self.sha.finalize())))
     }
 
     async fn abort(mut self) {

@@ -16,6 +16,7 @@ use crate::model::{
     ConflictPolicy, ContainerId, ContentRef, ItemKind, ItemVersion, MailMeta, ObjectRef, RestoreJob, RestoreOutcome,
     RestoreScope, RestoreStatus, RestoreStep, RestoreTarget, RestoreTask, SCHEMA_VERSION, Verification,
 };
+use crate::pipeline::part_buffer::PART_SIZE;
 use crate::store::memory::{MemoryCatalog, MemoryExports, MemorySink, MemoryVault};
 use crate::store::{Catalog, Lock, LockMode, QueueName, Vault};
 
@@ -314,7 +315,7 @@ async fn a_message_larger_than_a_whole_read_streams_through_parts_of_bounded_siz
     let parts = w.entries(&job).await;
     assert_eq!(entry(&parts[0], "big").expect("big").1, &big);
     assert_eq!(entry(&parts[0], "small").expect("small").1, &mime("small"));
-    assert!(w.exports.largest_part() < super::UPLOAD_PART + 1024 * 1024, "{}", w.exports.largest_part());
+    assert!(w.exports.largest_part() <= PART_SIZE, "{}", w.exports.largest_part());
 }
 
 #[test]
