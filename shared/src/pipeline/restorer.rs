@@ -433,8 +433,9 @@ fn is_final(outcome: RestoreOutcome) -> bool {
     outcome != RestoreOutcome::Failed
 }
 
-/// Restores one item; per-item failures are reported, not raised (only transient
-/// infrastructure errors are, so the chunk is retried).
+/// Restores one item of a drive or a mailbox, unless an earlier delivery finished it;
+/// per-item failures are reported, not raised (only transient infrastructure errors are, so
+/// the chunk is retried).
 async fn restore_item(ctx: &mut Context<'_>, item_id: &str) -> Result<(), PipelineError> {
     if let Some(done) = ctx.deps.catalog.restore_report(&ctx.job.id, item_id).await?
         && is_final(done.outcome)
@@ -445,10 +446,10 @@ async fn restore_item(ctx: &mut Context<'_>, item_id: &str) -> Result<(), Pipeli
         return Ok(());
     }
     let ItemStates { at, now, path } = ctx.states(item_id).await?;
-    let result = match at {
-        None => created_after(ctx, item_id, now).await,
-        Some(v) if v.kind == ItemKind::File => restore_file(ctx, &v).await,
-        Some(v) => restore_folder(ctx, &v).await,
+    let result = if ctx.job.container.is_mailbox() {
+        mail::restore(ctx, at, now).await
+    } else {
+        restore_drive_item(ctx, item_id, at, now).await
     };
     match result {
         Ok(done) => {
@@ -463,6 +464,20 @@ async fn restore_item(ctx: &mut Context<'_>, item_id: &str) -> Result<(), Pipeli
             warn!(job = %ctx.job.id, item = %item_id, error = %e, "item not restored");
             ctx.record(item_id, path, Done::new(RestoreOutcome::Failed, None).with_detail(e.to_string())).await
         }
+    }
+}
+
+/// Restores one item of a drive: what it was at T, or what was created after.
+async fn restore_drive_item(
+    ctx: &mut Context<'_>,
+    item_id: &str,
+    at: Option<ItemVersion>,
+    now: Option<ItemVersion>,
+) -> Result<Done, PipelineError> {
+    match at {
+        None => created_after(ctx, item_id, now).await,
+        Some(v) if v.kind == ItemKind::File => restore_file(ctx, &v).await,
+        Some(v) => restore_folder(ctx, &v).await,
     }
 }
 

@@ -22,7 +22,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-use super::{Context, Done, ItemStates, RestorerDeps, Tree, fan_out, finish_if_done, is_final};
+use super::{Context, Done, RestorerDeps, Tree, fan_out, finish_if_done, restore_item};
 use crate::graph::{GraphError, MailFolder};
 use crate::mime::{INLINE_ATTACHMENT_MAX, Part, rebuild};
 use crate::model::{
@@ -129,37 +129,19 @@ async fn release(deps: &RestorerDeps, lease: &SlotLease) {
     }
 }
 
-/// Restores one folder or message; per-item failures are reported, transient ones raised.
-async fn restore_item(ctx: &mut Context<'_>, item_id: &str) -> Result<(), PipelineError> {
-    if let Some(done) = ctx.deps.catalog.restore_report(&ctx.job.id, item_id).await?
-        && is_final(done.outcome)
-    {
-        if let Some(t) = done.target_item_id {
-            ctx.targets.insert(item_id.to_owned(), t);
+/// Restores one folder or message: what it was at T (one created after is left in place).
+pub(super) async fn restore(
+    ctx: &mut Context<'_>,
+    at: Option<ItemVersion>,
+    now: Option<ItemVersion>,
+) -> Result<Done, PipelineError> {
+    match at {
+        None => {
+            Ok(Done::new(RestoreOutcome::CreatedAfter, None)
+                .with_detail("created after the restore time; left in place"))
         }
-        return Ok(());
-    }
-    let ItemStates { at, now, path } = ctx.states(item_id).await?;
-    let result =
-        match at {
-            None => Ok(Done::new(RestoreOutcome::CreatedAfter, None)
-                .with_detail("created after the restore time; left in place")),
-            Some(v) if v.kind == ItemKind::MailFolder => restore_folder(ctx, &v).await,
-            Some(v) => restore_message(ctx, &v, now.as_ref()).await,
-        };
-    match result {
-        Ok(done) => {
-            if let Some(t) = &done.target_item_id {
-                ctx.targets.insert(item_id.to_owned(), t.clone());
-            }
-            ctx.record(item_id, path, done).await
-        }
-        Err(PipelineError::Graph(e)) if e.is_retryable() => Err(PipelineError::Graph(e)),
-        Err(PipelineError::Store(e)) if e.is_retryable() => Err(PipelineError::Store(e)),
-        Err(e) => {
-            warn!(job = %ctx.job.id, item = %item_id, error = %e, "mail item not restored");
-            ctx.record(item_id, path, Done::new(RestoreOutcome::Failed, None).with_detail(e.to_string())).await
-        }
+        Some(v) if v.kind == ItemKind::MailFolder => restore_folder(ctx, &v).await,
+        Some(v) => restore_message(ctx, &v, now.as_ref()).await,
     }
 }
 
