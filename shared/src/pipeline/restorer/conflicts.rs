@@ -5,9 +5,10 @@
 
 use std::collections::HashMap;
 
-use super::{PipelineError, Tree};
+use super::tree::Tree;
 use crate::graph::{GraphClient, ItemKind as GraphKind};
 use crate::model::{ConflictPolicy, ItemKind, ItemVersion, RestoreJob, RestoreScope, RestoreTarget};
+use crate::pipeline::PipelineError;
 
 /// One item in the way, with what the restore will do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,7 +132,7 @@ mod tests {
 
     use chrono::{TimeZone, Utc};
 
-    use super::super::Tree;
+    use super::super::tree::Tree;
     use crate::model::{
         ConflictPolicy, ContainerId, ItemKind, ItemVersion, RestoreJob, RestoreScope, RestoreStatus, RestoreTarget,
         SCHEMA_VERSION, Verification,

@@ -18,7 +18,8 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-use super::{Context, Done, RestorerDeps, Tree};
+use super::tree::Tree;
+use super::{Context, Done, RestorerDeps};
 use crate::export::manifest::{MANIFEST_VERSION, Manifest, ManifestEntry, ManifestFailure};
 use crate::export::names::{EntryNames, MANIFEST};
 use crate::export::zip::{ZipError, ZipWriter};

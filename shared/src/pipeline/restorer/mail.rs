@@ -22,7 +22,9 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-use super::{Context, Done, RestorerDeps, Tree, fan_out, finish_if_done, restore_item};
+use super::job::{fan_out, finish_if_done};
+use super::tree::Tree;
+use super::{Context, Done, RestorerDeps, restore_item};
 use crate::graph::{GraphError, MailFolder};
 use crate::mime::{INLINE_ATTACHMENT_MAX, Part, rebuild};
 use crate::model::{
