@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
+use super::state::removed;
 use super::throttle::paced_within;
 use super::{DriveReader, MailReader, PipelineError, item_state};
 use crate::graph::{DeltaCursor, DeltaLink, GraphError};
@@ -289,19 +290,7 @@ pub(super) fn tombstone_job(
     observed_at: chrono::DateTime<Utc>,
     scan_epoch: Option<String>,
 ) -> OutMessage {
-    let item = ItemState {
-        id: held.key.item_id.clone(),
-        kind: held.kind,
-        name: None,
-        parent_id,
-        etag: None,
-        ctag: None,
-        size: None,
-        quick_xor_hash: None,
-        modified: None,
-        deleted: true,
-        mail: None,
-    };
+    let item = removed(held.key.item_id.clone(), held.kind, parent_id.as_deref());
     let job = ItemJob { v: SCHEMA_VERSION, container: c.clone(), item, observed_at, scan_epoch, deferrals: 0 };
     OutMessage { body: serde_json::to_string(&job).unwrap_or_default(), group_id: None, delay: None }
 }

@@ -27,6 +27,7 @@ pub fn item_state(item: &DriveItem) -> ItemState {
     }
 }
 
+/// An item that is gone: what a delta feed reports removed, or a held item found deleted.
 pub(super) fn removed(id: String, kind: ItemKind, parent: Option<&str>) -> ItemState {
     ItemState {
         id,
