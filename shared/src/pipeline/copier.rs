@@ -24,9 +24,7 @@ use crate::keys;
 use crate::model::{
     ContentRef, ItemHead, ItemJob, ItemKey, ItemState, ItemVersion, ObjectRef, SCHEMA_VERSION, Verification,
 };
-use crate::store::{
-    Catalog, Lock, LockMode, MessageSink, Multipart, OutMessage, QueueName, SlotLease, StoreError, Vault,
-};
+use crate::store::{Catalog, Lock, LockMode, MessageSink, Multipart, OutMessage, QueueName, StoreError, Vault};
 
 /// Content up to this size is buffered, addressed by SHA-256 and stored once per tenant.
 pub const SMALL_CONTENT_MAX: u64 = 8 * 1024 * 1024;
@@ -103,24 +101,32 @@ fn refusal(key: &ItemKey, e: &GraphError) -> Option<String> {
     }
 }
 
-/// Takes one of the mailbox's copy slots, or `None` when all are held.
+/// Runs `call` holding one of the mailbox's copy slots; `None`, without running it, when all
+/// are held.
 ///
 /// Exchange serves a mailbox at most four requests at a time across all our workers: copiers
 /// share three slots, the mailbox's enumerator (one at a time by its FIFO group) uses the
 /// fourth. A slot covers Graph calls only (the `$value` download, a moved message's lookup),
 /// not the vault writes and catalog commit after them, and a change that needs no Graph call
 /// (a read, a flag, a folder, a tombstone) takes none.
-pub(super) async fn acquire_mailbox_slot(deps: &CopierDeps, key: &ItemKey) -> Result<Option<SlotLease>, PipelineError> {
+pub(super) async fn in_mailbox_slot<T>(
+    deps: &CopierDeps,
+    key: &ItemKey,
+    call: impl Future<Output = T>,
+) -> Result<Option<T>, PipelineError> {
     let now = Utc::now();
     let (resource, until) = (throttle_resource(&key.container), now + MAILBOX_SLOT_LEASE);
-    Ok(deps.catalog.acquire_slot(&key.container.tenant_id, &resource, MAILBOX_COPY_SLOTS, now, until).await?)
-}
-
-/// Gives a slot back; a lost release only delays the slot until its lease ends.
-pub(super) async fn release_mailbox_slot(deps: &CopierDeps, lease: SlotLease) {
+    let Some(lease) =
+        deps.catalog.acquire_slot(&key.container.tenant_id, &resource, MAILBOX_COPY_SLOTS, now, until).await?
+    else {
+        return Ok(None);
+    };
+    let answer = call.await;
+    // A lost release only delays the slot until its lease ends.
     if let Err(e) = deps.catalog.release_slot(&lease).await {
         warn!(error = %e, "could not release a mailbox slot; it frees itself when its lease ends");
     }
+    Ok(Some(answer))
 }
 
 /// Sends the job back to its queue, to be tried again after `wait` (plus jitter).

@@ -15,8 +15,8 @@ use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use super::{
-    ContentSink, Copied, CopierDeps, DOWNLOAD_ATTEMPTS, MAILBOX_SLOT_WAIT, SMALL_CONTENT_MAX, acquire_mailbox_slot,
-    commit, defer, lock, release_mailbox_slot, tombstone, version_of,
+    ContentSink, Copied, CopierDeps, DOWNLOAD_ATTEMPTS, MAILBOX_SLOT_WAIT, SMALL_CONTENT_MAX, commit, defer,
+    in_mailbox_slot, lock, tombstone, version_of,
 };
 use crate::graph::GraphError;
 use crate::keys;
@@ -30,11 +30,9 @@ pub(super) async fn copy_state(deps: &CopierDeps, job: &ItemJob, key: &ItemKey) 
     let mut item = job.item.clone();
     if item.deleted && item.kind == ItemKind::Message {
         // Left a folder: moved (its immutable id still answers) or deleted for good.
-        let Some(lease) = acquire_mailbox_slot(deps, key).await? else {
+        let Some(found) = in_mailbox_slot(deps, key, deps.mail.message(user, &key.item_id)).await? else {
             return defer(deps, job, MAILBOX_SLOT_WAIT).await;
         };
-        let found = deps.mail.message(user, &key.item_id).await;
-        release_mailbox_slot(deps, lease).await;
         if let Some(now) = found? {
             item = now;
         }
@@ -63,11 +61,9 @@ pub(super) async fn copy_state(deps: &CopierDeps, job: &ItemJob, key: &ItemKey) 
         }
         return commit(deps, v).await.map(|_| Copied::Committed { bytes: 0 });
     }
-    let Some(lease) = acquire_mailbox_slot(deps, key).await? else {
+    let Some(downloaded) = in_mailbox_slot(deps, key, download(deps, key, &version)).await? else {
         return defer(deps, job, MAILBOX_SLOT_WAIT).await;
     };
-    let downloaded = download(deps, key, &version).await;
-    release_mailbox_slot(deps, lease).await;
     let Some(downloaded) = downloaded? else { return Ok(Copied::Gone) };
     let (content, attachments) = downloaded.finish(deps, key).await?;
     let bytes = content.size;
