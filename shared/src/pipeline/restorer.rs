@@ -9,7 +9,7 @@
 //! re-run chunk changes nothing that is already restored.
 //!
 //! This module dispatches a job's steps and keeps what every kind of restore shares: the
-//! per-invocation [`Context`] and the per-item wrapper [`restore_item`]. Drives are restored
+//! per-invocation `Context` and the per-item wrapper `restore_item`. Drives are restored
 //! by `drive` over the as-of `tree`, mailboxes by `mail`; `job` fans chunks out and finishes
 //! jobs. Export jobs (target `export`) never write to Microsoft 365 and are `export`'s: zips
 //! of `.eml` files in the exports bucket.
