@@ -11,8 +11,6 @@
 //! every part has a row. A part that fails part-way aborts its upload and is retried whole
 //! (reports and rows are idempotent, and a part is written the same way every time).
 
-use std::collections::HashMap;
-
 use chrono::Utc;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
@@ -72,15 +70,7 @@ impl Range {
 
 /// The mailbox as of T and the ids of the messages in scope, in item order.
 async fn load(deps: &RestorerDeps, job: &RestoreJob) -> Result<(Tree, Vec<String>), PipelineError> {
-    let at: HashMap<String, ItemVersion> = deps
-        .catalog
-        .container_as_of(&job.container, job.as_of)
-        .await?
-        .into_iter()
-        .filter(|v| !v.deleted && v.kind != ItemKind::Root)
-        .map(|v| (v.key.item_id.clone(), v))
-        .collect();
-    let tree = Tree { at, now: HashMap::new() };
+    let tree = Tree::load_as_of(deps.catalog.as_ref(), job).await?;
     let mut ids: Vec<String> = Tree::in_scope(&tree.at, &job.scope)
         .into_iter()
         .filter(|v| v.kind == ItemKind::Message)

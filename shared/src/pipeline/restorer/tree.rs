@@ -15,6 +15,19 @@ pub(super) struct Tree {
 
 impl Tree {
     pub(super) async fn load(catalog: &dyn Catalog, job: &RestoreJob) -> Result<Tree, PipelineError> {
+        let mut tree = Self::load_as_of(catalog, job).await?;
+        tree.now = catalog
+            .list_heads(&job.container)
+            .await?
+            .into_iter()
+            .filter(|h| !h.current.deleted)
+            .map(|h| (h.current.key.item_id.clone(), h.current))
+            .collect();
+        Ok(tree)
+    }
+
+    /// The container as of T only, without the heads now (an export needs nothing else).
+    pub(super) async fn load_as_of(catalog: &dyn Catalog, job: &RestoreJob) -> Result<Tree, PipelineError> {
         let at = catalog
             .container_as_of(&job.container, job.as_of)
             .await?
@@ -22,14 +35,7 @@ impl Tree {
             .filter(|v| !v.deleted && v.kind != ItemKind::Root)
             .map(|v| (v.key.item_id.clone(), v))
             .collect();
-        let now = catalog
-            .list_heads(&job.container)
-            .await?
-            .into_iter()
-            .filter(|h| !h.current.deleted)
-            .map(|h| (h.current.key.item_id.clone(), h.current))
-            .collect();
-        Ok(Tree { at, now })
+        Ok(Tree { at, now: HashMap::new() })
     }
 
     /// Items of `map` inside the scope (the scope item and its descendants).
