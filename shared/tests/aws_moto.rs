@@ -18,7 +18,8 @@ use shared::model::{
     ContainerId, ContainerRecord, ItemKey, ItemKind, ItemVersion, ObjectRef, SCHEMA_VERSION, SyncState, Verification,
 };
 use shared::store::{
-    Catalog, Commit, Lock, LockMode, MessageSink, OutMessage, QueueName, SecretSource, StoreError, Vault,
+    Commit, Containers, Coordination, Failures, ItemHistory, Lock, LockMode, MessageSink, OutMessage, QueueName,
+    SecretSource, StoreError, SyncStates, Vault,
 };
 
 const BUCKET: &str = "vault";

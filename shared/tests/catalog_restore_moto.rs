@@ -14,7 +14,7 @@ use shared::model::{
     RestorePlan, RestoreScope, RestoreStatus, RestoreTarget, SCHEMA_VERSION, Verification,
 };
 use shared::store::memory::MemoryCatalog;
-use shared::store::{Catalog, OutcomeCounts, StoreError};
+use shared::store::{Catalog, ItemHistory, OutcomeCounts, PointInTime, RestoreJobs, StoreError};
 
 /// The catalog on a fresh table of `moto`.
 async fn catalog(moto: &Moto) -> DynamoCatalog {

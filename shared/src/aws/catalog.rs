@@ -52,7 +52,10 @@ use crate::model::{
     SCHEMA_VERSION, SyncState,
 };
 use crate::model::{RestoreItemReport, RestoreJob, RestorePlan, RestoreStatus};
-use crate::store::{Catalog, Commit, OutcomeCounts, Page, SlotLease, StoreError};
+use crate::store::{
+    Commit, Containers, Coordination, ExportParts, Failures, ItemHistory, OutcomeCounts, Page, PointInTime,
+    RestoreJobs, SlotLease, StoreError, SyncStates,
+};
 
 mod as_of;
 mod restore;
@@ -327,7 +330,7 @@ impl DynamoCatalog {
 }
 
 #[async_trait]
-impl Catalog for DynamoCatalog {
+impl ItemHistory for DynamoCatalog {
     async fn head(&self, item: &ItemKey) -> Result<Option<ItemHead>, StoreError> {
         self.get_row(key(item_pk(item), "HEAD"), true).await?.as_ref().map(parse_head).transpose()
     }
@@ -455,7 +458,42 @@ impl Catalog for DynamoCatalog {
             })
             .await
     }
+}
 
+#[async_trait]
+impl PointInTime for DynamoCatalog {
+    async fn container_as_of(
+        &self,
+        container: &ContainerId,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<ItemVersion>, StoreError> {
+        self.container_versions_as_of(container, at).await
+    }
+
+    async fn children_as_of(
+        &self,
+        container: &ContainerId,
+        parent_id: &str,
+        at: DateTime<Utc>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<ItemVersion>, StoreError> {
+        self.children_page_as_of(container, parent_id, at, cursor, limit).await
+    }
+
+    async fn changes_between(
+        &self,
+        container: &ContainerId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<ItemVersion>, StoreError> {
+        self.versions_between(container, from, to, limit).await
+    }
+}
+
+#[async_trait]
+impl SyncStates for DynamoCatalog {
     async fn sync_state(&self, container: &ContainerId) -> Result<SyncState, StoreError> {
         match self.get_row(key(container_pk(container), "SYNC"), true).await? {
             Some(row) => parse_doc(&row, "doc"),
@@ -468,7 +506,10 @@ impl Catalog for DynamoCatalog {
         row.insert("doc".to_owned(), json(state)?);
         self.put_row(row).await
     }
+}
 
+#[async_trait]
+impl Containers for DynamoCatalog {
     async fn container(&self, container: &ContainerId) -> Result<Option<ContainerRecord>, StoreError> {
         let row = self.get_row(key(format!("T#{}", container.tenant_id), registry_sk(container)), false).await?;
         row.as_ref().map(|r| parse_doc(r, "doc")).transpose()
@@ -499,7 +540,10 @@ impl Catalog for DynamoCatalog {
         row.insert("doc".to_owned(), json(record)?);
         self.put_row(row).await
     }
+}
 
+#[async_trait]
+impl Coordination for DynamoCatalog {
     async fn throttled_until(&self, tenant_id: &str, resource: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         match self.get_row(key(throttle_pk(tenant_id, resource), "STATE"), false).await? {
             Some(row) => parse_time(&row, "until").map(Some),
@@ -582,7 +626,10 @@ impl Catalog for DynamoCatalog {
             Err(e) => Err(sdk_error(SERVICE, "UpdateItem", e)),
         }
     }
+}
 
+#[async_trait]
+impl Failures for DynamoCatalog {
     async fn record_failure(&self, item: &ItemKey, reason: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
         self.client
             .update_item()
@@ -624,35 +671,39 @@ impl Catalog for DynamoCatalog {
         }
     }
 
-    async fn container_as_of(
-        &self,
-        container: &ContainerId,
-        at: DateTime<Utc>,
-    ) -> Result<Vec<ItemVersion>, StoreError> {
-        self.container_versions_as_of(container, at).await
+    async fn failures(&self, container: &ContainerId) -> Result<Vec<ItemFailure>, StoreError> {
+        let rows = self
+            .query_all(
+                None,
+                "PK = :pk AND begins_with(SK, :fail)",
+                Some("#resolved = :no"),
+                HashMap::from([("#resolved".to_owned(), "resolved".to_owned())]),
+                HashMap::from([
+                    (":pk".to_owned(), s(container_pk(container))),
+                    (":fail".to_owned(), s("FAIL#")),
+                    (":no".to_owned(), AttributeValue::Bool(false)),
+                ]),
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let item_id = attr_s(row, "item_id")
+                    .ok_or_else(|| StoreError::Malformed("failure row lacks `item_id`".to_owned()))?;
+                let attempts =
+                    row.get("attempts").and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<u32>().ok()).unwrap_or(0);
+                Ok(ItemFailure {
+                    key: container.item(item_id),
+                    reason: attr_s(row, "reason").unwrap_or_default().to_owned(),
+                    attempts,
+                    last_attempt: parse_time(row, "last_attempt")?,
+                })
+            })
+            .collect()
     }
+}
 
-    async fn children_as_of(
-        &self,
-        container: &ContainerId,
-        parent_id: &str,
-        at: DateTime<Utc>,
-        cursor: Option<&str>,
-        limit: usize,
-    ) -> Result<Page<ItemVersion>, StoreError> {
-        self.children_page_as_of(container, parent_id, at, cursor, limit).await
-    }
-
-    async fn changes_between(
-        &self,
-        container: &ContainerId,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<ItemVersion>, StoreError> {
-        self.versions_between(container, from, to, limit).await
-    }
-
+#[async_trait]
+impl RestoreJobs for DynamoCatalog {
     async fn create_restore_job(&self, job: &RestoreJob) -> Result<(), StoreError> {
         self.put_restore_job(job).await
     }
@@ -699,43 +750,16 @@ impl Catalog for DynamoCatalog {
     ) -> Result<Page<RestoreItemReport>, StoreError> {
         self.query_restore_reports(job_id, cursor, limit).await
     }
+}
 
+#[async_trait]
+impl ExportParts for DynamoCatalog {
     async fn record_export_part(&self, job_id: &str, part: &crate::model::ExportPart) -> Result<bool, StoreError> {
         self.put_export_part(job_id, part).await
     }
 
     async fn export_parts(&self, job_id: &str) -> Result<Vec<crate::model::ExportPart>, StoreError> {
         self.query_export_parts(job_id).await
-    }
-
-    async fn failures(&self, container: &ContainerId) -> Result<Vec<ItemFailure>, StoreError> {
-        let rows = self
-            .query_all(
-                None,
-                "PK = :pk AND begins_with(SK, :fail)",
-                Some("#resolved = :no"),
-                HashMap::from([("#resolved".to_owned(), "resolved".to_owned())]),
-                HashMap::from([
-                    (":pk".to_owned(), s(container_pk(container))),
-                    (":fail".to_owned(), s("FAIL#")),
-                    (":no".to_owned(), AttributeValue::Bool(false)),
-                ]),
-            )
-            .await?;
-        rows.iter()
-            .map(|row| {
-                let item_id = attr_s(row, "item_id")
-                    .ok_or_else(|| StoreError::Malformed("failure row lacks `item_id`".to_owned()))?;
-                let attempts =
-                    row.get("attempts").and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<u32>().ok()).unwrap_or(0);
-                Ok(ItemFailure {
-                    key: container.item(item_id),
-                    reason: attr_s(row, "reason").unwrap_or_default().to_owned(),
-                    attempts,
-                    last_attempt: parse_time(row, "last_attempt")?,
-                })
-            })
-            .collect()
     }
 }
 

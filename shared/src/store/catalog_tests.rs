@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::memory::MemoryCatalog;
-use super::{Catalog, StoreError};
+use super::{ItemHistory, PointInTime, RestoreJobs, StoreError};
 use crate::model::{
     ConflictPolicy, ContainerId, ItemKind, ItemVersion, ObjectRef, RestoreItemReport, RestoreJob, RestoreOutcome,
     RestorePlan, RestoreScope, RestoreStatus, RestoreTarget, SCHEMA_VERSION, Verification,

@@ -15,8 +15,9 @@ use futures::stream::BoxStream;
 use sha2::{Digest, Sha256};
 
 use super::{
-    Catalog, Commit, Listing, Lock, LockMode, MessageSink, Multipart, ObjectInfo, OutMessage, OutcomeCounts, Page,
-    QueueName, SecretSource, SlotLease, StoreError, Stored, Vault, item_order, outcome_replaces,
+    Commit, Containers, Coordination, ExportParts, Failures, ItemHistory, Listing, Lock, LockMode, MessageSink,
+    Multipart, ObjectInfo, OutMessage, OutcomeCounts, Page, PointInTime, QueueName, RestoreJobs, SecretSource,
+    SlotLease, StoreError, Stored, SyncStates, Vault, item_order, outcome_replaces,
 };
 use crate::model::{
     ContainerId, ContainerRecord, ExportPart, ItemFailure, ItemHead, ItemKey, ItemVersion, ObjectRef,
@@ -426,7 +427,7 @@ impl MemoryCatalog {
 }
 
 #[async_trait]
-impl Catalog for MemoryCatalog {
+impl ItemHistory for MemoryCatalog {
     async fn head(&self, item: &ItemKey) -> Result<Option<ItemHead>, StoreError> {
         Ok(self.read().heads.get(item).map(|row| row.head.clone()))
     }
@@ -502,107 +503,10 @@ impl Catalog for MemoryCatalog {
         }
         Ok(())
     }
+}
 
-    async fn sync_state(&self, container: &ContainerId) -> Result<SyncState, StoreError> {
-        Ok(self.read().sync.get(container).cloned().unwrap_or_default())
-    }
-
-    async fn put_sync_state(&self, container: &ContainerId, state: &SyncState) -> Result<(), StoreError> {
-        self.write().sync.insert(container.clone(), state.clone());
-        Ok(())
-    }
-
-    async fn container(&self, container: &ContainerId) -> Result<Option<ContainerRecord>, StoreError> {
-        Ok(self.read().containers.get(container).cloned())
-    }
-
-    async fn list_containers(&self, tenant_id: &str) -> Result<Vec<ContainerRecord>, StoreError> {
-        let state = self.read();
-        Ok(state.containers.values().filter(|r| r.container.tenant_id == tenant_id).cloned().collect())
-    }
-
-    async fn put_container(&self, record: &ContainerRecord) -> Result<(), StoreError> {
-        self.write().containers.insert(record.container.clone(), record.clone());
-        Ok(())
-    }
-
-    async fn throttled_until(&self, tenant_id: &str, resource: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
-        Ok(self.read().throttles.get(&(tenant_id.to_owned(), resource.to_owned())).copied())
-    }
-
-    async fn throttle(&self, tenant_id: &str, resource: &str, until: DateTime<Utc>) -> Result<(), StoreError> {
-        let mut state = self.write();
-        let current = state.throttles.entry((tenant_id.to_owned(), resource.to_owned())).or_insert(until);
-        *current = (*current).max(until);
-        Ok(())
-    }
-
-    async fn acquire_slot(
-        &self,
-        tenant_id: &str,
-        resource: &str,
-        slots: u32,
-        now: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> Result<Option<SlotLease>, StoreError> {
-        let mut state = self.write();
-        for slot in 0..slots {
-            let key = (tenant_id.to_owned(), resource.to_owned(), slot);
-            if state.slots.get(&key).is_none_or(|held| *held < now) {
-                state.slots.insert(key, until);
-                let (tenant_id, resource) = (tenant_id.to_owned(), resource.to_owned());
-                return Ok(Some(SlotLease { tenant_id, resource, slot, until }));
-            }
-        }
-        Ok(None)
-    }
-
-    async fn release_slot(&self, lease: &SlotLease) -> Result<(), StoreError> {
-        let mut state = self.write();
-        let key = (lease.tenant_id.clone(), lease.resource.clone(), lease.slot);
-        if state.slots.get(&key) == Some(&lease.until) {
-            state.slots.remove(&key);
-        }
-        Ok(())
-    }
-
-    async fn record_failure(&self, item: &ItemKey, reason: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
-        let mut state = self.write();
-        let row = state.failures.entry(item.clone()).or_insert(FailureRow {
-            reason: String::new(),
-            attempts: 0,
-            last_attempt: at,
-            resolved: false,
-        });
-        row.reason = reason.to_owned();
-        row.attempts += 1;
-        row.last_attempt = at;
-        row.resolved = false;
-        Ok(())
-    }
-
-    async fn clear_failure(&self, item: &ItemKey) -> Result<(), StoreError> {
-        if let Some(row) = self.write().failures.get_mut(item) {
-            row.resolved = true;
-        }
-        Ok(())
-    }
-
-    async fn failures(&self, container: &ContainerId) -> Result<Vec<ItemFailure>, StoreError> {
-        let state = self.read();
-        Ok(state
-            .failures
-            .iter()
-            .filter(|(k, row)| &k.container == container && !row.resolved)
-            .map(|(k, row)| ItemFailure {
-                key: k.clone(),
-                reason: row.reason.clone(),
-                attempts: row.attempts,
-                last_attempt: row.last_attempt,
-            })
-            .collect())
-    }
-
+#[async_trait]
+impl PointInTime for MemoryCatalog {
     async fn container_as_of(
         &self,
         container: &ContainerId,
@@ -653,7 +557,122 @@ impl Catalog for MemoryCatalog {
         found.sort_by_cached_key(|v| (millis(v.modified), item_order(&v.key.item_id), v.version.clone()));
         Ok(found.into_iter().take(limit).cloned().collect())
     }
+}
 
+#[async_trait]
+impl SyncStates for MemoryCatalog {
+    async fn sync_state(&self, container: &ContainerId) -> Result<SyncState, StoreError> {
+        Ok(self.read().sync.get(container).cloned().unwrap_or_default())
+    }
+
+    async fn put_sync_state(&self, container: &ContainerId, state: &SyncState) -> Result<(), StoreError> {
+        self.write().sync.insert(container.clone(), state.clone());
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Containers for MemoryCatalog {
+    async fn container(&self, container: &ContainerId) -> Result<Option<ContainerRecord>, StoreError> {
+        Ok(self.read().containers.get(container).cloned())
+    }
+
+    async fn list_containers(&self, tenant_id: &str) -> Result<Vec<ContainerRecord>, StoreError> {
+        let state = self.read();
+        Ok(state.containers.values().filter(|r| r.container.tenant_id == tenant_id).cloned().collect())
+    }
+
+    async fn put_container(&self, record: &ContainerRecord) -> Result<(), StoreError> {
+        self.write().containers.insert(record.container.clone(), record.clone());
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Coordination for MemoryCatalog {
+    async fn throttled_until(&self, tenant_id: &str, resource: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(self.read().throttles.get(&(tenant_id.to_owned(), resource.to_owned())).copied())
+    }
+
+    async fn throttle(&self, tenant_id: &str, resource: &str, until: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut state = self.write();
+        let current = state.throttles.entry((tenant_id.to_owned(), resource.to_owned())).or_insert(until);
+        *current = (*current).max(until);
+        Ok(())
+    }
+
+    async fn acquire_slot(
+        &self,
+        tenant_id: &str,
+        resource: &str,
+        slots: u32,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<SlotLease>, StoreError> {
+        let mut state = self.write();
+        for slot in 0..slots {
+            let key = (tenant_id.to_owned(), resource.to_owned(), slot);
+            if state.slots.get(&key).is_none_or(|held| *held < now) {
+                state.slots.insert(key, until);
+                let (tenant_id, resource) = (tenant_id.to_owned(), resource.to_owned());
+                return Ok(Some(SlotLease { tenant_id, resource, slot, until }));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn release_slot(&self, lease: &SlotLease) -> Result<(), StoreError> {
+        let mut state = self.write();
+        let key = (lease.tenant_id.clone(), lease.resource.clone(), lease.slot);
+        if state.slots.get(&key) == Some(&lease.until) {
+            state.slots.remove(&key);
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Failures for MemoryCatalog {
+    async fn record_failure(&self, item: &ItemKey, reason: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut state = self.write();
+        let row = state.failures.entry(item.clone()).or_insert(FailureRow {
+            reason: String::new(),
+            attempts: 0,
+            last_attempt: at,
+            resolved: false,
+        });
+        row.reason = reason.to_owned();
+        row.attempts += 1;
+        row.last_attempt = at;
+        row.resolved = false;
+        Ok(())
+    }
+
+    async fn clear_failure(&self, item: &ItemKey) -> Result<(), StoreError> {
+        if let Some(row) = self.write().failures.get_mut(item) {
+            row.resolved = true;
+        }
+        Ok(())
+    }
+
+    async fn failures(&self, container: &ContainerId) -> Result<Vec<ItemFailure>, StoreError> {
+        let state = self.read();
+        Ok(state
+            .failures
+            .iter()
+            .filter(|(k, row)| &k.container == container && !row.resolved)
+            .map(|(k, row)| ItemFailure {
+                key: k.clone(),
+                reason: row.reason.clone(),
+                attempts: row.attempts,
+                last_attempt: row.last_attempt,
+            })
+            .collect())
+    }
+}
+
+#[async_trait]
+impl RestoreJobs for MemoryCatalog {
     async fn create_restore_job(&self, job: &RestoreJob) -> Result<(), StoreError> {
         let mut state = self.write();
         if state.restore_jobs.contains_key(&job.id) {
@@ -753,7 +772,10 @@ impl Catalog for MemoryCatalog {
         let next = items.last().filter(|_| more).map(|r| listing.cursor(&r.item_id));
         Ok(Page { items, next })
     }
+}
 
+#[async_trait]
+impl ExportParts for MemoryCatalog {
     async fn record_export_part(&self, job_id: &str, part: &ExportPart) -> Result<bool, StoreError> {
         let mut state = self.write();
         let key = (job_id.to_owned(), part.part);

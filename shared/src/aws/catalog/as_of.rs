@@ -20,7 +20,7 @@ use super::{
     DynamoCatalog, GSI1, GSI2, Row, SERVICE, children_g2pk, parse_version, s, sdk_error, sortable_time, versions_g1pk,
 };
 use crate::model::{ContainerId, ItemHead, ItemVersion};
-use crate::store::{Catalog, Listing, Page, StoreError, item_order};
+use crate::store::{ItemHistory, Listing, Page, StoreError, item_order};
 
 /// BatchGetItem requests of heads in flight at once for one page of children.
 const HEAD_BATCHES_IN_FLIGHT: usize = 8;
