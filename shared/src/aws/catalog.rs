@@ -2,32 +2,19 @@
 //! secondary indexes, `GSI1` on `G1PK`/`G1SK` and `GSI2` on `G2PK`/`G2SK` (strings, projection
 //! ALL). No LSI (10 GB item-collection cap).
 //!
-//! | row | PK | SK | attributes |
-//! |---|---|---|---|
-//! | item version | `I#{tenant}#{drive}#{item}` | `V#{modified}#{version}` | `doc` (ItemVersion JSON), `record` (ObjectRef JSON), `G1PK` = `VC#{tenant}#{drive}`, `G1SK` = `{item}#{modified}#{version}`, and when it has a parent `G2PK` = `VP#{tenant}#{drive}#{parent}`, `G2SK` = `G1SK` |
-//! | item head | `I#{tenant}#{drive}#{item}` | `HEAD` | `doc`, `record`, `modified`, `seen_epoch`?, `G1PK` = `H#{tenant}#{drive}`, `G1SK` = item id |
-//! | sync state | `C#{tenant}#{drive}` | `SYNC` | `doc` (SyncState JSON) |
-//! | item failure | `C#{tenant}#{drive}` | `FAIL#{item}` | `item_id`, `reason`, `last_attempt`, `attempts` (N), `resolved` (BOOL) |
-//! | container | `T#{tenant}` | `DRIVE#{drive}` or `MAILBOX#{user}` | `doc` (ContainerRecord JSON) |
-//! | throttle | `THROTTLE#{tenant}#{resource}` | `STATE` | `until` |
-//! | restore job | `R#{job}` | `JOB` | `doc` (RestoreJob JSON as created), `status`, counters (N) `planned_items`, `planned_bytes`, `conflicts`, `restored`, `unchanged`, `skipped`, `failed`, `bytes_restored`; `G1PK` = `RJ#{tenant}`, `G1SK` = `{created_at}#{job}` |
-//! | restore item report | `R#{job}` | `ITEM#{item}` | `doc` (RestoreItemReport JSON), `outcome`, `bytes` (N) |
-//!
-//! `{drive}` stands for the container's scoped id: a drive's Graph id, or `mailbox:{user id}`
-//! for a mailbox (see `ContainerId::scoped_id`), so a mailbox's rows never meet a drive's.
+//! The rows and their keys are in `keys.rs`, the one place that builds a key.
 //!
 //! Index partitions: `GSI1` `H#` lists a drive's heads; `GSI1` `VC#` holds every version of a
 //! drive grouped by item, oldest first within an item (a drive "as of T", its change history);
 //! `GSI2` `VP#` holds every version that had a given parent (a folder's children as of T: an
 //! item moved out of a folder keeps its old rows there, so candidates are confirmed against the
 //! item's head or its history, see `as_of`); `GSI1` `RJ#` lists a tenant's restore jobs by
-//! creation time. Item ids contain no `#`, so an item's rows are contiguous in `VC#`/`VP#` and
-//! `{item}$` is a bound just past them.
+//! creation time.
 //!
 //! Times are RFC 3339 UTC with milliseconds (`2024-05-01T10:00:00.000Z`), so string order is
 //! time order: an item's versions sort by Microsoft 365 modification time, and "as of T" is one
 //! descending query bounded by `V#{T}$` (`$` sorts after `#`, so versions modified within T's
-//! millisecond are included). Graph ids contain no `#`.
+//! millisecond are included).
 //!
 //! Nothing here deletes a row (the pipeline's roles lack `dynamodb:DeleteItem`): cleared
 //! failures are marked `resolved`. A version costs two writes: the version row, conditional
@@ -41,15 +28,14 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{backoff, sdk_error};
 use crate::model::{
-    ContainerId, ContainerKind, ContainerRecord, ItemFailure, ItemHead, ItemKey, ItemVersion, ObjectRef,
-    SCHEMA_VERSION, SyncState,
+    ContainerId, ContainerRecord, ItemFailure, ItemHead, ItemKey, ItemVersion, ObjectRef, SCHEMA_VERSION, SyncState,
 };
 use crate::model::{RestoreItemReport, RestoreJob, RestorePlan, RestoreStatus};
 use crate::store::{
@@ -58,7 +44,11 @@ use crate::store::{
 };
 
 mod as_of;
+mod keys;
 mod restore;
+
+pub use keys::sortable_time;
+use keys::*;
 
 const SERVICE: &str = "dynamodb";
 const GSI1: &str = "GSI1";
@@ -74,61 +64,6 @@ type Row = HashMap<String, AttributeValue>;
 pub struct DynamoCatalog {
     client: Client,
     table: String,
-}
-
-/// RFC 3339, UTC, milliseconds: lexicographic order is time order.
-pub fn sortable_time(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-const REGISTRY_DRIVE: &str = "DRIVE#";
-const REGISTRY_MAILBOX: &str = "MAILBOX#";
-
-/// Sort key of a container's registry row in its tenant's partition.
-fn registry_sk(c: &ContainerId) -> String {
-    match c.kind {
-        ContainerKind::Drive => format!("{REGISTRY_DRIVE}{}", c.graph_id),
-        ContainerKind::Mailbox => format!("{REGISTRY_MAILBOX}{}", c.graph_id),
-    }
-}
-
-fn item_pk(item: &ItemKey) -> String {
-    format!("I#{}#{}#{}", item.container.tenant_id, item.container.scoped_id(), item.item_id)
-}
-
-fn version_sk(modified: DateTime<Utc>, version: &str) -> String {
-    format!("V#{}#{version}", sortable_time(modified))
-}
-
-fn container_pk(c: &ContainerId) -> String {
-    format!("C#{}#{}", c.tenant_id, c.scoped_id())
-}
-
-fn heads_g1pk(c: &ContainerId) -> String {
-    format!("H#{}#{}", c.tenant_id, c.scoped_id())
-}
-
-/// `GSI1` partition of a drive's versions.
-fn versions_g1pk(c: &ContainerId) -> String {
-    format!("VC#{}#{}", c.tenant_id, c.scoped_id())
-}
-
-/// `GSI2` partition of the versions that had `parent_id` as parent.
-fn children_g2pk(c: &ContainerId, parent_id: &str) -> String {
-    format!("VP#{}#{}#{parent_id}", c.tenant_id, c.scoped_id())
-}
-
-/// Sort key of a version in `VC#` and `VP#`: grouped by item, oldest first within an item.
-fn version_index_sk(version: &ItemVersion) -> String {
-    format!("{}#{}#{}", version.key.item_id, sortable_time(version.modified), version.version)
-}
-
-fn throttle_pk(tenant_id: &str, resource: &str) -> String {
-    format!("THROTTLE#{tenant_id}#{resource}")
-}
-
-fn slots_pk(tenant_id: &str, resource: &str) -> String {
-    format!("SLOTS#{tenant_id}#{resource}")
 }
 
 fn s(v: impl Into<String>) -> AttributeValue {
@@ -259,7 +194,7 @@ impl DynamoCatalog {
         upper: Option<String>,
         limit: usize,
     ) -> Result<Vec<ItemVersion>, StoreError> {
-        let mut values = HashMap::from([(":pk".to_owned(), s(item_pk(item))), (":lo".to_owned(), s("V#"))]);
+        let mut values = HashMap::from([(":pk".to_owned(), s(item_pk(item))), (":lo".to_owned(), s(VERSION_PREFIX))]);
         let condition = match upper {
             Some(hi) => {
                 values.insert(":hi".to_owned(), s(hi));
@@ -308,7 +243,7 @@ impl DynamoCatalog {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(item_pk(&version.key), "HEAD")))
+            .set_key(Some(key(item_pk(&version.key), HEAD_SK)))
             .update_expression("SET #doc = :doc, #record = :record, #modified = :m, G1PK = :g1pk, G1SK = :g1sk")
             .condition_expression(condition)
             .expression_attribute_names("#doc", "doc")
@@ -332,7 +267,7 @@ impl DynamoCatalog {
 #[async_trait]
 impl ItemHistory for DynamoCatalog {
     async fn head(&self, item: &ItemKey) -> Result<Option<ItemHead>, StoreError> {
-        self.get_row(key(item_pk(item), "HEAD"), true).await?.as_ref().map(parse_head).transpose()
+        self.get_row(key(item_pk(item), HEAD_SK), true).await?.as_ref().map(parse_head).transpose()
     }
 
     async fn heads(
@@ -345,7 +280,7 @@ impl ItemHistory for DynamoCatalog {
         ids.dedup(); // BatchGetItem rejects duplicate keys
         let mut heads = HashMap::new();
         for chunk in ids.chunks(BATCH_GET_MAX) {
-            let keys = chunk.iter().map(|id| key(item_pk(&container.item(id.as_str())), "HEAD")).collect();
+            let keys = chunk.iter().map(|id| key(item_pk(&container.item(id.as_str())), HEAD_SK)).collect();
             let mut pending = KeysAndAttributes::builder()
                 .set_keys(Some(keys))
                 .consistent_read(true)
@@ -432,7 +367,7 @@ impl ItemHistory for DynamoCatalog {
     }
 
     async fn version_at(&self, item: &ItemKey, at: DateTime<Utc>) -> Result<Option<ItemVersion>, StoreError> {
-        let upper = format!("V#{}$", sortable_time(at));
+        let upper = versions_until_sk(at);
         Ok(self.query_versions(item, Some(upper), 1).await?.pop())
     }
 
@@ -443,7 +378,7 @@ impl ItemHistory for DynamoCatalog {
                     .client
                     .update_item()
                     .table_name(&self.table)
-                    .set_key(Some(key(item_pk(&container.item(id.as_str())), "HEAD")))
+                    .set_key(Some(key(item_pk(&container.item(id.as_str())), HEAD_SK)))
                     .update_expression("SET #seen = :e")
                     .expression_attribute_names("#seen", "seen_epoch")
                     .condition_expression("attribute_exists(PK)")
@@ -495,14 +430,14 @@ impl PointInTime for DynamoCatalog {
 #[async_trait]
 impl SyncStates for DynamoCatalog {
     async fn sync_state(&self, container: &ContainerId) -> Result<SyncState, StoreError> {
-        match self.get_row(key(container_pk(container), "SYNC"), true).await? {
+        match self.get_row(key(container_pk(container), SYNC_SK), true).await? {
             Some(row) => parse_doc(&row, "doc"),
             None => Ok(SyncState::default()),
         }
     }
 
     async fn put_sync_state(&self, container: &ContainerId, state: &SyncState) -> Result<(), StoreError> {
-        let mut row = key(container_pk(container), "SYNC");
+        let mut row = key(container_pk(container), SYNC_SK);
         row.insert("doc".to_owned(), json(state)?);
         self.put_row(row).await
     }
@@ -511,20 +446,20 @@ impl SyncStates for DynamoCatalog {
 #[async_trait]
 impl Containers for DynamoCatalog {
     async fn container(&self, container: &ContainerId) -> Result<Option<ContainerRecord>, StoreError> {
-        let row = self.get_row(key(format!("T#{}", container.tenant_id), registry_sk(container)), false).await?;
+        let row = self.get_row(key(tenant_pk(&container.tenant_id), registry_sk(container)), false).await?;
         row.as_ref().map(|r| parse_doc(r, "doc")).transpose()
     }
 
     async fn list_containers(&self, tenant_id: &str) -> Result<Vec<ContainerRecord>, StoreError> {
         let mut records = Vec::new();
-        for prefix in [REGISTRY_DRIVE, REGISTRY_MAILBOX] {
+        for prefix in [DRIVE_PREFIX, MAILBOX_PREFIX] {
             let rows = self
                 .query_all(
                     None,
                     "PK = :pk AND begins_with(SK, :prefix)",
                     None,
                     HashMap::new(),
-                    HashMap::from([(":pk".to_owned(), s(format!("T#{tenant_id}"))), (":prefix".to_owned(), s(prefix))]),
+                    HashMap::from([(":pk".to_owned(), s(tenant_pk(tenant_id))), (":prefix".to_owned(), s(prefix))]),
                 )
                 .await?;
             for row in &rows {
@@ -536,7 +471,7 @@ impl Containers for DynamoCatalog {
 
     async fn put_container(&self, record: &ContainerRecord) -> Result<(), StoreError> {
         let c = &record.container;
-        let mut row = key(format!("T#{}", c.tenant_id), registry_sk(c));
+        let mut row = key(tenant_pk(&c.tenant_id), registry_sk(c));
         row.insert("doc".to_owned(), json(record)?);
         self.put_row(row).await
     }
@@ -545,7 +480,7 @@ impl Containers for DynamoCatalog {
 #[async_trait]
 impl Coordination for DynamoCatalog {
     async fn throttled_until(&self, tenant_id: &str, resource: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
-        match self.get_row(key(throttle_pk(tenant_id, resource), "STATE"), false).await? {
+        match self.get_row(key(throttle_pk(tenant_id, resource), STATE_SK), false).await? {
             Some(row) => parse_time(&row, "until").map(Some),
             None => Ok(None),
         }
@@ -556,7 +491,7 @@ impl Coordination for DynamoCatalog {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(throttle_pk(tenant_id, resource), "STATE")))
+            .set_key(Some(key(throttle_pk(tenant_id, resource), STATE_SK)))
             .update_expression("SET #until = :u")
             .condition_expression("attribute_not_exists(PK) OR #until < :u")
             .expression_attribute_names("#until", "until")
@@ -588,10 +523,10 @@ impl Coordination for DynamoCatalog {
                 .client
                 .update_item()
                 .table_name(&self.table)
-                .set_key(Some(key(slots_pk(tenant_id, resource), "STATE")))
+                .set_key(Some(key(slots_pk(tenant_id, resource), STATE_SK)))
                 .update_expression("SET #slot = :until")
                 .condition_expression("attribute_not_exists(#slot) OR #slot < :now")
-                .expression_attribute_names("#slot", format!("s{slot}"))
+                .expression_attribute_names("#slot", slot_attribute(slot))
                 .expression_attribute_values(":until", s(sortable_time(until)))
                 .expression_attribute_values(":now", s(sortable_time(now)))
                 .send()
@@ -613,10 +548,10 @@ impl Coordination for DynamoCatalog {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(slots_pk(&lease.tenant_id, &lease.resource), "STATE")))
+            .set_key(Some(key(slots_pk(&lease.tenant_id, &lease.resource), STATE_SK)))
             .update_expression("REMOVE #slot")
             .condition_expression("#slot = :until")
-            .expression_attribute_names("#slot", format!("s{}", lease.slot))
+            .expression_attribute_names("#slot", slot_attribute(lease.slot))
             .expression_attribute_values(":until", s(sortable_time(lease.until)))
             .send()
             .await;
@@ -634,7 +569,7 @@ impl Failures for DynamoCatalog {
         self.client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(container_pk(&item.container), format!("FAIL#{}", item.item_id))))
+            .set_key(Some(key(container_pk(&item.container), failure_sk(&item.item_id))))
             .update_expression("SET #item = :item, #reason = :reason, #last = :at, #resolved = :no ADD #attempts :one")
             .expression_attribute_names("#item", "item_id")
             .expression_attribute_names("#reason", "reason")
@@ -657,7 +592,7 @@ impl Failures for DynamoCatalog {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(container_pk(&item.container), format!("FAIL#{}", item.item_id))))
+            .set_key(Some(key(container_pk(&item.container), failure_sk(&item.item_id))))
             .update_expression("SET #resolved = :yes")
             .condition_expression("attribute_exists(PK)")
             .expression_attribute_names("#resolved", "resolved")
@@ -680,7 +615,7 @@ impl Failures for DynamoCatalog {
                 HashMap::from([("#resolved".to_owned(), "resolved".to_owned())]),
                 HashMap::from([
                     (":pk".to_owned(), s(container_pk(container))),
-                    (":fail".to_owned(), s("FAIL#")),
+                    (":fail".to_owned(), s(FAILURE_PREFIX)),
                     (":no".to_owned(), AttributeValue::Bool(false)),
                 ]),
             )
@@ -760,27 +695,5 @@ impl ExportParts for DynamoCatalog {
 
     async fn export_parts(&self, job_id: &str) -> Result<Vec<crate::model::ExportPart>, StoreError> {
         self.query_export_parts(job_id).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn at(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).expect("valid time").with_timezone(&Utc)
-    }
-
-    #[test]
-    fn version_keys_sort_by_time_and_as_of_bound_includes_the_same_millisecond() {
-        let t = at("2024-05-01T10:00:00.123456Z");
-        let same_ms = version_sk(t, "\"{ZZZ},9\"");
-        let earlier = version_sk(at("2024-05-01T09:59:59.999Z"), "\"{AAA},1\"");
-        let later = version_sk(at("2024-05-01T10:00:00.124Z"), "\"{000},1\"");
-        let upper = format!("V#{}$", sortable_time(t));
-        assert!(earlier < same_ms && same_ms < later);
-        assert!(same_ms <= upper, "{same_ms} within {upper}");
-        assert!(later > upper, "{later} beyond {upper}");
-        assert!(upper.as_str() > "V#");
     }
 }

@@ -16,9 +16,8 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 
-use super::{
-    DynamoCatalog, GSI1, GSI2, Row, SERVICE, children_g2pk, parse_version, s, sdk_error, sortable_time, versions_g1pk,
-};
+use super::keys::{after_item_index_sk, children_g2pk, sortable_time, versions_g1pk};
+use super::{DynamoCatalog, GSI1, GSI2, Row, SERVICE, parse_version, s, sdk_error};
 use crate::model::{ContainerId, ItemHead, ItemVersion};
 use crate::store::{ItemHistory, Listing, Page, StoreError, item_order};
 
@@ -216,7 +215,7 @@ impl DynamoCatalog {
         limit: usize,
     ) -> Result<Page<ItemVersion>, StoreError> {
         let listing = Listing::children(container, parent_id, at);
-        let after = listing.resume(cursor)?.map(|id| format!("{id}$"));
+        let after = listing.resume(cursor)?.map(|id| after_item_index_sk(&id));
         let limit = limit.max(1);
         // Most rows of a folder are its current children with a version or two each.
         let mut rows = IndexRows::new(self, GSI2, children_g2pk(container, parent_id), after).page_size(limit * 2 + 16);

@@ -11,32 +11,19 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::keys::{JOB_SK, PART_PREFIX, REPORT_PREFIX, REPORTS_END, job_g1sk, job_pk, jobs_g1pk, part_sk, report_sk};
+use super::sdk_error;
 use super::{DynamoCatalog, GSI1, Row, SERVICE, attr_s, backoff, is_condition_failed, json, key, parse_doc, s};
-use super::{sdk_error, sortable_time};
 use crate::model::{
     ExportPart, RestoreItemReport, RestoreJob, RestoreOutcome, RestorePlan, RestoreStatus, SCHEMA_VERSION,
 };
 use crate::store::{Listing, OutcomeCounts, Page, StoreError, outcome_replaces};
 
-const JOB_SK: &str = "JOB";
 /// Attempts at recording one outcome when concurrent deliveries of the same item race.
 const RECORD_ATTEMPTS: u32 = 6;
 /// Numeric attributes of the job row, named as the [`RestoreJob`] fields they fill.
 const COUNTERS: [&str; 8] =
     ["planned_items", "planned_bytes", "conflicts", "restored", "unchanged", "skipped", "failed", "bytes_restored"];
-
-fn job_pk(id: &str) -> String {
-    format!("R#{id}")
-}
-
-fn report_sk(item_id: &str) -> String {
-    format!("ITEM#{item_id}")
-}
-
-/// Zero-padded so parts list in order; `EXPORT#` sorts before `ITEM#`, outside the reports.
-fn part_sk(part: u32) -> String {
-    format!("EXPORT#{part:05}")
-}
 
 fn n(value: u64) -> AttributeValue {
     AttributeValue::N(value.to_string())
@@ -133,8 +120,8 @@ impl DynamoCatalog {
         for (name, value) in COUNTERS.into_iter().zip(values) {
             row.insert(name.to_owned(), n(value));
         }
-        row.insert("G1PK".to_owned(), s(format!("RJ#{}", job.container.tenant_id)));
-        row.insert("G1SK".to_owned(), s(format!("{}#{}", sortable_time(job.created_at), job.id)));
+        row.insert("G1PK".to_owned(), s(jobs_g1pk(&job.container.tenant_id)));
+        row.insert("G1SK".to_owned(), s(job_g1sk(job.created_at, &job.id)));
         let sent = self
             .client
             .put_item()
@@ -170,7 +157,7 @@ impl DynamoCatalog {
                 .table_name(&self.table)
                 .index_name(GSI1)
                 .key_condition_expression("G1PK = :p")
-                .expression_attribute_values(":p", s(format!("RJ#{tenant_id}")))
+                .expression_attribute_values(":p", s(jobs_g1pk(tenant_id)))
                 .scan_index_forward(false)
                 .limit(i32::try_from(limit - jobs.len()).unwrap_or(i32::MAX))
                 .set_exclusive_start_key(start.take())
@@ -361,7 +348,7 @@ impl DynamoCatalog {
         let limit = limit.max(1);
         // BETWEEN is inclusive: the row of the cursor's own item comes back first and is dropped.
         // `ITEM$` sorts after every `ITEM#...` and before `JOB`.
-        let lower = after.as_deref().map_or_else(|| "ITEM#".to_owned(), report_sk);
+        let lower = after.as_deref().map_or_else(|| REPORT_PREFIX.to_owned(), report_sk);
         let mut reports = Vec::new();
         let mut start: Option<Row> = None;
         let mut exhausted = false;
@@ -375,7 +362,7 @@ impl DynamoCatalog {
                 .key_condition_expression("PK = :pk AND SK BETWEEN :lo AND :hi")
                 .expression_attribute_values(":pk", s(job_pk(job_id)))
                 .expression_attribute_values(":lo", s(lower.clone()))
-                .expression_attribute_values(":hi", s("ITEM$"))
+                .expression_attribute_values(":hi", s(REPORTS_END))
                 .consistent_read(true)
                 .limit(i32::try_from(wanted).unwrap_or(i32::MAX))
                 .set_exclusive_start_key(start.take())
@@ -430,7 +417,7 @@ impl DynamoCatalog {
                 .table_name(&self.table)
                 .key_condition_expression("PK = :pk AND begins_with(SK, :export)")
                 .expression_attribute_values(":pk", s(job_pk(job_id)))
-                .expression_attribute_values(":export", s("EXPORT#"))
+                .expression_attribute_values(":export", s(PART_PREFIX))
                 .consistent_read(true)
                 .set_exclusive_start_key(start.take())
                 .send()
