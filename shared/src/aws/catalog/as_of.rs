@@ -13,13 +13,14 @@
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 
 use super::keys::{after_item_index_sk, children_g2pk, sortable_time, versions_g1pk};
 use super::{DynamoCatalog, GSI1, GSI2, Row, SERVICE, parse_version, s, sdk_error};
 use crate::model::{ContainerId, ItemHead, ItemVersion};
-use crate::store::{ItemHistory, Listing, Page, StoreError, item_order};
+use crate::store::{ItemHistory, Listing, Page, PointInTime, StoreError, item_order};
 
 /// BatchGetItem requests of heads in flight at once for one page of children.
 const HEAD_BATCHES_IN_FLIGHT: usize = 8;
@@ -157,8 +158,9 @@ impl Ord for Ranked {
     }
 }
 
-impl DynamoCatalog {
-    pub(super) async fn container_versions_as_of(
+#[async_trait]
+impl PointInTime for DynamoCatalog {
+    async fn container_as_of(
         &self,
         container: &ContainerId,
         at: DateTime<Utc>,
@@ -179,7 +181,7 @@ impl DynamoCatalog {
     /// a bounded heap: reads cost the container's entire history (about 1 RCU per 8 KB of
     /// version rows, eventually consistent), memory stays O(limit). A time-ordered index would
     /// make this proportional to the window; not worth a third write per version yet.
-    pub(super) async fn versions_between(
+    async fn changes_between(
         &self,
         container: &ContainerId,
         from: DateTime<Utc>,
@@ -206,7 +208,7 @@ impl DynamoCatalog {
         Ok(oldest.into_sorted_vec().into_iter().map(|r| r.1).collect())
     }
 
-    pub(super) async fn children_page_as_of(
+    async fn children_as_of(
         &self,
         container: &ContainerId,
         parent_id: &str,
@@ -249,7 +251,9 @@ impl DynamoCatalog {
             }
         }
     }
+}
 
+impl DynamoCatalog {
     /// For each candidate (in order): its version current at `at` if that is alive in
     /// `parent_id`, else `None` (moved elsewhere or deleted by then).
     async fn confirm_children(
