@@ -27,6 +27,8 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::query::QueryError;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -140,37 +142,35 @@ impl DynamoCatalog {
         Ok(())
     }
 
-    /// Every row of a query, following `LastEvaluatedKey`.
-    async fn query_all(
-        &self,
-        index: Option<&str>,
-        key_condition: &str,
-        filter: Option<&str>,
-        names: HashMap<String, String>,
-        values: Row,
-    ) -> Result<Vec<Row>, StoreError> {
-        let mut rows = Vec::new();
-        let mut start: Option<Row> = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .set_index_name(index.map(str::to_owned))
-                .key_condition_expression(key_condition)
-                .set_filter_expression(filter.map(str::to_owned))
-                .set_expression_attribute_names((!names.is_empty()).then(|| names.clone()))
-                .set_expression_attribute_values(Some(values.clone()))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| sdk_error(SERVICE, "Query", e))?;
-            rows.extend(out.items.unwrap_or_default());
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
-            }
-        }
-        Ok(rows)
+    /// A query of the table, for the caller to complete and read through the SDK's paginator.
+    fn query(&self) -> QueryFluentBuilder {
+        self.client.query().table_name(&self.table)
     }
+}
+
+/// Every row of a query, page after page.
+async fn all_rows(query: QueryFluentBuilder) -> Result<Vec<Row>, StoreError> {
+    query.into_paginator().items().send().try_collect().await.map_err(query_error)
+}
+
+/// The first `limit` rows of a query, in pages of `limit`: the common case is one page, and no
+/// page is read once `limit` rows are in (a page cut short by DynamoDB's 1 MB cap is followed
+/// by another of `limit`, of which only what is missing is kept).
+async fn first_rows(query: QueryFluentBuilder, limit: usize) -> Result<Vec<Row>, StoreError> {
+    let mut found = Vec::new();
+    if limit == 0 {
+        return Ok(found);
+    }
+    let mut rows = query.into_paginator().page_size(i32::try_from(limit).unwrap_or(i32::MAX)).items().send();
+    while found.len() < limit {
+        match rows.try_next().await.map_err(query_error)? {
+            Some(row) => found.push(row),
+            None => break,
+        }
+    }
+    Ok(found)
+}
+
+fn query_error(err: SdkError<QueryError>) -> StoreError {
+    sdk_error(SERVICE, "Query", err)
 }

@@ -1,12 +1,10 @@
 //! The container registry: one row per protected drive or mailbox in its tenant's partition
 //! (`T#` / `DRIVE#...` or `MAILBOX#...`).
 
-use std::collections::HashMap;
-
 use async_trait::async_trait;
 
 use super::keys::{DRIVE_PREFIX, MAILBOX_PREFIX, registry_sk, tenant_pk};
-use super::{DynamoCatalog, json, key, parse_doc, s};
+use super::{DynamoCatalog, all_rows, json, key, parse_doc, s};
 use crate::model::{ContainerId, ContainerRecord};
 use crate::store::{Containers, StoreError};
 
@@ -20,15 +18,12 @@ impl Containers for DynamoCatalog {
     async fn list_containers(&self, tenant_id: &str) -> Result<Vec<ContainerRecord>, StoreError> {
         let mut records = Vec::new();
         for prefix in [DRIVE_PREFIX, MAILBOX_PREFIX] {
-            let rows = self
-                .query_all(
-                    None,
-                    "PK = :pk AND begins_with(SK, :prefix)",
-                    None,
-                    HashMap::new(),
-                    HashMap::from([(":pk".to_owned(), s(tenant_pk(tenant_id))), (":prefix".to_owned(), s(prefix))]),
-                )
-                .await?;
+            let query = self
+                .query()
+                .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
+                .expression_attribute_values(":pk", s(tenant_pk(tenant_id)))
+                .expression_attribute_values(":prefix", s(prefix));
+            let rows = all_rows(query).await?;
             for row in &rows {
                 records.push(parse_doc(row, "doc")?);
             }

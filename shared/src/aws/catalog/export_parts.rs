@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use super::keys::{PART_PREFIX, job_pk, part_sk};
-use super::{DynamoCatalog, Row, SERVICE, is_condition_failed, json, key, parse_doc, s, sdk_error};
+use super::{DynamoCatalog, SERVICE, all_rows, is_condition_failed, json, key, parse_doc, s, sdk_error};
 use crate::model::ExportPart;
 use crate::store::{ExportParts, StoreError};
 
@@ -29,28 +29,12 @@ impl ExportParts for DynamoCatalog {
 
     /// Strongly consistent, so the part that completes an export sees every other part.
     async fn export_parts(&self, job_id: &str) -> Result<Vec<ExportPart>, StoreError> {
-        let mut parts = Vec::new();
-        let mut start: Option<Row> = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("PK = :pk AND begins_with(SK, :export)")
-                .expression_attribute_values(":pk", s(job_pk(job_id)))
-                .expression_attribute_values(":export", s(PART_PREFIX))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| sdk_error(SERVICE, "Query", e))?;
-            for row in out.items() {
-                parts.push(parse_doc::<ExportPart>(row, "doc")?);
-            }
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(parts),
-            }
-        }
+        let query = self
+            .query()
+            .key_condition_expression("PK = :pk AND begins_with(SK, :export)")
+            .expression_attribute_values(":pk", s(job_pk(job_id)))
+            .expression_attribute_values(":export", s(PART_PREFIX))
+            .consistent_read(true);
+        all_rows(query).await?.iter().map(|row| parse_doc::<ExportPart>(row, "doc")).collect()
     }
 }

@@ -1,14 +1,12 @@
 //! Items that failed to back up (`C#` / `FAIL#...`). Nothing deletes a row (the pipeline's
 //! roles lack `dynamodb:DeleteItem`): a cleared failure is marked `resolved`.
 
-use std::collections::HashMap;
-
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
 use super::keys::{FAILURE_PREFIX, container_pk, failure_sk, sortable_time};
-use super::{DynamoCatalog, SERVICE, attr_s, is_condition_failed, key, parse_time, s, sdk_error};
+use super::{DynamoCatalog, SERVICE, all_rows, attr_s, is_condition_failed, key, parse_time, s, sdk_error};
 use crate::model::{ContainerId, ItemFailure, ItemKey};
 use crate::store::{Failures, StoreError};
 
@@ -56,19 +54,15 @@ impl Failures for DynamoCatalog {
     }
 
     async fn failures(&self, container: &ContainerId) -> Result<Vec<ItemFailure>, StoreError> {
-        let rows = self
-            .query_all(
-                None,
-                "PK = :pk AND begins_with(SK, :fail)",
-                Some("#resolved = :no"),
-                HashMap::from([("#resolved".to_owned(), "resolved".to_owned())]),
-                HashMap::from([
-                    (":pk".to_owned(), s(container_pk(container))),
-                    (":fail".to_owned(), s(FAILURE_PREFIX)),
-                    (":no".to_owned(), AttributeValue::Bool(false)),
-                ]),
-            )
-            .await?;
+        let query = self
+            .query()
+            .key_condition_expression("PK = :pk AND begins_with(SK, :fail)")
+            .filter_expression("#resolved = :no")
+            .expression_attribute_names("#resolved", "resolved")
+            .expression_attribute_values(":pk", s(container_pk(container)))
+            .expression_attribute_values(":fail", s(FAILURE_PREFIX))
+            .expression_attribute_values(":no", AttributeValue::Bool(false));
+        let rows = all_rows(query).await?;
         rows.iter()
             .map(|row| {
                 let item_id = attr_s(row, "item_id")

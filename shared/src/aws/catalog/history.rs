@@ -16,8 +16,8 @@ use super::keys::{
     versions_g1pk, versions_until_sk,
 };
 use super::{
-    DynamoCatalog, GSI1, Row, SERVICE, attr_s, backoff, is_condition_failed, json, key, parse_doc, parse_version, s,
-    sdk_error,
+    DynamoCatalog, GSI1, Row, SERVICE, all_rows, attr_s, backoff, first_rows, is_condition_failed, json, key,
+    parse_doc, parse_version, s, sdk_error,
 };
 use crate::model::{ContainerId, ItemHead, ItemKey, ItemVersion, ObjectRef};
 use crate::store::{Commit, ItemHistory, StoreError};
@@ -50,33 +50,13 @@ impl DynamoCatalog {
             }
             None => "PK = :pk AND begins_with(SK, :lo)",
         };
-        let mut found = Vec::new();
-        let mut start: Option<Row> = None;
-        while found.len() < limit {
-            let page_limit = i32::try_from(limit - found.len()).unwrap_or(i32::MAX);
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression(condition)
-                .set_expression_attribute_values(Some(values.clone()))
-                .scan_index_forward(false)
-                .consistent_read(true)
-                .limit(page_limit)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| sdk_error(SERVICE, "Query", e))?;
-            for row in out.items() {
-                found.push(parse_version(row)?);
-            }
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
-            }
-        }
-        found.truncate(limit);
-        Ok(found)
+        let query = self
+            .query()
+            .key_condition_expression(condition)
+            .set_expression_attribute_values(Some(values))
+            .scan_index_forward(false)
+            .consistent_read(true);
+        first_rows(query, limit).await?.iter().map(parse_version).collect()
     }
 
     /// Advances the head to `version` unless the head is newer (`strict`: also unless it is
@@ -134,6 +114,8 @@ impl ItemHistory for DynamoCatalog {
                 .consistent_read(true)
                 .build()
                 .map_err(|e| StoreError::Malformed(format!("BatchGetItem request: {e}")))?;
+            // Not a paging loop: BatchGetItem hands back what it did not read as UnprocessedKeys,
+            // asked again after a backoff.
             let mut attempt = 0;
             loop {
                 let out = self
@@ -168,16 +150,12 @@ impl ItemHistory for DynamoCatalog {
     }
 
     async fn list_heads(&self, container: &ContainerId) -> Result<Vec<ItemHead>, StoreError> {
-        let rows = self
-            .query_all(
-                Some(GSI1),
-                "G1PK = :p",
-                None,
-                HashMap::new(),
-                HashMap::from([(":p".to_owned(), s(heads_g1pk(container)))]),
-            )
-            .await?;
-        rows.iter().map(parse_head).collect()
+        let query = self
+            .query()
+            .index_name(GSI1)
+            .key_condition_expression("G1PK = :p")
+            .expression_attribute_values(":p", s(heads_g1pk(container)));
+        all_rows(query).await?.iter().map(parse_head).collect()
     }
 
     async fn commit_version(&self, version: &ItemVersion, record: &ObjectRef) -> Result<Commit, StoreError> {

@@ -14,7 +14,8 @@ use serde::de::DeserializeOwned;
 
 use super::keys::{JOB_SK, REPORT_PREFIX, REPORTS_END, job_g1sk, job_pk, jobs_g1pk, report_sk};
 use super::{
-    DynamoCatalog, GSI1, Row, SERVICE, attr_s, backoff, is_condition_failed, json, key, parse_doc, s, sdk_error,
+    DynamoCatalog, GSI1, Row, SERVICE, attr_s, backoff, first_rows, is_condition_failed, json, key, parse_doc,
+    query_error, s, sdk_error,
 };
 use crate::model::{RestoreItemReport, RestoreJob, RestoreOutcome, RestorePlan, RestoreStatus, SCHEMA_VERSION};
 use crate::store::{Listing, OutcomeCounts, Page, RestoreJobs, StoreError, outcome_replaces};
@@ -145,32 +146,13 @@ impl RestoreJobs for DynamoCatalog {
     }
 
     async fn list_restore_jobs(&self, tenant_id: &str, limit: usize) -> Result<Vec<RestoreJob>, StoreError> {
-        let mut jobs = Vec::new();
-        let mut start: Option<Row> = None;
-        while jobs.len() < limit {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(GSI1)
-                .key_condition_expression("G1PK = :p")
-                .expression_attribute_values(":p", s(jobs_g1pk(tenant_id)))
-                .scan_index_forward(false)
-                .limit(i32::try_from(limit - jobs.len()).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| sdk_error(SERVICE, "Query", e))?;
-            for row in out.items() {
-                jobs.push(parse_job(row)?);
-            }
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
-            }
-        }
-        jobs.truncate(limit);
-        Ok(jobs)
+        let query = self
+            .query()
+            .index_name(GSI1)
+            .key_condition_expression("G1PK = :p")
+            .expression_attribute_values(":p", s(jobs_g1pk(tenant_id)))
+            .scan_index_forward(false);
+        first_rows(query, limit).await?.iter().map(parse_job).collect()
     }
 
     async fn set_restore_status(
@@ -288,40 +270,28 @@ impl RestoreJobs for DynamoCatalog {
         // BETWEEN is inclusive: the row of the cursor's own item comes back first and is dropped.
         // `ITEM$` sorts after every `ITEM#...` and before `JOB`.
         let lower = after.as_deref().map_or_else(|| REPORT_PREFIX.to_owned(), report_sk);
+        // The cursor resumes from a key condition on the last item handed out, not from a
+        // LastEvaluatedKey, so the paginator serves every page. One more report than the page
+        // tells whether there is a next one.
+        let mut rows = self
+            .query()
+            .key_condition_expression("PK = :pk AND SK BETWEEN :lo AND :hi")
+            .expression_attribute_values(":pk", s(job_pk(job_id)))
+            .expression_attribute_values(":lo", s(lower.clone()))
+            .expression_attribute_values(":hi", s(REPORTS_END))
+            .consistent_read(true)
+            .into_paginator()
+            .page_size(i32::try_from(limit + 2).unwrap_or(i32::MAX))
+            .items()
+            .send();
         let mut reports = Vec::new();
-        let mut start: Option<Row> = None;
-        let mut exhausted = false;
         while reports.len() <= limit {
-            // One more than the page, to learn whether there is a next one.
-            let wanted = limit + 2 - reports.len();
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("PK = :pk AND SK BETWEEN :lo AND :hi")
-                .expression_attribute_values(":pk", s(job_pk(job_id)))
-                .expression_attribute_values(":lo", s(lower.clone()))
-                .expression_attribute_values(":hi", s(REPORTS_END))
-                .consistent_read(true)
-                .limit(i32::try_from(wanted).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| sdk_error(SERVICE, "Query", e))?;
-            for row in out.items() {
-                if attr_s(row, "SK") != Some(lower.as_str()) {
-                    reports.push(parse_report(row)?);
-                }
-            }
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => {
-                    exhausted = true;
-                    break;
-                }
+            let Some(row) = rows.try_next().await.map_err(query_error)? else { break };
+            if attr_s(&row, "SK") != Some(lower.as_str()) {
+                reports.push(parse_report(&row)?);
             }
         }
-        let more = reports.len() > limit || !exhausted;
+        let more = reports.len() > limit;
         reports.truncate(limit);
         let next = reports.last().filter(|_| more).map(|r| listing.cursor(&r.item_id));
         Ok(Page { items: reports, next })
