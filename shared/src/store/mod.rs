@@ -5,7 +5,6 @@
 pub mod catalog;
 #[cfg(test)]
 mod catalog_tests;
-mod exports_memory;
 pub mod memory;
 mod page;
 
