@@ -4,7 +4,7 @@
 
 pub mod catalog;
 #[cfg(test)]
-mod catalog_tests;
+mod contract;
 pub mod memory;
 mod page;
 

@@ -54,30 +54,3 @@ impl Failures for MemoryCatalog {
             .collect())
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::Coordination;
-
-    fn at(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).expect("valid time").with_timezone(&Utc)
-    }
-
-    #[tokio::test]
-    async fn throttle_only_moves_later_and_failures_clear_without_deleting() {
-        let catalog = MemoryCatalog::new();
-        catalog.throttle("t", "drive", at("2024-05-01T10:05:00Z")).await.expect("throttle");
-        catalog.throttle("t", "drive", at("2024-05-01T10:01:00Z")).await.expect("earlier");
-        assert_eq!(catalog.throttled_until("t", "drive").await.expect("read"), Some(at("2024-05-01T10:05:00Z")));
-
-        let c = ContainerId::new("t", "d");
-        catalog.record_failure(&c.item("a"), "timeout", at("2024-05-01T10:00:00Z")).await.expect("fail a");
-        catalog.record_failure(&c.item("a"), "timeout", at("2024-05-01T10:01:00Z")).await.expect("fail a again");
-        catalog.record_failure(&c.item("b"), "403", at("2024-05-01T10:00:00Z")).await.expect("fail b");
-        catalog.clear_failure(&c.item("b")).await.expect("clear b");
-        let failures = catalog.failures(&c).await.expect("failures");
-        assert_eq!(failures.len(), 1);
-        assert_eq!((failures[0].key.item_id.as_str(), failures[0].attempts), ("a", 2));
-    }
-}

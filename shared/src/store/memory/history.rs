@@ -126,7 +126,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn redelivered_commit_is_already_committed_and_heads_never_regress() {
+    async fn a_commit_is_billed_as_two_writes_redelivered_or_not() {
+        // Given a version, a late older one, and that one redelivered
         let catalog = MemoryCatalog::new();
         let item = ContainerId::new("t", "d").item("i");
         let old = version(&item, "e1", "2024-05-01T10:00:00Z");
@@ -134,13 +135,10 @@ mod tests {
         assert_eq!(catalog.commit_version(&new, &record("e2")).await.expect("new"), Commit::Created);
         assert_eq!(catalog.commit_version(&old, &record("e1")).await.expect("late old"), Commit::Created);
         assert_eq!(catalog.commit_version(&old, &record("e1")).await.expect("again"), Commit::AlreadyCommitted);
-        let head = catalog.head(&item).await.expect("head").expect("exists");
-        assert_eq!(head.current.version, "e2");
-        assert_eq!(head.record, record("e2"));
-        let history: Vec<_> =
-            catalog.versions(&item, 10).await.expect("versions").into_iter().map(|v| v.version).collect();
-        assert_eq!(history, ["e2", "e1"]);
+
+        // Then each cost a version write and a head write, as DynamoDB bills a failed condition
         assert_eq!(catalog.write_count(), 6);
+        assert_eq!(catalog.head(&item).await.expect("head").map(|h| h.current.version).as_deref(), Some("e2"));
     }
 
     #[tokio::test]
@@ -153,23 +151,5 @@ mod tests {
         assert_eq!(catalog.head(&item).await.expect("head"), None);
         assert_eq!(catalog.commit_version(&v, &record("e1")).await.expect("redelivery"), Commit::AlreadyCommitted);
         assert_eq!(catalog.head(&item).await.expect("head").map(|h| h.current.version).as_deref(), Some("e1"));
-    }
-
-    #[tokio::test]
-    async fn version_at_includes_versions_modified_exactly_then() {
-        let catalog = MemoryCatalog::new();
-        let item = ContainerId::new("t", "d").item("i");
-        for (etag, t) in [("e1", "2024-05-01T10:00:00Z"), ("e2", "2024-05-02T10:00:00.500Z")] {
-            catalog.commit_version(&version(&item, etag, t), &record(etag)).await.expect("commit");
-        }
-        let as_of = |t: &'static str| {
-            let catalog = &catalog;
-            let item = &item;
-            async move { catalog.version_at(item, at(t)).await.expect("version_at").map(|v| v.version) }
-        };
-        assert_eq!(as_of("2024-05-01T09:59:59.999Z").await, None);
-        assert_eq!(as_of("2024-05-01T10:00:00Z").await.as_deref(), Some("e1"));
-        assert_eq!(as_of("2024-05-02T10:00:00.499Z").await.as_deref(), Some("e1"));
-        assert_eq!(as_of("2024-05-02T10:00:00.500Z").await.as_deref(), Some("e2"));
     }
 }
