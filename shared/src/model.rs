@@ -548,6 +548,40 @@ pub struct RestoreJob {
     pub bytes_restored: u64,
 }
 
+impl RestoreJob {
+    /// A job as it is created: queued, nothing planned or counted yet, conflicts renamed
+    /// ([`ConflictPolicy`]'s default) and items created after `as_of` left in place.
+    pub fn new(
+        id: impl Into<String>,
+        container: ContainerId,
+        scope: RestoreScope,
+        as_of: DateTime<Utc>,
+        target: RestoreTarget,
+        created_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            v: SCHEMA_VERSION,
+            id: id.into(),
+            container,
+            scope,
+            as_of,
+            target,
+            conflict: ConflictPolicy::default(),
+            quarantine_new_items: false,
+            status: RestoreStatus::Queued,
+            created_at,
+            planned_items: 0,
+            planned_bytes: 0,
+            conflicts: 0,
+            restored: 0,
+            unchanged: 0,
+            skipped: 0,
+            failed: 0,
+            bytes_restored: 0,
+        }
+    }
+}
+
 /// The outcome of one item of a restore job, for the per-item report.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct RestoreItemReport {

@@ -1,6 +1,9 @@
 //! The real AWS adapters against a real moto server (`.venv/bin/moto_server`, created by
-//! `make venv`): Object Lock verification, conditional catalog writes, SQS batching.
+//! `make venv`): Object Lock verification, SQS batching, secrets, and the catalog's error for a
+//! missing table. The catalog's behaviour is tested by its contract tests
+//! (`src/store/contract/`), on moto and on the fake alike.
 
+#[path = "../src/aws/test_moto.rs"]
 mod common;
 
 use std::collections::BTreeMap;
@@ -10,22 +13,14 @@ use aws_config::SdkConfig;
 use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use bytes::Bytes;
-use chrono::{DateTime, Duration as Days, Utc};
-use common::{Moto, TABLE, catalog_table};
+use chrono::{Duration as Days, Utc};
+use common::Moto;
 use futures::StreamExt;
 use shared::aws::{DynamoCatalog, S3Vault, SecretsManagerSource, SqsSink};
-use shared::model::{
-    ContainerId, ContainerRecord, ItemKey, ItemKind, ItemVersion, ObjectRef, SCHEMA_VERSION, SyncState, Verification,
-};
-use shared::store::{
-    Catalog, Commit, Lock, LockMode, MessageSink, OutMessage, QueueName, SecretSource, StoreError, Vault,
-};
+use shared::model::{ContainerId, ObjectRef};
+use shared::store::{ItemHistory, Lock, LockMode, MessageSink, OutMessage, QueueName, SecretSource, StoreError, Vault};
 
 const BUCKET: &str = "vault";
-
-fn at(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s).expect("valid time").with_timezone(&Utc)
-}
 
 fn lock(days: i64) -> Lock {
     Lock { mode: LockMode::Governance, retain_until: Utc::now() + Days::days(days) }
@@ -41,28 +36,6 @@ async fn locked_bucket(config: &SdkConfig, name: &str, object_lock: bool) -> aws
         .await
         .expect("enable versioning");
     s3
-}
-
-fn version(item: &ItemKey, etag: &str, modified: &str) -> ItemVersion {
-    ItemVersion {
-        v: SCHEMA_VERSION,
-        key: item.clone(),
-        version: etag.to_owned(),
-        kind: ItemKind::File,
-        name: Some("budget.xlsx".to_owned()),
-        parent_id: Some("root".to_owned()),
-        ctag: None,
-        modified: at(modified),
-        captured_at: Utc::now(),
-        deleted: false,
-        content: None,
-        verification: Verification::Unverified,
-        mail: None,
-    }
-}
-
-fn record(etag: &str) -> ObjectRef {
-    ObjectRef { key: format!("records/{etag}.json"), version_id: format!("s3-{etag}") }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -158,149 +131,13 @@ async fn a_version_whose_retention_cannot_be_set_fails_closed() {
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs moto: make test"]
-async fn commits_are_idempotent_and_the_head_follows_microsoft_365_time() {
+async fn a_missing_catalog_table_is_a_non_retryable_service_error() {
+    // The catalog's behaviour is in the contract tests (`shared/src/store/contract/`), run on
+    // moto and on the fake alike; this is the adapter's own error mapping.
     let moto = Moto::start();
     let config = moto.config().await;
-    catalog_table(&config).await;
-    let catalog = DynamoCatalog::new(&config, TABLE);
-    let container = ContainerId::new("tenant-1", "b!drive");
-    let item = container.item("01ITEM");
-    let v1 = version(&item, "\"{A},1\"", "2024-05-01T10:00:00Z");
-    let v2 = version(&item, "\"{A},2\"", "2024-05-02T10:00:00.250Z");
-
-    // Given v2 committed, then a late v1, then both redelivered
-    assert_eq!(catalog.commit_version(&v2, &record("2")).await.expect("v2"), Commit::Created);
-    assert_eq!(catalog.commit_version(&v1, &record("1")).await.expect("v1"), Commit::Created);
-    assert_eq!(catalog.commit_version(&v1, &record("1")).await.expect("v1 again"), Commit::AlreadyCommitted);
-    assert_eq!(catalog.commit_version(&v2, &record("2")).await.expect("v2 again"), Commit::AlreadyCommitted);
-
-    // Then the head is v2, history is newest first, and as-of picks by modification time
-    let head = catalog.head(&item).await.expect("head").expect("exists");
-    assert_eq!((head.current.clone(), head.record.clone()), (v2.clone(), record("2")));
-    assert_eq!(catalog.versions(&item, 10).await.expect("versions"), vec![v2.clone(), v1.clone()]);
-    assert_eq!(catalog.versions(&item, 1).await.expect("versions"), vec![v2.clone()]);
-    let as_of = |t: &'static str| {
-        let (catalog, item) = (&catalog, &item);
-        async move { catalog.version_at(item, at(t)).await.expect("version_at") }
-    };
-    assert_eq!(as_of("2024-05-01T09:59:59.999Z").await, None);
-    assert_eq!(as_of("2024-05-01T10:00:00Z").await, Some(v1.clone()));
-    assert_eq!(as_of("2024-05-02T10:00:00.249Z").await, Some(v1.clone()));
-    assert_eq!(as_of("2024-05-02T10:00:00.250Z").await, Some(v2.clone()));
-
-    // And heads are found by batch (more than one BatchGetItem) and listed per container
-    let ids: Vec<String> = (0..130).map(|i| format!("item-{i:03}")).collect();
-    for id in ids.iter().step_by(10) {
-        let v = version(&container.item(id.as_str()), "e", "2024-05-01T00:00:00Z");
-        catalog.commit_version(&v, &record(id)).await.expect("commit");
-    }
-    let mut wanted = ids.clone();
-    wanted.push("item-000".to_owned());
-    let found = catalog.heads(&container, &wanted).await.expect("heads");
-    assert_eq!(found.len(), 13);
-    assert_eq!(found["item-120"].record, record("item-120"));
-    catalog.mark_seen(&container, &ids, "epoch-7").await.expect("mark seen");
-    let heads = catalog.list_heads(&container).await.expect("list heads");
-    assert_eq!(heads.len(), 14);
-    assert!(heads.iter().all(|h| h.seen_epoch.as_deref() == Some("epoch-7") || h.current.key == item));
-    assert!(catalog.head(&container.item("item-001")).await.expect("head").is_none(), "mark_seen created a head");
-}
-
-#[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs moto: make test"]
-async fn container_state_throttles_and_failures() {
-    let moto = Moto::start();
-    let config = moto.config().await;
-    catalog_table(&config).await;
-    let catalog = DynamoCatalog::new(&config, TABLE);
-    let c = ContainerId::new("tenant-1", "b!drive");
-
-    // Sync state defaults, then round-trips
-    assert_eq!(catalog.sync_state(&c).await.expect("sync"), SyncState::default());
-    let state =
-        SyncState { delta_link: Some("https://graph/delta?token=x".into()), items_enqueued: 3, ..Default::default() };
-    catalog.put_sync_state(&c, &state).await.expect("put sync");
-    assert_eq!(catalog.sync_state(&c).await.expect("sync"), state);
-
-    // Containers are listed per tenant
-    for drive in ["d1", "d2"] {
-        let record = ContainerRecord {
-            container: ContainerId::new("tenant-1", drive),
-            user_id: "u".into(),
-            user_principal_name: None,
-            discovered_at: at("2024-05-01T00:00:00Z"),
-            subscription_id: None,
-            subscription_expires: None,
-        };
-        catalog.put_container(&record).await.expect("put container");
-    }
-    let listed = catalog.list_containers("tenant-1").await.expect("list");
-    assert_eq!(listed.iter().map(|r| r.container.graph_id.as_str()).collect::<Vec<_>>(), ["d1", "d2"]);
-    assert!(catalog.container(&ContainerId::new("tenant-1", "d1")).await.expect("get").is_some());
-    assert!(catalog.list_containers("tenant-2").await.expect("list").is_empty());
-
-    // Throttling only moves later
-    assert_eq!(catalog.throttled_until("tenant-1", "sharepoint").await.expect("read"), None);
-    catalog.throttle("tenant-1", "sharepoint", at("2024-05-01T10:05:00Z")).await.expect("throttle");
-    catalog.throttle("tenant-1", "sharepoint", at("2024-05-01T10:01:00Z")).await.expect("earlier");
-    assert_eq!(
-        catalog.throttled_until("tenant-1", "sharepoint").await.expect("read"),
-        Some(at("2024-05-01T10:05:00Z"))
-    );
-    catalog.throttle("tenant-1", "sharepoint", at("2024-05-01T10:09:00Z")).await.expect("later");
-    assert_eq!(
-        catalog.throttled_until("tenant-1", "sharepoint").await.expect("read"),
-        Some(at("2024-05-01T10:09:00Z"))
-    );
-
-    // Concurrency slots: taken while free or expired, released only by their holder
-    let (now, later) = (at("2024-05-01T10:00:00Z"), at("2024-05-01T10:10:00Z"));
-    let mut leases = Vec::new();
-    for _ in 0..3 {
-        leases
-            .push(catalog.acquire_slot("tenant-1", "mailbox.x", 3, now, later).await.expect("acquire").expect("free"));
-    }
-    let mut slots: Vec<u32> = leases.iter().map(|l| l.slot).collect();
-    slots.sort_unstable();
-    assert_eq!(slots, [0, 1, 2]);
-    assert_eq!(catalog.acquire_slot("tenant-1", "mailbox.x", 3, now, later).await.expect("acquire"), None);
-    assert!(catalog.acquire_slot("tenant-1", "mailbox.y", 3, now, later).await.expect("other").is_some());
-    catalog.release_slot(&leases[1]).await.expect("release");
-    let again = catalog.acquire_slot("tenant-1", "mailbox.x", 3, now, later).await.expect("acquire").expect("freed");
-    assert_eq!(again.slot, leases[1].slot);
-    // An expired lease is taken over; its late release leaves the new holder alone.
-    let after = at("2024-05-01T10:11:00Z");
-    let taken = catalog
-        .acquire_slot("tenant-1", "mailbox.x", 3, after, at("2024-05-01T10:21:00Z"))
-        .await
-        .expect("acquire")
-        .expect("expired slot");
-    catalog.release_slot(&leases.iter().find(|l| l.slot == taken.slot).cloned().expect("old")).await.expect("late");
-    assert_eq!(
-        catalog
-            .acquire_slot("tenant-1", "mailbox.x", 3, after, after)
-            .await
-            .expect("acquire")
-            .map(|l| l.slot)
-            .filter(|s| *s == taken.slot),
-        None
-    );
-
-    // Failures count attempts and clear without deleting
-    catalog.record_failure(&c.item("a"), "timeout", at("2024-05-01T10:00:00Z")).await.expect("a");
-    catalog.record_failure(&c.item("a"), "503", at("2024-05-01T10:02:00Z")).await.expect("a again");
-    catalog.record_failure(&c.item("b"), "403", at("2024-05-01T10:00:00Z")).await.expect("b");
-    catalog.clear_failure(&c.item("b")).await.expect("clear b");
-    catalog.clear_failure(&c.item("never-failed")).await.expect("clear unknown");
-    let failures = catalog.failures(&c).await.expect("failures");
-    assert_eq!(failures.len(), 1, "{failures:?}");
-    assert_eq!(failures[0].key, c.item("a"));
-    assert_eq!((failures[0].reason.as_str(), failures[0].attempts), ("503", 2));
-    assert_eq!(failures[0].last_attempt, at("2024-05-01T10:02:00Z"));
-
-    // A missing table is a non-retryable service error
     let missing = DynamoCatalog::new(&config, "nope");
-    let err = missing.head(&c.item("a")).await.expect_err("no table");
+    let err = missing.head(&ContainerId::new("tenant-1", "b!drive").item("a")).await.expect_err("no table");
     assert!(matches!(err, StoreError::Service { retryable: false, .. }), "{err:?}");
 }
 

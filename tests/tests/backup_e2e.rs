@@ -10,7 +10,7 @@ use local_stack::stack::{Stack, StackOptions};
 use local_stack::verify;
 use serde_json::json;
 use shared::pipeline::scheduler::Task;
-use shared::store::Catalog;
+use shared::store::{Failures, ItemHistory};
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use shared::model::ContainerId;
 use shared::pipeline::scheduler::Task;
-use shared::store::{Catalog, Vault};
+use shared::store::{Failures, ItemHistory, Vault};
 
 const MEGAN: &str = "megan@contoso.test";
 const ALEX: &str = "alex@contoso.test";

@@ -19,7 +19,7 @@ use reqwest::Method;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use shared::model::ContainerId;
-use shared::store::Catalog;
+use shared::store::ItemHistory;
 
 const UPN: &str = "megan@contoso.test";
 

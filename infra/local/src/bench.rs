@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use chrono::Utc;
 use serde_json::json;
-use shared::store::Catalog;
+use shared::store::ItemHistory;
 
 use crate::stack::{Stack, StackOptions};
 use crate::verify;

@@ -24,7 +24,7 @@ use shared::aws::catalog::DynamoCatalog;
 use shared::config::{RestoreApiConfig, RestorerConfig};
 use shared::model::{RestoreStatus, RestoreTask};
 use shared::pipeline::restorer::{self, RestorerDeps};
-use shared::store::Catalog;
+use shared::store::{ItemHistory, PointInTime, RestoreJobs};
 
 use crate::bench::{p, peak_rss_mb, reset_peak_rss};
 use crate::counter::AwsCounts;

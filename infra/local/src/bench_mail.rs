@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use chrono::Utc;
 use serde_json::json;
-use shared::store::Catalog;
+use shared::store::ItemHistory;
 
 use crate::mail_story::{self, count, view};
 use crate::stack::{Stack, StackOptions};

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use shared::store::Catalog;
+use shared::store::ItemHistory;
 
 use crate::admin::SimItem;
 use crate::stack::{Stack, StackOptions};

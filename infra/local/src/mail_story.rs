@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use shared::model::{ContainerId, ItemKind};
-use shared::store::Catalog;
+use shared::store::ItemHistory;
 
 use crate::admin_mail::SimMailbox;
 use crate::ransomware::{start_restore, wait_job};

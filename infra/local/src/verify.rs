@@ -9,7 +9,7 @@ use anyhow::Result;
 use chrono::Utc;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
-use shared::store::{Catalog, Vault};
+use shared::store::{ItemHistory, Vault};
 
 use crate::stack::Stack;
 

@@ -5,7 +5,7 @@ use chrono::{TimeDelta, Utc};
 
 use super::test_support::*;
 use crate::model::ContainerId;
-use crate::store::Catalog;
+use crate::store::{Failures, SyncStates};
 
 fn names(reply: &Reply) -> Vec<String> {
     let items = reply.json["items"].as_array().unwrap_or_else(|| panic!("no items in {}", reply.json));

@@ -7,7 +7,7 @@ use serde_json::json;
 use super::test_support::*;
 use crate::model::{ContainerId, RestoreItemReport, RestoreOutcome, RestorePlan, RestoreStatus};
 use crate::model::{RestoreStep, RestoreTask};
-use crate::store::{Catalog, QueueName};
+use crate::store::{Containers, ExportParts, QueueName, RestoreJobs};
 
 fn queued(f: &Fixture) -> Vec<RestoreTask> {
     f.sink.messages(QueueName::Restores).iter().map(|m| serde_json::from_str(&m.body).expect("task")).collect()

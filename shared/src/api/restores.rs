@@ -17,7 +17,7 @@ use super::{
 };
 use crate::model::{
     ConflictPolicy, ContainerRecord, ExportPart, RestoreItemReport, RestoreJob, RestoreScope, RestoreStatus,
-    RestoreTarget, RestoreTask, SCHEMA_VERSION,
+    RestoreTarget, RestoreTask,
 };
 use crate::store::{OutMessage, QueueName};
 
@@ -189,25 +189,11 @@ pub(crate) async fn create(
         RestoreTarget::Export => check_export(&drive, &request)?,
         RestoreTarget::InPlace => {}
     }
+    let id = uuid::Uuid::new_v4().to_string();
     let job = RestoreJob {
-        v: SCHEMA_VERSION,
-        id: uuid::Uuid::new_v4().to_string(),
-        container: drive.container,
-        scope: request.scope,
-        as_of: request.as_of,
-        target: request.target,
         conflict: request.conflict,
         quarantine_new_items: request.quarantine_new_items,
-        status: RestoreStatus::Queued,
-        created_at: now,
-        planned_items: 0,
-        planned_bytes: 0,
-        conflicts: 0,
-        restored: 0,
-        unchanged: 0,
-        skipped: 0,
-        failed: 0,
-        bytes_restored: 0,
+        ..RestoreJob::new(id, drive.container, request.scope, request.as_of, request.target, now)
     };
     // The job row first: the restorer looks it up when the message arrives.
     deps.catalog.create_restore_job(&job).await?;

@@ -14,8 +14,8 @@ use crate::model::{
     ContainerId, ContainerRecord, ContentRef, ItemKind, ItemVersion, MailMeta, ObjectRef, SCHEMA_VERSION, SyncState,
     Verification,
 };
-use crate::store::Catalog;
 use crate::store::memory::{MemoryCatalog, MemorySink};
+use crate::store::{Containers, ItemHistory, SyncStates};
 
 pub const TENANT: &str = "tenant-1";
 pub const DRIVE: &str = "drive-a";

@@ -7,6 +7,8 @@ pub mod catalog;
 pub mod exports;
 pub mod queue;
 pub mod secrets;
+#[cfg(test)]
+pub(crate) mod test_moto;
 pub mod vault;
 
 use std::time::Duration;

@@ -8,7 +8,7 @@ use super::copier::{self, Copied};
 use super::mail_tests::{mailbox, world};
 use crate::graph::GraphError;
 use crate::model::{ChangeReason, ItemJob, ItemKind, ItemState, SCHEMA_VERSION};
-use crate::store::Catalog;
+use crate::store::{Failures, ItemHistory, SyncStates};
 
 fn gone() -> GraphError {
     GraphError::MailboxUnavailable { code: "MailboxNotEnabledForRESTAPI".into() }

@@ -20,7 +20,7 @@ use crate::model::{
     ChangeJob, ChangeReason, ContainerId, ItemJob, ItemKind, ItemState, MailMeta, SCHEMA_VERSION, Verification,
 };
 use crate::store::memory::{MemoryCatalog, MemorySink, MemoryVault};
-use crate::store::{Catalog, LockMode, QueueName};
+use crate::store::{Coordination, ItemHistory, LockMode, QueueName, SyncStates};
 
 const USER: &str = "user-1";
 

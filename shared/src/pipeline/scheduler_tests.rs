@@ -11,7 +11,7 @@ use crate::clientstate::ClientStateKey;
 use crate::graph::test_server::{Seen, TestServer, graph_error, json as reply_json};
 use crate::model::{ChangeJob, ChangeReason, ContainerId, LifecycleJob, SCHEMA_VERSION};
 use crate::store::memory::{MemoryCatalog, MemorySink};
-use crate::store::{Catalog, QueueName};
+use crate::store::{Containers, QueueName};
 
 const KEY: &str = "scheduler-test-key-scheduler-test-key-01";
 

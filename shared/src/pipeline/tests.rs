@@ -17,7 +17,7 @@ use super::enumerator::{self, EnumeratorDeps};
 use crate::graph::{DeltaCursor, DeltaLink, DeltaPage, Download, DriveItem, GraphError, ItemKind, QuickXorHasher};
 use crate::model::{ChangeJob, ChangeReason, ContainerId, ItemJob, SCHEMA_VERSION, Verification};
 use crate::store::memory::{MemoryCatalog, MemorySink, MemoryVault};
-use crate::store::{Catalog, LockMode, QueueName};
+use crate::store::{Coordination, ItemHistory, LockMode, QueueName};
 
 /// A drive whose delta feed returns its whole current state in one page.
 #[derive(Default)]

@@ -1,5 +1,5 @@
 //! A drive's backup history, made up and committed straight into the catalog through
-//! `Catalog::commit_version`, the one catalog call with which the copier commits a version:
+//! `ItemHistory::commit_version`, the one catalog call with which the copier commits a version:
 //! the version row (with its `VC#`/`VP#` index attributes) and the head. The rows have the
 //! real shape; the vault objects they point at are never written (nothing here reads them).
 //!

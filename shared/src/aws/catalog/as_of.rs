@@ -13,14 +13,15 @@
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 
+use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 
-use super::{
-    DynamoCatalog, GSI1, GSI2, Row, SERVICE, children_g2pk, parse_version, s, sdk_error, sortable_time, versions_g1pk,
-};
+use super::keys::{after_item_index_sk, children_g2pk, sortable_time, versions_g1pk};
+use super::{DynamoCatalog, GSI1, GSI2, parse_version, query_error, s};
 use crate::model::{ContainerId, ItemHead, ItemVersion};
-use crate::store::{Catalog, Listing, Page, StoreError, item_order};
+use crate::store::{ItemHistory, Listing, Page, PointInTime, StoreError, item_order};
 
 /// BatchGetItem requests of heads in flight at once for one page of children.
 const HEAD_BATCHES_IN_FLIGHT: usize = 8;
@@ -28,70 +29,6 @@ const HEAD_BATCHES_IN_FLIGHT: usize = 8;
 const VERSION_AT_IN_FLIGHT: usize = 32;
 /// Heads per BatchGetItem.
 const HEADS_PER_BATCH: usize = 100;
-
-/// The rows of one index partition in key order, a query page at a time.
-struct IndexRows<'a> {
-    catalog: &'a DynamoCatalog,
-    index: &'static str,
-    condition: String,
-    values: Row,
-    page_size: Option<i32>,
-    start: Option<Row>,
-    done: bool,
-}
-
-impl<'a> IndexRows<'a> {
-    /// Rows of `partition` on `index` (`GSI1` or `GSI2`) whose sort key is after `after`.
-    fn new(catalog: &'a DynamoCatalog, index: &'static str, partition: String, after: Option<String>) -> Self {
-        let (pk, sk) = if index == GSI2 { ("G2PK", "G2SK") } else { ("G1PK", "G1SK") };
-        let mut values = Row::from([(":p".to_owned(), s(partition))]);
-        let condition = match after {
-            Some(after) => {
-                values.insert(":after".to_owned(), s(after));
-                format!("{pk} = :p AND {sk} > :after")
-            }
-            None => format!("{pk} = :p"),
-        };
-        Self { catalog, index, condition, values, page_size: None, start: None, done: false }
-    }
-
-    fn page_size(mut self, rows: usize) -> Self {
-        self.page_size = Some(i32::try_from(rows).unwrap_or(i32::MAX));
-        self
-    }
-
-    fn done(&self) -> bool {
-        self.done
-    }
-
-    /// The next page of versions (empty once done).
-    async fn next_page(&mut self) -> Result<Vec<ItemVersion>, StoreError> {
-        if self.done {
-            return Ok(Vec::new());
-        }
-        let out = self
-            .catalog
-            .client
-            .query()
-            .table_name(&self.catalog.table)
-            .index_name(self.index)
-            .key_condition_expression(&self.condition)
-            .set_expression_attribute_values(Some(self.values.clone()))
-            .projection_expression("#doc")
-            .expression_attribute_names("#doc", "doc")
-            .set_limit(self.page_size)
-            .set_exclusive_start_key(self.start.take())
-            .send()
-            .await
-            .map_err(|e| sdk_error(SERVICE, "Query", e))?;
-        let versions = out.items().iter().map(parse_version).collect();
-        match out.last_evaluated_key {
-            Some(k) if !k.is_empty() => self.start = Some(k),
-            _ => self.done = true,
-        }
-        versions
-    }
-}
 
 /// Folds index rows (grouped by item, oldest first) into each item's newest version at or
 /// before a bound. An item's group may span query pages, so the last item stays pending until
@@ -158,19 +95,18 @@ impl Ord for Ranked {
     }
 }
 
-impl DynamoCatalog {
-    pub(super) async fn container_versions_as_of(
+#[async_trait]
+impl PointInTime for DynamoCatalog {
+    async fn container_as_of(
         &self,
         container: &ContainerId,
         at: DateTime<Utc>,
     ) -> Result<Vec<ItemVersion>, StoreError> {
-        let mut rows = IndexRows::new(self, GSI1, versions_g1pk(container), None);
+        let mut rows = self.index_query(GSI1, versions_g1pk(container), None).into_paginator().items().send();
         let mut as_of = AsOf::new(at);
         let mut current = Vec::new();
-        while !rows.done() {
-            for version in rows.next_page().await? {
-                as_of.push(version, &mut current);
-            }
+        while let Some(row) = rows.try_next().await.map_err(query_error)? {
+            as_of.push(parse_version(&row)?, &mut current);
         }
         as_of.flush(&mut current);
         Ok(current)
@@ -180,7 +116,7 @@ impl DynamoCatalog {
     /// a bounded heap: reads cost the container's entire history (about 1 RCU per 8 KB of
     /// version rows, eventually consistent), memory stays O(limit). A time-ordered index would
     /// make this proportional to the window; not worth a third write per version yet.
-    pub(super) async fn versions_between(
+    async fn changes_between(
         &self,
         container: &ContainerId,
         from: DateTime<Utc>,
@@ -191,23 +127,22 @@ impl DynamoCatalog {
             return Ok(Vec::new());
         }
         let (lo, hi) = (sortable_time(from), sortable_time(to));
-        let mut rows = IndexRows::new(self, GSI1, versions_g1pk(container), None);
+        let mut rows = self.index_query(GSI1, versions_g1pk(container), None).into_paginator().items().send();
         let mut oldest: BinaryHeap<Ranked> = BinaryHeap::with_capacity(limit + 1);
-        while !rows.done() {
-            for version in rows.next_page().await? {
-                let t = sortable_time(version.modified);
-                if lo <= t && t <= hi {
-                    oldest.push(Ranked::new(version));
-                    if oldest.len() > limit {
-                        oldest.pop();
-                    }
+        while let Some(row) = rows.try_next().await.map_err(query_error)? {
+            let version = parse_version(&row)?;
+            let t = sortable_time(version.modified);
+            if lo <= t && t <= hi {
+                oldest.push(Ranked::new(version));
+                if oldest.len() > limit {
+                    oldest.pop();
                 }
             }
         }
         Ok(oldest.into_sorted_vec().into_iter().map(|r| r.1).collect())
     }
 
-    pub(super) async fn children_page_as_of(
+    async fn children_as_of(
         &self,
         container: &ContainerId,
         parent_id: &str,
@@ -216,22 +151,33 @@ impl DynamoCatalog {
         limit: usize,
     ) -> Result<Page<ItemVersion>, StoreError> {
         let listing = Listing::children(container, parent_id, at);
-        let after = listing.resume(cursor)?.map(|id| format!("{id}$"));
+        let after = listing.resume(cursor)?.map(|id| after_item_index_sk(&id));
         let limit = limit.max(1);
-        // Most rows of a folder are its current children with a version or two each.
-        let mut rows = IndexRows::new(self, GSI2, children_g2pk(container, parent_id), after).page_size(limit * 2 + 16);
+        // Most rows of a folder are its current children with a version or two each. The cursor
+        // resumes from a key condition on the last child handed out, not from a LastEvaluatedKey,
+        // so the paginator serves it; pages are read one at a time, only while needed.
+        let page_size = i32::try_from(limit * 2 + 16).unwrap_or(i32::MAX);
+        let query = self.index_query(GSI2, children_g2pk(container, parent_id), after);
+        let mut pages = query.into_paginator().page_size(page_size).send();
+        let mut done = false;
         let mut as_of = AsOf::new(at);
         let mut candidates = VecDeque::new();
         let mut children = Vec::with_capacity(limit);
         loop {
             // Confirm a little more than still needed: most candidates are children.
             let wanted = (limit - children.len()) * 5 / 4 + 1;
-            while candidates.len() < wanted && !rows.done() {
+            while candidates.len() < wanted && !done {
                 let mut found = Vec::new();
-                for version in rows.next_page().await? {
-                    as_of.push(version, &mut found);
+                match pages.try_next().await.map_err(query_error)? {
+                    Some(page) => {
+                        done = page.last_evaluated_key.as_ref().is_none_or(HashMap::is_empty);
+                        for row in page.items() {
+                            as_of.push(parse_version(row)?, &mut found);
+                        }
+                    }
+                    None => done = true,
                 }
-                if rows.done() {
+                if done {
                     as_of.flush(&mut found);
                 }
                 // A tombstone in the folder at T is final there: the item did not exist at T.
@@ -244,10 +190,30 @@ impl DynamoCatalog {
             let mut confirmed = self.confirm_children(parent_id, at, batch).await?.into_iter().flatten();
             children.extend(confirmed.by_ref().take(limit - children.len()));
             if children.len() == limit {
-                let more = confirmed.next().is_some() || !candidates.is_empty() || !rows.done();
+                let more = confirmed.next().is_some() || !candidates.is_empty() || !done;
                 let next = children.last().filter(|_| more).map(|v| listing.cursor(&v.key.item_id));
                 return Ok(Page { items: children, next });
             }
+        }
+    }
+}
+
+impl DynamoCatalog {
+    /// A query of the rows of `partition` on `index` (`GSI1` or `GSI2`) whose sort key is after
+    /// `after`, in key order, reading only their `doc`.
+    fn index_query(&self, index: &'static str, partition: String, after: Option<String>) -> QueryFluentBuilder {
+        let (pk, sk) = if index == GSI2 { ("G2PK", "G2SK") } else { ("G1PK", "G1SK") };
+        let query = self
+            .query()
+            .index_name(index)
+            .expression_attribute_values(":p", s(partition))
+            .projection_expression("#doc")
+            .expression_attribute_names("#doc", "doc");
+        match after {
+            Some(after) => query
+                .key_condition_expression(format!("{pk} = :p AND {sk} > :after"))
+                .expression_attribute_values(":after", s(after)),
+            None => query.key_condition_expression(format!("{pk} = :p")),
         }
     }
 

@@ -6,37 +6,25 @@
 //! being exactly as read: a crash cannot count an outcome without its report (or the
 //! reverse), and of two deliveries of the same item racing, one wins and the other re-reads.
 
+use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{DynamoCatalog, GSI1, Row, SERVICE, attr_s, backoff, is_condition_failed, json, key, parse_doc, s};
-use super::{sdk_error, sortable_time};
-use crate::model::{
-    ExportPart, RestoreItemReport, RestoreJob, RestoreOutcome, RestorePlan, RestoreStatus, SCHEMA_VERSION,
+use super::keys::{JOB_SK, REPORT_PREFIX, REPORTS_END, job_g1sk, job_pk, jobs_g1pk, report_sk};
+use super::{
+    DynamoCatalog, GSI1, Row, SERVICE, attr_s, backoff, first_rows, is_condition_failed, json, key, parse_doc,
+    query_error, s, sdk_error,
 };
-use crate::store::{Listing, OutcomeCounts, Page, StoreError, outcome_replaces};
+use crate::model::{RestoreItemReport, RestoreJob, RestoreOutcome, RestorePlan, RestoreStatus, SCHEMA_VERSION};
+use crate::store::{Listing, OutcomeCounts, Page, RestoreJobs, StoreError, outcome_replaces};
 
-const JOB_SK: &str = "JOB";
 /// Attempts at recording one outcome when concurrent deliveries of the same item race.
 const RECORD_ATTEMPTS: u32 = 6;
 /// Numeric attributes of the job row, named as the [`RestoreJob`] fields they fill.
 const COUNTERS: [&str; 8] =
     ["planned_items", "planned_bytes", "conflicts", "restored", "unchanged", "skipped", "failed", "bytes_restored"];
-
-fn job_pk(id: &str) -> String {
-    format!("R#{id}")
-}
-
-fn report_sk(item_id: &str) -> String {
-    format!("ITEM#{item_id}")
-}
-
-/// Zero-padded so parts list in order; `EXPORT#` sorts before `ITEM#`, outside the reports.
-fn part_sk(part: u32) -> String {
-    format!("EXPORT#{part:05}")
-}
 
 fn n(value: u64) -> AttributeValue {
     AttributeValue::N(value.to_string())
@@ -115,8 +103,9 @@ fn cancelled_conditions(err: &TransactWriteItemsError) -> Option<(bool, bool)> {
     Some((failed(0), failed(1)))
 }
 
-impl DynamoCatalog {
-    pub(super) async fn put_restore_job(&self, job: &RestoreJob) -> Result<(), StoreError> {
+#[async_trait]
+impl RestoreJobs for DynamoCatalog {
+    async fn create_restore_job(&self, job: &RestoreJob) -> Result<(), StoreError> {
         let mut row = key(job_pk(&job.id), JOB_SK);
         row.insert("doc".to_owned(), json(job)?);
         row.insert("status".to_owned(), s(variant_name(&job.status)?));
@@ -133,8 +122,8 @@ impl DynamoCatalog {
         for (name, value) in COUNTERS.into_iter().zip(values) {
             row.insert(name.to_owned(), n(value));
         }
-        row.insert("G1PK".to_owned(), s(format!("RJ#{}", job.container.tenant_id)));
-        row.insert("G1SK".to_owned(), s(format!("{}#{}", sortable_time(job.created_at), job.id)));
+        row.insert("G1PK".to_owned(), s(jobs_g1pk(&job.container.tenant_id)));
+        row.insert("G1SK".to_owned(), s(job_g1sk(job.created_at, &job.id)));
         let sent = self
             .client
             .put_item()
@@ -152,44 +141,21 @@ impl DynamoCatalog {
         }
     }
 
-    pub(super) async fn get_restore_job(&self, id: &str) -> Result<Option<RestoreJob>, StoreError> {
+    async fn restore_job(&self, id: &str) -> Result<Option<RestoreJob>, StoreError> {
         self.get_row(key(job_pk(id), JOB_SK), true).await?.as_ref().map(parse_job).transpose()
     }
 
-    pub(super) async fn query_restore_jobs(
-        &self,
-        tenant_id: &str,
-        limit: usize,
-    ) -> Result<Vec<RestoreJob>, StoreError> {
-        let mut jobs = Vec::new();
-        let mut start: Option<Row> = None;
-        while jobs.len() < limit {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(GSI1)
-                .key_condition_expression("G1PK = :p")
-                .expression_attribute_values(":p", s(format!("RJ#{tenant_id}")))
-                .scan_index_forward(false)
-                .limit(i32::try_from(limit - jobs.len()).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| sdk_error(SERVICE, "Query", e))?;
-            for row in out.items() {
-                jobs.push(parse_job(row)?);
-            }
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
-            }
-        }
-        jobs.truncate(limit);
-        Ok(jobs)
+    async fn list_restore_jobs(&self, tenant_id: &str, limit: usize) -> Result<Vec<RestoreJob>, StoreError> {
+        let query = self
+            .query()
+            .index_name(GSI1)
+            .key_condition_expression("G1PK = :p")
+            .expression_attribute_values(":p", s(jobs_g1pk(tenant_id)))
+            .scan_index_forward(false);
+        first_rows(query, limit).await?.iter().map(parse_job).collect()
     }
 
-    pub(super) async fn update_restore_status(
+    async fn set_restore_status(
         &self,
         id: &str,
         status: RestoreStatus,
@@ -221,39 +187,7 @@ impl DynamoCatalog {
         }
     }
 
-    pub(super) async fn update_restore_counts(
-        &self,
-        id: &str,
-        status: RestoreStatus,
-        counts: OutcomeCounts,
-    ) -> Result<(), StoreError> {
-        let sent = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(job_pk(id), JOB_SK)))
-            .condition_expression("attribute_exists(PK)")
-            .update_expression("SET #status = :status, #r = :r, #u = :u, #s = :s, #f = :f")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#r", "restored")
-            .expression_attribute_names("#u", "unchanged")
-            .expression_attribute_names("#s", "skipped")
-            .expression_attribute_names("#f", "failed")
-            .expression_attribute_values(":status", s(variant_name(&status)?))
-            .expression_attribute_values(":r", n(counts.restored))
-            .expression_attribute_values(":u", n(counts.unchanged))
-            .expression_attribute_values(":s", n(counts.skipped))
-            .expression_attribute_values(":f", n(counts.failed))
-            .send()
-            .await;
-        match sent {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failed(&e) => Err(not_found(id)),
-            Err(e) => Err(sdk_error(SERVICE, "UpdateItem", e)),
-        }
-    }
-
-    pub(super) async fn record_outcome(&self, report: &RestoreItemReport, bytes: u64) -> Result<bool, StoreError> {
+    async fn record_restore_outcome(&self, report: &RestoreItemReport, bytes: u64) -> Result<bool, StoreError> {
         let report_key = key(job_pk(&report.job_id), report_sk(&report.item_id));
         for attempt in 0..RECORD_ATTEMPTS {
             let recorded = match self.get_row(report_key.clone(), true).await? {
@@ -288,6 +222,83 @@ impl DynamoCatalog {
         })
     }
 
+    async fn settle_restore_job(
+        &self,
+        id: &str,
+        status: RestoreStatus,
+        counts: OutcomeCounts,
+    ) -> Result<(), StoreError> {
+        let sent = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(job_pk(id), JOB_SK)))
+            .condition_expression("attribute_exists(PK)")
+            .update_expression("SET #status = :status, #r = :r, #u = :u, #s = :s, #f = :f")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#r", "restored")
+            .expression_attribute_names("#u", "unchanged")
+            .expression_attribute_names("#s", "skipped")
+            .expression_attribute_names("#f", "failed")
+            .expression_attribute_values(":status", s(variant_name(&status)?))
+            .expression_attribute_values(":r", n(counts.restored))
+            .expression_attribute_values(":u", n(counts.unchanged))
+            .expression_attribute_values(":s", n(counts.skipped))
+            .expression_attribute_values(":f", n(counts.failed))
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failed(&e) => Err(not_found(id)),
+            Err(e) => Err(sdk_error(SERVICE, "UpdateItem", e)),
+        }
+    }
+
+    async fn restore_report(&self, job_id: &str, item_id: &str) -> Result<Option<RestoreItemReport>, StoreError> {
+        self.get_row(key(job_pk(job_id), report_sk(item_id)), true).await?.as_ref().map(parse_report).transpose()
+    }
+
+    async fn restore_reports(
+        &self,
+        job_id: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<RestoreItemReport>, StoreError> {
+        let listing = Listing::restore_reports(job_id);
+        let after = listing.resume(cursor)?;
+        let limit = limit.max(1);
+        // BETWEEN is inclusive: the row of the cursor's own item comes back first and is dropped.
+        // `ITEM$` sorts after every `ITEM#...` and before `JOB`.
+        let lower = after.as_deref().map_or_else(|| REPORT_PREFIX.to_owned(), report_sk);
+        // The cursor resumes from a key condition on the last item handed out, not from a
+        // LastEvaluatedKey, so the paginator serves every page. One more report than the page
+        // tells whether there is a next one.
+        let mut rows = self
+            .query()
+            .key_condition_expression("PK = :pk AND SK BETWEEN :lo AND :hi")
+            .expression_attribute_values(":pk", s(job_pk(job_id)))
+            .expression_attribute_values(":lo", s(lower.clone()))
+            .expression_attribute_values(":hi", s(REPORTS_END))
+            .consistent_read(true)
+            .into_paginator()
+            .page_size(i32::try_from(limit + 2).unwrap_or(i32::MAX))
+            .items()
+            .send();
+        let mut reports = Vec::new();
+        while reports.len() <= limit {
+            let Some(row) = rows.try_next().await.map_err(query_error)? else { break };
+            if attr_s(&row, "SK") != Some(lower.as_str()) {
+                reports.push(parse_report(&row)?);
+            }
+        }
+        let more = reports.len() > limit;
+        reports.truncate(limit);
+        let next = reports.last().filter(|_| more).map(|r| listing.cursor(&r.item_id));
+        Ok(Page { items: reports, next })
+    }
+}
+
+impl DynamoCatalog {
     /// The report row, conditional on the row being exactly as read (`recorded`).
     fn report_put(
         &self,
@@ -340,109 +351,5 @@ impl DynamoCatalog {
         }
         let update = update.update_expression(format!("ADD {}", adds.join(", "))).build().map_err(request)?;
         Ok(TransactWriteItem::builder().update(update).build())
-    }
-
-    pub(super) async fn get_restore_report(
-        &self,
-        job_id: &str,
-        item_id: &str,
-    ) -> Result<Option<RestoreItemReport>, StoreError> {
-        self.get_row(key(job_pk(job_id), report_sk(item_id)), true).await?.as_ref().map(parse_report).transpose()
-    }
-
-    pub(super) async fn query_restore_reports(
-        &self,
-        job_id: &str,
-        cursor: Option<&str>,
-        limit: usize,
-    ) -> Result<Page<RestoreItemReport>, StoreError> {
-        let listing = Listing::restore_reports(job_id);
-        let after = listing.resume(cursor)?;
-        let limit = limit.max(1);
-        // BETWEEN is inclusive: the row of the cursor's own item comes back first and is dropped.
-        // `ITEM$` sorts after every `ITEM#...` and before `JOB`.
-        let lower = after.as_deref().map_or_else(|| "ITEM#".to_owned(), report_sk);
-        let mut reports = Vec::new();
-        let mut start: Option<Row> = None;
-        let mut exhausted = false;
-        while reports.len() <= limit {
-            // One more than the page, to learn whether there is a next one.
-            let wanted = limit + 2 - reports.len();
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("PK = :pk AND SK BETWEEN :lo AND :hi")
-                .expression_attribute_values(":pk", s(job_pk(job_id)))
-                .expression_attribute_values(":lo", s(lower.clone()))
-                .expression_attribute_values(":hi", s("ITEM$"))
-                .consistent_read(true)
-                .limit(i32::try_from(wanted).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| sdk_error(SERVICE, "Query", e))?;
-            for row in out.items() {
-                if attr_s(row, "SK") != Some(lower.as_str()) {
-                    reports.push(parse_report(row)?);
-                }
-            }
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => {
-                    exhausted = true;
-                    break;
-                }
-            }
-        }
-        let more = reports.len() > limit || !exhausted;
-        reports.truncate(limit);
-        let next = reports.last().filter(|_| more).map(|r| listing.cursor(&r.item_id));
-        Ok(Page { items: reports, next })
-    }
-
-    pub(super) async fn put_export_part(&self, job_id: &str, part: &ExportPart) -> Result<bool, StoreError> {
-        let mut row = key(job_pk(job_id), part_sk(part.part));
-        row.insert("doc".to_owned(), json(part)?);
-        let sent = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(row))
-            .condition_expression("attribute_not_exists(PK)")
-            .send()
-            .await;
-        match sent {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failed(&e) => Ok(false),
-            Err(e) => Err(sdk_error(SERVICE, "PutItem", e)),
-        }
-    }
-
-    /// Strongly consistent, so the part that completes an export sees every other part.
-    pub(super) async fn query_export_parts(&self, job_id: &str) -> Result<Vec<ExportPart>, StoreError> {
-        let mut parts = Vec::new();
-        let mut start: Option<Row> = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("PK = :pk AND begins_with(SK, :export)")
-                .expression_attribute_values(":pk", s(job_pk(job_id)))
-                .expression_attribute_values(":export", s("EXPORT#"))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| sdk_error(SERVICE, "Query", e))?;
-            for row in out.items() {
-                parts.push(parse_doc::<ExportPart>(row, "doc")?);
-            }
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(parts),
-            }
-        }
     }
 }

@@ -18,7 +18,7 @@ use crate::model::{
 };
 use crate::pipeline::part_buffer::PART_SIZE;
 use crate::store::memory::{MemoryCatalog, MemoryExports, MemorySink, MemoryVault};
-use crate::store::{Catalog, Lock, LockMode, QueueName, Vault};
+use crate::store::{ExportParts, ItemHistory, Lock, LockMode, QueueName, RestoreJobs, Vault};
 
 const USER: &str = "user-1";
 

@@ -87,6 +87,7 @@ mod tests {
     use super::*;
     use crate::graph::test_server::{TestServer, graph_error};
     use crate::model::{ConflictPolicy, ContainerId, RestoreItemReport, RestoreOutcome, RestoreScope, RestoreTarget};
+    use crate::store::RestoreJobs;
     use crate::store::memory::{MemoryCatalog, MemorySink, MemoryVault};
 
     /// A running in-place job of `planned` items, its catalog, and deps whose Graph answers

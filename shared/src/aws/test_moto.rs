@@ -1,5 +1,7 @@
-//! Test support shared by the moto integration tests: a moto server per test and the
-//! catalog table as `template.yaml` declares it.
+//! Test support for tests against moto (`.venv/bin/moto_server`, created by `make venv`): a
+//! moto server per test and the catalog table as `template.yaml` declares it. Used by the
+//! catalog's contract tests (`crate::store::contract`) and, through `#[path]`, by
+//! `tests/aws_moto.rs`, so it names no item of this crate.
 
 #![allow(dead_code)]
 

@@ -7,8 +7,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 
-use super::memory::MIN_PART_SIZE;
-use super::{ExportStore, Multipart, StoreError};
+use super::MIN_PART_SIZE;
+use crate::store::{ExportStore, Multipart, StoreError};
 
 #[derive(Default)]
 struct ExportsState {

@@ -1,0 +1,95 @@
+//! Throttle deadlines (`THROTTLE#` / `STATE`) and concurrency slots (`SLOTS#` / `STATE`), shared
+//! by every Lambda instance.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::keys::{STATE_SK, slot_attribute, slots_pk, sortable_time, throttle_pk};
+use super::{DynamoCatalog, SERVICE, is_condition_failed, key, parse_time, s, sdk_error};
+use crate::store::{Coordination, SlotLease, StoreError};
+
+#[async_trait]
+impl Coordination for DynamoCatalog {
+    async fn throttled_until(&self, tenant_id: &str, resource: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        match self.get_row(key(throttle_pk(tenant_id, resource), STATE_SK), false).await? {
+            Some(row) => parse_time(&row, "until").map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn throttle(&self, tenant_id: &str, resource: &str, until: DateTime<Utc>) -> Result<(), StoreError> {
+        let sent = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(throttle_pk(tenant_id, resource), STATE_SK)))
+            .update_expression("SET #until = :u")
+            .condition_expression("attribute_not_exists(PK) OR #until < :u")
+            .expression_attribute_names("#until", "until")
+            .expression_attribute_values(":u", s(sortable_time(until)))
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failed(&e) => Ok(()),
+            Err(e) => Err(sdk_error(SERVICE, "UpdateItem", e)),
+        }
+    }
+
+    /// One row per resource, one attribute per slot holding its lease's end: a slot is taken
+    /// by a conditional update (free or expired), starting at a slot picked from the clock so
+    /// that concurrent workers rarely collide; a release removes it only if still ours.
+    async fn acquire_slot(
+        &self,
+        tenant_id: &str,
+        resource: &str,
+        slots: u32,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<SlotLease>, StoreError> {
+        let slots = slots.max(1);
+        let start = now.timestamp_subsec_micros() % slots;
+        for slot in (0..slots).map(|i| (start + i) % slots) {
+            let sent = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key(slots_pk(tenant_id, resource), STATE_SK)))
+                .update_expression("SET #slot = :until")
+                .condition_expression("attribute_not_exists(#slot) OR #slot < :now")
+                .expression_attribute_names("#slot", slot_attribute(slot))
+                .expression_attribute_values(":until", s(sortable_time(until)))
+                .expression_attribute_values(":now", s(sortable_time(now)))
+                .send()
+                .await;
+            match sent {
+                Ok(_) => {
+                    let (tenant_id, resource) = (tenant_id.to_owned(), resource.to_owned());
+                    return Ok(Some(SlotLease { tenant_id, resource, slot, until }));
+                }
+                Err(e) if is_condition_failed(&e) => continue,
+                Err(e) => return Err(sdk_error(SERVICE, "UpdateItem", e)),
+            }
+        }
+        Ok(None)
+    }
+
+    async fn release_slot(&self, lease: &SlotLease) -> Result<(), StoreError> {
+        let sent = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(slots_pk(&lease.tenant_id, &lease.resource), STATE_SK)))
+            .update_expression("REMOVE #slot")
+            .condition_expression("#slot = :until")
+            .expression_attribute_names("#slot", slot_attribute(lease.slot))
+            .expression_attribute_values(":until", s(sortable_time(lease.until)))
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failed(&e) => Ok(()),
+            Err(e) => Err(sdk_error(SERVICE, "UpdateItem", e)),
+        }
+    }
+}

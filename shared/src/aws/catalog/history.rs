@@ -1,0 +1,222 @@
+//! Each item's versions (`I#` / `V#...`) and its head (`I#` / `HEAD`, listed by `GSI1` `H#`).
+//!
+//! A version costs two writes: the version row, conditional on absence (the commit point,
+//! idempotent under redelivery; its index attributes for `VC#`/`VP#` ride on the same put), and
+//! the head, conditional on not regressing a newer current version.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::KeysAndAttributes;
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+
+use super::keys::{
+    HEAD_SK, VERSION_PREFIX, children_g2pk, heads_g1pk, item_pk, sortable_time, version_index_sk, version_sk,
+    versions_g1pk, versions_until_sk,
+};
+use super::{
+    DynamoCatalog, GSI1, Row, SERVICE, all_rows, attr_s, backoff, first_rows, is_condition_failed, json, key,
+    parse_doc, parse_version, s, sdk_error,
+};
+use crate::model::{ContainerId, ItemHead, ItemKey, ItemVersion, ObjectRef};
+use crate::store::{Commit, ItemHistory, StoreError};
+
+const BATCH_GET_MAX: usize = 100;
+const BATCH_GET_ATTEMPTS: u32 = 8;
+const MARK_SEEN_CONCURRENCY: usize = 16;
+
+fn parse_head(row: &Row) -> Result<ItemHead, StoreError> {
+    Ok(ItemHead {
+        current: parse_version(row)?,
+        record: parse_doc(row, "record")?,
+        seen_epoch: attr_s(row, "seen_epoch").map(str::to_owned),
+    })
+}
+
+impl DynamoCatalog {
+    /// Newest-first version rows of an item with SK between `V#` and `upper`.
+    async fn query_versions(
+        &self,
+        item: &ItemKey,
+        upper: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<ItemVersion>, StoreError> {
+        let mut values = HashMap::from([(":pk".to_owned(), s(item_pk(item))), (":lo".to_owned(), s(VERSION_PREFIX))]);
+        let condition = match upper {
+            Some(hi) => {
+                values.insert(":hi".to_owned(), s(hi));
+                "PK = :pk AND SK BETWEEN :lo AND :hi"
+            }
+            None => "PK = :pk AND begins_with(SK, :lo)",
+        };
+        let query = self
+            .query()
+            .key_condition_expression(condition)
+            .set_expression_attribute_values(Some(values))
+            .scan_index_forward(false)
+            .consistent_read(true);
+        first_rows(query, limit).await?.iter().map(parse_version).collect()
+    }
+
+    /// Advances the head to `version` unless the head is newer (`strict`: also unless it is
+    /// exactly as new, so a redelivered older twin never displaces the current one).
+    async fn advance_head(&self, version: &ItemVersion, record: &ObjectRef, strict: bool) -> Result<(), StoreError> {
+        let condition = if strict {
+            "attribute_not_exists(PK) OR #modified < :m"
+        } else {
+            "attribute_not_exists(PK) OR #modified <= :m"
+        };
+        let sent = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(item_pk(&version.key), HEAD_SK)))
+            .update_expression("SET #doc = :doc, #record = :record, #modified = :m, G1PK = :g1pk, G1SK = :g1sk")
+            .condition_expression(condition)
+            .expression_attribute_names("#doc", "doc")
+            .expression_attribute_names("#record", "record")
+            .expression_attribute_names("#modified", "modified")
+            .expression_attribute_values(":doc", json(version)?)
+            .expression_attribute_values(":record", json(record)?)
+            .expression_attribute_values(":m", s(sortable_time(version.modified)))
+            .expression_attribute_values(":g1pk", s(heads_g1pk(&version.key.container)))
+            .expression_attribute_values(":g1sk", s(version.key.item_id.clone()))
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failed(&e) => Ok(()),
+            Err(e) => Err(sdk_error(SERVICE, "UpdateItem", e)),
+        }
+    }
+}
+
+#[async_trait]
+impl ItemHistory for DynamoCatalog {
+    async fn head(&self, item: &ItemKey) -> Result<Option<ItemHead>, StoreError> {
+        self.get_row(key(item_pk(item), HEAD_SK), true).await?.as_ref().map(parse_head).transpose()
+    }
+
+    async fn heads(
+        &self,
+        container: &ContainerId,
+        item_ids: &[String],
+    ) -> Result<HashMap<String, ItemHead>, StoreError> {
+        let mut ids: Vec<&String> = item_ids.iter().collect();
+        ids.sort();
+        ids.dedup(); // BatchGetItem rejects duplicate keys
+        let mut heads = HashMap::new();
+        for chunk in ids.chunks(BATCH_GET_MAX) {
+            let keys = chunk.iter().map(|id| key(item_pk(&container.item(id.as_str())), HEAD_SK)).collect();
+            let mut pending = KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| StoreError::Malformed(format!("BatchGetItem request: {e}")))?;
+            // Not a paging loop: BatchGetItem hands back what it did not read as UnprocessedKeys,
+            // asked again after a backoff.
+            let mut attempt = 0;
+            loop {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error(SERVICE, "BatchGetItem", e))?;
+                for row in out.responses.unwrap_or_default().remove(&self.table).unwrap_or_default() {
+                    let head = parse_head(&row)?;
+                    heads.insert(head.current.key.item_id.clone(), head);
+                }
+                match out.unprocessed_keys.unwrap_or_default().remove(&self.table) {
+                    Some(rest) if !rest.keys().is_empty() => {
+                        attempt += 1;
+                        if attempt >= BATCH_GET_ATTEMPTS {
+                            return Err(StoreError::Service {
+                                service: SERVICE,
+                                message: format!("BatchGetItem: {} keys still unprocessed", rest.keys().len()),
+                                retryable: true,
+                            });
+                        }
+                        backoff(attempt).await;
+                        pending = rest;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        Ok(heads)
+    }
+
+    async fn list_heads(&self, container: &ContainerId) -> Result<Vec<ItemHead>, StoreError> {
+        let query = self
+            .query()
+            .index_name(GSI1)
+            .key_condition_expression("G1PK = :p")
+            .expression_attribute_values(":p", s(heads_g1pk(container)));
+        all_rows(query).await?.iter().map(parse_head).collect()
+    }
+
+    async fn commit_version(&self, version: &ItemVersion, record: &ObjectRef) -> Result<Commit, StoreError> {
+        let mut row = key(item_pk(&version.key), version_sk(version.modified, &version.version));
+        row.insert("doc".to_owned(), json(version)?);
+        row.insert("record".to_owned(), json(record)?);
+        let index_sk = version_index_sk(version);
+        row.insert("G1PK".to_owned(), s(versions_g1pk(&version.key.container)));
+        row.insert("G1SK".to_owned(), s(index_sk.clone()));
+        if let Some(parent_id) = &version.parent_id {
+            row.insert("G2PK".to_owned(), s(children_g2pk(&version.key.container, parent_id)));
+            row.insert("G2SK".to_owned(), s(index_sk));
+        }
+        let sent = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(row))
+            .condition_expression("attribute_not_exists(PK)")
+            .send()
+            .await;
+        let commit = match sent {
+            Ok(_) => Commit::Created,
+            Err(e) if is_condition_failed(&e) => Commit::AlreadyCommitted,
+            Err(e) => return Err(sdk_error(SERVICE, "PutItem", e)),
+        };
+        // On redelivery the head is advanced again (strictly), which repairs a crash between
+        // the two writes and is a no-op otherwise.
+        self.advance_head(version, record, commit == Commit::AlreadyCommitted).await?;
+        Ok(commit)
+    }
+
+    async fn versions(&self, item: &ItemKey, limit: usize) -> Result<Vec<ItemVersion>, StoreError> {
+        self.query_versions(item, None, limit).await
+    }
+
+    async fn version_at(&self, item: &ItemKey, at: DateTime<Utc>) -> Result<Option<ItemVersion>, StoreError> {
+        let upper = versions_until_sk(at);
+        Ok(self.query_versions(item, Some(upper), 1).await?.pop())
+    }
+
+    async fn mark_seen(&self, container: &ContainerId, item_ids: &[String], epoch: &str) -> Result<(), StoreError> {
+        futures::stream::iter(item_ids.iter().map(Ok))
+            .try_for_each_concurrent(MARK_SEEN_CONCURRENCY, |id| async move {
+                let sent = self
+                    .client
+                    .update_item()
+                    .table_name(&self.table)
+                    .set_key(Some(key(item_pk(&container.item(id.as_str())), HEAD_SK)))
+                    .update_expression("SET #seen = :e")
+                    .expression_attribute_names("#seen", "seen_epoch")
+                    .condition_expression("attribute_exists(PK)")
+                    .expression_attribute_values(":e", s(epoch))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(_) => Ok(()),
+                    Err(e) if is_condition_failed(&e) => Ok(()),
+                    Err(e) => Err(sdk_error(SERVICE, "UpdateItem", e)),
+                }
+            })
+            .await
+    }
+}

@@ -1,0 +1,240 @@
+//! The catalog's capabilities, one small trait per thing it holds: item history, point-in-time
+//! reads, sync state, the container registry, coordination (throttles and slot leases), item
+//! failures, restore jobs and export parts. A function asks only for the ones it uses; the
+//! DynamoDB adapter (`crate::aws::catalog`) and the fake (`super::memory`) implement each in a
+//! file of its own, and `super::contract` holds one test suite per trait that both pass.
+//!
+//! [`Catalog`] is every capability at once, for dependencies that still hold the whole catalog.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{Page, StoreError};
+use crate::model::{
+    ContainerId, ContainerRecord, ExportPart, ItemFailure, ItemHead, ItemKey, ItemVersion, ObjectRef,
+    RestoreItemReport, RestoreJob, RestoreOutcome, RestorePlan, RestoreStatus, SyncState,
+};
+
+/// Result of committing a version to the catalog.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Commit {
+    Created,
+    /// The same (item, version) was already committed: a harmless redelivery.
+    AlreadyCommitted,
+}
+
+/// One of a few concurrency slots on a shared resource (an Exchange mailbox allows four
+/// concurrent requests per app), held by one worker until it releases it or `until` passes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlotLease {
+    pub tenant_id: String,
+    pub resource: String,
+    pub slot: u32,
+    pub until: DateTime<Utc>,
+}
+
+/// Each item's versions and its head (the newest version).
+#[async_trait]
+pub trait ItemHistory: Send + Sync {
+    async fn head(&self, item: &ItemKey) -> Result<Option<ItemHead>, StoreError>;
+    async fn heads(
+        &self,
+        container: &ContainerId,
+        item_ids: &[String],
+    ) -> Result<HashMap<String, ItemHead>, StoreError>;
+    /// Every head of a container (current and deleted items).
+    async fn list_heads(&self, container: &ContainerId) -> Result<Vec<ItemHead>, StoreError>;
+    /// Writes the version row (conditional on absence) and advances the head unless a newer
+    /// version is already current. At most two writes.
+    async fn commit_version(&self, version: &ItemVersion, record: &ObjectRef) -> Result<Commit, StoreError>;
+    /// Newest first.
+    async fn versions(&self, item: &ItemKey, limit: usize) -> Result<Vec<ItemVersion>, StoreError>;
+    async fn version_at(&self, item: &ItemKey, at: DateTime<Utc>) -> Result<Option<ItemVersion>, StoreError>;
+    async fn mark_seen(&self, container: &ContainerId, item_ids: &[String], epoch: &str) -> Result<(), StoreError>;
+}
+
+/// Point-in-time reads. "As of T" (ARCHITECTURE.md, Time): per item, the newest version whose
+/// Microsoft 365 time is <= T at millisecond precision; a tombstone current at T means the item
+/// did not exist at T.
+#[async_trait]
+pub trait PointInTime: Send + Sync {
+    /// The version current at `at` of every item of a container that had a version by then,
+    /// tombstones included (so the caller sees deletions), in item order ([`item_order`]).
+    /// Streams the container's version index: one paginated query over all its versions.
+    ///
+    /// [`item_order`]: super::item_order
+    async fn container_as_of(&self, container: &ContainerId, at: DateTime<Utc>)
+    -> Result<Vec<ItemVersion>, StoreError>;
+    /// One page of a folder's children as of `at`, in item order: items whose current version
+    /// at `at` is alive and has `parent_id` as parent (items deleted by then, or moved elsewhere
+    /// by then, are not children). `cursor` is a previous page's `next`; a cursor from another
+    /// listing (other folder or `at`) or an edited one is [`StoreError::InvalidCursor`].
+    async fn children_as_of(
+        &self,
+        container: &ContainerId,
+        parent_id: &str,
+        at: DateTime<Utc>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<ItemVersion>, StoreError>;
+    /// Versions of a container whose Microsoft 365 time lies in `[from, to]`, oldest first (ties
+    /// in item order), at most `limit`: the change history a person reads to find when a
+    /// ransomware encryption started. Reads the container's whole version index (cost grows
+    /// with its history, not with the window).
+    async fn changes_between(
+        &self,
+        container: &ContainerId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<ItemVersion>, StoreError>;
+}
+
+/// Each container's delta link, checkpoint and full-scan epoch (enumerator-owned).
+#[async_trait]
+pub trait SyncStates: Send + Sync {
+    async fn sync_state(&self, container: &ContainerId) -> Result<SyncState, StoreError>;
+    async fn put_sync_state(&self, container: &ContainerId, state: &SyncState) -> Result<(), StoreError>;
+}
+
+/// The registry of protected containers, per tenant (scheduler-owned).
+#[async_trait]
+pub trait Containers: Send + Sync {
+    async fn container(&self, container: &ContainerId) -> Result<Option<ContainerRecord>, StoreError>;
+    async fn list_containers(&self, tenant_id: &str) -> Result<Vec<ContainerRecord>, StoreError>;
+    async fn put_container(&self, record: &ContainerRecord) -> Result<(), StoreError>;
+}
+
+/// What every Lambda instance shares to go easy on Graph: throttle deadlines per resource and
+/// concurrency slots on a resource.
+#[async_trait]
+pub trait Coordination: Send + Sync {
+    async fn throttled_until(&self, tenant_id: &str, resource: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// Only ever moves the deadline later.
+    async fn throttle(&self, tenant_id: &str, resource: &str, until: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Takes a free (or expired) one of `slots` leases on `resource` until `until`; `None`
+    /// when all are held. Shared by every Lambda instance.
+    async fn acquire_slot(
+        &self,
+        tenant_id: &str,
+        resource: &str,
+        slots: u32,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<SlotLease>, StoreError>;
+    /// Gives a lease back; a lease that expired and was taken over is left to its new holder.
+    async fn release_slot(&self, lease: &SlotLease) -> Result<(), StoreError>;
+}
+
+/// Items that failed to back up, with their attempts; cleared by flag, never deleted.
+#[async_trait]
+pub trait Failures: Send + Sync {
+    async fn record_failure(&self, item: &ItemKey, reason: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn clear_failure(&self, item: &ItemKey) -> Result<(), StoreError>;
+    async fn failures(&self, container: &ContainerId) -> Result<Vec<ItemFailure>, StoreError>;
+}
+
+/// Restore jobs and their per-item reports.
+#[async_trait]
+pub trait RestoreJobs: Send + Sync {
+    /// Conditional on absence: [`StoreError::AlreadyExists`] if the id is taken.
+    async fn create_restore_job(&self, job: &RestoreJob) -> Result<(), StoreError>;
+    /// The job with its live status, plan and counters.
+    async fn restore_job(&self, id: &str) -> Result<Option<RestoreJob>, StoreError>;
+    /// A tenant's jobs, newest first.
+    async fn list_restore_jobs(&self, tenant_id: &str, limit: usize) -> Result<Vec<RestoreJob>, StoreError>;
+    /// Sets the status and, when given, the plan's totals. [`StoreError::NotFound`] if there is
+    /// no such job.
+    async fn set_restore_status(
+        &self,
+        id: &str,
+        status: RestoreStatus,
+        plan: Option<RestorePlan>,
+    ) -> Result<(), StoreError>;
+    /// Records one item's outcome idempotently: the report is written unless an
+    /// identical-or-better outcome is already there (see [`outcome_replaces`]), and the job's
+    /// counters move with it atomically (a retry that turns `Failed` into `Restored` moves one
+    /// from `failed` to `restored`). `CreatedAfter` counts as `skipped`, `Conflict` as
+    /// `conflicts`; `bytes` are added to `bytes_restored` for `Restored` only. True if the
+    /// counters changed.
+    async fn record_restore_outcome(&self, report: &RestoreItemReport, bytes: u64) -> Result<bool, StoreError>;
+    /// Finishes a job whose counters were recounted from its reports: sets the status and
+    /// the four outcome counters to `counts` in one write. Used only when the counters fall
+    /// short of the reports (see the restorer's `finish_if_done`).
+    async fn settle_restore_job(
+        &self,
+        id: &str,
+        status: RestoreStatus,
+        counts: OutcomeCounts,
+    ) -> Result<(), StoreError>;
+    async fn restore_report(&self, job_id: &str, item_id: &str) -> Result<Option<RestoreItemReport>, StoreError>;
+    /// A job's reports in item id order.
+    async fn restore_reports(
+        &self,
+        job_id: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<RestoreItemReport>, StoreError>;
+}
+
+/// The completed zips of export jobs, one record per part.
+#[async_trait]
+pub trait ExportParts: Send + Sync {
+    /// Records a completed part, conditional on absence: false if that part was already
+    /// recorded (a redelivered part task), and then the first record stands.
+    async fn record_export_part(&self, job_id: &str, part: &ExportPart) -> Result<bool, StoreError>;
+    /// The job's recorded parts, in part order (strongly consistent).
+    async fn export_parts(&self, job_id: &str) -> Result<Vec<ExportPart>, StoreError>;
+}
+
+/// Every capability of the catalog. Implemented for anything that has them all; its methods
+/// resolve on `dyn Catalog` without importing the capability traits.
+pub trait Catalog:
+    ItemHistory + PointInTime + SyncStates + Containers + Coordination + Failures + RestoreJobs + ExportParts
+{
+}
+
+impl<T> Catalog for T where
+    T: ItemHistory + PointInTime + SyncStates + Containers + Coordination + Failures + RestoreJobs + ExportParts
+{
+}
+
+/// Whether `new` replaces the outcome already recorded for an item: the first outcome always
+/// does; a failure is replaced by any other outcome (a retry that worked); a final outcome, or
+/// a repeated failure, stays, so a redelivered item never counts twice.
+pub(crate) fn outcome_replaces(recorded: Option<RestoreOutcome>, new: RestoreOutcome) -> bool {
+    match recorded {
+        None => true,
+        Some(RestoreOutcome::Failed) => new != RestoreOutcome::Failed,
+        Some(_) => false,
+    }
+}
+
+/// A restore job's outcome counters, as recounted from its item reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutcomeCounts {
+    pub restored: u64,
+    pub unchanged: u64,
+    pub skipped: u64,
+    pub failed: u64,
+}
+
+impl OutcomeCounts {
+    /// Counts one report's outcome in the counter the job counts it in. Conflicts (dry runs)
+    /// are not outcomes of a restore.
+    pub fn count(&mut self, outcome: RestoreOutcome) {
+        match outcome {
+            RestoreOutcome::Restored => self.restored += 1,
+            RestoreOutcome::Unchanged => self.unchanged += 1,
+            RestoreOutcome::Skipped | RestoreOutcome::CreatedAfter => self.skipped += 1,
+            RestoreOutcome::Failed => self.failed += 1,
+            RestoreOutcome::Conflict => {}
+        }
+    }
+
+    pub fn done(&self) -> u64 {
+        self.restored + self.unchanged + self.skipped + self.failed
+    }
+}

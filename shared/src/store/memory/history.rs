@@ -1,0 +1,155 @@
+//! Each item's versions and its head, with the DynamoDB adapter's conditional writes.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{MemoryCatalog, injected, millis, take_fault, version_sort_key};
+use crate::model::{ContainerId, ItemHead, ItemKey, ItemVersion, ObjectRef};
+use crate::store::{Commit, ItemHistory, StoreError};
+
+/// An item's head and the sort time of its version.
+pub(super) struct HeadRow {
+    head: ItemHead,
+    modified: String,
+}
+
+#[async_trait]
+impl ItemHistory for MemoryCatalog {
+    async fn head(&self, item: &ItemKey) -> Result<Option<ItemHead>, StoreError> {
+        Ok(self.read().heads.get(item).map(|row| row.head.clone()))
+    }
+
+    async fn heads(
+        &self,
+        container: &ContainerId,
+        item_ids: &[String],
+    ) -> Result<HashMap<String, ItemHead>, StoreError> {
+        let state = self.read();
+        Ok(item_ids
+            .iter()
+            .filter_map(|id| state.heads.get(&container.item(id.as_str())).map(|row| (id.clone(), row.head.clone())))
+            .collect())
+    }
+
+    async fn list_heads(&self, container: &ContainerId) -> Result<Vec<ItemHead>, StoreError> {
+        let state = self.read();
+        Ok(state.heads.iter().filter(|(k, _)| &k.container == container).map(|(_, row)| row.head.clone()).collect())
+    }
+
+    async fn commit_version(&self, version: &ItemVersion, record: &ObjectRef) -> Result<Commit, StoreError> {
+        let sort_key = version_sort_key(version.modified, &version.version);
+        let commit = {
+            let mut state = self.write();
+            let history = state.versions.entry(version.key.clone()).or_default();
+            if history.contains_key(&sort_key) {
+                Commit::AlreadyCommitted
+            } else {
+                history.insert(sort_key.clone(), version.clone());
+                Commit::Created
+            }
+        };
+        let mut state = self.write();
+        if take_fault(&mut state.fail_head_updates) {
+            return Err(injected("dynamodb"));
+        }
+        // As in DynamoDB: a first commit advances unless the head is newer; a redelivery
+        // re-advances (repairing a crash between the writes) only past an older head.
+        let advance = match state.heads.get(&version.key) {
+            None => true,
+            Some(row) if commit == Commit::Created => row.modified <= sort_key.0,
+            Some(row) => row.modified < sort_key.0,
+        };
+        if advance {
+            let seen_epoch = state.heads.get(&version.key).and_then(|r| r.head.seen_epoch.clone());
+            let head = ItemHead { current: version.clone(), record: record.clone(), seen_epoch };
+            state.heads.insert(version.key.clone(), HeadRow { head, modified: sort_key.0 });
+        }
+        Ok(commit)
+    }
+
+    async fn versions(&self, item: &ItemKey, limit: usize) -> Result<Vec<ItemVersion>, StoreError> {
+        let state = self.read();
+        Ok(state.versions.get(item).map(|h| h.values().rev().take(limit).cloned().collect()).unwrap_or_default())
+    }
+
+    async fn version_at(&self, item: &ItemKey, at: DateTime<Utc>) -> Result<Option<ItemVersion>, StoreError> {
+        let bound = millis(at);
+        let state = self.read();
+        Ok(state
+            .versions
+            .get(item)
+            .and_then(|h| h.iter().rev().find(|((t, _), _)| *t <= bound))
+            .map(|(_, v)| v.clone()))
+    }
+
+    async fn mark_seen(&self, container: &ContainerId, item_ids: &[String], epoch: &str) -> Result<(), StoreError> {
+        for id in item_ids {
+            if let Some(row) = self.write().heads.get_mut(&container.item(id.as_str())) {
+                row.head.seen_epoch = Some(epoch.to_owned());
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ItemKind, SCHEMA_VERSION, Verification};
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).expect("valid time").with_timezone(&Utc)
+    }
+
+    fn version(item: &ItemKey, etag: &str, modified: &str) -> ItemVersion {
+        ItemVersion {
+            v: SCHEMA_VERSION,
+            key: item.clone(),
+            version: etag.to_owned(),
+            kind: ItemKind::File,
+            name: Some("report.docx".to_owned()),
+            parent_id: None,
+            ctag: None,
+            modified: at(modified),
+            captured_at: at("2030-01-01T00:00:00Z"),
+            deleted: false,
+            content: None,
+            verification: Verification::Unverified,
+            mail: None,
+        }
+    }
+
+    fn record(etag: &str) -> ObjectRef {
+        ObjectRef { key: format!("records/{etag}"), version_id: "1".to_owned() }
+    }
+
+    #[tokio::test]
+    async fn a_commit_is_billed_as_two_writes_redelivered_or_not() {
+        // Given a version, a late older one, and that one redelivered
+        let catalog = MemoryCatalog::new();
+        let item = ContainerId::new("t", "d").item("i");
+        let old = version(&item, "e1", "2024-05-01T10:00:00Z");
+        let new = version(&item, "e2", "2024-05-02T10:00:00Z");
+        assert_eq!(catalog.commit_version(&new, &record("e2")).await.expect("new"), Commit::Created);
+        assert_eq!(catalog.commit_version(&old, &record("e1")).await.expect("late old"), Commit::Created);
+        assert_eq!(catalog.commit_version(&old, &record("e1")).await.expect("again"), Commit::AlreadyCommitted);
+
+        // Then each cost a version write and a head write, as DynamoDB bills a failed condition
+        assert_eq!(catalog.write_count(), 6);
+        assert_eq!(catalog.head(&item).await.expect("head").map(|h| h.current.version).as_deref(), Some("e2"));
+    }
+
+    #[tokio::test]
+    async fn a_crash_between_the_two_writes_is_repaired_by_redelivery() {
+        let catalog = MemoryCatalog::new();
+        let item = ContainerId::new("t", "d").item("i");
+        let v = version(&item, "e1", "2024-05-01T10:00:00Z");
+        catalog.fail_next_head_updates(1);
+        assert!(catalog.commit_version(&v, &record("e1")).await.is_err());
+        assert_eq!(catalog.head(&item).await.expect("head"), None);
+        assert_eq!(catalog.commit_version(&v, &record("e1")).await.expect("redelivery"), Commit::AlreadyCommitted);
+        assert_eq!(catalog.head(&item).await.expect("head").map(|h| h.current.version).as_deref(), Some("e1"));
+    }
+}

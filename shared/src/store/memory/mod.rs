@@ -1,0 +1,125 @@
+//! In-memory fakes of every store trait, with the semantics of the real adapters in
+//! `crate::aws` (conditional creates, Object Lock that never shortens, a head that never
+//! regresses, per-queue FIFO rules), request counters for tests that count writes, and fault
+//! knobs for tests that exercise failure paths.
+//!
+//! The catalog is one [`MemoryCatalog`] whose state is below; each capability's implementation
+//! is in a file of its own, as in `crate::aws::catalog`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use super::StoreError;
+use crate::model::{
+    ContainerId, ContainerRecord, ExportPart, ItemKey, ItemVersion, RestoreItemReport, RestoreJob, SyncState,
+};
+
+mod as_of;
+mod containers;
+mod coordination;
+mod export_parts;
+mod exports;
+mod failures;
+mod history;
+mod queue;
+mod restore;
+mod secrets;
+mod sync;
+mod vault;
+
+pub use exports::MemoryExports;
+pub use queue::MemorySink;
+pub use secrets::MemorySecrets;
+pub use vault::MemoryVault;
+
+/// S3's smallest part, except the last one.
+pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
+
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+fn injected(service: &'static str) -> StoreError {
+    StoreError::Service { service, message: "injected fault".to_owned(), retryable: true }
+}
+
+/// Takes one unit from a fault budget; true when a fault should fire.
+fn take_fault(budget: &mut u32) -> bool {
+    let fire = *budget > 0;
+    *budget = budget.saturating_sub(1);
+    fire
+}
+
+/// Same ordering as the DynamoDB sort key: Microsoft 365 time at millisecond precision,
+/// then the version marker.
+fn version_sort_key(modified: DateTime<Utc>, version: &str) -> (String, String) {
+    (millis(modified), version.to_owned())
+}
+
+fn millis(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Every row of the catalog, by capability.
+#[derive(Default)]
+struct CatalogState {
+    versions: BTreeMap<ItemKey, BTreeMap<(String, String), ItemVersion>>,
+    heads: BTreeMap<ItemKey, history::HeadRow>,
+    sync: HashMap<ContainerId, SyncState>,
+    containers: BTreeMap<ContainerId, ContainerRecord>,
+    throttles: HashMap<(String, String), DateTime<Utc>>,
+    slots: HashMap<(String, String, u32), DateTime<Utc>>,
+    failures: BTreeMap<ItemKey, failures::FailureRow>,
+    restore_jobs: BTreeMap<String, RestoreJob>,
+    /// By (job id, item id).
+    restore_reports: BTreeMap<(String, String), RestoreItemReport>,
+    /// By (job id, part).
+    export_parts: BTreeMap<(String, u32), ExportPart>,
+    fail_head_updates: u32,
+}
+
+/// The catalog with the DynamoDB adapter's conditional semantics.
+#[derive(Default)]
+pub struct MemoryCatalog {
+    state: Mutex<CatalogState>,
+    writes: AtomicU64,
+    reads: AtomicU64,
+}
+
+impl MemoryCatalog {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Write requests, counted like DynamoDB bills them (failed conditions included).
+    pub fn write_count(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
+    }
+
+    pub fn read_count(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
+
+    /// The next `n` head updates fail after the version row was written: a crash between
+    /// the two writes of a commit.
+    pub fn fail_next_head_updates(&self, n: u32) {
+        locked(&self.state).fail_head_updates = n;
+    }
+
+    fn read(&self) -> MutexGuard<'_, CatalogState> {
+        bump(&self.reads);
+        locked(&self.state)
+    }
+
+    fn write(&self) -> MutexGuard<'_, CatalogState> {
+        bump(&self.writes);
+        locked(&self.state)
+    }
+}

@@ -1,0 +1,121 @@
+//! Restore jobs and their per-item reports; an outcome and the counters it moves change together.
+
+use async_trait::async_trait;
+
+use super::{MemoryCatalog, millis};
+use crate::model::{RestoreItemReport, RestoreJob, RestoreOutcome, RestorePlan, RestoreStatus};
+use crate::store::{Listing, OutcomeCounts, Page, RestoreJobs, StoreError, outcome_replaces};
+
+/// The job counter an outcome counts in. `CreatedAfter` items were not restored: skipped.
+fn counter(job: &mut RestoreJob, outcome: RestoreOutcome) -> &mut u64 {
+    match outcome {
+        RestoreOutcome::Restored => &mut job.restored,
+        RestoreOutcome::Unchanged => &mut job.unchanged,
+        RestoreOutcome::Skipped | RestoreOutcome::CreatedAfter => &mut job.skipped,
+        RestoreOutcome::Failed => &mut job.failed,
+        RestoreOutcome::Conflict => &mut job.conflicts,
+    }
+}
+
+#[async_trait]
+impl RestoreJobs for MemoryCatalog {
+    async fn create_restore_job(&self, job: &RestoreJob) -> Result<(), StoreError> {
+        let mut state = self.write();
+        if state.restore_jobs.contains_key(&job.id) {
+            return Err(StoreError::AlreadyExists { key: format!("restore job {}", job.id) });
+        }
+        state.restore_jobs.insert(job.id.clone(), job.clone());
+        Ok(())
+    }
+
+    async fn restore_job(&self, id: &str) -> Result<Option<RestoreJob>, StoreError> {
+        Ok(self.read().restore_jobs.get(id).cloned())
+    }
+
+    async fn list_restore_jobs(&self, tenant_id: &str, limit: usize) -> Result<Vec<RestoreJob>, StoreError> {
+        let state = self.read();
+        let mut jobs: Vec<&RestoreJob> =
+            state.restore_jobs.values().filter(|j| j.container.tenant_id == tenant_id).collect();
+        jobs.sort_by_cached_key(|j| std::cmp::Reverse((millis(j.created_at), j.id.clone())));
+        Ok(jobs.into_iter().take(limit).cloned().collect())
+    }
+
+    async fn set_restore_status(
+        &self,
+        id: &str,
+        status: RestoreStatus,
+        plan: Option<RestorePlan>,
+    ) -> Result<(), StoreError> {
+        let mut state = self.write();
+        let job =
+            state.restore_jobs.get_mut(id).ok_or_else(|| StoreError::NotFound { key: format!("restore job {id}") })?;
+        job.status = status;
+        if let Some(plan) = plan {
+            (job.planned_items, job.planned_bytes, job.conflicts) = (plan.items, plan.bytes, plan.conflicts);
+        }
+        Ok(())
+    }
+
+    async fn record_restore_outcome(&self, report: &RestoreItemReport, bytes: u64) -> Result<bool, StoreError> {
+        let mut state = self.write();
+        let key = (report.job_id.clone(), report.item_id.clone());
+        let recorded = state.restore_reports.get(&key).map(|r| r.outcome);
+        if !outcome_replaces(recorded, report.outcome) {
+            return Ok(false);
+        }
+        let job = state
+            .restore_jobs
+            .get_mut(&report.job_id)
+            .ok_or_else(|| StoreError::NotFound { key: format!("restore job {}", report.job_id) })?;
+        if let Some(previous) = recorded {
+            let count = counter(job, previous);
+            *count = count.saturating_sub(1);
+        }
+        *counter(job, report.outcome) += 1;
+        if report.outcome == RestoreOutcome::Restored {
+            job.bytes_restored += bytes;
+        }
+        state.restore_reports.insert(key, report.clone());
+        Ok(true)
+    }
+
+    async fn settle_restore_job(
+        &self,
+        id: &str,
+        status: RestoreStatus,
+        counts: OutcomeCounts,
+    ) -> Result<(), StoreError> {
+        let mut state = self.write();
+        let job =
+            state.restore_jobs.get_mut(id).ok_or_else(|| StoreError::NotFound { key: format!("restore job {id}") })?;
+        job.status = status;
+        (job.restored, job.unchanged, job.skipped, job.failed) =
+            (counts.restored, counts.unchanged, counts.skipped, counts.failed);
+        Ok(())
+    }
+
+    async fn restore_report(&self, job_id: &str, item_id: &str) -> Result<Option<RestoreItemReport>, StoreError> {
+        Ok(self.read().restore_reports.get(&(job_id.to_owned(), item_id.to_owned())).cloned())
+    }
+
+    async fn restore_reports(
+        &self,
+        job_id: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<RestoreItemReport>, StoreError> {
+        let listing = Listing::restore_reports(job_id);
+        let after = listing.resume(cursor)?;
+        let state = self.read();
+        let mut reports = state
+            .restore_reports
+            .range((job_id.to_owned(), String::new())..)
+            .take_while(|((job, _), _)| job == job_id)
+            .filter(|((_, item), _)| after.as_ref().is_none_or(|a| item > a))
+            .map(|(_, r)| r);
+        let items: Vec<RestoreItemReport> = reports.by_ref().take(limit.max(1)).cloned().collect();
+        let more = reports.next().is_some();
+        let next = items.last().filter(|_| more).map(|r| listing.cursor(&r.item_id));
+        Ok(Page { items, next })
+    }
+}
