@@ -35,13 +35,13 @@ pub use presign::{DOWNLOAD_LINK_LIFETIME, MemoryPresigner, PresignedGet, Presign
 pub use problem::{ApiError, PROBLEM_CONTENT_TYPE, Problem};
 
 use crate::model::{ContainerId, ContainerRecord};
-use crate::store::{Catalog, MessageSink};
+use crate::store::{ApiCatalog, MessageSink};
 
 /// What the API may do, mirroring its IAM policy: read and write catalog rows (jobs), send to
 /// the `restores` queue, sign GETs of vault objects and of export zips.
 pub struct ApiDeps {
     pub tenant_id: String,
-    pub catalog: Arc<dyn Catalog>,
+    pub catalog: Arc<dyn ApiCatalog>,
     /// Sends to [`crate::store::QueueName::Restores`].
     pub sink: Arc<dyn MessageSink>,
     pub presigner: Arc<dyn Presigner>,

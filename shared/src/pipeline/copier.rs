@@ -24,7 +24,7 @@ use crate::keys;
 use crate::model::{
     ContentRef, ItemHead, ItemJob, ItemKey, ItemState, ItemVersion, ObjectRef, SCHEMA_VERSION, Verification,
 };
-use crate::store::{Catalog, Lock, LockMode, MessageSink, Multipart, OutMessage, QueueName, StoreError, Vault};
+use crate::store::{CopierCatalog, Lock, LockMode, MessageSink, Multipart, OutMessage, QueueName, StoreError, Vault};
 
 /// Content up to this size is buffered, addressed by SHA-256 and stored once per tenant.
 pub const SMALL_CONTENT_MAX: u64 = 8 * 1024 * 1024;
@@ -35,7 +35,7 @@ pub struct CopierDeps {
     pub graph: Arc<dyn DriveReader>,
     pub mail: Arc<dyn MailReader>,
     pub vault: Arc<dyn Vault>,
-    pub catalog: Arc<dyn Catalog>,
+    pub catalog: Arc<dyn CopierCatalog>,
     pub sink: Arc<dyn MessageSink>,
     pub lock_mode: LockMode,
     pub retention_days: u32,

@@ -19,12 +19,12 @@ use crate::model::{
     ChangeJob, ChangeReason, ContainerId, FullScan, ItemHead, ItemJob, ItemKind, ItemState, SCHEMA_VERSION, SyncState,
     Verification,
 };
-use crate::store::{Catalog, MessageSink, OutMessage, QueueName};
+use crate::store::{EnumeratorCatalog, MessageSink, OutMessage, QueueName};
 
 pub struct EnumeratorDeps {
     pub graph: Arc<dyn DriveReader>,
     pub mail: Arc<dyn MailReader>,
-    pub catalog: Arc<dyn Catalog>,
+    pub catalog: Arc<dyn EnumeratorCatalog>,
     pub sink: Arc<dyn MessageSink>,
     pub large_item_bytes: u64,
     /// Stop paging and continue in a new invocation when less than this is left.

@@ -40,7 +40,7 @@ use crate::model::{
     ItemKind, ItemVersion, RestoreItemReport, RestoreJob, RestoreOutcome, RestoreStep, RestoreTarget, RestoreTask,
     SCHEMA_VERSION,
 };
-use crate::store::{Catalog, ExportStore, MessageSink, Vault};
+use crate::store::{ExportStore, MessageSink, RestorerCatalog, Vault};
 use job::finish_if_done;
 use tree::Tree;
 
@@ -48,7 +48,7 @@ pub struct RestorerDeps {
     /// The restore app identity: the only one with write scopes.
     pub graph: GraphClient,
     pub vault: Arc<dyn Vault>,
-    pub catalog: Arc<dyn Catalog>,
+    pub catalog: Arc<dyn RestorerCatalog>,
     pub sink: Arc<dyn MessageSink>,
     /// Export jobs write their zips here (write-only: never the vault).
     pub exports: Arc<dyn ExportStore>,

@@ -13,7 +13,7 @@ use super::enumerator::change_message;
 use crate::clientstate::ClientStateKey;
 use crate::graph::{GraphClient, GraphError, NewSubscription};
 use crate::model::{ChangeJob, ChangeReason, ContainerId, ContainerRecord, LifecycleJob};
-use crate::store::{Catalog, MessageSink, QueueName};
+use crate::store::{MessageSink, QueueName, SchedulerCatalog};
 
 /// Outlook message subscriptions live at most 4,230 minutes (graph-facts §1; newer text is
 /// said to allow more, unconfirmed): mailboxes are subscribed for a little less.
@@ -25,7 +25,7 @@ pub struct SchedulerDeps {
     pub reader: GraphClient,
     /// Owns subscriptions (drive subscriptions need Files.ReadWrite.All).
     pub subscriber: GraphClient,
-    pub catalog: Arc<dyn Catalog>,
+    pub catalog: Arc<dyn SchedulerCatalog>,
     pub sink: Arc<dyn MessageSink>,
     pub key: ClientStateKey,
     pub webhook_url: String,

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use super::PipelineError;
 use crate::graph::GraphError;
 use crate::model::{ContainerId, ContainerKind};
-use crate::store::{Catalog, StoreError};
+use crate::store::{Coordination, StoreError};
 
 /// The resource name under which drive throttling is shared by every Lambda instance.
 pub const DRIVE_RESOURCE: &str = "drive";
@@ -27,7 +27,7 @@ pub fn throttle_resource(c: &ContainerId) -> String {
 
 /// Delay until Graph may be called again for this container, if we are throttled.
 pub async fn throttle_delay(
-    catalog: &dyn Catalog,
+    catalog: &dyn Coordination,
     c: &ContainerId,
     now: DateTime<Utc>,
 ) -> Result<Option<Duration>, StoreError> {
@@ -50,7 +50,7 @@ pub(super) enum Paced<T> {
 /// Runs `call` unless the container is throttled; a throttled answer is shared with every
 /// other worker before it is returned as the wait.
 pub(super) async fn paced<T, E>(
-    catalog: &dyn Catalog,
+    catalog: &dyn Coordination,
     c: &ContainerId,
     call: impl Future<Output = Result<T, E>>,
 ) -> Result<Paced<T>, PipelineError>
@@ -75,7 +75,7 @@ where
 /// that leaves `reserve` before `deadline`. `None` when it does not: the caller continues in
 /// a new invocation.
 pub(super) async fn paced_within<T, E, F>(
-    catalog: &dyn Catalog,
+    catalog: &dyn Coordination,
     c: &ContainerId,
     deadline: Instant,
     reserve: Duration,

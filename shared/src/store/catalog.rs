@@ -4,7 +4,8 @@
 //! DynamoDB adapter (`crate::aws::catalog`) and the fake (`super::memory`) implement each in a
 //! file of its own, and `super::contract` holds one test suite per trait that both pass.
 //!
-//! [`Catalog`] is every capability at once, for dependencies that still hold the whole catalog.
+//! Each function's deps hold a bundle of exactly the capabilities it uses ([`CopierCatalog`],
+//! [`EnumeratorCatalog`], [`SchedulerCatalog`], [`RestorerCatalog`], [`ApiCatalog`]).
 
 use std::collections::HashMap;
 
@@ -189,16 +190,39 @@ pub trait ExportParts: Send + Sync {
     async fn export_parts(&self, job_id: &str) -> Result<Vec<ExportPart>, StoreError>;
 }
 
-/// Every capability of the catalog. Implemented for anything that has them all; its methods
-/// resolve on `dyn Catalog` without importing the capability traits.
-pub trait Catalog:
-    ItemHistory + PointInTime + SyncStates + Containers + Coordination + Failures + RestoreJobs + ExportParts
-{
+/// Declares what one function may touch in the catalog: a trait that is exactly these
+/// capabilities, implemented for anything that has them. A function's deps hold its bundle,
+/// so reading them tells what it can touch, as its IAM role does; the bundle's methods resolve
+/// on `dyn Bundle` without importing the capability traits.
+macro_rules! bundle {
+    ($(#[$doc:meta])* $name:ident: $first:ident $(+ $rest:ident)*) => {
+        $(#[$doc])*
+        pub trait $name: $first $(+ $rest)* {}
+        impl<T: ?Sized + $first $(+ $rest)*> $name for T {}
+    };
 }
 
-impl<T> Catalog for T where
-    T: ItemHistory + PointInTime + SyncStates + Containers + Coordination + Failures + RestoreJobs + ExportParts
-{
+bundle! {
+    /// The copier: commits versions, shares throttling and mailbox slots, records failures.
+    CopierCatalog: ItemHistory + Coordination + Failures
+}
+bundle! {
+    /// The enumerators: read heads to decide, mark items seen, keep their sync state, share
+    /// throttling.
+    EnumeratorCatalog: ItemHistory + SyncStates + Coordination
+}
+bundle! {
+    /// The scheduler: the container registry and the sync state it reports and resets.
+    SchedulerCatalog: Containers + SyncStates
+}
+bundle! {
+    /// The restorer: reads history as of T, shares mailbox slots, keeps restore jobs and
+    /// export parts.
+    RestorerCatalog: ItemHistory + PointInTime + SyncStates + Coordination + RestoreJobs + ExportParts
+}
+bundle! {
+    /// The restore API: browses history, lists containers and their health, records jobs.
+    ApiCatalog: ItemHistory + PointInTime + SyncStates + Containers + Failures + RestoreJobs + ExportParts
 }
 
 /// Whether `new` replaces the outcome already recorded for an item: the first outcome always

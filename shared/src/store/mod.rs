@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) use self::catalog::outcome_replaces;
 pub use self::catalog::{
-    Catalog, Commit, Containers, Coordination, ExportParts, Failures, ItemHistory, OutcomeCounts, PointInTime,
-    RestoreJobs, SlotLease, SyncStates,
+    ApiCatalog, Commit, Containers, Coordination, CopierCatalog, EnumeratorCatalog, ExportParts, Failures, ItemHistory,
+    OutcomeCounts, PointInTime, RestoreJobs, RestorerCatalog, SchedulerCatalog, SlotLease, SyncStates,
 };
 pub use self::page::Page;
 pub(crate) use self::page::{Listing, item_order};

@@ -18,7 +18,7 @@ use shared::keys;
 use shared::model::{
     ContainerId, ContainerRecord, ContentRef, ItemKind, ItemVersion, ObjectRef, SCHEMA_VERSION, SyncState, Verification,
 };
-use shared::store::Catalog;
+use shared::store::{Containers, ItemHistory, SyncStates};
 
 /// Items whose versions are being committed at once (each item's versions go in order).
 pub const IN_FLIGHT: usize = 32;
@@ -241,7 +241,11 @@ impl DriveShape {
 
 /// Registers the drive as the scheduler and enumerator would (container row, root id), then
 /// commits every item's versions, [`IN_FLIGHT`] items at a time, printing progress.
-pub async fn seed(catalog: Arc<dyn Catalog>, shape: &DriveShape, tl: Timeline) -> Result<Seeded> {
+pub async fn seed<C: Containers + ItemHistory + SyncStates + 'static>(
+    catalog: Arc<C>,
+    shape: &DriveShape,
+    tl: Timeline,
+) -> Result<Seeded> {
     let container = shape.container();
     catalog
         .put_container(&ContainerRecord {

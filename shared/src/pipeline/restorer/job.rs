@@ -6,7 +6,7 @@ use tracing::{info, warn};
 use super::RestorerDeps;
 use crate::model::{RestoreJob, RestoreStatus, RestoreStep, RestoreTask, SCHEMA_VERSION};
 use crate::pipeline::PipelineError;
-use crate::store::{Catalog, OutMessage, OutcomeCounts, QueueName};
+use crate::store::{OutMessage, OutcomeCounts, QueueName, RestorerCatalog};
 
 /// Files per fan-out task.
 pub const CHUNK: usize = 50;
@@ -63,7 +63,7 @@ pub(super) async fn finish_if_done(deps: &RestorerDeps, job_id: &str) -> Result<
 }
 
 /// The job's outcomes counted from its report rows.
-async fn count_reports(catalog: &dyn Catalog, job_id: &str) -> Result<OutcomeCounts, PipelineError> {
+async fn count_reports(catalog: &dyn RestorerCatalog, job_id: &str) -> Result<OutcomeCounts, PipelineError> {
     let mut counts = OutcomeCounts::default();
     let mut cursor: Option<String> = None;
     loop {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use crate::model::{ItemKind, ItemVersion, RestoreJob, RestoreScope};
 use crate::pipeline::PipelineError;
-use crate::store::Catalog;
+use crate::store::RestorerCatalog;
 
 /// The restore's view of a container: versions at T and heads now.
 pub(super) struct Tree {
@@ -14,7 +14,7 @@ pub(super) struct Tree {
 }
 
 impl Tree {
-    pub(super) async fn load(catalog: &dyn Catalog, job: &RestoreJob) -> Result<Tree, PipelineError> {
+    pub(super) async fn load(catalog: &dyn RestorerCatalog, job: &RestoreJob) -> Result<Tree, PipelineError> {
         let mut tree = Self::load_as_of(catalog, job).await?;
         tree.now = catalog
             .list_heads(&job.container)
@@ -27,7 +27,7 @@ impl Tree {
     }
 
     /// The container as of T only, without the heads now (an export needs nothing else).
-    pub(super) async fn load_as_of(catalog: &dyn Catalog, job: &RestoreJob) -> Result<Tree, PipelineError> {
+    pub(super) async fn load_as_of(catalog: &dyn RestorerCatalog, job: &RestoreJob) -> Result<Tree, PipelineError> {
         let at = catalog
             .container_as_of(&job.container, job.as_of)
             .await?
