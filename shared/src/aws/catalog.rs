@@ -34,7 +34,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{backoff, sdk_error};
+use super::sdk_error;
 use crate::model::{ItemVersion, SCHEMA_VERSION};
 use crate::store::StoreError;
 

@@ -11,8 +11,6 @@ pub mod secrets;
 pub(crate) mod test_moto;
 pub mod vault;
 
-use std::time::Duration;
-
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
@@ -117,14 +115,6 @@ where
         _ => (format!("{operation}: unexpected SDK error"), false),
     };
     StoreError::Service { service, message: message.trim_end().to_owned(), retryable }
-}
-
-/// Exponential backoff for our own retries (partial batch failures, unprocessed keys):
-/// 50 ms, 100 ms, 200 ms... capped at 2 s, with up to 50% jitter.
-pub(crate) async fn backoff(attempt: u32) {
-    let base = 50u64.saturating_mul(1 << attempt.min(6)).min(2_000);
-    let jitter = uuid::Uuid::new_v4().as_u128() as u64 % (base / 2 + 1);
-    tokio::time::sleep(Duration::from_millis(base + jitter)).await;
 }
 
 /// chrono time to the SDK's time type.

@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
-use super::{backoff, sdk_error};
+use super::sdk_error;
+use crate::backoff::Backoff;
 use crate::store::{MessageSink, OutMessage, QueueName, StoreError};
 
 const SERVICE: &str = "sqs";
@@ -87,7 +88,7 @@ impl SqsSink {
             let retry: Vec<&str> = failed.iter().map(|f| f.id()).collect();
             entries.retain(|e| retry.contains(&e.id()));
             attempt += 1;
-            backoff(attempt).await;
+            Backoff::AWS.sleep(attempt).await;
         }
     }
 }

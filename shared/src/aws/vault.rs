@@ -26,6 +26,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 
 use super::{code_of, from_aws_time, sdk_error, status_of, to_aws_time};
+use crate::backoff::Backoff;
 use crate::model::ObjectRef;
 use crate::store::{Lock, LockMode, Multipart, ObjectInfo, StoreError, Stored, Vault};
 
@@ -216,7 +217,7 @@ impl Vault for S3Vault {
                 }
                 Err(e) if code_of(&e) == Some("ConditionalRequestConflict") && attempt < CONFLICT_RETRIES => {
                     attempt += 1;
-                    super::backoff(attempt).await;
+                    Backoff::AWS.sleep(attempt).await;
                 }
                 Err(e) => break Err(Some(sdk_error(SERVICE, "PutObject", e))),
             }

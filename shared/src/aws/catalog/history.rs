@@ -16,9 +16,10 @@ use super::keys::{
     versions_g1pk, versions_until_sk,
 };
 use super::{
-    DynamoCatalog, GSI1, Row, SERVICE, all_rows, attr_s, backoff, first_rows, is_condition_failed, json, key,
-    parse_doc, parse_version, s, sdk_error,
+    DynamoCatalog, GSI1, Row, SERVICE, all_rows, attr_s, first_rows, is_condition_failed, json, key, parse_doc,
+    parse_version, s, sdk_error,
 };
+use crate::backoff::Backoff;
 use crate::model::{ContainerId, ItemHead, ItemKey, ItemVersion, ObjectRef};
 use crate::store::{Commit, ItemHistory, StoreError};
 
@@ -139,7 +140,7 @@ impl ItemHistory for DynamoCatalog {
                                 retryable: true,
                             });
                         }
-                        backoff(attempt).await;
+                        Backoff::AWS.sleep(attempt).await;
                         pending = rest;
                     }
                     _ => break,

@@ -14,9 +14,10 @@ use serde::de::DeserializeOwned;
 
 use super::keys::{JOB_SK, REPORT_PREFIX, REPORTS_END, job_g1sk, job_pk, jobs_g1pk, report_sk};
 use super::{
-    DynamoCatalog, GSI1, Row, SERVICE, attr_s, backoff, first_rows, is_condition_failed, json, key, parse_doc,
-    query_error, s, sdk_error,
+    DynamoCatalog, GSI1, Row, SERVICE, attr_s, first_rows, is_condition_failed, json, key, parse_doc, query_error, s,
+    sdk_error,
 };
+use crate::backoff::Backoff;
 use crate::model::{RestoreItemReport, RestoreJob, RestoreOutcome, RestorePlan, RestoreStatus, SCHEMA_VERSION};
 use crate::store::{Listing, OutcomeCounts, Page, RestoreJobs, StoreError, outcome_replaces};
 
@@ -211,7 +212,7 @@ impl RestoreJobs for DynamoCatalog {
                 // Another delivery of this item got there first: decide again on what it wrote.
                 Some((true, false)) => {}
                 // Transaction conflicts with a concurrent update of the job row.
-                Some((false, false)) => backoff(attempt).await,
+                Some((false, false)) => Backoff::AWS.sleep(attempt).await,
                 None => return Err(sdk_error(SERVICE, "TransactWriteItems", err)),
             }
         }

@@ -134,8 +134,7 @@ mod tests {
 
     use super::super::tree::Tree;
     use crate::model::{
-        ConflictPolicy, ContainerId, ItemKind, ItemVersion, RestoreJob, RestoreScope, RestoreStatus, RestoreTarget,
-        SCHEMA_VERSION, Verification,
+        ContainerId, ItemKind, ItemVersion, RestoreJob, RestoreScope, RestoreTarget, SCHEMA_VERSION, Verification,
     };
 
     fn version(id: &str, kind: ItemKind, name: &str, parent: &str) -> ItemVersion {
@@ -164,24 +163,15 @@ mod tests {
 
     fn job(quarantine: bool) -> RestoreJob {
         RestoreJob {
-            v: SCHEMA_VERSION,
-            id: "j".into(),
-            container: ContainerId::new("t", "d"),
-            scope: RestoreScope::Container,
-            as_of: Utc::now(),
-            target: RestoreTarget::InPlace,
-            conflict: ConflictPolicy::Rename,
             quarantine_new_items: quarantine,
-            status: RestoreStatus::Queued,
-            created_at: Utc::now(),
-            planned_items: 0,
-            planned_bytes: 0,
-            conflicts: 0,
-            restored: 0,
-            unchanged: 0,
-            skipped: 0,
-            failed: 0,
-            bytes_restored: 0,
+            ..RestoreJob::new(
+                "j",
+                ContainerId::new("t", "d"),
+                RestoreScope::Container,
+                Utc::now(),
+                RestoreTarget::InPlace,
+                Utc::now(),
+            )
         }
     }
 

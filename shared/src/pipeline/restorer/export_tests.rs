@@ -13,8 +13,8 @@ use super::export::split;
 use super::{RestorerDeps, handle};
 use crate::graph::test_server::{TestServer, graph_error};
 use crate::model::{
-    ConflictPolicy, ContainerId, ContentRef, ItemKind, ItemVersion, MailMeta, ObjectRef, RestoreJob, RestoreOutcome,
-    RestoreScope, RestoreStatus, RestoreStep, RestoreTarget, RestoreTask, SCHEMA_VERSION, Verification,
+    ContainerId, ContentRef, ItemKind, ItemVersion, MailMeta, ObjectRef, RestoreJob, RestoreOutcome, RestoreScope,
+    RestoreStatus, RestoreStep, RestoreTarget, RestoreTask, SCHEMA_VERSION, Verification,
 };
 use crate::pipeline::part_buffer::PART_SIZE;
 use crate::store::memory::{MemoryCatalog, MemoryExports, MemorySink, MemoryVault};
@@ -101,26 +101,14 @@ impl World {
 
     /// Creates an export job, then delivers every task it queues until none is left.
     async fn export(&self, scope: RestoreScope, as_of: DateTime<Utc>) -> RestoreJob {
-        let job = RestoreJob {
-            v: SCHEMA_VERSION,
-            id: format!("job-{}", uuid::Uuid::new_v4()),
-            container: mailbox(),
+        let job = RestoreJob::new(
+            format!("job-{}", uuid::Uuid::new_v4()),
+            mailbox(),
             scope,
             as_of,
-            target: RestoreTarget::Export,
-            conflict: ConflictPolicy::Rename,
-            quarantine_new_items: false,
-            status: RestoreStatus::Queued,
-            created_at: Utc::now(),
-            planned_items: 0,
-            planned_bytes: 0,
-            conflicts: 0,
-            restored: 0,
-            unchanged: 0,
-            skipped: 0,
-            failed: 0,
-            bytes_restored: 0,
-        };
+            RestoreTarget::Export,
+            Utc::now(),
+        );
         self.catalog.create_restore_job(&job).await.expect("create");
         handle(&self.deps, &RestoreTask::plan(job.id.clone(), false)).await.expect("plan");
         self.drain().await;

@@ -86,7 +86,7 @@ mod tests {
 
     use super::*;
     use crate::graph::test_server::{TestServer, graph_error};
-    use crate::model::{ConflictPolicy, ContainerId, RestoreItemReport, RestoreOutcome, RestoreScope, RestoreTarget};
+    use crate::model::{ContainerId, RestoreItemReport, RestoreOutcome, RestoreScope, RestoreTarget};
     use crate::store::RestoreJobs;
     use crate::store::memory::{MemoryCatalog, MemorySink, MemoryVault};
 
@@ -96,24 +96,16 @@ mod tests {
         let graph = TestServer::start(3600, |_, _| graph_error(500, "unused")).await;
         let catalog = Arc::new(MemoryCatalog::new());
         let job = RestoreJob {
-            v: SCHEMA_VERSION,
-            id: "j".into(),
-            container: ContainerId::new("t", "d"),
-            scope: RestoreScope::Container,
-            as_of: Utc::now(),
-            target: RestoreTarget::InPlace,
-            conflict: ConflictPolicy::Rename,
-            quarantine_new_items: false,
             status: RestoreStatus::Running,
-            created_at: Utc::now(),
             planned_items: planned,
-            planned_bytes: 0,
-            conflicts: 0,
-            restored: 0,
-            unchanged: 0,
-            skipped: 0,
-            failed: 0,
-            bytes_restored: 0,
+            ..RestoreJob::new(
+                "j",
+                ContainerId::new("t", "d"),
+                RestoreScope::Container,
+                Utc::now(),
+                RestoreTarget::InPlace,
+                Utc::now(),
+            )
         };
         catalog.create_restore_job(&job).await.expect("create");
         let deps = RestorerDeps {
