@@ -101,8 +101,17 @@ fn parse_version(row: &Row) -> Result<ItemVersion, StoreError> {
     Ok(version)
 }
 
-fn is_condition_failed<E: ProvideErrorMetadata>(err: &SdkError<E>) -> bool {
-    matches!(err, SdkError::ServiceError(e) if e.err().code() == Some("ConditionalCheckFailedException"))
+/// Whether a conditional write was applied: false when its condition did not hold (the
+/// caller decides what that means), an error for any other failure.
+fn applied<T, E>(sent: Result<T, SdkError<E>>, operation: &str) -> Result<bool, StoreError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match sent {
+        Ok(_) => Ok(true),
+        Err(SdkError::ServiceError(e)) if e.err().code() == Some("ConditionalCheckFailedException") => Ok(false),
+        Err(e) => Err(sdk_error(SERVICE, operation, e)),
+    }
 }
 
 impl DynamoCatalog {
@@ -140,6 +149,19 @@ impl DynamoCatalog {
             .await
             .map_err(|e| sdk_error(SERVICE, "PutItem", e))?;
         Ok(())
+    }
+
+    /// Puts a row only if its key is new: false if one is already there (which stands).
+    async fn put_new_row(&self, row: Row) -> Result<bool, StoreError> {
+        let sent = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(row))
+            .condition_expression("attribute_not_exists(PK)")
+            .send()
+            .await;
+        applied(sent, "PutItem")
     }
 
     /// A query of the table, for the caller to complete and read through the SDK's paginator.

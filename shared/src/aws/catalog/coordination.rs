@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::keys::{STATE_SK, slot_attribute, slots_pk, sortable_time, throttle_pk};
-use super::{DynamoCatalog, SERVICE, is_condition_failed, key, parse_time, s, sdk_error};
+use super::{DynamoCatalog, applied, key, parse_time, s};
 use crate::store::{Coordination, SlotLease, StoreError};
 
 #[async_trait]
@@ -29,11 +29,7 @@ impl Coordination for DynamoCatalog {
             .expression_attribute_values(":u", s(sortable_time(until)))
             .send()
             .await;
-        match sent {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failed(&e) => Ok(()),
-            Err(e) => Err(sdk_error(SERVICE, "UpdateItem", e)),
-        }
+        applied(sent, "UpdateItem").map(|_| ())
     }
 
     /// One row per resource, one attribute per slot holding its lease's end: a slot is taken
@@ -62,13 +58,9 @@ impl Coordination for DynamoCatalog {
                 .expression_attribute_values(":now", s(sortable_time(now)))
                 .send()
                 .await;
-            match sent {
-                Ok(_) => {
-                    let (tenant_id, resource) = (tenant_id.to_owned(), resource.to_owned());
-                    return Ok(Some(SlotLease { tenant_id, resource, slot, until }));
-                }
-                Err(e) if is_condition_failed(&e) => continue,
-                Err(e) => return Err(sdk_error(SERVICE, "UpdateItem", e)),
+            if applied(sent, "UpdateItem")? {
+                let (tenant_id, resource) = (tenant_id.to_owned(), resource.to_owned());
+                return Ok(Some(SlotLease { tenant_id, resource, slot, until }));
             }
         }
         Ok(None)
@@ -86,10 +78,6 @@ impl Coordination for DynamoCatalog {
             .expression_attribute_values(":until", s(sortable_time(lease.until)))
             .send()
             .await;
-        match sent {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failed(&e) => Ok(()),
-            Err(e) => Err(sdk_error(SERVICE, "UpdateItem", e)),
-        }
+        applied(sent, "UpdateItem").map(|_| ())
     }
 }

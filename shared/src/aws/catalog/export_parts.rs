@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use super::keys::{PART_PREFIX, job_pk, part_sk};
-use super::{DynamoCatalog, SERVICE, all_rows, is_condition_failed, json, key, parse_doc, s, sdk_error};
+use super::{DynamoCatalog, all_rows, json, key, parse_doc, s};
 use crate::model::ExportPart;
 use crate::store::{ExportParts, StoreError};
 
@@ -12,19 +12,7 @@ impl ExportParts for DynamoCatalog {
     async fn record_export_part(&self, job_id: &str, part: &ExportPart) -> Result<bool, StoreError> {
         let mut row = key(job_pk(job_id), part_sk(part.part));
         row.insert("doc".to_owned(), json(part)?);
-        let sent = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(row))
-            .condition_expression("attribute_not_exists(PK)")
-            .send()
-            .await;
-        match sent {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failed(&e) => Ok(false),
-            Err(e) => Err(sdk_error(SERVICE, "PutItem", e)),
-        }
+        self.put_new_row(row).await
     }
 
     /// Strongly consistent, so the part that completes an export sees every other part.

@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
 use super::keys::{FAILURE_PREFIX, container_pk, failure_sk, sortable_time};
-use super::{DynamoCatalog, SERVICE, all_rows, attr_s, is_condition_failed, key, parse_time, s, sdk_error};
+use super::{DynamoCatalog, SERVICE, all_rows, applied, attr_s, key, parse_time, s, sdk_error};
 use crate::model::{ContainerId, ItemFailure, ItemKey};
 use crate::store::{Failures, StoreError};
 
@@ -46,11 +46,7 @@ impl Failures for DynamoCatalog {
             .expression_attribute_values(":yes", AttributeValue::Bool(true))
             .send()
             .await;
-        match sent {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failed(&e) => Ok(()), // nothing to clear
-            Err(e) => Err(sdk_error(SERVICE, "UpdateItem", e)),
-        }
+        applied(sent, "UpdateItem").map(|_| ()) // nothing to clear
     }
 
     async fn failures(&self, container: &ContainerId) -> Result<Vec<ItemFailure>, StoreError> {

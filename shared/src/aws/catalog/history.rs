@@ -16,8 +16,8 @@ use super::keys::{
     versions_g1pk, versions_until_sk,
 };
 use super::{
-    DynamoCatalog, GSI1, Row, SERVICE, all_rows, attr_s, first_rows, is_condition_failed, json, key, parse_doc,
-    parse_version, s, sdk_error,
+    DynamoCatalog, GSI1, Row, SERVICE, all_rows, applied, attr_s, first_rows, json, key, parse_doc, parse_version, s,
+    sdk_error,
 };
 use crate::backoff::Backoff;
 use crate::model::{ContainerId, ItemHead, ItemKey, ItemVersion, ObjectRef};
@@ -85,11 +85,7 @@ impl DynamoCatalog {
             .expression_attribute_values(":g1sk", s(version.key.item_id.clone()))
             .send()
             .await;
-        match sent {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failed(&e) => Ok(()),
-            Err(e) => Err(sdk_error(SERVICE, "UpdateItem", e)),
-        }
+        applied(sent, "UpdateItem").map(|_| ())
     }
 }
 
@@ -170,19 +166,7 @@ impl ItemHistory for DynamoCatalog {
             row.insert("G2PK".to_owned(), s(children_g2pk(&version.key.container, parent_id)));
             row.insert("G2SK".to_owned(), s(index_sk));
         }
-        let sent = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(row))
-            .condition_expression("attribute_not_exists(PK)")
-            .send()
-            .await;
-        let commit = match sent {
-            Ok(_) => Commit::Created,
-            Err(e) if is_condition_failed(&e) => Commit::AlreadyCommitted,
-            Err(e) => return Err(sdk_error(SERVICE, "PutItem", e)),
-        };
+        let commit = if self.put_new_row(row).await? { Commit::Created } else { Commit::AlreadyCommitted };
         // On redelivery the head is advanced again (strictly), which repairs a crash between
         // the two writes and is a no-op otherwise.
         self.advance_head(version, record, commit == Commit::AlreadyCommitted).await?;
@@ -212,11 +196,7 @@ impl ItemHistory for DynamoCatalog {
                     .expression_attribute_values(":e", s(epoch))
                     .send()
                     .await;
-                match sent {
-                    Ok(_) => Ok(()),
-                    Err(e) if is_condition_failed(&e) => Ok(()),
-                    Err(e) => Err(sdk_error(SERVICE, "UpdateItem", e)),
-                }
+                applied(sent, "UpdateItem").map(|_| ())
             })
             .await
     }

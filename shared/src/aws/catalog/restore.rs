@@ -14,8 +14,7 @@ use serde::de::DeserializeOwned;
 
 use super::keys::{JOB_SK, REPORT_PREFIX, REPORTS_END, job_g1sk, job_pk, jobs_g1pk, report_sk};
 use super::{
-    DynamoCatalog, GSI1, Row, SERVICE, attr_s, first_rows, is_condition_failed, json, key, parse_doc, query_error, s,
-    sdk_error,
+    DynamoCatalog, GSI1, Row, SERVICE, applied, attr_s, first_rows, json, key, parse_doc, query_error, s, sdk_error,
 };
 use crate::backoff::Backoff;
 use crate::model::{RestoreItemReport, RestoreJob, RestoreOutcome, RestorePlan, RestoreStatus, SCHEMA_VERSION};
@@ -125,21 +124,10 @@ impl RestoreJobs for DynamoCatalog {
         }
         row.insert("G1PK".to_owned(), s(jobs_g1pk(&job.container.tenant_id)));
         row.insert("G1SK".to_owned(), s(job_g1sk(job.created_at, &job.id)));
-        let sent = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(row))
-            .condition_expression("attribute_not_exists(PK)")
-            .send()
-            .await;
-        match sent {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failed(&e) => {
-                Err(StoreError::AlreadyExists { key: format!("restore job {}", job.id) })
-            }
-            Err(e) => Err(sdk_error(SERVICE, "PutItem", e)),
+        if !self.put_new_row(row).await? {
+            return Err(StoreError::AlreadyExists { key: format!("restore job {}", job.id) });
         }
+        Ok(())
     }
 
     async fn restore_job(&self, id: &str) -> Result<Option<RestoreJob>, StoreError> {
@@ -181,11 +169,7 @@ impl RestoreJobs for DynamoCatalog {
                 .expression_attribute_values(":conflicts", n(plan.conflicts)),
             None => update.update_expression("SET #status = :status"),
         };
-        match update.send().await {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failed(&e) => Err(not_found(id)),
-            Err(e) => Err(sdk_error(SERVICE, "UpdateItem", e)),
-        }
+        if applied(update.send().await, "UpdateItem")? { Ok(()) } else { Err(not_found(id)) }
     }
 
     async fn record_restore_outcome(&self, report: &RestoreItemReport, bytes: u64) -> Result<bool, StoreError> {
@@ -248,11 +232,7 @@ impl RestoreJobs for DynamoCatalog {
             .expression_attribute_values(":f", n(counts.failed))
             .send()
             .await;
-        match sent {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failed(&e) => Err(not_found(id)),
-            Err(e) => Err(sdk_error(SERVICE, "UpdateItem", e)),
-        }
+        if applied(sent, "UpdateItem")? { Ok(()) } else { Err(not_found(id)) }
     }
 
     async fn restore_report(&self, job_id: &str, item_id: &str) -> Result<Option<RestoreItemReport>, StoreError> {
