@@ -5,6 +5,15 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+mod queue;
+mod restore;
+
+pub use queue::{ChangeJob, ChangeReason, ItemJob, LifecycleJob, RestoreStep, RestoreTask};
+pub use restore::{
+    ConflictPolicy, ExportPart, RestoreItemReport, RestoreJob, RestoreOutcome, RestorePlan, RestoreScope,
+    RestoreStatus, RestoreTarget,
+};
+
 /// Schema version of every message and record written by this build.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -196,104 +205,6 @@ pub struct ItemState {
     pub mail: Option<MailMeta>,
 }
 
-/// Why an enumeration was asked for.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum ChangeReason {
-    /// A Graph change notification.
-    Notification,
-    /// Periodic safety-net delta from the stored link.
-    Sweep,
-    /// The enumerator's own continuation before its deadline: never coalesced away.
-    Continuation,
-    /// Full enumeration compared with the catalog: re-queues what lacks a verified version
-    /// and records deletions the delta feed did not report.
-    Reconcile,
-}
-
-/// Message of the `changes` FIFO queue (group = container). Carries ids, never links or content.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct ChangeJob {
-    pub v: u32,
-    pub container: ContainerId,
-    pub reason: ChangeReason,
-    pub enqueued_at: DateTime<Utc>,
-}
-
-impl ChangeJob {
-    pub fn new(container: ContainerId, reason: ChangeReason, now: DateTime<Utc>) -> Self {
-        Self { v: SCHEMA_VERSION, container, reason, enqueued_at: now }
-    }
-}
-
-/// Message of the `items` / `items-large` queues: back up this state of this item.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct ItemJob {
-    pub v: u32,
-    pub container: ContainerId,
-    pub item: ItemState,
-    /// When the enumerator saw this state; the Microsoft 365 time of a deletion.
-    pub observed_at: DateTime<Utc>,
-    /// Full-scan epoch that produced the job, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scan_epoch: Option<String>,
-    /// Times this job was re-sent because Graph throttled us (does not burn SQS receives).
-    #[serde(default)]
-    pub deferrals: u32,
-}
-
-/// Message of the `restores` queue: the API sends the plan step, the restorer fans the files
-/// out to itself in `items` steps (an export's in `export_part` steps). Ids only, never names,
-/// links or content.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct RestoreTask {
-    pub v: u32,
-    pub job_id: String,
-    pub step: RestoreStep,
-}
-
-/// What the restorer does with a job on this delivery.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum RestoreStep {
-    /// Walk the scope as of the job's time, count items and bytes, create folders and fan
-    /// the files out. A dry run stops after counting: the job stays a plan.
-    Plan { dry_run: bool },
-    /// Restore these items of the job's container (a chunk of the plan).
-    Items { item_ids: Vec<String> },
-    /// Export jobs: write zip `part` of `of`, holding the messages in scope whose ids lie in
-    /// `[from, to)` in item order (`None`: unbounded). Ranges, not id lists, keep the message
-    /// small whatever the part's size, and cover every message even if the catalog gained
-    /// one since the plan.
-    ExportPart {
-        part: u32,
-        of: u32,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        from: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        to: Option<String>,
-    },
-}
-
-impl RestoreTask {
-    pub fn plan(job_id: impl Into<String>, dry_run: bool) -> Self {
-        Self { v: SCHEMA_VERSION, job_id: job_id.into(), step: RestoreStep::Plan { dry_run } }
-    }
-}
-
-/// Message of the `lifecycle` queue: a Graph lifecycle event as the webhook forwards it to
-/// the scheduler. Ids only, never the clientState.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct LifecycleJob {
-    pub v: u32,
-    pub tenant_id: String,
-    pub subscription_id: String,
-    pub event: String,
-    /// [`ContainerId::tag`] of the subscribed container, vouched for by the clientState.
-    pub container_tag: String,
-    pub received_at: DateTime<Utc>,
-}
-
 /// How strongly a version's content is known to match Microsoft 365.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -457,195 +368,6 @@ pub struct ItemFailure {
     pub last_attempt: DateTime<Utc>,
 }
 
-/// What a restore job covers.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum RestoreScope {
-    /// One file or folder (a folder includes its subtree).
-    Item { item_id: String },
-    /// A whole drive.
-    Container,
-}
-
-/// Where restored items go.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum RestoreTarget {
-    /// In-place rollback: existing items get the old bytes as a new version of the same item,
-    /// with name and parent put back; missing items are recreated on their path.
-    InPlace,
-    /// Another drive (or the same one) under a folder, keeping the relative tree. For a
-    /// mailbox restore, `drive_id` is the target user (also accepted as `mailbox_id`) and
-    /// `folder_id` one of their mail folders.
-    Alternate {
-        #[serde(alias = "mailbox_id")]
-        drive_id: String,
-        folder_id: String,
-    },
-    /// Mailboxes only: no write to Microsoft 365; the messages in scope as they were at the
-    /// restore time become `.eml` files in zips in the exports bucket, downloaded through
-    /// presigned links the job shows once it has finished.
-    Export,
-}
-
-/// What to do when the target already holds an item of that name (alternate targets).
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum ConflictPolicy {
-    #[default]
-    Rename,
-    Replace,
-    Skip,
-}
-
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum RestoreStatus {
-    /// Accepted; the restorer has not planned it yet.
-    Queued,
-    /// Planned (a dry run ends here, with its counts).
-    Planned,
-    Running,
-    Succeeded,
-    /// Finished, some items failed (see the per-item report).
-    CompletedWithErrors,
-    Failed,
-}
-
-/// A restore request and its progress. Counters are updated atomically by the restorers.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct RestoreJob {
-    pub v: u32,
-    pub id: String,
-    pub container: ContainerId,
-    pub scope: RestoreScope,
-    /// Microsoft 365 time to restore to.
-    pub as_of: DateTime<Utc>,
-    pub target: RestoreTarget,
-    #[serde(default)]
-    pub conflict: ConflictPolicy,
-    /// Items created after `as_of` are moved to a quarantine folder (never deleted).
-    #[serde(default)]
-    pub quarantine_new_items: bool,
-    pub status: RestoreStatus,
-    pub created_at: DateTime<Utc>,
-    #[serde(default)]
-    pub planned_items: u64,
-    #[serde(default)]
-    pub planned_bytes: u64,
-    /// Items the plan found in the way (see [`RestoreOutcome::Conflict`]).
-    #[serde(default)]
-    pub conflicts: u64,
-    #[serde(default)]
-    pub restored: u64,
-    #[serde(default)]
-    pub unchanged: u64,
-    #[serde(default)]
-    pub skipped: u64,
-    #[serde(default)]
-    pub failed: u64,
-    #[serde(default)]
-    pub bytes_restored: u64,
-}
-
-impl RestoreJob {
-    /// A job as it is created: queued, nothing planned or counted yet, conflicts renamed
-    /// ([`ConflictPolicy`]'s default) and items created after `as_of` left in place.
-    pub fn new(
-        id: impl Into<String>,
-        container: ContainerId,
-        scope: RestoreScope,
-        as_of: DateTime<Utc>,
-        target: RestoreTarget,
-        created_at: DateTime<Utc>,
-    ) -> Self {
-        Self {
-            v: SCHEMA_VERSION,
-            id: id.into(),
-            container,
-            scope,
-            as_of,
-            target,
-            conflict: ConflictPolicy::default(),
-            quarantine_new_items: false,
-            status: RestoreStatus::Queued,
-            created_at,
-            planned_items: 0,
-            planned_bytes: 0,
-            conflicts: 0,
-            restored: 0,
-            unchanged: 0,
-            skipped: 0,
-            failed: 0,
-            bytes_restored: 0,
-        }
-    }
-}
-
-/// The outcome of one item of a restore job, for the per-item report.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct RestoreItemReport {
-    pub job_id: String,
-    pub item_id: String,
-    /// Path as of the restore time, for people.
-    pub path: String,
-    pub outcome: RestoreOutcome,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-    /// The Graph item that now holds the restored state.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_item_id: Option<String>,
-    pub at: DateTime<Utc>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum RestoreOutcome {
-    /// Bytes and metadata written, re-read and hashed equal to the backed-up version.
-    Restored,
-    /// The target already held exactly this state.
-    Unchanged,
-    /// Left alone by the conflict policy.
-    Skipped,
-    /// Created after the restore time; reported (and moved to quarantine if asked).
-    CreatedAfter,
-    Failed,
-    /// Dry run only: the item is in the restore's way or the restore is in its way (a name
-    /// now held by another item, an item created after the restore time); the detail says
-    /// what the restore will do about it.
-    Conflict,
-}
-
-/// One zip of an export job, recorded when its upload has completed (the commit point of the
-/// part: its messages' reports are written before it).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct ExportPart {
-    /// 1-based.
-    pub part: u32,
-    /// How many parts the export has: the job is finished when all of them are recorded.
-    pub of: u32,
-    /// Key in the exports bucket (not versioned: each job writes its own keys once).
-    pub key: String,
-    pub bytes: u64,
-    /// SHA-256 of the whole zip, hex.
-    pub sha256: String,
-    /// `.eml` entries in the zip.
-    pub messages: u64,
-    /// Messages of this part left out (each has a `failed` report and a manifest line).
-    pub failed: u64,
-    pub completed_at: DateTime<Utc>,
-}
-
-/// What a restore's plan step found: counts a dry run reports and a run works through.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RestorePlan {
-    /// Items with an outcome to record (in scope at the restore time, plus those created after).
-    pub items: u64,
-    /// Bytes to upload: files whose content differs from the target's.
-    pub bytes: u64,
-    pub conflicts: u64,
-}
-
 #[cfg(test)]
 mod serde_tests {
     use super::*;
@@ -674,23 +396,5 @@ mod serde_tests {
         // A drive's key serialises as before mailboxes existed.
         let drive = serde_json::to_value(ContainerId::new("t", "d")).expect("serialise");
         assert_eq!(drive, serde_json::json!({"tenant_id": "t", "drive_id": "d"}));
-    }
-
-    #[test]
-    fn a_restore_task_has_the_documented_wire_shape() {
-        let json = serde_json::to_value(RestoreTask::plan("job-1", true)).expect("json");
-        assert_eq!(json, serde_json::json!({"v": 1, "job_id": "job-1", "step": {"kind": "plan", "dry_run": true}}));
-        let items: RestoreTask =
-            serde_json::from_str(r#"{"v":1,"job_id":"j","step":{"kind":"items","item_ids":["a","b"]}}"#)
-                .expect("parse");
-        assert_eq!(items.step, RestoreStep::Items { item_ids: vec!["a".into(), "b".into()] });
-        // An export part names its range; an open end is left out of the message.
-        let part: RestoreTask =
-            serde_json::from_str(r#"{"v":1,"job_id":"j","step":{"kind":"export_part","part":2,"of":3,"from":"m7"}}"#)
-                .expect("parse");
-        let step = RestoreStep::ExportPart { part: 2, of: 3, from: Some("m7".into()), to: None };
-        assert_eq!(part.step, step);
-        let json = serde_json::to_value(&step).expect("json");
-        assert_eq!(json, serde_json::json!({"kind": "export_part", "part": 2, "of": 3, "from": "m7"}));
     }
 }

@@ -1,0 +1,128 @@
+//! Queue messages: what the webhook, the scheduler, the enumerators and the restore API send.
+//! Ids and item metadata only, never links, tokens or content.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::*;
+
+/// Why an enumeration was asked for.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeReason {
+    /// A Graph change notification.
+    Notification,
+    /// Periodic safety-net delta from the stored link.
+    Sweep,
+    /// The enumerator's own continuation before its deadline: never coalesced away.
+    Continuation,
+    /// Full enumeration compared with the catalog: re-queues what lacks a verified version
+    /// and records deletions the delta feed did not report.
+    Reconcile,
+}
+
+/// Message of the `changes` FIFO queue (group = container). Carries ids, never links or content.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ChangeJob {
+    pub v: u32,
+    pub container: ContainerId,
+    pub reason: ChangeReason,
+    pub enqueued_at: DateTime<Utc>,
+}
+
+impl ChangeJob {
+    pub fn new(container: ContainerId, reason: ChangeReason, now: DateTime<Utc>) -> Self {
+        Self { v: SCHEMA_VERSION, container, reason, enqueued_at: now }
+    }
+}
+
+/// Message of the `items` / `items-large` queues: back up this state of this item.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ItemJob {
+    pub v: u32,
+    pub container: ContainerId,
+    pub item: ItemState,
+    /// When the enumerator saw this state; the Microsoft 365 time of a deletion.
+    pub observed_at: DateTime<Utc>,
+    /// Full-scan epoch that produced the job, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan_epoch: Option<String>,
+    /// Times this job was re-sent because Graph throttled us (does not burn SQS receives).
+    #[serde(default)]
+    pub deferrals: u32,
+}
+
+/// Message of the `restores` queue: the API sends the plan step, the restorer fans the files
+/// out to itself in `items` steps (an export's in `export_part` steps). Ids only, never names,
+/// links or content.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RestoreTask {
+    pub v: u32,
+    pub job_id: String,
+    pub step: RestoreStep,
+}
+
+/// What the restorer does with a job on this delivery.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RestoreStep {
+    /// Walk the scope as of the job's time, count items and bytes, create folders and fan
+    /// the files out. A dry run stops after counting: the job stays a plan.
+    Plan { dry_run: bool },
+    /// Restore these items of the job's container (a chunk of the plan).
+    Items { item_ids: Vec<String> },
+    /// Export jobs: write zip `part` of `of`, holding the messages in scope whose ids lie in
+    /// `[from, to)` in item order (`None`: unbounded). Ranges, not id lists, keep the message
+    /// small whatever the part's size, and cover every message even if the catalog gained
+    /// one since the plan.
+    ExportPart {
+        part: u32,
+        of: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
+    },
+}
+
+impl RestoreTask {
+    pub fn plan(job_id: impl Into<String>, dry_run: bool) -> Self {
+        Self { v: SCHEMA_VERSION, job_id: job_id.into(), step: RestoreStep::Plan { dry_run } }
+    }
+}
+
+/// Message of the `lifecycle` queue: a Graph lifecycle event as the webhook forwards it to
+/// the scheduler. Ids only, never the clientState.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct LifecycleJob {
+    pub v: u32,
+    pub tenant_id: String,
+    pub subscription_id: String,
+    pub event: String,
+    /// [`ContainerId::tag`] of the subscribed container, vouched for by the clientState.
+    pub container_tag: String,
+    pub received_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restore_task_has_the_documented_wire_shape() {
+        let json = serde_json::to_value(RestoreTask::plan("job-1", true)).expect("json");
+        assert_eq!(json, serde_json::json!({"v": 1, "job_id": "job-1", "step": {"kind": "plan", "dry_run": true}}));
+        let items: RestoreTask =
+            serde_json::from_str(r#"{"v":1,"job_id":"j","step":{"kind":"items","item_ids":["a","b"]}}"#)
+                .expect("parse");
+        assert_eq!(items.step, RestoreStep::Items { item_ids: vec!["a".into(), "b".into()] });
+        // An export part names its range; an open end is left out of the message.
+        let part: RestoreTask =
+            serde_json::from_str(r#"{"v":1,"job_id":"j","step":{"kind":"export_part","part":2,"of":3,"from":"m7"}}"#)
+                .expect("parse");
+        let step = RestoreStep::ExportPart { part: 2, of: 3, from: Some("m7".into()), to: None };
+        assert_eq!(part.step, step);
+        let json = serde_json::to_value(&step).expect("json");
+        assert_eq!(json, serde_json::json!({"kind": "export_part", "part": 2, "of": 3, "from": "m7"}));
+    }
+}
