@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use super::copier::{self, Copied};
 use super::mail_tests::{mailbox, world};
 use crate::graph::GraphError;
-use crate::model::{ChangeReason, ItemJob, ItemKind, ItemState, SCHEMA_VERSION};
+use crate::model::{ChangeReason, ItemJob, ItemKind, SCHEMA_VERSION};
 use crate::store::{Failures, ItemHistory, SyncStates};
 
 fn gone() -> GraphError {
@@ -79,19 +79,7 @@ async fn a_removal_seen_while_the_mailbox_is_gone_is_a_failure_not_a_tombstone()
     w.mailbox.deliver("m1", "inbox", false);
     w.sync(ChangeReason::Notification).await;
     w.mailbox.refuse(Some(gone()));
-    let removed = ItemState {
-        id: "m1".into(),
-        kind: ItemKind::Message,
-        name: None,
-        parent_id: Some("inbox".into()),
-        etag: None,
-        ctag: None,
-        size: None,
-        quick_xor_hash: None,
-        modified: None,
-        deleted: true,
-        mail: None,
-    };
+    let removed = crate::pipeline::state::removed("m1".into(), ItemKind::Message, Some("inbox"));
     let job = ItemJob {
         v: SCHEMA_VERSION,
         container: mailbox(),

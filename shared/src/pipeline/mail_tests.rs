@@ -122,19 +122,7 @@ impl FakeMailbox {
     }
 
     fn removed(id: &str, kind: ItemKind) -> ItemState {
-        ItemState {
-            id: id.into(),
-            kind,
-            name: None,
-            parent_id: None,
-            etag: None,
-            ctag: None,
-            size: None,
-            quick_xor_hash: None,
-            modified: None,
-            deleted: true,
-            mail: None,
-        }
+        crate::pipeline::state::removed(id.into(), kind, None)
     }
 
     /// Serves a page of a feed whose current content is `now` (id → state).
