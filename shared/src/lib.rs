@@ -10,6 +10,7 @@ pub mod config;
 pub mod export;
 pub mod graph;
 pub mod keys;
+pub mod metrics;
 pub mod mime;
 pub mod model;
 pub mod pipeline;

@@ -119,6 +119,11 @@ impl ItemKind {
     pub fn has_content(self) -> bool {
         matches!(self, ItemKind::File | ItemKind::Message)
     }
+
+    /// Holds other items: a deleted one takes them with it.
+    pub fn is_container(self) -> bool {
+        matches!(self, ItemKind::Folder | ItemKind::Package | ItemKind::MailFolder)
+    }
 }
 
 /// A mailbox address as Graph gives it.
@@ -218,6 +223,11 @@ pub enum Verification {
     /// Graph publishes no hash of this content (a message's MIME): the SHA-256 of the bytes
     /// exactly as Graph served them, re-checked on every read.
     Sha256,
+    /// Graph serves other bytes than its size and quickXorHash describe (files under a
+    /// sensitivity label, Office files SharePoint rewrote), the same on two downloads with the
+    /// eTag unchanged: the bytes as served, by their SHA-256, with the reason in the row's
+    /// `note`. Never a verified copy of Graph's state.
+    AsServed,
 }
 
 /// Where a vault object is: key plus the S3 version id we read back by.
@@ -263,11 +273,50 @@ pub struct ItemVersion {
     /// Messages only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mail: Option<MailMeta>,
+    /// When we asked Graph for this state (absent in records written before it was kept:
+    /// `captured_at` stands in). Orders states whose Microsoft 365 times do not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_at: Option<DateTime<Utc>>,
+    /// Set when this row's place in the item's history is not its Microsoft 365 time: a
+    /// state that became current again (back from the recycle bin, or given an older
+    /// modification time), a state verified after it was first recorded, a state known to
+    /// precede another of the same instant. As-of reads and the head order rows by
+    /// [`ItemVersion::order_time`] (ARCHITECTURE.md, Time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_from: Option<DateTime<Utc>>,
+    /// Why this row exists beside another of the same version, or why its bytes are not
+    /// Graph's (an "as served" state): for people, never parsed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl ItemVersion {
     pub fn tombstone_version(observed_at: DateTime<Utc>) -> String {
         format!("deleted@{}", observed_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    }
+
+    /// Where this row sits in its item's history: from when it is the item's state.
+    pub fn order_time(&self) -> DateTime<Utc> {
+        self.current_from.unwrap_or(self.modified)
+    }
+
+    /// When we asked Graph for this state.
+    pub fn observed(&self) -> DateTime<Utc> {
+        self.observed_at.unwrap_or(self.captured_at)
+    }
+
+    /// The row's identity within its item: the version marker, and for a row placed away from
+    /// its Microsoft 365 time, that place (so a state held before that is current again gets a
+    /// row, and a record, of its own).
+    pub fn row_id(&self) -> std::borrow::Cow<'_, str> {
+        match self.current_from {
+            None => std::borrow::Cow::Borrowed(&self.version),
+            Some(t) => std::borrow::Cow::Owned(format!(
+                "{}@{}",
+                self.version,
+                t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            )),
+        }
     }
 }
 
@@ -277,9 +326,6 @@ pub struct ItemHead {
     pub current: ItemVersion,
     /// The immutable record of `current` in the vault.
     pub record: ObjectRef,
-    /// Last full-scan epoch that saw this item alive in Graph.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seen_epoch: Option<String>,
 }
 
 /// Enumerator-owned delta state of a container. Links carry tokens: never logged.
@@ -389,6 +435,9 @@ mod serde_tests {
             verification: Verification::NoContent,
             deleted: false,
             mail: None,
+            observed_at: None,
+            current_from: None,
+            note: None,
         };
         let json = serde_json::to_string(&version).expect("serialise");
         let back: ItemVersion = serde_json::from_str(&json).expect("deserialise");

@@ -634,6 +634,21 @@ fn catalog_is_protected(t: &Value) -> Vec<String> {
     violations
 }
 
+/// Every count the functions emit for a human to look at has an alarm on it.
+fn emitted_metrics_alarmed(t: &Value) -> Vec<String> {
+    shared::metrics::ALARMED
+        .iter()
+        .filter(|name| {
+            !resources(t).any(|(_, r)| {
+                r["Type"].as_str() == Some("AWS::CloudWatch::Alarm")
+                    && r["Properties"]["Namespace"].as_str() == Some(shared::metrics::NAMESPACE)
+                    && r["Properties"]["MetricName"].as_str() == Some(**name)
+            })
+        })
+        .map(|name| format!("metric {name}: emitted without an alarm"))
+        .collect()
+}
+
 fn violations(t: &Value) -> Vec<String> {
     let rules: &[fn(&Value) -> Vec<String>] = &[
         exact_grants,
@@ -648,6 +663,7 @@ fn violations(t: &Value) -> Vec<String> {
         vault_is_locked,
         exports_are_temporary_and_private,
         catalog_is_protected,
+        emitted_metrics_alarmed,
     ];
     rules.iter().flat_map(|rule| rule(t)).collect()
 }
@@ -1175,6 +1191,13 @@ fn every_rule_catches_the_mistake_it_exists_for() {
                 t["Resources"].as_mapping_mut().expect("resources").remove("RestoresDeadLetterAlarm");
             },
             &["RestoresDeadLetterQueue: dead-letter queue without an alarm"],
+        ),
+        (
+            "files recorded as served without an alarm",
+            |t| {
+                t["Resources"].as_mapping_mut().expect("resources").remove("AsServedVersionsAlarm");
+            },
+            &["metric VersionsRecordedAsServed: emitted without an alarm"],
         ),
     ];
     for (description, mutate, expected) in cases {

@@ -77,6 +77,9 @@ pub fn file(item_id: &str, name: &str, parent: &str, modified: DateTime<Utc>, et
         }),
         verification: Verification::QuickXor,
         mail: None,
+        observed_at: None,
+        current_from: None,
+        note: None,
     }
 }
 

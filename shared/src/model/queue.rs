@@ -50,6 +50,10 @@ pub struct ItemJob {
     /// Times this job was re-sent because Graph throttled us (does not burn SQS receives).
     #[serde(default)]
     pub deferrals: u32,
+    /// A deletion we inferred (the item was missing from a full scan, or its folder was
+    /// deleted) rather than one Graph reported: the copier asks Graph before recording it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub confirm_gone: bool,
 }
 
 /// Message of the `restores` queue: the API sends the plan step, the restorer fans the files

@@ -15,6 +15,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
+use super::order;
 use super::part_buffer::PartBuffer;
 use super::throttle::{Paced, paced};
 use super::{DriveReader, MailReader, PipelineError, item_state, throttle_resource};
@@ -51,6 +52,9 @@ pub enum Copied {
     AlreadyHeld,
     /// Graph no longer has the item; the delta feed will report the deletion.
     Gone,
+    /// The item changed since the job and, without a hash, the bytes downloaded cannot be told
+    /// apart from the new state's: nothing recorded; the delta feed brings the new state.
+    Superseded,
     /// Graph throttles us: the job was re-sent with a delay (no receive count burnt).
     Deferred(Duration),
     /// The item cannot be backed up (e.g. 403); reported in the catalog with the reason.
@@ -153,13 +157,23 @@ async fn copy_state(deps: &CopierDeps, job: &ItemJob, key: &ItemKey) -> Result<C
         return mail::copy_state(deps, job, key).await;
     }
     let head = deps.catalog.head(key).await?;
-    let item = &job.item;
+    let (mut item, mut observed_at) = (job.item.clone(), job.observed_at);
+    if item.deleted && job.confirm_gone {
+        // A deletion we inferred is recorded only if Graph agrees.
+        let asked = Utc::now();
+        if let Some(live) = deps.graph.get_item(&key.container.graph_id, &key.item_id).await?
+            && !live.deleted
+        {
+            info!(item = %key.item_id, "Graph still has an item thought gone: recording its state instead");
+            (item, observed_at) = (item_state(&live), asked);
+        }
+    }
     if item.deleted {
         if head.as_ref().is_some_and(|h| h.current.deleted) {
             return Ok(Copied::AlreadyHeld);
         }
-        let version = tombstone(key, head.as_ref(), item, job.observed_at);
-        return commit(deps, version).await.map(|_| Copied::Committed { bytes: 0 });
+        let version = tombstone(key, head.as_ref(), &item, observed_at);
+        return commit(deps, head.as_ref(), version).await.map(|_| Copied::Committed { bytes: 0 });
     }
     let Some(etag) = item.etag.clone() else {
         return Err(PipelineError::MissingData("live item without an eTag".into()));
@@ -172,39 +186,82 @@ async fn copy_state(deps: &CopierDeps, job: &ItemJob, key: &ItemKey) -> Result<C
         return Ok(Copied::AlreadyHeld);
     }
     if !item.kind.has_content() {
-        let version = version_of(key, item, &etag, None, Verification::NoContent);
-        return commit(deps, version).await.map(|_| Copied::Committed { bytes: 0 });
+        let version = version_of(key, &item, &etag, None, Verification::NoContent, observed_at);
+        return commit(deps, head.as_ref(), version).await.map(|_| Copied::Committed { bytes: 0 });
     }
-    if let Some(content) = reusable_content(head.as_ref(), item) {
-        // Same bytes as a version we hold (rename, move, or a hash that arrived later).
-        let verification = verification(item, &content);
-        let version = version_of(key, item, &etag, Some(content), verification);
-        return commit(deps, version).await.map(|_| Copied::Committed { bytes: 0 });
+    if let Some(content) = reusable_content(deps, key, head.as_ref(), &item).await? {
+        // Same bytes as a version we hold (rename, move, back from the recycle bin, or a hash
+        // that arrived later).
+        let verification = verification(&item, &content);
+        let mut version = version_of(key, &item, &etag, Some(content), verification, observed_at);
+        if head.as_ref().is_some_and(|h| h.current.version == etag && !h.current.deleted) {
+            version.note = Some("verified: Graph's quickXorHash now matches the bytes held".to_owned());
+        }
+        return commit(deps, head.as_ref(), version).await.map(|_| Copied::Committed { bytes: 0 });
     }
-    let fetched = match fetch(deps, key, item).await? {
-        Some(f) => f,
-        None => return Ok(Copied::Gone),
+    let fetched = match fetch(deps, key, &item, observed_at).await? {
+        Fetch::Stored(f) => *f,
+        Fetch::Gone => return Ok(Copied::Gone),
+        Fetch::Superseded => return Ok(Copied::Superseded),
     };
     let bytes = fetched.content.size;
-    let version = version_of(
+    let as_served = fetched.matched.verification == Verification::AsServed;
+    let Matched { state, verification, note, observed_at } = fetched.matched;
+    let mut version = version_of(
         key,
-        &fetched.state,
-        fetched.state.etag.as_deref().unwrap_or(&etag),
-        Some(fetched.content.clone()),
-        verification(&fetched.state, &fetched.content),
+        &state,
+        state.etag.as_deref().unwrap_or(&etag),
+        Some(fetched.content),
+        verification,
+        observed_at,
     );
-    commit(deps, version).await?;
+    version.note = note;
+    if as_served {
+        // Kept, counted and alarmed: the failure row says why in the health report; the
+        // metric feeds the alarm.
+        warn!(item = %key.item_id, bytes, "recording the bytes Graph serves, which differ from what it reports");
+        crate::metrics::count(crate::metrics::AS_SERVED, 1);
+        let reason = version.note.clone().unwrap_or_default();
+        commit(deps, head.as_ref(), version).await?;
+        deps.catalog.record_failure(key, &format!("recorded as served: {reason}"), Utc::now()).await?;
+        return Ok(Copied::Committed { bytes });
+    }
+    commit(deps, head.as_ref(), version).await?;
     info!(item = %key.item_id, bytes, "copied");
     Ok(Copied::Committed { bytes })
 }
 
-/// Content we already hold for this item that matches the job's state.
-fn reusable_content(head: Option<&ItemHead>, item: &ItemState) -> Option<ContentRef> {
-    let current = &head?.current;
-    let content = current.content.clone()?;
+/// Content we already hold for this item that matches the job's state: the head's, or, for
+/// an item back from the recycle bin or given an older time, an earlier version's.
+async fn reusable_content(
+    deps: &CopierDeps,
+    key: &ItemKey,
+    head: Option<&ItemHead>,
+    item: &ItemState,
+) -> Result<Option<ContentRef>, PipelineError> {
+    let Some(head) = head else { return Ok(None) };
+    if let Some(content) = same_content(&head.current, item) {
+        return Ok(Some(content));
+    }
+    let back_in_time = head.current.deleted || item.modified.is_some_and(|m| m <= head.current.order_time());
+    if !back_in_time {
+        return Ok(None);
+    }
+    let history = deps.catalog.versions(key, HISTORY_LOOKBACK).await?;
+    Ok(history.iter().find_map(|v| same_content(v, item)))
+}
+
+/// Versions an item back from the recycle bin is looked for among, newest first.
+const HISTORY_LOOKBACK: usize = 20;
+
+fn same_content(held: &ItemVersion, item: &ItemState) -> Option<ContentRef> {
+    let content = held.content.clone()?;
+    if held.verification == Verification::AsServed {
+        return None;
+    }
     let same_size = Some(content.size) == item.size;
     let same_hash = item.quick_xor_hash.is_some() && item.quick_xor_hash == content.quick_xor_hash;
-    let same_ctag = item.quick_xor_hash.is_none() && item.ctag.is_some() && item.ctag == current.ctag;
+    let same_ctag = item.quick_xor_hash.is_none() && item.ctag.is_some() && item.ctag == held.ctag;
     (same_size && (same_hash || same_ctag)).then_some(content)
 }
 
@@ -221,6 +278,7 @@ fn version_of(
     etag: &str,
     content: Option<ContentRef>,
     verification: Verification,
+    observed_at: DateTime<Utc>,
 ) -> ItemVersion {
     let now = Utc::now();
     ItemVersion {
@@ -237,6 +295,9 @@ fn version_of(
         content,
         verification,
         mail: item.mail.clone(),
+        observed_at: Some(observed_at),
+        current_from: None,
+        note: None,
     }
 }
 
@@ -257,12 +318,17 @@ fn tombstone(key: &ItemKey, head: Option<&ItemHead>, item: &ItemState, observed_
         content: None,
         verification: Verification::NoContent,
         mail: last.and_then(|l| l.mail.clone()),
+        observed_at: Some(observed_at),
+        current_from: None,
+        note: None,
     }
 }
 
-/// Commit order: the immutable record in the vault, then the catalog row.
-async fn commit(deps: &CopierDeps, version: ItemVersion) -> Result<(), PipelineError> {
-    let record_key = keys::record_key(&version.key, &version.version);
+/// Commit order: the immutable record in the vault, then the catalog row. The version is
+/// first placed in the item's history relative to `head` ([`order::place`]).
+async fn commit(deps: &CopierDeps, head: Option<&ItemHead>, mut version: ItemVersion) -> Result<(), PipelineError> {
+    order::place(head.map(|h| &h.current), &mut version);
+    let record_key = keys::record_key(&version.key, &version.row_id());
     let body = serde_json::to_vec(&version).map_err(|e| PipelineError::Internal(e.to_string()))?;
     let stored = deps.vault.put_if_absent(&record_key, Bytes::from(body), &lock(deps)).await?;
     // A crash between record and catalog leaves the record: it is the truth to commit.
@@ -276,15 +342,37 @@ async fn commit(deps: &CopierDeps, version: ItemVersion) -> Result<(), PipelineE
     Ok(())
 }
 
+/// The state downloaded bytes belong to, how well, and since when we know it.
+struct Matched {
+    state: ItemState,
+    verification: Verification,
+    note: Option<String>,
+    observed_at: DateTime<Utc>,
+}
+
 /// Bytes fetched and stored, with the state they belong to.
 struct Fetched {
-    state: ItemState,
+    matched: Matched,
     content: ContentRef,
+}
+
+enum Fetch {
+    Stored(Box<Fetched>),
+    /// Graph no longer has the item.
+    Gone,
+    /// The item changed since the job, and without a hash its bytes cannot be told apart from
+    /// the new state's: nothing is recorded, and the delta feed brings the new state.
+    Superseded,
 }
 
 /// Streams the item's current content into the vault. Returns the state the bytes match:
 /// the job's, or (when the item changed since) the one Graph reports now.
-async fn fetch(deps: &CopierDeps, key: &ItemKey, item: &ItemState) -> Result<Option<Fetched>, PipelineError> {
+async fn fetch(
+    deps: &CopierDeps,
+    key: &ItemKey,
+    item: &ItemState,
+    observed_at: DateTime<Utc>,
+) -> Result<Fetch, PipelineError> {
     let size = item.size.unwrap_or(0);
     let mut sink = if size > SMALL_CONTENT_MAX {
         let upload = deps
@@ -296,50 +384,119 @@ async fn fetch(deps: &CopierDeps, key: &ItemKey, item: &ItemState) -> Result<Opt
         ContentSink::Buffer(BytesMut::with_capacity(size as usize))
     };
     let fetched = async {
-        let Some((len, sha256, quick_xor)) = download_into(deps, key, &mut sink).await? else { return Ok(None) };
-        let state = matching_state(deps, key, item, len, &quick_xor).await?;
-        Ok::<_, PipelineError>(state.map(|state| (state, len, sha256, quick_xor)))
+        let Some(got) = download_into(deps, key, &mut sink).await? else { return Ok(Fetch::Gone) };
+        matching_state(deps, key, item, observed_at, got).await
     }
     .await;
     // Nothing half-uploaded outlives a download that is not recorded.
-    let (state, len, sha256, quick_xor) = match fetched {
-        Ok(Some(fetched)) => fetched,
-        other => {
+    let (matched, (len, sha256, quick_xor)) = match fetched {
+        Ok(Fetch::Stored(fetched)) => {
+            let Fetched { matched, content } = *fetched;
+            (matched, (content.size, content.sha256, content.quick_xor_hash.unwrap_or_default()))
+        }
+        Ok(other) => {
             sink.abort(deps).await;
-            return other.map(|_| None);
+            return Ok(other);
+        }
+        Err(e) => {
+            sink.abort(deps).await;
+            return Err(e);
         }
     };
     let object = sink.finish(deps, key, &sha256).await?;
-    Ok(Some(Fetched { state, content: ContentRef { object, size: len, sha256, quick_xor_hash: Some(quick_xor) } }))
+    Ok(Fetch::Stored(Box::new(Fetched {
+        matched,
+        content: ContentRef { object, size: len, sha256, quick_xor_hash: Some(quick_xor) },
+    })))
 }
 
-/// The state the downloaded bytes belong to, or an error if Graph vouches for none.
+/// What a download produced: (length, SHA-256 hex, quickXorHash).
+type Downloaded = (u64, String, String);
+
+/// The state the downloaded bytes belong to, or an error if Graph vouches for none. Returned
+/// as a `Fetch::Stored` whose content carries the hashes (its object is filled by the caller).
 async fn matching_state(
     deps: &CopierDeps,
     key: &ItemKey,
     item: &ItemState,
-    len: u64,
-    quick_xor: &str,
-) -> Result<Option<ItemState>, PipelineError> {
-    let matches = |s: &ItemState| s.size == Some(len) && s.quick_xor_hash.as_deref().is_none_or(|h| h == quick_xor);
-    if matches(item) {
-        return Ok(Some(item.clone()));
+    observed_at: DateTime<Utc>,
+    (len, sha256, quick_xor): Downloaded,
+) -> Result<Fetch, PipelineError> {
+    let stored = |state: ItemState, verification, note, observed_at| {
+        let content = ContentRef {
+            object: ObjectRef { key: String::new(), version_id: String::new() },
+            size: len,
+            sha256: sha256.clone(),
+            quick_xor_hash: Some(quick_xor.clone()),
+        };
+        Fetch::Stored(Box::new(Fetched { matched: Matched { state, verification, note, observed_at }, content }))
+    };
+    let verified = |s: &ItemState| s.size == Some(len) && s.quick_xor_hash.as_deref() == Some(quick_xor.as_str());
+    if verified(item) {
+        return Ok(stored(item.clone(), Verification::QuickXor, None, observed_at));
     }
-    // The item changed between enumeration and download: record what we hold, if Graph
-    // vouches for it now.
+    // The job carries no hash, or the bytes do not match it: what is the item now?
+    let asked = Utc::now();
     let Some(current) = deps.graph.get_item(&key.container.graph_id, &key.item_id).await? else {
-        return Ok(None);
+        return Ok(Fetch::Gone);
     };
     let current = item_state(&current);
     if current.deleted {
-        return Ok(None);
+        return Ok(Fetch::Gone);
     }
-    if matches(&current) {
-        return Ok(Some(current));
+    if verified(&current) {
+        return Ok(stored(current, Verification::QuickXor, None, asked));
     }
-    Err(PipelineError::ContentMismatch(format!(
-        "downloaded {len} bytes that match neither the job's state nor Graph's current state"
-    )))
+    let unchanged = current.etag == item.etag;
+    if current.quick_xor_hash.is_none() {
+        // No hash to check against: the bytes are this eTag's only if Graph reported the same
+        // eTag before and after the download.
+        return Ok(match unchanged && current.size == Some(len) {
+            true => stored(current, Verification::Unverified, None, asked),
+            false => Fetch::Superseded,
+        });
+    }
+    if !unchanged {
+        return Err(PipelineError::ContentMismatch(format!(
+            "downloaded {len} bytes that match neither the job's state nor Graph's current state"
+        )));
+    }
+    // Graph describes this eTag's content as other bytes than it serves. Recorded as served
+    // only if a second download gives the same bytes and the eTag still has not moved.
+    let again = hash_download(deps, key).await?;
+    let after = deps.graph.get_item(&key.container.graph_id, &key.item_id).await?.map(|i| item_state(&i));
+    let stable = again.as_ref().is_some_and(|(l, sha)| *l == len && *sha == sha256)
+        && after.as_ref().is_some_and(|a| a.etag == current.etag && !a.deleted);
+    if !stable {
+        return Err(PipelineError::ContentMismatch(format!(
+            "Graph serves {len} bytes that match neither its size nor its hash, and differ between downloads"
+        )));
+    }
+    let note = format!(
+        "Graph reports {} bytes with quickXorHash {}; it serves {len} bytes (SHA-256 {sha256}) on every download",
+        current.size.map_or_else(|| "no".to_owned(), |s| s.to_string()),
+        current.quick_xor_hash.as_deref().unwrap_or("none"),
+    );
+    Ok(stored(current, Verification::AsServed, Some(note), asked))
+}
+
+/// Downloads the whole content again, only to hash it: (length, SHA-256 hex), or None if the
+/// item is gone.
+async fn hash_download(deps: &CopierDeps, key: &ItemKey) -> Result<Option<(u64, String)>, PipelineError> {
+    let mut sha = Sha256::new();
+    let mut len = 0u64;
+    let download = match deps.graph.download(&key.container.graph_id, &key.item_id, 0).await {
+        Ok(d) => d,
+        Err(GraphError::NotFound) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let mut stream = download.stream;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        sha.update(&chunk);
+        len += chunk.len() as u64;
+    }
+    Ok(Some((len, hex::encode(sha.finalize()))))
 }
 
 enum ContentSink {

@@ -1,8 +1,10 @@
 //! Turns "this container changed" into per-item copy jobs. Coalesces storms (a job enqueued
-//! before the last enumeration started is already covered), pages delta with a checkpoint
-//! after every page, sends itself a continuation before its deadline, stores the delta link
-//! only after the last page, and on 410 (or a reconcile) runs a full enumeration that
-//! re-queues whatever lacks a verified version and records deletions Graph did not report.
+//! before the start of an enumeration that has since completed is already covered), pages
+//! delta with a checkpoint after every page, sends itself a continuation before its deadline,
+//! stores the delta link only after the last page, and on 410 (or a reconcile) runs a full
+//! enumeration that re-queues whatever lacks a verified version and records deletions Graph
+//! did not report. A folder reported deleted takes its descendants with it, whether or not
+//! Graph lists their deletions.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -16,10 +18,10 @@ use super::throttle::paced_within;
 use super::{DriveReader, MailReader, PipelineError, item_state};
 use crate::graph::{DeltaCursor, DeltaLink, GraphError};
 use crate::model::{
-    ChangeJob, ChangeReason, ContainerId, FullScan, ItemHead, ItemJob, ItemKind, ItemState, SCHEMA_VERSION, SyncState,
-    Verification,
+    ChangeJob, ChangeReason, ContainerId, FullScan, ItemHead, ItemJob, ItemKind, ItemState, ItemVersion,
+    SCHEMA_VERSION, SyncState, Verification,
 };
-use crate::store::{EnumeratorCatalog, MessageSink, OutMessage, QueueName};
+use crate::store::{EnumeratorCatalog, MessageSink, OutMessage, QueueName, seen_mark};
 
 pub struct EnumeratorDeps {
     pub graph: Arc<dyn DriveReader>,
@@ -61,11 +63,15 @@ pub async fn enumerate(
     let c = &job.container;
     let mut state = deps.catalog.sync_state(c).await?;
     let mut out = Enumeration::default();
-    let resuming = state.next_link.is_some();
-    let coalescible = matches!(job.reason, ChangeReason::Notification | ChangeReason::Sweep);
-    if coalescible && !resuming && state.enumeration_started_at.is_some_and(|started| started > job.enqueued_at) {
+    if covered(&state, job) {
         out.coalesced = true;
         return Ok(out);
+    }
+    if state.next_link.is_some() && needs_own_full_scan(&state, job) {
+        // A reconcile compares in full: an incremental pass (or a full one that began before
+        // it was asked for) in progress is dropped and a full one starts over.
+        info!(container = %c.scoped_id(), "reconcile asked during a pass: starting a full enumeration");
+        state.next_link = None;
     }
 
     let now = Utc::now();
@@ -84,6 +90,8 @@ pub async fn enumerate(
     deps.catalog.put_sync_state(c, &state).await?;
 
     loop {
+        // Graph served this page's states at or after this moment.
+        let observed_at = Utc::now();
         let delta = paced_within(deps.catalog.as_ref(), c, deadline, deps.reserve, || deps.graph.delta(&cursor)).await;
         let page = match delta {
             Ok(Some(page)) => page,
@@ -107,7 +115,9 @@ pub async fn enumerate(
             state.root_id = Some(root.id.clone());
         }
         let states = page.items.iter().map(item_state).collect();
-        out.jobs += enqueue_page(deps, c, state.full_scan.as_ref(), states).await?;
+        let (jobs, tombstones) = enqueue_page(deps, c, state.full_scan.as_ref(), states, observed_at).await?;
+        out.jobs += jobs;
+        out.tombstones += tombstones;
         state.items_enqueued += page.items.len() as u64;
 
         match (page.next, page.delta) {
@@ -121,7 +131,7 @@ pub async fn enumerate(
             }
             (None, delta) => {
                 if let Some(scan) = state.full_scan.take() {
-                    out.tombstones = tombstone_unseen(deps, c, &scan).await?;
+                    out.tombstones += tombstone_unseen(deps, c, &scan).await?;
                 }
                 state.delta_link = delta.map(|d| d.as_str().to_owned()).or(state.delta_link.take());
                 state.next_link = None;
@@ -132,6 +142,25 @@ pub async fn enumerate(
             }
         }
     }
+}
+
+/// Whether an enumeration that began after this job was enqueued has completed: the job's
+/// change is in it. Reconciles and continuations are never covered this way. An enumeration
+/// that began but failed covers nothing, so its retry runs (and one that keeps failing reaches
+/// the dead-letter queue and its alarm, instead of being acknowledged unprocessed).
+pub(super) fn covered(state: &SyncState, job: &ChangeJob) -> bool {
+    let coalescible = matches!(job.reason, ChangeReason::Notification | ChangeReason::Sweep);
+    let completed_after = match (state.enumeration_started_at, state.last_synced_at) {
+        (Some(started), Some(done)) => started > job.enqueued_at && done >= started,
+        _ => false,
+    };
+    coalescible && completed_after
+}
+
+/// A reconcile is absorbed only by a full scan that began after it was asked for.
+pub(super) fn needs_own_full_scan(state: &SyncState, job: &ChangeJob) -> bool {
+    job.reason == ChangeReason::Reconcile
+        && state.full_scan.as_ref().is_none_or(|scan| scan.started_at < job.enqueued_at)
 }
 
 pub(super) fn new_scan(now: DateTime<Utc>, reconcile_deletions: bool) -> FullScan {
@@ -183,14 +212,18 @@ fn holds(head: &ItemHead, item: &ItemState) -> bool {
         && (current.verification != Verification::Unverified || item.quick_xor_hash.is_none())
 }
 
-/// Queues a job for every item of the page whose state the catalog lacks. The last
-/// occurrence of an item in a page wins; later pages are handled the same way.
+/// Queues a job for every item of the page whose state the catalog lacks, and for every
+/// descendant the catalog holds alive of a folder the page reports deleted (Graph does not
+/// always list those deletions). The last occurrence of an item in a page wins; later pages
+/// are handled the same way. During a full scan, records what the page saw (one write per
+/// page). Returns (item jobs, inferred deletions).
 pub(super) async fn enqueue_page(
     deps: &EnumeratorDeps,
     c: &ContainerId,
     scan: Option<&FullScan>,
     items: Vec<ItemState>,
-) -> Result<usize, PipelineError> {
+    observed_at: DateTime<Utc>,
+) -> Result<(usize, usize), PipelineError> {
     let mut latest: HashMap<String, ItemState> = HashMap::new();
     let mut order = Vec::new();
     for state in items {
@@ -202,14 +235,28 @@ pub(super) async fn enqueue_page(
             order.push(id);
         }
     }
-    let ids: Vec<String> = order.clone();
-    let heads = deps.catalog.heads(c, &ids).await?;
     if let Some(scan) = scan {
-        let seen: Vec<String> =
-            ids.iter().filter(|id| heads.contains_key(*id) && !latest[id.as_str()].deleted).cloned().collect();
-        deps.catalog.mark_seen(c, &seen, &scan.epoch).await?;
+        let seen: Vec<String> = order.iter().filter(|id| !latest[id.as_str()].deleted).cloned().collect();
+        deps.catalog.record_seen(c, &scan.epoch, &seen).await?;
     }
-    let observed_at = Utc::now();
+    let heads = deps.catalog.heads(c, &order).await?;
+    let deleted_folders: Vec<&str> = order
+        .iter()
+        .filter(|id| {
+            let state = &latest[id.as_str()];
+            // A removed item's kind is what the feed says, or what we hold.
+            let held_kind = heads.get(*id).map(|h| h.current.kind);
+            state.deleted && [Some(state.kind), held_kind].iter().any(|k| k.is_some_and(|k| k.is_container()))
+        })
+        .map(String::as_str)
+        .collect();
+    let cascade = if deleted_folders.is_empty() {
+        Vec::new()
+    } else {
+        let alive_here: HashSet<&str> =
+            order.iter().filter(|id| !latest[id.as_str()].deleted).map(String::as_str).collect();
+        descendants_to_tombstone(deps, c, &deleted_folders, &alive_here, observed_at).await?
+    };
     let (mut small, mut large) = (Vec::new(), Vec::new());
     for id in &order {
         let state = latest.remove(id).unwrap_or_else(|| unreachable!());
@@ -226,18 +273,60 @@ pub(super) async fn enqueue_page(
             observed_at,
             scan_epoch: scan.map(|s| s.epoch.clone()),
             deferrals: 0,
+            confirm_gone: false,
         };
         let message = OutMessage { body: serde_json::to_string(&job).unwrap_or_default(), group_id: None, delay: None };
         if big { large.push(message) } else { small.push(message) }
     }
-    let count = small.len() + large.len();
+    let (jobs, inferred) = (small.len() + large.len(), cascade.len());
+    if inferred > 0 {
+        warn!(container = %c.scoped_id(), count = inferred, "a deleted folder takes descendants Graph did not list");
+    }
+    small.extend(cascade);
     send(deps.sink.as_ref(), QueueName::Items, small).await?;
     send(deps.sink.as_ref(), QueueName::ItemsLarge, large).await?;
-    Ok(count)
+    Ok((jobs, inferred))
+}
+
+/// Tombstone jobs, to be confirmed with Graph, for every item the catalog holds alive under
+/// the deleted folders (at any depth), except those the same page reports alive. Reads the
+/// container's heads from the index, which may lag: a descendant committed moments ago can be
+/// missed here, and is then found by the next full scan.
+pub(super) async fn descendants_to_tombstone(
+    deps: &EnumeratorDeps,
+    c: &ContainerId,
+    deleted_folders: &[&str],
+    alive_here: &HashSet<&str>,
+    observed_at: DateTime<Utc>,
+) -> Result<Vec<OutMessage>, PipelineError> {
+    let heads = deps.catalog.list_heads(c).await?;
+    let mut children: HashMap<&str, Vec<&ItemVersion>> = HashMap::new();
+    for head in heads.iter().filter(|h| !h.current.deleted) {
+        if let Some(parent) = head.current.parent_id.as_deref() {
+            children.entry(parent).or_default().push(&head.current);
+        }
+    }
+    let mut doomed: Vec<&str> = deleted_folders.to_vec();
+    let mut visited: HashSet<&str> = doomed.iter().copied().collect();
+    let mut messages = Vec::new();
+    while let Some(parent) = doomed.pop() {
+        for v in children.get(parent).into_iter().flatten() {
+            let id = v.key.item_id.as_str();
+            if alive_here.contains(id) || !visited.insert(id) {
+                continue;
+            }
+            doomed.push(id);
+            messages.push(tombstone_job(c, v, v.parent_id.clone(), observed_at, None, true));
+        }
+    }
+    Ok(messages)
 }
 
 /// After a full enumeration: items the catalog holds as alive that the scan did not see,
-/// and that were committed before it began, are gone from Microsoft 365.
+/// and that were committed before it began, may be gone from Microsoft 365. Which items the
+/// scan saw is read strongly consistently (its marks), and each candidate's head is read
+/// again strongly consistently (the list of heads comes from an index that may lag); each
+/// resulting deletion is confirmed with Graph by the copier before it is recorded.
 pub(super) async fn tombstone_unseen(
     deps: &EnumeratorDeps,
     c: &ContainerId,
@@ -247,23 +336,28 @@ pub(super) async fn tombstone_unseen(
         return Ok(0);
     }
     let observed_at = Utc::now();
-    let mut seen_ids = HashSet::new();
+    let seen = deps.catalog.seen_in_scan(c, &scan.epoch).await?;
+    let candidates: Vec<String> = deps
+        .catalog
+        .list_heads(c)
+        .await?
+        .into_iter()
+        .filter(|h| !h.current.deleted && !seen.contains(&seen_mark(&h.current.key.item_id)))
+        .map(|h| h.current.key.item_id)
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
     let mut messages = Vec::new();
-    for head in deps.catalog.list_heads(c).await? {
+    for head in deps.catalog.heads(c, &candidates).await?.into_values() {
         let current = &head.current;
-        let unseen = head.seen_epoch.as_deref() != Some(scan.epoch.as_str());
-        if current.deleted
-            || !unseen
-            || current.captured_at >= scan.started_at
-            || !seen_ids.insert(current.key.item_id.clone())
-        {
+        if current.deleted || current.captured_at >= scan.started_at {
             continue;
         }
-        messages.push(tombstone_job(c, current, None, observed_at, Some(scan.epoch.clone())));
+        messages.push(tombstone_job(c, current, None, observed_at, Some(scan.epoch.clone()), true));
     }
     let count = messages.len();
     if count > 0 {
-        warn!(container = %c.scoped_id(), count, "recording deletions found by a full enumeration");
+        warn!(container = %c.scoped_id(), count, "a full enumeration did not see items held alive; confirming each");
     }
     send(deps.sink.as_ref(), QueueName::Items, messages).await?;
     Ok(count)
@@ -282,15 +376,17 @@ pub fn describe(state: &SyncState) -> &'static str {
     }
 }
 
-/// A job recording that a held item is gone.
+/// A job recording that a held item is gone; `confirm_gone` when we inferred it.
 pub(super) fn tombstone_job(
     c: &ContainerId,
-    held: &crate::model::ItemVersion,
+    held: &ItemVersion,
     parent_id: Option<String>,
-    observed_at: chrono::DateTime<Utc>,
+    observed_at: DateTime<Utc>,
     scan_epoch: Option<String>,
+    confirm_gone: bool,
 ) -> OutMessage {
     let item = removed(held.key.item_id.clone(), held.kind, parent_id.as_deref());
-    let job = ItemJob { v: SCHEMA_VERSION, container: c.clone(), item, observed_at, scan_epoch, deferrals: 0 };
+    let job =
+        ItemJob { v: SCHEMA_VERSION, container: c.clone(), item, observed_at, scan_epoch, deferrals: 0, confirm_gone };
     OutMessage { body: serde_json::to_string(&job).unwrap_or_default(), group_id: None, delay: None }
 }

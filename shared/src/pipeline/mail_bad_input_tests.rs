@@ -87,6 +87,7 @@ async fn a_removal_seen_while_the_mailbox_is_gone_is_a_failure_not_a_tombstone()
         observed_at: chrono::Utc::now(),
         scan_epoch: None,
         deferrals: 0,
+        confirm_gone: false,
     };
 
     // When the copier handles it

@@ -479,6 +479,7 @@ async fn a_message_seen_leaving_its_folder_before_arriving_in_the_next_is_record
         observed_at: Utc::now(),
         scan_epoch: None,
         deferrals: 0,
+        confirm_gone: false,
     };
     let copied = copier::copy(&w.copier, &job).await.expect("copy");
 

@@ -12,13 +12,12 @@ use chrono::Utc;
 use tracing::{info, warn};
 
 use super::enumerator::{
-    Enumeration, EnumeratorDeps, continue_later, enqueue_page, new_scan, send, tombstone_job, tombstone_unseen,
+    Enumeration, EnumeratorDeps, continue_later, covered, enqueue_page, needs_own_full_scan, new_scan, tombstone_unseen,
 };
 use super::throttle::paced_within;
 use super::{MailPage, PipelineError};
 use crate::graph::GraphError;
 use crate::model::{ChangeJob, ChangeReason, ContainerId, FolderSync, ItemKind, ItemState, SyncState, Unavailable};
-use crate::store::QueueName;
 
 /// What a page request is about.
 #[derive(Clone, Copy)]
@@ -37,12 +36,11 @@ pub async fn enumerate(
     let mut out = Enumeration::default();
     let in_progress =
         state.enumeration_started_at.is_some_and(|started| state.last_synced_at.is_none_or(|done| done < started));
-    let coalescible = matches!(job.reason, ChangeReason::Notification | ChangeReason::Sweep);
-    if coalescible && !in_progress && state.enumeration_started_at.is_some_and(|started| started > job.enqueued_at) {
+    if covered(&state, job) {
         out.coalesced = true;
         return Ok(out);
     }
-    if !in_progress {
+    if !in_progress || needs_own_full_scan(&state, job) {
         start_pass(&mut state, job.reason == ChangeReason::Reconcile);
         // Once per mailbox: browsing starts from the root, which no folder delta lists.
         if state.root_id.is_none() {
@@ -71,7 +69,7 @@ pub async fn enumerate(
         }
     }
     if let Some(scan) = state.full_scan.take() {
-        out.tombstones = tombstone_unseen(deps, c, &scan).await?;
+        out.tombstones += tombstone_unseen(deps, c, &scan).await?;
     }
     state.unavailable = None;
     state.last_synced_at = Some(Utc::now());
@@ -127,18 +125,21 @@ async fn run_pass(
     // The folder tree first: messages of a new folder are then read in this same pass.
     while state.folders_synced_at.is_none_or(|at| at < started) {
         let link = state.next_link.clone().or_else(|| state.delta_link.clone());
+        let observed_at = Utc::now();
         let Some(page) = page(deps, c, Feed::Folders, link.as_deref(), deadline).await? else { return Ok(false) };
         out.pages += 1;
         for folder in &page.items {
             if folder.deleted {
                 state.mail_folders.remove(&folder.id);
-                out.tombstones += tombstone_folder_contents(deps, c, &folder.id).await?;
             } else {
                 state.mail_folders.entry(folder.id.clone()).or_default();
             }
         }
-        out.jobs +=
-            enqueue_page(deps, c, state.full_scan.as_ref(), page.items.into_iter().map(folder_state).collect()).await?;
+        // A deleted folder's messages and subfolders are tombstoned with it (the copier
+        // re-checks each message with Graph: one that moved out first is recorded where it went).
+        let folders = page.items.into_iter().map(folder_state).collect();
+        let (jobs, tombstones) = enqueue_page(deps, c, state.full_scan.as_ref(), folders, observed_at).await?;
+        (out.jobs, out.tombstones) = (out.jobs + jobs, out.tombstones + tombstones);
         match (page.next, page.delta) {
             (Some(next), _) => state.next_link = Some(next),
             (None, delta) => {
@@ -160,6 +161,7 @@ async fn run_pass(
                 break;
             }
             let link = sync.next_link.clone().or_else(|| sync.delta_link.clone());
+            let observed_at = Utc::now();
             let page = match page(deps, c, Feed::Messages(&folder_id), link.as_deref(), deadline).await {
                 Ok(Some(page)) => page,
                 Ok(None) => return Ok(false),
@@ -183,7 +185,8 @@ async fn run_pass(
                     m
                 })
                 .collect();
-            out.jobs += enqueue_page(deps, c, state.full_scan.as_ref(), items).await?;
+            let (jobs, tombstones) = enqueue_page(deps, c, state.full_scan.as_ref(), items, observed_at).await?;
+            (out.jobs, out.tombstones) = (out.jobs + jobs, out.tombstones + tombstones);
             let entry = state.mail_folders.entry(folder_id.clone()).or_default();
             match (page.next, page.delta) {
                 (Some(next), _) => entry.next_link = Some(next),
@@ -229,30 +232,4 @@ fn folder_state(mut f: ItemState) -> ItemState {
         f.etag = Some(format!("folder.{}", crate::keys::opaque_id(&marker)));
     }
     f
-}
-
-/// A deleted folder takes its messages (and subfolders) with it: tombstone jobs for every
-/// live item the catalog has under it. Messages that moved out first are recorded where they
-/// went by their own folder's delta; the copier re-checks each with Graph before recording.
-async fn tombstone_folder_contents(
-    deps: &EnumeratorDeps,
-    c: &ContainerId,
-    folder_id: &str,
-) -> Result<usize, PipelineError> {
-    let heads = deps.catalog.list_heads(c).await?;
-    let mut doomed = vec![folder_id.to_owned()];
-    let mut messages = Vec::new();
-    let observed_at = Utc::now();
-    while let Some(parent) = doomed.pop() {
-        for head in heads.iter().filter(|h| !h.current.deleted && h.current.parent_id.as_deref() == Some(&parent)) {
-            let v = &head.current;
-            if v.kind == ItemKind::MailFolder {
-                doomed.push(v.key.item_id.clone());
-            }
-            messages.push(tombstone_job(c, v, v.parent_id.clone(), observed_at, None));
-        }
-    }
-    let count = messages.len();
-    send(deps.sink.as_ref(), QueueName::Items, messages).await?;
-    Ok(count)
 }

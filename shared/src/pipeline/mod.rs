@@ -8,6 +8,7 @@ pub mod copier;
 pub mod enumerator;
 mod error;
 pub mod mailbox;
+mod order;
 mod part_buffer;
 mod readers;
 pub mod restorer;
@@ -25,6 +26,8 @@ pub use throttle::{DRIVE_RESOURCE, throttle_delay, throttle_resource};
 mod mail_bad_input_tests;
 #[cfg(test)]
 mod mail_tests;
+#[cfg(test)]
+mod nothing_lost_tests;
 #[cfg(test)]
 mod scheduler_tests;
 #[cfg(test)]

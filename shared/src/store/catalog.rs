@@ -7,7 +7,7 @@
 //! Each function's deps hold a bundle of exactly the capabilities it uses ([`CopierCatalog`],
 //! [`EnumeratorCatalog`], [`SchedulerCatalog`], [`RestorerCatalog`], [`ApiCatalog`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -47,13 +47,13 @@ pub trait ItemHistory: Send + Sync {
     ) -> Result<HashMap<String, ItemHead>, StoreError>;
     /// Every head of a container (current and deleted items).
     async fn list_heads(&self, container: &ContainerId) -> Result<Vec<ItemHead>, StoreError>;
-    /// Writes the version row (conditional on absence) and advances the head unless a newer
-    /// version is already current. At most two writes.
+    /// Writes the version row (conditional on absence) and advances the head unless the head
+    /// is a row at or after it in the item's history (ordered by `ItemVersion::order_time`,
+    /// then version marker: the order as-of reads use). At most two writes.
     async fn commit_version(&self, version: &ItemVersion, record: &ObjectRef) -> Result<Commit, StoreError>;
     /// Newest first.
     async fn versions(&self, item: &ItemKey, limit: usize) -> Result<Vec<ItemVersion>, StoreError>;
     async fn version_at(&self, item: &ItemKey, at: DateTime<Utc>) -> Result<Option<ItemVersion>, StoreError>;
-    async fn mark_seen(&self, container: &ContainerId, item_ids: &[String], epoch: &str) -> Result<(), StoreError>;
 }
 
 /// Point-in-time reads. "As of T" (ARCHITECTURE.md, Time): per item, the newest version whose
@@ -93,11 +93,28 @@ pub trait PointInTime: Send + Sync {
     ) -> Result<Vec<ItemVersion>, StoreError>;
 }
 
-/// Each container's delta link, checkpoint and full-scan epoch (enumerator-owned).
+/// Each container's delta link, checkpoint and full-scan epoch, and what a full scan saw
+/// (enumerator-owned).
 #[async_trait]
 pub trait SyncStates: Send + Sync {
     async fn sync_state(&self, container: &ContainerId) -> Result<SyncState, StoreError>;
     async fn put_sync_state(&self, container: &ContainerId, state: &SyncState) -> Result<(), StoreError>;
+    /// Records that the full scan `epoch` saw these items alive, as [`seen_mark`]s: one write
+    /// per [`SEEN_MARKS_PER_ROW`] items, never a write per item. Rows expire on their own.
+    async fn record_seen(&self, container: &ContainerId, epoch: &str, item_ids: &[String]) -> Result<(), StoreError>;
+    /// The marks of every item the full scan `epoch` recorded as seen, strongly consistent.
+    async fn seen_in_scan(&self, container: &ContainerId, epoch: &str) -> Result<HashSet<String>, StoreError>;
+}
+
+/// Marks one seen-row holds (17 bytes each: about 17 KB a row, far below DynamoDB's 400 KB).
+pub const SEEN_MARKS_PER_ROW: usize = 1000;
+
+/// What a full scan keeps of an item it saw: 64 bits of the SHA-256 of its id. Two ids that
+/// share a mark (about one chance in 10^10 in a drive of 10 million items) can only keep a
+/// deletion unrecorded until the next scan, never record one.
+pub fn seen_mark(item_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(item_id.as_bytes())[..8])
 }
 
 /// The registry of protected containers, per tenant (scheduler-owned).

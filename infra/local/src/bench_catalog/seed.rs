@@ -162,6 +162,9 @@ impl<'a> History<'a> {
             verification: if content.is_some() { Verification::QuickXor } else { Verification::NoContent },
             content,
             mail: None,
+            observed_at: None,
+            current_from: None,
+            note: None,
         };
         self.versions.push(version);
     }

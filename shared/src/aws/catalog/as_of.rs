@@ -44,7 +44,7 @@ impl AsOf {
     }
 
     fn push(&mut self, version: ItemVersion, done: &mut Vec<ItemVersion>) {
-        let fits = sortable_time(version.modified) <= self.bound;
+        let fits = sortable_time(version.order_time()) <= self.bound;
         match &mut self.pending {
             Some((item, best)) if *item == version.key.item_id => {
                 if fits {
@@ -70,7 +70,7 @@ struct Ranked((String, String, String), ItemVersion);
 
 impl Ranked {
     fn new(version: ItemVersion) -> Self {
-        let rank = (sortable_time(version.modified), item_order(&version.key.item_id), version.version.clone());
+        let rank = (sortable_time(version.order_time()), item_order(&version.key.item_id), version.version.clone());
         Self(rank, version)
     }
 }
@@ -131,7 +131,7 @@ impl PointInTime for DynamoCatalog {
         let mut oldest: BinaryHeap<Ranked> = BinaryHeap::with_capacity(limit + 1);
         while let Some(row) = rows.try_next().await.map_err(query_error)? {
             let version = parse_version(&row)?;
-            let t = sortable_time(version.modified);
+            let t = sortable_time(version.order_time());
             if lo <= t && t <= hi {
                 oldest.push(Ranked::new(version));
                 if oldest.len() > limit {
@@ -243,7 +243,7 @@ impl DynamoCatalog {
         let current: Vec<Option<ItemVersion>> = futures::stream::iter(candidates)
             .map(|candidate| {
                 // A head not newer than `at` is the item's state at `at` (heads never regress).
-                let head = heads.get(&candidate.key.item_id).filter(|h| sortable_time(h.current.modified) <= bound);
+                let head = heads.get(&candidate.key.item_id).filter(|h| sortable_time(h.current.order_time()) <= bound);
                 let settled = head.map(|h| h.current.clone());
                 async move {
                     match settled {

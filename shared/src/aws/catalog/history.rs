@@ -9,15 +9,13 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::KeysAndAttributes;
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
 
 use super::keys::{
     HEAD_SK, VERSION_PREFIX, children_g2pk, heads_g1pk, item_pk, sortable_time, version_index_sk, version_sk,
     versions_g1pk, versions_until_sk,
 };
 use super::{
-    DynamoCatalog, GSI1, Row, SERVICE, all_rows, applied, attr_s, first_rows, json, key, parse_doc, parse_version, s,
-    sdk_error,
+    DynamoCatalog, GSI1, Row, SERVICE, all_rows, applied, first_rows, json, key, parse_doc, parse_version, s, sdk_error,
 };
 use crate::backoff::Backoff;
 use crate::model::{ContainerId, ItemHead, ItemKey, ItemVersion, ObjectRef};
@@ -25,14 +23,9 @@ use crate::store::{Commit, ItemHistory, StoreError};
 
 const BATCH_GET_MAX: usize = 100;
 const BATCH_GET_ATTEMPTS: u32 = 8;
-const MARK_SEEN_CONCURRENCY: usize = 16;
 
 fn parse_head(row: &Row) -> Result<ItemHead, StoreError> {
-    Ok(ItemHead {
-        current: parse_version(row)?,
-        record: parse_doc(row, "record")?,
-        seen_epoch: attr_s(row, "seen_epoch").map(str::to_owned),
-    })
+    Ok(ItemHead { current: parse_version(row)?, record: parse_doc(row, "record")? })
 }
 
 impl DynamoCatalog {
@@ -60,27 +53,30 @@ impl DynamoCatalog {
         first_rows(query, limit).await?.iter().map(parse_version).collect()
     }
 
-    /// Advances the head to `version` unless the head is newer (`strict`: also unless it is
-    /// exactly as new, so a redelivered older twin never displaces the current one).
-    async fn advance_head(&self, version: &ItemVersion, record: &ObjectRef, strict: bool) -> Result<(), StoreError> {
-        let condition = if strict {
-            "attribute_not_exists(PK) OR #modified < :m"
-        } else {
-            "attribute_not_exists(PK) OR #modified <= :m"
-        };
+    /// Advances the head to `version` unless the head is a row at or past it in the item's
+    /// history (the version row's sort key orders both, so the head is always the row an
+    /// as-of read of now would pick; a redelivery is a no-op). Heads written before `order`
+    /// was kept compare by time alone.
+    async fn advance_head(&self, version: &ItemVersion, record: &ObjectRef) -> Result<(), StoreError> {
+        let condition = "attribute_not_exists(PK) OR #order < :o OR (attribute_not_exists(#order) AND #modified < :m)";
+        let order = version_sk(version.order_time(), &version.version);
         let sent = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(item_pk(&version.key), HEAD_SK)))
-            .update_expression("SET #doc = :doc, #record = :record, #modified = :m, G1PK = :g1pk, G1SK = :g1sk")
+            .update_expression(
+                "SET #doc = :doc, #record = :record, #modified = :m, #order = :o, G1PK = :g1pk, G1SK = :g1sk",
+            )
             .condition_expression(condition)
             .expression_attribute_names("#doc", "doc")
             .expression_attribute_names("#record", "record")
             .expression_attribute_names("#modified", "modified")
+            .expression_attribute_names("#order", "order")
             .expression_attribute_values(":doc", json(version)?)
             .expression_attribute_values(":record", json(record)?)
-            .expression_attribute_values(":m", s(sortable_time(version.modified)))
+            .expression_attribute_values(":m", s(sortable_time(version.order_time())))
+            .expression_attribute_values(":o", s(order))
             .expression_attribute_values(":g1pk", s(heads_g1pk(&version.key.container)))
             .expression_attribute_values(":g1sk", s(version.key.item_id.clone()))
             .send()
@@ -156,7 +152,7 @@ impl ItemHistory for DynamoCatalog {
     }
 
     async fn commit_version(&self, version: &ItemVersion, record: &ObjectRef) -> Result<Commit, StoreError> {
-        let mut row = key(item_pk(&version.key), version_sk(version.modified, &version.version));
+        let mut row = key(item_pk(&version.key), version_sk(version.order_time(), &version.version));
         row.insert("doc".to_owned(), json(version)?);
         row.insert("record".to_owned(), json(record)?);
         let index_sk = version_index_sk(version);
@@ -167,9 +163,9 @@ impl ItemHistory for DynamoCatalog {
             row.insert("G2SK".to_owned(), s(index_sk));
         }
         let commit = if self.put_new_row(row).await? { Commit::Created } else { Commit::AlreadyCommitted };
-        // On redelivery the head is advanced again (strictly), which repairs a crash between
-        // the two writes and is a no-op otherwise.
-        self.advance_head(version, record, commit == Commit::AlreadyCommitted).await?;
+        // On redelivery the head is advanced again, which repairs a crash between the two
+        // writes and is a no-op otherwise.
+        self.advance_head(version, record).await?;
         Ok(commit)
     }
 
@@ -180,24 +176,5 @@ impl ItemHistory for DynamoCatalog {
     async fn version_at(&self, item: &ItemKey, at: DateTime<Utc>) -> Result<Option<ItemVersion>, StoreError> {
         let upper = versions_until_sk(at);
         Ok(self.query_versions(item, Some(upper), 1).await?.pop())
-    }
-
-    async fn mark_seen(&self, container: &ContainerId, item_ids: &[String], epoch: &str) -> Result<(), StoreError> {
-        futures::stream::iter(item_ids.iter().map(Ok))
-            .try_for_each_concurrent(MARK_SEEN_CONCURRENCY, |id| async move {
-                let sent = self
-                    .client
-                    .update_item()
-                    .table_name(&self.table)
-                    .set_key(Some(key(item_pk(&container.item(id.as_str())), HEAD_SK)))
-                    .update_expression("SET #seen = :e")
-                    .expression_attribute_names("#seen", "seen_epoch")
-                    .condition_expression("attribute_exists(PK)")
-                    .expression_attribute_values(":e", s(epoch))
-                    .send()
-                    .await;
-                applied(sent, "UpdateItem").map(|_| ())
-            })
-            .await
     }
 }

@@ -3,9 +3,10 @@
 //!
 //! | row | PK | SK | attributes |
 //! |---|---|---|---|
-//! | item version | `I#{tenant}#{drive}#{item}` | `V#{modified}#{version}` | `doc` (ItemVersion JSON), `record` (ObjectRef JSON), `G1PK` = `VC#{tenant}#{drive}`, `G1SK` = `{item}#{modified}#{version}`, and when it has a parent `G2PK` = `VP#{tenant}#{drive}#{parent}`, `G2SK` = `G1SK` |
-//! | item head | `I#{tenant}#{drive}#{item}` | `HEAD` | `doc`, `record`, `modified`, `seen_epoch`?, `G1PK` = `H#{tenant}#{drive}`, `G1SK` = item id |
+//! | item version | `I#{tenant}#{drive}#{item}` | `V#{order}#{version}` | `doc` (ItemVersion JSON), `record` (ObjectRef JSON), `G1PK` = `VC#{tenant}#{drive}`, `G1SK` = `{item}#{order}#{version}`, and when it has a parent `G2PK` = `VP#{tenant}#{drive}#{parent}`, `G2SK` = `G1SK` |
+//! | item head | `I#{tenant}#{drive}#{item}` | `HEAD` | `doc`, `record`, `modified` (its order time), `order` (its version row's SK), `seen_epoch`?, `G1PK` = `H#{tenant}#{drive}`, `G1SK` = item id |
 //! | sync state | `C#{tenant}#{drive}` | `SYNC` | `doc` (SyncState JSON) |
+//! | full-scan marks | `C#{tenant}#{drive}` | `SEEN#{epoch}#{uuid}` | `marks` (comma-separated `seen_mark`s of up to 1,000 items), `expires` (N, TTL) |
 //! | item failure | `C#{tenant}#{drive}` | `FAIL#{item}` | `item_id`, `reason`, `last_attempt`, `attempts` (N), `resolved` (BOOL) |
 //! | container | `T#{tenant}` | `DRIVE#{drive}` or `MAILBOX#{user}` | `doc` (ContainerRecord JSON) |
 //! | throttle | `THROTTLE#{tenant}#{resource}` | `STATE` | `until` |
@@ -14,6 +15,8 @@
 //! | restore item report | `R#{job}` | `ITEM#{item}` | `doc` (RestoreItemReport JSON), `outcome`, `bytes` (N) |
 //! | export part | `R#{job}` | `EXPORT#{part:05}` | `doc` (ExportPart JSON) |
 //!
+//! `{order}` is a version's order time (`ItemVersion::order_time`: its Microsoft 365 time, or
+//! where a state that became current again was placed).
 //! `{drive}` stands for the container's scoped id: a drive's Graph id, or `mailbox:{user id}`
 //! for a mailbox (see `ContainerId::scoped_id`), so a mailbox's rows never meet a drive's.
 //! Times are RFC 3339 UTC with milliseconds ([`sortable_time`]), so string order is time order.
@@ -62,6 +65,11 @@ pub(super) fn versions_until_sk(at: DateTime<Utc>) -> String {
 /// A container's partition: its sync state and its items' failures.
 pub(super) fn container_pk(c: &ContainerId) -> String {
     format!("C#{}#{}", c.tenant_id, c.scoped_id())
+}
+
+/// Prefix of the rows holding what the full scan `epoch` saw, in its container's partition.
+pub(super) fn seen_prefix(epoch: &str) -> String {
+    format!("SEEN#{epoch}#")
 }
 
 pub(super) fn failure_sk(item_id: &str) -> String {
@@ -125,7 +133,7 @@ pub(super) fn children_g2pk(c: &ContainerId, parent_id: &str) -> String {
 
 /// Sort key of a version in `VC#` and `VP#`: grouped by item, oldest first within an item.
 pub(super) fn version_index_sk(version: &ItemVersion) -> String {
-    format!("{}#{}#{}", version.key.item_id, sortable_time(version.modified), version.version)
+    format!("{}#{}#{}", version.key.item_id, sortable_time(version.order_time()), version.version)
 }
 
 /// Just past every `VC#`/`VP#` row of `item_id`.
@@ -171,6 +179,9 @@ mod tests {
             content: None,
             verification: Verification::Unverified,
             mail: None,
+            observed_at: None,
+            current_from: None,
+            note: None,
         };
         let keys = [
             (item_pk(&drive.item("i1")), "I#t1#b!d1#i1"),

@@ -10,6 +10,7 @@
 //! found elsewhere, the move is recorded; gone, a tombstone.
 
 use bytes::BytesMut;
+use chrono::Utc;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
@@ -27,22 +28,23 @@ use crate::pipeline::part_buffer::PartBuffer;
 pub(super) async fn copy_state(deps: &CopierDeps, job: &ItemJob, key: &ItemKey) -> Result<Copied, PipelineError> {
     let head = deps.catalog.head(key).await?;
     let user = key.container.graph_id.as_str();
-    let mut item = job.item.clone();
+    let (mut item, mut observed_at) = (job.item.clone(), job.observed_at);
     if item.deleted && item.kind == ItemKind::Message {
         // Left a folder: moved (its immutable id still answers) or deleted for good.
+        let asked = Utc::now();
         let Some(found) = in_mailbox_slot(deps, key, deps.mail.message(user, &key.item_id)).await? else {
             return defer(deps, job, MAILBOX_SLOT_WAIT).await;
         };
         if let Some(now) = found? {
-            item = now;
+            (item, observed_at) = (now, asked);
         }
     }
     if item.deleted {
         if head.as_ref().is_some_and(|h| h.current.deleted) {
             return Ok(Copied::AlreadyHeld);
         }
-        let version = tombstone(key, head.as_ref(), &item, job.observed_at);
-        return commit(deps, version).await.map(|_| Copied::Committed { bytes: 0 });
+        let version = tombstone(key, head.as_ref(), &item, observed_at);
+        return commit(deps, head.as_ref(), version).await.map(|_| Copied::Committed { bytes: 0 });
     }
     let Some(version) = item.etag.clone() else {
         return Err(PipelineError::MissingData("live mail item without a version marker".into()));
@@ -51,15 +53,15 @@ pub(super) async fn copy_state(deps: &CopierDeps, job: &ItemJob, key: &ItemKey) 
         return Ok(Copied::AlreadyHeld);
     }
     if item.kind != ItemKind::Message {
-        let v = version_of(key, &item, &version, None, Verification::NoContent);
-        return commit(deps, v).await.map(|_| Copied::Committed { bytes: 0 });
+        let v = version_of(key, &item, &version, None, Verification::NoContent, observed_at);
+        return commit(deps, head.as_ref(), v).await.map(|_| Copied::Committed { bytes: 0 });
     }
     if let Some((content, attachments)) = reusable(head.as_ref(), &item) {
-        let mut v = version_of(key, &item, &version, Some(content), Verification::Sha256);
+        let mut v = version_of(key, &item, &version, Some(content), Verification::Sha256, observed_at);
         if let Some(meta) = v.mail.as_mut() {
             meta.attachments = attachments;
         }
-        return commit(deps, v).await.map(|_| Copied::Committed { bytes: 0 });
+        return commit(deps, head.as_ref(), v).await.map(|_| Copied::Committed { bytes: 0 });
     }
     let Some(downloaded) = in_mailbox_slot(deps, key, download(deps, key, &version)).await? else {
         return defer(deps, job, MAILBOX_SLOT_WAIT).await;
@@ -67,11 +69,11 @@ pub(super) async fn copy_state(deps: &CopierDeps, job: &ItemJob, key: &ItemKey) 
     let Some(downloaded) = downloaded? else { return Ok(Copied::Gone) };
     let (content, attachments) = downloaded.finish(deps, key).await?;
     let bytes = content.size;
-    let mut v = version_of(key, &item, &version, Some(content), Verification::Sha256);
+    let mut v = version_of(key, &item, &version, Some(content), Verification::Sha256, observed_at);
     if let Some(meta) = v.mail.as_mut() {
         meta.attachments = attachments;
     }
-    commit(deps, v).await?;
+    commit(deps, head.as_ref(), v).await?;
     info!(item = %key.item_id, bytes, "message copied");
     Ok(Copied::Committed { bytes })
 }

@@ -153,6 +153,9 @@ mod tests {
             content: None,
             verification: Verification::NoContent,
             mail: None,
+            observed_at: None,
+            current_from: None,
+            note: None,
         }
     }
 

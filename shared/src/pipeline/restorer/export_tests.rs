@@ -157,6 +157,9 @@ fn version(id: &str, kind: ItemKind, parent: &str, modified: DateTime<Utc>) -> I
         content: None,
         verification: Verification::NoContent,
         mail: None,
+        observed_at: None,
+        current_from: None,
+        note: None,
     }
 }
 

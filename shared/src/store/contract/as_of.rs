@@ -208,8 +208,8 @@ fn history() -> Vec<ItemVersion> {
 /// at or before `t`, in item order.
 fn current_at(history: &[ItemVersion], t: DateTime<Utc>) -> Vec<ItemVersion> {
     let mut current: Vec<ItemVersion> = Vec::new();
-    let mut sorted: Vec<&ItemVersion> = history.iter().filter(|v| v.modified <= t).collect();
-    sorted.sort_by_key(|v| (item_order(&v.key.item_id), v.modified, v.version.clone()));
+    let mut sorted: Vec<&ItemVersion> = history.iter().filter(|v| v.order_time() <= t).collect();
+    sorted.sort_by_key(|v| (item_order(&v.key.item_id), v.order_time(), v.version.clone()));
     for v in sorted {
         match current.last_mut() {
             Some(last) if last.key == v.key => *last = v.clone(),
@@ -222,8 +222,8 @@ fn current_at(history: &[ItemVersion], t: DateTime<Utc>) -> Vec<ItemVersion> {
 /// The change history read straight off the history: oldest first, ties in item order.
 fn changes_in(history: &[ItemVersion], from: DateTime<Utc>, to: DateTime<Utc>, limit: usize) -> Vec<ItemVersion> {
     let mut found: Vec<ItemVersion> =
-        history.iter().filter(|v| from <= v.modified && v.modified <= to).cloned().collect();
-    found.sort_by_key(|v| (v.modified, item_order(&v.key.item_id), v.version.clone()));
+        history.iter().filter(|v| from <= v.order_time() && v.order_time() <= to).cloned().collect();
+    found.sort_by_key(|v| (v.order_time(), item_order(&v.key.item_id), v.version.clone()));
     found.truncate(limit);
     found
 }

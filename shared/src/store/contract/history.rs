@@ -6,7 +6,7 @@ use crate::store::{Commit, ItemHistory};
 contract_tests!(
     commits_are_idempotent_and_the_head_follows_microsoft_365_time,
     the_version_at_a_moment_includes_versions_modified_within_that_millisecond,
-    heads_are_read_in_batches_listed_per_container_and_marked_seen,
+    heads_are_read_in_batches_and_listed_per_container,
 );
 
 async fn commits_are_idempotent_and_the_head_follows_microsoft_365_time(catalog: &impl ItemHistory) {
@@ -55,7 +55,7 @@ async fn the_version_at_a_moment_includes_versions_modified_within_that_millisec
     assert_eq!(as_of("2024-05-02T10:00:00.500999Z").await.as_deref(), Some("e2"));
 }
 
-async fn heads_are_read_in_batches_listed_per_container_and_marked_seen(catalog: &impl ItemHistory) {
+async fn heads_are_read_in_batches_and_listed_per_container(catalog: &impl ItemHistory) {
     // Given one item of 130 in ten committed (more heads than one BatchGetItem reads), and one
     // more item the scan will not see
     let ids: Vec<String> = (0..130).map(|i| format!("item-{i:03}")).collect();
@@ -65,19 +65,15 @@ async fn heads_are_read_in_batches_listed_per_container_and_marked_seen(catalog:
     }
     commit_all(catalog, &[state("01ITEM", "e", "root", "2024-05-01T00:00:00Z")]).await;
 
-    // When all 130 heads are asked for (one twice), then marked seen by a full scan
+    // When all 130 heads are asked for (one twice)
     let mut wanted = ids.clone();
     wanted.push("item-000".to_owned());
     let found = catalog.heads(&container(), &wanted).await.expect("heads");
-    catalog.mark_seen(&container(), &ids, "epoch-7").await.expect("mark seen");
 
-    // Then the committed ones are found, every head is listed with its epoch, and marking an
-    // item without a head created none
+    // Then the committed ones are found, and every head of the container is listed
     assert_eq!(found.len(), 13);
     assert_eq!(found["item-120"].record, record("item-120"));
     let heads = catalog.list_heads(&container()).await.expect("list heads");
     assert_eq!(heads.len(), 14);
-    assert!(heads.iter().all(|h| h.seen_epoch.as_deref() == Some("epoch-7") || h.current.key.item_id == "01ITEM"));
-    assert!(heads.iter().any(|h| h.current.key.item_id == "01ITEM" && h.seen_epoch.is_none()));
-    assert!(catalog.head(&container().item("item-001")).await.expect("head").is_none(), "mark_seen created a head");
+    assert!(catalog.head(&container().item("item-001")).await.expect("head").is_none());
 }

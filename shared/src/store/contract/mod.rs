@@ -82,6 +82,9 @@ fn state(item: &str, etag: &str, parent: &str, modified: &str) -> ItemVersion {
         content: None,
         verification: Verification::Unverified,
         mail: None,
+        observed_at: None,
+        current_from: None,
+        note: None,
     }
 }
 

@@ -70,7 +70,7 @@ impl PointInTime for MemoryCatalog {
             .filter(|((t, _), _)| lo <= *t && t <= &hi)
             .map(|(_, v)| v)
             .collect();
-        found.sort_by_cached_key(|v| (millis(v.modified), item_order(&v.key.item_id), v.version.clone()));
+        found.sort_by_cached_key(|v| (millis(v.order_time()), item_order(&v.key.item_id), v.version.clone()));
         Ok(found.into_iter().take(limit).cloned().collect())
     }
 }

@@ -9,10 +9,10 @@ use super::{MemoryCatalog, injected, millis, take_fault, version_sort_key};
 use crate::model::{ContainerId, ItemHead, ItemKey, ItemVersion, ObjectRef};
 use crate::store::{Commit, ItemHistory, StoreError};
 
-/// An item's head and the sort time of its version.
+/// An item's head and its version's place in the item's history.
 pub(super) struct HeadRow {
     head: ItemHead,
-    modified: String,
+    order: (String, String),
 }
 
 #[async_trait]
@@ -39,7 +39,7 @@ impl ItemHistory for MemoryCatalog {
     }
 
     async fn commit_version(&self, version: &ItemVersion, record: &ObjectRef) -> Result<Commit, StoreError> {
-        let sort_key = version_sort_key(version.modified, &version.version);
+        let sort_key = version_sort_key(version.order_time(), &version.version);
         let commit = {
             let mut state = self.write();
             let history = state.versions.entry(version.key.clone()).or_default();
@@ -54,17 +54,13 @@ impl ItemHistory for MemoryCatalog {
         if take_fault(&mut state.fail_head_updates) {
             return Err(injected("dynamodb"));
         }
-        // As in DynamoDB: a first commit advances unless the head is newer; a redelivery
-        // re-advances (repairing a crash between the writes) only past an older head.
-        let advance = match state.heads.get(&version.key) {
-            None => true,
-            Some(row) if commit == Commit::Created => row.modified <= sort_key.0,
-            Some(row) => row.modified < sort_key.0,
-        };
+        // As in DynamoDB: the head is the row latest in the item's history, so a commit
+        // advances it only past an earlier row; a redelivery re-advances (repairing a crash
+        // between the writes) and is a no-op otherwise.
+        let advance = state.heads.get(&version.key).is_none_or(|row| row.order < sort_key);
         if advance {
-            let seen_epoch = state.heads.get(&version.key).and_then(|r| r.head.seen_epoch.clone());
-            let head = ItemHead { current: version.clone(), record: record.clone(), seen_epoch };
-            state.heads.insert(version.key.clone(), HeadRow { head, modified: sort_key.0 });
+            let head = ItemHead { current: version.clone(), record: record.clone() };
+            state.heads.insert(version.key.clone(), HeadRow { head, order: sort_key });
         }
         Ok(commit)
     }
@@ -82,15 +78,6 @@ impl ItemHistory for MemoryCatalog {
             .get(item)
             .and_then(|h| h.iter().rev().find(|((t, _), _)| *t <= bound))
             .map(|(_, v)| v.clone()))
-    }
-
-    async fn mark_seen(&self, container: &ContainerId, item_ids: &[String], epoch: &str) -> Result<(), StoreError> {
-        for id in item_ids {
-            if let Some(row) = self.write().heads.get_mut(&container.item(id.as_str())) {
-                row.head.seen_epoch = Some(epoch.to_owned());
-            }
-        }
-        Ok(())
     }
 }
 
@@ -118,6 +105,9 @@ mod tests {
             content: None,
             verification: Verification::Unverified,
             mail: None,
+            observed_at: None,
+            current_from: None,
+            note: None,
         }
     }
 

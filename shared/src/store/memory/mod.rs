@@ -57,10 +57,10 @@ fn take_fault(budget: &mut u32) -> bool {
     fire
 }
 
-/// Same ordering as the DynamoDB sort key: Microsoft 365 time at millisecond precision,
-/// then the version marker.
-fn version_sort_key(modified: DateTime<Utc>, version: &str) -> (String, String) {
-    (millis(modified), version.to_owned())
+/// Same ordering as the DynamoDB sort key: the row's order time (`ItemVersion::order_time`)
+/// at millisecond precision, then the version marker.
+fn version_sort_key(order_time: DateTime<Utc>, version: &str) -> (String, String) {
+    (millis(order_time), version.to_owned())
 }
 
 fn millis(t: DateTime<Utc>) -> String {
@@ -73,6 +73,8 @@ struct CatalogState {
     versions: BTreeMap<ItemKey, BTreeMap<(String, String), ItemVersion>>,
     heads: BTreeMap<ItemKey, history::HeadRow>,
     sync: HashMap<ContainerId, SyncState>,
+    /// Marks of the items each full scan saw, by (container, epoch).
+    seen: HashMap<(ContainerId, String), std::collections::HashSet<String>>,
     containers: BTreeMap<ContainerId, ContainerRecord>,
     throttles: HashMap<(String, String), DateTime<Utc>>,
     slots: HashMap<(String, String, u32), DateTime<Utc>>,

@@ -1,0 +1,45 @@
+//! Counts that alarms watch, as CloudWatch embedded metric format (EMF) lines on stdout:
+//! Lambda turns each line into a metric of the `M365Backup` namespace, with no API call and no
+//! permission. Off Lambda the line is only a log line.
+
+use serde_json::json;
+
+/// The namespace of every metric this crate emits (the template's alarms watch it).
+pub const NAMESPACE: &str = "M365Backup";
+
+/// Files recorded as Graph serves them, which differs from what it reports.
+pub const AS_SERVED: &str = "VersionsRecordedAsServed";
+
+/// The metrics a human must hear about: each has an alarm in `template.yaml` (checked by
+/// `tests/tests/template_policy.rs`).
+pub const ALARMED: [&str; 1] = [AS_SERVED];
+
+/// Adds `value` to the metric `name`.
+pub fn count(name: &str, value: u64) {
+    println!("{}", line(name, value, chrono::Utc::now().timestamp_millis()));
+}
+
+fn line(name: &str, value: u64, timestamp_ms: i64) -> String {
+    json!({
+        "_aws": {
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": [[]], "Metrics": [{"Name": name, "Unit": "Count"}]}],
+        },
+        name: value,
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_count_is_one_embedded_metric_format_line() {
+        let parsed: serde_json::Value = serde_json::from_str(&line("Things", 2, 1_700_000_000_000)).expect("json");
+        assert_eq!(parsed["Things"], 2);
+        assert_eq!(parsed["_aws"]["CloudWatchMetrics"][0]["Namespace"], NAMESPACE);
+        assert_eq!(parsed["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"], "Things");
+        assert_eq!(parsed["_aws"]["Timestamp"], 1_700_000_000_000i64);
+    }
+}
