@@ -246,6 +246,7 @@ pub(super) fn world() -> World {
             lock_mode: LockMode::Governance,
             retention_days: 30,
             large_item_bytes: 100 << 20,
+            clock: crate::clock::system(),
         },
         enumerator: EnumeratorDeps {
             graph: drive,
@@ -254,6 +255,7 @@ pub(super) fn world() -> World {
             sink: sink.clone(),
             large_item_bytes: 100 << 20,
             reserve: Duration::from_secs(1),
+            clock: crate::clock::system(),
         },
         mailbox,
         catalog,
@@ -440,6 +442,7 @@ fn world_enumerator(w: &World) -> EnumeratorDeps {
         sink: w.sink.clone(),
         large_item_bytes: 100 << 20,
         reserve: w.enumerator.reserve,
+        clock: w.enumerator.clock.clone(),
     }
 }
 

@@ -129,6 +129,7 @@ fn world() -> World {
             lock_mode: LockMode::Governance,
             retention_days: 30,
             large_item_bytes: 100 << 20,
+            clock: crate::clock::system(),
         },
         enumerator: EnumeratorDeps {
             graph: drive.clone(),
@@ -137,6 +138,7 @@ fn world() -> World {
             sink: sink.clone(),
             large_item_bytes: 100 << 20,
             reserve: Duration::from_secs(1),
+            clock: crate::clock::system(),
         },
         drive,
         vault,

@@ -49,6 +49,7 @@ impl World {
             catalog: catalog.clone(),
             sink: sink.clone(),
             exports: exports.clone(),
+            clock: crate::clock::system(),
         };
         let base = Utc::now() - TimeDelta::days(1);
         Self { catalog, vault, exports, sink, deps, graph, base }

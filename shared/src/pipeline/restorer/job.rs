@@ -114,6 +114,7 @@ mod tests {
             catalog: catalog.clone(),
             sink: Arc::new(MemorySink::new()),
             exports: Arc::new(crate::store::memory::MemoryExports::new()),
+            clock: crate::clock::system(),
         };
         (catalog, deps, graph)
     }
