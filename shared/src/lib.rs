@@ -6,6 +6,7 @@ pub mod api;
 pub mod aws;
 pub mod backoff;
 pub mod clientstate;
+pub mod clock;
 pub mod config;
 pub mod export;
 pub mod graph;

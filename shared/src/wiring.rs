@@ -9,6 +9,7 @@ use crate::aws::queue::SqsSink;
 use crate::aws::secrets::SecretsManagerSource;
 use crate::aws::vault::S3Vault;
 use crate::clientstate::ClientStateKey;
+use crate::clock;
 use crate::config::{CopierConfig, EnumeratorConfig, GraphIdentity, SchedulerConfig, WebhookConfig};
 use crate::graph::{ClientSecret, GraphClient, GraphConfig};
 use crate::pipeline::copier::CopierDeps;
@@ -59,6 +60,7 @@ pub async fn webhook(cfg: &WebhookConfig, aws: &aws_config::SdkConfig) -> Result
         tenant_id: cfg.tenant_id.clone(),
         key: client_state_key(&secrets, &cfg.client_state_key_secret).await?,
         sink: Arc::new(SqsSink::new(aws, cfg.queues.clone())),
+        clock: clock::system(),
     })
 }
 
@@ -72,6 +74,7 @@ pub async fn enumerator(cfg: &EnumeratorConfig, aws: &aws_config::SdkConfig) -> 
         sink: Arc::new(SqsSink::new(aws, cfg.queues.clone())),
         large_item_bytes: cfg.large_item_bytes,
         reserve: Duration::from_secs(30),
+        clock: clock::system(),
     })
 }
 
@@ -87,6 +90,7 @@ pub async fn copier(cfg: &CopierConfig, aws: &aws_config::SdkConfig) -> Result<C
         lock_mode: cfg.lock_mode,
         retention_days: cfg.retention_days,
         large_item_bytes: cfg.large_item_bytes,
+        clock: clock::system(),
     })
 }
 
@@ -102,6 +106,7 @@ pub async fn scheduler(cfg: &SchedulerConfig, aws: &aws_config::SdkConfig) -> Re
         webhook_url: cfg.webhook_url.clone(),
         subscription_minutes: cfg.subscription_minutes,
         renew_within_minutes: cfg.renew_within_minutes,
+        clock: clock::system(),
     })
 }
 
@@ -116,6 +121,7 @@ pub async fn restorer(
         catalog: Arc::new(DynamoCatalog::new(aws, cfg.catalog_table.clone())),
         sink: Arc::new(SqsSink::new(aws, cfg.queues.clone())),
         exports: Arc::new(crate::aws::S3Exports::new(aws, cfg.exports_bucket.clone())),
+        clock: clock::system(),
     })
 }
 
@@ -127,5 +133,6 @@ pub async fn restore_api(cfg: &crate::config::RestoreApiConfig, aws: &aws_config
         sink: Arc::new(SqsSink::new(aws, cfg.queues.clone())),
         presigner: Arc::new(crate::api::S3Presigner::new(crate::aws::s3_client(aws), cfg.vault_bucket.clone())),
         exports: Arc::new(crate::api::S3Presigner::new(crate::aws::s3_client(aws), cfg.exports_bucket.clone())),
+        clock: clock::system(),
     }
 }

@@ -241,7 +241,7 @@ pub(crate) async fn mailbox_children(
 
 async fn list_children(deps: &ApiDeps, holder: Holder, id: &str, q: ChildrenQuery) -> Result<Children, ApiError> {
     // "As of" has millisecond precision: the moment shown is the moment applied.
-    let now = Utc::now().trunc_subsecs(3);
+    let now = deps.clock.now().trunc_subsecs(3);
     let limit = parse_limit(q.limit.as_deref(), CHILDREN_DEFAULT_LIMIT, CHILDREN_MAX_LIMIT)?;
     let cursor = q.cursor.as_deref().filter(|c| !c.is_empty()).map(ChildrenCursor::decode).transpose()?;
     let at = match (q.at.as_deref(), &cursor) {
@@ -482,7 +482,7 @@ async fn download_link(
         (_, true) => return Err(ApiError::NoContent(format!("version {} records a deletion", chosen.version))),
         (None, false) => return Err(ApiError::NoContent(format!("item {item_id} is a folder, not a file"))),
     };
-    let link = deps.presigner.presign_get(&content.object, Utc::now(), DOWNLOAD_LINK_LIFETIME).await?;
+    let link = deps.presigner.presign_get(&content.object, deps.clock.now(), DOWNLOAD_LINK_LIFETIME).await?;
     Ok(DownloadLink {
         url: link.url,
         expires_at: link.expires_at,

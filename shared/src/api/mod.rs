@@ -34,6 +34,7 @@ use serde::de::DeserializeOwned;
 pub use presign::{DOWNLOAD_LINK_LIFETIME, MemoryPresigner, PresignedGet, Presigner, S3Presigner};
 pub use problem::{ApiError, PROBLEM_CONTENT_TYPE, Problem};
 
+use crate::clock::Clock;
 use crate::model::{ContainerId, ContainerRecord};
 use crate::store::{ApiCatalog, MessageSink};
 
@@ -47,6 +48,7 @@ pub struct ApiDeps {
     pub presigner: Arc<dyn Presigner>,
     /// Signs GETs of export zips in the exports bucket (not versioned: empty version ids).
     pub exports: Arc<dyn Presigner>,
+    pub clock: Arc<dyn Clock>,
 }
 
 type Deps = State<Arc<ApiDeps>>;

@@ -163,7 +163,7 @@ pub(crate) async fn create(
         _ => ApiError::InvalidBody(e.body_text()),
     })?;
     let request: RestoreRequest = serde_json::from_slice(&body).map_err(|e| ApiError::InvalidBody(e.to_string()))?;
-    let now = Utc::now();
+    let now = deps.clock.now();
     let drive = match (&request.drive_id, &request.mailbox_id) {
         (Some(drive), None) => protected_drive(&deps, drive).await?,
         (None, Some(user)) => protected_mailbox(&deps, user).await?,
@@ -295,7 +295,7 @@ pub(crate) async fn get(
 
 /// The parts of a finished export, each with a link signed now (links are never stored).
 async fn export_view(deps: &ApiDeps, parts: Vec<ExportPart>) -> Result<ExportView, ApiError> {
-    let now = Utc::now();
+    let now = deps.clock.now();
     let mut views = Vec::with_capacity(parts.len());
     let mut expires_at = now;
     for p in parts {

@@ -209,6 +209,7 @@ pub async fn fixture() -> Fixture {
         sink: sink.clone(),
         presigner: presigner.clone(),
         exports: presigner.clone(),
+        clock: crate::clock::system(),
     };
     Fixture { router: router(Arc::new(deps)), catalog, sink, presigner, discovered }
 }

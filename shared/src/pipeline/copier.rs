@@ -41,6 +41,7 @@ pub struct CopierDeps {
     pub lock_mode: LockMode,
     pub retention_days: u32,
     pub large_item_bytes: u64,
+    pub clock: Arc<dyn crate::clock::Clock>,
 }
 
 /// What happened to one job.

@@ -31,6 +31,7 @@ pub struct EnumeratorDeps {
     pub large_item_bytes: u64,
     /// Stop paging and continue in a new invocation when less than this is left.
     pub reserve: Duration,
+    pub clock: Arc<dyn crate::clock::Clock>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

@@ -50,6 +50,7 @@ async fn a_mailbox_refused_as_a_whole_keeps_every_version_and_says_why() {
     w.mailbox.deliver("m1", "inbox", false);
     w.mailbox.deliver("m2", "archive", true);
     w.sync(ChangeReason::Notification).await;
+    w.catalog.flush_index(); // the test reads the heads through the index
     let held = w.catalog.list_heads(&mailbox()).await.expect("heads");
 
     for (error, code) in [(gone(), "MailboxNotEnabledForRESTAPI"), (denied(), "ErrorAccessDenied")] {
@@ -58,6 +59,7 @@ async fn a_mailbox_refused_as_a_whole_keeps_every_version_and_says_why() {
         w.sync(ChangeReason::Reconcile).await;
 
         // Then nothing is tombstoned, and the sync state says why
+        w.catalog.flush_index();
         let now = w.catalog.list_heads(&mailbox()).await.expect("heads");
         assert_eq!(now, held, "no version may change because the mailbox is refused");
         let state = w.catalog.sync_state(&mailbox()).await.expect("state");

@@ -31,10 +31,10 @@ pub use mail::MAILBOX_RESTORE_SLOTS;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chrono::Utc;
 use tracing::warn;
 
 use super::PipelineError;
+use crate::clock::Clock;
 use crate::graph::{DriveItem, GraphClient};
 use crate::model::{
     ItemKind, ItemVersion, RestoreItemReport, RestoreJob, RestoreOutcome, RestoreStep, RestoreTarget, RestoreTask,
@@ -52,6 +52,7 @@ pub struct RestorerDeps {
     pub sink: Arc<dyn MessageSink>,
     /// Export jobs write their zips here (write-only: never the vault).
     pub exports: Arc<dyn ExportStore>,
+    pub clock: Arc<dyn Clock>,
 }
 
 pub async fn handle(deps: &RestorerDeps, task: &RestoreTask) -> Result<(), PipelineError> {
@@ -147,7 +148,7 @@ impl<'a> Context<'a> {
             outcome: done.outcome,
             detail: done.detail,
             target_item_id: done.target_item_id,
-            at: Utc::now(),
+            at: self.deps.clock.now(),
         };
         self.deps.catalog.record_restore_outcome(&report, done.bytes).await?;
         Ok(())

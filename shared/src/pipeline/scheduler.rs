@@ -11,6 +11,7 @@ use tracing::{info, warn};
 use super::PipelineError;
 use super::enumerator::change_message;
 use crate::clientstate::ClientStateKey;
+use crate::clock::Clock;
 use crate::graph::{GraphClient, GraphError, NewSubscription};
 use crate::model::{ChangeJob, ChangeReason, ContainerId, ContainerRecord, LifecycleJob};
 use crate::store::{MessageSink, QueueName, SchedulerCatalog};
@@ -31,6 +32,7 @@ pub struct SchedulerDeps {
     pub webhook_url: String,
     pub subscription_minutes: i64,
     pub renew_within_minutes: i64,
+    pub clock: Arc<dyn Clock>,
 }
 
 /// The scheduled tasks, as sent by EventBridge (`{"task": "sweep"}`).
@@ -70,7 +72,7 @@ async fn enqueue(
     containers: Vec<ContainerId>,
     reason: ChangeReason,
 ) -> Result<usize, PipelineError> {
-    let now = Utc::now();
+    let now = deps.clock.now();
     let messages: Vec<_> = containers.into_iter().map(|c| change_message(&ChangeJob::new(c, reason, now))).collect();
     let count = messages.len();
     if count > 0 {
@@ -146,7 +148,7 @@ async fn protect(
                 container: container.clone(),
                 user_id: user.id.clone(),
                 user_principal_name: user.user_principal_name.clone(),
-                discovered_at: Utc::now(),
+                discovered_at: deps.clock.now(),
                 subscription_id: None,
                 subscription_expires: None,
             }
@@ -171,7 +173,7 @@ fn lifetime(deps: &SchedulerDeps, c: &ContainerId) -> i64 {
 }
 
 fn expiry(deps: &SchedulerDeps, c: &ContainerId) -> DateTime<Utc> {
-    Utc::now() + Duration::minutes(lifetime(deps, c))
+    deps.clock.now() + Duration::minutes(lifetime(deps, c))
 }
 
 /// A drive is watched from its root (the only driveItem subscription Graph allows); a
@@ -205,7 +207,7 @@ pub async fn renew(deps: &SchedulerDeps) -> Result<Report, PipelineError> {
         report.containers += 1;
         // Short-lived (mailbox) subscriptions are renewed once half their life has passed.
         let within = deps.renew_within_minutes.min(lifetime(deps, &record.container) / 2);
-        if record.subscription_expires.is_some_and(|e| e > Utc::now() + Duration::minutes(within)) {
+        if record.subscription_expires.is_some_and(|e| e > deps.clock.now() + Duration::minutes(within)) {
             continue;
         }
         match renew_one(deps, &mut record).await {

@@ -59,6 +59,7 @@ fn deps(server: &TestServer, catalog: Arc<MemoryCatalog>, sink: Arc<MemorySink>)
         webhook_url: "https://hooks.example.test/graph/notifications".into(),
         subscription_minutes: 42_000,
         renew_within_minutes: 3 * 24 * 60,
+        clock: crate::clock::system(),
     }
 }
 
@@ -74,7 +75,8 @@ fn subscription_requests(server: &TestServer) -> Vec<Value> {
 #[tokio::test]
 async fn discovery_protects_every_drive_and_mailbox_and_skips_mailboxes_graph_does_not_serve() {
     let server = graph().await;
-    let (catalog, sink) = (Arc::new(MemoryCatalog::new()), Arc::new(MemorySink::new()));
+    let (catalog, sink) =
+        (Arc::new(MemoryCatalog::with_index_lag(super::tests::INDEX_LAG)), Arc::new(MemorySink::new()));
     let d = deps(&server, catalog.clone(), sink.clone());
 
     let report = scheduler::run(&d, Task::Discover).await.unwrap();
@@ -110,7 +112,8 @@ async fn discovery_protects_every_drive_and_mailbox_and_skips_mailboxes_graph_do
 #[tokio::test]
 async fn a_removed_mailbox_subscription_is_recreated_and_a_missed_one_reconciles_the_mailbox() {
     let server = graph().await;
-    let (catalog, sink) = (Arc::new(MemoryCatalog::new()), Arc::new(MemorySink::new()));
+    let (catalog, sink) =
+        (Arc::new(MemoryCatalog::with_index_lag(super::tests::INDEX_LAG)), Arc::new(MemorySink::new()));
     let d = deps(&server, catalog.clone(), sink.clone());
     scheduler::run(&d, Task::Discover).await.unwrap();
     sink.take(QueueName::Changes);

@@ -17,6 +17,7 @@ use serde::Deserialize;
 use tracing::{info, warn};
 
 use crate::clientstate::{ClientStateKey, ct_eq};
+use crate::clock::Clock;
 use crate::model::{ChangeJob, ChangeReason, ContainerId, LifecycleJob, SCHEMA_VERSION};
 use crate::store::{MessageSink, OutMessage, QueueName};
 
@@ -29,6 +30,7 @@ pub struct WebhookDeps {
     pub tenant_id: String,
     pub key: ClientStateKey,
     pub sink: Arc<dyn MessageSink>,
+    pub clock: Arc<dyn Clock>,
 }
 
 #[derive(Deserialize)]
@@ -178,7 +180,7 @@ async fn notifications(
     if !is_json {
         return plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, "expected application/json".into());
     }
-    let triage = match triage(&deps, &body, Utc::now()) {
+    let triage = match triage(&deps, &body, deps.clock.now()) {
         Ok(t) => t,
         Err(_) => return plain(StatusCode::BAD_REQUEST, "malformed notification collection".into()),
     };
@@ -213,6 +215,7 @@ mod tests {
             tenant_id: "tenant-1".into(),
             key: ClientStateKey::new("webhook-test-key-webhook-test-key-0123").expect("key"),
             sink,
+            clock: crate::clock::system(),
         }
     }
 

@@ -11,7 +11,6 @@
 //! every part has a row. A part that fails part-way aborts its upload and is retried whole
 //! (reports and rows are idempotent, and a part is written the same way every time).
 
-use chrono::Utc;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
@@ -183,7 +182,7 @@ async fn record(
         sha256,
         messages: manifest.entries.len() as u64,
         failed: manifest.failed.len() as u64,
-        completed_at: Utc::now(),
+        completed_at: deps.clock.now(),
     };
     deps.catalog.record_export_part(&job.id, &part).await?;
     info!(job = %job.id, part = range.part, of = range.of, messages = part.messages, failed = part.failed, bytes, "export part written");

@@ -40,7 +40,8 @@ struct World {
 impl World {
     async fn new() -> Self {
         let graph = TestServer::start(3600, |_, _| graph_error(500, "an export never calls Graph")).await;
-        let (catalog, vault) = (Arc::new(MemoryCatalog::new()), Arc::new(MemoryVault::new()));
+        let (catalog, vault) =
+            (Arc::new(MemoryCatalog::with_index_lag(crate::pipeline::tests::INDEX_LAG)), Arc::new(MemoryVault::new()));
         let (exports, sink) = (Arc::new(MemoryExports::new()), Arc::new(MemorySink::new()));
         let deps = RestorerDeps {
             graph: graph.client(),
@@ -48,6 +49,7 @@ impl World {
             catalog: catalog.clone(),
             sink: sink.clone(),
             exports: exports.clone(),
+            clock: crate::clock::system(),
         };
         let base = Utc::now() - TimeDelta::days(1);
         Self { catalog, vault, exports, sink, deps, graph, base }

@@ -94,7 +94,7 @@ mod tests {
     /// nothing useful (finishing a job must not call Graph).
     async fn running(planned: u64) -> (Arc<MemoryCatalog>, RestorerDeps, TestServer) {
         let graph = TestServer::start(3600, |_, _| graph_error(500, "unused")).await;
-        let catalog = Arc::new(MemoryCatalog::new());
+        let catalog = Arc::new(MemoryCatalog::with_index_lag(crate::pipeline::tests::INDEX_LAG));
         let job = RestoreJob {
             status: RestoreStatus::Running,
             planned_items: planned,
@@ -114,6 +114,7 @@ mod tests {
             catalog: catalog.clone(),
             sink: Arc::new(MemorySink::new()),
             exports: Arc::new(crate::store::memory::MemoryExports::new()),
+            clock: crate::clock::system(),
         };
         (catalog, deps, graph)
     }

@@ -17,7 +17,6 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use chrono::Utc;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
@@ -98,7 +97,7 @@ pub(super) async fn restore_chunk(
     item_ids: &[String],
 ) -> Result<(), PipelineError> {
     let target = crate::model::ContainerId::mailbox(job.container.tenant_id.clone(), target_user(job));
-    let now = Utc::now();
+    let now = deps.clock.now();
     let resource = throttle_resource(&target);
     let Some(lease) =
         deps.catalog.acquire_slot(&target.tenant_id, &resource, MAILBOX_RESTORE_SLOTS, now, now + SLOT_LEASE).await?
@@ -381,4 +380,66 @@ async fn verify(ctx: &Context<'_>, user: &str, message_id: &str, original: &[u8]
         return Err(PipelineError::ContentMismatch(format!("restored message {message_id} lost its Message-ID")));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chrono::{DateTime, Utc};
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::graph::test_server::{TestServer, graph_error};
+    use crate::model::{ContainerId, RestoreStep, SCHEMA_VERSION};
+    use crate::store::memory::{MemoryCatalog, MemoryExports, MemorySink, MemoryVault};
+    use crate::store::{Coordination, RestoreJobs};
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).expect("valid time").with_timezone(&Utc)
+    }
+
+    #[tokio::test]
+    async fn a_chunk_waits_for_a_mailbox_slot_until_the_leases_holding_them_run_out() {
+        // Given a running restore of a mailbox whose three restore slots were taken at 10:00
+        // by chunks whose workers died (their leases run to 10:15, nobody gives them back)
+        let start = at("2024-05-01T10:00:00Z");
+        let clock = Arc::new(ManualClock::new(start));
+        let graph = TestServer::start(3600, |_, _| graph_error(500, "no item to restore")).await;
+        let (catalog, sink) = (Arc::new(MemoryCatalog::new()), Arc::new(MemorySink::new()));
+        let deps = RestorerDeps {
+            graph: graph.client(),
+            vault: Arc::new(MemoryVault::new()),
+            catalog: catalog.clone(),
+            sink: sink.clone(),
+            exports: Arc::new(MemoryExports::new()),
+            clock: clock.clone(),
+        };
+        let mailbox = ContainerId::mailbox("t", "ada");
+        let job = RestoreJob {
+            status: RestoreStatus::Running,
+            ..RestoreJob::new("j", mailbox.clone(), RestoreScope::Container, start, RestoreTarget::InPlace, start)
+        };
+        catalog.create_restore_job(&job).await.expect("create");
+        let resource = throttle_resource(&mailbox);
+        for _ in 0..MAILBOX_RESTORE_SLOTS {
+            let until = start + SLOT_LEASE;
+            let held = catalog.acquire_slot("t", &resource, MAILBOX_RESTORE_SLOTS, start, until).await.expect("slot");
+            assert!(held.is_some());
+        }
+        let chunk =
+            RestoreTask { v: SCHEMA_VERSION, job_id: "j".into(), step: RestoreStep::Items { item_ids: vec![] } };
+
+        // When a chunk arrives a minute before the leases end, it goes back to the queue
+        clock.set(start + SLOT_LEASE - chrono::Duration::minutes(1));
+        super::super::handle(&deps, &chunk).await.expect("deferred");
+        assert_eq!(sink.take(QueueName::Restores).len(), 1);
+        assert_eq!(catalog.restore_job("j").await.expect("read").expect("job").status, RestoreStatus::Running);
+
+        // And once the clock passes them (no sleeping), the chunk takes a slot and runs
+        clock.advance(chrono::Duration::minutes(2));
+        super::super::handle(&deps, &chunk).await.expect("ran");
+        assert!(sink.take(QueueName::Restores).is_empty());
+        assert_eq!(catalog.restore_job("j").await.expect("read").expect("job").status, RestoreStatus::Succeeded);
+    }
 }

@@ -1,20 +1,30 @@
-//! Point-in-time reads, straight from each item's history.
+//! Point-in-time reads from each item's history, read through the index as the DynamoDB
+//! adapter reads it (`index.rs`): a container and its change history from the `VC#` rows; a
+//! folder's candidates from the `VP#` rows, each confirmed by the item's history in the table.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{CatalogState, MemoryCatalog, millis};
+use super::index::IndexedRows;
+use super::{MemoryCatalog, millis};
 use crate::model::{ContainerId, ItemVersion};
 use crate::store::{Listing, Page, PointInTime, StoreError, item_order};
 
-impl CatalogState {
+type History = std::collections::BTreeMap<(String, String), ItemVersion>;
+
+/// An item's newest version at or before `bound` (milliseconds) that passes `keep`.
+fn newest_until<'a>(history: &'a History, bound: &str, keep: impl Fn(&ItemVersion) -> bool) -> Option<&'a ItemVersion> {
+    history.iter().rev().find(|((t, _), v)| t.as_str() <= bound && keep(v)).map(|(_, v)| v)
+}
+
+impl IndexedRows {
     /// The version of each item of `container` current at `bound` (milliseconds), in item order.
     fn as_of(&self, container: &ContainerId, bound: &str) -> Vec<&ItemVersion> {
         let mut current: Vec<&ItemVersion> = self
             .versions
             .iter()
             .filter(|(k, _)| &k.container == container)
-            .filter_map(|(_, history)| history.iter().rev().find(|((t, _), _)| t.as_str() <= bound).map(|(_, v)| v))
+            .filter_map(|(_, history)| newest_until(history, bound, |_| true))
             .collect();
         current.sort_by_cached_key(|v| item_order(&v.key.item_id));
         current
@@ -28,7 +38,7 @@ impl PointInTime for MemoryCatalog {
         container: &ContainerId,
         at: DateTime<Utc>,
     ) -> Result<Vec<ItemVersion>, StoreError> {
-        Ok(self.read().as_of(container, &millis(at)).into_iter().cloned().collect())
+        Ok(self.read().index().as_of(container, &millis(at)).into_iter().cloned().collect())
     }
 
     async fn children_as_of(
@@ -41,12 +51,25 @@ impl PointInTime for MemoryCatalog {
     ) -> Result<Page<ItemVersion>, StoreError> {
         let listing = Listing::children(container, parent_id, at);
         let after = listing.resume(cursor)?.map(|id| item_order(&id));
+        let bound = millis(at);
+        let in_folder = |v: &ItemVersion| v.parent_id.as_deref() == Some(parent_id);
         let state = self.read();
-        let mut children = state
-            .as_of(container, &millis(at))
+        // Candidates: items whose newest version in the folder at T, as the index has it, is alive.
+        let mut candidates: Vec<_> = state
+            .index()
+            .versions
+            .iter()
+            .filter(|(k, _)| &k.container == container)
+            .filter(|(_, history)| newest_until(history, &bound, in_folder).is_some_and(|v| !v.deleted))
+            .map(|(k, _)| k)
+            .filter(|k| after.as_ref().is_none_or(|a| item_order(&k.item_id) > *a))
+            .collect();
+        candidates.sort_by_cached_key(|k| item_order(&k.item_id));
+        // Confirmed by the item's history in the table: alive in this folder at T.
+        let mut children = candidates
             .into_iter()
-            .filter(|v| !v.deleted && v.parent_id.as_deref() == Some(parent_id))
-            .filter(|v| after.as_ref().is_none_or(|a| item_order(&v.key.item_id) > *a));
+            .filter_map(|k| state.table.versions.get(k).and_then(|h| newest_until(h, &bound, |_| true)))
+            .filter(|v| !v.deleted && in_folder(v));
         let items: Vec<ItemVersion> = children.by_ref().take(limit.max(1)).cloned().collect();
         let more = children.next().is_some();
         let next = items.last().filter(|_| more).map(|v| listing.cursor(&v.key.item_id));
@@ -63,6 +86,7 @@ impl PointInTime for MemoryCatalog {
         let (lo, hi) = (millis(from), millis(to));
         let state = self.read();
         let mut found: Vec<&ItemVersion> = state
+            .index()
             .versions
             .iter()
             .filter(|(k, _)| &k.container == container)

@@ -5,11 +5,13 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use super::index::Changed;
 use super::{MemoryCatalog, injected, millis, take_fault, version_sort_key};
 use crate::model::{ContainerId, ItemHead, ItemKey, ItemVersion, ObjectRef};
 use crate::store::{Commit, ItemHistory, StoreError};
 
 /// An item's head and its version's place in the item's history.
+#[derive(Clone)]
 pub(super) struct HeadRow {
     head: ItemHead,
     order: (String, String),
@@ -18,7 +20,7 @@ pub(super) struct HeadRow {
 #[async_trait]
 impl ItemHistory for MemoryCatalog {
     async fn head(&self, item: &ItemKey) -> Result<Option<ItemHead>, StoreError> {
-        Ok(self.read().heads.get(item).map(|row| row.head.clone()))
+        Ok(self.read().table.heads.get(item).map(|row| row.head.clone()))
     }
 
     async fn heads(
@@ -29,24 +31,34 @@ impl ItemHistory for MemoryCatalog {
         let state = self.read();
         Ok(item_ids
             .iter()
-            .filter_map(|id| state.heads.get(&container.item(id.as_str())).map(|row| (id.clone(), row.head.clone())))
+            .filter_map(|id| {
+                state.table.heads.get(&container.item(id.as_str())).map(|row| (id.clone(), row.head.clone()))
+            })
             .collect())
     }
 
+    /// An index read (`GSI1` `H#`).
     async fn list_heads(&self, container: &ContainerId) -> Result<Vec<ItemHead>, StoreError> {
         let state = self.read();
-        Ok(state.heads.iter().filter(|(k, _)| &k.container == container).map(|(_, row)| row.head.clone()).collect())
+        Ok(state
+            .index()
+            .heads
+            .iter()
+            .filter(|(k, _)| &k.container == container)
+            .map(|(_, row)| row.head.clone())
+            .collect())
     }
 
     async fn commit_version(&self, version: &ItemVersion, record: &ObjectRef) -> Result<Commit, StoreError> {
         let sort_key = version_sort_key(version.order_time(), &version.version);
         let commit = {
             let mut state = self.write();
-            let history = state.versions.entry(version.key.clone()).or_default();
+            let history = state.table.versions.entry(version.key.clone()).or_default();
             if history.contains_key(&sort_key) {
                 Commit::AlreadyCommitted
             } else {
                 history.insert(sort_key.clone(), version.clone());
+                state.changed(Changed::Version(&version.key, &sort_key));
                 Commit::Created
             }
         };
@@ -57,23 +69,25 @@ impl ItemHistory for MemoryCatalog {
         // As in DynamoDB: the head is the row latest in the item's history, so a commit
         // advances it only past an earlier row; a redelivery re-advances (repairing a crash
         // between the writes) and is a no-op otherwise.
-        let advance = state.heads.get(&version.key).is_none_or(|row| row.order < sort_key);
+        let advance = state.table.heads.get(&version.key).is_none_or(|row| row.order < sort_key);
         if advance {
             let head = ItemHead { current: version.clone(), record: record.clone() };
-            state.heads.insert(version.key.clone(), HeadRow { head, order: sort_key });
+            state.table.heads.insert(version.key.clone(), HeadRow { head, order: sort_key });
+            state.changed(Changed::Head(&version.key));
         }
         Ok(commit)
     }
 
     async fn versions(&self, item: &ItemKey, limit: usize) -> Result<Vec<ItemVersion>, StoreError> {
         let state = self.read();
-        Ok(state.versions.get(item).map(|h| h.values().rev().take(limit).cloned().collect()).unwrap_or_default())
+        Ok(state.table.versions.get(item).map(|h| h.values().rev().take(limit).cloned().collect()).unwrap_or_default())
     }
 
     async fn version_at(&self, item: &ItemKey, at: DateTime<Utc>) -> Result<Option<ItemVersion>, StoreError> {
         let bound = millis(at);
         let state = self.read();
         Ok(state
+            .table
             .versions
             .get(item)
             .and_then(|h| h.iter().rev().find(|((t, _), _)| *t <= bound))

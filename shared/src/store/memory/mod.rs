@@ -4,7 +4,8 @@
 //! knobs for tests that exercise failure paths.
 //!
 //! The catalog is one [`MemoryCatalog`] whose state is below; each capability's implementation
-//! is in a file of its own, as in `crate::aws::catalog`.
+//! is in a file of its own, as in `crate::aws::catalog`. Its index reads can lag its writes as
+//! DynamoDB's global secondary indexes do ([`MemoryCatalog::with_index_lag`], `index.rs`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,9 +14,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::StoreError;
-use crate::model::{
-    ContainerId, ContainerRecord, ExportPart, ItemKey, ItemVersion, RestoreItemReport, RestoreJob, SyncState,
-};
+use crate::model::{ContainerId, ContainerRecord, ExportPart, ItemKey, RestoreItemReport, SyncState};
 
 mod as_of;
 mod containers;
@@ -24,6 +23,7 @@ mod export_parts;
 mod exports;
 mod failures;
 mod history;
+mod index;
 mod queue;
 mod restore;
 mod secrets;
@@ -70,8 +70,10 @@ fn millis(t: DateTime<Utc>) -> String {
 /// Every row of the catalog, by capability.
 #[derive(Default)]
 struct CatalogState {
-    versions: BTreeMap<ItemKey, BTreeMap<(String, String), ItemVersion>>,
-    heads: BTreeMap<ItemKey, history::HeadRow>,
+    /// The rows the indexes project, as the table holds them.
+    table: index::IndexedRows,
+    /// `None` when index reads see the table (no lag).
+    index: Option<index::LaggingIndex>,
     sync: HashMap<ContainerId, SyncState>,
     /// Marks of the items each full scan saw, by (container, epoch).
     seen: HashMap<(ContainerId, String), std::collections::HashSet<String>>,
@@ -79,7 +81,6 @@ struct CatalogState {
     throttles: HashMap<(String, String), DateTime<Utc>>,
     slots: HashMap<(String, String, u32), DateTime<Utc>>,
     failures: BTreeMap<ItemKey, failures::FailureRow>,
-    restore_jobs: BTreeMap<String, RestoreJob>,
     /// By (job id, item id).
     restore_reports: BTreeMap<(String, String), RestoreItemReport>,
     /// By (job id, part).
@@ -120,8 +121,11 @@ impl MemoryCatalog {
         locked(&self.state)
     }
 
+    /// One write request: the lagging index, if any, moves one write on.
     fn write(&self) -> MutexGuard<'_, CatalogState> {
         bump(&self.writes);
-        locked(&self.state)
+        let mut state = locked(&self.state);
+        state.write_begins();
+        state
     }
 }

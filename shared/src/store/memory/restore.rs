@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 
+use super::index::Changed;
 use super::{MemoryCatalog, millis};
 use crate::model::{RestoreItemReport, RestoreJob, RestoreOutcome, RestorePlan, RestoreStatus};
 use crate::store::{Listing, OutcomeCounts, Page, RestoreJobs, StoreError, outcome_replaces};
@@ -21,21 +22,23 @@ fn counter(job: &mut RestoreJob, outcome: RestoreOutcome) -> &mut u64 {
 impl RestoreJobs for MemoryCatalog {
     async fn create_restore_job(&self, job: &RestoreJob) -> Result<(), StoreError> {
         let mut state = self.write();
-        if state.restore_jobs.contains_key(&job.id) {
+        if state.table.restore_jobs.contains_key(&job.id) {
             return Err(StoreError::AlreadyExists { key: format!("restore job {}", job.id) });
         }
-        state.restore_jobs.insert(job.id.clone(), job.clone());
+        state.table.restore_jobs.insert(job.id.clone(), job.clone());
+        state.changed(Changed::Job(&job.id));
         Ok(())
     }
 
     async fn restore_job(&self, id: &str) -> Result<Option<RestoreJob>, StoreError> {
-        Ok(self.read().restore_jobs.get(id).cloned())
+        Ok(self.read().table.restore_jobs.get(id).cloned())
     }
 
+    /// An index read (`GSI1` `RJ#`).
     async fn list_restore_jobs(&self, tenant_id: &str, limit: usize) -> Result<Vec<RestoreJob>, StoreError> {
         let state = self.read();
         let mut jobs: Vec<&RestoreJob> =
-            state.restore_jobs.values().filter(|j| j.container.tenant_id == tenant_id).collect();
+            state.index().restore_jobs.values().filter(|j| j.container.tenant_id == tenant_id).collect();
         jobs.sort_by_cached_key(|j| std::cmp::Reverse((millis(j.created_at), j.id.clone())));
         Ok(jobs.into_iter().take(limit).cloned().collect())
     }
@@ -47,12 +50,16 @@ impl RestoreJobs for MemoryCatalog {
         plan: Option<RestorePlan>,
     ) -> Result<(), StoreError> {
         let mut state = self.write();
-        let job =
-            state.restore_jobs.get_mut(id).ok_or_else(|| StoreError::NotFound { key: format!("restore job {id}") })?;
+        let job = state
+            .table
+            .restore_jobs
+            .get_mut(id)
+            .ok_or_else(|| StoreError::NotFound { key: format!("restore job {id}") })?;
         job.status = status;
         if let Some(plan) = plan {
             (job.planned_items, job.planned_bytes, job.conflicts) = (plan.items, plan.bytes, plan.conflicts);
         }
+        state.changed(Changed::Job(id));
         Ok(())
     }
 
@@ -64,6 +71,7 @@ impl RestoreJobs for MemoryCatalog {
             return Ok(false);
         }
         let job = state
+            .table
             .restore_jobs
             .get_mut(&report.job_id)
             .ok_or_else(|| StoreError::NotFound { key: format!("restore job {}", report.job_id) })?;
@@ -76,6 +84,7 @@ impl RestoreJobs for MemoryCatalog {
             job.bytes_restored += bytes;
         }
         state.restore_reports.insert(key, report.clone());
+        state.changed(Changed::Job(&report.job_id));
         Ok(true)
     }
 
@@ -86,11 +95,15 @@ impl RestoreJobs for MemoryCatalog {
         counts: OutcomeCounts,
     ) -> Result<(), StoreError> {
         let mut state = self.write();
-        let job =
-            state.restore_jobs.get_mut(id).ok_or_else(|| StoreError::NotFound { key: format!("restore job {id}") })?;
+        let job = state
+            .table
+            .restore_jobs
+            .get_mut(id)
+            .ok_or_else(|| StoreError::NotFound { key: format!("restore job {id}") })?;
         job.status = status;
         (job.restored, job.unchanged, job.skipped, job.failed) =
             (counts.restored, counts.unchanged, counts.skipped, counts.failed);
+        state.changed(Changed::Job(id));
         Ok(())
     }
 
