@@ -325,6 +325,7 @@ async fn a_full_scan_never_tombstones_an_item_graph_still_has_whatever_the_index
         w.drive.put(&id, &id, "e1", id.as_bytes());
     }
     sync(&w).await;
+    w.catalog.flush_index();
     w.catalog.set_index_lag(500);
     w.drive.remove("f07");
 
