@@ -49,6 +49,26 @@ pub struct Faults {
     pub expire_sessions_after_fragment: u64,
     /// Added to every mail request (see the mail limiter).
     pub mail_latency_ms: u64,
+    /// Download URLs answering a `Range` request with `200` and the whole body.
+    pub ignore_range: Vec<ItemFault>,
+}
+
+/// A fault on the next `remaining` matching requests, of one item or of any.
+#[derive(Debug, Clone)]
+pub struct ItemFault {
+    pub remaining: u64,
+    pub item_id: Option<String>,
+}
+
+/// Consumes one of `faults` matching `item_id`; whether one did.
+pub fn take_item_fault(faults: &mut Vec<ItemFault>, item_id: &str) -> bool {
+    let Some(fault) = faults.iter_mut().find(|f| f.remaining > 0 && f.item_id.as_deref().is_none_or(|i| i == item_id))
+    else {
+        return false;
+    };
+    fault.remaining -= 1;
+    faults.retain(|f| f.remaining > 0);
+    true
 }
 
 impl Faults {

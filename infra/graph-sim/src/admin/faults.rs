@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::parse;
 use crate::Inner;
 use crate::error::{GraphError, GraphResult};
-use crate::faults::{TransportAction, TransportFault};
+use crate::faults::{ItemFault, TransportAction, TransportFault};
 
 #[derive(Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -68,6 +68,12 @@ pub enum FaultReq {
     /// concurrent requests overlap.
     MailLatency {
         ms: u64,
+    },
+    /// Download URLs answer the next `count` ranged requests (every one without a count) of
+    /// `item_id` (of any item without one) with `200` and the whole body.
+    IgnoreRange {
+        count: Option<u64>,
+        item_id: Option<String>,
     },
 }
 
@@ -134,6 +140,9 @@ pub async fn add_fault(State(sim): State<Arc<Inner>>, body: Bytes) -> GraphResul
             }
         }
         FaultReq::MailLatency { ms } => st.faults.mail_latency_ms = ms,
+        FaultReq::IgnoreRange { count, item_id } => {
+            st.faults.ignore_range.push(ItemFault { remaining: count.unwrap_or(u64::MAX), item_id })
+        }
     }
     Ok(Json(json!({})))
 }
