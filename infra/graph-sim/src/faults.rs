@@ -4,7 +4,7 @@
 //! lost or duplicated webhook deliveries, writes refused on a drive. The
 //! [`gate`] middleware sits in front of every Graph, download and upload route.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -16,9 +16,12 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use crate::Inner;
+use crate::content::Content;
 use crate::error::GraphError;
+use crate::store::ids::IdRng;
 
 #[derive(Debug, Clone)]
 pub enum TransportAction {
@@ -51,6 +54,37 @@ pub struct Faults {
     pub mail_latency_ms: u64,
     /// Download URLs answering a `Range` request with `200` and the whole body.
     pub ignore_range: Vec<ItemFault>,
+    /// Items whose current content downloads as other bytes than Graph's metadata describes.
+    pub served_bytes: HashMap<String, ServedBytes>,
+}
+
+/// What a sensitivity-labelled (encrypted) file looks like to a downloader (graph-facts
+/// §13.2): `size` and `quickXorHash` describe one body, the download URL serves another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServedBytes {
+    /// The same other bytes on every download (until the content changes).
+    Fixed,
+    /// Other bytes again on every download: two downloads never agree.
+    Varying,
+}
+
+/// How much longer the served body is than the reported one (an encryption wrapper).
+const LABEL_OVERHEAD: u64 = 4096;
+
+impl ServedBytes {
+    /// The body served instead of the `size` bytes of content version `ctag` of `item_id`.
+    pub fn content(self, item_id: &str, ctag: &str, size: u64) -> Content {
+        let seed = match self {
+            ServedBytes::Fixed => {
+                let digest = Sha256::digest(format!("label|{item_id}|{ctag}").as_bytes());
+                let mut first = [0u8; 8];
+                first.copy_from_slice(&digest[..8]);
+                u64::from_le_bytes(first)
+            }
+            ServedBytes::Varying => IdRng::random().next_u64(),
+        };
+        Content::Generated { seed, size: size + LABEL_OVERHEAD }
+    }
 }
 
 /// A fault on the next `remaining` matching requests, of one item or of any.

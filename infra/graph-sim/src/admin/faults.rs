@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::parse;
 use crate::Inner;
 use crate::error::{GraphError, GraphResult};
-use crate::faults::{ItemFault, TransportAction, TransportFault};
+use crate::faults::{ItemFault, ServedBytes, TransportAction, TransportFault};
 
 #[derive(Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -74,6 +74,13 @@ pub enum FaultReq {
     IgnoreRange {
         count: Option<u64>,
         item_id: Option<String>,
+    },
+    /// Downloads of `item_id` serve other bytes (another length) than its size and hash
+    /// describe: the same ones every time, or other ones every time when `varying`.
+    ServeDifferentBytes {
+        item_id: String,
+        #[serde(default)]
+        varying: bool,
     },
 }
 
@@ -142,6 +149,10 @@ pub async fn add_fault(State(sim): State<Arc<Inner>>, body: Bytes) -> GraphResul
         FaultReq::MailLatency { ms } => st.faults.mail_latency_ms = ms,
         FaultReq::IgnoreRange { count, item_id } => {
             st.faults.ignore_range.push(ItemFault { remaining: count.unwrap_or(u64::MAX), item_id })
+        }
+        FaultReq::ServeDifferentBytes { item_id, varying } => {
+            let served = if varying { ServedBytes::Varying } else { ServedBytes::Fixed };
+            st.faults.served_bytes.insert(item_id, served);
         }
     }
     Ok(Json(json!({})))

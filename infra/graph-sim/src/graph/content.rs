@@ -2,7 +2,9 @@
 //! pre-authenticated `/download/{token}` URL (it expires, and a request carrying an
 //! `Authorization` header is refused with `401`), which serves the body streamed, with
 //! `Range` → `206` and `Content-Range`, or `416` when unsatisfiable; under the
-//! `ignore_range` fault a ranged request gets `200` and the whole body.
+//! `ignore_range` fault a ranged request gets `200` and the whole body. Under
+//! `serve_different_bytes` an item's current content downloads as other bytes than its
+//! metadata describes (graph-facts §13.2).
 //!
 //! Choice: a download URL names the item, not a content version; like Graph
 //! it serves the item's *current* content when fetched, so a URL obtained
@@ -23,7 +25,7 @@ use futures::StreamExt;
 use super::items::drive_not_found;
 use super::render::download_url;
 use crate::Inner;
-use crate::content::ContentBlob;
+use crate::content::Content;
 use crate::error::{GraphError, GraphResult};
 use crate::faults::{count_download, take_item_fault};
 use crate::store::ItemKind;
@@ -137,7 +139,7 @@ fn serve(sim: &Arc<Inner>, token: &str, headers: &HeaderMap) -> GraphResult<Resp
     if f.first().map(String::as_str) != Some("dl") || exp <= Utc::now().timestamp() {
         return Err(unauthorized());
     }
-    let (blob, ctag, ignore_range): (Arc<ContentBlob>, String, bool) = {
+    let (content, ctag, ignore_range): (Content, String, bool) = {
         let mut st = sim.lock();
         let ranged = headers.contains_key(header::RANGE);
         let ignore_range = ranged && take_item_fault(&mut st.faults.ignore_range, &f[2]);
@@ -150,17 +152,21 @@ fn serve(sim: &Arc<Inner>, token: &str, headers: &HeaderMap) -> GraphResult<Resp
         match f.get(4).map(|v| v.parse::<u64>()) {
             None => {
                 let blob = it.blob.clone().ok_or_else(|| GraphError::not_found("The item has no content."))?;
-                (blob, it.ctag(), ignore_range)
+                let content = match st.faults.served_bytes.get(&it.id) {
+                    Some(served) => served.content(&it.id, &it.ctag(), blob.size()),
+                    None => blob.content.clone(),
+                };
+                (content, it.ctag(), ignore_range)
             }
             Some(Ok(n)) => {
                 let old = it.history.iter().find(|v| v.number == n);
                 let old = old.ok_or_else(|| GraphError::not_found("The version no longer exists."))?;
-                (old.blob.clone(), format!("\"{{{}}},{n}.0\"", it.guid.to_uppercase()), ignore_range)
+                (old.blob.content.clone(), format!("\"{{{}}},{n}.0\"", it.guid.to_uppercase()), ignore_range)
             }
             Some(Err(_)) => return Err(unauthorized()),
         }
     };
-    let total = blob.size();
+    let total = content.size();
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).filter(|_| !ignore_range);
     let (status, start, end) = match parse_range(range, total) {
         Span::Whole => (StatusCode::OK, 0, total),
@@ -179,7 +185,7 @@ fn serve(sim: &Arc<Inner>, token: &str, headers: &HeaderMap) -> GraphResult<Resp
         }
     };
     let counter = Arc::clone(sim);
-    let stream = blob.content.stream(start, end).inspect(move |chunk| {
+    let stream = content.stream(start, end).inspect(move |chunk| {
         if let Ok(c) = chunk {
             count_download(&counter, c.len() as u64);
         }

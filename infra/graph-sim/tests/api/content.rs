@@ -150,3 +150,41 @@ async fn download_urls_refuse_a_bearer_token_and_may_ignore_range() {
     let r = sim.http.get(&url).header("Range", "bytes=1-").send().await.expect("range");
     assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
 }
+
+#[tokio::test]
+async fn a_labelled_file_downloads_as_other_bytes_than_its_size_and_hash_describe() {
+    // Given a file whose downloads serve other bytes (graph-facts §13.2)
+    let sim = start(fast_config()).await;
+    let drive = sim.seed_one(0, 0).await;
+    let file = sim
+        .post_admin(
+            &format!("/drives/{drive}/items"),
+            json!({"name": "secret.docx", "kind": "file", "size": 5_000, "seed": 2}),
+        )
+        .await;
+    let id = file["id"].as_str().unwrap_or("");
+    let content = format!("/drives/{drive}/items/{id}/content");
+    sim.post_admin("/faults", json!({"kind": "serve_different_bytes", "item_id": id})).await;
+
+    // When it is downloaded twice
+    let (first, second) = (sim.download(&content).await, sim.download(&content).await);
+
+    // Then both downloads agree with each other but not with the metadata, which is unchanged
+    assert_eq!(first, second, "the same other bytes every time");
+    assert_ne!(first.len(), 5_000);
+    assert_ne!(crate::common::sha256_hex(&first), file["sha256"].as_str().unwrap_or(""));
+    let item = sim.get_json(&format!("/drives/{drive}/items/{id}")).await;
+    assert_eq!(item["size"], 5_000);
+    assert_eq!(item["file"]["hashes"]["quickXorHash"], file["quick_xor_hash"]);
+
+    // When the bytes vary, two downloads disagree
+    sim.post_admin("/faults", json!({"kind": "serve_different_bytes", "item_id": id, "varying": true})).await;
+    let (third, fourth) = (sim.download(&content).await, sim.download(&content).await);
+    assert_ne!(third, fourth);
+    assert_ne!(third.len(), 5_000);
+
+    // And once the faults are cleared the real bytes come back
+    sim.admin_ok(Method::DELETE, "/faults", Value::Null).await;
+    let real = sim.download(&content).await;
+    assert_eq!(crate::common::sha256_hex(&real), file["sha256"].as_str().unwrap_or(""));
+}
