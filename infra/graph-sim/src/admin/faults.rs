@@ -14,6 +14,7 @@ use super::parse;
 use crate::Inner;
 use crate::error::{GraphError, GraphResult};
 use crate::faults::{ItemFault, ServedBytes, TransportAction, TransportFault};
+use crate::store::delta::{Resync, ResyncCode};
 
 #[derive(Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -41,8 +42,12 @@ pub enum FaultReq {
     DuplicateNotifications {
         count: u64,
     },
+    /// Every delta and page token of the drive answers `410 Gone` with `code` (default
+    /// `resyncRequired`), with a restarting `Location` unless `location` is false.
     ExpireDeltaTokens {
         drive_id: String,
+        code: Option<String>,
+        location: Option<bool>,
     },
     HideHashes {
         enabled: bool,
@@ -112,10 +117,19 @@ pub async fn add_fault(State(sim): State<Arc<Inner>>, body: Bytes) -> GraphResul
         }
         FaultReq::DropNotifications { count } => st.faults.drop_notifications += count,
         FaultReq::DuplicateNotifications { count } => st.faults.duplicate_notifications += count,
-        FaultReq::ExpireDeltaTokens { drive_id } => {
+        FaultReq::ExpireDeltaTokens { drive_id, code, location } => {
+            let code = match code.as_deref() {
+                None => ResyncCode::ResyncRequired,
+                Some(c) => ResyncCode::parse(c).ok_or_else(|| {
+                    GraphError::bad_request(
+                        "code must be resyncRequired, resyncChangesApplyDifferences or resyncChangesUploadDifferences.",
+                    )
+                })?,
+            };
             let d =
                 st.drives.get_mut(&drive_id).ok_or_else(|| GraphError::not_found("The drive could not be found."))?;
             d.token_epoch += 1;
+            d.resync = Resync { code, location: location.unwrap_or(true) };
         }
         FaultReq::HideHashes { enabled } => st.faults.hide_hashes = enabled,
         FaultReq::DuplicateItemsInDelta { enabled } => st.faults.duplicate_items_in_delta = enabled,

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use chrono::Utc;
 
+use super::delta::Resync;
 use super::ids::IdRng;
 use super::{Item, ItemKind, ItemView, PastVersion};
 use crate::content::ContentBlob;
@@ -33,6 +34,8 @@ pub struct Drive {
     pub incarnation: String,
     /// Bumped by the `expire_delta_tokens` fault; older tokens answer 410.
     pub token_epoch: u64,
+    /// How that 410 reads (chosen by the same fault).
+    pub resync: Resync,
 }
 
 /// What a new item is made of.
@@ -79,6 +82,7 @@ impl Drive {
             log: Vec::new(),
             incarnation: crate::signer::nonce(),
             token_epoch: 0,
+            resync: Resync::default(),
         }
     }
 

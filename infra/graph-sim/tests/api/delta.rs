@@ -132,3 +132,38 @@ async fn duplicate_knob_and_changes_during_paging_repeat_items() {
     let last = rest.iter().rev().find(|i| i["id"] == fid).expect("re-emitted");
     assert_eq!(last["size"], 9);
 }
+
+#[tokio::test]
+async fn expired_tokens_answer_with_the_chosen_resync_code_with_or_without_location() {
+    let sim = start(fast_config()).await;
+    let drive = sim.seed_one(5, 1).await;
+    let (first, _, _) = sim.delta_all(&format!("/drives/{drive}/root/delta")).await;
+    for (code, location) in [
+        ("resyncChangesApplyDifferences", true),
+        ("resyncChangesApplyDifferences", false),
+        ("resyncChangesUploadDifferences", true),
+        ("resyncChangesUploadDifferences", false),
+    ] {
+        // Given a delta link the drive can no longer serve
+        let link = sim.latest_delta(&drive).await;
+        let fault = json!({"kind": "expire_delta_tokens", "drive_id": drive, "code": code, "location": location});
+        sim.post_admin("/faults", fault).await;
+
+        // When it is followed
+        let r = sim.get(&link).await;
+
+        // Then the 410 carries that code, and a Location that restarts the enumeration only if asked
+        assert_eq!(r.status(), StatusCode::GONE);
+        let restart = r.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let err: Value = r.json().await.expect("json");
+        assert_eq!(err["error"]["code"], code);
+        assert_eq!(restart.is_some(), location, "{code}");
+        if let Some(restart) = restart {
+            let (again, _, _) = sim.delta_all(&restart).await;
+            assert_eq!(again.len(), first.len());
+        }
+    }
+
+    let bad = json!({"kind": "expire_delta_tokens", "drive_id": drive, "code": "somethingElse"});
+    assert_eq!(sim.admin(Method::POST, "/faults", bad).await.status(), StatusCode::BAD_REQUEST);
+}
