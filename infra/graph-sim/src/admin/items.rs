@@ -1,5 +1,5 @@
-//! Admin drive mutations (create, edit content, rename/move, delete,
-//! ransomware, share) and the ground truth (item listing, versions with
+//! Admin drive mutations (create, edit content, rename/move, delete, restore from the
+//! recycle bin, ransomware, share) and the ground truth (item listing, versions with
 //! their SHA-256). Mutations go through the
 //! same naming rules and change log as Graph writes would, then schedule a
 //! change notification for the drive.
@@ -190,6 +190,43 @@ pub async fn remove(
     drive_mut(&mut sim.lock(), &drive)?.delete(&id)?;
     drive_changed(&sim, &drive);
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub struct RestoreReq {
+    #[serde(default)]
+    new_etag: bool,
+}
+
+/// Brings a deleted item (and the descendants deleted with it) back from the recycle bin:
+/// same id, name, content and `lastModifiedDateTime`, its old eTag and cTag unless
+/// `new_etag`; under the root if its parent is gone.
+pub async fn restore(
+    State(sim): State<Arc<Inner>>,
+    Path((drive, id)): Path<(String, String)>,
+    body: Bytes,
+) -> GraphResult<Json<Value>> {
+    let req: RestoreReq = parse(&body)?;
+    drive_mut(&mut sim.lock(), &drive)?.restore(&id, req.new_etag)?;
+    drive_changed(&sim, &drive);
+    one(&sim, &drive, &id).await
+}
+
+/// What the recycle bin holds: one entry per delete, oldest first.
+pub async fn recycle_bin(State(sim): State<Arc<Inner>>, Path(drive): Path<String>) -> GraphResult<Json<Vec<Value>>> {
+    let st = sim.lock();
+    let d = st.drives.get(&drive).ok_or_else(no_drive)?;
+    let entries = d.recycle_bin.iter().filter_map(|r| {
+        let item = d.items.get(&r.id)?;
+        Some(json!({
+            "id": r.id,
+            "name": item.name,
+            "kind": item.kind.admin_name(),
+            "items": r.members.len(),
+            "deleted_at": r.deleted_at.to_rfc3339(),
+        }))
+    });
+    Ok(Json(entries.collect()))
 }
 
 #[derive(Deserialize)]

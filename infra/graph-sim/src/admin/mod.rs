@@ -28,6 +28,8 @@ pub fn router() -> Router<Arc<Inner>> {
         .route("/drives/{drive}/items/{id}/content", post(items::edit_content))
         .route("/drives/{drive}/items/{id}/versions", get(items::versions))
         .route("/drives/{drive}/items/{id}/share", post(items::share))
+        .route("/drives/{drive}/items/{id}/restore", post(items::restore))
+        .route("/drives/{drive}/recycle_bin", get(items::recycle_bin))
         .route("/drives/{drive}/ransomware", post(items::ransomware))
         .route("/mailboxes/{user}", get(mail::ground_truth))
         .route("/mailboxes/{user}/messages", post(mail::deliver))

@@ -8,6 +8,7 @@ pub mod ids;
 pub mod mail;
 pub mod mail_delta;
 pub mod mail_folders;
+pub mod recycle;
 pub mod tree;
 pub mod upload;
 pub mod write;

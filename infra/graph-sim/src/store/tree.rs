@@ -1,7 +1,8 @@
 //! One drive's item tree and its change log. Every mutation bumps the drive's
 //! sequence number and appends `(seq, item id)` to the log; delta (see
 //! [`super::delta`]) answers "what changed since token seq S" from it. Deleted
-//! items stay as tombstones so delta can report them with `deleted: {}`.
+//! items stay as tombstones so delta can report them with `deleted: {}`, and in the
+//! recycle bin ([`super::recycle`]) until restored.
 //! Writes go through the same naming rules Graph applies ([`crate::names`]).
 
 use std::collections::HashMap;
@@ -12,6 +13,7 @@ use chrono::Utc;
 
 use super::delta::Resync;
 use super::ids::IdRng;
+use super::recycle::Recycled;
 use super::{Item, ItemKind, ItemView, PastVersion};
 use crate::content::ContentBlob;
 use crate::error::GraphError;
@@ -36,6 +38,8 @@ pub struct Drive {
     pub token_epoch: u64,
     /// How that 410 reads (chosen by the same fault).
     pub resync: Resync,
+    /// Deleted items that can be restored, in the order they were deleted.
+    pub recycle_bin: Vec<Recycled>,
 }
 
 /// What a new item is made of.
@@ -83,6 +87,7 @@ impl Drive {
             incarnation: crate::signer::nonce(),
             token_epoch: 0,
             resync: Resync::default(),
+            recycle_bin: Vec::new(),
         }
     }
 
@@ -278,7 +283,8 @@ impl Drive {
         longest
     }
 
-    /// Deletes an item and (first) all its descendants; each gets a tombstone.
+    /// Deletes an item and (first) all its descendants; each gets a tombstone, and all of
+    /// them together one entry in the recycle bin.
     pub fn delete(&mut self, id: &str) -> Result<usize, GraphError> {
         let item = self.live(id)?;
         if item.kind == ItemKind::Root {
@@ -291,6 +297,8 @@ impl Drive {
             stack.extend(self.live_children(&c).iter().cloned());
             order.push(c);
         }
+        let members = order.iter().filter_map(|c| self.items.get(c)).map(|i| (i.id.clone(), i.etag_ver)).collect();
+        self.recycle_bin.push(Recycled { id: id.clone(), members, deleted_at: Utc::now() });
         order.reverse();
         for c in &order {
             let seq = self.record(c);

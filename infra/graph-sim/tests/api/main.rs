@@ -12,6 +12,7 @@ mod mail_limits;
 mod mail_notify;
 mod mail_read;
 mod mail_write;
+mod recycle;
 mod subscriptions;
 mod uploads;
 mod writes;
