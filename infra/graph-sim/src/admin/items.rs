@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use base64::Engine;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -150,17 +150,25 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(v)))
 }
 
+#[derive(Deserialize)]
+pub struct EditContentReq {
+    #[serde(flatten)]
+    content: ContentSpec,
+    /// RFC 3339; the new content's `lastModifiedDateTime` instead of now.
+    last_modified: Option<DateTime<Utc>>,
+}
+
 pub async fn edit_content(
     State(sim): State<Arc<Inner>>,
     Path((drive, id)): Path<(String, String)>,
     body: Bytes,
 ) -> GraphResult<Json<Value>> {
-    let spec: ContentSpec = parse(&body)?;
-    let blob = spec.build()?;
+    let req: EditContentReq = parse(&body)?;
+    let blob = req.content.build()?;
     {
         let mut st = sim.lock();
         let visible = hash_visible(&sim, &st);
-        drive_mut(&mut st, &drive)?.set_content(&id, blob, visible)?;
+        drive_mut(&mut st, &drive)?.set_content_dated(&id, blob, visible, req.last_modified)?;
     }
     drive_changed(&sim, &drive);
     one(&sim, &drive, &id).await
@@ -170,15 +178,27 @@ pub async fn edit_content(
 pub struct MoveReq {
     name: Option<String>,
     parent_id: Option<String>,
+    /// RFC 3339: sets `lastModifiedDateTime` (after any rename or move).
+    last_modified: Option<DateTime<Utc>>,
 }
 
+/// Rename, move and/or set the modification time (each a new eTag, same cTag).
 pub async fn rename_move(
     State(sim): State<Arc<Inner>>,
     Path((drive, id)): Path<(String, String)>,
     body: Bytes,
 ) -> GraphResult<Json<Value>> {
     let req: MoveReq = parse(&body)?;
-    drive_mut(&mut sim.lock(), &drive)?.rename_move(&id, req.name, req.parent_id)?;
+    {
+        let mut st = sim.lock();
+        let d = drive_mut(&mut st, &drive)?;
+        if req.name.is_some() || req.parent_id.is_some() || req.last_modified.is_none() {
+            d.rename_move(&id, req.name, req.parent_id)?;
+        }
+        if let Some(at) = req.last_modified {
+            d.set_modified(&id, at)?;
+        }
+    }
     drive_changed(&sim, &drive);
     one(&sim, &drive, &id).await
 }

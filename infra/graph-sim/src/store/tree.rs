@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::http::StatusCode;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use super::delta::Resync;
 use super::ids::IdRng;
@@ -204,6 +204,18 @@ impl Drive {
     }
 
     pub fn set_content(&mut self, id: &str, blob: Arc<ContentBlob>, hash_visible: bool) -> Result<(), GraphError> {
+        self.set_content_dated(id, blob, hash_visible, None)
+    }
+
+    /// New content, last modified `at` (now if `None`): migration tools and "copy over
+    /// with an older file" keep the source's older time.
+    pub fn set_content_dated(
+        &mut self,
+        id: &str,
+        blob: Arc<ContentBlob>,
+        hash_visible: bool,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<(), GraphError> {
         let item = self.live(id)?;
         if item.kind != ItemKind::File {
             return Err(GraphError::bad_request("Only files have content."));
@@ -220,9 +232,26 @@ impl Drive {
             item.version += 1;
             item.etag_ver += 1;
             item.ctag_ver += 1;
-            item.modified = Utc::now();
+            item.modified = at.unwrap_or_else(Utc::now);
             item.changed_seq = seq;
             item.hash_visible = hash_visible;
+        }
+        Ok(())
+    }
+
+    /// Sets `lastModifiedDateTime` to `at`, older or not: a metadata change (new eTag, same
+    /// cTag) that delta reports like any other.
+    pub fn set_modified(&mut self, id: &str, at: DateTime<Utc>) -> Result<(), GraphError> {
+        let item = self.live(id)?;
+        if item.kind == ItemKind::Root {
+            return Err(GraphError::bad_request("The root's modification time cannot be set."));
+        }
+        let id = item.id.clone();
+        let seq = self.record(&id);
+        if let Some(item) = self.items.get_mut(&id) {
+            item.etag_ver += 1;
+            item.modified = at;
+            item.changed_seq = seq;
         }
         Ok(())
     }

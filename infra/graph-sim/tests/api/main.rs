@@ -4,6 +4,7 @@
 mod common;
 
 mod auth_users;
+mod backdating;
 mod content;
 mod delta;
 mod faults;
