@@ -87,6 +87,12 @@ pub enum FaultReq {
         #[serde(default)]
         varying: bool,
     },
+    /// Deleting a folder in `drive_id` makes delta report the folder's deletion only, not
+    /// its descendants'.
+    OmitDescendantDeletions {
+        drive_id: String,
+        enabled: bool,
+    },
 }
 
 pub async fn add_fault(State(sim): State<Arc<Inner>>, body: Bytes) -> GraphResult<Json<Value>> {
@@ -164,6 +170,11 @@ pub async fn add_fault(State(sim): State<Arc<Inner>>, body: Bytes) -> GraphResul
         FaultReq::IgnoreRange { count, item_id } => {
             st.faults.ignore_range.push(ItemFault { remaining: count.unwrap_or(u64::MAX), item_id })
         }
+        FaultReq::OmitDescendantDeletions { drive_id, enabled } => {
+            let d =
+                st.drives.get_mut(&drive_id).ok_or_else(|| GraphError::not_found("The drive could not be found."))?;
+            d.omit_descendant_deletions = enabled;
+        }
         FaultReq::ServeDifferentBytes { item_id, varying } => {
             let served = if varying { ServedBytes::Varying } else { ServedBytes::Fixed };
             st.faults.served_bytes.insert(item_id, served);
@@ -175,6 +186,10 @@ pub async fn add_fault(State(sim): State<Arc<Inner>>, body: Bytes) -> GraphResul
 /// Clears every fault (transport, per-item, notification and delta knobs).
 /// Access tokens and delta tokens already expired stay expired.
 pub async fn clear_faults(State(sim): State<Arc<Inner>>) -> Json<Value> {
-    sim.lock().faults = Default::default();
+    let mut st = sim.lock();
+    st.faults = Default::default();
+    for d in st.drives.values_mut() {
+        d.omit_descendant_deletions = false;
+    }
     Json(json!({}))
 }

@@ -136,7 +136,7 @@ impl Drive {
                 continue;
             };
             if item.deleted {
-                if item.created_seq <= since && item.kind != ItemKind::Root {
+                if item.created_seq <= since && item.kind != ItemKind::Root && !item.deletion_unreported {
                     deleted.push(id);
                 }
                 continue;

@@ -57,6 +57,7 @@ impl Drive {
             let seq = self.record(member);
             let Some(item) = self.items.get_mut(member) else { continue };
             item.deleted = false;
+            item.deletion_unreported = false;
             item.changed_seq = seq;
             item.etag_ver = if new_etag { item.etag_ver + 1 } else { *etag_ver };
             if *member == entry.id {

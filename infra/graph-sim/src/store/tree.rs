@@ -40,6 +40,9 @@ pub struct Drive {
     pub resync: Resync,
     /// Deleted items that can be restored, in the order they were deleted.
     pub recycle_bin: Vec<Recycled>,
+    /// Fault: a folder's delete is logged for the folder only, so delta reports no
+    /// deletion of its descendants (graph-facts §13.8).
+    pub omit_descendant_deletions: bool,
 }
 
 /// What a new item is made of.
@@ -72,6 +75,7 @@ impl Drive {
             version: 1,
             history: Vec::new(),
             permissions: Vec::new(),
+            deletion_unreported: false,
         };
         let mut items = HashMap::new();
         items.insert(root_id.clone(), root);
@@ -88,6 +92,7 @@ impl Drive {
             token_epoch: 0,
             resync: Resync::default(),
             recycle_bin: Vec::new(),
+            omit_descendant_deletions: false,
         }
     }
 
@@ -194,6 +199,7 @@ impl Drive {
                 version: 1,
                 history: Vec::new(),
                 permissions: Vec::new(),
+                deletion_unreported: false,
             },
         );
         if new.kind.is_container() {
@@ -330,11 +336,14 @@ impl Drive {
         self.recycle_bin.push(Recycled { id: id.clone(), members, deleted_at: Utc::now() });
         order.reverse();
         for c in &order {
-            let seq = self.record(c);
+            // Under the fault a descendant is deleted without a log entry: delta never says so.
+            let unreported = self.omit_descendant_deletions && *c != id;
+            let seq = if unreported { self.seq } else { self.record(c) };
             if let Some(item) = self.items.get_mut(c) {
                 item.deleted = true;
                 item.changed_seq = seq;
                 item.etag_ver += 1;
+                item.deletion_unreported = unreported;
             }
             self.children.remove(c);
         }

@@ -167,3 +167,43 @@ async fn expired_tokens_answer_with_the_chosen_resync_code_with_or_without_locat
     let bad = json!({"kind": "expire_delta_tokens", "drive_id": drive, "code": "somethingElse"});
     assert_eq!(sim.admin(Method::POST, "/faults", bad).await.status(), StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn under_the_knob_a_deleted_folder_is_reported_without_its_descendants() {
+    // Given two folders, each with a file and a subfolder holding a file
+    let sim = start(fast_config()).await;
+    let drive = sim.seed_one(0, 0).await;
+    let items = format!("/drives/{drive}/items");
+    let id = |v: &Value| v["id"].as_str().unwrap_or("").to_string();
+    let mut trees = Vec::new();
+    for name in ["Quiet", "Loud"] {
+        let folder = sim.post_admin(&items, json!({"name": name, "kind": "folder"})).await;
+        let file = sim.post_admin(&items, json!({"name": "a.txt", "kind": "file", "parent_id": id(&folder)})).await;
+        let sub = sim.post_admin(&items, json!({"name": "sub", "kind": "folder", "parent_id": id(&folder)})).await;
+        let deep = sim.post_admin(&items, json!({"name": "b.txt", "kind": "file", "parent_id": id(&sub)})).await;
+        trees.push([id(&folder), id(&file), id(&sub), id(&deep)]);
+    }
+    let link = sim.latest_delta(&drive).await;
+
+    // When the first is deleted under the knob, and the second after the faults are cleared
+    sim.post_admin("/faults", json!({"kind": "omit_descendant_deletions", "drive_id": drive, "enabled": true})).await;
+    let delete = |item: &str| format!("{items}/{item}");
+    let gone = sim.send(Method::DELETE, &delete(&trees[0][0]), crate::common::Body::None, &[]).await;
+    assert_eq!(gone.status(), StatusCode::NO_CONTENT);
+    sim.admin_ok(Method::DELETE, "/faults", Value::Null).await;
+    sim.admin_ok(Method::DELETE, &delete(&trees[1][0]), Value::Null).await;
+
+    // Then delta reports the first folder's deletion alone, and the second's whole subtree
+    let (changes, _, _) = sim.delta_all(&link).await;
+    let deleted: HashSet<String> = changes
+        .iter()
+        .filter(|c| c.get("deleted").is_some())
+        .filter_map(|c| c["id"].as_str())
+        .map(String::from)
+        .collect();
+    let expected: HashSet<String> = std::iter::once(trees[0][0].clone()).chain(trees[1].iter().cloned()).collect();
+    assert_eq!(deleted, expected);
+    // The unreported descendants are gone all the same
+    let r = sim.get(&format!("/drives/{drive}/items/{}", trees[0][3])).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
