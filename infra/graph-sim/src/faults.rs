@@ -15,7 +15,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::Inner;
@@ -56,6 +57,37 @@ pub struct Faults {
     pub ignore_range: Vec<ItemFault>,
     /// Items whose current content downloads as other bytes than Graph's metadata describes.
     pub served_bytes: HashMap<String, ServedBytes>,
+    /// Items whose JSON in delta pages is unusable, and how.
+    pub malformed_in_delta: HashMap<String, Malformed>,
+}
+
+/// How an item's JSON in a delta page is broken; the rest of the page is fine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Malformed {
+    /// `"size": "not a number"`.
+    SizeNotANumber,
+    /// No `id` at all.
+    NoId,
+    /// `"parentReference": "not an object"`.
+    ParentNotAnObject,
+}
+
+impl Malformed {
+    pub fn apply(self, item: &mut Value) {
+        let Some(o) = item.as_object_mut() else { return };
+        match self {
+            Malformed::SizeNotANumber => {
+                o.insert("size".into(), json!("not a number"));
+            }
+            Malformed::NoId => {
+                o.remove("id");
+            }
+            Malformed::ParentNotAnObject => {
+                o.insert("parentReference".into(), json!("not an object"));
+            }
+        }
+    }
 }
 
 /// What a sensitivity-labelled (encrypted) file looks like to a downloader (graph-facts

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::parse;
 use crate::Inner;
 use crate::error::{GraphError, GraphResult};
-use crate::faults::{ItemFault, ServedBytes, TransportAction, TransportFault};
+use crate::faults::{ItemFault, Malformed, ServedBytes, TransportAction, TransportFault};
 use crate::store::delta::{Resync, ResyncCode};
 
 #[derive(Deserialize)]
@@ -86,6 +86,12 @@ pub enum FaultReq {
         item_id: String,
         #[serde(default)]
         varying: bool,
+    },
+    /// `item_id` appears in delta pages with unusable JSON (`variant`, default
+    /// `size_not_a_number`); the rest of each page is fine.
+    MalformedInDelta {
+        item_id: String,
+        variant: Option<Malformed>,
     },
     /// Deleting a folder in `drive_id` makes delta report the folder's deletion only, not
     /// its descendants'.
@@ -169,6 +175,9 @@ pub async fn add_fault(State(sim): State<Arc<Inner>>, body: Bytes) -> GraphResul
         FaultReq::MailLatency { ms } => st.faults.mail_latency_ms = ms,
         FaultReq::IgnoreRange { count, item_id } => {
             st.faults.ignore_range.push(ItemFault { remaining: count.unwrap_or(u64::MAX), item_id })
+        }
+        FaultReq::MalformedInDelta { item_id, variant } => {
+            st.faults.malformed_in_delta.insert(item_id, variant.unwrap_or(Malformed::SizeNotANumber));
         }
         FaultReq::OmitDescendantDeletions { drive_id, enabled } => {
             let d =

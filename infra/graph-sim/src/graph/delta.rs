@@ -3,7 +3,8 @@
 //! `@odata.nextLink`, `deltaExcludeParent`, and `410 Gone` once a drive's tokens
 //! are expired: `resyncRequired`, `resyncChangesApplyDifferences` or
 //! `resyncChangesUploadDifferences`, with a `Location` (a fresh full-enumeration
-//! nextLink) or without one, as the `expire_delta_tokens` fault chose.
+//! nextLink) or without one, as the `expire_delta_tokens` fault chose. Items under
+//! the `malformed_in_delta` fault are rendered with unusable JSON.
 //!
 //! Tokens are signed, not stored. Both kinds start with
 //! `kind|drive|incarnation|epoch|issued`; a delta token (`d`) then carries
@@ -154,6 +155,7 @@ pub fn delta(
         }
     };
     let duplicate = st.faults.duplicate_items_in_delta;
+    let malformed = st.faults.malformed_in_delta.clone();
     let d = st.drives.get(drive).ok_or_else(drive_not_found)?;
     let s = st
         .sessions
@@ -167,7 +169,16 @@ pub fn delta(
         None => ("@odata.deltaLink", link(base, drive, &delta_token(sim, d, s.observed_seq))),
     };
     drop(guard);
-    let value: Vec<Value> = views.iter().map(|v| item_json(sim, base, v, Mode::Delta)).collect();
+    let value: Vec<Value> = views
+        .iter()
+        .map(|v| {
+            let mut json = item_json(sim, base, v, Mode::Delta);
+            if let Some(how) = malformed.get(&v.id) {
+                how.apply(&mut json);
+            }
+            json
+        })
+        .collect();
     let mut body = json!({
         "@odata.context": format!("{base}/v1.0/$metadata#Collection(driveItem)"),
         "value": value,

@@ -207,3 +207,37 @@ async fn under_the_knob_a_deleted_folder_is_reported_without_its_descendants() {
     let r = sim.get(&format!("/drives/{drive}/items/{}", trees[0][3])).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn malformed_items_break_only_their_own_json_in_delta_pages() {
+    // Given three files, each with a different kind of unusable JSON in delta
+    let sim = start(fast_config()).await;
+    let drive = sim.seed_one(6, 0).await;
+    let truth = sim.ground_truth(&drive).await;
+    let files: Vec<String> =
+        truth.iter().filter(|i| i["kind"] == "file").filter_map(|i| i["id"].as_str()).map(String::from).collect();
+    let variants = ["size_not_a_number", "no_id", "parent_not_an_object"];
+    for (file, variant) in files.iter().zip(variants) {
+        sim.post_admin("/faults", json!({"kind": "malformed_in_delta", "item_id": file, "variant": variant})).await;
+    }
+
+    // When the drive is enumerated
+    let (items, _, _) = sim.delta_all(&format!("/drives/{drive}/root/delta")).await;
+
+    // Then each of them is broken its own way, and every other item is whole
+    let by_id: HashMap<String, &Value> =
+        items.iter().filter_map(|i| Some((i["id"].as_str()?.to_string(), i))).collect();
+    assert_eq!(by_id[&files[0]]["size"], "not a number");
+    assert!(!by_id.contains_key(&files[1]), "no id");
+    assert_eq!(items.iter().filter(|i| i.get("id").is_none()).count(), 1);
+    assert_eq!(by_id[&files[2]]["parentReference"], "not an object");
+    for other in &files[3..] {
+        assert!(by_id[other]["size"].is_u64() && by_id[other]["parentReference"].is_object());
+    }
+    // A GET of the item is unaffected
+    let one = sim.get_json(&format!("/drives/{drive}/items/{}", files[0])).await;
+    assert!(one["size"].is_u64());
+
+    let bad = json!({"kind": "malformed_in_delta", "item_id": files[0], "variant": "on_fire"});
+    assert_eq!(sim.admin(Method::POST, "/faults", bad).await.status(), StatusCode::BAD_REQUEST);
+}
