@@ -88,14 +88,18 @@ pub struct DriveItem {
     pub deleted: bool,
 }
 
+/// The bytes of a download as they arrive.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, GraphError>> + Send>>;
+
 /// Content of one item from `offset` on.
 pub struct Download {
     /// The whole item's size, from `Content-Range` or `Content-Length`.
     pub total_len: Option<u64>,
     pub offset: u64,
-    /// A reset or truncated body ends with `GraphError::Transient`; the caller counts
-    /// bytes against `total_len` and resumes from where it got.
-    pub stream: Pin<Box<dyn Stream<Item = Result<Bytes, GraphError>> + Send>>,
+    /// The bytes from `offset` on. A reset or truncated body ends with
+    /// `GraphError::Transient`; the caller counts bytes against `total_len` and resumes from
+    /// where it got.
+    pub stream: ByteStream,
 }
 
 impl fmt::Debug for Download {
@@ -139,7 +143,10 @@ impl GraphClient {
 
     /// Streams the item's current content from `offset`. Graph answers `/content` with a
     /// 302 to a pre-authenticated URL, fetched without our token. If that URL is refused
-    /// (expired), a fresh one is asked for once.
+    /// (expired), a fresh one is asked for once. A download URL may ignore `Range` and
+    /// answer `200` with the whole body: its first `offset` bytes are then dropped as they
+    /// stream by, and a body shorter than `offset` (the content changed since) is
+    /// `Transient`: start over.
     pub async fn download(&self, drive_id: &str, item_id: &str, offset: u64) -> Result<Download, GraphError> {
         let content_url = self.endpoint(&["drives", drive_id, "items", item_id, "content"]);
         let mut fresh_url_tries = 2;
@@ -150,9 +157,8 @@ impl GraphClient {
             let resp = self.execute(&call, |r| async { Ok(r) }).await?;
             let target = match resp.status() {
                 s if s.is_redirection() => redirect_target(&resp)?,
-                // Served directly (no redirect): fine from the start, unusable for a resume.
-                StatusCode::OK if offset == 0 => return Ok(whole(resp)),
-                StatusCode::OK => return Err(GraphError::RangeIgnored),
+                // Served directly, without a redirect (and so without our Range).
+                StatusCode::OK => return whole_from(resp, offset),
                 s => return Err(GraphError::protocol(format!("/content answered {s}"))),
             };
             let mut call = Call::get(target);
@@ -195,8 +201,7 @@ fn redirect_target(resp: &Response) -> Result<Url, GraphError> {
 
 fn ranged(resp: Response, offset: u64) -> Result<Download, GraphError> {
     match resp.status() {
-        StatusCode::OK if offset == 0 => Ok(whole(resp)),
-        StatusCode::OK => Err(GraphError::RangeIgnored),
+        StatusCode::OK => whole_from(resp, offset),
         StatusCode::PARTIAL_CONTENT => {
             let (start, total) = resp
                 .headers()
@@ -213,12 +218,48 @@ fn ranged(resp: Response, offset: u64) -> Result<Download, GraphError> {
     }
 }
 
-fn whole(resp: Response) -> Download {
+/// A `200` carries the whole body, whatever `Range` asked for: from `offset` on once the
+/// bytes before it have streamed by.
+fn whole_from(resp: Response, offset: u64) -> Result<Download, GraphError> {
     let total_len = resp.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
-    Download { total_len, offset: 0, stream: body(resp) }
+    if total_len.is_some_and(|total: u64| total < offset) {
+        return Err(shorter_than_offset());
+    }
+    let stream = if offset == 0 { body(resp) } else { skip_prefix(body(resp), offset) };
+    Ok(Download { total_len, offset, stream })
 }
 
-fn body(resp: Response) -> Pin<Box<dyn Stream<Item = Result<Bytes, GraphError>> + Send>> {
+fn shorter_than_offset() -> GraphError {
+    GraphError::transient("the whole body is shorter than the resume offset (the content changed); start over")
+}
+
+/// Drops the first `skip` bytes of `inner`, chunk by chunk, and passes the rest through
+/// as it arrives (nothing is buffered). A body that ends before `skip` ends with
+/// `Transient`, so it is never taken for a complete one.
+pub(crate) fn skip_prefix(inner: ByteStream, skip: u64) -> ByteStream {
+    Box::pin(futures::stream::unfold(Some((inner, skip)), |state| async move {
+        let (mut inner, mut skip) = state?;
+        loop {
+            match inner.next().await {
+                Some(Ok(mut chunk)) if skip > 0 => {
+                    let len = chunk.len() as u64;
+                    if len <= skip {
+                        skip -= len;
+                        continue;
+                    }
+                    // `skip < len`, a chunk's length: it fits in usize.
+                    let rest = chunk.split_off(skip as usize);
+                    return Some((Ok(rest), Some((inner, 0))));
+                }
+                Some(item) => return Some((item, Some((inner, skip)))),
+                None if skip > 0 => return Some((Err(shorter_than_offset()), None)),
+                None => return None,
+            }
+        }
+    }))
+}
+
+fn body(resp: Response) -> ByteStream {
     Box::pin(resp.bytes_stream().map(|r| r.map_err(GraphError::from_transport)))
 }
 

@@ -92,6 +92,23 @@ fn a_delta_page_exposes_its_links_and_items_in_order() {
     assert_eq!(page.delta, None);
 }
 
+#[tokio::test]
+async fn skipping_a_prefix_passes_the_rest_through_chunk_by_chunk() {
+    let chunks = |skip| async move {
+        let inner: ByteStream = Box::pin(futures::stream::iter(
+            [&b"0123"[..], b"4567", b"89"].map(|c| Ok::<_, GraphError>(Bytes::from_static(c))),
+        ));
+        let out: Vec<Result<Bytes, GraphError>> = skip_prefix(inner, skip).collect().await;
+        out.into_iter().map(|c| c.map(|b| String::from_utf8(b.to_vec()).unwrap())).collect::<Result<Vec<_>, _>>()
+    };
+    assert_eq!(chunks(0).await.unwrap(), ["0123", "4567", "89"]);
+    assert_eq!(chunks(4).await.unwrap(), ["4567", "89"]);
+    assert_eq!(chunks(5).await.unwrap(), ["567", "89"]);
+    assert_eq!(chunks(9).await.unwrap(), ["9"]);
+    assert_eq!(chunks(10).await.unwrap(), Vec::<String>::new());
+    assert!(matches!(chunks(11).await, Err(GraphError::Transient { .. })));
+}
+
 #[test]
 fn delta_links_never_print_and_round_trip_as_plain_strings() {
     let link = DeltaLink::new("https://g.example/v1.0/drives/d/root/delta?token=secret");

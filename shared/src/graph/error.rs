@@ -76,9 +76,6 @@ pub enum GraphError {
     /// 507: the drive's quota cannot take the file.
     #[error("insufficient storage in the target drive")]
     InsufficientStorage,
-    /// A resumed download got `200` (whole file) instead of `206`: restart from offset 0.
-    #[error("server ignored the Range header; restart the download from offset 0")]
-    RangeIgnored,
     #[error("Graph returned HTTP {status} ({code}): {message}")]
     Http { status: u16, code: String, message: String },
     /// Graph answered something we cannot interpret (bad JSON, item without id, ...).
