@@ -86,6 +86,31 @@ async fn an_expired_delta_token_asks_for_a_resync_with_the_restart_link() {
     assert!(link.as_str().ends_with("token=restart"));
 }
 
+#[tokio::test]
+async fn one_unusable_item_does_not_fail_its_delta_page() {
+    // Given a page with one item whose size is not a number
+    let server = TestServer::start(3599, |_, origin| {
+        json(
+            200,
+            &json!({
+            "value": [{"id": "f1", "name": "a.txt", "size": 3, "file": {}, "parentReference": {"id": "root"}},
+                      {"id": "f2", "name": "b.txt", "size": "three", "file": {}, "parentReference": {"id": "root"}}],
+            "@odata.deltaLink": format!("{origin}/v1.0/drives/d1/root/delta?token=next")}),
+        )
+    })
+    .await;
+
+    // When the page is read
+    let page = server.client().delta(&DeltaCursor::Start { drive_id: "d1".into() }).await.unwrap();
+
+    // Then the good item is there and the bad one is named with its reason
+    assert_eq!(page.items.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["f1"]);
+    assert_eq!(page.unusable.len(), 1);
+    assert_eq!(page.unusable[0].id.as_deref(), Some("f2"));
+    assert_eq!(page.unusable[0].reason, "`size` is a string, expected u64");
+    assert!(page.delta.is_some());
+}
+
 /// `/content` redirects to `/blob`, which serves `CONTENT` honouring Range unless told not to.
 async fn content_server(honour_range: bool, expire_first_url: bool) -> TestServer {
     TestServer::start(3599, move |seen, origin| match seen.path.as_str() {

@@ -55,6 +55,18 @@ pub struct DeltaPage {
     pub next: Option<DeltaLink>,
     /// Last page: store this for the next round.
     pub delta: Option<DeltaLink>,
+    /// Items of this page whose JSON could not be used (not in `items`); the rest of the
+    /// page is fine.
+    pub unusable: Vec<UnusableItem>,
+}
+
+/// A delta item whose JSON is malformed or unusable (a field of the wrong type, no id...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnusableItem {
+    /// The item's id, when the raw JSON has one.
+    pub id: Option<String>,
+    /// What was wrong, naming the field; never the JSON itself.
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -284,8 +296,9 @@ fn drive_id_in_path(url: &Url) -> Option<String> {
 
 #[derive(Deserialize)]
 struct RawDeltaPage {
+    /// Parsed one by one, so that one unusable item does not fail the page.
     #[serde(default)]
-    value: Vec<RawItem>,
+    value: Vec<serde_json::Value>,
     #[serde(rename = "@odata.nextLink")]
     next_link: Option<String>,
     #[serde(rename = "@odata.deltaLink")]
@@ -294,8 +307,72 @@ struct RawDeltaPage {
 
 impl RawDeltaPage {
     fn into_page(self, drive_hint: Option<&str>) -> Result<DeltaPage, GraphError> {
-        let items = self.value.into_iter().map(|raw| raw.into_item(drive_hint)).collect::<Result<_, _>>()?;
-        Ok(DeltaPage { items, next: self.next_link.map(DeltaLink), delta: self.delta_link.map(DeltaLink) })
+        let mut items = Vec::with_capacity(self.value.len());
+        let mut unusable = Vec::new();
+        for raw in &self.value {
+            match delta_item(raw, drive_hint) {
+                Ok(item) => items.push(item),
+                Err(bad) => unusable.push(bad),
+            }
+        }
+        Ok(DeltaPage { items, next: self.next_link.map(DeltaLink), delta: self.delta_link.map(DeltaLink), unusable })
+    }
+}
+
+fn delta_item(raw: &serde_json::Value, drive_hint: Option<&str>) -> Result<DriveItem, UnusableItem> {
+    let unusable = |reason| UnusableItem { id: raw.get("id").and_then(|id| id.as_str()).map(str::to_owned), reason };
+    let item: RawItem = serde_path_to_error::deserialize(raw).map_err(|e| unusable(unusable_reason(raw, &e)))?;
+    item.into_item(drive_hint).map_err(|e| {
+        unusable(match e {
+            GraphError::Protocol { message } => message,
+            other => other.to_string(),
+        })
+    })
+}
+
+/// "`size` is a string, expected u64": the field and the kinds involved, never the value
+/// (names and ids are the tenant's data).
+fn unusable_reason(raw: &serde_json::Value, err: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let mut at = Some(raw);
+    let mut fields = Vec::new();
+    for segment in err.path().iter() {
+        use serde_path_to_error::Segment;
+        match segment {
+            Segment::Map { key } => {
+                at = at.and_then(|v| v.get(key));
+                fields.push(key.clone());
+            }
+            Segment::Seq { index } => {
+                at = at.and_then(|v| v.get(index));
+                fields.push(index.to_string());
+            }
+            Segment::Enum { .. } | Segment::Unknown => at = None,
+        }
+    }
+    let message = err.inner().to_string();
+    let expected = message
+        .split_once(", expected ")
+        .map(|(_, e)| e.split(" at line ").next().unwrap_or(e))
+        .map(|e| if e.starts_with("struct ") { "an object" } else { e });
+    let subject = if fields.is_empty() { "the item".to_owned() } else { format!("`{}`", fields.join(".")) };
+    match (at.map(json_kind), expected) {
+        (Some(kind), Some(expected)) => format!("{subject} is {kind}, expected {expected}"),
+        (Some(kind), None) => format!("{subject} is {kind}, which is unusable"),
+        (None, _) => format!("{subject} is unusable"),
+    }
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(n) if n.is_f64() => "a fractional number",
+        Value::Number(n) if n.as_i64().is_some_and(|i| i < 0) => "a negative number",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
 

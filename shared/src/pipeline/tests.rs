@@ -69,7 +69,12 @@ impl DriveReader for FakeDrive {
     async fn delta(&self, _from: &DeltaCursor) -> Result<DeltaPage, GraphError> {
         self.deltas.fetch_add(1, Ordering::SeqCst);
         let items = self.items.lock().expect("lock").values().map(|(i, _)| i.clone()).collect();
-        Ok(DeltaPage { items, next: None, delta: Some(DeltaLink::new("https://graph.test/delta?token=x")) })
+        Ok(DeltaPage {
+            items,
+            next: None,
+            delta: Some(DeltaLink::new("https://graph.test/delta?token=x")),
+            unusable: Vec::new(),
+        })
     }
 
     async fn get_item(&self, _drive: &str, item: &str) -> Result<Option<DriveItem>, GraphError> {
