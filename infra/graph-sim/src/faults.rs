@@ -4,7 +4,7 @@
 //! lost or duplicated webhook deliveries, writes refused on a drive. The
 //! [`gate`] middleware sits in front of every Graph, download and upload route.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -15,10 +15,14 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use crate::Inner;
+use crate::content::Content;
 use crate::error::GraphError;
+use crate::store::ids::IdRng;
 
 #[derive(Debug, Clone)]
 pub enum TransportAction {
@@ -49,6 +53,88 @@ pub struct Faults {
     pub expire_sessions_after_fragment: u64,
     /// Added to every mail request (see the mail limiter).
     pub mail_latency_ms: u64,
+    /// Download URLs answering a `Range` request with `200` and the whole body.
+    pub ignore_range: Vec<ItemFault>,
+    /// Items whose current content downloads as other bytes than Graph's metadata describes.
+    pub served_bytes: HashMap<String, ServedBytes>,
+    /// Items whose JSON in delta pages is unusable, and how.
+    pub malformed_in_delta: HashMap<String, Malformed>,
+}
+
+/// How an item's JSON in a delta page is broken; the rest of the page is fine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Malformed {
+    /// `"size": "not a number"`.
+    SizeNotANumber,
+    /// No `id` at all.
+    NoId,
+    /// `"parentReference": "not an object"`.
+    ParentNotAnObject,
+}
+
+impl Malformed {
+    pub fn apply(self, item: &mut Value) {
+        let Some(o) = item.as_object_mut() else { return };
+        match self {
+            Malformed::SizeNotANumber => {
+                o.insert("size".into(), json!("not a number"));
+            }
+            Malformed::NoId => {
+                o.remove("id");
+            }
+            Malformed::ParentNotAnObject => {
+                o.insert("parentReference".into(), json!("not an object"));
+            }
+        }
+    }
+}
+
+/// What a sensitivity-labelled (encrypted) file looks like to a downloader (graph-facts
+/// §13.2): `size` and `quickXorHash` describe one body, the download URL serves another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServedBytes {
+    /// The same other bytes on every download (until the content changes).
+    Fixed,
+    /// Other bytes again on every download: two downloads never agree.
+    Varying,
+}
+
+/// How much longer the served body is than the reported one (an encryption wrapper).
+const LABEL_OVERHEAD: u64 = 4096;
+
+impl ServedBytes {
+    /// The body served instead of the `size` bytes of content version `ctag` of `item_id`.
+    pub fn content(self, item_id: &str, ctag: &str, size: u64) -> Content {
+        let seed = match self {
+            ServedBytes::Fixed => {
+                let digest = Sha256::digest(format!("label|{item_id}|{ctag}").as_bytes());
+                let mut first = [0u8; 8];
+                first.copy_from_slice(&digest[..8]);
+                u64::from_le_bytes(first)
+            }
+            ServedBytes::Varying => IdRng::random().next_u64(),
+        };
+        Content::Generated { seed, size: size + LABEL_OVERHEAD }
+    }
+}
+
+/// A fault on the next `remaining` matching requests, of one item or of any.
+#[derive(Debug, Clone)]
+pub struct ItemFault {
+    pub remaining: u64,
+    pub item_id: Option<String>,
+}
+
+/// Consumes one of `faults` matching `item_id`; whether one did.
+pub fn take_item_fault(faults: &mut Vec<ItemFault>, item_id: &str) -> bool {
+    let Some(fault) = faults.iter_mut().find(|f| f.remaining > 0 && f.item_id.as_deref().is_none_or(|i| i == item_id))
+    else {
+        return false;
+    };
+    fault.remaining -= 1;
+    faults.retain(|f| f.remaining > 0);
+    true
 }
 
 impl Faults {

@@ -86,6 +86,31 @@ async fn an_expired_delta_token_asks_for_a_resync_with_the_restart_link() {
     assert!(link.as_str().ends_with("token=restart"));
 }
 
+#[tokio::test]
+async fn one_unusable_item_does_not_fail_its_delta_page() {
+    // Given a page with one item whose size is not a number
+    let server = TestServer::start(3599, |_, origin| {
+        json(
+            200,
+            &json!({
+            "value": [{"id": "f1", "name": "a.txt", "size": 3, "file": {}, "parentReference": {"id": "root"}},
+                      {"id": "f2", "name": "b.txt", "size": "three", "file": {}, "parentReference": {"id": "root"}}],
+            "@odata.deltaLink": format!("{origin}/v1.0/drives/d1/root/delta?token=next")}),
+        )
+    })
+    .await;
+
+    // When the page is read
+    let page = server.client().delta(&DeltaCursor::Start { drive_id: "d1".into() }).await.unwrap();
+
+    // Then the good item is there and the bad one is named with its reason
+    assert_eq!(page.items.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["f1"]);
+    assert_eq!(page.unusable.len(), 1);
+    assert_eq!(page.unusable[0].id.as_deref(), Some("f2"));
+    assert_eq!(page.unusable[0].reason, "`size` is a string, expected u64");
+    assert!(page.delta.is_some());
+}
+
 /// `/content` redirects to `/blob`, which serves `CONTENT` honouring Range unless told not to.
 async fn content_server(honour_range: bool, expire_first_url: bool) -> TestServer {
     TestServer::start(3599, move |seen, origin| match seen.path.as_str() {
@@ -134,12 +159,76 @@ async fn a_download_resumes_from_an_offset_with_a_range_request() {
 }
 
 #[tokio::test]
-async fn a_resume_answered_with_the_whole_file_must_restart_from_zero() {
+async fn a_resume_answered_with_the_whole_file_skips_to_the_offset() {
+    // Given a download URL that ignores Range (graph-facts §5, §13.6)
     let server = content_server(false, false).await;
 
-    let err = server.client().download("d1", "i1", 7).await.unwrap_err();
+    // When a download resumes at byte 7
+    let download = server.client().download("d1", "i1", 7).await.unwrap();
 
-    assert_eq!(err, GraphError::RangeIgnored);
+    // Then it starts at byte 7 of the whole file, whose length Content-Length gave
+    assert_eq!((download.offset, download.total_len), (7, Some(CONTENT.len() as u64)));
+    assert_eq!(collect(download).await.unwrap(), &CONTENT[7..]);
+    assert_eq!(server.graph_requests()[1].range.as_deref(), Some("bytes=7-"));
+}
+
+/// `/content` redirects to `/blob`, which ignores Range and streams `body` in `chunks`
+/// pieces, without a Content-Length when `chunked`.
+async fn whole_body_server(body: &'static [u8], chunks: usize, chunked: bool) -> TestServer {
+    TestServer::start(3599, move |seen, origin| {
+        if seen.path.ends_with("/content") {
+            let target = format!("{origin}/blob/x");
+            return reply(302, &[("location", target.as_str())], "");
+        }
+        let size = body.len().div_ceil(chunks).max(1);
+        let pieces: Vec<Result<Bytes, std::io::Error>> = body.chunks(size).map(|c| Ok(Bytes::from_static(c))).collect();
+        let stream = axum::body::Body::from_stream(futures::stream::iter(pieces));
+        let length = body.len().to_string();
+        let headers: &[(&str, &str)] = if chunked { &[] } else { &[("content-length", length.as_str())] };
+        reply(200, headers, stream)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_whole_body_is_skipped_to_the_offset_across_chunk_boundaries() {
+    for chunked in [false, true] {
+        let server = whole_body_server(CONTENT, 4, chunked).await;
+        let graph = server.client();
+        for offset in [1, 5, 6, 13, 19, 20] {
+            // When a resume at `offset` is answered with the whole body, in pieces
+            let download = graph.download("d1", "i1", offset as u64).await.unwrap();
+
+            // Then exactly the bytes from `offset` on arrive
+            let expected_len = (!chunked).then_some(CONTENT.len() as u64);
+            assert_eq!((download.offset, download.total_len), (offset as u64, expected_len));
+            assert_eq!(collect(download).await.unwrap(), &CONTENT[offset..], "offset {offset}, chunked {chunked}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn content_served_without_a_redirect_resumes_from_the_offset_too() {
+    let server = TestServer::start(3599, |_, _| reply(200, &[], CONTENT)).await;
+
+    let download = server.client().download("d1", "i1", 12).await.unwrap();
+
+    assert_eq!((download.offset, download.total_len), (12, Some(CONTENT.len() as u64)));
+    assert_eq!(collect(download).await.unwrap(), &CONTENT[12..]);
+}
+
+#[tokio::test]
+async fn a_whole_body_shorter_than_the_offset_is_never_taken_for_a_complete_one() {
+    // Given the file shrank to 20 bytes since the download began
+    let graph_with_length = whole_body_server(CONTENT, 2, false).await;
+    let err = graph_with_length.client().download("d1", "i1", 25).await.unwrap_err();
+    assert!(matches!(err, GraphError::Transient { .. }), "{err:?}");
+
+    // Without a Content-Length the shortfall shows when the body ends
+    let chunked = whole_body_server(CONTENT, 2, true).await;
+    let download = chunked.client().download("d1", "i1", 25).await.unwrap();
+    let err = collect(download).await.unwrap_err();
+    assert!(matches!(err, GraphError::Transient { .. }), "{err:?}");
 }
 
 #[tokio::test]

@@ -55,6 +55,18 @@ pub struct DeltaPage {
     pub next: Option<DeltaLink>,
     /// Last page: store this for the next round.
     pub delta: Option<DeltaLink>,
+    /// Items of this page whose JSON could not be used (not in `items`); the rest of the
+    /// page is fine.
+    pub unusable: Vec<UnusableItem>,
+}
+
+/// A delta item whose JSON is malformed or unusable (a field of the wrong type, no id...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnusableItem {
+    /// The item's id, when the raw JSON has one.
+    pub id: Option<String>,
+    /// What was wrong, naming the field; never the JSON itself.
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -88,14 +100,18 @@ pub struct DriveItem {
     pub deleted: bool,
 }
 
+/// The bytes of a download as they arrive.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, GraphError>> + Send>>;
+
 /// Content of one item from `offset` on.
 pub struct Download {
     /// The whole item's size, from `Content-Range` or `Content-Length`.
     pub total_len: Option<u64>,
     pub offset: u64,
-    /// A reset or truncated body ends with `GraphError::Transient`; the caller counts
-    /// bytes against `total_len` and resumes from where it got.
-    pub stream: Pin<Box<dyn Stream<Item = Result<Bytes, GraphError>> + Send>>,
+    /// The bytes from `offset` on. A reset or truncated body ends with
+    /// `GraphError::Transient`; the caller counts bytes against `total_len` and resumes from
+    /// where it got.
+    pub stream: ByteStream,
 }
 
 impl fmt::Debug for Download {
@@ -139,7 +155,10 @@ impl GraphClient {
 
     /// Streams the item's current content from `offset`. Graph answers `/content` with a
     /// 302 to a pre-authenticated URL, fetched without our token. If that URL is refused
-    /// (expired), a fresh one is asked for once.
+    /// (expired), a fresh one is asked for once. A download URL may ignore `Range` and
+    /// answer `200` with the whole body: its first `offset` bytes are then dropped as they
+    /// stream by, and a body shorter than `offset` (the content changed since) is
+    /// `Transient`: start over.
     pub async fn download(&self, drive_id: &str, item_id: &str, offset: u64) -> Result<Download, GraphError> {
         let content_url = self.endpoint(&["drives", drive_id, "items", item_id, "content"]);
         let mut fresh_url_tries = 2;
@@ -150,9 +169,8 @@ impl GraphClient {
             let resp = self.execute(&call, |r| async { Ok(r) }).await?;
             let target = match resp.status() {
                 s if s.is_redirection() => redirect_target(&resp)?,
-                // Served directly (no redirect): fine from the start, unusable for a resume.
-                StatusCode::OK if offset == 0 => return Ok(whole(resp)),
-                StatusCode::OK => return Err(GraphError::RangeIgnored),
+                // Served directly, without a redirect (and so without our Range).
+                StatusCode::OK => return whole_from(resp, offset),
                 s => return Err(GraphError::protocol(format!("/content answered {s}"))),
             };
             let mut call = Call::get(target);
@@ -195,8 +213,7 @@ fn redirect_target(resp: &Response) -> Result<Url, GraphError> {
 
 fn ranged(resp: Response, offset: u64) -> Result<Download, GraphError> {
     match resp.status() {
-        StatusCode::OK if offset == 0 => Ok(whole(resp)),
-        StatusCode::OK => Err(GraphError::RangeIgnored),
+        StatusCode::OK => whole_from(resp, offset),
         StatusCode::PARTIAL_CONTENT => {
             let (start, total) = resp
                 .headers()
@@ -213,12 +230,48 @@ fn ranged(resp: Response, offset: u64) -> Result<Download, GraphError> {
     }
 }
 
-fn whole(resp: Response) -> Download {
+/// A `200` carries the whole body, whatever `Range` asked for: from `offset` on once the
+/// bytes before it have streamed by.
+fn whole_from(resp: Response, offset: u64) -> Result<Download, GraphError> {
     let total_len = resp.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
-    Download { total_len, offset: 0, stream: body(resp) }
+    if total_len.is_some_and(|total: u64| total < offset) {
+        return Err(shorter_than_offset());
+    }
+    let stream = if offset == 0 { body(resp) } else { skip_prefix(body(resp), offset) };
+    Ok(Download { total_len, offset, stream })
 }
 
-fn body(resp: Response) -> Pin<Box<dyn Stream<Item = Result<Bytes, GraphError>> + Send>> {
+fn shorter_than_offset() -> GraphError {
+    GraphError::transient("the whole body is shorter than the resume offset (the content changed); start over")
+}
+
+/// Drops the first `skip` bytes of `inner`, chunk by chunk, and passes the rest through
+/// as it arrives (nothing is buffered). A body that ends before `skip` ends with
+/// `Transient`, so it is never taken for a complete one.
+pub(crate) fn skip_prefix(inner: ByteStream, skip: u64) -> ByteStream {
+    Box::pin(futures::stream::unfold(Some((inner, skip)), |state| async move {
+        let (mut inner, mut skip) = state?;
+        loop {
+            match inner.next().await {
+                Some(Ok(mut chunk)) if skip > 0 => {
+                    let len = chunk.len() as u64;
+                    if len <= skip {
+                        skip -= len;
+                        continue;
+                    }
+                    // `skip < len`, a chunk's length: it fits in usize.
+                    let rest = chunk.split_off(skip as usize);
+                    return Some((Ok(rest), Some((inner, 0))));
+                }
+                Some(item) => return Some((item, Some((inner, skip)))),
+                None if skip > 0 => return Some((Err(shorter_than_offset()), None)),
+                None => return None,
+            }
+        }
+    }))
+}
+
+fn body(resp: Response) -> ByteStream {
     Box::pin(resp.bytes_stream().map(|r| r.map_err(GraphError::from_transport)))
 }
 
@@ -243,8 +296,9 @@ fn drive_id_in_path(url: &Url) -> Option<String> {
 
 #[derive(Deserialize)]
 struct RawDeltaPage {
+    /// Parsed one by one, so that one unusable item does not fail the page.
     #[serde(default)]
-    value: Vec<RawItem>,
+    value: Vec<serde_json::Value>,
     #[serde(rename = "@odata.nextLink")]
     next_link: Option<String>,
     #[serde(rename = "@odata.deltaLink")]
@@ -253,8 +307,72 @@ struct RawDeltaPage {
 
 impl RawDeltaPage {
     fn into_page(self, drive_hint: Option<&str>) -> Result<DeltaPage, GraphError> {
-        let items = self.value.into_iter().map(|raw| raw.into_item(drive_hint)).collect::<Result<_, _>>()?;
-        Ok(DeltaPage { items, next: self.next_link.map(DeltaLink), delta: self.delta_link.map(DeltaLink) })
+        let mut items = Vec::with_capacity(self.value.len());
+        let mut unusable = Vec::new();
+        for raw in &self.value {
+            match delta_item(raw, drive_hint) {
+                Ok(item) => items.push(item),
+                Err(bad) => unusable.push(bad),
+            }
+        }
+        Ok(DeltaPage { items, next: self.next_link.map(DeltaLink), delta: self.delta_link.map(DeltaLink), unusable })
+    }
+}
+
+fn delta_item(raw: &serde_json::Value, drive_hint: Option<&str>) -> Result<DriveItem, UnusableItem> {
+    let unusable = |reason| UnusableItem { id: raw.get("id").and_then(|id| id.as_str()).map(str::to_owned), reason };
+    let item: RawItem = serde_path_to_error::deserialize(raw).map_err(|e| unusable(unusable_reason(raw, &e)))?;
+    item.into_item(drive_hint).map_err(|e| {
+        unusable(match e {
+            GraphError::Protocol { message } => message,
+            other => other.to_string(),
+        })
+    })
+}
+
+/// "`size` is a string, expected u64": the field and the kinds involved, never the value
+/// (names and ids are the tenant's data).
+fn unusable_reason(raw: &serde_json::Value, err: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let mut at = Some(raw);
+    let mut fields = Vec::new();
+    for segment in err.path().iter() {
+        use serde_path_to_error::Segment;
+        match segment {
+            Segment::Map { key } => {
+                at = at.and_then(|v| v.get(key));
+                fields.push(key.clone());
+            }
+            Segment::Seq { index } => {
+                at = at.and_then(|v| v.get(index));
+                fields.push(index.to_string());
+            }
+            Segment::Enum { .. } | Segment::Unknown => at = None,
+        }
+    }
+    let message = err.inner().to_string();
+    let expected = message
+        .split_once(", expected ")
+        .map(|(_, e)| e.split(" at line ").next().unwrap_or(e))
+        .map(|e| if e.starts_with("struct ") { "an object" } else { e });
+    let subject = if fields.is_empty() { "the item".to_owned() } else { format!("`{}`", fields.join(".")) };
+    match (at.map(json_kind), expected) {
+        (Some(kind), Some(expected)) => format!("{subject} is {kind}, expected {expected}"),
+        (Some(kind), None) => format!("{subject} is {kind}, which is unusable"),
+        (None, _) => format!("{subject} is unusable"),
+    }
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(n) if n.is_f64() => "a fractional number",
+        Value::Number(n) if n.as_i64().is_some_and(|i| i < 0) => "a negative number",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
 

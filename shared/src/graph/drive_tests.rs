@@ -92,6 +92,66 @@ fn a_delta_page_exposes_its_links_and_items_in_order() {
     assert_eq!(page.delta, None);
 }
 
+#[tokio::test]
+async fn skipping_a_prefix_passes_the_rest_through_chunk_by_chunk() {
+    let chunks = |skip| async move {
+        let inner: ByteStream = Box::pin(futures::stream::iter(
+            [&b"0123"[..], b"4567", b"89"].map(|c| Ok::<_, GraphError>(Bytes::from_static(c))),
+        ));
+        let out: Vec<Result<Bytes, GraphError>> = skip_prefix(inner, skip).collect().await;
+        out.into_iter().map(|c| c.map(|b| String::from_utf8(b.to_vec()).unwrap())).collect::<Result<Vec<_>, _>>()
+    };
+    assert_eq!(chunks(0).await.unwrap(), ["0123", "4567", "89"]);
+    assert_eq!(chunks(4).await.unwrap(), ["4567", "89"]);
+    assert_eq!(chunks(5).await.unwrap(), ["567", "89"]);
+    assert_eq!(chunks(9).await.unwrap(), ["9"]);
+    assert_eq!(chunks(10).await.unwrap(), Vec::<String>::new());
+    assert!(matches!(chunks(11).await, Err(GraphError::Transient { .. })));
+}
+
+#[test]
+fn unusable_items_are_set_aside_with_a_reason_and_the_rest_of_the_page_is_kept() {
+    // Given a page where some items have JSON that cannot be used
+    let page: RawDeltaPage = serde_json::from_value(json!({
+        "value": [
+            {"id": "good1", "name": "a.txt", "file": {}},
+            {"id": "bad-size", "name": "Salaries 2025.xlsx", "size": "not a number", "file": {}},
+            {"name": "no id.txt", "file": {}},
+            {"id": "bad-parent", "parentReference": "not an object"},
+            {"id": "bad-hash", "file": {"hashes": {"quickXorHash": 42}}},
+            {"id": "negative", "size": -1},
+            {"id": 7, "name": "numeric id"},
+            "not an item",
+            {"id": "good2", "folder": {}}
+        ],
+        "@odata.deltaLink": "https://graph.microsoft.com/v1.0/drives/d/root/delta?token=n1"
+    }))
+    .unwrap();
+
+    // When it is read
+    let page = page.into_page(Some("d")).unwrap();
+
+    // Then the usable items are there in order, and each other one says what was wrong
+    let ids: Vec<_> = page.items.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(ids, ["good1", "good2"]);
+    let unusable = |id: Option<&str>, reason: &str| UnusableItem { id: id.map(str::to_owned), reason: reason.into() };
+    assert_eq!(
+        page.unusable,
+        [
+            unusable(Some("bad-size"), "`size` is a string, expected u64"),
+            unusable(None, "drive item without id"),
+            unusable(Some("bad-parent"), "`parentReference` is a string, expected an object"),
+            unusable(Some("bad-hash"), "`file.hashes.quickXorHash` is a number, expected a string"),
+            unusable(Some("negative"), "`size` is a negative number, expected u64"),
+            unusable(None, "`id` is a number, expected a string"),
+            unusable(None, "the item is a string, expected an object"),
+        ]
+    );
+    // No reason repeats the JSON's values
+    assert!(page.unusable.iter().all(|u| !u.reason.contains("Salaries") && !u.reason.contains("not a")));
+    assert!(page.delta.is_some());
+}
+
 #[test]
 fn delta_links_never_print_and_round_trip_as_plain_strings() {
     let link = DeltaLink::new("https://g.example/v1.0/drives/d/root/delta?token=secret");

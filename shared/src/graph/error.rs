@@ -16,8 +16,15 @@ use super::drive::DeltaLink;
 /// Used when a 429/503 comes without a usable `Retry-After`.
 pub const DEFAULT_THROTTLE_WAIT: Duration = Duration::from_secs(10);
 
-/// Error codes that mean "this delta token cannot be served" whatever the status.
-const RESYNC_CODES: [&str; 3] = ["resyncRequired", "syncStateNotFound", "syncStateInvalid"];
+/// Error codes that mean "this delta token cannot be served" whatever the status (drive
+/// delta's 410 codes included, graph-facts §4, §13.3).
+const RESYNC_CODES: [&str; 5] = [
+    "resyncRequired",
+    "resyncChangesApplyDifferences",
+    "resyncChangesUploadDifferences",
+    "syncStateNotFound",
+    "syncStateInvalid",
+];
 
 /// 404 codes that speak of the mailbox (or its user), never of one item in it.
 const MAILBOX_GONE_CODES: [&str; 2] = ["MailboxNotEnabledForRESTAPI", "ErrorInvalidUser"];
@@ -76,9 +83,6 @@ pub enum GraphError {
     /// 507: the drive's quota cannot take the file.
     #[error("insufficient storage in the target drive")]
     InsufficientStorage,
-    /// A resumed download got `200` (whole file) instead of `206`: restart from offset 0.
-    #[error("server ignored the Range header; restart the download from offset 0")]
-    RangeIgnored,
     #[error("Graph returned HTTP {status} ({code}): {message}")]
     Http { status: u16, code: String, message: String },
     /// Graph answered something we cannot interpret (bad JSON, item without id, ...).
@@ -277,6 +281,19 @@ mod tests {
             restart: Some(DeltaLink::new("https://graph.example/v1.0/drives/d1/root/delta?token=x")),
         };
         check(410, &[("location", "delta?token=x")], body, relative);
+    }
+
+    #[test]
+    fn drive_delta_resync_codes_ask_for_a_resync_with_or_without_a_restart_link() {
+        let restart = "https://graph.example/v1.0/drives/d1/root/delta?token=fresh";
+        for code in ["resyncChangesApplyDifferences", "resyncChangesUploadDifferences"] {
+            let body = format!(r#"{{"error":{{"code":"{code}","message":"Resync required."}}}}"#);
+            let with_link = GraphError::ResyncRequired { restart: Some(DeltaLink::new(restart)) };
+            check(410, &[("location", restart)], &body, with_link);
+            check(410, &[], &body, GraphError::ResyncRequired { restart: None });
+            // By code on another 4xx too, as Exchange's codes are.
+            check(400, &[], &body, GraphError::ResyncRequired { restart: None });
+        }
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub(crate) mod test_server;
 pub use auth::ClientSecret;
 pub use client::{GraphClient, GraphConfig};
 pub use directory::{Drive, User};
-pub use drive::{DeltaCursor, DeltaLink, DeltaPage, Download, DriveItem, ItemKind};
+pub use drive::{ByteStream, DeltaCursor, DeltaLink, DeltaPage, Download, DriveItem, ItemKind, UnusableItem};
 pub use error::{DEFAULT_THROTTLE_WAIT, GraphError};
 pub use mail::{
     DEFAULT_MAIL_PAGE_SIZE, MailFolder, MailFolderChange, MailFolderDeltaCursor, MailFolderDeltaPage, Message,

@@ -580,9 +580,6 @@ async fn download_into(
                 attempt += 1;
                 continue;
             }
-            Err(GraphError::RangeIgnored) => {
-                return Err(PipelineError::ContentMismatch("server ignored Range on resume".into()));
-            }
             Err(e) => return Err(e.into()),
         };
         let total = download.total_len;

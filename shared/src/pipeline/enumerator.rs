@@ -16,7 +16,7 @@ use tracing::{info, warn};
 use super::state::removed;
 use super::throttle::paced_within;
 use super::{DriveReader, MailReader, PipelineError, item_state};
-use crate::graph::{DeltaCursor, DeltaLink, GraphError};
+use crate::graph::{DeltaCursor, DeltaLink, GraphError, UnusableItem};
 use crate::model::{
     ChangeJob, ChangeReason, ContainerId, FullScan, ItemHead, ItemJob, ItemKind, ItemState, ItemVersion,
     SCHEMA_VERSION, SyncState, Verification,
@@ -115,6 +115,7 @@ pub async fn enumerate(
         if let Some(root) = page.items.iter().find(|i| i.kind == crate::graph::ItemKind::Root) {
             state.root_id = Some(root.id.clone());
         }
+        record_unusable(deps, c, state.full_scan.as_ref(), &page.unusable).await?;
         let states = page.items.iter().map(item_state).collect();
         let (jobs, tombstones) = enqueue_page(deps, c, state.full_scan.as_ref(), states, observed_at).await?;
         out.jobs += jobs;
@@ -163,6 +164,36 @@ pub(super) fn needs_own_full_scan(state: &SyncState, job: &ChangeJob) -> bool {
     job.reason == ChangeReason::Reconcile
         && state.full_scan.as_ref().is_none_or(|scan| scan.started_at < job.enqueued_at)
 }
+
+/// Items of a page whose JSON Graph sent malformed or unusable: each becomes that item's
+/// failure (the rest of the page goes on; the next full scan tries it again), and a full scan
+/// counts it as seen, so what we hold of it is never taken for deleted.
+async fn record_unusable(
+    deps: &EnumeratorDeps,
+    c: &ContainerId,
+    scan: Option<&FullScan>,
+    unusable: &[UnusableItem],
+) -> Result<(), PipelineError> {
+    if unusable.is_empty() {
+        return Ok(());
+    }
+    let now = Utc::now();
+    for bad in unusable {
+        let id = bad.id.as_deref().unwrap_or(UNREADABLE_ITEM);
+        warn!(container = %c.scoped_id(), item = %id, reason = %bad.reason, "an item of a delta page is unusable");
+        deps.catalog
+            .record_failure(&c.item(id), &format!("Graph sent this item unusable: {}", bad.reason), now)
+            .await?;
+    }
+    if let Some(scan) = scan {
+        let ids: Vec<String> = unusable.iter().filter_map(|bad| bad.id.clone()).collect();
+        deps.catalog.record_seen(c, &scan.epoch, &ids).await?;
+    }
+    Ok(())
+}
+
+/// The failure row of a delta item whose id itself could not be read.
+const UNREADABLE_ITEM: &str = "(item without a readable id)";
 
 pub(super) fn new_scan(now: DateTime<Utc>, reconcile_deletions: bool) -> FullScan {
     FullScan { epoch: uuid::Uuid::new_v4().to_string(), started_at: now, reconcile_deletions }

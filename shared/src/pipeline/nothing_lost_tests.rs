@@ -12,7 +12,7 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use super::copier::{self, Copied};
 use super::enumerator::{self, Enumeration};
 use super::tests::{World, container, file, job, run_jobs, sha, world};
-use crate::graph::{DriveItem, ItemKind};
+use crate::graph::{DriveItem, ItemKind, UnusableItem};
 use crate::model::{ChangeJob, ChangeReason, ItemHead, Verification};
 use crate::store::{Failures, ItemHistory, PointInTime, SyncStates};
 
@@ -361,4 +361,29 @@ async fn a_reconcile_of_an_unchanged_drive_writes_a_row_per_page_not_per_item() 
     eprintln!("reconcile of an unchanged 10,000-file drive: {writes} catalog writes, {} jobs", out.jobs);
     assert_eq!(out.jobs, 0);
     assert!(writes <= 10 + 3, "{writes} writes");
+}
+
+#[tokio::test]
+async fn an_unusable_item_in_a_delta_page_is_its_own_failure_and_the_page_goes_on() {
+    // Given a file backed up
+    let w = world();
+    w.drive.put("f1", "a.txt", "e1", b"one");
+    sync(&w).await;
+
+    // When a page brings a new file and an item Graph sent malformed (the held file's), in a
+    // full scan
+    w.drive.put("f2", "b.txt", "e1", b"two");
+    w.drive.remove("f1");
+    let reason = "`size` is a string, expected u64".to_owned();
+    *w.drive.unusable_next.lock().expect("lock") = vec![UnusableItem { id: Some("f1".into()), reason }];
+    let out = enumerate(&w, ChangeReason::Reconcile).await.expect("reconcile");
+    run_jobs(&w).await;
+
+    // Then the rest of the page is backed up, the unusable item is a failure with its reason,
+    // and what we hold of it is not taken for deleted
+    assert_eq!(out.tombstones, 0);
+    assert_eq!(head(&w, "f2").await.current.version, "e1");
+    assert!(!head(&w, "f1").await.current.deleted);
+    let failures = w.catalog.failures(&container()).await.expect("failures");
+    assert!(failures.iter().any(|f| f.key.item_id == "f1" && f.reason.contains("`size` is a string")));
 }

@@ -37,6 +37,8 @@ pub(super) struct FakeDrive {
     pub(super) throttle_next: AtomicU32,
     /// The next delta calls answer 401 (an expired reader secret).
     pub(super) refuse_next_deltas: AtomicU32,
+    /// Items the next delta page has but cannot be read (malformed JSON).
+    pub(super) unusable_next: Mutex<Vec<crate::graph::UnusableItem>>,
 }
 
 pub(super) fn qx(data: &[u8]) -> String {
@@ -98,7 +100,12 @@ impl DriveReader for FakeDrive {
         self.deltas.fetch_add(1, Ordering::SeqCst);
         let mut items: Vec<DriveItem> = self.items.lock().expect("lock").values().map(|(i, _)| i.clone()).collect();
         items.append(&mut self.reported_deletions.lock().expect("lock"));
-        Ok(DeltaPage { items, next: None, delta: Some(DeltaLink::new("https://graph.test/delta?token=x")) })
+        Ok(DeltaPage {
+            items,
+            next: None,
+            delta: Some(DeltaLink::new("https://graph.test/delta?token=x")),
+            unusable: std::mem::take(&mut *self.unusable_next.lock().expect("lock")),
+        })
     }
 
     async fn get_item(&self, _drive: &str, item: &str) -> Result<Option<DriveItem>, GraphError> {

@@ -224,9 +224,9 @@ bundle! {
     CopierCatalog: ItemHistory + Coordination + Failures
 }
 bundle! {
-    /// The enumerators: read heads to decide, mark items seen, keep their sync state, share
-    /// throttling.
-    EnumeratorCatalog: ItemHistory + SyncStates + Coordination
+    /// The enumerators: read heads to decide, keep their sync state and what a full scan saw,
+    /// share throttling, record items Graph sent unusable.
+    EnumeratorCatalog: ItemHistory + SyncStates + Coordination + Failures
 }
 bundle! {
     /// The scheduler: the container registry and the sync state it reports and resets.

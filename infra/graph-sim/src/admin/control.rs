@@ -1,4 +1,4 @@
-//! Admin control routes: seeding, users, faults, hashes, lifecycle events,
+//! Admin control routes: seeding, users, hashes, lifecycle events,
 //! subscriptions and statistics.
 
 use std::collections::HashSet;
@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::parse;
 use crate::Inner;
 use crate::error::{GraphError, GraphResult};
-use crate::faults::{Stats, TransportAction, TransportFault};
+use crate::faults::Stats;
 use crate::notify::send_lifecycle;
 use crate::seed::{SeedRequest, Seeded, seed_user};
 use crate::store::ids::IdRng;
@@ -147,136 +147,6 @@ pub async fn edit_user(
     u.has_mailbox = req.has_mailbox.unwrap_or(u.has_mailbox);
     u.licensed = req.licensed.unwrap_or(u.licensed);
     Ok(Json(user_json(u)))
-}
-
-#[derive(Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum FaultReq {
-    Throttle {
-        status: Option<u16>,
-        retry_after: Option<u64>,
-        count: Option<u64>,
-        path_contains: Option<String>,
-    },
-    Reset {
-        count: Option<u64>,
-        path_contains: Option<String>,
-    },
-    Truncate {
-        count: Option<u64>,
-        path_contains: Option<String>,
-    },
-    ForbidContent {
-        item_id: String,
-    },
-    DropNotifications {
-        count: u64,
-    },
-    DuplicateNotifications {
-        count: u64,
-    },
-    ExpireDeltaTokens {
-        drive_id: String,
-    },
-    HideHashes {
-        enabled: bool,
-    },
-    DuplicateItemsInDelta {
-        enabled: bool,
-    },
-    ExpireTokens,
-    ExpireUploadSessions,
-    /// The next `count` sessions expire just after their next accepted fragment.
-    ExpireUploadSessionsMidway {
-        count: u64,
-    },
-    ForbidWrites {
-        drive_id: String,
-    },
-    /// Every mail delta and next link issued so far for `user` (every mailbox
-    /// without one) answers `410 SyncStateNotFound`.
-    ExpireMailDeltaTokens {
-        user: Option<String>,
-    },
-    /// Mail requests take this long to answer (0 turns it off): makes
-    /// concurrent requests overlap.
-    MailLatency {
-        ms: u64,
-    },
-}
-
-pub async fn add_fault(State(sim): State<Arc<Inner>>, body: Bytes) -> GraphResult<Json<Value>> {
-    let req: FaultReq = parse(&body)?;
-    let mut st = sim.lock();
-    let transport = |action, count: Option<u64>, path_contains| TransportFault {
-        action,
-        remaining: count.unwrap_or(1),
-        path_contains,
-    };
-    match req {
-        FaultReq::Throttle { status, retry_after, count, path_contains } => {
-            let status = status.unwrap_or(429);
-            if status != 429 && status != 503 {
-                return Err(GraphError::bad_request("throttle status must be 429 or 503."));
-            }
-            let action = TransportAction::Throttle { status, retry_after: retry_after.unwrap_or(1) };
-            st.faults.transport.push(transport(action, count, path_contains));
-        }
-        FaultReq::Reset { count, path_contains } => {
-            st.faults.transport.push(transport(TransportAction::Reset, count, path_contains))
-        }
-        FaultReq::Truncate { count, path_contains } => {
-            st.faults.transport.push(transport(TransportAction::Truncate, count, path_contains))
-        }
-        FaultReq::ForbidContent { item_id } => {
-            st.faults.forbidden_items.insert(item_id);
-        }
-        FaultReq::DropNotifications { count } => st.faults.drop_notifications += count,
-        FaultReq::DuplicateNotifications { count } => st.faults.duplicate_notifications += count,
-        FaultReq::ExpireDeltaTokens { drive_id } => {
-            let d =
-                st.drives.get_mut(&drive_id).ok_or_else(|| GraphError::not_found("The drive could not be found."))?;
-            d.token_epoch += 1;
-        }
-        FaultReq::HideHashes { enabled } => st.faults.hide_hashes = enabled,
-        FaultReq::DuplicateItemsInDelta { enabled } => st.faults.duplicate_items_in_delta = enabled,
-        FaultReq::ExpireTokens => st.token_generation += 1,
-        FaultReq::ExpireUploadSessions => {
-            let past = Utc::now() - chrono::Duration::seconds(1);
-            for s in st.uploads.values_mut() {
-                s.expires = past;
-            }
-        }
-        FaultReq::ExpireUploadSessionsMidway { count } => st.faults.expire_sessions_after_fragment += count,
-        FaultReq::ForbidWrites { drive_id } => {
-            if !st.drives.contains_key(&drive_id) {
-                return Err(GraphError::not_found("The drive could not be found."));
-            }
-            st.faults.forbid_writes.insert(drive_id);
-        }
-        FaultReq::ExpireMailDeltaTokens { user } => {
-            let only = match &user {
-                Some(u) => {
-                    Some(st.user(u).map(|u| u.id.clone()).ok_or_else(|| GraphError::not_found("No such user."))?)
-                }
-                None => None,
-            };
-            for (id, mb) in st.mailboxes.iter_mut() {
-                if only.as_ref().is_none_or(|o| o == id) {
-                    mb.token_epoch += 1;
-                }
-            }
-        }
-        FaultReq::MailLatency { ms } => st.faults.mail_latency_ms = ms,
-    }
-    Ok(Json(json!({})))
-}
-
-/// Clears every fault (transport, per-item, notification and delta knobs).
-/// Access tokens and delta tokens already expired stay expired.
-pub async fn clear_faults(State(sim): State<Arc<Inner>>) -> Json<Value> {
-    sim.lock().faults = Default::default();
-    Json(json!({}))
 }
 
 pub async fn fill_hashes(State(sim): State<Arc<Inner>>) -> Json<Value> {

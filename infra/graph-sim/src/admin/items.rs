@@ -1,5 +1,5 @@
-//! Admin drive mutations (create, edit content, rename/move, delete,
-//! ransomware, share) and the ground truth (item listing, versions with
+//! Admin drive mutations (create, edit content, rename/move, delete, restore from the
+//! recycle bin, ransomware, share) and the ground truth (item listing, versions with
 //! their SHA-256). Mutations go through the
 //! same naming rules and change log as Graph writes would, then schedule a
 //! change notification for the drive.
@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use base64::Engine;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -150,17 +150,25 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(v)))
 }
 
+#[derive(Deserialize)]
+pub struct EditContentReq {
+    #[serde(flatten)]
+    content: ContentSpec,
+    /// RFC 3339; the new content's `lastModifiedDateTime` instead of now.
+    last_modified: Option<DateTime<Utc>>,
+}
+
 pub async fn edit_content(
     State(sim): State<Arc<Inner>>,
     Path((drive, id)): Path<(String, String)>,
     body: Bytes,
 ) -> GraphResult<Json<Value>> {
-    let spec: ContentSpec = parse(&body)?;
-    let blob = spec.build()?;
+    let req: EditContentReq = parse(&body)?;
+    let blob = req.content.build()?;
     {
         let mut st = sim.lock();
         let visible = hash_visible(&sim, &st);
-        drive_mut(&mut st, &drive)?.set_content(&id, blob, visible)?;
+        drive_mut(&mut st, &drive)?.set_content_dated(&id, blob, visible, req.last_modified)?;
     }
     drive_changed(&sim, &drive);
     one(&sim, &drive, &id).await
@@ -170,15 +178,27 @@ pub async fn edit_content(
 pub struct MoveReq {
     name: Option<String>,
     parent_id: Option<String>,
+    /// RFC 3339: sets `lastModifiedDateTime` (after any rename or move).
+    last_modified: Option<DateTime<Utc>>,
 }
 
+/// Rename, move and/or set the modification time (each a new eTag, same cTag).
 pub async fn rename_move(
     State(sim): State<Arc<Inner>>,
     Path((drive, id)): Path<(String, String)>,
     body: Bytes,
 ) -> GraphResult<Json<Value>> {
     let req: MoveReq = parse(&body)?;
-    drive_mut(&mut sim.lock(), &drive)?.rename_move(&id, req.name, req.parent_id)?;
+    {
+        let mut st = sim.lock();
+        let d = drive_mut(&mut st, &drive)?;
+        if req.name.is_some() || req.parent_id.is_some() || req.last_modified.is_none() {
+            d.rename_move(&id, req.name, req.parent_id)?;
+        }
+        if let Some(at) = req.last_modified {
+            d.set_modified(&id, at)?;
+        }
+    }
     drive_changed(&sim, &drive);
     one(&sim, &drive, &id).await
 }
@@ -190,6 +210,43 @@ pub async fn remove(
     drive_mut(&mut sim.lock(), &drive)?.delete(&id)?;
     drive_changed(&sim, &drive);
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub struct RestoreReq {
+    #[serde(default)]
+    new_etag: bool,
+}
+
+/// Brings a deleted item (and the descendants deleted with it) back from the recycle bin:
+/// same id, name, content and `lastModifiedDateTime`, its old eTag and cTag unless
+/// `new_etag`; under the root if its parent is gone.
+pub async fn restore(
+    State(sim): State<Arc<Inner>>,
+    Path((drive, id)): Path<(String, String)>,
+    body: Bytes,
+) -> GraphResult<Json<Value>> {
+    let req: RestoreReq = parse(&body)?;
+    drive_mut(&mut sim.lock(), &drive)?.restore(&id, req.new_etag)?;
+    drive_changed(&sim, &drive);
+    one(&sim, &drive, &id).await
+}
+
+/// What the recycle bin holds: one entry per delete, oldest first.
+pub async fn recycle_bin(State(sim): State<Arc<Inner>>, Path(drive): Path<String>) -> GraphResult<Json<Vec<Value>>> {
+    let st = sim.lock();
+    let d = st.drives.get(&drive).ok_or_else(no_drive)?;
+    let entries = d.recycle_bin.iter().filter_map(|r| {
+        let item = d.items.get(&r.id)?;
+        Some(json!({
+            "id": r.id,
+            "name": item.name,
+            "kind": item.kind.admin_name(),
+            "items": r.members.len(),
+            "deleted_at": r.deleted_at.to_rfc3339(),
+        }))
+    });
+    Ok(Json(entries.collect()))
 }
 
 #[derive(Deserialize)]

@@ -4,6 +4,7 @@
 //! so name-rule violations look exactly as they would from Graph.
 
 mod control;
+mod faults;
 mod items;
 mod mail;
 
@@ -27,6 +28,8 @@ pub fn router() -> Router<Arc<Inner>> {
         .route("/drives/{drive}/items/{id}/content", post(items::edit_content))
         .route("/drives/{drive}/items/{id}/versions", get(items::versions))
         .route("/drives/{drive}/items/{id}/share", post(items::share))
+        .route("/drives/{drive}/items/{id}/restore", post(items::restore))
+        .route("/drives/{drive}/recycle_bin", get(items::recycle_bin))
         .route("/drives/{drive}/ransomware", post(items::ransomware))
         .route("/mailboxes/{user}", get(mail::ground_truth))
         .route("/mailboxes/{user}/messages", post(mail::deliver))
@@ -35,7 +38,7 @@ pub fn router() -> Router<Arc<Inner>> {
         .route("/mailboxes/{user}/folders/{id}", patch(mail::edit_folder).delete(mail::delete_folder))
         .route("/mailboxes/{user}/folders/{id}/empty", post(mail::empty_folder))
         .route("/mailboxes/{user}/purge", post(mail::purge))
-        .route("/faults", post(control::add_fault).delete(control::clear_faults))
+        .route("/faults", post(faults::add_fault).delete(faults::clear_faults))
         .route("/fill_hashes", post(control::fill_hashes))
         .route("/lifecycle", post(control::lifecycle))
         .route("/subscriptions", get(control::subscriptions))

@@ -1,7 +1,10 @@
-//! Content download (graph-facts §5): `/content` answers `302 Found` to a
-//! pre-authenticated `/download/{token}` URL (no Authorization header
-//! needed; it expires), which serves the body streamed, with `Range` → `206`
-//! and `Content-Range`, or `416` when unsatisfiable.
+//! Content download (graph-facts §5, §13.6): `/content` answers `302 Found` to a
+//! pre-authenticated `/download/{token}` URL (it expires, and a request carrying an
+//! `Authorization` header is refused with `401`), which serves the body streamed, with
+//! `Range` → `206` and `Content-Range`, or `416` when unsatisfiable; under the
+//! `ignore_range` fault a ranged request gets `200` and the whole body. Under
+//! `serve_different_bytes` an item's current content downloads as other bytes than its
+//! metadata describes (graph-facts §13.2).
 //!
 //! Choice: a download URL names the item, not a content version; like Graph
 //! it serves the item's *current* content when fetched, so a URL obtained
@@ -22,9 +25,9 @@ use futures::StreamExt;
 use super::items::drive_not_found;
 use super::render::download_url;
 use crate::Inner;
-use crate::content::ContentBlob;
+use crate::content::Content;
 use crate::error::{GraphError, GraphResult};
-use crate::faults::count_download;
+use crate::faults::{count_download, take_item_fault};
 use crate::store::ItemKind;
 
 fn access_denied() -> GraphError {
@@ -113,6 +116,15 @@ fn parse_range(h: Option<&str>, total: u64) -> Span {
 }
 
 async fn download(State(sim): State<Arc<Inner>>, Path(token): Path<String>, headers: HeaderMap) -> Response {
+    // Pre-authenticated URLs refuse a bearer token (graph-facts §13.6).
+    if headers.contains_key(header::AUTHORIZATION) {
+        return GraphError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "A pre-authenticated download URL must be fetched without an Authorization header.",
+        )
+        .into_response();
+    }
     match serve(&sim, &token, &headers) {
         Ok(r) => r,
         Err(e) => e.into_response(),
@@ -127,8 +139,10 @@ fn serve(sim: &Arc<Inner>, token: &str, headers: &HeaderMap) -> GraphResult<Resp
     if f.first().map(String::as_str) != Some("dl") || exp <= Utc::now().timestamp() {
         return Err(unauthorized());
     }
-    let (blob, ctag): (Arc<ContentBlob>, String) = {
-        let st = sim.lock();
+    let (content, ctag, ignore_range): (Content, String, bool) = {
+        let mut st = sim.lock();
+        let ranged = headers.contains_key(header::RANGE);
+        let ignore_range = ranged && take_item_fault(&mut st.faults.ignore_range, &f[2]);
         let d = st.drives.get(&f[1]).ok_or_else(drive_not_found)?;
         let it = d.live(&f[2])?;
         if st.faults.forbidden_items.contains(&it.id) {
@@ -136,17 +150,24 @@ fn serve(sim: &Arc<Inner>, token: &str, headers: &HeaderMap) -> GraphResult<Resp
         }
         // A fifth field names an earlier version (see `versions.rs`).
         match f.get(4).map(|v| v.parse::<u64>()) {
-            None => (it.blob.clone().ok_or_else(|| GraphError::not_found("The item has no content."))?, it.ctag()),
+            None => {
+                let blob = it.blob.clone().ok_or_else(|| GraphError::not_found("The item has no content."))?;
+                let content = match st.faults.served_bytes.get(&it.id) {
+                    Some(served) => served.content(&it.id, &it.ctag(), blob.size()),
+                    None => blob.content.clone(),
+                };
+                (content, it.ctag(), ignore_range)
+            }
             Some(Ok(n)) => {
                 let old = it.history.iter().find(|v| v.number == n);
                 let old = old.ok_or_else(|| GraphError::not_found("The version no longer exists."))?;
-                (old.blob.clone(), format!("\"{{{}}},{n}.0\"", it.guid.to_uppercase()))
+                (old.blob.content.clone(), format!("\"{{{}}},{n}.0\"", it.guid.to_uppercase()), ignore_range)
             }
             Some(Err(_)) => return Err(unauthorized()),
         }
     };
-    let total = blob.size();
-    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let total = content.size();
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).filter(|_| !ignore_range);
     let (status, start, end) = match parse_range(range, total) {
         Span::Whole => (StatusCode::OK, 0, total),
         Span::Part(a, b) => (StatusCode::PARTIAL_CONTENT, a, b + 1),
@@ -164,7 +185,7 @@ fn serve(sim: &Arc<Inner>, token: &str, headers: &HeaderMap) -> GraphResult<Resp
         }
     };
     let counter = Arc::clone(sim);
-    let stream = blob.content.stream(start, end).inspect(move |chunk| {
+    let stream = content.stream(start, end).inspect(move |chunk| {
         if let Ok(c) = chunk {
             count_download(&counter, c.len() as u64);
         }

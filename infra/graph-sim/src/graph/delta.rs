@@ -1,7 +1,10 @@
 //! `GET .../root/delta` (graph-facts §4): full enumeration without a token,
 //! `token=latest`, incremental changes from a deltaLink, paging through
-//! `@odata.nextLink`, `deltaExcludeParent`, and `410 Gone` + `Location`
-//! (a fresh full-enumeration nextLink) once a drive's tokens are expired.
+//! `@odata.nextLink`, `deltaExcludeParent`, and `410 Gone` once a drive's tokens
+//! are expired: `resyncRequired`, `resyncChangesApplyDifferences` or
+//! `resyncChangesUploadDifferences`, with a `Location` (a fresh full-enumeration
+//! nextLink) or without one, as the `expire_delta_tokens` fault chose. Items under
+//! the `malformed_in_delta` fault are rendered with unusable JSON.
 //!
 //! Tokens are signed, not stored. Both kinds start with
 //! `kind|drive|incarnation|epoch|issued`; a delta token (`d`) then carries
@@ -24,6 +27,7 @@ use super::render::{Mode, item_json};
 use crate::Inner;
 use crate::error::{GraphError, GraphResult};
 use crate::signer::nonce;
+use crate::store::delta::ResyncCode;
 use crate::store::tree::Drive;
 use crate::store::{DeltaSession, ItemKind, State};
 
@@ -67,16 +71,25 @@ fn page_token(sim: &Inner, d: &Drive, session: &str, cursor: usize) -> String {
 }
 
 fn resync(st: &mut State, sim: &Inner, base: &str, drive: &str) -> GraphError {
+    let answer = st.drives.get(drive).map(|d| d.resync).unwrap_or_default();
+    let message = match answer.code {
+        ResyncCode::ResyncRequired => "Resync required. The delta token is no longer valid; reset the sync state.",
+        ResyncCode::ApplyDifferences => {
+            "Resync required. Replace any local items with the server's version (including deletes) if you're sure that the service was up to date with your local changes when you last sync'd. Upload any local changes that the server doesn't know about."
+        }
+        ResyncCode::UploadDifferences => {
+            "Resync required. Upload any local items that the service did not return, and upload any files that differ from the server's version (keeping both copies if you're not sure which one is more up-to-date)."
+        }
+    };
+    let err = GraphError::new(StatusCode::GONE, answer.code.code(), message);
+    if !answer.location {
+        return err;
+    }
     let ids = st.drives.get(drive).map(Drive::full_order).unwrap_or_default();
     let session = open_session(st, drive, ids, sim.cfg.delta_page_size);
     let location =
         st.drives.get(drive).map(|d| link(base, drive, &page_token(sim, d, &session, 0))).unwrap_or_default();
-    GraphError::new(
-        StatusCode::GONE,
-        "resyncRequired",
-        "Resync required. Replace any local items with the server's version (including deletes) if you're sure that the service was up to date with your local changes when you last sync'd. Upload any local changes that the server doesn't know about.",
-    )
-    .with_header(header::LOCATION, &location)
+    err.with_header(header::LOCATION, &location)
 }
 
 fn invalid_token() -> GraphError {
@@ -142,6 +155,7 @@ pub fn delta(
         }
     };
     let duplicate = st.faults.duplicate_items_in_delta;
+    let malformed = st.faults.malformed_in_delta.clone();
     let d = st.drives.get(drive).ok_or_else(drive_not_found)?;
     let s = st
         .sessions
@@ -155,7 +169,16 @@ pub fn delta(
         None => ("@odata.deltaLink", link(base, drive, &delta_token(sim, d, s.observed_seq))),
     };
     drop(guard);
-    let value: Vec<Value> = views.iter().map(|v| item_json(sim, base, v, Mode::Delta)).collect();
+    let value: Vec<Value> = views
+        .iter()
+        .map(|v| {
+            let mut json = item_json(sim, base, v, Mode::Delta);
+            if let Some(how) = malformed.get(&v.id) {
+                how.apply(&mut json);
+            }
+            json
+        })
+        .collect();
     let mut body = json!({
         "@odata.context": format!("{base}/v1.0/$metadata#Collection(driveItem)"),
         "value": value,

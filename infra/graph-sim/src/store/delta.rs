@@ -12,6 +12,44 @@ use std::time::Instant;
 use super::ItemKind;
 use super::tree::Drive;
 
+/// How a drive answers a delta token it can no longer serve: `410 Gone` with one of
+/// Graph's codes, with or without a `Location` that restarts a full enumeration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resync {
+    pub code: ResyncCode,
+    pub location: bool,
+}
+
+impl Default for Resync {
+    fn default() -> Self {
+        Self { code: ResyncCode::ResyncRequired, location: true }
+    }
+}
+
+/// The codes of a drive delta 410 (graph-facts §4, §13.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResyncCode {
+    ResyncRequired,
+    /// Replace local state with the server's, deletions included.
+    ApplyDifferences,
+    /// Upload what the server lacks; keep both copies when unsure.
+    UploadDifferences,
+}
+
+impl ResyncCode {
+    pub fn parse(code: &str) -> Option<Self> {
+        [Self::ResyncRequired, Self::ApplyDifferences, Self::UploadDifferences].into_iter().find(|c| c.code() == code)
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::ResyncRequired => "resyncRequired",
+            Self::ApplyDifferences => "resyncChangesApplyDifferences",
+            Self::UploadDifferences => "resyncChangesUploadDifferences",
+        }
+    }
+}
+
 pub struct DeltaSession {
     pub drive_id: String,
     items: Vec<String>,
@@ -98,7 +136,7 @@ impl Drive {
                 continue;
             };
             if item.deleted {
-                if item.created_seq <= since && item.kind != ItemKind::Root {
+                if item.created_seq <= since && item.kind != ItemKind::Root && !item.deletion_unreported {
                     deleted.push(id);
                 }
                 continue;

@@ -8,6 +8,7 @@ pub mod ids;
 pub mod mail;
 pub mod mail_delta;
 pub mod mail_folders;
+pub mod recycle;
 pub mod tree;
 pub mod upload;
 pub mod write;
@@ -80,6 +81,8 @@ pub struct Item {
     pub history: Vec<PastVersion>,
     /// Explicit grants on this item (inherited ones live on ancestors).
     pub permissions: Vec<Permission>,
+    /// Deleted with its folder under `omit_descendant_deletions`: delta never reports it.
+    pub deletion_unreported: bool,
 }
 
 /// A content version that has been superseded; its bytes stay downloadable.

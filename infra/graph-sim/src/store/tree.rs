@@ -1,16 +1,19 @@
 //! One drive's item tree and its change log. Every mutation bumps the drive's
 //! sequence number and appends `(seq, item id)` to the log; delta (see
 //! [`super::delta`]) answers "what changed since token seq S" from it. Deleted
-//! items stay as tombstones so delta can report them with `deleted: {}`.
+//! items stay as tombstones so delta can report them with `deleted: {}`, and in the
+//! recycle bin ([`super::recycle`]) until restored.
 //! Writes go through the same naming rules Graph applies ([`crate::names`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::http::StatusCode;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
+use super::delta::Resync;
 use super::ids::IdRng;
+use super::recycle::Recycled;
 use super::{Item, ItemKind, ItemView, PastVersion};
 use crate::content::ContentBlob;
 use crate::error::GraphError;
@@ -33,6 +36,13 @@ pub struct Drive {
     pub incarnation: String,
     /// Bumped by the `expire_delta_tokens` fault; older tokens answer 410.
     pub token_epoch: u64,
+    /// How that 410 reads (chosen by the same fault).
+    pub resync: Resync,
+    /// Deleted items that can be restored, in the order they were deleted.
+    pub recycle_bin: Vec<Recycled>,
+    /// Fault: a folder's delete is logged for the folder only, so delta reports no
+    /// deletion of its descendants (graph-facts §13.8).
+    pub omit_descendant_deletions: bool,
 }
 
 /// What a new item is made of.
@@ -65,6 +75,7 @@ impl Drive {
             version: 1,
             history: Vec::new(),
             permissions: Vec::new(),
+            deletion_unreported: false,
         };
         let mut items = HashMap::new();
         items.insert(root_id.clone(), root);
@@ -79,6 +90,9 @@ impl Drive {
             log: Vec::new(),
             incarnation: crate::signer::nonce(),
             token_epoch: 0,
+            resync: Resync::default(),
+            recycle_bin: Vec::new(),
+            omit_descendant_deletions: false,
         }
     }
 
@@ -185,6 +199,7 @@ impl Drive {
                 version: 1,
                 history: Vec::new(),
                 permissions: Vec::new(),
+                deletion_unreported: false,
             },
         );
         if new.kind.is_container() {
@@ -195,6 +210,18 @@ impl Drive {
     }
 
     pub fn set_content(&mut self, id: &str, blob: Arc<ContentBlob>, hash_visible: bool) -> Result<(), GraphError> {
+        self.set_content_dated(id, blob, hash_visible, None)
+    }
+
+    /// New content, last modified `at` (now if `None`): migration tools and "copy over
+    /// with an older file" keep the source's older time.
+    pub fn set_content_dated(
+        &mut self,
+        id: &str,
+        blob: Arc<ContentBlob>,
+        hash_visible: bool,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<(), GraphError> {
         let item = self.live(id)?;
         if item.kind != ItemKind::File {
             return Err(GraphError::bad_request("Only files have content."));
@@ -211,9 +238,26 @@ impl Drive {
             item.version += 1;
             item.etag_ver += 1;
             item.ctag_ver += 1;
-            item.modified = Utc::now();
+            item.modified = at.unwrap_or_else(Utc::now);
             item.changed_seq = seq;
             item.hash_visible = hash_visible;
+        }
+        Ok(())
+    }
+
+    /// Sets `lastModifiedDateTime` to `at`, older or not: a metadata change (new eTag, same
+    /// cTag) that delta reports like any other.
+    pub fn set_modified(&mut self, id: &str, at: DateTime<Utc>) -> Result<(), GraphError> {
+        let item = self.live(id)?;
+        if item.kind == ItemKind::Root {
+            return Err(GraphError::bad_request("The root's modification time cannot be set."));
+        }
+        let id = item.id.clone();
+        let seq = self.record(&id);
+        if let Some(item) = self.items.get_mut(&id) {
+            item.etag_ver += 1;
+            item.modified = at;
+            item.changed_seq = seq;
         }
         Ok(())
     }
@@ -274,7 +318,8 @@ impl Drive {
         longest
     }
 
-    /// Deletes an item and (first) all its descendants; each gets a tombstone.
+    /// Deletes an item and (first) all its descendants; each gets a tombstone, and all of
+    /// them together one entry in the recycle bin.
     pub fn delete(&mut self, id: &str) -> Result<usize, GraphError> {
         let item = self.live(id)?;
         if item.kind == ItemKind::Root {
@@ -287,13 +332,18 @@ impl Drive {
             stack.extend(self.live_children(&c).iter().cloned());
             order.push(c);
         }
+        let members = order.iter().filter_map(|c| self.items.get(c)).map(|i| (i.id.clone(), i.etag_ver)).collect();
+        self.recycle_bin.push(Recycled { id: id.clone(), members, deleted_at: Utc::now() });
         order.reverse();
         for c in &order {
-            let seq = self.record(c);
+            // Under the fault a descendant is deleted without a log entry: delta never says so.
+            let unreported = self.omit_descendant_deletions && *c != id;
+            let seq = if unreported { self.seq } else { self.record(c) };
             if let Some(item) = self.items.get_mut(c) {
                 item.deleted = true;
                 item.changed_seq = seq;
                 item.etag_ver += 1;
+                item.deletion_unreported = unreported;
             }
             self.children.remove(c);
         }

@@ -105,3 +105,86 @@ async fn hidden_hashes_appear_after_fill() {
     let item = sim.get_json(&path).await;
     assert_eq!(item["file"]["hashes"]["quickXorHash"], graph_sim::quickxor::quick_xor_base64(b"hello"));
 }
+
+#[tokio::test]
+async fn download_urls_refuse_a_bearer_token_and_may_ignore_range() {
+    // Given a file and its pre-authenticated download URL
+    let sim = start(fast_config()).await;
+    let drive = sim.seed_one(0, 0).await;
+    let file = sim
+        .post_admin(
+            &format!("/drives/{drive}/items"),
+            json!({"name": "data.bin", "kind": "file", "size": 10_000, "seed": 8}),
+        )
+        .await;
+    let id = file["id"].as_str().unwrap_or("");
+    let r = sim.get(&format!("/drives/{drive}/items/{id}/content")).await;
+    let url = r.headers().get("location").and_then(|v| v.to_str().ok()).expect("Location").to_string();
+
+    // When it is fetched with our token, it is refused (graph-facts §13.6)
+    let with_token = sim.http.get(&url).bearer_auth(&sim.token).send().await.expect("download");
+    assert_eq!(with_token.status(), StatusCode::UNAUTHORIZED);
+    let err: Value = with_token.json().await.expect("json");
+    assert!(err["error"]["code"].is_string());
+
+    // When the URL ignores Range once, a ranged request gets 200 and every byte
+    sim.post_admin("/faults", json!({"kind": "ignore_range", "count": 1, "item_id": id})).await;
+    let ignored = sim.http.get(&url).header("Range", "bytes=4000-").send().await.expect("range");
+    assert_eq!(ignored.status(), StatusCode::OK);
+    assert!(ignored.headers().get("content-range").is_none());
+    let whole = ignored.bytes().await.expect("body");
+    assert_eq!(hex::encode(Sha256::digest(&whole)), file["sha256"].as_str().unwrap_or(""));
+
+    // Then the next ranged request is honoured again
+    let honoured = sim.http.get(&url).header("Range", "bytes=4000-").send().await.expect("range");
+    assert_eq!(honoured.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(&honoured.bytes().await.expect("body")[..], &whole[4000..]);
+
+    // And without a count every ranged request is answered whole until the faults are cleared
+    sim.post_admin("/faults", json!({"kind": "ignore_range"})).await;
+    for _ in 0..2 {
+        let r = sim.http.get(&url).header("Range", "bytes=1-").send().await.expect("range");
+        assert_eq!((r.status(), r.content_length()), (StatusCode::OK, Some(10_000)));
+    }
+    sim.admin_ok(Method::DELETE, "/faults", Value::Null).await;
+    let r = sim.http.get(&url).header("Range", "bytes=1-").send().await.expect("range");
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+}
+
+#[tokio::test]
+async fn a_labelled_file_downloads_as_other_bytes_than_its_size_and_hash_describe() {
+    // Given a file whose downloads serve other bytes (graph-facts §13.2)
+    let sim = start(fast_config()).await;
+    let drive = sim.seed_one(0, 0).await;
+    let file = sim
+        .post_admin(
+            &format!("/drives/{drive}/items"),
+            json!({"name": "secret.docx", "kind": "file", "size": 5_000, "seed": 2}),
+        )
+        .await;
+    let id = file["id"].as_str().unwrap_or("");
+    let content = format!("/drives/{drive}/items/{id}/content");
+    sim.post_admin("/faults", json!({"kind": "serve_different_bytes", "item_id": id})).await;
+
+    // When it is downloaded twice
+    let (first, second) = (sim.download(&content).await, sim.download(&content).await);
+
+    // Then both downloads agree with each other but not with the metadata, which is unchanged
+    assert_eq!(first, second, "the same other bytes every time");
+    assert_ne!(first.len(), 5_000);
+    assert_ne!(crate::common::sha256_hex(&first), file["sha256"].as_str().unwrap_or(""));
+    let item = sim.get_json(&format!("/drives/{drive}/items/{id}")).await;
+    assert_eq!(item["size"], 5_000);
+    assert_eq!(item["file"]["hashes"]["quickXorHash"], file["quick_xor_hash"]);
+
+    // When the bytes vary, two downloads disagree
+    sim.post_admin("/faults", json!({"kind": "serve_different_bytes", "item_id": id, "varying": true})).await;
+    let (third, fourth) = (sim.download(&content).await, sim.download(&content).await);
+    assert_ne!(third, fourth);
+    assert_ne!(third.len(), 5_000);
+
+    // And once the faults are cleared the real bytes come back
+    sim.admin_ok(Method::DELETE, "/faults", Value::Null).await;
+    let real = sim.download(&content).await;
+    assert_eq!(crate::common::sha256_hex(&real), file["sha256"].as_str().unwrap_or(""));
+}

@@ -132,3 +132,112 @@ async fn duplicate_knob_and_changes_during_paging_repeat_items() {
     let last = rest.iter().rev().find(|i| i["id"] == fid).expect("re-emitted");
     assert_eq!(last["size"], 9);
 }
+
+#[tokio::test]
+async fn expired_tokens_answer_with_the_chosen_resync_code_with_or_without_location() {
+    let sim = start(fast_config()).await;
+    let drive = sim.seed_one(5, 1).await;
+    let (first, _, _) = sim.delta_all(&format!("/drives/{drive}/root/delta")).await;
+    for (code, location) in [
+        ("resyncChangesApplyDifferences", true),
+        ("resyncChangesApplyDifferences", false),
+        ("resyncChangesUploadDifferences", true),
+        ("resyncChangesUploadDifferences", false),
+    ] {
+        // Given a delta link the drive can no longer serve
+        let link = sim.latest_delta(&drive).await;
+        let fault = json!({"kind": "expire_delta_tokens", "drive_id": drive, "code": code, "location": location});
+        sim.post_admin("/faults", fault).await;
+
+        // When it is followed
+        let r = sim.get(&link).await;
+
+        // Then the 410 carries that code, and a Location that restarts the enumeration only if asked
+        assert_eq!(r.status(), StatusCode::GONE);
+        let restart = r.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let err: Value = r.json().await.expect("json");
+        assert_eq!(err["error"]["code"], code);
+        assert_eq!(restart.is_some(), location, "{code}");
+        if let Some(restart) = restart {
+            let (again, _, _) = sim.delta_all(&restart).await;
+            assert_eq!(again.len(), first.len());
+        }
+    }
+
+    let bad = json!({"kind": "expire_delta_tokens", "drive_id": drive, "code": "somethingElse"});
+    assert_eq!(sim.admin(Method::POST, "/faults", bad).await.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn under_the_knob_a_deleted_folder_is_reported_without_its_descendants() {
+    // Given two folders, each with a file and a subfolder holding a file
+    let sim = start(fast_config()).await;
+    let drive = sim.seed_one(0, 0).await;
+    let items = format!("/drives/{drive}/items");
+    let id = |v: &Value| v["id"].as_str().unwrap_or("").to_string();
+    let mut trees = Vec::new();
+    for name in ["Quiet", "Loud"] {
+        let folder = sim.post_admin(&items, json!({"name": name, "kind": "folder"})).await;
+        let file = sim.post_admin(&items, json!({"name": "a.txt", "kind": "file", "parent_id": id(&folder)})).await;
+        let sub = sim.post_admin(&items, json!({"name": "sub", "kind": "folder", "parent_id": id(&folder)})).await;
+        let deep = sim.post_admin(&items, json!({"name": "b.txt", "kind": "file", "parent_id": id(&sub)})).await;
+        trees.push([id(&folder), id(&file), id(&sub), id(&deep)]);
+    }
+    let link = sim.latest_delta(&drive).await;
+
+    // When the first is deleted under the knob, and the second after the faults are cleared
+    sim.post_admin("/faults", json!({"kind": "omit_descendant_deletions", "drive_id": drive, "enabled": true})).await;
+    let delete = |item: &str| format!("{items}/{item}");
+    let gone = sim.send(Method::DELETE, &delete(&trees[0][0]), crate::common::Body::None, &[]).await;
+    assert_eq!(gone.status(), StatusCode::NO_CONTENT);
+    sim.admin_ok(Method::DELETE, "/faults", Value::Null).await;
+    sim.admin_ok(Method::DELETE, &delete(&trees[1][0]), Value::Null).await;
+
+    // Then delta reports the first folder's deletion alone, and the second's whole subtree
+    let (changes, _, _) = sim.delta_all(&link).await;
+    let deleted: HashSet<String> = changes
+        .iter()
+        .filter(|c| c.get("deleted").is_some())
+        .filter_map(|c| c["id"].as_str())
+        .map(String::from)
+        .collect();
+    let expected: HashSet<String> = std::iter::once(trees[0][0].clone()).chain(trees[1].iter().cloned()).collect();
+    assert_eq!(deleted, expected);
+    // The unreported descendants are gone all the same
+    let r = sim.get(&format!("/drives/{drive}/items/{}", trees[0][3])).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn malformed_items_break_only_their_own_json_in_delta_pages() {
+    // Given three files, each with a different kind of unusable JSON in delta
+    let sim = start(fast_config()).await;
+    let drive = sim.seed_one(6, 0).await;
+    let truth = sim.ground_truth(&drive).await;
+    let files: Vec<String> =
+        truth.iter().filter(|i| i["kind"] == "file").filter_map(|i| i["id"].as_str()).map(String::from).collect();
+    let variants = ["size_not_a_number", "no_id", "parent_not_an_object"];
+    for (file, variant) in files.iter().zip(variants) {
+        sim.post_admin("/faults", json!({"kind": "malformed_in_delta", "item_id": file, "variant": variant})).await;
+    }
+
+    // When the drive is enumerated
+    let (items, _, _) = sim.delta_all(&format!("/drives/{drive}/root/delta")).await;
+
+    // Then each of them is broken its own way, and every other item is whole
+    let by_id: HashMap<String, &Value> =
+        items.iter().filter_map(|i| Some((i["id"].as_str()?.to_string(), i))).collect();
+    assert_eq!(by_id[&files[0]]["size"], "not a number");
+    assert!(!by_id.contains_key(&files[1]), "no id");
+    assert_eq!(items.iter().filter(|i| i.get("id").is_none()).count(), 1);
+    assert_eq!(by_id[&files[2]]["parentReference"], "not an object");
+    for other in &files[3..] {
+        assert!(by_id[other]["size"].is_u64() && by_id[other]["parentReference"].is_object());
+    }
+    // A GET of the item is unaffected
+    let one = sim.get_json(&format!("/drives/{drive}/items/{}", files[0])).await;
+    assert!(one["size"].is_u64());
+
+    let bad = json!({"kind": "malformed_in_delta", "item_id": files[0], "variant": "on_fire"});
+    assert_eq!(sim.admin(Method::POST, "/faults", bad).await.status(), StatusCode::BAD_REQUEST);
+}

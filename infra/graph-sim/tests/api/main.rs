@@ -4,6 +4,7 @@
 mod common;
 
 mod auth_users;
+mod backdating;
 mod content;
 mod delta;
 mod faults;
@@ -12,6 +13,7 @@ mod mail_limits;
 mod mail_notify;
 mod mail_read;
 mod mail_write;
+mod recycle;
 mod subscriptions;
 mod uploads;
 mod writes;

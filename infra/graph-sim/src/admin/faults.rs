@@ -1,0 +1,204 @@
+//! Admin fault injection: `POST /admin/faults` adds one fault or sets one knob,
+//! `DELETE /admin/faults` clears them all (see `crate::faults` for what each does).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::parse;
+use crate::Inner;
+use crate::error::{GraphError, GraphResult};
+use crate::faults::{ItemFault, Malformed, ServedBytes, TransportAction, TransportFault};
+use crate::store::delta::{Resync, ResyncCode};
+
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FaultReq {
+    Throttle {
+        status: Option<u16>,
+        retry_after: Option<u64>,
+        count: Option<u64>,
+        path_contains: Option<String>,
+    },
+    Reset {
+        count: Option<u64>,
+        path_contains: Option<String>,
+    },
+    Truncate {
+        count: Option<u64>,
+        path_contains: Option<String>,
+    },
+    ForbidContent {
+        item_id: String,
+    },
+    DropNotifications {
+        count: u64,
+    },
+    DuplicateNotifications {
+        count: u64,
+    },
+    /// Every delta and page token of the drive answers `410 Gone` with `code` (default
+    /// `resyncRequired`), with a restarting `Location` unless `location` is false.
+    ExpireDeltaTokens {
+        drive_id: String,
+        code: Option<String>,
+        location: Option<bool>,
+    },
+    HideHashes {
+        enabled: bool,
+    },
+    DuplicateItemsInDelta {
+        enabled: bool,
+    },
+    ExpireTokens,
+    ExpireUploadSessions,
+    /// The next `count` sessions expire just after their next accepted fragment.
+    ExpireUploadSessionsMidway {
+        count: u64,
+    },
+    ForbidWrites {
+        drive_id: String,
+    },
+    /// Every mail delta and next link issued so far for `user` (every mailbox
+    /// without one) answers `410 SyncStateNotFound`.
+    ExpireMailDeltaTokens {
+        user: Option<String>,
+    },
+    /// Mail requests take this long to answer (0 turns it off): makes
+    /// concurrent requests overlap.
+    MailLatency {
+        ms: u64,
+    },
+    /// Download URLs answer the next `count` ranged requests (every one without a count) of
+    /// `item_id` (of any item without one) with `200` and the whole body.
+    IgnoreRange {
+        count: Option<u64>,
+        item_id: Option<String>,
+    },
+    /// Downloads of `item_id` serve other bytes (another length) than its size and hash
+    /// describe: the same ones every time, or other ones every time when `varying`.
+    ServeDifferentBytes {
+        item_id: String,
+        #[serde(default)]
+        varying: bool,
+    },
+    /// `item_id` appears in delta pages with unusable JSON (`variant`, default
+    /// `size_not_a_number`); the rest of each page is fine.
+    MalformedInDelta {
+        item_id: String,
+        variant: Option<Malformed>,
+    },
+    /// Deleting a folder in `drive_id` makes delta report the folder's deletion only, not
+    /// its descendants'.
+    OmitDescendantDeletions {
+        drive_id: String,
+        enabled: bool,
+    },
+}
+
+pub async fn add_fault(State(sim): State<Arc<Inner>>, body: Bytes) -> GraphResult<Json<Value>> {
+    let req: FaultReq = parse(&body)?;
+    let mut st = sim.lock();
+    let transport = |action, count: Option<u64>, path_contains| TransportFault {
+        action,
+        remaining: count.unwrap_or(1),
+        path_contains,
+    };
+    match req {
+        FaultReq::Throttle { status, retry_after, count, path_contains } => {
+            let status = status.unwrap_or(429);
+            if status != 429 && status != 503 {
+                return Err(GraphError::bad_request("throttle status must be 429 or 503."));
+            }
+            let action = TransportAction::Throttle { status, retry_after: retry_after.unwrap_or(1) };
+            st.faults.transport.push(transport(action, count, path_contains));
+        }
+        FaultReq::Reset { count, path_contains } => {
+            st.faults.transport.push(transport(TransportAction::Reset, count, path_contains))
+        }
+        FaultReq::Truncate { count, path_contains } => {
+            st.faults.transport.push(transport(TransportAction::Truncate, count, path_contains))
+        }
+        FaultReq::ForbidContent { item_id } => {
+            st.faults.forbidden_items.insert(item_id);
+        }
+        FaultReq::DropNotifications { count } => st.faults.drop_notifications += count,
+        FaultReq::DuplicateNotifications { count } => st.faults.duplicate_notifications += count,
+        FaultReq::ExpireDeltaTokens { drive_id, code, location } => {
+            let code = match code.as_deref() {
+                None => ResyncCode::ResyncRequired,
+                Some(c) => ResyncCode::parse(c).ok_or_else(|| {
+                    GraphError::bad_request(
+                        "code must be resyncRequired, resyncChangesApplyDifferences or resyncChangesUploadDifferences.",
+                    )
+                })?,
+            };
+            let d =
+                st.drives.get_mut(&drive_id).ok_or_else(|| GraphError::not_found("The drive could not be found."))?;
+            d.token_epoch += 1;
+            d.resync = Resync { code, location: location.unwrap_or(true) };
+        }
+        FaultReq::HideHashes { enabled } => st.faults.hide_hashes = enabled,
+        FaultReq::DuplicateItemsInDelta { enabled } => st.faults.duplicate_items_in_delta = enabled,
+        FaultReq::ExpireTokens => st.token_generation += 1,
+        FaultReq::ExpireUploadSessions => {
+            let past = Utc::now() - chrono::Duration::seconds(1);
+            for s in st.uploads.values_mut() {
+                s.expires = past;
+            }
+        }
+        FaultReq::ExpireUploadSessionsMidway { count } => st.faults.expire_sessions_after_fragment += count,
+        FaultReq::ForbidWrites { drive_id } => {
+            if !st.drives.contains_key(&drive_id) {
+                return Err(GraphError::not_found("The drive could not be found."));
+            }
+            st.faults.forbid_writes.insert(drive_id);
+        }
+        FaultReq::ExpireMailDeltaTokens { user } => {
+            let only = match &user {
+                Some(u) => {
+                    Some(st.user(u).map(|u| u.id.clone()).ok_or_else(|| GraphError::not_found("No such user."))?)
+                }
+                None => None,
+            };
+            for (id, mb) in st.mailboxes.iter_mut() {
+                if only.as_ref().is_none_or(|o| o == id) {
+                    mb.token_epoch += 1;
+                }
+            }
+        }
+        FaultReq::MailLatency { ms } => st.faults.mail_latency_ms = ms,
+        FaultReq::IgnoreRange { count, item_id } => {
+            st.faults.ignore_range.push(ItemFault { remaining: count.unwrap_or(u64::MAX), item_id })
+        }
+        FaultReq::MalformedInDelta { item_id, variant } => {
+            st.faults.malformed_in_delta.insert(item_id, variant.unwrap_or(Malformed::SizeNotANumber));
+        }
+        FaultReq::OmitDescendantDeletions { drive_id, enabled } => {
+            let d =
+                st.drives.get_mut(&drive_id).ok_or_else(|| GraphError::not_found("The drive could not be found."))?;
+            d.omit_descendant_deletions = enabled;
+        }
+        FaultReq::ServeDifferentBytes { item_id, varying } => {
+            let served = if varying { ServedBytes::Varying } else { ServedBytes::Fixed };
+            st.faults.served_bytes.insert(item_id, served);
+        }
+    }
+    Ok(Json(json!({})))
+}
+
+/// Clears every fault (transport, per-item, notification and delta knobs).
+/// Access tokens and delta tokens already expired stay expired.
+pub async fn clear_faults(State(sim): State<Arc<Inner>>) -> Json<Value> {
+    let mut st = sim.lock();
+    st.faults = Default::default();
+    for d in st.drives.values_mut() {
+        d.omit_descendant_deletions = false;
+    }
+    Json(json!({}))
+}
