@@ -75,13 +75,13 @@ pub async fn copy(deps: &CopierDeps, job: &ItemJob) -> Result<Copied, PipelineEr
         return Err(PipelineError::BadMessage(format!("unknown schema version {}", job.v)));
     }
     let key = job.container.item(job.item.id.clone());
-    match paced(deps.catalog.as_ref(), &key.container, copy_state(deps, job, &key)).await {
+    match paced(deps.catalog.as_ref(), deps.clock.as_ref(), &key.container, copy_state(deps, job, &key)).await {
         Ok(Paced::Answered(copied)) => Ok(copied),
         Ok(Paced::Throttled(wait)) => defer(deps, job, wait).await,
         Err(PipelineError::Graph(e)) if refusal(&key, &e).is_some() => {
             let reason = refusal(&key, &e).unwrap_or_default();
             warn!(item = %key.item_id, %reason, "item cannot be backed up");
-            deps.catalog.record_failure(&key, &reason, Utc::now()).await?;
+            deps.catalog.record_failure(&key, &reason, deps.clock.now()).await?;
             Ok(Copied::Failed(reason))
         }
         Err(e) => Err(e),
@@ -119,7 +119,7 @@ pub(super) async fn in_mailbox_slot<T>(
     key: &ItemKey,
     call: impl Future<Output = T>,
 ) -> Result<Option<T>, PipelineError> {
-    let now = Utc::now();
+    let now = deps.clock.now();
     let (resource, until) = (throttle_resource(&key.container), now + MAILBOX_SLOT_LEASE);
     let Some(lease) =
         deps.catalog.acquire_slot(&key.container.tenant_id, &resource, MAILBOX_COPY_SLOTS, now, until).await?
@@ -150,7 +150,10 @@ pub(super) async fn defer(deps: &CopierDeps, job: &ItemJob, wait: Duration) -> R
 }
 
 fn lock(deps: &CopierDeps) -> Lock {
-    Lock { mode: deps.lock_mode, retain_until: Utc::now() + chrono::Duration::days(i64::from(deps.retention_days)) }
+    Lock {
+        mode: deps.lock_mode,
+        retain_until: deps.clock.now() + chrono::Duration::days(i64::from(deps.retention_days)),
+    }
 }
 
 async fn copy_state(deps: &CopierDeps, job: &ItemJob, key: &ItemKey) -> Result<Copied, PipelineError> {
@@ -161,7 +164,7 @@ async fn copy_state(deps: &CopierDeps, job: &ItemJob, key: &ItemKey) -> Result<C
     let (mut item, mut observed_at) = (job.item.clone(), job.observed_at);
     if item.deleted && job.confirm_gone {
         // A deletion we inferred is recorded only if Graph agrees.
-        let asked = Utc::now();
+        let asked = deps.clock.now();
         if let Some(live) = deps.graph.get_item(&key.container.graph_id, &key.item_id).await?
             && !live.deleted
         {
@@ -173,7 +176,7 @@ async fn copy_state(deps: &CopierDeps, job: &ItemJob, key: &ItemKey) -> Result<C
         if head.as_ref().is_some_and(|h| h.current.deleted) {
             return Ok(Copied::AlreadyHeld);
         }
-        let version = tombstone(key, head.as_ref(), &item, observed_at);
+        let version = tombstone(key, head.as_ref(), &item, (observed_at, deps.clock.now()));
         return commit(deps, head.as_ref(), version).await.map(|_| Copied::Committed { bytes: 0 });
     }
     let Some(etag) = item.etag.clone() else {
@@ -187,14 +190,14 @@ async fn copy_state(deps: &CopierDeps, job: &ItemJob, key: &ItemKey) -> Result<C
         return Ok(Copied::AlreadyHeld);
     }
     if !item.kind.has_content() {
-        let version = version_of(key, &item, &etag, None, Verification::NoContent, observed_at);
+        let version = version_of(key, &item, &etag, None, Verification::NoContent, (observed_at, deps.clock.now()));
         return commit(deps, head.as_ref(), version).await.map(|_| Copied::Committed { bytes: 0 });
     }
     if let Some(content) = reusable_content(deps, key, head.as_ref(), &item).await? {
         // Same bytes as a version we hold (rename, move, back from the recycle bin, or a hash
         // that arrived later).
         let verification = verification(&item, &content);
-        let mut version = version_of(key, &item, &etag, Some(content), verification, observed_at);
+        let mut version = version_of(key, &item, &etag, Some(content), verification, (observed_at, deps.clock.now()));
         if head.as_ref().is_some_and(|h| h.current.version == etag && !h.current.deleted) {
             version.note = Some("verified: Graph's quickXorHash now matches the bytes held".to_owned());
         }
@@ -214,7 +217,7 @@ async fn copy_state(deps: &CopierDeps, job: &ItemJob, key: &ItemKey) -> Result<C
         state.etag.as_deref().unwrap_or(&etag),
         Some(fetched.content),
         verification,
-        observed_at,
+        (observed_at, deps.clock.now()),
     );
     version.note = note;
     if as_served {
@@ -224,7 +227,7 @@ async fn copy_state(deps: &CopierDeps, job: &ItemJob, key: &ItemKey) -> Result<C
         crate::metrics::count(crate::metrics::AS_SERVED, 1);
         let reason = version.note.clone().unwrap_or_default();
         commit(deps, head.as_ref(), version).await?;
-        deps.catalog.record_failure(key, &format!("recorded as served: {reason}"), Utc::now()).await?;
+        deps.catalog.record_failure(key, &format!("recorded as served: {reason}"), deps.clock.now()).await?;
         return Ok(Copied::Committed { bytes });
     }
     commit(deps, head.as_ref(), version).await?;
@@ -279,9 +282,8 @@ fn version_of(
     etag: &str,
     content: Option<ContentRef>,
     verification: Verification,
-    observed_at: DateTime<Utc>,
+    (observed_at, now): (DateTime<Utc>, DateTime<Utc>),
 ) -> ItemVersion {
-    let now = Utc::now();
     ItemVersion {
         v: SCHEMA_VERSION,
         key: key.clone(),
@@ -302,7 +304,12 @@ fn version_of(
     }
 }
 
-fn tombstone(key: &ItemKey, head: Option<&ItemHead>, item: &ItemState, observed_at: DateTime<Utc>) -> ItemVersion {
+fn tombstone(
+    key: &ItemKey,
+    head: Option<&ItemHead>,
+    item: &ItemState,
+    (observed_at, now): (DateTime<Utc>, DateTime<Utc>),
+) -> ItemVersion {
     // Keep the last known name and parent so a restore knows where the item lived.
     let last = head.map(|h| &h.current);
     ItemVersion {
@@ -314,7 +321,7 @@ fn tombstone(key: &ItemKey, head: Option<&ItemHead>, item: &ItemState, observed_
         parent_id: last.and_then(|l| l.parent_id.clone()).or_else(|| item.parent_id.clone()),
         ctag: None,
         modified: observed_at,
-        captured_at: Utc::now(),
+        captured_at: now,
         deleted: true,
         content: None,
         verification: Verification::NoContent,
@@ -437,7 +444,7 @@ async fn matching_state(
         return Ok(stored(item.clone(), Verification::QuickXor, None, observed_at));
     }
     // The job carries no hash, or the bytes do not match it: what is the item now?
-    let asked = Utc::now();
+    let asked = deps.clock.now();
     let Some(current) = deps.graph.get_item(&key.container.graph_id, &key.item_id).await? else {
         return Ok(Fetch::Gone);
     };

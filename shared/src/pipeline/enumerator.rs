@@ -75,7 +75,7 @@ pub async fn enumerate(
         state.next_link = None;
     }
 
-    let now = Utc::now();
+    let now = deps.clock.now();
     let mut cursor = if let Some(next) = state.next_link.clone() {
         DeltaCursor::Link(DeltaLink::new(next))
     } else {
@@ -92,14 +92,17 @@ pub async fn enumerate(
 
     loop {
         // Graph served this page's states at or after this moment.
-        let observed_at = Utc::now();
-        let delta = paced_within(deps.catalog.as_ref(), c, deadline, deps.reserve, || deps.graph.delta(&cursor)).await;
+        let observed_at = deps.clock.now();
+        let delta = paced_within(deps.catalog.as_ref(), deps.clock.as_ref(), c, deadline, deps.reserve, || {
+            deps.graph.delta(&cursor)
+        })
+        .await;
         let page = match delta {
             Ok(Some(page)) => page,
             Ok(None) => return continue_later(deps, c, &mut out).await,
             Err(PipelineError::Graph(GraphError::ResyncRequired { restart })) => {
                 warn!(container = %c.scoped_id(), "delta token expired; running a full enumeration");
-                state.full_scan = Some(new_scan(Utc::now(), true));
+                state.full_scan = Some(new_scan(deps.clock.now(), true));
                 state.next_link = None;
                 deps.catalog.put_sync_state(c, &state).await?;
                 cursor = match restart {
@@ -137,7 +140,7 @@ pub async fn enumerate(
                 }
                 state.delta_link = delta.map(|d| d.as_str().to_owned()).or(state.delta_link.take());
                 state.next_link = None;
-                state.last_synced_at = Some(Utc::now());
+                state.last_synced_at = Some(deps.clock.now());
                 deps.catalog.put_sync_state(c, &state).await?;
                 info!(container = %c.scoped_id(), pages = out.pages, jobs = out.jobs, tombstones = out.tombstones, full = out.full_scan, "enumeration complete");
                 return Ok(out);
@@ -177,7 +180,7 @@ async fn record_unusable(
     if unusable.is_empty() {
         return Ok(());
     }
-    let now = Utc::now();
+    let now = deps.clock.now();
     for bad in unusable {
         let id = bad.id.as_deref().unwrap_or(UNREADABLE_ITEM);
         warn!(container = %c.scoped_id(), item = %id, reason = %bad.reason, "an item of a delta page is unusable");
@@ -204,7 +207,7 @@ pub(super) async fn continue_later(
     c: &ContainerId,
     out: &mut Enumeration,
 ) -> Result<Enumeration, PipelineError> {
-    let job = ChangeJob::new(c.clone(), ChangeReason::Continuation, Utc::now());
+    let job = ChangeJob::new(c.clone(), ChangeReason::Continuation, deps.clock.now());
     send(deps.sink.as_ref(), QueueName::Changes, vec![change_message(&job)]).await?;
     out.continued = true;
     Ok(out.clone())
@@ -367,7 +370,7 @@ pub(super) async fn tombstone_unseen(
     if !scan.reconcile_deletions {
         return Ok(0);
     }
-    let observed_at = Utc::now();
+    let observed_at = deps.clock.now();
     let seen = deps.catalog.seen_in_scan(c, &scan.epoch).await?;
     let candidates: Vec<String> = deps
         .catalog

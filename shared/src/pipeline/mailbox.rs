@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
 use super::enumerator::{
@@ -41,7 +41,7 @@ pub async fn enumerate(
         return Ok(out);
     }
     if !in_progress || needs_own_full_scan(&state, job) {
-        start_pass(&mut state, job.reason == ChangeReason::Reconcile);
+        start_pass(&mut state, job.reason == ChangeReason::Reconcile, deps.clock.now());
         // Once per mailbox: browsing starts from the root, which no folder delta lists.
         if state.root_id.is_none() {
             match deps.mail.root_folder_id(&c.graph_id).await {
@@ -59,7 +59,7 @@ pub async fn enumerate(
             Ok(false) => return continue_later(deps, c, &mut out).await,
             Err(PipelineError::Graph(GraphError::ResyncRequired { .. })) => {
                 warn!(container = %c.scoped_id(), "a mail delta token expired; running a full enumeration");
-                start_pass(&mut state, true);
+                start_pass(&mut state, true, deps.clock.now());
                 deps.catalog.put_sync_state(c, &state).await?;
             }
             Err(PipelineError::Graph(e)) if e.is_mailbox_unavailable() => {
@@ -72,7 +72,7 @@ pub async fn enumerate(
         out.tombstones += tombstone_unseen(deps, c, &scan).await?;
     }
     state.unavailable = None;
-    state.last_synced_at = Some(Utc::now());
+    state.last_synced_at = Some(deps.clock.now());
     deps.catalog.put_sync_state(c, &state).await?;
     info!(container = %c.scoped_id(), pages = out.pages, jobs = out.jobs, tombstones = out.tombstones, full = out.full_scan, "mailbox enumeration complete");
     Ok(out)
@@ -91,7 +91,7 @@ async fn mark_unavailable(
 ) -> Result<Enumeration, PipelineError> {
     let reason = error.to_string();
     warn!(container = %c.scoped_id(), %reason, "mailbox unavailable; its backup is kept as it is");
-    let since = state.unavailable.as_ref().map_or_else(Utc::now, |u| u.since);
+    let since = state.unavailable.as_ref().map_or_else(|| deps.clock.now(), |u| u.since);
     state.unavailable = Some(Unavailable { reason, since });
     deps.catalog.put_sync_state(c, state).await?;
     out.unavailable = true;
@@ -99,8 +99,7 @@ async fn mark_unavailable(
 }
 
 /// Begins a pass; a full one forgets every link (each feed then starts from nothing).
-fn start_pass(state: &mut SyncState, full: bool) {
-    let now = Utc::now();
+fn start_pass(state: &mut SyncState, full: bool, now: DateTime<Utc>) {
     state.enumeration_started_at = Some(now);
     state.next_link = None;
     if full || state.delta_link.is_none() {
@@ -125,7 +124,7 @@ async fn run_pass(
     // The folder tree first: messages of a new folder are then read in this same pass.
     while state.folders_synced_at.is_none_or(|at| at < started) {
         let link = state.next_link.clone().or_else(|| state.delta_link.clone());
-        let observed_at = Utc::now();
+        let observed_at = deps.clock.now();
         let Some(page) = page(deps, c, Feed::Folders, link.as_deref(), deadline).await? else { return Ok(false) };
         out.pages += 1;
         for folder in &page.items {
@@ -145,7 +144,7 @@ async fn run_pass(
             (None, delta) => {
                 state.delta_link = delta.or(state.delta_link.take());
                 state.next_link = None;
-                state.folders_synced_at = Some(Utc::now());
+                state.folders_synced_at = Some(deps.clock.now());
             }
         }
         deps.catalog.put_sync_state(c, state).await?;
@@ -161,7 +160,7 @@ async fn run_pass(
                 break;
             }
             let link = sync.next_link.clone().or_else(|| sync.delta_link.clone());
-            let observed_at = Utc::now();
+            let observed_at = deps.clock.now();
             let page = match page(deps, c, Feed::Messages(&folder_id), link.as_deref(), deadline).await {
                 Ok(Some(page)) => page,
                 Ok(None) => return Ok(false),
@@ -193,7 +192,7 @@ async fn run_pass(
                 (None, delta) => {
                     entry.delta_link = delta.or(entry.delta_link.take());
                     entry.next_link = None;
-                    entry.synced_at = Some(Utc::now());
+                    entry.synced_at = Some(deps.clock.now());
                 }
             }
             deps.catalog.put_sync_state(c, state).await?;
@@ -215,7 +214,7 @@ async fn page(
     deadline: Instant,
 ) -> Result<Option<MailPage>, PipelineError> {
     let user = c.graph_id.as_str();
-    paced_within(deps.catalog.as_ref(), c, deadline, deps.reserve, || match feed {
+    paced_within(deps.catalog.as_ref(), deps.clock.as_ref(), c, deadline, deps.reserve, || match feed {
         Feed::Folders => deps.mail.folder_delta(user, link),
         Feed::Messages(folder) => deps.mail.message_delta(user, folder, link),
     })

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use super::PipelineError;
+use crate::clock::Clock;
 use crate::graph::GraphError;
 use crate::model::{ContainerId, ContainerKind};
 use crate::store::{Coordination, StoreError};
@@ -51,19 +52,20 @@ pub(super) enum Paced<T> {
 /// other worker before it is returned as the wait.
 pub(super) async fn paced<T, E>(
     catalog: &dyn Coordination,
+    clock: &dyn Clock,
     c: &ContainerId,
     call: impl Future<Output = Result<T, E>>,
 ) -> Result<Paced<T>, PipelineError>
 where
     E: Into<PipelineError>,
 {
-    if let Some(wait) = throttle_delay(catalog, c, Utc::now()).await? {
+    if let Some(wait) = throttle_delay(catalog, c, clock.now()).await? {
         return Ok(Paced::Throttled(wait));
     }
     match call.await.map_err(Into::into) {
         Ok(answer) => Ok(Paced::Answered(answer)),
         Err(PipelineError::Graph(GraphError::Throttled { retry_after, .. })) => {
-            let until = Utc::now() + chrono::Duration::from_std(retry_after).unwrap_or_default();
+            let until = clock.now() + chrono::Duration::from_std(retry_after).unwrap_or_default();
             catalog.throttle(&c.tenant_id, &throttle_resource(c), until).await?;
             Ok(Paced::Throttled(retry_after))
         }
@@ -76,6 +78,7 @@ where
 /// a new invocation.
 pub(super) async fn paced_within<T, E, F>(
     catalog: &dyn Coordination,
+    clock: &dyn Clock,
     c: &ContainerId,
     deadline: Instant,
     reserve: Duration,
@@ -86,7 +89,7 @@ where
     E: Into<PipelineError>,
 {
     loop {
-        match paced(catalog, c, call()).await? {
+        match paced(catalog, clock, c, call()).await? {
             Paced::Answered(answer) => return Ok(Some(answer)),
             Paced::Throttled(wait) => {
                 if !sleep_within(wait, deadline, reserve).await {

@@ -10,7 +10,6 @@
 //! found elsewhere, the move is recorded; gone, a tombstone.
 
 use bytes::BytesMut;
-use chrono::Utc;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
@@ -31,7 +30,7 @@ pub(super) async fn copy_state(deps: &CopierDeps, job: &ItemJob, key: &ItemKey) 
     let (mut item, mut observed_at) = (job.item.clone(), job.observed_at);
     if item.deleted && item.kind == ItemKind::Message {
         // Left a folder: moved (its immutable id still answers) or deleted for good.
-        let asked = Utc::now();
+        let asked = deps.clock.now();
         let Some(found) = in_mailbox_slot(deps, key, deps.mail.message(user, &key.item_id)).await? else {
             return defer(deps, job, MAILBOX_SLOT_WAIT).await;
         };
@@ -43,7 +42,7 @@ pub(super) async fn copy_state(deps: &CopierDeps, job: &ItemJob, key: &ItemKey) 
         if head.as_ref().is_some_and(|h| h.current.deleted) {
             return Ok(Copied::AlreadyHeld);
         }
-        let version = tombstone(key, head.as_ref(), &item, observed_at);
+        let version = tombstone(key, head.as_ref(), &item, (observed_at, deps.clock.now()));
         return commit(deps, head.as_ref(), version).await.map(|_| Copied::Committed { bytes: 0 });
     }
     let Some(version) = item.etag.clone() else {
@@ -53,11 +52,12 @@ pub(super) async fn copy_state(deps: &CopierDeps, job: &ItemJob, key: &ItemKey) 
         return Ok(Copied::AlreadyHeld);
     }
     if item.kind != ItemKind::Message {
-        let v = version_of(key, &item, &version, None, Verification::NoContent, observed_at);
+        let v = version_of(key, &item, &version, None, Verification::NoContent, (observed_at, deps.clock.now()));
         return commit(deps, head.as_ref(), v).await.map(|_| Copied::Committed { bytes: 0 });
     }
     if let Some((content, attachments)) = reusable(head.as_ref(), &item) {
-        let mut v = version_of(key, &item, &version, Some(content), Verification::Sha256, observed_at);
+        let mut v =
+            version_of(key, &item, &version, Some(content), Verification::Sha256, (observed_at, deps.clock.now()));
         if let Some(meta) = v.mail.as_mut() {
             meta.attachments = attachments;
         }
@@ -69,7 +69,7 @@ pub(super) async fn copy_state(deps: &CopierDeps, job: &ItemJob, key: &ItemKey) 
     let Some(downloaded) = downloaded? else { return Ok(Copied::Gone) };
     let (content, attachments) = downloaded.finish(deps, key).await?;
     let bytes = content.size;
-    let mut v = version_of(key, &item, &version, Some(content), Verification::Sha256, observed_at);
+    let mut v = version_of(key, &item, &version, Some(content), Verification::Sha256, (observed_at, deps.clock.now()));
     if let Some(meta) = v.mail.as_mut() {
         meta.attachments = attachments;
     }
