@@ -97,6 +97,24 @@ impl Admin {
         .await
     }
 
+    /// New content dated at `last_modified` (older than now), as "copy over with an older
+    /// file" and migration tools leave it: a new eTag, a modification time in the past.
+    pub async fn edit_dated(
+        &self,
+        drive: &str,
+        item: &str,
+        size: u64,
+        seed: u64,
+        last_modified: chrono::DateTime<chrono::Utc>,
+    ) -> Result<SimItem> {
+        self.call(
+            reqwest::Method::POST,
+            &format!("/drives/{drive}/items/{item}/content"),
+            Some(json!({"size": size, "seed": seed, "last_modified": last_modified.to_rfc3339()})),
+        )
+        .await
+    }
+
     pub async fn rename_or_move(
         &self,
         drive: &str,
@@ -117,6 +135,17 @@ impl Admin {
     pub async fn delete(&self, drive: &str, item: &str) -> Result<()> {
         let _: Value = self.call(reqwest::Method::DELETE, &format!("/drives/{drive}/items/{item}"), None).await?;
         Ok(())
+    }
+
+    /// Brings a deleted item (and what was deleted with it) back from the recycle bin: same
+    /// ids, old modification times, and the old eTags unless `new_etag`.
+    pub async fn restore_from_recycle_bin(&self, drive: &str, item: &str, new_etag: bool) -> Result<SimItem> {
+        self.call(
+            reqwest::Method::POST,
+            &format!("/drives/{drive}/items/{item}/restore"),
+            Some(json!({"new_etag": new_etag})),
+        )
+        .await
     }
 
     pub async fn ransomware(&self, drive: &str, extension: &str, seed: u64) -> Result<Value> {
