@@ -182,10 +182,11 @@ async fn copy_state(deps: &CopierDeps, job: &ItemJob, key: &ItemKey) -> Result<C
     let Some(etag) = item.etag.clone() else {
         return Err(PipelineError::MissingData("live item without an eTag".into()));
     };
+    // Held: the same state, verified, or unverified while Graph still gives no hash to check.
     if let Some(h) = &head
         && h.current.version == etag
         && !h.current.deleted
-        && h.current.verification != Verification::Unverified
+        && (h.current.verification != Verification::Unverified || item.quick_xor_hash.is_none())
     {
         return Ok(Copied::AlreadyHeld);
     }
@@ -198,7 +199,9 @@ async fn copy_state(deps: &CopierDeps, job: &ItemJob, key: &ItemKey) -> Result<C
         // that arrived later).
         let verification = verification(&item, &content);
         let mut version = version_of(key, &item, &etag, Some(content), verification, (observed_at, deps.clock.now()));
-        if head.as_ref().is_some_and(|h| h.current.version == etag && !h.current.deleted) {
+        if verification == Verification::QuickXor
+            && head.as_ref().is_some_and(|h| h.current.version == etag && !h.current.deleted)
+        {
             version.note = Some("verified: Graph's quickXorHash now matches the bytes held".to_owned());
         }
         return commit(deps, head.as_ref(), version).await.map(|_| Copied::Committed { bytes: 0 });
