@@ -352,6 +352,14 @@ struct VersionEntry {
     verification: Verification,
     #[serde(skip_serializing_if = "Option::is_none")]
     mail: Option<MailMeta>,
+    /// From when this row is the item's state, when that is not its Microsoft 365 time (a
+    /// state current again, a later verification): the time as-of reads order it by.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    current_from: Option<DateTime<Utc>>,
+    /// Why the row exists beside another of the same version, or why its bytes are not
+    /// Graph's (`as_served`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
 }
 
 impl From<ItemVersion> for VersionEntry {
@@ -368,6 +376,8 @@ impl From<ItemVersion> for VersionEntry {
             parent_id: v.parent_id,
             verification: v.verification,
             mail: v.mail,
+            current_from: v.current_from,
+            note: v.note,
         }
     }
 }
