@@ -112,6 +112,9 @@ async fn make_up_gives_a_backed_up_tenant_driven_over_http() -> Result<()> {
     let top_level_in_graph = items.iter().filter(|i| i["parent_id"] == root["parent_id"]).count();
     assert!(top_level_in_graph > 0, "{truth}");
     assert_eq!(root["items"].as_array().map(Vec::len), Some(top_level_in_graph), "{root}");
+    // and a clean backup has nothing to list as not backed up
+    let (status, failures) = call(&http, Method::GET, &format!("{api}/v1/drives/{drive}/failures"), None).await?;
+    assert_eq!((status, failures["items"].as_array().map(Vec::len)), (200, Some(0)), "{failures}");
 
     // When a file is changed in Microsoft 365 (the simulator's admin API)
     let file =

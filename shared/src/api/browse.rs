@@ -13,10 +13,10 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ApiDeps, ApiError, ApiPath, ApiQuery, DOWNLOAD_LINK_LIFETIME, Deps, NoQuery, check_as_of, parse_limit, parse_time,
-    protected_drive, protected_mailbox,
+    ApiDeps, ApiError, ApiPath, ApiQuery, DOWNLOAD_LINK_LIFETIME, Deps, Holder, NoQuery, Owner, check_as_of,
+    parse_limit, parse_time,
 };
-use crate::model::{ContainerId, ContainerRecord, ItemKind, ItemVersion, MailMeta, Verification};
+use crate::model::{ContainerId, ItemKind, ItemVersion, MailMeta, Verification};
 use crate::pipeline::enumerator::describe;
 
 /// Catalog reads in flight for one request.
@@ -111,48 +111,6 @@ pub(crate) async fn resources(
         user.drives.sort_by(|a, b| a.drive_id.cmp(&b.drive_id));
     }
     Ok(Json(Resources { users }))
-}
-
-// ---------------------------------------------------------------------------------------
-// Drives and mailboxes
-
-/// What a browse route reads: a drive or a mailbox, as its path names it.
-#[derive(Clone, Copy)]
-enum Holder {
-    Drive,
-    Mailbox,
-}
-
-/// The container a response is about, named as its route names it (`drive_id` or
-/// `mailbox_id`).
-#[derive(Serialize)]
-#[serde(untagged)]
-enum Owner {
-    Drive { drive_id: String },
-    Mailbox { mailbox_id: String },
-}
-
-impl Holder {
-    async fn record(self, deps: &ApiDeps, id: &str) -> Result<ContainerRecord, ApiError> {
-        match self {
-            Holder::Drive => protected_drive(deps, id).await,
-            Holder::Mailbox => protected_mailbox(deps, id).await,
-        }
-    }
-
-    fn noun(self) -> &'static str {
-        match self {
-            Holder::Drive => "drive",
-            Holder::Mailbox => "mailbox",
-        }
-    }
-
-    fn owner(self, id: String) -> Owner {
-        match self {
-            Holder::Drive => Owner::Drive { drive_id: id },
-            Holder::Mailbox => Owner::Mailbox { mailbox_id: id },
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -352,6 +310,14 @@ struct VersionEntry {
     verification: Verification,
     #[serde(skip_serializing_if = "Option::is_none")]
     mail: Option<MailMeta>,
+    /// From when this row is the item's state, when that is not its Microsoft 365 time (a
+    /// state current again, a later verification): the time as-of reads order it by.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    current_from: Option<DateTime<Utc>>,
+    /// Why the row exists beside another of the same version, or why its bytes are not
+    /// Graph's (`as_served`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
 }
 
 impl From<ItemVersion> for VersionEntry {
@@ -368,6 +334,8 @@ impl From<ItemVersion> for VersionEntry {
             parent_id: v.parent_id,
             verification: v.verification,
             mail: v.mail,
+            current_from: v.current_from,
+            note: v.note,
         }
     }
 }

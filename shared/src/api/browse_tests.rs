@@ -4,7 +4,7 @@
 use chrono::{TimeDelta, Utc};
 
 use super::test_support::*;
-use crate::model::ContainerId;
+use crate::model::{ContainerId, ItemVersion, Verification};
 use crate::store::{Failures, SyncStates};
 
 fn names(reply: &Reply) -> Vec<String> {
@@ -136,6 +136,47 @@ async fn versions_list_an_items_history_newest_first() {
     f.get("/v1/drives/drive-a/items/nope/versions").await.assert_problem(404, "not-found");
     f.get("/v1/drives/drive-zz/items/file-notes/versions").await.assert_problem(404, "not-found");
     f.get("/v1/drives/drive-a/items/file-notes/versions?limit=0").await.assert_problem(400, "invalid-parameter");
+}
+
+#[tokio::test]
+async fn versions_say_from_when_a_state_is_current_again_and_why_bytes_are_as_served() {
+    // Given report.docx back at its first state three days after discovery (a recycle-bin
+    // restore keeps the old eTag and time), and a labelled file Graph serves other bytes for
+    let f = fixture().await;
+    let back = t(3 * 24 * 60, f.discovered);
+    let current_again = "current again: Graph reported this state after the one held";
+    let again = ItemVersion {
+        current_from: Some(back),
+        observed_at: Some(back),
+        note: Some(current_again.to_owned()),
+        ..file("file-report", "report.docx", DOCS, t(2, f.discovered), "e1")
+    };
+    commit(&f.catalog, &again).await;
+    let as_served = "Graph reports 10 bytes with quickXorHash AAA=; it serves 12 bytes on every download";
+    let label = ItemVersion {
+        verification: Verification::AsServed,
+        note: Some(as_served.to_owned()),
+        ..file("file-label", "salaries.xlsx", DOCS, t(5, f.discovered), "l1")
+    };
+    commit(&f.catalog, &label).await;
+
+    // When their histories are read
+    let report = f.get("/v1/drives/drive-a/items/file-report/versions").await;
+    let labelled = f.get("/v1/drives/drive-a/items/file-label/versions").await;
+
+    // Then the newest row is the first state again, from when it became current, with why
+    assert_eq!(report.status, 200, "{}", report.json);
+    let newest = &report.json["versions"][0];
+    assert_eq!(newest["version"], "e1");
+    assert_eq!(newest["modified"], serde_json::to_value(t(2, f.discovered)).expect("time"));
+    assert_eq!(newest["current_from"], serde_json::to_value(back).expect("time"));
+    assert_eq!(newest["note"], current_again);
+    let edit = &report.json["versions"][1];
+    assert_eq!(edit["version"], "e2");
+    assert!(edit.get("current_from").is_none() && edit.get("note").is_none(), "{edit}");
+    // And the labelled file's bytes say they are as served, and why
+    assert_eq!(labelled.json["versions"][0]["verification"], "as_served");
+    assert_eq!(labelled.json["versions"][0]["note"], as_served);
 }
 
 #[tokio::test]

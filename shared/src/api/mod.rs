@@ -1,5 +1,6 @@
 //! The restore API (DESIGN §7): browse what is protected and what it looked like at any
-//! moment, download a backed-up version through a presigned link, and start restore jobs.
+//! moment, see what could not be backed up, download a backed-up version through a presigned
+//! link, and start restore jobs.
 //! An axum router served by `lambda_http` behind API Gateway (IAM auth, so no route checks
 //! credentials itself) and by `axum::serve` locally. Every route works on the one tenant from
 //! configuration; a drive or job of another tenant is simply not found.
@@ -8,12 +9,15 @@
 //! together, query parameter names included.
 
 mod browse;
+mod failures;
 pub mod presign;
 pub mod problem;
 mod restores;
 
 #[cfg(test)]
 mod browse_tests;
+#[cfg(test)]
+mod failures_tests;
 #[cfg(test)]
 mod restore_tests;
 #[cfg(test)]
@@ -78,10 +82,12 @@ api_routes! {
     GET "/v1/drives/{drive_id}/items/{item_id}/versions" => browse::versions, browse::VersionsQuery;
     GET "/v1/drives/{drive_id}/items/{item_id}/download" => browse::download, browse::DownloadQuery;
     GET "/v1/drives/{drive_id}/changes" => browse::changes, browse::ChangesQuery;
+    GET "/v1/drives/{drive_id}/failures" => failures::drive, failures::FailuresQuery;
     GET "/v1/mailboxes/{mailbox_id}/children" => browse::mailbox_children, browse::ChildrenQuery;
     GET "/v1/mailboxes/{mailbox_id}/items/{item_id}/versions" => browse::mailbox_versions, browse::VersionsQuery;
     GET "/v1/mailboxes/{mailbox_id}/items/{item_id}/download" => browse::mailbox_download, browse::DownloadQuery;
     GET "/v1/mailboxes/{mailbox_id}/changes" => browse::mailbox_changes, browse::ChangesQuery;
+    GET "/v1/mailboxes/{mailbox_id}/failures" => failures::mailbox, failures::FailuresQuery;
     POST "/v1/restores" => restores::create, NoQuery;
     GET "/v1/restores" => restores::list, restores::ListQuery;
     GET "/v1/restores/{job_id}" => restores::get, NoQuery;
@@ -170,6 +176,46 @@ async fn protected_mailbox(deps: &ApiDeps, user_id: &str) -> Result<ContainerRec
         .container(&container)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no protected mailbox {user_id}")))
+}
+
+/// What a container route reads: a drive or a mailbox, as its path names it.
+#[derive(Clone, Copy)]
+enum Holder {
+    Drive,
+    Mailbox,
+}
+
+/// The container a response is about, named as its route names it (`drive_id` or
+/// `mailbox_id`).
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum Owner {
+    Drive { drive_id: String },
+    Mailbox { mailbox_id: String },
+}
+
+impl Holder {
+    /// The protected container the path names, or 404.
+    async fn record(self, deps: &ApiDeps, id: &str) -> Result<ContainerRecord, ApiError> {
+        match self {
+            Holder::Drive => protected_drive(deps, id).await,
+            Holder::Mailbox => protected_mailbox(deps, id).await,
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            Holder::Drive => "drive",
+            Holder::Mailbox => "mailbox",
+        }
+    }
+
+    fn owner(self, id: String) -> Owner {
+        match self {
+            Holder::Drive => Owner::Drive { drive_id: id },
+            Holder::Mailbox => Owner::Mailbox { mailbox_id: id },
+        }
+    }
 }
 
 /// "As of T" is answerable only for a moment that has happened and that the backup covers.
