@@ -4,7 +4,7 @@
 //! | row | PK | SK | attributes |
 //! |---|---|---|---|
 //! | item version | `I#{tenant}#{drive}#{item}` | `V#{order}#{version}` | `doc` (ItemVersion JSON), `record` (ObjectRef JSON), `G1PK` = `VC#{tenant}#{drive}`, `G1SK` = `{item}#{order}#{version}`, and when it has a parent `G2PK` = `VP#{tenant}#{drive}#{parent}`, `G2SK` = `G1SK` |
-//! | item head | `I#{tenant}#{drive}#{item}` | `HEAD` | `doc`, `record`, `modified` (its order time), `order` (its version row's SK), `seen_epoch`?, `G1PK` = `H#{tenant}#{drive}`, `G1SK` = item id |
+//! | item head | `I#{tenant}#{drive}#{item}` | `HEAD` | `doc`, `record`, `modified` (its order time), `order` (its version row's SK), `G1PK` = `H#{tenant}#{drive}`, `G1SK` = item id |
 //! | sync state | `C#{tenant}#{drive}` | `SYNC` | `doc` (SyncState JSON) |
 //! | full-scan marks | `C#{tenant}#{drive}` | `SEEN#{epoch}#{uuid}` | `marks` (comma-separated `seen_mark`s of up to 1,000 items), `expires` (N, TTL) |
 //! | item failure | `C#{tenant}#{drive}` | `FAIL#{item}` | `item_id`, `reason`, `last_attempt`, `attempts` (N), `resolved` (BOOL) |
