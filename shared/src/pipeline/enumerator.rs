@@ -288,9 +288,11 @@ pub(super) async fn enqueue_page(
     let cascade = if deleted_folders.is_empty() {
         Vec::new()
     } else {
-        let alive_here: HashSet<&str> =
-            order.iter().filter(|id| !latest[id.as_str()].deleted).map(String::as_str).collect();
-        descendants_to_tombstone(deps, c, &deleted_folders, &alive_here, observed_at).await?
+        // What the page lists gets its own job: one it reports alive (moved out first) keeps its
+        // descendants; one it reports deleted still has its descendants walked.
+        let listed_here: HashMap<&str, bool> =
+            order.iter().map(|id| (id.as_str(), latest[id.as_str()].deleted)).collect();
+        descendants_to_tombstone(deps, c, &deleted_folders, &listed_here, observed_at).await?
     };
     let (mut small, mut large) = (Vec::new(), Vec::new());
     for id in &order {
@@ -324,14 +326,15 @@ pub(super) async fn enqueue_page(
 }
 
 /// Tombstone jobs, to be confirmed with Graph, for every item the catalog holds alive under
-/// the deleted folders (at any depth), except those the same page reports alive. Reads the
+/// the deleted folders (at any depth), except those the same page lists (by id: whether it
+/// reports them deleted). Reads the
 /// container's heads from the index, which may lag: a descendant committed moments ago can be
 /// missed here, and is then found by the next full scan.
 pub(super) async fn descendants_to_tombstone(
     deps: &EnumeratorDeps,
     c: &ContainerId,
     deleted_folders: &[&str],
-    alive_here: &HashSet<&str>,
+    listed_here: &HashMap<&str, bool>,
     observed_at: DateTime<Utc>,
 ) -> Result<Vec<OutMessage>, PipelineError> {
     let heads = deps.catalog.list_heads(c).await?;
@@ -347,10 +350,14 @@ pub(super) async fn descendants_to_tombstone(
     while let Some(parent) = doomed.pop() {
         for v in children.get(parent).into_iter().flatten() {
             let id = v.key.item_id.as_str();
-            if alive_here.contains(id) || !visited.insert(id) {
+            let listed = listed_here.get(id).copied();
+            if listed == Some(false) || !visited.insert(id) {
                 continue;
             }
             doomed.push(id);
+            if listed == Some(true) {
+                continue;
+            }
             messages.push(tombstone_job(c, v, v.parent_id.clone(), observed_at, None, true));
         }
     }

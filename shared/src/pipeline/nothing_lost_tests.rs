@@ -388,3 +388,22 @@ async fn an_unusable_item_in_a_delta_page_is_its_own_failure_and_the_page_goes_o
     let failures = w.catalog.failures(&container()).await.expect("failures");
     assert!(failures.iter().any(|f| f.key.item_id == "f1" && f.reason.contains("`size` is a string")));
 }
+
+#[tokio::test]
+async fn descendants_graph_does_list_as_deleted_are_not_inferred_twice() {
+    // Given a folder with a file, backed up
+    let w = world();
+    w.drive.put_item(folder("F", "root"), b"");
+    w.drive.put_item(file("a", "a", "e1", b"a", "F"), b"a");
+    sync(&w).await;
+    w.catalog.flush_index();
+
+    // When the folder is deleted and the feed lists both deletions
+    w.drive.delete_reported("a");
+    w.drive.delete_reported("F");
+    let out = sync(&w).await;
+
+    // Then both are recorded deleted by their own jobs, none inferred
+    assert_eq!(out.tombstones, 0);
+    assert!(head(&w, "F").await.current.deleted && head(&w, "a").await.current.deleted);
+}
