@@ -58,16 +58,16 @@ pub(crate) async fn dynamo(moto: &Moto) -> DynamoCatalog {
     DynamoCatalog::new(&config, TABLE)
 }
 
-fn at(s: &str) -> DateTime<Utc> {
+pub(super) fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).expect("valid time").with_timezone(&Utc)
 }
 
-fn container() -> ContainerId {
+pub(super) fn container() -> ContainerId {
     ContainerId::new("tenant-1", "b!drive")
 }
 
 /// A file `{item}.txt` in `parent`, as it was at `modified`.
-fn state(item: &str, etag: &str, parent: &str, modified: &str) -> ItemVersion {
+pub(super) fn state(item: &str, etag: &str, parent: &str, modified: &str) -> ItemVersion {
     ItemVersion {
         v: SCHEMA_VERSION,
         key: container().item(item),

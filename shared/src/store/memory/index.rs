@@ -156,44 +156,14 @@ impl MemoryCatalog {
 
 #[cfg(test)]
 mod tests {
-    use chrono::{DateTime, Utc};
-
     use super::MemoryCatalog;
     use crate::model::{
-        ContainerId, ItemKind, ItemVersion, ObjectRef, RestoreJob, RestoreScope, RestoreStatus, RestoreTarget,
-        SCHEMA_VERSION, SyncState, Verification,
+        ContainerId, ItemVersion, ObjectRef, RestoreJob, RestoreScope, RestoreStatus, RestoreTarget, SyncState,
     };
     use crate::store::{ItemHistory, PointInTime, RestoreJobs, SyncStates};
 
-    fn at(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).expect("valid time").with_timezone(&Utc)
-    }
-
-    fn drive() -> ContainerId {
-        ContainerId::new("t", "d")
-    }
-
-    /// A file `item` in `parent`, as it was at `modified`.
-    fn file(item: &str, etag: &str, parent: &str, modified: &str) -> ItemVersion {
-        ItemVersion {
-            v: SCHEMA_VERSION,
-            key: drive().item(item),
-            version: etag.to_owned(),
-            kind: ItemKind::File,
-            name: Some(format!("{item}.txt")),
-            parent_id: Some(parent.to_owned()),
-            ctag: None,
-            modified: at(modified),
-            captured_at: at("2030-01-01T00:00:00Z"),
-            deleted: false,
-            content: None,
-            verification: Verification::Unverified,
-            mail: None,
-            observed_at: None,
-            current_from: None,
-            note: None,
-        }
-    }
+    // The contract suite's fixtures: a container and files in it.
+    use crate::store::contract::{at, container as drive, state as file};
 
     async fn commit(catalog: &MemoryCatalog, v: &ItemVersion) {
         let record = ObjectRef { key: format!("records/{}", v.version), version_id: "1".to_owned() };
@@ -287,10 +257,10 @@ mod tests {
             at("2024-05-02T10:00:00Z"),
         );
         catalog.create_restore_job(&job).await.expect("create");
-        assert!(catalog.list_restore_jobs("t", 10).await.expect("list").is_empty());
+        assert!(catalog.list_restore_jobs(&drive().tenant_id, 10).await.expect("list").is_empty());
 
         catalog.set_restore_status("j1", RestoreStatus::Running, None).await.expect("status");
-        let listed = catalog.list_restore_jobs("t", 10).await.expect("list");
+        let listed = catalog.list_restore_jobs(&drive().tenant_id, 10).await.expect("list");
         assert_eq!(listed.iter().map(|j| j.status).collect::<Vec<_>>(), [RestoreStatus::Queued]);
         let read = catalog.restore_job("j1").await.expect("job").expect("some");
         assert_eq!(read.status, RestoreStatus::Running);
