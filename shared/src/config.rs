@@ -196,7 +196,11 @@ impl SchedulerConfig {
     pub fn load(s: &impl Settings) -> Result<Self, ConfigError> {
         Ok(Self {
             catalog_table: s.required("CATALOG_TABLE")?,
-            queues: queue_urls(s, &[(QueueName::Changes, "CHANGES_QUEUE_URL")])?,
+            // `lifecycle` is also the scheduler's own work queue (discovery and renewal shares).
+            queues: queue_urls(
+                s,
+                &[(QueueName::Changes, "CHANGES_QUEUE_URL"), (QueueName::Lifecycle, "LIFECYCLE_QUEUE_URL")],
+            )?,
             reader: GraphIdentity::reader(s)?,
             subscriber: GraphIdentity::subscriber(s)?,
             client_state_key_secret: s.required("CLIENT_STATE_KEY_SECRET_ARN")?,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 mod queue;
 mod restore;
 
-pub use queue::{ChangeJob, ChangeReason, ItemJob, LifecycleJob, RestoreStep, RestoreTask};
+pub use queue::{ChangeJob, ChangeReason, ItemJob, LifecycleJob, Renewal, RestoreStep, RestoreTask, SchedulerWork, UserRef};
 pub use restore::{
     ConflictPolicy, ExportPart, RestoreItemReport, RestoreJob, RestoreOutcome, RestorePlan, RestoreScope,
     RestoreStatus, RestoreTarget,
@@ -359,15 +359,25 @@ pub struct SyncState {
     /// Mailboxes: Graph refused the whole mailbox at the last attempt (deleted, unlicensed,
     /// access denied). Cleared by the next pass that reaches its end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unavailable: Option<Unavailable>,
+    pub unavailable: Option<Problem>,
 }
 
-/// Why a container could not be read, and since when: what was backed up stays current.
+/// What stands in the way of protecting something, and since when: a container Graph
+/// refuses (what was backed up stays current), a subscription Graph would not create, a
+/// user whose drive or mailbox discovery could not resolve.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct Unavailable {
-    /// Graph's answer, e.g. `HTTP 404 MailboxNotEnabledForRESTAPI`.
+pub struct Problem {
+    /// Graph's answer (e.g. `HTTP 404 MailboxNotEnabledForRESTAPI`) or ours.
     pub reason: String,
     pub since: DateTime<Utc>,
+}
+
+impl Problem {
+    /// The same problem keeps the moment it began; a new one starts now.
+    pub fn continued(previous: Option<&Problem>, reason: String, now: DateTime<Utc>) -> Self {
+        let since = previous.filter(|p| p.reason == reason).map_or(now, |p| p.since);
+        Self { reason, since }
+    }
 }
 
 /// The message delta of one mail folder. Links carry tokens: never logged.
@@ -402,6 +412,40 @@ pub struct ContainerRecord {
     pub subscription_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subscription_expires: Option<DateTime<Utc>>,
+    /// Why the container has no working subscription (Graph refused to create or renew it):
+    /// it is then backed up by sweeps alone. Cleared when a subscription is in place again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<Problem>,
+}
+
+/// What discovery looks up for each user.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Service {
+    Drive,
+    Mailbox,
+}
+
+impl Service {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Service::Drive => "drive",
+            Service::Mailbox => "mailbox",
+        }
+    }
+}
+
+/// A user's drive or mailbox that discovery could not resolve (Graph refused the lookup, the
+/// user vanished midway, throttling outlasted the retries): it has no container yet, so
+/// this row is what makes it visible instead of silently missing. Removed once resolved.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Unresolved {
+    pub tenant_id: String,
+    pub user_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_principal_name: Option<String>,
+    pub service: Service,
+    pub problem: Problem,
 }
 
 /// An item that could not be backed up, reported with a reason, never silently skipped.

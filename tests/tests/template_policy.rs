@@ -55,6 +55,7 @@ fn expected_grants() -> BTreeMap<&'static str, Vec<(&'static str, &'static str)>
     catalog(&mut copier);
     let mut scheduler = vec![
         ("sqs:SendMessage", "ChangesQueue.Arn"),
+        ("sqs:SendMessage", "LifecycleQueue.Arn"),
         ("secretsmanager:GetSecretValue", "GraphReaderSecret"),
         ("secretsmanager:GetSecretValue", "GraphSubscriberSecret"),
         ("secretsmanager:GetSecretValue", "ClientStateKeySecret"),

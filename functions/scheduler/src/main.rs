@@ -4,14 +4,14 @@ use aws_lambda_events::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use shared::config::{Env, SchedulerConfig};
-use shared::pipeline::batch::lifecycle_batch;
+use shared::pipeline::batch::scheduler_batch;
 use shared::pipeline::scheduler::{self, SchedulerDeps, Task};
 
 async fn handle(deps: &SchedulerDeps, event: LambdaEvent<Value>) -> Result<Value, Error> {
     if event.payload.get("Records").is_some() {
         let sqs: SqsEvent = serde_json::from_value(event.payload)?;
         let messages = lambda_sqs::messages(sqs);
-        let failed = lifecycle_batch(deps, &messages).await;
+        let failed = scheduler_batch(deps, &messages).await;
         let response = lambda_sqs::batch_response(failed);
         return Ok(serde_json::to_value(response)?);
     }

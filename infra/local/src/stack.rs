@@ -15,7 +15,7 @@ use shared::aws::vault::S3Vault;
 use shared::config::{
     CopierConfig, EnumeratorConfig, RestoreApiConfig, RestorerConfig, SchedulerConfig, WebhookConfig,
 };
-use shared::pipeline::batch::{copy_batch, enumerate_batch, lifecycle_batch, restore_batch};
+use shared::pipeline::batch::{copy_batch, enumerate_batch, scheduler_batch, restore_batch};
 use shared::pipeline::scheduler::{self, SchedulerDeps, Task};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -255,7 +255,7 @@ impl Stack {
             let deps = scheduler.clone();
             Arc::new(move |batch| {
                 let deps = deps.clone();
-                Box::pin(async move { lifecycle_batch(&deps, &batch).await })
+                Box::pin(async move { scheduler_batch(&deps, &batch).await })
             })
         };
         for _ in 0..opts.restore_pollers {

@@ -64,7 +64,7 @@ struct Protection {
     open_failures: usize,
     /// Graph refuses the whole container (a mailbox deleted or unlicensed): what and since when.
     #[serde(skip_serializing_if = "Option::is_none")]
-    unavailable: Option<crate::model::Unavailable>,
+    unavailable: Option<crate::model::Problem>,
 }
 
 pub(crate) async fn resources(

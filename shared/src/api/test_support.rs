@@ -119,6 +119,7 @@ pub async fn protect(catalog: &MemoryCatalog, drive: &str, user: &str, discovere
             discovered_at: discovered,
             subscription_id: Some(format!("sub-{drive}")),
             subscription_expires: Some(discovered + TimeDelta::days(29)),
+            problem: None,
         })
         .await
         .expect("container");
@@ -147,6 +148,7 @@ pub async fn protect_mailbox(
             discovered_at: discovered,
             subscription_id: Some(format!("sub-mail-{user}")),
             subscription_expires: None,
+            problem: None,
         })
         .await
         .expect("container");

@@ -168,6 +168,14 @@ impl DynamoCatalog {
     fn query(&self) -> QueryFluentBuilder {
         self.client.query().table_name(&self.table)
     }
+
+    /// The rows of partition `pk` whose sort key begins with `prefix`.
+    fn prefixed(&self, pk: String, prefix: &str) -> QueryFluentBuilder {
+        self.query()
+            .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
+            .expression_attribute_values(":pk", s(pk))
+            .expression_attribute_values(":prefix", s(prefix))
+    }
 }
 
 /// Every row of a query, page after page.

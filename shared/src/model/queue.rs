@@ -108,6 +108,49 @@ pub struct LifecycleJob {
     pub received_at: DateTime<Utc>,
 }
 
+/// Message of the scheduler's work queue (the `lifecycle` queue): a share of a task fanned
+/// out so that no whole-tenant loop runs inside one invocation, and one user, container or
+/// subscription that fails holds up nothing else. The webhook's lifecycle events keep their
+/// own shape ([`LifecycleJob`], without a `work` tag): the scheduler reads both.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(tag = "work", rename_all = "snake_case")]
+pub enum SchedulerWork {
+    /// Resolve these users' drives and mailboxes; register, subscribe and crawl new ones.
+    Discover {
+        users: Vec<UserRef>,
+        /// Deliveries of this share so far: users Graph throttled are sent again, delayed,
+        /// a bounded number of times, then reported unresolved until the next discovery.
+        #[serde(default)]
+        attempt: u32,
+    },
+    /// Renew these containers' subscriptions, or recreate them.
+    Renew {
+        renewals: Vec<Renewal>,
+        #[serde(default)]
+        attempt: u32,
+    },
+}
+
+/// A user as the listing gave it, with what discovery could not resolve last time (so that
+/// only those rows are cleared: nobody reads every user's row).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct UserRef {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_principal_name: Option<String>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub unresolved: std::collections::BTreeMap<Service, Problem>,
+}
+
+/// One subscription to renew; `missing` names the subscription Graph no longer lists (it
+/// dropped it without a lifecycle event): it is recreated if the container still holds it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Renewal {
+    pub container: ContainerId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,7 @@ use super::copier::{self, Copied, CopierDeps};
 use super::enumerator::{self, EnumeratorDeps};
 use super::restorer::{self, RestorerDeps};
 use super::scheduler::{self, SchedulerDeps};
-use crate::model::{ChangeJob, ItemJob, LifecycleJob, RestoreTask};
+use crate::model::{ChangeJob, ItemJob, RestoreTask};
 
 /// One received message: the queue's id for it and its body.
 #[derive(Debug, Clone)]
@@ -85,16 +85,14 @@ pub async fn enumerate_batch(deps: &EnumeratorDeps, messages: &[Received], deadl
     failed
 }
 
-/// `lifecycle`: Graph lifecycle events forwarded by the webhook.
-pub async fn lifecycle_batch(deps: &SchedulerDeps, messages: &[Received]) -> Vec<String> {
+/// `lifecycle`: the scheduler's work queue: shares of discovery and renewal, and Graph
+/// lifecycle events forwarded by the webhook. A share handles its users or subscriptions one
+/// by one and re-sends what Graph throttled itself: it fails whole only on our side (the
+/// catalog, the queue, our credentials), and is then retried whole (idempotent).
+pub async fn scheduler_batch(deps: &SchedulerDeps, messages: &[Received]) -> Vec<String> {
     let mut failed = Vec::new();
     for m in messages {
-        let step = async {
-            match serde_json::from_str::<LifecycleJob>(&m.body) {
-                Ok(job) => scheduler::lifecycle(deps, &job).await,
-                Err(e) => Err(PipelineError::BadMessage(e.to_string())),
-            }
-        };
+        let step = async { scheduler::handle_message(deps, &m.body).await.map(|_| ()) };
         failed.extend(handle(m, step).await);
     }
     failed

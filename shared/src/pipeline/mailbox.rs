@@ -17,7 +17,7 @@ use super::enumerator::{
 use super::throttle::paced_within;
 use super::{MailPage, PipelineError};
 use crate::graph::GraphError;
-use crate::model::{ChangeJob, ChangeReason, ContainerId, FolderSync, ItemKind, ItemState, SyncState, Unavailable};
+use crate::model::{ChangeJob, ChangeReason, ContainerId, FolderSync, ItemKind, ItemState, Problem, SyncState};
 
 /// What a page request is about.
 #[derive(Clone, Copy)]
@@ -92,7 +92,7 @@ async fn mark_unavailable(
     let reason = error.to_string();
     warn!(container = %c.scoped_id(), %reason, "mailbox unavailable; its backup is kept as it is");
     let since = state.unavailable.as_ref().map_or_else(|| deps.clock.now(), |u| u.since);
-    state.unavailable = Some(Unavailable { reason, since });
+    state.unavailable = Some(Problem { reason, since });
     deps.catalog.put_sync_state(c, state).await?;
     out.unavailable = true;
     Ok(out)

@@ -1,8 +1,18 @@
 //! Periodic and lifecycle work: discovery of users, their drives and their mailboxes,
-//! subscriptions (create, renew, recreate), safety-net sweeps and reconciles. It fans work out through the
-//! `changes` queue; it never copies content itself.
+//! subscriptions (create, renew, recreate), safety-net sweeps and reconciles. It fans work out
+//! through the `changes` queue; it never copies content itself.
+//!
+//! No task loops over the whole tenant's Graph calls inside one invocation: discovery lists
+//! the users (a page of 999 per request) and sends them in shares of [`USERS_PER_SHARE`] to
+//! the scheduler's own work queue; renewal lists the app's subscriptions and the registry
+//! and sends the ones due in shares of [`RENEWALS_PER_SHARE`]. Each share is handled user by
+//! user, container by container: one that Graph refuses is recorded with the reason (an
+//! [`Unresolved`] row, or the container's `problem`) and the others carry on; one Graph
+//! throttles is sent again, delayed, in a share of its own.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -13,12 +23,28 @@ use super::enumerator::change_message;
 use crate::clientstate::ClientStateKey;
 use crate::clock::Clock;
 use crate::graph::{GraphClient, GraphError, NewSubscription};
-use crate::model::{ChangeJob, ChangeReason, ContainerId, ContainerRecord, LifecycleJob};
-use crate::store::{MessageSink, QueueName, SchedulerCatalog};
+use crate::model::{
+    ChangeJob, ChangeReason, ContainerId, ContainerRecord, LifecycleJob, Problem, Renewal, SchedulerWork, Service,
+    Unresolved, UserRef,
+};
+use crate::store::{MessageSink, OutMessage, QueueName, SchedulerCatalog};
 
 /// Outlook message subscriptions live at most 4,230 minutes (graph-facts §1; newer text is
 /// said to allow more, unconfirmed): mailboxes are subscribed for a little less.
 pub const MAIL_SUBSCRIPTION_MINUTES: i64 = 4_200;
+
+/// Users per discovery share: about four Graph calls each (drive, mailbox, two subscriptions
+/// for a new user), a few seconds per share, far inside one invocation even when Graph is slow.
+pub const USERS_PER_SHARE: usize = 20;
+/// Subscriptions per renewal share: one Graph call each.
+pub const RENEWALS_PER_SHARE: usize = 50;
+/// Deliveries of a share's throttled users or subscriptions before they are reported (the
+/// next discovery or renewal pass tries them again).
+const MAX_ATTEMPTS: u32 = 5;
+/// The first retry's delay; doubled per attempt, at least Graph's `Retry-After`.
+const RETRY_DELAY: StdDuration = StdDuration::from_secs(30);
+/// SQS caps `DelaySeconds` at 15 minutes.
+const MAX_DELAY: StdDuration = StdDuration::from_secs(900);
 
 pub struct SchedulerDeps {
     pub tenant_id: String,
@@ -45,17 +71,62 @@ pub enum Task {
     Reconcile,
 }
 
-/// What a task did; the scheduler Lambda and the local control API answer it as JSON.
+/// What a task or a share did; the scheduler Lambda and the local control API answer it as
+/// JSON. A task that fans out reports what it listed and sent; each share what it did.
 #[derive(Serialize, Debug, Default, Clone, PartialEq, Eq)]
 pub struct Report {
+    pub users: usize,
     pub containers: usize,
     pub discovered: usize,
     pub without_drive: usize,
-    /// Users whose mailbox Graph does not serve: none, not licensed, or no Mail.Read consent.
+    /// Users without a mailbox Graph serves: none, not licensed, on-premises.
     pub without_mailbox: usize,
+    /// Drives and mailboxes Graph refused to resolve: reported, not protected yet.
+    pub unresolved: usize,
     pub subscribed: usize,
+    /// Subscriptions Graph refused to create or renew: the container keeps its sweeps.
+    pub unsubscribed: usize,
     pub renewed: usize,
+    /// Subscriptions Graph had dropped without a lifecycle event, recreated.
+    pub recreated: usize,
+    /// Users or subscriptions Graph throttled, sent again with a delay.
+    pub retrying: usize,
+    /// Shares sent to the scheduler's work queue.
+    pub shares: usize,
     pub enqueued: usize,
+}
+
+impl Report {
+    fn add(&mut self, other: &Report) {
+        let Report {
+            users,
+            containers,
+            discovered,
+            without_drive,
+            without_mailbox,
+            unresolved,
+            subscribed,
+            unsubscribed,
+            renewed,
+            recreated,
+            retrying,
+            shares,
+            enqueued,
+        } = other;
+        self.users += users;
+        self.containers += containers;
+        self.discovered += discovered;
+        self.without_drive += without_drive;
+        self.without_mailbox += without_mailbox;
+        self.unresolved += unresolved;
+        self.subscribed += subscribed;
+        self.unsubscribed += unsubscribed;
+        self.renewed += renewed;
+        self.recreated += recreated;
+        self.retrying += retrying;
+        self.shares += shares;
+        self.enqueued += enqueued;
+    }
 }
 
 pub async fn run(deps: &SchedulerDeps, task: Task) -> Result<Report, PipelineError> {
@@ -64,6 +135,22 @@ pub async fn run(deps: &SchedulerDeps, task: Task) -> Result<Report, PipelineErr
         Task::Renew => renew(deps).await,
         Task::Sweep => enqueue_all(deps, ChangeReason::Sweep).await,
         Task::Reconcile => enqueue_all(deps, ChangeReason::Reconcile).await,
+    }
+}
+
+/// One message of the scheduler's work queue: a share of a task, or a lifecycle event as the
+/// webhook forwards it (no `work` tag).
+pub async fn handle_message(deps: &SchedulerDeps, body: &str) -> Result<Report, PipelineError> {
+    let value: serde_json::Value = serde_json::from_str(body).map_err(|e| PipelineError::BadMessage(e.to_string()))?;
+    if value.get("work").is_none() {
+        let job: LifecycleJob = serde_json::from_value(value).map_err(|e| PipelineError::BadMessage(e.to_string()))?;
+        lifecycle(deps, &job).await?;
+        return Ok(Report::default());
+    }
+    let work: SchedulerWork = serde_json::from_value(value).map_err(|e| PipelineError::BadMessage(e.to_string()))?;
+    match work {
+        SchedulerWork::Discover { users, attempt } => discover_users(deps, &users, attempt).await,
+        SchedulerWork::Renew { renewals, attempt } => renew_share(deps, &renewals, attempt).await,
     }
 }
 
@@ -90,82 +177,230 @@ async fn enqueue_all(deps: &SchedulerDeps, reason: ChangeReason) -> Result<Repor
     Ok(report)
 }
 
-/// Finds every user's OneDrive and mailbox; new ones get a subscription and a first full backup.
+/// Sends shares of work to the scheduler's queue; `delay` for a retry.
+async fn send_work(
+    deps: &SchedulerDeps,
+    shares: Vec<SchedulerWork>,
+    delay: Option<StdDuration>,
+) -> Result<usize, PipelineError> {
+    let count = shares.len();
+    let messages = shares
+        .iter()
+        .map(|w| Ok(OutMessage { body: serde_json::to_string(w)?, group_id: None, delay }))
+        .collect::<Result<Vec<_>, serde_json::Error>>()
+        .map_err(|e| PipelineError::BadMessage(e.to_string()))?;
+    if count > 0 {
+        deps.sink.send(QueueName::Lifecycle, messages).await?;
+    }
+    Ok(count)
+}
+
+/// How long a throttled share waits before its next delivery.
+fn retry_delay(attempt: u32, errors: impl Iterator<Item = Option<StdDuration>>) -> StdDuration {
+    let backoff = RETRY_DELAY.saturating_mul(1 << attempt.min(5));
+    errors.flatten().fold(backoff, StdDuration::max).min(MAX_DELAY)
+}
+
+// ---------------------------------------------------------------------------------------
+// Discovery
+
+/// Lists every user and sends them, in shares, to be resolved: the only whole-tenant Graph
+/// call is the user listing (999 users per request).
 pub async fn discover(deps: &SchedulerDeps) -> Result<Report, PipelineError> {
+    let users = deps.reader.list_users().await?;
+    let mut unresolved: HashMap<String, BTreeMap<Service, Problem>> = HashMap::new();
+    for u in deps.catalog.list_unresolved(&deps.tenant_id).await? {
+        unresolved.entry(u.user_id).or_default().insert(u.service, u.problem);
+    }
+    // A user no longer listed has nothing left to resolve (what was backed up stays).
+    let listed: HashSet<&str> = users.iter().map(|u| u.id.as_str()).collect();
+    let gone: Vec<(String, Service)> = unresolved
+        .iter()
+        .filter(|(user, _)| !listed.contains(user.as_str()))
+        .flat_map(|(user, services)| services.keys().map(|s| (user.clone(), *s)))
+        .collect();
+    for (user, service) in gone {
+        deps.catalog.clear_unresolved(&deps.tenant_id, &user, service).await?;
+    }
+    let refs: Vec<UserRef> = users
+        .into_iter()
+        .map(|u| UserRef {
+            unresolved: unresolved.remove(&u.id).unwrap_or_default(),
+            id: u.id,
+            user_principal_name: u.user_principal_name,
+        })
+        .collect();
+    let shares: Vec<_> =
+        refs.chunks(USERS_PER_SHARE).map(|users| SchedulerWork::Discover { users: users.to_vec(), attempt: 0 }).collect();
+    let report = Report { users: refs.len(), shares: send_work(deps, shares, None).await?, ..Report::default() };
+    info!(users = report.users, shares = report.shares, "discovery fanned out");
+    Ok(report)
+}
+
+/// Resolves a share of users one by one; a user Graph refuses is reported and the others
+/// carry on; users Graph throttles go back to the queue, delayed, in a share of their own.
+async fn discover_users(deps: &SchedulerDeps, users: &[UserRef], attempt: u32) -> Result<Report, PipelineError> {
     let mut report = Report::default();
     let mut fresh = Vec::new();
-    for user in deps.reader.list_users().await? {
-        match deps.reader.user_drive(&user.id).await? {
-            Some(drive) => {
-                let container = ContainerId::new(deps.tenant_id.clone(), drive.id.clone());
-                protect(deps, container, &user, &mut report, &mut fresh).await?;
-            }
-            None => report.without_drive += 1,
-        }
-        // A user without an Exchange Online mailbox answers 404 (MailboxNotEnabledForRESTAPI),
-        // one without a licence or consent 403: neither stops the discovery of the others.
-        match deps.reader.mail_folder(&user.id, "inbox").await {
-            Ok(Some(_)) => {
-                let container = ContainerId::mailbox(deps.tenant_id.clone(), &user.id);
-                protect(deps, container, &user, &mut report, &mut fresh).await?;
-            }
-            Ok(None) => report.without_mailbox += 1,
-            Err(GraphError::MailboxUnavailable { code } | GraphError::Forbidden { code }) => {
-                warn!(user = %user.id, %code, "mailbox not readable (none, licence or consent); not newly protected");
-                report.without_mailbox += 1;
-            }
-            Err(e) => return Err(e.into()),
+    let mut again = Vec::new();
+    for user in users {
+        report.users += 1;
+        let throttled = discover_user(deps, user, &mut report, &mut fresh).await?;
+        if !throttled.is_empty() {
+            again.push((user, throttled));
         }
     }
     // Subscribing first, then enumerating, covers the gap between crawl and subscription.
     report.enqueued = enqueue(deps, fresh, ChangeReason::Sweep).await?;
+    if !again.is_empty() {
+        if attempt + 1 < MAX_ATTEMPTS {
+            let delay = retry_delay(attempt, again.iter().flat_map(|(_, e)| e.iter().map(|(_, e)| e.retry_after())));
+            let users = again.iter().map(|(u, _)| (*u).clone()).collect();
+            report.retrying = again.len();
+            send_work(deps, vec![SchedulerWork::Discover { users, attempt: attempt + 1 }], Some(delay)).await?;
+        } else {
+            for (user, errors) in again {
+                for (service, error) in errors {
+                    record_unresolved(deps, user, service, &error, &mut report).await?;
+                }
+            }
+        }
+    }
     info!(
-        containers = report.containers,
+        users = report.users,
         discovered = report.discovered,
-        without_drive = report.without_drive,
-        without_mailbox = report.without_mailbox,
-        "discovery done"
+        unresolved = report.unresolved,
+        unsubscribed = report.unsubscribed,
+        retrying = report.retrying,
+        "discovery share done"
     );
     Ok(report)
 }
 
+/// Resolves one user's drive and mailbox; what Graph throttled, to try again later.
+async fn discover_user(
+    deps: &SchedulerDeps,
+    user: &UserRef,
+    report: &mut Report,
+    fresh: &mut Vec<ContainerId>,
+) -> Result<Vec<(Service, GraphError)>, PipelineError> {
+    let mut throttled = Vec::new();
+    for service in [Service::Drive, Service::Mailbox] {
+        match resolve(deps, &user.id, service).await {
+            Ok(found) => {
+                match found {
+                    Some(container) => protect(deps, container, user, report, fresh).await?,
+                    None if service == Service::Drive => report.without_drive += 1,
+                    None => report.without_mailbox += 1,
+                }
+                if user.unresolved.contains_key(&service) {
+                    deps.catalog.clear_unresolved(&deps.tenant_id, &user.id, service).await?;
+                }
+            }
+            Err(e) if e.is_retryable() => throttled.push((service, e)),
+            // Our credentials, not this user: the whole share fails and is retried.
+            Err(e @ (GraphError::Auth { .. } | GraphError::Unauthorized { .. })) => return Err(e.into()),
+            Err(e) => record_unresolved(deps, user, service, &e, report).await?,
+        }
+    }
+    Ok(throttled)
+}
+
+/// The user's drive or mailbox, or `None` when the user has none (no OneDrive; a mailbox
+/// not licensed, on-premises, or of a user deleted since the listing).
+async fn resolve(deps: &SchedulerDeps, user_id: &str, service: Service) -> Result<Option<ContainerId>, GraphError> {
+    match service {
+        Service::Drive => {
+            Ok(deps.reader.user_drive(user_id).await?.map(|d| ContainerId::new(deps.tenant_id.clone(), d.id)))
+        }
+        Service::Mailbox => match deps.reader.mail_folder(user_id, "inbox").await {
+            Ok(Some(_)) => Ok(Some(ContainerId::mailbox(deps.tenant_id.clone(), user_id))),
+            Ok(None) | Err(GraphError::MailboxUnavailable { .. }) => Ok(None),
+            Err(e) => Err(e),
+        },
+    }
+}
+
+async fn record_unresolved(
+    deps: &SchedulerDeps,
+    user: &UserRef,
+    service: Service,
+    error: &GraphError,
+    report: &mut Report,
+) -> Result<(), PipelineError> {
+    warn!(user = %user.id, service = service.as_str(), %error, "could not resolve; reported as unresolved");
+    report.unresolved += 1;
+    let problem = Problem::continued(user.unresolved.get(&service), error.to_string(), deps.clock.now());
+    if user.unresolved.get(&service) == Some(&problem) {
+        return Ok(()); // already reported as it stands
+    }
+    let unresolved = Unresolved {
+        tenant_id: deps.tenant_id.clone(),
+        user_id: user.id.clone(),
+        user_principal_name: user.user_principal_name.clone(),
+        service,
+        problem,
+    };
+    Ok(deps.catalog.put_unresolved(&unresolved).await?)
+}
+
 /// Records a container found by discovery, subscribes to it if needed, and lists it for a
-/// first crawl when it is new or its first crawl never finished.
+/// first crawl when it is new or its first crawl never finished. A subscription Graph
+/// refuses is recorded on the container, which is crawled all the same (sweeps keep it backed
+/// up; the renewal pass tries the subscription again).
 async fn protect(
     deps: &SchedulerDeps,
     container: ContainerId,
-    user: &crate::graph::User,
+    user: &UserRef,
     report: &mut Report,
     fresh: &mut Vec<ContainerId>,
 ) -> Result<(), PipelineError> {
     report.containers += 1;
-    let mut record = match deps.catalog.container(&container).await? {
-        Some(r) => r,
-        None => {
-            report.discovered += 1;
-            fresh.push(container.clone());
-            ContainerRecord {
-                container: container.clone(),
-                user_id: user.id.clone(),
-                user_principal_name: user.user_principal_name.clone(),
-                discovered_at: deps.clock.now(),
-                subscription_id: None,
-                subscription_expires: None,
-            }
-        }
-    };
+    let existing = deps.catalog.container(&container).await?;
+    let is_new = existing.is_none();
+    let mut record = existing.unwrap_or_else(|| ContainerRecord {
+        container: container.clone(),
+        user_id: user.id.clone(),
+        user_principal_name: user.user_principal_name.clone(),
+        discovered_at: deps.clock.now(),
+        subscription_id: None,
+        subscription_expires: None,
+        problem: None,
+    });
+    let before = record.clone();
     if record.subscription_id.is_none() {
-        subscribe(deps, &mut record).await?;
-        report.subscribed += 1;
+        match subscribe(deps, &mut record).await {
+            Ok(()) => report.subscribed += 1,
+            Err(PipelineError::Graph(e)) => {
+                refused(deps, &mut record, &e);
+                report.unsubscribed += 1;
+            }
+            Err(e) => return Err(e),
+        }
     }
-    deps.catalog.put_container(&record).await?;
-    // A container whose first crawl never finished (an earlier discovery failed midway, or
-    // its enumeration is still running) is asked again: a running one coalesces it.
-    if !fresh.contains(&container) && deps.catalog.sync_state(&container).await?.last_synced_at.is_none() {
+    if is_new || record != before {
+        deps.catalog.put_container(&record).await?;
+    }
+    if is_new {
+        report.discovered += 1;
+        fresh.push(container);
+    } else if deps.catalog.sync_state(&container).await?.last_synced_at.is_none() {
+        // Its first crawl never finished (an earlier one failed midway, or is still running:
+        // a running one coalesces this).
         fresh.push(container);
     }
     Ok(())
 }
+
+/// Records that Graph would not give the container a subscription.
+fn refused(deps: &SchedulerDeps, record: &mut ContainerRecord, error: &GraphError) {
+    warn!(container = %record.container.scoped_id(), %error, "no subscription; the container is backed up by sweeps");
+    let reason = format!("subscription refused: {error}");
+    record.problem = Some(Problem::continued(record.problem.as_ref(), reason, deps.clock.now()));
+}
+
+// ---------------------------------------------------------------------------------------
+// Subscriptions
 
 /// How long a container's subscriptions are made for.
 fn lifetime(deps: &SchedulerDeps, c: &ContainerId) -> i64 {
@@ -177,7 +412,7 @@ fn expiry(deps: &SchedulerDeps, c: &ContainerId) -> DateTime<Utc> {
 }
 
 /// A drive is watched from its root (the only driveItem subscription Graph allows); a
-/// mailbox through all its messages, in every folder.
+/// mailbox through all its messages, in every folder. Clears the container's problem.
 async fn subscribe(deps: &SchedulerDeps, record: &mut ContainerRecord) -> Result<(), PipelineError> {
     let c = &record.container;
     let (resource, change_type) = if c.is_mailbox() {
@@ -196,34 +431,95 @@ async fn subscribe(deps: &SchedulerDeps, record: &mut ContainerRecord) -> Result
     let subscription = deps.subscriber.create_subscription(&request).await?;
     record.subscription_id = Some(subscription.id);
     record.subscription_expires = Some(subscription.expiration);
+    record.problem = None;
     Ok(())
 }
 
-/// Renews subscriptions close to expiry; recreates those Graph no longer knows.
+/// Lists the app's subscriptions and the registry, and sends in shares every container whose
+/// subscription is close to expiry, missing, or gone from Graph's list (Graph drops some
+/// without a lifecycle event: they are noticed here, not days later at their recorded expiry).
 pub async fn renew(deps: &SchedulerDeps) -> Result<Report, PipelineError> {
+    let live: HashSet<String> = deps.subscriber.list_subscriptions().await?.into_iter().map(|s| s.id).collect();
+    let now = deps.clock.now();
+    let records = deps.catalog.list_containers(&deps.tenant_id).await?;
+    let mut report = Report { containers: records.len(), ..Report::default() };
+    let renewals: Vec<Renewal> = records
+        .into_iter()
+        .filter_map(|r| {
+            // Short-lived (mailbox) subscriptions are renewed once half their life has passed.
+            let within = deps.renew_within_minutes.min(lifetime(deps, &r.container) / 2);
+            let due = r.subscription_expires.is_none_or(|e| e <= now + Duration::minutes(within));
+            match r.subscription_id {
+                Some(id) if !live.contains(&id) => Some(Renewal { container: r.container, missing: Some(id) }),
+                Some(_) if !due => None,
+                _ => Some(Renewal { container: r.container, missing: None }),
+            }
+        })
+        .collect();
+    let shares: Vec<_> = renewals
+        .chunks(RENEWALS_PER_SHARE)
+        .map(|renewals| SchedulerWork::Renew { renewals: renewals.to_vec(), attempt: 0 })
+        .collect();
+    report.shares = send_work(deps, shares, None).await?;
+    info!(containers = report.containers, due = renewals.len(), shares = report.shares, "renewal fanned out");
+    Ok(report)
+}
+
+/// Renews (or recreates) a share of subscriptions one by one.
+async fn renew_share(deps: &SchedulerDeps, renewals: &[Renewal], attempt: u32) -> Result<Report, PipelineError> {
     let mut report = Report::default();
     let mut resync = Vec::new();
-    for mut record in deps.catalog.list_containers(&deps.tenant_id).await? {
+    let mut again = Vec::new();
+    for renewal in renewals {
+        let Some(mut record) = deps.catalog.container(&renewal.container).await? else { continue };
         report.containers += 1;
-        // Short-lived (mailbox) subscriptions are renewed once half their life has passed.
-        let within = deps.renew_within_minutes.min(lifetime(deps, &record.container) / 2);
-        if record.subscription_expires.is_some_and(|e| e > deps.clock.now() + Duration::minutes(within)) {
-            continue;
-        }
-        match renew_one(deps, &mut record).await {
-            Ok(true) => resync.push(record.container.clone()),
-            Ok(false) => {}
-            // A mailbox deleted or unlicensed since: its backup stays, the others are renewed.
-            Err(PipelineError::Graph(e)) if record.container.is_mailbox() && e.is_mailbox_unavailable() => {
-                warn!(container = %record.container.scoped_id(), error = %e, "mailbox unavailable; subscription not renewed");
-                continue;
+        let before = record.clone();
+        let outcome = match &renewal.missing {
+            Some(id) if record.subscription_id.as_ref() == Some(id) => {
+                warn!(container = %record.container.scoped_id(), "Graph dropped the subscription without a lifecycle event; recreating");
+                record.subscription_id = None;
+                subscribe(deps, &mut record).await.map(|()| true)
+            }
+            // Replaced since the listing: the new one was not in it.
+            Some(_) => continue,
+            None => renew_one(deps, &mut record).await,
+        };
+        match outcome {
+            Ok(recreated) => {
+                report.renewed += 1;
+                if recreated {
+                    report.recreated += 1;
+                    resync.push(record.container.clone());
+                }
+            }
+            Err(PipelineError::Graph(e)) if e.is_retryable() => again.push((renewal.clone(), e)),
+            Err(PipelineError::Graph(e)) => {
+                refused(deps, &mut record, &e);
+                report.unsubscribed += 1;
             }
             Err(e) => return Err(e),
         }
-        report.renewed += 1;
-        deps.catalog.put_container(&record).await?;
+        if record != before {
+            deps.catalog.put_container(&record).await?;
+        }
     }
     report.enqueued = enqueue(deps, resync, ChangeReason::Sweep).await?;
+    if !again.is_empty() {
+        if attempt + 1 < MAX_ATTEMPTS {
+            let delay = retry_delay(attempt, again.iter().map(|(_, e)| e.retry_after()));
+            let renewals: Vec<_> = again.into_iter().map(|(r, _)| r).collect();
+            report.retrying = renewals.len();
+            send_work(deps, vec![SchedulerWork::Renew { renewals, attempt: attempt + 1 }], Some(delay)).await?;
+        } else {
+            for (renewal, error) in again {
+                if let Some(mut record) = deps.catalog.container(&renewal.container).await? {
+                    refused(deps, &mut record, &error);
+                    deps.catalog.put_container(&record).await?;
+                    report.unsubscribed += 1;
+                }
+            }
+        }
+    }
     Ok(report)
 }
 
@@ -234,6 +530,7 @@ async fn renew_one(deps: &SchedulerDeps, record: &mut ContainerRecord) -> Result
         match deps.subscriber.renew_subscription(&id, expiry(deps, &record.container)).await {
             Ok(s) => {
                 record.subscription_expires = Some(s.expiration);
+                record.problem = None;
                 return Ok(false);
             }
             Err(GraphError::NotFound) => {
@@ -246,30 +543,54 @@ async fn renew_one(deps: &SchedulerDeps, record: &mut ContainerRecord) -> Result
     Ok(true)
 }
 
-/// Acts on a lifecycle event forwarded by the webhook.
+/// Acts on a lifecycle event forwarded by the webhook. The container is found by the tag its
+/// clientState vouched for, by key.
 pub async fn lifecycle(deps: &SchedulerDeps, job: &LifecycleJob) -> Result<(), PipelineError> {
-    let records = deps.catalog.list_containers(&job.tenant_id).await?;
-    let Some(mut record) = records.into_iter().find(|r| r.container.tag() == job.container_tag) else {
+    let Some(mut record) = deps.catalog.container_by_tag(&job.tenant_id, &job.container_tag).await? else {
         warn!(event = %job.event, container = %job.container_tag, "lifecycle event for a container we do not protect");
         return Ok(());
     };
-    let reason = match job.event.as_str() {
-        "reauthorizationRequired" => renew_one(deps, &mut record).await?.then_some(ChangeReason::Sweep),
+    let before = record.clone();
+    let current = record.subscription_id.as_deref() == Some(job.subscription_id.as_str());
+    let outcome = match job.event.as_str() {
+        // Missed notifications: whichever subscription it was, the container may lack changes.
+        "missed" => Ok(Some(ChangeReason::Reconcile)),
+        // About a subscription already replaced: nothing to do for it.
+        _ if !current => Ok(None),
+        "reauthorizationRequired" => renew_one(deps, &mut record).await.map(|recreated| recreated.then_some(ChangeReason::Sweep)),
         "subscriptionRemoved" => {
             record.subscription_id = None;
-            subscribe(deps, &mut record).await?;
-            Some(ChangeReason::Sweep)
+            subscribe(deps, &mut record).await.map(|()| Some(ChangeReason::Sweep))
         }
-        "missed" => Some(ChangeReason::Reconcile),
         other => {
             warn!(event = %other, "unknown lifecycle event; sweeping to be safe");
-            Some(ChangeReason::Sweep)
+            Ok(Some(ChangeReason::Sweep))
         }
     };
-    deps.catalog.put_container(&record).await?;
+    let reason = match outcome {
+        Ok(reason) => reason,
+        // Refused (not throttled): recorded, swept meanwhile, tried again by the renewal pass.
+        Err(PipelineError::Graph(e)) if !e.is_retryable() => {
+            refused(deps, &mut record, &e);
+            Some(ChangeReason::Sweep)
+        }
+        Err(e) => return Err(e),
+    };
+    if record != before {
+        deps.catalog.put_container(&record).await?;
+    }
     if let Some(reason) = reason {
         enqueue(deps, vec![record.container.clone()], reason).await?;
     }
-    info!(event = %job.event, container = %record.container.scoped_id(), "handled lifecycle event");
+    info!(event = %job.event, container = %record.container.scoped_id(), current, "handled lifecycle event");
     Ok(())
+}
+
+/// Adds a share's report to a batch's.
+pub fn total(reports: impl IntoIterator<Item = Report>) -> Report {
+    let mut sum = Report::default();
+    for r in reports {
+        sum.add(&r);
+    }
+    sum
 }

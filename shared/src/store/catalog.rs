@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use super::{Page, StoreError};
 use crate::model::{
     ContainerId, ContainerRecord, ExportPart, ItemFailure, ItemHead, ItemKey, ItemVersion, ObjectRef,
-    RestoreItemReport, RestoreJob, RestoreOutcome, RestorePlan, RestoreStatus, SyncState,
+    RestoreItemReport, RestoreJob, RestoreOutcome, RestorePlan, RestoreStatus, Service, SyncState, Unresolved,
 };
 
 /// Result of committing a version to the catalog.
@@ -117,12 +117,22 @@ pub fn seen_mark(item_id: &str) -> String {
     hex::encode(&Sha256::digest(item_id.as_bytes())[..8])
 }
 
-/// The registry of protected containers, per tenant (scheduler-owned).
+/// The registry of protected containers, per tenant (scheduler-owned), and the users'
+/// drives and mailboxes discovery could not resolve.
 #[async_trait]
 pub trait Containers: Send + Sync {
     async fn container(&self, container: &ContainerId) -> Result<Option<ContainerRecord>, StoreError>;
+    /// The container whose [`ContainerId::tag`] is `tag` (what a lifecycle event names), by
+    /// key: no listing of the tenant.
+    async fn container_by_tag(&self, tenant_id: &str, tag: &str) -> Result<Option<ContainerRecord>, StoreError>;
     async fn list_containers(&self, tenant_id: &str) -> Result<Vec<ContainerRecord>, StoreError>;
+    /// Callers write only what changed: a container's registration costs two writes.
     async fn put_container(&self, record: &ContainerRecord) -> Result<(), StoreError>;
+    /// The unresolved drives and mailboxes of the tenant (resolved ones are not listed).
+    async fn list_unresolved(&self, tenant_id: &str) -> Result<Vec<Unresolved>, StoreError>;
+    async fn put_unresolved(&self, unresolved: &Unresolved) -> Result<(), StoreError>;
+    /// Marks a user's drive or mailbox resolved; nothing to do if it never was unresolved.
+    async fn clear_unresolved(&self, tenant_id: &str, user_id: &str, service: Service) -> Result<(), StoreError>;
 }
 
 /// What every Lambda instance shares to go easy on Graph: throttle deadlines per resource and

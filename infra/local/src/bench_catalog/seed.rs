@@ -258,6 +258,7 @@ pub async fn seed<C: Containers + ItemHistory + SyncStates + 'static>(
             discovered_at: tl.discovered,
             subscription_id: None,
             subscription_expires: None,
+            problem: None,
         })
         .await?;
     let sync = SyncState { root_id: Some(shape.root_id()), last_synced_at: Some(Utc::now()), ..SyncState::default() };

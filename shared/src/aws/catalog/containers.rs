@@ -1,11 +1,15 @@
 //! The container registry: one row per protected drive or mailbox in its tenant's partition
-//! (`T#` / `DRIVE#...` or `MAILBOX#...`).
+//! (`T#` / `DRIVE#...` or `MAILBOX#...`), one row per container finding it by tag (`TAG#...`),
+//! and one row per user's drive or mailbox that discovery could not resolve (`UNRESOLVED#...`).
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::keys::{DRIVE_PREFIX, MAILBOX_PREFIX, registry_sk, tenant_pk};
-use super::{DynamoCatalog, all_rows, json, key, parse_doc, s};
-use crate::model::{ContainerId, ContainerRecord};
+use super::keys::{
+    DRIVE_PREFIX, MAILBOX_PREFIX, UNRESOLVED_PREFIX, registry_sk, tag_sk, tenant_pk, unresolved_sk,
+};
+use super::{DynamoCatalog, all_rows, applied, json, key, parse_doc};
+use crate::model::{ContainerId, ContainerRecord, Service, Unresolved};
 use crate::store::{Containers, StoreError};
 
 #[async_trait]
@@ -15,15 +19,18 @@ impl Containers for DynamoCatalog {
         row.as_ref().map(|r| parse_doc(r, "doc")).transpose()
     }
 
+    async fn container_by_tag(&self, tenant_id: &str, tag: &str) -> Result<Option<ContainerRecord>, StoreError> {
+        let Some(row) = self.get_row(key(tenant_pk(tenant_id), tag_sk(tag)), false).await? else {
+            return Ok(None);
+        };
+        let container: ContainerId = parse_doc(&row, "container")?;
+        self.container(&container).await
+    }
+
     async fn list_containers(&self, tenant_id: &str) -> Result<Vec<ContainerRecord>, StoreError> {
         let mut records = Vec::new();
         for prefix in [DRIVE_PREFIX, MAILBOX_PREFIX] {
-            let query = self
-                .query()
-                .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
-                .expression_attribute_values(":pk", s(tenant_pk(tenant_id)))
-                .expression_attribute_values(":prefix", s(prefix));
-            let rows = all_rows(query).await?;
+            let rows = all_rows(self.prefixed(tenant_pk(tenant_id), prefix)).await?;
             for row in &rows {
                 records.push(parse_doc(row, "doc")?);
             }
@@ -33,8 +40,45 @@ impl Containers for DynamoCatalog {
 
     async fn put_container(&self, record: &ContainerRecord) -> Result<(), StoreError> {
         let c = &record.container;
+        // The tag row first: a registry row is never there without the row that finds it.
+        let mut tag = key(tenant_pk(&c.tenant_id), tag_sk(&c.tag()));
+        tag.insert("container".to_owned(), json(c)?);
+        self.put_row(tag).await?;
         let mut row = key(tenant_pk(&c.tenant_id), registry_sk(c));
         row.insert("doc".to_owned(), json(record)?);
         self.put_row(row).await
+    }
+
+    async fn list_unresolved(&self, tenant_id: &str) -> Result<Vec<Unresolved>, StoreError> {
+        let query = self
+            .prefixed(tenant_pk(tenant_id), UNRESOLVED_PREFIX)
+            .filter_expression("#resolved = :no")
+            .expression_attribute_names("#resolved", "resolved")
+            .expression_attribute_values(":no", AttributeValue::Bool(false));
+        all_rows(query).await?.iter().map(|row| parse_doc(row, "doc")).collect()
+    }
+
+    async fn put_unresolved(&self, unresolved: &Unresolved) -> Result<(), StoreError> {
+        let pk = tenant_pk(&unresolved.tenant_id);
+        let mut row = key(pk, unresolved_sk(unresolved.service.as_str(), &unresolved.user_id));
+        row.insert("doc".to_owned(), json(unresolved)?);
+        row.insert("resolved".to_owned(), AttributeValue::Bool(false));
+        self.put_row(row).await
+    }
+
+    /// Marked, not deleted: the scheduler's role has no `dynamodb:DeleteItem`.
+    async fn clear_unresolved(&self, tenant_id: &str, user_id: &str, service: Service) -> Result<(), StoreError> {
+        let sent = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(tenant_pk(tenant_id), unresolved_sk(service.as_str(), user_id))))
+            .update_expression("SET #resolved = :yes")
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_names("#resolved", "resolved")
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .send()
+            .await;
+        applied(sent, "UpdateItem").map(|_| ()) // nothing to clear
     }
 }

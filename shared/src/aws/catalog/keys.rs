@@ -9,6 +9,8 @@
 //! | full-scan marks | `C#{tenant}#{drive}` | `SEEN#{epoch}#{uuid}` | `marks` (comma-separated `seen_mark`s of up to 1,000 items), `expires` (N, TTL) |
 //! | item failure | `C#{tenant}#{drive}` | `FAIL#{item}` | `item_id`, `reason`, `last_attempt`, `attempts` (N), `resolved` (BOOL) |
 //! | container | `T#{tenant}` | `DRIVE#{drive}` or `MAILBOX#{user}` | `doc` (ContainerRecord JSON) |
+//! | container by tag | `T#{tenant}` | `TAG#{tag}` (`ContainerId::tag`) | `container` (ContainerId JSON) |
+//! | unresolved drive or mailbox | `T#{tenant}` | `UNRESOLVED#{drive\|mailbox}#{user}` | `doc` (Unresolved JSON), `resolved` (BOOL) |
 //! | throttle | `THROTTLE#{tenant}#{resource}` | `STATE` | `until` |
 //! | concurrency slots | `SLOTS#{tenant}#{resource}` | `STATE` | `s0`..`sN`: each slot's lease end |
 //! | restore job | `R#{job}` | `JOB` | `doc` (RestoreJob JSON as created), `status`, counters (N) `planned_items`, `planned_bytes`, `conflicts`, `restored`, `unchanged`, `skipped`, `failed`, `bytes_restored`; `G1PK` = `RJ#{tenant}`, `G1SK` = `{created_at}#{job}` |
@@ -43,6 +45,7 @@ pub(super) const VERSION_PREFIX: &str = "V#";
 pub(super) const FAILURE_PREFIX: &str = "FAIL#";
 pub(super) const DRIVE_PREFIX: &str = "DRIVE#";
 pub(super) const MAILBOX_PREFIX: &str = "MAILBOX#";
+pub(super) const UNRESOLVED_PREFIX: &str = "UNRESOLVED#";
 pub(super) const REPORT_PREFIX: &str = "ITEM#";
 pub(super) const PART_PREFIX: &str = "EXPORT#";
 /// Sorts after every `ITEM#...` and before `JOB`: the end of a job's reports.
@@ -79,6 +82,16 @@ pub(super) fn failure_sk(item_id: &str) -> String {
 /// A tenant's partition: its container registry.
 pub(super) fn tenant_pk(tenant_id: &str) -> String {
     format!("T#{tenant_id}")
+}
+
+/// Sort key of the row finding a container by its [`ContainerId::tag`].
+pub(super) fn tag_sk(tag: &str) -> String {
+    format!("TAG#{tag}")
+}
+
+/// Sort key of a user's unresolved drive or mailbox (`service`).
+pub(super) fn unresolved_sk(service: &str, user_id: &str) -> String {
+    format!("{UNRESOLVED_PREFIX}{service}#{user_id}")
 }
 
 /// Sort key of a container's registry row in its tenant's partition.

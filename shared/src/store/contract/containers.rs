@@ -1,29 +1,72 @@
-//! [`Containers`]: the registry of protected containers, per tenant.
+//! [`Containers`]: the registry of protected containers, per tenant, and the drives and
+//! mailboxes discovery could not resolve.
 
 use super::at;
-use crate::model::{ContainerId, ContainerRecord};
+use crate::model::{ContainerId, ContainerRecord, Problem, Service, Unresolved};
 use crate::store::Containers;
 
-contract_tests!(containers_are_listed_per_tenant);
+contract_tests!(containers_are_listed_per_tenant_and_found_by_tag, unresolved_lookups_are_listed_until_cleared);
 
-async fn containers_are_listed_per_tenant(catalog: &impl Containers) {
-    // Given two drives of tenant-1 registered
-    for drive in ["d1", "d2"] {
-        let record = ContainerRecord {
-            container: ContainerId::new("tenant-1", drive),
-            user_id: "u".into(),
-            user_principal_name: None,
-            discovered_at: at("2024-05-01T00:00:00Z"),
-            subscription_id: None,
-            subscription_expires: None,
-        };
-        catalog.put_container(&record).await.expect("put container");
+fn record(container: ContainerId) -> ContainerRecord {
+    ContainerRecord {
+        container,
+        user_id: "u".into(),
+        user_principal_name: None,
+        discovered_at: at("2024-05-01T00:00:00Z"),
+        subscription_id: None,
+        subscription_expires: None,
+        problem: None,
     }
+}
 
-    // Then tenant-1 lists both, each reads back, and another tenant lists none
+async fn containers_are_listed_per_tenant_and_found_by_tag(catalog: &impl Containers) {
+    // Given two drives and a mailbox of tenant-1 registered
+    for drive in ["d1", "d2"] {
+        catalog.put_container(&record(ContainerId::new("tenant-1", drive))).await.expect("put container");
+    }
+    let mailbox = ContainerId::mailbox("tenant-1", "u");
+    let mut refused = record(mailbox.clone());
+    refused.problem = Some(Problem { reason: "HTTP 403 ExtensionError".into(), since: at("2024-05-02T00:00:00Z") });
+    catalog.put_container(&refused).await.expect("put mailbox");
+
+    // Then tenant-1 lists all three, each reads back, and another tenant lists none
     let listed = catalog.list_containers("tenant-1").await.expect("list");
-    assert_eq!(listed.iter().map(|r| r.container.graph_id.as_str()).collect::<Vec<_>>(), ["d1", "d2"]);
+    assert_eq!(listed.iter().map(|r| r.container.scoped_id().into_owned()).collect::<Vec<_>>(), ["d1", "d2", "mailbox:u"]);
     assert!(catalog.container(&ContainerId::new("tenant-1", "d1")).await.expect("get").is_some());
     assert!(catalog.container(&ContainerId::new("tenant-1", "d3")).await.expect("get").is_none());
     assert!(catalog.list_containers("tenant-2").await.expect("list").is_empty());
+
+    // And a lifecycle event's tag finds its container (problem included), in its tenant only
+    let found = catalog.container_by_tag("tenant-1", &mailbox.tag()).await.expect("by tag");
+    assert_eq!(found, Some(refused));
+    assert!(catalog.container_by_tag("tenant-2", &mailbox.tag()).await.expect("by tag").is_none());
+    assert!(catalog.container_by_tag("tenant-1", "no-such-tag").await.expect("by tag").is_none());
+}
+
+async fn unresolved_lookups_are_listed_until_cleared(catalog: &impl Containers) {
+    // Given u1's drive and mailbox and u2's drive unresolved
+    let unresolved = |user: &str, service| Unresolved {
+        tenant_id: "tenant-1".into(),
+        user_id: user.into(),
+        user_principal_name: Some(format!("{user}@contoso.test")),
+        service,
+        problem: Problem { reason: "HTTP 403 accessDenied".into(), since: at("2024-05-01T00:00:00Z") },
+    };
+    for (user, service) in [("u1", Service::Drive), ("u1", Service::Mailbox), ("u2", Service::Drive)] {
+        catalog.put_unresolved(&unresolved(user, service)).await.expect("put");
+    }
+
+    // When u1's drive is resolved (and something never unresolved is cleared)
+    catalog.clear_unresolved("tenant-1", "u1", Service::Drive).await.expect("clear");
+    catalog.clear_unresolved("tenant-1", "u9", Service::Mailbox).await.expect("clear unknown");
+
+    // Then the other two are listed, in their tenant only
+    let mut listed = catalog.list_unresolved("tenant-1").await.expect("list");
+    listed.sort_by(|a, b| (&a.user_id, a.service).cmp(&(&b.user_id, b.service)));
+    assert_eq!(listed, [unresolved("u1", Service::Mailbox), unresolved("u2", Service::Drive)]);
+    assert!(catalog.list_unresolved("tenant-2").await.expect("list").is_empty());
+
+    // And an unresolved lookup that fails again is listed again
+    catalog.put_unresolved(&unresolved("u1", Service::Drive)).await.expect("put again");
+    assert_eq!(catalog.list_unresolved("tenant-1").await.expect("list").len(), 3);
 }

@@ -1,9 +1,9 @@
-//! The container registry.
+//! The container registry and the unresolved drives and mailboxes.
 
 use async_trait::async_trait;
 
 use super::MemoryCatalog;
-use crate::model::{ContainerId, ContainerRecord};
+use crate::model::{ContainerId, ContainerRecord, Service, Unresolved};
 use crate::store::{Containers, StoreError};
 
 #[async_trait]
@@ -12,13 +12,36 @@ impl Containers for MemoryCatalog {
         Ok(self.read().containers.get(container).cloned())
     }
 
+    async fn container_by_tag(&self, tenant_id: &str, tag: &str) -> Result<Option<ContainerRecord>, StoreError> {
+        let state = self.read();
+        Ok(state.containers.values().find(|r| r.container.tenant_id == tenant_id && r.container.tag() == tag).cloned())
+    }
+
     async fn list_containers(&self, tenant_id: &str) -> Result<Vec<ContainerRecord>, StoreError> {
         let state = self.read();
         Ok(state.containers.values().filter(|r| r.container.tenant_id == tenant_id).cloned().collect())
     }
 
     async fn put_container(&self, record: &ContainerRecord) -> Result<(), StoreError> {
+        // The registry row and the row that finds it by tag: two writes, as in DynamoDB.
+        drop(self.write());
         self.write().containers.insert(record.container.clone(), record.clone());
+        Ok(())
+    }
+
+    async fn list_unresolved(&self, tenant_id: &str) -> Result<Vec<Unresolved>, StoreError> {
+        let state = self.read();
+        Ok(state.unresolved.iter().filter(|((t, _, _), _)| t == tenant_id).map(|(_, u)| u.clone()).collect())
+    }
+
+    async fn put_unresolved(&self, unresolved: &Unresolved) -> Result<(), StoreError> {
+        let key = (unresolved.tenant_id.clone(), unresolved.user_id.clone(), unresolved.service);
+        self.write().unresolved.insert(key, unresolved.clone());
+        Ok(())
+    }
+
+    async fn clear_unresolved(&self, tenant_id: &str, user_id: &str, service: Service) -> Result<(), StoreError> {
+        self.write().unresolved.remove(&(tenant_id.to_owned(), user_id.to_owned(), service));
         Ok(())
     }
 }

@@ -78,6 +78,8 @@ struct CatalogState {
     /// Marks of the items each full scan saw, by (container, epoch).
     seen: HashMap<(ContainerId, String), std::collections::HashSet<String>>,
     containers: BTreeMap<ContainerId, ContainerRecord>,
+    /// By (tenant, user, service).
+    unresolved: BTreeMap<(String, String, crate::model::Service), crate::model::Unresolved>,
     throttles: HashMap<(String, String), DateTime<Utc>>,
     slots: HashMap<(String, String, u32), DateTime<Utc>>,
     failures: BTreeMap<ItemKey, failures::FailureRow>,
