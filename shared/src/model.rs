@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 mod queue;
 mod restore;
 
-pub use queue::{ChangeJob, ChangeReason, ItemJob, LifecycleJob, Renewal, RestoreStep, RestoreTask, SchedulerWork, UserRef};
+pub use queue::{
+    ChangeJob, ChangeReason, ItemJob, LifecycleJob, Renewal, RestoreStep, RestoreTask, SchedulerWork, UserRef,
+};
 pub use restore::{
     ConflictPolicy, ExportPart, RestoreItemReport, RestoreJob, RestoreOutcome, RestorePlan, RestoreScope,
     RestoreStatus, RestoreTarget,

@@ -15,7 +15,7 @@ use shared::aws::vault::S3Vault;
 use shared::config::{
     CopierConfig, EnumeratorConfig, RestoreApiConfig, RestorerConfig, SchedulerConfig, WebhookConfig,
 };
-use shared::pipeline::batch::{copy_batch, enumerate_batch, scheduler_batch, restore_batch};
+use shared::pipeline::batch::{copy_batch, enumerate_batch, restore_batch, scheduler_batch};
 use shared::pipeline::scheduler::{self, SchedulerDeps, Task};
 use tokio::net::TcpListener;
 use tokio::sync::watch;

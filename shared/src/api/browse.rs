@@ -1,4 +1,4 @@
-//! Read-only routes: protected resources, a folder's children as of T, an item's history, a
+//! Read-only routes: a folder's children as of T, an item's history, a
 //! download link for one version, and the changes in a window. Drives and mailboxes answer the
 //! same four routes (`/v1/drives/{id}/...`, `/v1/mailboxes/{id}/...`); a mailbox's folders are
 //! its folders, its files its messages (MIME, downloaded as `.eml`).
@@ -13,105 +13,13 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ApiDeps, ApiError, ApiPath, ApiQuery, DOWNLOAD_LINK_LIFETIME, Deps, Holder, NoQuery, Owner, check_as_of,
-    parse_limit, parse_time,
+    ApiDeps, ApiError, ApiPath, ApiQuery, DOWNLOAD_LINK_LIFETIME, Deps, Holder, Owner, check_as_of, parse_limit,
+    parse_time,
 };
 use crate::model::{ContainerId, ItemKind, ItemVersion, MailMeta, Verification};
-use crate::pipeline::enumerator::describe;
 
 /// Catalog reads in flight for one request.
 const READ_CONCURRENCY: usize = 16;
-
-// ---------------------------------------------------------------------------------------
-// GET /v1/resources
-
-#[derive(Serialize)]
-pub(crate) struct Resources {
-    users: Vec<ProtectedUser>,
-}
-
-#[derive(Serialize)]
-struct ProtectedUser {
-    user_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    user_principal_name: Option<String>,
-    drives: Vec<ProtectedDrive>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    mailbox: Option<ProtectedMailbox>,
-}
-
-#[derive(Serialize)]
-struct ProtectedDrive {
-    drive_id: String,
-    #[serde(flatten)]
-    protection: Protection,
-}
-
-#[derive(Serialize)]
-struct ProtectedMailbox {
-    mailbox_id: String,
-    #[serde(flatten)]
-    protection: Protection,
-}
-
-/// How a container is protected.
-#[derive(Serialize)]
-struct Protection {
-    discovered_at: DateTime<Utc>,
-    subscription_expires: Option<DateTime<Utc>>,
-    last_synced_at: Option<DateTime<Utc>>,
-    health: &'static str,
-    open_failures: usize,
-    /// Graph refuses the whole container (a mailbox deleted or unlicensed): what and since when.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    unavailable: Option<crate::model::Problem>,
-}
-
-pub(crate) async fn resources(
-    State(deps): Deps,
-    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
-) -> Result<Json<Resources>, ApiError> {
-    let records = deps.catalog.list_containers(&deps.tenant_id).await?;
-    let deps = &deps;
-    let drives: Vec<_> = futures::stream::iter(records)
-        .map(|record| async move {
-            let sync = deps.catalog.sync_state(&record.container).await?;
-            let failures = deps.catalog.failures(&record.container).await?;
-            Ok::<_, ApiError>((record, sync, failures.len()))
-        })
-        .buffered(READ_CONCURRENCY)
-        .try_collect()
-        .await?;
-    let mut users: BTreeMap<String, ProtectedUser> = BTreeMap::new();
-    for (record, sync, open_failures) in drives {
-        let user = users.entry(record.user_id.clone()).or_insert_with(|| ProtectedUser {
-            user_id: record.user_id.clone(),
-            user_principal_name: None,
-            drives: Vec::new(),
-            mailbox: None,
-        });
-        user.user_principal_name = user.user_principal_name.take().or(record.user_principal_name.clone());
-        let protection = Protection {
-            discovered_at: record.discovered_at,
-            subscription_expires: record.subscription_expires,
-            last_synced_at: sync.last_synced_at,
-            health: describe(&sync),
-            open_failures,
-            unavailable: sync.unavailable.clone(),
-        };
-        let id = record.container.graph_id.clone();
-        if record.container.is_mailbox() {
-            user.mailbox = Some(ProtectedMailbox { mailbox_id: id, protection });
-        } else {
-            user.drives.push(ProtectedDrive { drive_id: id, protection });
-        }
-    }
-    let mut users: Vec<_> = users.into_values().collect();
-    for user in &mut users {
-        user.drives.sort_by(|a, b| a.drive_id.cmp(&b.drive_id));
-    }
-    Ok(Json(Resources { users }))
-}
 
 // ---------------------------------------------------------------------------------------
 // GET /v1/{drives|mailboxes}/{id}/children

@@ -4,8 +4,8 @@
 use chrono::{TimeDelta, Utc};
 
 use super::test_support::*;
-use crate::model::{ContainerId, ItemVersion, Verification};
-use crate::store::{Failures, SyncStates};
+use crate::model::{ContainerId, ContainerRecord, ItemVersion, Problem, Service, SyncState, Unresolved, Verification};
+use crate::store::{Containers, Failures, SyncStates};
 
 fn names(reply: &Reply) -> Vec<String> {
     let items = reply.json["items"].as_array().unwrap_or_else(|| panic!("no items in {}", reply.json));
@@ -28,9 +28,58 @@ async fn resources_list_users_drives_and_their_health() {
     assert_eq!(drive["drive_id"], DRIVE);
     assert_eq!(drive["health"], "in sync");
     assert_eq!(drive["open_failures"], 1);
+    assert_eq!(drive["status"]["state"], "degraded");
+    assert_eq!(drive["status"]["reason"], "1 item could not be backed up");
     assert_eq!(drive["last_synced_at"], serde_json::to_value(f.discovered + TimeDelta::hours(1)).expect("time"));
     assert!(drive["subscription_expires"].is_string() && drive["discovered_at"].is_string());
     assert!(!reply.json.to_string().contains("token=secret"), "delta links never leave the catalog");
+}
+
+#[tokio::test]
+async fn resources_say_how_well_each_container_is_protected_and_list_what_discovery_could_not_resolve() {
+    let f = fixture().await;
+    // ada's drive synced a minute ago; bob's drive is mid first crawl and Graph refused its
+    // subscription; carol's mailbox could not be resolved at all.
+    let ada = ContainerId::new(TENANT, DRIVE);
+    let fresh = SyncState { last_synced_at: Some(Utc::now() - TimeDelta::minutes(1)), ..SyncState::default() };
+    f.catalog.put_sync_state(&ada, &fresh).await.expect("sync");
+    let refused = Problem { reason: "subscription refused: forbidden (ExtensionError)".into(), since: f.discovered };
+    let bob = ContainerRecord {
+        container: ContainerId::new(TENANT, "drive-bob"),
+        user_id: "bob".into(),
+        user_principal_name: None,
+        discovered_at: f.discovered,
+        subscription_id: None,
+        subscription_expires: None,
+        problem: Some(refused),
+    };
+    f.catalog.put_container(&bob).await.expect("bob");
+    let lookup = Problem { reason: "forbidden (ErrorAccessDenied)".into(), since: f.discovered };
+    let carol = Unresolved {
+        tenant_id: TENANT.into(),
+        user_id: "carol".into(),
+        user_principal_name: Some("carol@contoso.test".into()),
+        service: Service::Mailbox,
+        problem: lookup,
+    };
+    f.catalog.put_unresolved(&carol).await.expect("carol");
+
+    let reply = f.get("/v1/resources").await;
+
+    assert_eq!(reply.status, 200, "{}", reply.json);
+    let users = reply.json["users"].as_array().expect("users");
+    let user = |id: &str| users.iter().find(|u| u["user_id"] == id).unwrap_or_else(|| panic!("{id} in {users:?}"));
+    assert_eq!(user("ada")["drives"][0]["status"], serde_json::json!({"state": "protected"}));
+    let bob = &user("bob")["drives"][0]["status"];
+    assert_eq!(bob["state"], "unprotected", "{bob}");
+    assert!(bob["reason"].as_str().is_some_and(|r| r.contains("ExtensionError")), "{bob}");
+    let carol = &user("carol");
+    assert_eq!(carol["user_principal_name"], "carol@contoso.test");
+    assert_eq!(carol["unresolved"][0]["service"], "mailbox");
+    assert_eq!(carol["unresolved"][0]["status"]["state"], "unprotected");
+    assert_eq!(carol["unresolved"][0]["status"]["reason"], "forbidden (ErrorAccessDenied)");
+    assert_eq!(carol["unresolved"][0]["status"]["since"], serde_json::to_value(f.discovered).expect("time"));
+    assert_eq!(reply.json["summary"], serde_json::json!({"protected": 1, "unprotected": 2}));
 }
 
 #[tokio::test]

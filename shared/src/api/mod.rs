@@ -12,6 +12,7 @@ mod browse;
 mod failures;
 pub mod presign;
 pub mod problem;
+mod resources;
 mod restores;
 
 #[cfg(test)]
@@ -77,7 +78,7 @@ macro_rules! api_routes {
 }
 
 api_routes! {
-    GET "/v1/resources" => browse::resources, NoQuery;
+    GET "/v1/resources" => resources::resources, NoQuery;
     GET "/v1/drives/{drive_id}/children" => browse::children, browse::ChildrenQuery;
     GET "/v1/drives/{drive_id}/items/{item_id}/versions" => browse::versions, browse::VersionsQuery;
     GET "/v1/drives/{drive_id}/items/{item_id}/download" => browse::download, browse::DownloadQuery;

@@ -230,8 +230,10 @@ pub async fn discover(deps: &SchedulerDeps) -> Result<Report, PipelineError> {
             user_principal_name: u.user_principal_name,
         })
         .collect();
-    let shares: Vec<_> =
-        refs.chunks(USERS_PER_SHARE).map(|users| SchedulerWork::Discover { users: users.to_vec(), attempt: 0 }).collect();
+    let shares: Vec<_> = refs
+        .chunks(USERS_PER_SHARE)
+        .map(|users| SchedulerWork::Discover { users: users.to_vec(), attempt: 0 })
+        .collect();
     let report = Report { users: refs.len(), shares: send_work(deps, shares, None).await?, ..Report::default() };
     info!(users = report.users, shares = report.shares, "discovery fanned out");
     Ok(report)
@@ -557,7 +559,9 @@ pub async fn lifecycle(deps: &SchedulerDeps, job: &LifecycleJob) -> Result<(), P
         "missed" => Ok(Some(ChangeReason::Reconcile)),
         // About a subscription already replaced: nothing to do for it.
         _ if !current => Ok(None),
-        "reauthorizationRequired" => renew_one(deps, &mut record).await.map(|recreated| recreated.then_some(ChangeReason::Sweep)),
+        "reauthorizationRequired" => {
+            renew_one(deps, &mut record).await.map(|recreated| recreated.then_some(ChangeReason::Sweep))
+        }
         "subscriptionRemoved" => {
             record.subscription_id = None;
             subscribe(deps, &mut record).await.map(|()| Some(ChangeReason::Sweep))

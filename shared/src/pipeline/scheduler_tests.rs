@@ -29,7 +29,8 @@ impl Subscriptions {
             ("POST", None) => {
                 let body: Value = serde_json::from_str(&seen.body).unwrap();
                 let id = format!("sub-{}", seen.nth);
-                let sub = json!({"id": id, "resource": body["resource"], "expirationDateTime": body["expirationDateTime"]});
+                let sub =
+                    json!({"id": id, "resource": body["resource"], "expirationDateTime": body["expirationDateTime"]});
                 book.insert(id, sub.clone());
                 reply_json(201, &sub)
             }
@@ -82,7 +83,10 @@ async fn graph() -> (TestServer, Arc<Subscriptions>) {
 }
 
 fn inbox() -> axum::response::Response {
-    reply_json(200, &json!({"id": "AAMkInbox", "displayName": "Inbox", "parentFolderId": "AAMkRoot", "childFolderCount": 0}))
+    reply_json(
+        200,
+        &json!({"id": "AAMkInbox", "displayName": "Inbox", "parentFolderId": "AAMkRoot", "childFolderCount": 0}),
+    )
 }
 
 fn deps(server: &TestServer, catalog: Arc<MemoryCatalog>, sink: Arc<MemorySink>) -> SchedulerDeps {
@@ -201,9 +205,7 @@ async fn one_failing_user_never_stops_the_others_and_each_failure_is_reported() 
             }
             ("GET", ["users", user, "drive"]) => reply_json(200, &json!({"id": format!("drive-of-{user}")})),
             ("GET", ["users", _, "mailFolders", "inbox"]) => inbox(),
-            ("POST", ["subscriptions"]) if seen.body.contains("drive-of-user-19") => {
-                graph_error(403, "ExtensionError")
-            }
+            ("POST", ["subscriptions"]) if seen.body.contains("drive-of-user-19") => graph_error(403, "ExtensionError"),
             _ => book.answer(seen).unwrap_or_else(|| graph_error(404, "itemNotFound")),
         }
     })

@@ -5,9 +5,7 @@
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::keys::{
-    DRIVE_PREFIX, MAILBOX_PREFIX, UNRESOLVED_PREFIX, registry_sk, tag_sk, tenant_pk, unresolved_sk,
-};
+use super::keys::{DRIVE_PREFIX, MAILBOX_PREFIX, UNRESOLVED_PREFIX, registry_sk, tag_sk, tenant_pk, unresolved_sk};
 use super::{DynamoCatalog, all_rows, applied, json, key, parse_doc};
 use crate::model::{ContainerId, ContainerRecord, Service, Unresolved};
 use crate::store::{Containers, StoreError};

@@ -31,7 +31,10 @@ async fn containers_are_listed_per_tenant_and_found_by_tag(catalog: &impl Contai
 
     // Then tenant-1 lists all three, each reads back, and another tenant lists none
     let listed = catalog.list_containers("tenant-1").await.expect("list");
-    assert_eq!(listed.iter().map(|r| r.container.scoped_id().into_owned()).collect::<Vec<_>>(), ["d1", "d2", "mailbox:u"]);
+    assert_eq!(
+        listed.iter().map(|r| r.container.scoped_id().into_owned()).collect::<Vec<_>>(),
+        ["d1", "d2", "mailbox:u"]
+    );
     assert!(catalog.container(&ContainerId::new("tenant-1", "d1")).await.expect("get").is_some());
     assert!(catalog.container(&ContainerId::new("tenant-1", "d3")).await.expect("get").is_none());
     assert!(catalog.list_containers("tenant-2").await.expect("list").is_empty());

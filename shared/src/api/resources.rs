@@ -1,0 +1,315 @@
+//! `GET /v1/resources`: every user discovery knows of, their protected drives and mailbox, and
+//! how well each is protected: `protected | degraded | unavailable | unprotected`, with the
+//! reason (Graph's code or ours) and since when. A drive or mailbox discovery could not
+//! resolve is listed under its user, never silently missing.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::State;
+use chrono::{DateTime, TimeDelta, Utc};
+use futures::{StreamExt, TryStreamExt};
+use serde::Serialize;
+
+use super::{ApiError, ApiQuery, Deps, NoQuery};
+use crate::model::{ContainerRecord, ItemFailure, Problem, Service, SyncState, Unresolved};
+use crate::pipeline::enumerator::describe;
+
+/// Catalog reads in flight for one request.
+const READ_CONCURRENCY: usize = 16;
+
+/// A container whose last complete pass is older than this is degraded: sweeps run every 15
+/// minutes, so a day without one means enumeration is stuck (throttled, failing, dead-lettered).
+pub const STALE_AFTER: TimeDelta = TimeDelta::hours(24);
+
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum ProtectionState {
+    /// Backed up, subscribed, in sync, nothing failing.
+    Protected,
+    /// Backed up, but something is missing: no working subscription (sweeps alone keep it
+    /// backed up), items that failed, or no complete pass for a day.
+    Degraded,
+    /// Graph refuses the whole container (deleted, unlicensed, access denied): everything
+    /// backed up is kept; nothing new is.
+    Unavailable,
+    /// Nothing (or not everything) backed up yet: the first full backup has not finished, or
+    /// discovery could not resolve the drive or mailbox.
+    Unprotected,
+}
+
+/// How well something is protected; `reason` and `since` unless protected.
+#[derive(Serialize, Debug, PartialEq, Eq)]
+pub struct Status {
+    pub state: ProtectionState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<DateTime<Utc>>,
+}
+
+impl Status {
+    fn protected() -> Self {
+        Self { state: ProtectionState::Protected, reason: None, since: None }
+    }
+
+    fn of(state: ProtectionState, problem: &Problem) -> Self {
+        Self { state, reason: Some(problem.reason.clone()), since: Some(problem.since) }
+    }
+
+    fn new(state: ProtectionState, reason: String, since: DateTime<Utc>) -> Self {
+        Self { state, reason: Some(reason), since: Some(since) }
+    }
+}
+
+/// The rule, first match wins (worst first).
+pub fn status(
+    record: &ContainerRecord,
+    sync: &SyncState,
+    failures: &[ItemFailure],
+    unresolved: Option<&Problem>,
+    now: DateTime<Utc>,
+) -> Status {
+    if let Some(problem) = &sync.unavailable {
+        return Status::of(ProtectionState::Unavailable, problem);
+    }
+    let Some(synced) = sync.last_synced_at else {
+        let reason = match &record.problem {
+            Some(p) => format!("first full backup not finished; {}", p.reason),
+            None => "first full backup not finished".to_owned(),
+        };
+        return Status::new(ProtectionState::Unprotected, reason, record.discovered_at);
+    };
+    if let Some(problem) = &record.problem {
+        return Status::of(ProtectionState::Degraded, problem);
+    }
+    if let Some(problem) = unresolved {
+        return Status::new(ProtectionState::Degraded, format!("discovery: {}", problem.reason), problem.since);
+    }
+    match (&record.subscription_id, record.subscription_expires) {
+        (None, _) => return Status::new(ProtectionState::Degraded, "no subscription".into(), record.discovered_at),
+        (Some(_), Some(expires)) if expires <= now => {
+            return Status::new(ProtectionState::Degraded, "subscription expired".into(), expires);
+        }
+        _ => {}
+    }
+    if let Some(first) = failures.iter().map(|f| f.last_attempt).min() {
+        let n = failures.len();
+        let reason = format!("{n} item{} could not be backed up", if n == 1 { "" } else { "s" });
+        return Status::new(ProtectionState::Degraded, reason, first);
+    }
+    if now - synced > STALE_AFTER {
+        return Status::new(ProtectionState::Degraded, "no complete pass for over a day".into(), synced);
+    }
+    Status::protected()
+}
+
+#[derive(Serialize)]
+pub(crate) struct Resources {
+    /// How many drives and mailboxes (unresolved ones included) are in each state.
+    summary: BTreeMap<ProtectionState, usize>,
+    users: Vec<ProtectedUser>,
+}
+
+#[derive(Serialize)]
+struct ProtectedUser {
+    user_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_principal_name: Option<String>,
+    drives: Vec<ProtectedDrive>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mailbox: Option<ProtectedMailbox>,
+    /// The user's drive or mailbox discovery could not resolve.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    unresolved: Vec<UnresolvedService>,
+}
+
+#[derive(Serialize)]
+struct ProtectedDrive {
+    drive_id: String,
+    #[serde(flatten)]
+    protection: Protection,
+}
+
+#[derive(Serialize)]
+struct ProtectedMailbox {
+    mailbox_id: String,
+    #[serde(flatten)]
+    protection: Protection,
+}
+
+#[derive(Serialize)]
+struct UnresolvedService {
+    service: Service,
+    status: Status,
+}
+
+/// How a container is protected.
+#[derive(Serialize)]
+struct Protection {
+    status: Status,
+    discovered_at: DateTime<Utc>,
+    subscription_expires: Option<DateTime<Utc>>,
+    last_synced_at: Option<DateTime<Utc>>,
+    /// Where its enumeration stands.
+    health: &'static str,
+    open_failures: usize,
+    /// Graph refuses the whole container (a mailbox deleted or unlicensed): what and since when.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unavailable: Option<Problem>,
+}
+
+pub(crate) async fn resources(
+    State(deps): Deps,
+    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
+) -> Result<Json<Resources>, ApiError> {
+    let records = deps.catalog.list_containers(&deps.tenant_id).await?;
+    let unresolved = deps.catalog.list_unresolved(&deps.tenant_id).await?;
+    let now = deps.clock.now();
+    let deps = &deps;
+    let containers: Vec<_> = futures::stream::iter(records)
+        .map(|record| async move {
+            let sync = deps.catalog.sync_state(&record.container).await?;
+            let failures = deps.catalog.failures(&record.container).await?;
+            Ok::<_, ApiError>((record, sync, failures))
+        })
+        .buffered(READ_CONCURRENCY)
+        .try_collect()
+        .await?;
+
+    let mut users: BTreeMap<String, ProtectedUser> = BTreeMap::new();
+    let user = |users: &mut BTreeMap<String, ProtectedUser>, id: &str, upn: Option<&String>| {
+        let user = users.entry(id.to_owned()).or_insert_with(|| ProtectedUser {
+            user_id: id.to_owned(),
+            user_principal_name: None,
+            drives: Vec::new(),
+            mailbox: None,
+            unresolved: Vec::new(),
+        });
+        if user.user_principal_name.is_none() {
+            user.user_principal_name = upn.cloned();
+        }
+    };
+    let problem_of = |user_id: &str, service: Service| {
+        unresolved.iter().find(|u: &&Unresolved| u.user_id == user_id && u.service == service).map(|u| &u.problem)
+    };
+    let mut summary = BTreeMap::new();
+    for (record, sync, failures) in containers {
+        user(&mut users, &record.user_id, record.user_principal_name.as_ref());
+        let service = if record.container.is_mailbox() { Service::Mailbox } else { Service::Drive };
+        let status = status(&record, &sync, &failures, problem_of(&record.user_id, service), now);
+        *summary.entry(status.state).or_insert(0) += 1;
+        let protection = Protection {
+            status,
+            discovered_at: record.discovered_at,
+            subscription_expires: record.subscription_expires,
+            last_synced_at: sync.last_synced_at,
+            health: describe(&sync),
+            open_failures: failures.len(),
+            unavailable: sync.unavailable.clone(),
+        };
+        let id = record.container.graph_id.clone();
+        let Some(user) = users.get_mut(&record.user_id) else { continue };
+        if record.container.is_mailbox() {
+            user.mailbox = Some(ProtectedMailbox { mailbox_id: id, protection });
+        } else {
+            user.drives.push(ProtectedDrive { drive_id: id, protection });
+        }
+    }
+    for u in &unresolved {
+        user(&mut users, &u.user_id, u.user_principal_name.as_ref());
+        let Some(user) = users.get_mut(&u.user_id) else { continue };
+        let protected = match u.service {
+            Service::Drive => !user.drives.is_empty(),
+            Service::Mailbox => user.mailbox.is_some(),
+        };
+        // A container already protected carries the problem in its own status (degraded).
+        if !protected {
+            *summary.entry(ProtectionState::Unprotected).or_insert(0) += 1;
+            user.unresolved.push(UnresolvedService {
+                service: u.service,
+                status: Status::of(ProtectionState::Unprotected, &u.problem),
+            });
+        }
+    }
+    let mut users: Vec<_> = users.into_values().collect();
+    for user in &mut users {
+        user.drives.sort_by(|a, b| a.drive_id.cmp(&b.drive_id));
+        user.unresolved.sort_by_key(|u| u.service);
+    }
+    Ok(Json(Resources { summary, users }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ContainerId;
+
+    fn at(hours: i64) -> DateTime<Utc> {
+        DateTime::<Utc>::UNIX_EPOCH + TimeDelta::days(20_000) + TimeDelta::hours(hours)
+    }
+
+    fn record() -> ContainerRecord {
+        ContainerRecord {
+            container: ContainerId::new("t", "d"),
+            user_id: "u".into(),
+            user_principal_name: None,
+            discovered_at: at(0),
+            subscription_id: Some("sub".into()),
+            subscription_expires: Some(at(24 * 20)),
+            problem: None,
+        }
+    }
+
+    fn synced(hours: i64) -> SyncState {
+        SyncState { last_synced_at: Some(at(hours)), ..SyncState::default() }
+    }
+
+    fn problem(reason: &str, hours: i64) -> Problem {
+        Problem { reason: reason.into(), since: at(hours) }
+    }
+
+    #[test]
+    fn each_state_has_its_reason_and_since() {
+        let now = at(48);
+        let fine = status(&record(), &synced(47), &[], None, now);
+        assert_eq!(fine, Status::protected());
+
+        let first_crawl = status(&record(), &SyncState::default(), &[], None, now);
+        assert_eq!((first_crawl.state, first_crawl.since), (ProtectionState::Unprotected, Some(at(0))));
+
+        let refused = ContainerRecord {
+            problem: Some(problem("subscription refused: forbidden (ExtensionError)", 3)),
+            ..record()
+        };
+        let degraded = status(&refused, &synced(47), &[], None, now);
+        assert_eq!(
+            degraded,
+            Status::of(ProtectionState::Degraded, &problem("subscription refused: forbidden (ExtensionError)", 3))
+        );
+
+        let gone = SyncState { unavailable: Some(problem("mailbox unavailable (ErrorInvalidUser)", 5)), ..synced(4) };
+        assert_eq!(status(&refused, &gone, &[], None, now).state, ProtectionState::Unavailable, "the worst state wins");
+
+        let expired = ContainerRecord { subscription_expires: Some(at(40)), ..record() };
+        assert_eq!(
+            status(&expired, &synced(47), &[], None, now),
+            Status::new(ProtectionState::Degraded, "subscription expired".into(), at(40))
+        );
+
+        let failure = ItemFailure {
+            key: ContainerId::new("t", "d").item("i"),
+            reason: "403".into(),
+            attempts: 1,
+            last_attempt: at(10),
+        };
+        let failing = status(&record(), &synced(47), &[failure], None, now);
+        assert_eq!((failing.state, failing.since), (ProtectionState::Degraded, Some(at(10))));
+
+        let stale = status(&record(), &synced(20), &[], None, now);
+        assert_eq!((stale.state, stale.since), (ProtectionState::Degraded, Some(at(20))));
+
+        let lookup = status(&record(), &synced(47), &[], Some(&problem("forbidden (accessDenied)", 30)), now);
+        assert_eq!((lookup.state, lookup.since), (ProtectionState::Degraded, Some(at(30))));
+    }
+}
