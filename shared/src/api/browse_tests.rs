@@ -30,6 +30,11 @@ async fn resources_list_users_drives_and_their_health() {
     assert_eq!(drive["open_failures"], 1);
     assert_eq!(drive["status"]["state"], "degraded");
     assert_eq!(drive["status"]["reason"], "1 item could not be backed up");
+
+    // Once a later attempt backs the item up, the failure no longer counts
+    commit(&f.catalog, &file("file-locked", "locked.docx", ROOT, Utc::now(), "l1")).await;
+    let after = f.get("/v1/resources").await;
+    assert_eq!(after.json["users"][0]["drives"][0]["open_failures"], 0, "{}", after.json);
     assert_eq!(drive["last_synced_at"], serde_json::to_value(f.discovered + TimeDelta::hours(1)).expect("time"));
     assert!(drive["subscription_expires"].is_string() && drive["discovered_at"].is_string());
     assert!(!reply.json.to_string().contains("token=secret"), "delta links never leave the catalog");

@@ -11,12 +11,14 @@ use chrono::{DateTime, TimeDelta, Utc};
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
-use super::{ApiError, ApiQuery, Deps, NoQuery};
-use crate::model::{ContainerRecord, ItemFailure, Problem, Service, SyncState, Unresolved};
+use super::{ApiDeps, ApiError, ApiQuery, Deps, NoQuery};
+use crate::model::{ContainerId, ContainerRecord, ItemFailure, Problem, Service, SyncState, Unresolved};
 use crate::pipeline::enumerator::describe;
 
 /// Catalog reads in flight for one request.
 const READ_CONCURRENCY: usize = 16;
+/// Failures per container checked against the item's head.
+const FAILURES_CHECKED: usize = 100;
 
 /// A container whose last complete pass is older than this is degraded: sweeps run every 15
 /// minutes, so a day without one means enumeration is stuck (throttled, failing, dead-lettered).
@@ -153,6 +155,7 @@ struct Protection {
     last_synced_at: Option<DateTime<Utc>>,
     /// Where its enumeration stands.
     health: &'static str,
+    /// Items that failed and have not been backed up since.
     open_failures: usize,
     /// Graph refuses the whole container (a mailbox deleted or unlicensed): what and since when.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -170,7 +173,7 @@ pub(crate) async fn resources(
     let containers: Vec<_> = futures::stream::iter(records)
         .map(|record| async move {
             let sync = deps.catalog.sync_state(&record.container).await?;
-            let failures = deps.catalog.failures(&record.container).await?;
+            let failures = still_failing(deps, &record.container).await?;
             Ok::<_, ApiError>((record, sync, failures))
         })
         .buffered(READ_CONCURRENCY)
@@ -240,10 +243,25 @@ pub(crate) async fn resources(
     Ok(Json(Resources { summary, users }))
 }
 
+/// Open failures checked against the heads: one whose item has been backed up since (a later
+/// attempt succeeded; nothing marks the failure resolved) no longer counts. Only the first
+/// [`FAILURES_CHECKED`] are checked; the rest count as they stand.
+async fn still_failing(deps: &ApiDeps, container: &ContainerId) -> Result<Vec<ItemFailure>, ApiError> {
+    let failures = deps.catalog.failures(container).await?;
+    if failures.is_empty() {
+        return Ok(failures);
+    }
+    let ids: Vec<String> = failures.iter().take(FAILURES_CHECKED).map(|f| f.key.item_id.clone()).collect();
+    let heads = deps.catalog.heads(container, &ids).await?;
+    Ok(failures
+        .into_iter()
+        .filter(|f| heads.get(&f.key.item_id).is_none_or(|h| h.current.captured_at <= f.last_attempt))
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ContainerId;
 
     fn at(hours: i64) -> DateTime<Utc> {
         DateTime::<Utc>::UNIX_EPOCH + TimeDelta::days(20_000) + TimeDelta::hours(hours)
