@@ -1,5 +1,7 @@
 //! Consumes `items` and `items-large`: one copy per message, partial batch failures reported.
 
+use std::time::{Duration, Instant};
+
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use shared::config::{CopierConfig, Env};
@@ -11,8 +13,9 @@ async fn handle(
     concurrency: usize,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, Error> {
+    let remaining = event.context.deadline().duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO);
     let messages = lambda_sqs::messages(event.payload);
-    let failed = copy_batch(deps, &messages, concurrency).await;
+    let failed = copy_batch(deps, &messages, concurrency, Instant::now() + remaining).await;
     Ok(lambda_sqs::batch_response(failed))
 }
 

@@ -66,6 +66,7 @@ pub async fn run(repo_root: std::path::PathBuf) -> Result<()> {
     println!("| DynamoDB requests per message (all) | {:.3} |", per(counts.service_total("dynamodb") as f64));
     println!("| SQS requests per message | {:.3} |", per(counts.service_total("sqs") as f64));
     println!("| throttled Graph requests | {} |", stats["throttled"]);
+    println!("AWS operations: {}", serde_json::to_string(&ops)?);
     println!("Graph routes: {}", stats["by_route"]);
 
     println!("== Mail: notification-to-locked-copy latency, 30 new messages");

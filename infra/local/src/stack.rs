@@ -233,14 +233,18 @@ impl Stack {
             visibility_timeout: opts.retry_after_secs,
             handler: enumerate,
         });
-        for (name, queue, batch_size) in [("copier", "ItemsQueue", 10), ("large-copier", "ItemsLargeQueue", 1)] {
+        // Each with its function's timeout in template.yaml, the batch's deadline.
+        let copiers = [("copier", "ItemsQueue", 10, 300), ("large-copier", "ItemsLargeQueue", 1, 900)];
+        for (name, queue, batch_size, timeout_s) in copiers {
             let pollers_for_queue = if queue == "ItemsQueue" { opts.item_pollers } else { 1 };
             for _ in 0..pollers_for_queue {
                 let deps = copier.clone();
                 let concurrency = opts.copy_concurrency;
                 let handler: Handler = Arc::new(move |batch| {
                     let deps = deps.clone();
-                    Box::pin(async move { copy_batch(&deps, &batch, concurrency).await })
+                    Box::pin(async move {
+                        copy_batch(&deps, &batch, concurrency, Instant::now() + Duration::from_secs(timeout_s)).await
+                    })
                 });
                 pollers.push(Poller {
                     name,

@@ -7,7 +7,7 @@ use std::time::Instant;
 use tracing::{Instrument, error, info_span, warn};
 
 use super::PipelineError;
-use super::copier::{self, Copied, CopierDeps};
+use super::copier::{self, BatchSlots, Copied, CopierDeps};
 use super::enumerator::{self, EnumeratorDeps};
 use super::restorer::{self, RestorerDeps};
 use super::scheduler::{self, SchedulerDeps};
@@ -41,20 +41,36 @@ async fn handle(m: &Received, step: impl Future<Output = Result<(), PipelineErro
     .await
 }
 
-/// `items` / `items-large`: copies in parallel; returns the ids to retry.
-pub async fn copy_batch(deps: &CopierDeps, messages: &[Received], concurrency: usize) -> Vec<String> {
+/// `items` / `items-large`: copies in parallel; returns the ids to retry. The batch takes the
+/// mailbox slots its jobs need once, leased until `deadline` (the Lambda's), and gives them
+/// back when its jobs of that mailbox are done ([`BatchSlots`]).
+pub async fn copy_batch(
+    deps: &CopierDeps,
+    messages: &[Received],
+    concurrency: usize,
+    deadline: Instant,
+) -> Vec<String> {
+    let jobs: Vec<(Received, Result<ItemJob, String>)> = messages
+        .iter()
+        .map(|m| (m.clone(), serde_json::from_str::<ItemJob>(&m.body).map_err(|e| e.to_string())))
+        .collect();
+    let left = deadline.saturating_duration_since(Instant::now());
+    let until = deps.clock.now() + chrono::Duration::from_std(left).unwrap_or(chrono::Duration::MAX);
+    let containers = jobs.iter().filter_map(|(_, job)| job.as_ref().ok().map(|j| &j.container));
+    let slots = BatchSlots::new(containers, until, copier::MAILBOX_SLOT_PATIENCE.min(left));
+    let slots = &slots;
     // Owned messages: a borrowed item would make the future's lifetime higher-ranked,
     // which the Send bound of a boxed handler cannot express.
-    futures::stream::iter(messages.to_vec())
-        .map(|m| async move {
+    let failed = futures::stream::iter(jobs)
+        .map(|(m, job)| async move {
             let step = async {
-                match serde_json::from_str::<ItemJob>(&m.body) {
-                    Ok(job) => copier::copy(deps, &job).await.map(|c| {
+                match job {
+                    Ok(job) => copier::copy_in_batch(deps, &job, slots).await.map(|c| {
                         if let Copied::Failed(reason) = c {
                             warn!(%reason, "item reported as failed");
                         }
                     }),
-                    Err(e) => Err(PipelineError::BadMessage(e.to_string())),
+                    Err(e) => Err(PipelineError::BadMessage(e)),
                 }
             };
             handle(&m, step).await
@@ -62,7 +78,9 @@ pub async fn copy_batch(deps: &CopierDeps, messages: &[Received], concurrency: u
         .buffer_unordered(concurrency.max(1))
         .filter_map(|failed| async move { failed })
         .collect()
-        .await
+        .await;
+    slots.release_all(deps).await;
+    failed
 }
 
 /// `changes` (FIFO): one at a time, in order; after a failure, the rest of the batch is

@@ -5,6 +5,9 @@
 //! vouches for are never recorded as that state.
 
 mod mail;
+mod slots;
+
+pub use slots::BatchSlots;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +21,7 @@ use tracing::{info, warn};
 use super::order;
 use super::part_buffer::PartBuffer;
 use super::throttle::{Paced, paced};
-use super::{DriveReader, MailReader, PipelineError, item_state, throttle_resource};
+use super::{DriveReader, MailReader, PipelineError, item_state};
 use crate::graph::GraphError;
 use crate::graph::quickxor::QuickXorHasher;
 use crate::keys;
@@ -64,18 +67,40 @@ pub enum Copied {
 
 /// Concurrent copies per mailbox, across every copier instance.
 pub const MAILBOX_COPY_SLOTS: u32 = 3;
-/// A slot's lease: longer than a copy, short enough that a crashed worker's slot comes back soon.
+/// A single job's slot lease (a batch's leases run to its deadline): longer than a copy, short
+/// enough that a crashed worker's slot comes back soon.
 const MAILBOX_SLOT_LEASE: chrono::Duration = chrono::Duration::minutes(10);
-/// How long a job waits for a slot before it asks again.
+/// How long a job whose mailbox's slots are all held elsewhere waits in the queue before it
+/// asks again.
 pub(super) const MAILBOX_SLOT_WAIT: Duration = Duration::from_secs(2);
+/// How long a batch holding no slot of a mailbox keeps asking before its jobs of that mailbox
+/// wait in the queue instead: about what a busy batch's copies take to give one back.
+pub const MAILBOX_SLOT_PATIENCE: Duration = Duration::from_secs(2);
 
-/// Handles one `items` message, including throttling and per-item failures.
+/// Handles one `items` message, including throttling and per-item failures, as a batch of
+/// one: a mailbox slot it needs is taken for it alone, and not waited for.
 pub async fn copy(deps: &CopierDeps, job: &ItemJob) -> Result<Copied, PipelineError> {
+    let slots = BatchSlots::new([&job.container], deps.clock.now() + MAILBOX_SLOT_LEASE, Duration::ZERO);
+    let copied = copy_in_batch(deps, job, &slots).await;
+    slots.release_all(deps).await;
+    copied
+}
+
+/// Handles one message of a batch whose mailbox slots `slots` holds (made for the batch's
+/// jobs, this one included).
+pub async fn copy_in_batch(deps: &CopierDeps, job: &ItemJob, slots: &BatchSlots) -> Result<Copied, PipelineError> {
+    let copied = copy_job(deps, job, slots).await;
+    slots.finished(deps, &job.container).await;
+    copied
+}
+
+async fn copy_job(deps: &CopierDeps, job: &ItemJob, slots: &BatchSlots) -> Result<Copied, PipelineError> {
     if job.v != SCHEMA_VERSION {
         return Err(PipelineError::BadMessage(format!("unknown schema version {}", job.v)));
     }
     let key = job.container.item(job.item.id.clone());
-    match paced(deps.catalog.as_ref(), deps.clock.as_ref(), &key.container, copy_state(deps, job, &key)).await {
+    let copying = copy_state(deps, job, &key, slots);
+    match paced(deps.catalog.as_ref(), deps.clock.as_ref(), &key.container, copying).await {
         Ok(Paced::Answered(copied)) => Ok(copied),
         Ok(Paced::Throttled(wait)) => defer(deps, job, wait).await,
         Err(PipelineError::Graph(e)) if refusal(&key, &e).is_some() => {
@@ -106,34 +131,6 @@ fn refusal(key: &ItemKey, e: &GraphError) -> Option<String> {
     }
 }
 
-/// Runs `call` holding one of the mailbox's copy slots; `None`, without running it, when all
-/// are held.
-///
-/// Exchange serves a mailbox at most four requests at a time across all our workers: copiers
-/// share three slots, the mailbox's enumerator (one at a time by its FIFO group) uses the
-/// fourth. A slot covers Graph calls only (the `$value` download, a moved message's lookup),
-/// not the vault writes and catalog commit after them, and a change that needs no Graph call
-/// (a read, a flag, a folder, a tombstone) takes none.
-pub(super) async fn in_mailbox_slot<T>(
-    deps: &CopierDeps,
-    key: &ItemKey,
-    call: impl Future<Output = T>,
-) -> Result<Option<T>, PipelineError> {
-    let now = deps.clock.now();
-    let (resource, until) = (throttle_resource(&key.container), now + MAILBOX_SLOT_LEASE);
-    let Some(lease) =
-        deps.catalog.acquire_slot(&key.container.tenant_id, &resource, MAILBOX_COPY_SLOTS, now, until).await?
-    else {
-        return Ok(None);
-    };
-    let answer = call.await;
-    // A lost release only delays the slot until its lease ends.
-    if let Err(e) = deps.catalog.release_slot(&lease).await {
-        warn!(error = %e, "could not release a mailbox slot; it frees itself when its lease ends");
-    }
-    Ok(Some(answer))
-}
-
 /// Sends the job back to its queue, to be tried again after `wait` (plus jitter).
 pub(super) async fn defer(deps: &CopierDeps, job: &ItemJob, wait: Duration) -> Result<Copied, PipelineError> {
     // SQS caps DelaySeconds at 15 minutes; jitter spreads a storm's retries.
@@ -156,9 +153,14 @@ fn lock(deps: &CopierDeps) -> Lock {
     }
 }
 
-async fn copy_state(deps: &CopierDeps, job: &ItemJob, key: &ItemKey) -> Result<Copied, PipelineError> {
+async fn copy_state(
+    deps: &CopierDeps,
+    job: &ItemJob,
+    key: &ItemKey,
+    slots: &BatchSlots,
+) -> Result<Copied, PipelineError> {
     if key.container.is_mailbox() {
-        return mail::copy_state(deps, job, key).await;
+        return mail::copy_state(deps, job, key, slots).await;
     }
     let head = deps.catalog.head(key).await?;
     let (mut item, mut observed_at) = (job.item.clone(), job.observed_at);

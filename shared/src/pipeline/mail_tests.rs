@@ -86,6 +86,11 @@ impl FakeMailbox {
         self.messages.lock().expect("lock").insert(id.into(), m);
     }
 
+    /// `$value` downloads served so far.
+    pub(super) fn download_count(&self) -> u32 {
+        self.downloads.load(Ordering::SeqCst)
+    }
+
     pub(super) fn deliver(&self, id: &str, folder: &str, attachment: bool) -> Bytes {
         let body = mime(id, attachment);
         let m = FakeMessage { folder: folder.into(), change_key: 1, is_read: false, mime: body.clone() };

@@ -25,6 +25,8 @@ pub use throttle::{DRIVE_RESOURCE, throttle_delay, throttle_resource};
 #[cfg(test)]
 mod mail_bad_input_tests;
 #[cfg(test)]
+mod mail_slot_tests;
+#[cfg(test)]
 mod mail_tests;
 #[cfg(test)]
 mod nothing_lost_tests;

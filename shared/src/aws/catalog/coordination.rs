@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::keys::{STATE_SK, slot_attribute, slots_pk, sortable_time, throttle_pk};
-use super::{DynamoCatalog, applied, key, parse_time, s};
+use super::{DynamoCatalog, applied, attr_s, key, parse_time, s};
 use crate::store::{Coordination, SlotLease, StoreError};
 
 #[async_trait]
@@ -32,9 +32,11 @@ impl Coordination for DynamoCatalog {
         applied(sent, "UpdateItem").map(|_| ())
     }
 
-    /// One row per resource, one attribute per slot holding its lease's end: a slot is taken
-    /// by a conditional update (free or expired), starting at a slot picked from the clock so
-    /// that concurrent workers rarely collide; a release removes it only if still ours.
+    /// One row per resource, one attribute per slot holding its lease's end. The row is read
+    /// first (consistently), so that finding every slot held costs a read, not a failed write
+    /// per slot; a free or expired slot is then taken by a conditional update, starting at one
+    /// picked from the clock so that concurrent workers rarely collide. A release removes a
+    /// slot's lease only if it is still ours.
     async fn acquire_slot(
         &self,
         tenant_id: &str,
@@ -44,8 +46,12 @@ impl Coordination for DynamoCatalog {
         until: DateTime<Utc>,
     ) -> Result<Option<SlotLease>, StoreError> {
         let slots = slots.max(1);
+        let row = self.get_row(key(slots_pk(tenant_id, resource), STATE_SK), true).await?.unwrap_or_default();
+        // As the condition below compares: lease ends as sortable text.
+        let now_s = sortable_time(now);
+        let free = |slot: u32| attr_s(&row, &slot_attribute(slot)).is_none_or(|held| held < now_s.as_str());
         let start = now.timestamp_subsec_micros() % slots;
-        for slot in (0..slots).map(|i| (start + i) % slots) {
+        for slot in (0..slots).map(|i| (start + i) % slots).filter(|s| free(*s)) {
             let sent = self
                 .client
                 .update_item()
@@ -55,7 +61,7 @@ impl Coordination for DynamoCatalog {
                 .condition_expression("attribute_not_exists(#slot) OR #slot < :now")
                 .expression_attribute_names("#slot", slot_attribute(slot))
                 .expression_attribute_values(":until", s(sortable_time(until)))
-                .expression_attribute_values(":now", s(sortable_time(now)))
+                .expression_attribute_values(":now", s(now_s.clone()))
                 .send()
                 .await;
             if applied(sent, "UpdateItem")? {

@@ -15,8 +15,8 @@ use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use super::{
-    ContentSink, Copied, CopierDeps, DOWNLOAD_ATTEMPTS, MAILBOX_SLOT_WAIT, SMALL_CONTENT_MAX, commit, defer,
-    in_mailbox_slot, lock, tombstone, version_of,
+    BatchSlots, ContentSink, Copied, CopierDeps, DOWNLOAD_ATTEMPTS, MAILBOX_SLOT_WAIT, SMALL_CONTENT_MAX, commit,
+    defer, lock, tombstone, version_of,
 };
 use crate::graph::GraphError;
 use crate::keys;
@@ -24,14 +24,21 @@ use crate::model::{ContentRef, ItemHead, ItemJob, ItemKey, ItemKind, ItemState, 
 use crate::pipeline::PipelineError;
 use crate::pipeline::part_buffer::PartBuffer;
 
-pub(super) async fn copy_state(deps: &CopierDeps, job: &ItemJob, key: &ItemKey) -> Result<Copied, PipelineError> {
+/// A Graph call (a moved message's lookup, the `$value` download) runs in one of the mailbox's
+/// `slots`; a change that needs none (a read, a flag, a folder, a tombstone) takes none.
+pub(super) async fn copy_state(
+    deps: &CopierDeps,
+    job: &ItemJob,
+    key: &ItemKey,
+    slots: &BatchSlots,
+) -> Result<Copied, PipelineError> {
     let head = deps.catalog.head(key).await?;
     let user = key.container.graph_id.as_str();
     let (mut item, mut observed_at) = (job.item.clone(), job.observed_at);
     if item.deleted && item.kind == ItemKind::Message {
         // Left a folder: moved (its immutable id still answers) or deleted for good.
         let asked = deps.clock.now();
-        let Some(found) = in_mailbox_slot(deps, key, deps.mail.message(user, &key.item_id)).await? else {
+        let Some(found) = slots.run(deps, &key.container, deps.mail.message(user, &key.item_id)).await? else {
             return defer(deps, job, MAILBOX_SLOT_WAIT).await;
         };
         if let Some(now) = found? {
@@ -63,7 +70,7 @@ pub(super) async fn copy_state(deps: &CopierDeps, job: &ItemJob, key: &ItemKey) 
         }
         return commit(deps, head.as_ref(), v).await.map(|_| Copied::Committed { bytes: 0 });
     }
-    let Some(downloaded) = in_mailbox_slot(deps, key, download(deps, key, &version)).await? else {
+    let Some(downloaded) = slots.run(deps, &key.container, download(deps, key, &version)).await? else {
         return defer(deps, job, MAILBOX_SLOT_WAIT).await;
     };
     let Some(downloaded) = downloaded? else { return Ok(Copied::Gone) };

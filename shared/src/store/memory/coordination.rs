@@ -27,16 +27,24 @@ impl Coordination for MemoryCatalog {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<Option<SlotLease>, StoreError> {
+        // As the adapter does: one consistent read, then a conditional write on a free slot
+        // (none when every slot is held).
+        let free = |state: &super::CatalogState, slot: u32| {
+            state.slots.get(&(tenant_id.to_owned(), resource.to_owned(), slot)).is_none_or(|held| *held < now)
+        };
+        let Some(slot) = ({
+            let state = self.read();
+            (0..slots).find(|slot| free(&state, *slot))
+        }) else {
+            return Ok(None);
+        };
         let mut state = self.write();
-        for slot in 0..slots {
-            let key = (tenant_id.to_owned(), resource.to_owned(), slot);
-            if state.slots.get(&key).is_none_or(|held| *held < now) {
-                state.slots.insert(key, until);
-                let (tenant_id, resource) = (tenant_id.to_owned(), resource.to_owned());
-                return Ok(Some(SlotLease { tenant_id, resource, slot, until }));
-            }
+        if !free(&state, slot) {
+            return Ok(None);
         }
-        Ok(None)
+        state.slots.insert((tenant_id.to_owned(), resource.to_owned(), slot), until);
+        let (tenant_id, resource) = (tenant_id.to_owned(), resource.to_owned());
+        Ok(Some(SlotLease { tenant_id, resource, slot, until }))
     }
 
     async fn release_slot(&self, lease: &SlotLease) -> Result<(), StoreError> {
