@@ -1,5 +1,7 @@
 //! Entra ID client-credentials flow (graph-facts §10): the token endpoint at
-//! `/{tenant}/oauth2/v2.0/token` and the bearer check in front of `/v1.0`.
+//! `/{tenant}/oauth2/v2.0/token`, which issues tokens to every app registration of the
+//! tenant, and the bearer check in front of `/v1.0`, which resolves the calling app
+//! ([`Caller`] in the request's extensions) and checks the route's permission ([`apps`]).
 //! Token errors use the AAD shape (`error`, `error_description` with an
 //! AADSTS code), Graph errors the Graph shape (`InvalidAuthenticationToken`).
 
@@ -16,6 +18,7 @@ use chrono::Utc;
 use serde_json::json;
 
 use crate::Inner;
+use crate::apps::{self, Caller};
 use crate::error::GraphError;
 use crate::signer::nonce;
 
@@ -63,15 +66,16 @@ async fn issue_token(State(sim): State<Arc<Inner>>, Path(tenant): Path<String>, 
             "Tenant not found. Check to make sure you have the correct tenant ID.",
         );
     }
-    if field("client_id") != cfg.client_id {
+    let app = sim.lock().apps.iter().find(|a| a.client_id == field("client_id")).cloned();
+    let Some(app) = app else {
         return aad_error(
             StatusCode::UNAUTHORIZED,
             "invalid_client",
             700016,
             "Application was not found in the directory.",
         );
-    }
-    if field("client_secret") != cfg.client_secret {
+    };
+    if field("client_secret") != app.client_secret {
         return aad_error(
             StatusCode::UNAUTHORIZED,
             "invalid_client",
@@ -82,7 +86,10 @@ async fn issue_token(State(sim): State<Arc<Inner>>, Path(tenant): Path<String>, 
     let lifetime = cfg.token_lifetime.as_secs();
     let exp = Utc::now().timestamp() + lifetime as i64;
     let generation = sim.lock().token_generation;
-    let token = sim.signer.sign(&["at", &tenant, &cfg.client_id, &exp.to_string(), &generation.to_string(), &nonce()]);
+    // The token carries the app's permissions as of now, as Entra's `roles` claim does.
+    let roles = app.permissions.join(",");
+    let token =
+        sim.signer.sign(&["at", &tenant, &app.client_id, &exp.to_string(), &generation.to_string(), &nonce(), &roles]);
     axum::Json(json!({
         "token_type": "Bearer",
         "expires_in": lifetime,
@@ -92,8 +99,9 @@ async fn issue_token(State(sim): State<Arc<Inner>>, Path(tenant): Path<String>, 
     .into_response()
 }
 
-/// Rejects `/v1.0` requests without a live bearer token from this simulator.
-pub async fn require_bearer(State(sim): State<Arc<Inner>>, req: Request, next: Next) -> Response {
+/// Rejects `/v1.0` requests without a live bearer token from this simulator, or whose app
+/// lacks the route's permission; puts the [`Caller`] in the request's extensions.
+pub async fn require_bearer(State(sim): State<Arc<Inner>>, mut req: Request, next: Next) -> Response {
     let token = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -113,5 +121,15 @@ pub async fn require_bearer(State(sim): State<Arc<Inner>>, req: Request, next: N
     if exp <= Utc::now().timestamp() || generation != Some(sim.lock().token_generation) {
         return GraphError::unauthenticated("Lifetime validation failed, the token is expired.").into_response();
     }
+    let client_id = fields.get(2).cloned().unwrap_or_default();
+    let roles = fields.get(6).map(|r| r.split(',').filter(|r| !r.is_empty()).map(str::to_string).collect());
+    let Some(roles) = roles else {
+        return GraphError::unauthenticated("Invalid access token.").into_response();
+    };
+    let caller = Caller { client_id, roles };
+    if let Err(e) = apps::check(&caller, req.method(), req.uri().path().trim_start_matches("/v1.0")) {
+        return e.into_response();
+    }
+    req.extensions_mut().insert(caller);
     next.run(req).await
 }

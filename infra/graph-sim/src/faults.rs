@@ -59,6 +59,28 @@ pub struct Faults {
     pub served_bytes: HashMap<String, ServedBytes>,
     /// Items whose JSON in delta pages is unusable, and how.
     pub malformed_in_delta: HashMap<String, Malformed>,
+    /// Users about whom every Graph request answers an error.
+    pub user_errors: Vec<UserErrors>,
+}
+
+/// Every `/v1.0` request naming one of `keys` (a user's id or lower-cased UPN in
+/// `/users/{u}...`, their drive's id in `/drives/{d}...`) answers this error: a mailbox or
+/// OneDrive that refuses the app, or throttles it, while the rest of the tenant answers.
+#[derive(Debug, Clone)]
+pub struct UserErrors {
+    pub keys: HashSet<String>,
+    pub error: GraphError,
+}
+
+impl Faults {
+    fn user_error(&self, path: &str) -> Option<GraphError> {
+        let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let key = match segs.as_slice() {
+            ["v1.0", "users" | "drives", key, ..] => key.to_lowercase(),
+            _ => return None,
+        };
+        self.user_errors.iter().find(|f| f.keys.contains(&key)).map(|f| f.error.clone())
+    }
 }
 
 /// How an item's JSON in a delta page is broken; the rest of the page is fine.
@@ -271,6 +293,12 @@ pub async fn gate(State(sim): State<Arc<Inner>>, req: Request, next: Next) -> Re
         let mut st = sim.lock();
         st.stats.requests_total += 1;
         *st.stats.by_route.entry(route.to_string()).or_default() += 1;
+        if let Some(e) = st.faults.user_error(&path) {
+            if e.status.as_u16() == 429 || e.status.as_u16() == 503 {
+                st.stats.throttled += 1;
+            }
+            return e.into_response();
+        }
         let action = if route == "token" { None } else { st.faults.take(&path) };
         if matches!(action, Some(TransportAction::Throttle { .. })) {
             st.stats.throttled += 1;

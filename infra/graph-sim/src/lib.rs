@@ -12,6 +12,7 @@
 //! otherwise pass every test).
 
 mod admin;
+mod apps;
 mod auth;
 pub mod bad_mail;
 pub mod content;
@@ -36,20 +37,25 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::HeaderMap;
 
+pub use apps::SimApp;
 pub use error::GraphError;
 
 /// Simulator settings; [`Default`] mirrors Graph's documented values.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
     pub tenant_id: String,
-    pub client_id: String,
-    pub client_secret: String,
+    /// The tenant's app registrations; the token endpoint issues tokens to each, carrying
+    /// its application permissions (graph-facts §10, §13.5). [`Default`] has three:
+    /// [`SimApp::reader`], [`SimApp::subscriber`] and [`SimApp::restorer`].
+    pub apps: Vec<SimApp>,
     /// Access-token lifetime (`expires_in`), 3599 s like Entra ID.
     pub token_lifetime: Duration,
     /// Items per delta page.
     pub delta_page_size: usize,
     /// Max subscription lifetime for driveItem: 42,300 minutes.
     pub subscription_max_minutes: i64,
+    /// Subscriptions per `GET /subscriptions` page (then `@odata.nextLink`).
+    pub subscription_page_size: usize,
     /// Coalescing window before a drive's change notification is sent.
     pub notification_delay: Duration,
     /// Lifetime of `@microsoft.graph.downloadUrl` links (about 1 h).
@@ -96,11 +102,15 @@ impl Default for SimConfig {
     fn default() -> Self {
         Self {
             tenant_id: "00000000-0000-0000-0000-00000000c0de".into(),
-            client_id: "11111111-1111-1111-1111-111111111111".into(),
-            client_secret: "sim-secret".into(),
+            apps: vec![
+                SimApp::reader("11111111-1111-1111-1111-111111111111", "sim-reader-secret"),
+                SimApp::subscriber("22222222-2222-2222-2222-222222222222", "sim-subscriber-secret"),
+                SimApp::restorer("33333333-3333-3333-3333-333333333333", "sim-restorer-secret"),
+            ],
             token_lifetime: Duration::from_secs(3599),
             delta_page_size: 200,
             subscription_max_minutes: 42_300,
+            subscription_page_size: 100,
             notification_delay: Duration::from_millis(200),
             download_url_lifetime: Duration::from_secs(3600),
             hash_missing_probability: 0.0,
@@ -122,6 +132,13 @@ impl Default for SimConfig {
             mail_request_max: 4 * 1024 * 1024,
             mail_max_message_bytes: 150 * 1024 * 1024,
         }
+    }
+}
+
+impl SimConfig {
+    /// The app named `name` (as configured; runtime permission changes are not reflected).
+    pub fn app(&self, name: &str) -> Option<&SimApp> {
+        self.apps.iter().find(|a| a.name == name)
     }
 }
 
@@ -158,10 +175,11 @@ impl GraphSim {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
+        let state = store::State { apps: cfg.apps.clone(), ..store::State::default() };
         Self {
             inner: Arc::new(Inner {
                 cfg,
-                state: Mutex::new(store::State::default()),
+                state: Mutex::new(state),
                 signer: signer::Signer::new(),
                 http,
                 pending_notify: Mutex::new(HashSet::new()),
@@ -174,6 +192,11 @@ impl GraphSim {
 
     pub fn config(&self) -> &SimConfig {
         &self.inner.cfg
+    }
+
+    /// The app named `name` in the configuration (`reader`, `subscriber`, `restorer` by default).
+    pub fn app(&self, name: &str) -> Option<&SimApp> {
+        self.inner.cfg.app(name)
     }
 
     /// Every route: `/v1.0/...`, `/{tenant}/oauth2/v2.0/token`, `/download/...`, `/upload/...`, `/admin/...`.

@@ -1,8 +1,9 @@
-//! `graph-sim --port N --tenant-id T --client-id C --client-secret S [--seed-file f.json]`:
-//! serves the simulator and prints its base URL on stdout.
+//! `graph-sim --port N --tenant-id T [--app NAME:CLIENT_ID:SECRET:PERM,PERM...]... [--seed-file f.json]`:
+//! serves the simulator and prints its base URL on stdout. Without `--app`, the default
+//! reader, subscriber and restorer apps (`SimConfig::default`).
 
 use anyhow::{Context, bail};
-use graph_sim::{GraphSim, SimConfig};
+use graph_sim::{GraphSim, SimApp, SimConfig};
 
 struct Args {
     port: u16,
@@ -14,26 +15,40 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut cfg = SimConfig::default();
     let mut port = 0;
     let mut seed_file = None;
+    let mut apps = Vec::new();
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "--port" => port = value()?.parse().context("--port must be a number")?,
             "--tenant-id" => cfg.tenant_id = value()?,
-            "--client-id" => cfg.client_id = value()?,
-            "--client-secret" => cfg.client_secret = value()?,
+            "--app" => apps.push(parse_app(&value()?)?),
             "--seed-file" => seed_file = Some(value()?),
             "--delta-page-size" => cfg.delta_page_size = value()?.parse().context("--delta-page-size")?,
             "--help" | "-h" => {
                 println!(
-                    "graph-sim --port N --tenant-id T --client-id C --client-secret S [--seed-file f.json] [--delta-page-size N]"
+                    "graph-sim --port N --tenant-id T [--app NAME:CLIENT_ID:SECRET:PERM,PERM]... [--seed-file f.json] [--delta-page-size N]"
                 );
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other}"),
         }
     }
+    if !apps.is_empty() {
+        cfg.apps = apps;
+    }
     Ok(Args { port, cfg, seed_file })
+}
+
+/// `NAME:CLIENT_ID:SECRET:PERM,PERM` (the secret may not contain `:`).
+fn parse_app(raw: &str) -> anyhow::Result<SimApp> {
+    let mut parts = raw.splitn(4, ':');
+    let mut next = || parts.next().filter(|p| !p.is_empty());
+    let (Some(name), Some(id), Some(secret)) = (next(), next(), next()) else {
+        bail!("--app wants NAME:CLIENT_ID:SECRET:PERM,PERM");
+    };
+    let permissions: Vec<&str> = next().map(|p| p.split(',').collect()).unwrap_or_default();
+    Ok(SimApp::new(name, id, secret, &permissions))
 }
 
 #[tokio::main]

@@ -75,7 +75,7 @@ impl StackOptions {
     }
 }
 
-/// `.local/stack.json`: every endpoint and the simulated tenant's credentials.
+/// `.local/stack.json`: every endpoint and the simulated tenant's apps and their credentials.
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct StackInfo {
     pub aws: AwsInfo,
@@ -100,8 +100,40 @@ pub struct GraphInfo {
     pub token_url: String,
     pub admin_url: String,
     pub tenant_id: String,
+    /// The tenant's three app registrations, as in production (README "Deploy").
+    pub apps: GraphApps,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct GraphApps {
+    /// Discovery, enumerators and copiers: reads only.
+    pub reader: GraphApp,
+    /// The scheduler's subscriptions.
+    pub subscriber: GraphApp,
+    /// Restore jobs: the only app that writes.
+    pub restorer: GraphApp,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct GraphApp {
     pub client_id: String,
     pub client_secret: String,
+    /// Its application permissions in the simulated tenant.
+    pub permissions: Vec<String>,
+}
+
+impl GraphApp {
+    /// A new registration with random credentials, its permissions those of `standard`
+    /// (`graph_sim::SimApp::reader` and the like).
+    fn random(standard: fn(&str, &str) -> graph_sim::SimApp) -> GraphApp {
+        let app = standard(&uuid::Uuid::new_v4().to_string(), &random_secret(40));
+        GraphApp { client_id: app.client_id, client_secret: app.client_secret, permissions: app.permissions }
+    }
+
+    fn sim_app(&self, name: &str) -> graph_sim::SimApp {
+        let permissions: Vec<&str> = self.permissions.iter().map(String::as_str).collect();
+        graph_sim::SimApp::new(name, &self.client_id, &self.client_secret, &permissions)
+    }
 }
 
 pub struct Stack {
@@ -143,14 +175,21 @@ impl Stack {
         };
         let aws = crate::moto::aws_config(&endpoint, REGION).await;
 
-        // Microsoft Graph, simulated.
+        // Microsoft Graph, simulated: one tenant, three apps with their own credentials and
+        // permissions, as production registers them.
         let tenant_id = uuid::Uuid::new_v4().to_string();
-        let client_id = uuid::Uuid::new_v4().to_string();
-        let client_secret = random_secret(40);
+        let apps = GraphApps {
+            reader: GraphApp::random(graph_sim::SimApp::reader),
+            subscriber: GraphApp::random(graph_sim::SimApp::subscriber),
+            restorer: GraphApp::random(graph_sim::SimApp::restorer),
+        };
         let sim = graph_sim::GraphSim::new(graph_sim::SimConfig {
             tenant_id: tenant_id.clone(),
-            client_id: client_id.clone(),
-            client_secret: client_secret.clone(),
+            apps: vec![
+                apps.reader.sim_app("reader"),
+                apps.subscriber.sim_app("subscriber"),
+                apps.restorer.sim_app("restorer"),
+            ],
             notification_delay: opts.notification_delay,
             ..graph_sim::SimConfig::default()
         });
@@ -167,11 +206,11 @@ impl Stack {
             admin.fault(fault.clone()).await.context("injecting a simulator fault")?;
         }
 
-        // AWS resources from template.yaml, with the Graph app's secret in Secrets Manager.
+        // AWS resources from template.yaml, each Graph app's secret in its own secret.
         let secret_values: BTreeMap<String, String> = [
-            ("GraphReaderSecret".to_string(), client_secret.clone()),
-            ("GraphSubscriberSecret".to_string(), client_secret.clone()),
-            ("GraphRestorerSecret".to_string(), client_secret.clone()),
+            ("GraphReaderSecret".to_string(), apps.reader.client_secret.clone()),
+            ("GraphSubscriberSecret".to_string(), apps.subscriber.client_secret.clone()),
+            ("GraphRestorerSecret".to_string(), apps.restorer.client_secret.clone()),
         ]
         .into();
         let resources =
@@ -188,8 +227,7 @@ impl Stack {
                 token_url: format!("{graph_root}/{tenant_id}/oauth2/v2.0/token"),
                 admin_url: format!("{graph_root}/admin"),
                 tenant_id: tenant_id.clone(),
-                client_id: client_id.clone(),
-                client_secret,
+                apps,
             },
             webhook_url: webhook_url.clone(),
             api_url: format!("http://{api_addr}"),
@@ -403,9 +441,9 @@ fn settings(info: &StackInfo, opts: &StackOptions) -> BTreeMap<String, String> {
             "GRAPH_LOGIN_URL",
             info.graph.token_url.trim_end_matches(&format!("/{}/oauth2/v2.0/token", info.graph.tenant_id)).to_string(),
         ),
-        ("GRAPH_READER_CLIENT_ID", info.graph.client_id.clone()),
+        ("GRAPH_READER_CLIENT_ID", info.graph.apps.reader.client_id.clone()),
         ("GRAPH_READER_SECRET_ARN", s("GraphReaderSecret")),
-        ("GRAPH_SUBSCRIBER_CLIENT_ID", info.graph.client_id.clone()),
+        ("GRAPH_SUBSCRIBER_CLIENT_ID", info.graph.apps.subscriber.client_id.clone()),
         ("GRAPH_SUBSCRIBER_SECRET_ARN", s("GraphSubscriberSecret")),
         ("CLIENT_STATE_KEY_SECRET_ARN", s("ClientStateKeySecret")),
         ("CATALOG_TABLE", r.catalog_table.clone()),
@@ -416,7 +454,7 @@ fn settings(info: &StackInfo, opts: &StackOptions) -> BTreeMap<String, String> {
         ("ITEMS_LARGE_QUEUE_URL", q("ItemsLargeQueue")),
         ("LIFECYCLE_QUEUE_URL", q("LifecycleQueue")),
         ("RESTORES_QUEUE_URL", q("RestoresQueue")),
-        ("GRAPH_RESTORER_CLIENT_ID", info.graph.client_id.clone()),
+        ("GRAPH_RESTORER_CLIENT_ID", info.graph.apps.restorer.client_id.clone()),
         ("GRAPH_RESTORER_SECRET_ARN", s("GraphRestorerSecret")),
         ("OBJECT_LOCK_MODE", r.object_lock_mode.clone()),
         ("RETENTION_DAYS", r.retention_days.to_string()),
@@ -444,7 +482,7 @@ fn write_stack_json(path: &Path, info: &StackInfo) -> Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        // It holds the simulated tenant's client secret.
+        // It holds the simulated tenant's client secrets.
         std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o600))?;
     }
     std::fs::rename(&partial, path)?;

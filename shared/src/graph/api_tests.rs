@@ -330,6 +330,37 @@ async fn subscriptions_are_created_renewed_reauthorized_and_deleted() {
 }
 
 #[tokio::test]
+async fn subscriptions_are_listed_across_pages() {
+    // Given an app with three subscriptions, listed two a page
+    let server = TestServer::start(3599, |seen, origin| {
+        let sub = |id: &str, resource: &str| {
+            json!({"id": id, "resource": resource, "changeType": "updated", "clientState": null,
+                "notificationUrl": "https://hook.example/n", "expirationDateTime": "2030-01-02T03:04:05Z"})
+        };
+        match params(seen).get("$skiptoken").map(String::as_str) {
+            None => json(
+                200,
+                &json!({"value": [sub("s1", "drives/d1/root"), sub("s2", "users/u1/messages")],
+                    "@odata.nextLink": format!("{origin}/v1.0/subscriptions?$skiptoken=p2")}),
+            ),
+            Some("p2") => json(200, &json!({"value": [sub("s3", "drives/d2/root")]})),
+            Some(_) => graph_error(400, "invalidRequest"),
+        }
+    })
+    .await;
+
+    // When they are listed
+    let listed = server.client().list_subscriptions().await.unwrap();
+
+    // Then every page is followed
+    let ids: Vec<(&str, &str)> = listed.iter().map(|s| (s.id.as_str(), s.resource.as_str())).collect();
+    assert_eq!(ids, [("s1", "drives/d1/root"), ("s2", "users/u1/messages"), ("s3", "drives/d2/root")]);
+    assert_eq!(listed[0].expiration, Utc.with_ymd_and_hms(2030, 1, 2, 3, 4, 5).unwrap());
+    assert_eq!(listed[0].notification_url.as_deref(), Some("https://hook.example/n"));
+    assert_eq!(server.graph_requests().len(), 2);
+}
+
+#[tokio::test]
 async fn a_failed_create_is_not_resent_blindly() {
     let server = TestServer::start(3599, |_, _| graph_error(502, "badGateway")).await;
 

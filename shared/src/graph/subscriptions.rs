@@ -1,4 +1,4 @@
-//! Change-notification subscriptions: create, renew, reauthorize, delete.
+//! Change-notification subscriptions: create, list, renew, reauthorize, delete.
 
 use std::fmt;
 
@@ -37,12 +37,24 @@ impl fmt::Debug for NewSubscription {
     }
 }
 
+/// A subscription as Graph reports it. Never its `clientState`: Graph does not return it on
+/// a list "for security purposes" (`subscription-list.md`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Subscription {
     pub id: String,
     pub resource: String,
     #[serde(rename = "expirationDateTime")]
     pub expiration: DateTime<Utc>,
+    #[serde(rename = "notificationUrl", default)]
+    pub notification_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SubscriptionsPage {
+    #[serde(default)]
+    value: Vec<Subscription>,
+    #[serde(rename = "@odata.nextLink")]
+    next_link: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -83,6 +95,22 @@ impl GraphClient {
         let mut call = Call::with_json(Method::POST, self.endpoint(&["subscriptions"]), &body);
         call.idempotent = false;
         self.execute(&call, read_json).await
+    }
+
+    /// Every live subscription this app created (app-only, Graph lists the calling app's
+    /// only: `subscription-list.md`), all pages followed. Graph drops a subscription that
+    /// expires, and sometimes one that has not: what is missing here is gone.
+    pub async fn list_subscriptions(&self) -> Result<Vec<Subscription>, GraphError> {
+        let mut url = self.endpoint(&["subscriptions"]);
+        let mut all = Vec::new();
+        loop {
+            let page: SubscriptionsPage = self.get_json(url).await?;
+            all.extend(page.value);
+            match page.next_link {
+                Some(next) => url = self.graph_link(&next)?,
+                None => return Ok(all),
+            }
+        }
     }
 
     /// Moves the expiry (which also reauthorizes the subscription).

@@ -1,4 +1,4 @@
-//! Admin control routes: seeding, users, hashes, lifecycle events,
+//! Admin control routes: seeding, users, app permissions, hashes, lifecycle events,
 //! subscriptions and statistics.
 
 use std::collections::HashSet;
@@ -149,6 +149,53 @@ pub async fn edit_user(
     Ok(Json(user_json(u)))
 }
 
+/// `DELETE /admin/users/{user}`: the user leaves the directory with their OneDrive and
+/// mailbox; every Graph route about them then answers `404` (`/users/{id}`
+/// `Request_ResourceNotFound`, mail `ErrorInvalidUser`, `/drives/{their drive}` `itemNotFound`).
+/// Subscriptions on them stay until they expire, silent.
+pub async fn delete_user(
+    State(sim): State<Arc<Inner>>,
+    axum::extract::Path(user): axum::extract::Path<String>,
+) -> GraphResult<StatusCode> {
+    let mut st = sim.lock();
+    let u = st.user(&user).cloned().ok_or_else(|| GraphError::not_found("No such user."))?;
+    st.users.retain(|x| x.id != u.id);
+    st.mailboxes.remove(&u.id);
+    if let Some(d) = &u.drive_id {
+        st.drives.remove(d);
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /admin/apps`: each app's name, client id and permissions now (secrets are not shown).
+pub async fn list_apps(State(sim): State<Arc<Inner>>) -> Json<Value> {
+    Json(json!(sim.lock().apps))
+}
+
+#[derive(Deserialize)]
+pub struct EditApp {
+    permissions: Vec<String>,
+}
+
+/// `PATCH /admin/apps/{client_id}` `{"permissions": [...]}`: consent changed. As with Entra's
+/// `roles` claim, tokens already issued keep the permissions they carry until they expire
+/// (the `expire_tokens` fault makes every client fetch a new one at once).
+pub async fn edit_app(
+    State(sim): State<Arc<Inner>>,
+    axum::extract::Path(client_id): axum::extract::Path<String>,
+    body: Bytes,
+) -> GraphResult<Json<Value>> {
+    let req: EditApp = parse(&body)?;
+    if req.permissions.iter().any(|p| p.is_empty() || p.contains([',', '|'])) {
+        return Err(GraphError::bad_request("A permission is a name like Files.Read.All."));
+    }
+    let mut st = sim.lock();
+    let app =
+        st.apps.iter_mut().find(|a| a.client_id == client_id).ok_or_else(|| GraphError::not_found("No such app."))?;
+    app.permissions = req.permissions;
+    Ok(Json(json!(app)))
+}
+
 pub async fn fill_hashes(State(sim): State<Arc<Inner>>) -> Json<Value> {
     for d in sim.lock().drives.values_mut() {
         d.fill_hashes();
@@ -184,6 +231,18 @@ pub async fn lifecycle(State(sim): State<Arc<Inner>>, body: Bytes) -> GraphResul
     Ok(Json(json!({})))
 }
 
+/// `POST /admin/subscriptions/{id}/drop`: the subscription vanishes before its expiry with no
+/// lifecycle event, as Graph sometimes loses one; renewing it then answers `404`.
+pub async fn drop_subscription(
+    State(sim): State<Arc<Inner>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> GraphResult<StatusCode> {
+    let mut st = sim.lock();
+    st.prune_subscriptions(Utc::now());
+    st.subscriptions.remove(&id).ok_or_else(|| GraphError::not_found("No such subscription."))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 pub async fn subscriptions(State(sim): State<Arc<Inner>>) -> Json<Vec<Value>> {
     let mut st = sim.lock();
     st.prune_subscriptions(Utc::now());
@@ -193,6 +252,7 @@ pub async fn subscriptions(State(sim): State<Arc<Inner>>) -> Json<Vec<Value>> {
             .map(|s| {
                 json!({
                     "id": s.id,
+                    "applicationId": s.application_id,
                     "resource": s.resource,
                     "drive_id": match &s.watched { Watched::DriveRoot(d) => Some(d), _ => None },
                     "user_id": match &s.watched { Watched::Messages { user_id, .. } => Some(user_id), _ => None },

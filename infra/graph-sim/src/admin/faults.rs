@@ -1,6 +1,7 @@
 //! Admin fault injection: `POST /admin/faults` adds one fault or sets one knob,
 //! `DELETE /admin/faults` clears them all (see `crate::faults` for what each does).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use axum::Json;
@@ -13,7 +14,7 @@ use serde_json::{Value, json};
 use super::parse;
 use crate::Inner;
 use crate::error::{GraphError, GraphResult};
-use crate::faults::{ItemFault, Malformed, ServedBytes, TransportAction, TransportFault};
+use crate::faults::{ItemFault, Malformed, ServedBytes, TransportAction, TransportFault, UserErrors};
 use crate::store::delta::{Resync, ResyncCode};
 
 #[derive(Deserialize)]
@@ -92,6 +93,15 @@ pub enum FaultReq {
     MalformedInDelta {
         item_id: String,
         variant: Option<Malformed>,
+    },
+    /// Every Graph request about one of `users` (id or UPN; `/users/{u}...` and
+    /// `/drives/{their drive}...`) answers `status` with `code` (and `Retry-After` for 429/503).
+    UserErrors {
+        users: Vec<String>,
+        status: u16,
+        code: Option<String>,
+        message: Option<String>,
+        retry_after: Option<u64>,
     },
     /// Deleting a folder in `drive_id` makes delta report the folder's deletion only, not
     /// its descendants'.
@@ -183,6 +193,30 @@ pub async fn add_fault(State(sim): State<Arc<Inner>>, body: Bytes) -> GraphResul
             let d =
                 st.drives.get_mut(&drive_id).ok_or_else(|| GraphError::not_found("The drive could not be found."))?;
             d.omit_descendant_deletions = enabled;
+        }
+        FaultReq::UserErrors { users, status, code, message, retry_after } => {
+            let status = axum::http::StatusCode::from_u16(status)
+                .ok()
+                .filter(|s| s.is_client_error() || s.is_server_error())
+                .ok_or_else(|| GraphError::bad_request("status must be a 4xx or 5xx."))?;
+            let mut keys = HashSet::new();
+            for u in &users {
+                let user = st.user(u).ok_or_else(|| GraphError::not_found(format!("No such user '{u}'.")))?;
+                keys.insert(user.id.to_lowercase());
+                keys.insert(user.upn.to_lowercase());
+                keys.extend(user.drive_id.iter().map(|d| d.to_lowercase()));
+            }
+            let throttled = status.as_u16() == 429 || status.as_u16() == 503;
+            let code = code.unwrap_or_else(|| if throttled { "TooManyRequests" } else { "accessDenied" }.into());
+            let message = message.unwrap_or_else(|| {
+                if throttled { "Too many requests. Please retry after the indicated time." } else { "Access denied" }
+                    .into()
+            });
+            let mut error = GraphError::new(status, &code, message);
+            if throttled || retry_after.is_some() {
+                error = error.with_header(axum::http::header::RETRY_AFTER, &retry_after.unwrap_or(1).to_string());
+            }
+            st.faults.user_errors.push(UserErrors { keys, error });
         }
         FaultReq::ServeDifferentBytes { item_id, varying } => {
             let served = if varying { ServedBytes::Varying } else { ServedBytes::Fixed };

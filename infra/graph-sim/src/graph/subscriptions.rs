@@ -7,12 +7,21 @@
 //! `clientState` ≤ 128 chars,
 //! and creation only after the notification (and lifecycle) URL passes the
 //! validation handshake. PATCH renews, DELETE removes, `reauthorize` is a no-op.
+//!
+//! A subscription belongs to the app that created it (`subscription-list.md`: an app calling
+//! with application permissions lists the subscriptions *it* created): `GET /subscriptions`
+//! lists the caller's only, paged by `@odata.nextLink`, without `clientState` ("not returned
+//! for security purposes"); another app's subscription answers `404` to GET, PATCH, DELETE and
+//! reauthorize, as an unknown id does (what Graph answers there is not documented). Creating
+//! one needs `Files.ReadWrite.All` for a drive root and `Mail.Read` for messages; the other
+//! operations need the same permission as creating it did (else `403 ExtensionError`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration, Utc};
@@ -21,10 +30,11 @@ use serde_json::{Value, json};
 
 use super::mail::{Prefer, mailbox_not_enabled, mailbox_owner};
 use super::users::drive_of;
-use crate::Inner;
+use crate::apps::{Caller, DRIVE_SUBSCRIPTION, MESSAGE_SUBSCRIPTION, subscription_denied};
 use crate::error::{GraphError, GraphResult};
 use crate::notify::validate_endpoint;
 use crate::store::{Subscription, Watched};
+use crate::{Inner, base_url};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -71,6 +81,15 @@ fn check_url(url: &str, field: &str) -> GraphResult<()> {
         "http" if loopback => Ok(()),
         _ => Err(bad(format!("{field} must be an HTTPS URL."))),
     }
+}
+
+/// `403` unless `caller` holds the permission that subscribing to `watched` takes.
+fn may_subscribe(caller: &Caller, watched: &Watched, operation: &str) -> GraphResult<()> {
+    let wanted = match watched {
+        Watched::DriveRoot(_) => DRIVE_SUBSCRIPTION,
+        Watched::Messages { .. } => MESSAGE_SUBSCRIPTION,
+    };
+    if caller.has_any(wanted) { Ok(()) } else { Err(subscription_denied(operation)) }
 }
 
 fn max_minutes(sim: &Inner, watched: &Watched) -> i64 {
@@ -131,7 +150,12 @@ fn resolve_resource(sim: &Inner, raw: &str) -> GraphResult<(Watched, String)> {
 /// Outlook allows at most this many subscriptions per mailbox (all apps).
 const MAILBOX_SUBSCRIPTION_QUOTA: usize = 1000;
 
-pub async fn create(State(sim): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> GraphResult<Response> {
+pub async fn create(
+    State(sim): State<Arc<Inner>>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> GraphResult<Response> {
     let b: CreateBody =
         serde_json::from_slice(&body).map_err(|e| GraphError::bad_request(format!("Invalid request body: {e}")))?;
     let change_type = b.change_type.ok_or_else(|| bad("changeType is required."))?;
@@ -142,6 +166,7 @@ pub async fn create(State(sim): State<Arc<Inner>>, headers: HeaderMap, body: Byt
     }
     let resource = b.resource.ok_or_else(|| bad("resource is required."))?;
     let (watched, resource) = resolve_resource(&sim, &resource)?;
+    may_subscribe(&caller, &watched, "Create")?;
     let allowed: &[&str] = match watched {
         Watched::DriveRoot(_) => &["updated"],
         Watched::Messages { .. } => &["created", "updated", "deleted"],
@@ -187,8 +212,8 @@ pub async fn create(State(sim): State<Arc<Inner>>, headers: HeaderMap, body: Byt
         lifecycle_url: b.lifecycle_notification_url,
         expiration,
         client_state: b.client_state,
-        application_id: sim.cfg.client_id.clone(),
-        creator_id: sim.cfg.client_id.clone(),
+        application_id: caller.client_id.clone(),
+        creator_id: caller.client_id.clone(),
         tls: b.latest_supported_tls_version.unwrap_or_else(|| "v1_2".into()),
     };
     let json = subscription_json(&sub);
@@ -204,18 +229,74 @@ fn not_found(id: &str) -> GraphError {
     )
 }
 
-pub async fn list(State(sim): State<Arc<Inner>>) -> Json<Value> {
-    let mut st = sim.lock();
+/// The caller's live subscription `id`, if it may still do `operation` on it.
+fn owned<'a>(
+    st: &'a mut crate::store::State,
+    caller: &Caller,
+    id: &str,
+    operation: &str,
+) -> GraphResult<&'a mut Subscription> {
     st.prune_subscriptions(Utc::now());
-    let value: Vec<Value> = st.subscriptions.values().map(subscription_json).collect();
-    Json(json!({ "value": value }))
+    let s = st.subscriptions.get_mut(id).filter(|s| s.application_id == caller.client_id);
+    let s = s.ok_or_else(|| not_found(id))?;
+    may_subscribe(caller, &s.watched, operation)?;
+    Ok(s)
 }
 
-pub async fn get_one(State(sim): State<Arc<Inner>>, Path(id): Path<String>) -> GraphResult<Json<Value>> {
+/// `GET /subscriptions`: the caller's, those it may still hold, oldest id first, paged.
+pub async fn list(
+    State(sim): State<Arc<Inner>>,
+    Extension(caller): Extension<Caller>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> GraphResult<Json<Value>> {
+    let after = match q.get("$skiptoken") {
+        None => None,
+        Some(t) => Some(
+            sim.signer
+                .verify(t)
+                .filter(|f| f.first().map(String::as_str) == Some("subs") && f.get(1) == Some(&caller.client_id))
+                .and_then(|f| f.get(2).cloned())
+                .ok_or_else(|| bad("The $skiptoken is not valid."))?,
+        ),
+    };
     let mut st = sim.lock();
     st.prune_subscriptions(Utc::now());
-    let s = st.subscriptions.get(&id).ok_or_else(|| not_found(&id))?;
-    Ok(Json(subscription_json(s)))
+    let mut mine: Vec<&Subscription> = st
+        .subscriptions
+        .values()
+        .filter(|s| s.application_id == caller.client_id && may_subscribe(&caller, &s.watched, "Get").is_ok())
+        .filter(|s| after.as_ref().is_none_or(|a| &s.id > a))
+        .collect();
+    mine.sort_by(|a, b| a.id.cmp(&b.id));
+    let size = sim.cfg.subscription_page_size.max(1);
+    let value: Vec<Value> = mine
+        .iter()
+        .take(size)
+        .map(|s| {
+            let mut v = subscription_json(s);
+            v["clientState"] = Value::Null;
+            v
+        })
+        .collect();
+    let base = base_url(&headers);
+    let mut body = json!({ "@odata.context": format!("{base}/v1.0/$metadata#subscriptions"), "value": value });
+    if let (true, Some(last)) = (mine.len() > size, mine.get(size - 1)) {
+        let token = sim.signer.sign(&["subs", &caller.client_id, &last.id]);
+        body["@odata.nextLink"] = json!(format!("{base}/v1.0/subscriptions?$skiptoken={token}"));
+    }
+    Ok(Json(body))
+}
+
+pub async fn get_one(
+    State(sim): State<Arc<Inner>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> GraphResult<Json<Value>> {
+    let mut st = sim.lock();
+    let mut v = subscription_json(owned(&mut st, &caller, &id, "Get")?);
+    v["clientState"] = Value::Null;
+    Ok(Json(v))
 }
 
 #[derive(Deserialize)]
@@ -224,32 +305,39 @@ struct PatchBody {
     expiration_date_time: Option<String>,
 }
 
-pub async fn update(State(sim): State<Arc<Inner>>, Path(id): Path<String>, body: Bytes) -> GraphResult<Json<Value>> {
+pub async fn update(
+    State(sim): State<Arc<Inner>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> GraphResult<Json<Value>> {
     let b: PatchBody =
         serde_json::from_slice(&body).map_err(|e| GraphError::bad_request(format!("Invalid request body: {e}")))?;
     let raw = b.expiration_date_time.ok_or_else(|| bad("expirationDateTime is required."))?;
-    let watched = {
-        let mut st = sim.lock();
-        st.prune_subscriptions(Utc::now());
-        st.subscriptions.get(&id).ok_or_else(|| not_found(&id))?.watched.clone()
-    };
+    let watched = owned(&mut sim.lock(), &caller, &id, "Update")?.watched.clone();
     let exp = parse_expiration(&raw, max_minutes(&sim, &watched))?;
     let mut st = sim.lock();
-    let s = st.subscriptions.get_mut(&id).ok_or_else(|| not_found(&id))?;
+    let s = owned(&mut st, &caller, &id, "Update")?;
     s.expiration = exp;
     Ok(Json(subscription_json(s)))
 }
 
-pub async fn delete(State(sim): State<Arc<Inner>>, Path(id): Path<String>) -> GraphResult<StatusCode> {
+pub async fn delete(
+    State(sim): State<Arc<Inner>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> GraphResult<StatusCode> {
     let mut st = sim.lock();
-    st.prune_subscriptions(Utc::now());
-    st.subscriptions.remove(&id).ok_or_else(|| not_found(&id))?;
+    owned(&mut st, &caller, &id, "Delete")?;
+    st.subscriptions.remove(&id);
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn reauthorize(State(sim): State<Arc<Inner>>, Path(id): Path<String>) -> GraphResult<StatusCode> {
-    let mut st = sim.lock();
-    st.prune_subscriptions(Utc::now());
-    st.subscriptions.get(&id).ok_or_else(|| not_found(&id))?;
+pub async fn reauthorize(
+    State(sim): State<Arc<Inner>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> GraphResult<StatusCode> {
+    owned(&mut sim.lock(), &caller, &id, "Reauthorize")?;
     Ok(StatusCode::NO_CONTENT)
 }

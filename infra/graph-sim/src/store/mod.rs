@@ -175,6 +175,8 @@ pub struct State {
     pub mail_uploads: HashMap<String, mail::MailUpload>,
     pub faults: Faults,
     pub token_generation: u64,
+    /// The app registrations, permissions as changed at runtime (`PATCH /admin/apps/{id}`).
+    pub apps: Vec<crate::apps::SimApp>,
     pub stats: Stats,
 }
 

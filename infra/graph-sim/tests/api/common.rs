@@ -7,10 +7,15 @@ use graph_sim::{GraphSim, SimConfig};
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{Value, json};
 
+/// A simulator and a token for each default app: `get` reads as the reader, `send` writes as
+/// the restorer, and both use the subscriber's token on `/subscriptions`.
 pub struct Sim {
     pub base: String,
     pub http: Client,
+    /// The reader's token.
     pub token: String,
+    pub subscriber_token: String,
+    pub restorer_token: String,
     pub cfg: SimConfig,
 }
 
@@ -31,8 +36,17 @@ pub async fn start(cfg: SimConfig) -> Sim {
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let sim = GraphSim::new(cfg.clone());
     tokio::spawn(sim.serve(listener));
-    let mut s = Sim { base, http: client(), token: String::new(), cfg };
-    s.token = s.fetch_token().await;
+    let mut s = Sim {
+        base,
+        http: client(),
+        token: String::new(),
+        subscriber_token: String::new(),
+        restorer_token: String::new(),
+        cfg,
+    };
+    s.token = s.token_of("reader").await;
+    s.subscriber_token = s.token_of("subscriber").await;
+    s.restorer_token = s.token_of("restorer").await;
     s
 }
 
@@ -41,11 +55,20 @@ impl Sim {
         format!("{}/{}/oauth2/v2.0/token", self.base, self.cfg.tenant_id)
     }
 
+    pub fn app(&self, name: &str) -> &graph_sim::SimApp {
+        self.cfg.app(name).expect("app in the config")
+    }
+
+    /// A token request as the reader with `secret`.
     pub async fn token_request(&self, secret: &str) -> Response {
+        self.token_request_as(&self.app("reader").client_id, secret).await
+    }
+
+    pub async fn token_request_as(&self, client_id: &str, secret: &str) -> Response {
         self.http
             .post(self.token_url())
             .form(&[
-                ("client_id", self.cfg.client_id.as_str()),
+                ("client_id", client_id),
                 ("client_secret", secret),
                 ("scope", "https://graph.microsoft.com/.default"),
                 ("grant_type", "client_credentials"),
@@ -55,9 +78,24 @@ impl Sim {
             .expect("token request")
     }
 
+    /// A new token of the reader.
     pub async fn fetch_token(&self) -> String {
-        let v: Value = self.token_request(&self.cfg.client_secret).await.json().await.expect("token json");
+        self.token_of("reader").await
+    }
+
+    /// A new token of the app `name` (`reader`, `subscriber`, `restorer`).
+    pub async fn token_of(&self, name: &str) -> String {
+        let app = self.app(name);
+        let r = self.token_request_as(&app.client_id, &app.client_secret).await;
+        let v: Value = r.json().await.expect("token json");
         v["access_token"].as_str().expect("access_token").to_string()
+    }
+
+    /// The token a request to `path_or_url` goes with: the subscriber's on `/subscriptions`,
+    /// else `default`.
+    fn token_for<'a>(&'a self, path_or_url: &str, default: &'a str) -> &'a str {
+        let path = path_or_url.split_once("/v1.0").map_or(path_or_url, |(_, p)| p);
+        if path.starts_with("/subscriptions") { &self.subscriber_token } else { default }
     }
 
     /// GET a Graph path (`/users`) or an absolute URL (a nextLink) with the bearer token.
@@ -71,7 +109,7 @@ impl Sim {
         } else {
             format!("{}/v1.0{}", self.base, path_or_url)
         };
-        let mut req = self.http.get(url).bearer_auth(&self.token);
+        let mut req = self.http.get(url).bearer_auth(self.token_for(path_or_url, &self.token));
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
@@ -86,9 +124,11 @@ impl Sim {
         }
     }
 
-    /// A Graph write with the bearer token: raw bytes, JSON or nothing.
+    /// A Graph write with the restorer's token (the subscriber's on `/subscriptions`): raw
+    /// bytes, JSON or nothing.
     pub async fn send(&self, method: reqwest::Method, path: &str, body: Body, headers: &[(&str, &str)]) -> Response {
-        let mut req = self.http.request(method, self.url(path)).bearer_auth(&self.token);
+        let token = self.token_for(path, &self.restorer_token);
+        let mut req = self.http.request(method, self.url(path)).bearer_auth(token);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }

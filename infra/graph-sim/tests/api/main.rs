@@ -3,6 +3,7 @@
 
 mod common;
 
+mod apps;
 mod auth_users;
 mod backdating;
 mod content;

@@ -68,7 +68,7 @@ async fn subscription_handshake_then_notifications_carry_client_state() {
     let created = sim
         .http
         .post(format!("{}/v1.0/subscriptions", sim.base))
-        .bearer_auth(&sim.token)
+        .bearer_auth(&sim.subscriber_token)
         .json(&json!({"changeType": "updated", "notificationUrl": url,
             "resource": format!("/drives/{drive}/root"), "expirationDateTime": expiry(60),
             "clientState": "s3cret"}))
@@ -124,7 +124,7 @@ async fn subscriptions_graph_rejects_are_rejected() {
         let r = sim
             .http
             .post(format!("{}/v1.0/subscriptions", sim.base))
-            .bearer_auth(&sim.token)
+            .bearer_auth(&sim.subscriber_token)
             .json(body)
             .send()
             .await
@@ -134,7 +134,7 @@ async fn subscriptions_graph_rejects_are_rejected() {
     let ok = sim
         .http
         .post(format!("{}/v1.0/subscriptions", sim.base))
-        .bearer_auth(&sim.token)
+        .bearer_auth(&sim.subscriber_token)
         .json(&json!({"changeType": "updated", "notificationUrl": good_url, "resource": root.trim_start_matches('/'), "expirationDateTime": expiry(42_000)}))
         .send()
         .await
@@ -145,7 +145,7 @@ async fn subscriptions_graph_rejects_are_rejected() {
     let renewed = sim
         .http
         .patch(format!("{}/v1.0/subscriptions/{id}", sim.base))
-        .bearer_auth(&sim.token)
+        .bearer_auth(&sim.subscriber_token)
         .json(&json!({"expirationDateTime": expiry(100)}))
         .send()
         .await
@@ -154,7 +154,7 @@ async fn subscriptions_graph_rejects_are_rejected() {
     let deleted = sim
         .http
         .delete(format!("{}/v1.0/subscriptions/{id}", sim.base))
-        .bearer_auth(&sim.token)
+        .bearer_auth(&sim.subscriber_token)
         .send()
         .await
         .expect("delete");
@@ -169,7 +169,7 @@ async fn dropped_and_duplicated_notifications_are_counted() {
     let created = sim
         .http
         .post(format!("{}/v1.0/subscriptions", sim.base))
-        .bearer_auth(&sim.token)
+        .bearer_auth(&sim.subscriber_token)
         .json(&json!({"changeType": "updated", "notificationUrl": url,
             "resource": format!("/users/adele@contoso.test/drive/root"),
             "expirationDateTime": expiry(60), "clientState": "c"}))
