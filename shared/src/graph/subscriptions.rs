@@ -57,28 +57,7 @@ struct SubscriptionsPage {
     next_link: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct SubscriptionsPage {
-    value: Vec<Subscription>,
-    #[serde(rename = "@odata.nextLink")]
-    next_link: Option<String>,
-}
-
 impl GraphClient {
-    /// The calling app's live subscriptions (Graph lists no other app's), page after page.
-    pub async fn list_subscriptions(&self) -> Result<Vec<Subscription>, GraphError> {
-        let mut url = self.endpoint(&["subscriptions"]);
-        let mut subscriptions = Vec::new();
-        loop {
-            let page: SubscriptionsPage = self.get_json(url).await?;
-            subscriptions.extend(page.value);
-            match page.next_link {
-                Some(next) => url = self.graph_link(&next)?,
-                None => return Ok(subscriptions),
-            }
-        }
-    }
-
     /// Graph validates the notification URL(s) before answering. Not retried on transient
     /// failures (a resend could create a second subscription): the caller decides.
     pub async fn create_subscription(&self, req: &NewSubscription) -> Result<Subscription, GraphError> {
