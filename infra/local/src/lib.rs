@@ -5,6 +5,7 @@ pub mod admin;
 pub mod admin_mail;
 pub mod bench;
 pub mod bench_catalog;
+pub mod bench_discovery;
 pub mod bench_mail;
 pub mod bench_restore;
 pub mod control;

@@ -86,14 +86,16 @@ async fn main() -> Result<()> {
             local_stack::bench::run(repo_root()).await?;
             local_stack::bench_restore::run(repo_root()).await?;
             local_stack::bench_catalog::run(repo_root()).await?;
+            local_stack::bench_discovery::run().await?;
             local_stack::bench_mail::run(repo_root()).await
         }
         "bench-backup" => local_stack::bench::run(repo_root()).await,
         "bench-restore" => local_stack::bench_restore::run(repo_root()).await,
         "bench-catalog" => local_stack::bench_catalog::run(repo_root()).await,
         "bench-mail" => local_stack::bench_mail::run(repo_root()).await,
+        "bench-discovery" => local_stack::bench_discovery::run().await,
         other => bail!(
-            "unknown command {other:?}: use up, demo, bench, bench-backup, bench-restore, bench-catalog or bench-mail"
+            "unknown command {other:?}: use up, demo, bench, bench-backup, bench-restore, bench-catalog, bench-discovery or bench-mail"
         ),
     }
 }
