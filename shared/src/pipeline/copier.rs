@@ -113,7 +113,7 @@ fn refusal(key: &ItemKey, e: &GraphError) -> Option<String> {
 /// share three slots, the mailbox's enumerator (one at a time by its FIFO group) uses the
 /// fourth. A slot covers Graph calls only (the `$value` download, a moved message's lookup),
 /// not the vault writes and catalog commit after them, and a change that needs no Graph call
-/// (a read, a flag, a folder, a tombstone) takes none.
+/// (a read or a flag on a message without file attachments, a folder, a tombstone) takes none.
 pub(super) async fn in_mailbox_slot<T>(
     deps: &CopierDeps,
     key: &ItemKey,
