@@ -184,6 +184,12 @@ pub struct MailMeta {
     /// Filled by the copier from the MIME it stored.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<AttachmentMeta>,
+    /// What Graph listed as the message's attachments when its MIME was stored (a hash of
+    /// their ids, names, sizes and inline flags), asked before the `$value` download; absent
+    /// for a message without file attachments. A later state with other attachments lists
+    /// differently, so its MIME is downloaded again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment_fingerprint: Option<String>,
 }
 
 /// An item's state as Graph reported it (delta or item GET). Names are data, never keys.

@@ -213,8 +213,13 @@ pub fn mail_changed(sim: &Arc<Inner>, user_id: &str, changes: Vec<MailChange>) {
     }
 }
 
+/// As Graph's webhook docs show it (`change-notifications-delivery-webhooks.md`, "Change
+/// notification example"; graph-facts §13.1): the user is named `{user}@{tenant}`, `resource`
+/// in lower case (`users/.../messages/...`), `resourceData["@odata.id"]` capitalised.
 fn message_notification(sim: &Inner, s: &Subscription, kind: &str, user_id: &str, mid: &str, m: &Message) -> Value {
-    let resource = format!("Users/{user_id}/Messages/{mid}");
+    let tenant = &sim.cfg.tenant_id;
+    let resource = format!("users/{user_id}@{tenant}/messages/{mid}");
+    let odata_id = format!("Users/{user_id}@{tenant}/Messages/{mid}");
     json!({
         "id": uuid::Uuid::new_v4().to_string(),
         "subscriptionId": s.id,
@@ -225,7 +230,7 @@ fn message_notification(sim: &Inner, s: &Subscription, kind: &str, user_id: &str
         "tenantId": sim.cfg.tenant_id,
         "resourceData": {
             "@odata.type": "#Microsoft.Graph.Message",
-            "@odata.id": resource,
+            "@odata.id": odata_id,
             "@odata.etag": format!("W/\"{}\"", m.change_key()),
             "id": mid,
         },

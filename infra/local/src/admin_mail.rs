@@ -76,6 +76,14 @@ impl Admin {
         Ok(())
     }
 
+    /// Attaches a file of `size` bytes to a message already there (Dynamic Delivery); its id.
+    pub async fn add_attachment(&self, user: &str, id: &str, name: &str, size: u64) -> Result<String> {
+        let path = format!("/mailboxes/{user}/messages/{id}/attachments");
+        let added: Value =
+            self.call(reqwest::Method::POST, &path, Some(serde_json::json!({"name": name, "size": size}))).await?;
+        Ok(added["id"].as_str().unwrap_or_default().to_owned())
+    }
+
     pub async fn delete_message(&self, user: &str, id: &str, hard: bool) -> Result<()> {
         let query = if hard { "?hard=true" } else { "" };
         let _: Value =

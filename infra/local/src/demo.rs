@@ -180,6 +180,9 @@ pub async fn run(repo_root: std::path::PathBuf) -> Result<()> {
     check.problems.extend(rw.problems.iter().cloned());
     check.problems.extend(first.problems);
 
+    println!("== Mail: a message arrives and is backed up by notification (sweeps run every minute beside it)");
+    let (mail_latency, mail_jobs) = crate::mail_story::arrives_by_notification(&stack, &users[0].id).await?;
+    println!("   backed up in {mail_latency:.2} s; the mailbox's enumerations in that time, by reason: {mail_jobs:?}");
     println!("== Mail: an emptied Inbox and a purged mailbox, restored in place as of the moment before");
     let mail = crate::mail_story::chapter(&stack, &users[0].id, &users[3].id).await?;
     check.problems.extend(mail.problems.iter().cloned());
@@ -219,6 +222,7 @@ pub async fn run(repo_root: std::path::PathBuf) -> Result<()> {
         rw.bytes as f64 / 1e6 / rw.seconds.max(0.001)
     );
     println!("| restore: files equal to pre-attack    | {} |", rw.verified_files);
+    println!("| mail: live message backed up, by      | notification, {mail_latency:.2} s |");
     println!("| mail: messages lost (emptied, purged) | {} / {} |", mail.emptied, mail.purged);
     println!("| mail: messages / folders restored     | {} / {} |", mail.messages_restored, mail.folders_restored);
     println!(

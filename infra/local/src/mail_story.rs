@@ -128,6 +128,37 @@ pub async fn export_mailbox(
     wait_job(stack, &id, &["succeeded", "completed_with_errors"], Duration::from_secs(1800)).await
 }
 
+/// A message delivered now, backed up through a notification: the seconds it took and the
+/// mailbox's `changes` jobs in that time by reason. Sweeps run on a timer beside it, so the
+/// proof is that the enumerations in that window were asked for by notifications only; when
+/// a sweep fell in the window, another message is tried.
+pub async fn arrives_by_notification(stack: &Stack, user_id: &str) -> Result<(f64, BTreeMap<String, u64>)> {
+    let container = mailbox(stack, user_id);
+    let mut last = BTreeMap::new();
+    for attempt in 0..3 {
+        let before = stack.stats.change_jobs_of(&container);
+        let started = Instant::now();
+        let subject = format!("Arrived live {attempt}");
+        let id =
+            stack.admin.deliver(user_id, json!({"subject": subject, "text": "hello", "attachments": [2048]})).await?;
+        while stack.catalog.head(&container.item(id.clone())).await?.is_none() {
+            anyhow::ensure!(started.elapsed() < Duration::from_secs(120), "a delivered message was not backed up");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let after = stack.stats.change_jobs_of(&container);
+        last = after
+            .iter()
+            .map(|(reason, n)| (reason.clone(), n - before.get(reason).copied().unwrap_or(0)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        if last.keys().all(|r| r == "notification" || r == "continuation") && last.contains_key("notification") {
+            return Ok((seconds, last));
+        }
+    }
+    anyhow::bail!("no message could be shown backed up by notification alone (jobs by reason: {last:?})")
+}
+
 /// The demo's chapter: `folder_owner`'s Inbox is emptied and `purged_user`'s mailbox purged;
 /// both are restored in place as of the moment before, compared with what they held then,
 /// and the first restore is run again to show it creates nothing.

@@ -2,13 +2,15 @@
 //! invoke the same handler the Lambda would, delete what succeeded, and leave failures to
 //! the queue's own visibility timeout and redrive (moto implements both; we don't).
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
+use shared::model::{ChangeJob, ContainerId};
 use shared::pipeline::batch::Received;
 use tokio::sync::watch;
 use tracing::warn;
@@ -21,6 +23,26 @@ pub struct RunnerStats {
     pub in_flight: AtomicUsize,
     pub processed: AtomicU64,
     pub failed: AtomicU64,
+    /// `changes` jobs handed to the enumerator, per (container scoped id, reason): how the
+    /// demo shows that mail arrived by notification, not by sweep.
+    pub change_jobs: Mutex<BTreeMap<(String, String), u64>>,
+}
+
+impl RunnerStats {
+    pub fn count_change_jobs(&self, batch: &[Received]) {
+        let Ok(mut counts) = self.change_jobs.lock() else { return };
+        for job in batch.iter().filter_map(|m| serde_json::from_str::<ChangeJob>(&m.body).ok()) {
+            let reason = serde_json::to_value(job.reason).ok().and_then(|v| v.as_str().map(str::to_owned));
+            *counts.entry((job.container.scoped_id().into_owned(), reason.unwrap_or_default())).or_default() += 1;
+        }
+    }
+
+    /// The `changes` jobs of `container` handed to the enumerator so far, by reason.
+    pub fn change_jobs_of(&self, container: &ContainerId) -> BTreeMap<String, u64> {
+        let scoped = container.scoped_id();
+        let Ok(counts) = self.change_jobs.lock() else { return BTreeMap::new() };
+        counts.iter().filter(|((c, _), _)| c.as_str() == scoped).map(|((_, r), n)| (r.clone(), *n)).collect()
+    }
 }
 
 pub struct Poller {

@@ -259,7 +259,9 @@ impl Stack {
         let mut pollers = Vec::new();
         let enumerate: Handler = {
             let deps = enumerator.clone();
+            let stats = stats.clone();
             Arc::new(move |batch| {
+                stats.count_change_jobs(&batch);
                 let deps = deps.clone();
                 Box::pin(async move { enumerate_batch(&deps, &batch, Instant::now() + Duration::from_secs(300)).await })
             })

@@ -17,13 +17,16 @@ use super::drive::DeltaLink;
 pub const DEFAULT_THROTTLE_WAIT: Duration = Duration::from_secs(10);
 
 /// Error codes that mean "this delta token cannot be served" whatever the status (drive
-/// delta's 410 codes included, graph-facts §4, §13.3).
-const RESYNC_CODES: [&str; 5] = [
+/// delta's 410 codes included, graph-facts §4, §13.3; Exchange's with 400, 404 or 410).
+const RESYNC_CODES: [&str; 8] = [
     "resyncRequired",
     "resyncChangesApplyDifferences",
     "resyncChangesUploadDifferences",
     "syncStateNotFound",
     "syncStateInvalid",
+    "ErrorSyncStateNotFound",
+    "ErrorInvalidSyncStateData",
+    "invalidDeltaToken",
 ];
 
 /// 404 codes that speak of the mailbox (or its user), never of one item in it.
@@ -114,6 +117,23 @@ impl GraphError {
 
     pub fn is_not_found(&self) -> bool {
         matches!(self, Self::NotFound)
+    }
+
+    /// What a refusal of a stored delta or next link means. The delta overview documents
+    /// `410 Gone` or "a 40X-series error with error codes such as `syncStateNotFound`", and
+    /// Exchange answers 400, 404 and 410 with several codes (graph-facts §13.3): so any 4xx
+    /// but 401, 403 and 429 (and a 404 about the whole mailbox) is a resync. A 404 may also
+    /// mean the folder is gone: the caller confirms that before it drops the folder's state.
+    pub fn on_stored_link(self) -> Self {
+        match self {
+            Self::NotFound
+            | Self::Conflict { .. }
+            | Self::PreconditionFailed
+            | Self::PayloadTooLarge
+            | Self::RangeNotSatisfiable => Self::ResyncRequired { restart: None },
+            Self::Http { status, .. } if (400..500).contains(&status) => Self::ResyncRequired { restart: None },
+            other => other,
+        }
     }
 
     /// The whole mailbox cannot be read now (gone, or access to it refused): no item in it
@@ -281,6 +301,40 @@ mod tests {
             restart: Some(DeltaLink::new("https://graph.example/v1.0/drives/d1/root/delta?token=x")),
         };
         check(410, &[("location", "delta?token=x")], body, relative);
+    }
+
+    #[test]
+    fn exchange_expiry_codes_ask_for_a_resync_whatever_the_4xx() {
+        for code in ["SyncStateNotFound", "ErrorSyncStateNotFound", "ErrorInvalidSyncStateData", "invalidDeltaToken"] {
+            let body = format!(r#"{{"error":{{"code":"{code}","message":"The sync state could not be found."}}}}"#);
+            for status in [400, 404, 410] {
+                check(status, &[], &body, GraphError::ResyncRequired { restart: None });
+            }
+        }
+    }
+
+    #[test]
+    fn a_refused_stored_link_is_a_resync_unless_auth_throttling_or_the_mailbox() {
+        let resync = GraphError::ResyncRequired { restart: None };
+        for err in [
+            GraphError::NotFound,
+            GraphError::Http { status: 400, code: "somethingNew".into(), message: String::new() },
+            GraphError::Http { status: 422, code: "unknown".into(), message: String::new() },
+            GraphError::Conflict { code: "x".into() },
+            GraphError::PreconditionFailed,
+        ] {
+            assert_eq!(err.clone().on_stored_link(), resync, "{err:?}");
+        }
+        for err in [
+            GraphError::Unauthorized { code: "InvalidAuthenticationToken".into() },
+            GraphError::Forbidden { code: "accessDenied".into() },
+            GraphError::Throttled { retry_after: Duration::from_secs(1), status: 429 },
+            GraphError::MailboxUnavailable { code: "MailboxNotEnabledForRESTAPI".into() },
+            GraphError::transient("HTTP 502"),
+            GraphError::Http { status: 501, code: "notImplemented".into(), message: String::new() },
+        ] {
+            assert_eq!(err.clone().on_stored_link(), err);
+        }
     }
 
     #[test]

@@ -197,13 +197,19 @@ impl GraphClient {
         }
     }
 
-    /// One page of the mailbox's folder delta. A dead link is [`GraphError::ResyncRequired`].
+    /// One page of the mailbox's folder delta. A refused link is [`GraphError::ResyncRequired`]
+    /// (see [`GraphError::on_stored_link`]).
     pub async fn mail_folders_delta(&self, from: &MailFolderDeltaCursor) -> Result<MailFolderDeltaPage, GraphError> {
-        let url = match from {
-            MailFolderDeltaCursor::Start { user_id } => self.endpoint(&["users", user_id, "mailFolders", "delta"]),
-            MailFolderDeltaCursor::Link(link) => self.graph_link(link.as_str())?,
+        let (url, stored) = match from {
+            MailFolderDeltaCursor::Start { user_id } => {
+                (self.endpoint(&["users", user_id, "mailFolders", "delta"]), false)
+            }
+            MailFolderDeltaCursor::Link(link) => (self.graph_link(link.as_str())?, true),
         };
-        let raw: RawPage<RawFolder> = self.execute(&self.delta_call(url), read_json).await?;
+        let raw: RawPage<RawFolder> = self
+            .execute(&self.delta_call(url), read_json)
+            .await
+            .map_err(|e| if stored { e.on_stored_link() } else { e })?;
         let changes = raw
             .value
             .into_iter()
@@ -223,15 +229,20 @@ impl GraphClient {
     /// links are followed as Graph gave them. A dead link is [`GraphError::ResyncRequired`]:
     /// enumerate the folder again from `Start` and reconcile.
     pub async fn message_delta(&self, from: &MessageDeltaCursor) -> Result<MessageDeltaPage, GraphError> {
-        let url = match from {
+        let (url, stored) = match from {
             MessageDeltaCursor::Start { user_id, folder_id } => {
                 let mut url = self.endpoint(&["users", user_id, "mailFolders", folder_id, "messages", "delta"]);
                 url.query_pairs_mut().append_pair("$select", MESSAGE_SELECT);
-                url
+                (url, false)
             }
-            MessageDeltaCursor::Link(link) => self.graph_link(link.as_str())?,
+            MessageDeltaCursor::Link(link) => (self.graph_link(link.as_str())?, true),
         };
-        let raw: RawPage<RawMessage> = self.execute(&self.delta_call(url), read_json).await?;
+        // A refused link is a resync, even a 404: the folder may be gone, or only the
+        // token; the enumerator asks Graph about the folder before it lets it go.
+        let raw: RawPage<RawMessage> = self
+            .execute(&self.delta_call(url), read_json)
+            .await
+            .map_err(|e| if stored { e.on_stored_link() } else { e })?;
         let changes = raw
             .value
             .into_iter()
@@ -256,6 +267,37 @@ impl GraphClient {
             Err(GraphError::NotFound) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// A fingerprint of the message's attachments as Graph lists them now, or `None` if the
+    /// message is gone: `GET /users/{id}/messages/{id}/attachments?$select=id,name,size,isInline`
+    /// (`message-list-attachments.md`; `$select` keeps `contentBytes` out, so the answer is a
+    /// few hundred bytes whatever the attachments weigh). One request, on a message whose
+    /// `changeKey` moved: a new attachment (Defender's Dynamic Delivery re-attaches files to
+    /// received mail) or a removed one changes the MIME of a message that is not a draft.
+    pub async fn attachment_fingerprint(&self, user_id: &str, message_id: &str) -> Result<Option<String>, GraphError> {
+        let mut url = self.endpoint(&["users", user_id, "messages", message_id, "attachments"]);
+        url.query_pairs_mut().append_pair("$select", "id,name,size,isInline");
+        let listed = match self.mail_pages::<RawAttachment>(url).await {
+            Ok(listed) => listed,
+            Err(GraphError::NotFound) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut lines: Vec<String> = listed
+            .into_iter()
+            .map(|a| {
+                let name = a.name.unwrap_or_default();
+                format!(
+                    "{}\u{0}{name}\u{0}{}\u{0}{}",
+                    a.id.unwrap_or_default(),
+                    a.size.unwrap_or(0),
+                    a.is_inline.unwrap_or(false)
+                )
+            })
+            .collect();
+        lines.sort();
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(lines.join("\n").as_bytes());
+        Ok(Some(format!("att.{}", hex::encode(&digest[..16]))))
     }
 
     /// Streams the message's raw RFC 5322 MIME (`$value`), chunk by chunk, so the caller can
@@ -358,6 +400,16 @@ impl RawFolder {
             is_hidden: self.is_hidden.unwrap_or(false),
         })
     }
+}
+
+/// An attachment as listed under `$select=id,name,size,isInline`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawAttachment {
+    id: Option<String>,
+    name: Option<String>,
+    size: Option<u64>,
+    is_inline: Option<bool>,
 }
 
 /// Graph's message JSON, every field optional (and `null` tolerated).

@@ -222,6 +222,48 @@ async fn an_expired_message_delta_link_asks_for_a_resync() {
 }
 
 #[tokio::test]
+async fn every_variant_of_a_refused_mail_delta_link_asks_for_a_resync() {
+    // Given Graph refuses stored links as Exchange does in the wild (graph-facts §13.3)
+    let server = TestServer::start(3599, |seen, _| {
+        let q = seen.query.clone().unwrap_or_default();
+        let token = q.rsplit('=').next().unwrap_or_default().to_owned();
+        let (status, code) = token.split_once('-').unwrap_or(("400", "x"));
+        graph_error(status.parse().unwrap_or(400), code)
+    })
+    .await;
+    let graph = server.client();
+    let variants = [
+        "400-SyncStateNotFound",
+        "404-ErrorSyncStateNotFound",
+        "410-ErrorInvalidSyncStateData",
+        "400-invalidDeltaToken",
+        "404-ErrorItemNotFound",
+        "400-somethingElse",
+    ];
+    for token in variants {
+        // When a message delta link and a folder delta link are followed
+        let messages = format!("{}/v1.0/users/u1/mailFolders/inbox/messages/delta?$deltatoken={token}", server.origin);
+        let folders = format!("{}/v1.0/users/u1/mailFolders/delta?$deltatoken={token}", server.origin);
+        let m = graph.message_delta(&MessageDeltaCursor::Link(DeltaLink::new(messages))).await.unwrap_err();
+        let f = graph.mail_folders_delta(&MailFolderDeltaCursor::Link(DeltaLink::new(folders))).await.unwrap_err();
+
+        // Then both say: enumerate again
+        assert!(m.is_resync() && f.is_resync(), "{token}: {m:?} {f:?}");
+    }
+    // But a 404 on a fresh start is Graph saying the folder is not there
+    let start = MessageDeltaCursor::Start { user_id: "u1".into(), folder_id: "404-ErrorItemNotFound".into() };
+    let fresh = TestServer::start(3599, |_, _| graph_error(404, "ErrorItemNotFound")).await;
+    assert_eq!(fresh.client().message_delta(&start).await.unwrap_err(), GraphError::NotFound);
+    // And throttling, auth and a refused mailbox stay what they are
+    for (status, code) in [(403, "ErrorAccessDenied"), (404, "MailboxNotEnabledForRESTAPI")] {
+        let refusing = TestServer::start(3599, move |_, _| graph_error(status, code)).await;
+        let link = format!("{}/v1.0/users/u1/mailFolders/inbox/messages/delta?$deltatoken=t", refusing.origin);
+        let err = refusing.client().message_delta(&MessageDeltaCursor::Link(DeltaLink::new(link))).await.unwrap_err();
+        assert!(!err.is_resync() && err.is_mailbox_unavailable(), "{err:?}");
+    }
+}
+
+#[tokio::test]
 async fn a_message_is_read_with_its_recipients_flag_and_dates_and_a_missing_one_is_none() {
     let server = TestServer::start(3599, |seen, _| match seen.path.as_str() {
         "/v1.0/users/u1/messages/m1" => json(

@@ -39,6 +39,14 @@ impl MailReader for SlowMail {
         self.inner.message(user, id).await
     }
 
+    async fn attachment_fingerprint(&self, user: &str, id: &str) -> Result<Option<String>, GraphError> {
+        self.inner.attachment_fingerprint(user, id).await
+    }
+
+    async fn mail_folder(&self, user: &str, id: &str) -> Result<Option<ItemState>, GraphError> {
+        self.inner.mail_folder(user, id).await
+    }
+
     async fn mime(&self, user: &str, id: &str) -> Result<Download, GraphError> {
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.most.fetch_max(now, Ordering::SeqCst);

@@ -45,9 +45,13 @@ pub(super) struct FakeMailbox {
     next_id: AtomicU32,
     page_size: AtomicU32,
     downloads: AtomicU32,
+    /// Attachment listings asked for (`attachments?$select=...`).
+    listings: AtomicU32,
     expire_links: AtomicBool,
     /// Set: Graph refuses the whole mailbox with this error (deleted, unlicensed).
     refused: Mutex<Option<GraphError>>,
+    /// Set: this folder's message delta answers 404 though the folder is there.
+    delta_not_found: Mutex<Option<String>>,
 }
 
 fn mime(subject: &str, attachment: bool) -> Bytes {
@@ -120,10 +124,15 @@ impl FakeMailbox {
             mail: Some(MailMeta {
                 subject: Some(id.into()),
                 is_read: m.is_read,
+                has_attachments: Self::has_files(&m.mime),
                 internet_message_id: Some(format!("<{id}@x.test>")),
                 ..MailMeta::default()
             }),
         }
+    }
+
+    fn has_files(mime: &[u8]) -> bool {
+        mime.windows(11).any(|w| w == b"attachment;")
     }
 
     fn removed(id: &str, kind: ItemKind) -> ItemState {
@@ -193,7 +202,8 @@ impl MailReader for FakeMailbox {
 
     async fn message_delta(&self, _user: &str, folder: &str, link: Option<&str>) -> Result<MailPage, GraphError> {
         self.check()?;
-        if !self.folders.lock().expect("lock").contains_key(folder) {
+        let refused = self.delta_not_found.lock().expect("lock").as_deref() == Some(folder);
+        if refused || !self.folders.lock().expect("lock").contains_key(folder) {
             return Err(GraphError::NotFound);
         }
         let now = self
@@ -210,6 +220,27 @@ impl MailReader for FakeMailbox {
     async fn message(&self, _user: &str, id: &str) -> Result<Option<ItemState>, GraphError> {
         self.check()?;
         Ok(self.messages.lock().expect("lock").get(id).map(|m| self.state(id, m)))
+    }
+
+    async fn attachment_fingerprint(&self, _user: &str, id: &str) -> Result<Option<String>, GraphError> {
+        self.listings.fetch_add(1, Ordering::SeqCst);
+        self.check()?;
+        // The MIME's attachments stand for Graph's listing of them.
+        Ok(self.messages.lock().expect("lock").get(id).map(|m| {
+            let files = if Self::has_files(&m.mime) { hex::encode(Sha256::digest(&m.mime)) } else { String::new() };
+            format!("fp-{files}")
+        }))
+    }
+
+    async fn mail_folder(&self, _user: &str, id: &str) -> Result<Option<ItemState>, GraphError> {
+        self.check()?;
+        let folders = self.folders.lock().expect("lock");
+        Ok(folders.get(id).map(|(name, parent)| ItemState {
+            name: Some(name.clone()),
+            parent_id: Some(parent.clone()),
+            deleted: false,
+            ..Self::removed(id, ItemKind::MailFolder)
+        }))
     }
 
     async fn mime(&self, _user: &str, id: &str) -> Result<Download, GraphError> {
@@ -568,4 +599,104 @@ async fn a_message_waits_in_the_queue_while_every_mailbox_slot_is_held() {
     let freed =
         w.catalog.acquire_slot("tenant", &resource, copier::MAILBOX_COPY_SLOTS, now, until).await.expect("acquire");
     assert_eq!(freed.map(|l| l.slot), Some(held[0].slot));
+}
+
+#[tokio::test]
+async fn a_folder_whose_delta_answers_404_keeps_being_backed_up_while_graph_still_has_it() {
+    // Given a backed-up mailbox
+    let w = world();
+    w.mailbox.deliver("m1", "archive", false);
+    w.sync(ChangeReason::Notification).await;
+
+    // When the Archive's message delta answers 404 for a while, though the folder is there
+    *w.mailbox.delta_not_found.lock().expect("lock") = Some("archive".into());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let job = ChangeJob::new(mailbox(), ChangeReason::Notification, Utc::now());
+    let refused = enumerator::enumerate(&w.enumerator, &job, deadline).await;
+
+    // Then the pass fails to be retried, and the folder's state is kept
+    assert!(refused.is_err_and(|e| e.is_retryable()));
+    let state = w.catalog.sync_state(&mailbox()).await.expect("state");
+    assert!(state.mail_folders.contains_key("archive"), "the Archive is still tracked");
+
+    // And once Graph serves it again, a message arriving there is backed up
+    *w.mailbox.delta_not_found.lock().expect("lock") = None;
+    w.mailbox.deliver("m2", "archive", false);
+    w.sync(ChangeReason::Notification).await;
+    assert_eq!(w.current("m2").await.parent_id.as_deref(), Some("archive"));
+}
+
+#[tokio::test]
+async fn a_mail_folder_inferred_gone_that_graph_still_has_is_recorded_alive() {
+    // Given a backed-up folder
+    let w = world();
+    w.sync(ChangeReason::Notification).await;
+    let held = w.current("archive").await;
+
+    // When a tombstone job inferred for it reaches the copier (a deleted parent's cascade)
+    let item = crate::pipeline::state::removed("archive".into(), ItemKind::MailFolder, Some("root"));
+    let job = ItemJob {
+        v: SCHEMA_VERSION,
+        container: mailbox(),
+        item,
+        observed_at: Utc::now(),
+        scan_epoch: None,
+        deferrals: 0,
+        confirm_gone: true,
+    };
+    copier::copy(&w.copier, &job).await.expect("copy");
+
+    // Then Graph was asked, and the folder is still alive in the catalog
+    let now = w.current("archive").await;
+    assert!(!now.deleted, "a folder Graph still has is not tombstoned");
+    assert_eq!(now.version, held.version);
+}
+
+#[tokio::test]
+async fn an_attachment_added_to_a_received_message_is_backed_up_and_a_read_downloads_nothing() {
+    // Given a received message with a file attachment, and one without, backed up
+    let w = world();
+    w.mailbox.deliver("m1", "inbox", true);
+    w.mailbox.deliver("m2", "inbox", false);
+    w.sync(ChangeReason::Notification).await;
+    let (downloads, listings) =
+        (|| w.mailbox.downloads.load(Ordering::SeqCst), || w.mailbox.listings.load(Ordering::SeqCst));
+    assert_eq!((downloads(), listings()), (2, 1), "the listing is asked once, for the message with a file");
+
+    // When both are read (a new changeKey each, the same MIME)
+    for id in ["m1", "m2"] {
+        w.mailbox.change(id, |m| m.is_read = true);
+    }
+    w.sync(ChangeReason::Notification).await;
+
+    // Then both are recorded read without a download; only the one with a file is listed
+    assert!(w.current("m1").await.mail.is_some_and(|m| m.is_read));
+    assert!(w.current("m2").await.mail.is_some_and(|m| m.is_read));
+    assert_eq!((downloads(), listings()), (2, 2));
+
+    // When Dynamic Delivery attaches another file to the received message
+    let redelivered =
+        Bytes::from(format!("X-MS-Exchange-Dynamic-Delivery: 1\r\n{}", String::from_utf8_lossy(&mime("m1", true))));
+    w.mailbox.change("m1", |m| m.mime = redelivered.clone());
+    w.sync(ChangeReason::Notification).await;
+
+    // Then its new MIME is the backed-up content, and its old one stays in history
+    let now = w.current("m1").await;
+    assert_eq!(now.content.map(|c| c.sha256), Some(hex::encode(Sha256::digest(&redelivered))));
+    assert_eq!(downloads(), 3);
+    assert_eq!(
+        w.history("m1")
+            .await
+            .iter()
+            .filter_map(|v| v.content.as_ref().map(|c| c.sha256.clone()))
+            .collect::<BTreeSet<_>>()
+            .len(),
+        2
+    );
+
+    // And a file taken away again is backed up too
+    let stripped = mime("m1", false);
+    w.mailbox.change("m1", |m| m.mime = stripped.clone());
+    w.sync(ChangeReason::Notification).await;
+    assert_eq!(w.current("m1").await.content.map(|c| c.sha256), Some(hex::encode(Sha256::digest(&stripped))));
 }

@@ -164,8 +164,13 @@ async fn run_pass(
             let page = match page(deps, c, Feed::Messages(&folder_id), link.as_deref(), deadline).await {
                 Ok(Some(page)) => page,
                 Ok(None) => return Ok(false),
-                // The folder went away since the folder delta ran: the next pass records it.
+                // Graph says no such folder (a refused stored link is a resync, never this): its
+                // state goes only once Graph confirms the folder is gone; the folder delta
+                // records its deletion.
                 Err(PipelineError::Graph(GraphError::NotFound)) => {
+                    if deps.mail.mail_folder(&c.graph_id, &folder_id).await?.is_some() {
+                        return Err(GraphError::transient("a folder Graph still has refused its message delta").into());
+                    }
                     state.mail_folders.remove(&folder_id);
                     deps.catalog.put_sync_state(c, state).await?;
                     break;
@@ -223,7 +228,7 @@ async fn page(
 
 /// A folder's state as a versioned item. Graph gives mail folders no version marker, so the
 /// version is derived from what a restore needs of a folder: its name and its parent.
-fn folder_state(mut f: ItemState) -> ItemState {
+pub(super) fn folder_state(mut f: ItemState) -> ItemState {
     f.kind = ItemKind::MailFolder;
     if !f.deleted {
         let marker =

@@ -51,6 +51,11 @@ pub trait MailReader: Send + Sync {
     async fn message_delta(&self, user_id: &str, folder_id: &str, link: Option<&str>) -> Result<MailPage, GraphError>;
     /// The message's state now, wherever it is; `None` if it is gone.
     async fn message(&self, user_id: &str, message_id: &str) -> Result<Option<ItemState>, GraphError>;
+    /// A fingerprint of the message's attachments as Graph lists them (no content); `None`
+    /// if the message is gone.
+    async fn attachment_fingerprint(&self, user_id: &str, message_id: &str) -> Result<Option<String>, GraphError>;
+    /// A mail folder's state now (`GET mailFolders/{id}`); `None` if it is gone.
+    async fn mail_folder(&self, user_id: &str, folder_id: &str) -> Result<Option<ItemState>, GraphError>;
     /// The message's MIME as Graph serves it (`$value`).
     async fn mime(&self, user_id: &str, message_id: &str) -> Result<Download, GraphError>;
     /// The id of the mailbox's root folder (`msgfolderroot`): the parent of its top-level
@@ -104,6 +109,14 @@ impl MailReader for GraphClient {
 
     async fn mime(&self, user_id: &str, message_id: &str) -> Result<Download, GraphError> {
         self.message_mime(user_id, message_id).await
+    }
+
+    async fn attachment_fingerprint(&self, user_id: &str, message_id: &str) -> Result<Option<String>, GraphError> {
+        GraphClient::attachment_fingerprint(self, user_id, message_id).await
+    }
+
+    async fn mail_folder(&self, user_id: &str, folder_id: &str) -> Result<Option<ItemState>, GraphError> {
+        Ok(GraphClient::mail_folder(self, user_id, folder_id).await?.map(mail_folder_state))
     }
 }
 

@@ -80,6 +80,7 @@ pub fn message_state(m: Message) -> ItemState {
         categories: m.categories,
         has_attachments: m.has_attachments,
         attachments: Vec::new(),
+        attachment_fingerprint: None,
     };
     ItemState {
         id: m.id,

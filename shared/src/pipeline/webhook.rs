@@ -62,8 +62,11 @@ pub struct Triage {
 }
 
 /// The container a notification's `resource` names: `drives/{id}/root` (how we subscribe to
-/// a drive), or a message of a mailbox: `Users/{id}/Messages/{message}`, also under a folder
-/// (`Users/{id}/mailFolders('inbox')/Messages/{message}`). Anything else names nothing.
+/// a drive), or a message of a mailbox. Graph names the mailbox's user with its tenant,
+/// `users/{user}@{tenant}/messages/{message}` (graph-facts §13.1, the example of
+/// `change-notifications-delivery-webhooks.md`); the user alone is accepted too, and either
+/// under a folder (`Users/{id}/mailFolders('inbox')/Messages/{message}`). A tenant other than
+/// ours names nothing, as does anything else.
 fn container_of(tenant_id: &str, resource: &str) -> Option<ContainerId> {
     let parts: Vec<&str> = resource.trim_start_matches('/').split('/').collect();
     let is = |i: usize, word: &str| parts.get(i).is_some_and(|p| p.eq_ignore_ascii_case(word));
@@ -71,6 +74,11 @@ fn container_of(tenant_id: &str, resource: &str) -> Option<ContainerId> {
     if is(0, "drives") && is(2, "root") && parts.len() == 3 {
         return Some(ContainerId::new(tenant_id, id));
     }
+    let id = match id.rsplit_once('@') {
+        Some((user, tenant)) if !user.is_empty() && tenant.eq_ignore_ascii_case(tenant_id) => user,
+        Some(_) => return None,
+        None => id,
+    };
     let message_at = if is(2, "messages") {
         3
     } else if parts.get(2).is_some_and(|p| is_mail_folder(p)) && is(3, "messages") {
@@ -275,6 +283,66 @@ mod tests {
         assert_eq!(t.rejected, 2);
     }
 
+    /// The notification of Graph's webhook docs (`change-notifications-delivery-webhooks.md`,
+    /// "Change notification example"), its placeholders filled with GUIDs.
+    fn documented(client_state: &str, user: &str, tenant: &str) -> serde_json::Value {
+        serde_json::json!({
+            "id": "lsgTZMr9KwAAA",
+            "subscriptionId": "5ee3f5c5-0e43-4e38-b2f1-34c3ed4b2b5b",
+            "subscriptionExpirationDateTime": "2016-03-19T22:11:09.952Z",
+            "clientState": client_state,
+            "changeType": "created",
+            "resource": format!("users/{user}@{tenant}/messages/AAMkAGUwNjQ4ZjIxLTAAA="),
+            "tenantId": TENANT_GUID,
+            "resourceData": {
+                "@odata.type": "#Microsoft.Graph.Message",
+                "@odata.id": format!("Users/{user}@{tenant}/Messages/AAMkAGUwNjQ4ZjIxLTAAA="),
+                "@odata.etag": "W/\"CQAAABYAAADkrWGo7bouTKlsgTZMr9KwAAAUWRHf\"",
+                "id": "AAMkAGUwNjQ4ZjIxLTAAA="
+            }
+        })
+    }
+
+    const TENANT_GUID: &str = "84bd8158-6d4d-4958-8b9f-9d6445542f95";
+    const USER_A: &str = "2f3a2c3e-1d4b-4e5f-9a6b-7c8d9e0f1a2b";
+    const USER_B: &str = "9b8a7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d";
+
+    #[test]
+    fn the_documented_outlook_notification_names_our_mailbox() {
+        // Given the webhook of tenant TENANT_GUID and a subscription on mailbox A
+        let d = WebhookDeps { tenant_id: TENANT_GUID.into(), ..deps(Arc::new(MemorySink::default())) };
+        let mailbox = ContainerId::mailbox(TENANT_GUID, USER_A);
+        let cs = d.key.derive(TENANT_GUID, &mailbox.scoped_id());
+
+        // When Graph sends the documented notification, the user and tenant in any case
+        let upper = (USER_A.to_ascii_uppercase(), TENANT_GUID.to_ascii_uppercase());
+        let t =
+            triage(&d, &body(&[documented(&cs, USER_A, TENANT_GUID), documented(&cs, &upper.0, &upper.1)]), Utc::now())
+                .expect("parse");
+
+        // Then it is one change job for mailbox A
+        assert_eq!(t.rejected, 0);
+        assert_eq!(t.changes.iter().map(|c| c.container.clone()).collect::<Vec<_>>(), vec![mailbox]);
+    }
+
+    #[test]
+    fn a_mailbox_client_state_vouches_for_that_mailbox_in_our_tenant_only() {
+        let d = WebhookDeps { tenant_id: TENANT_GUID.into(), ..deps(Arc::new(MemorySink::default())) };
+        let cs = d.key.derive(TENANT_GUID, &ContainerId::mailbox(TENANT_GUID, USER_A).scoped_id());
+        let other_tenant = "11111111-2222-3333-4444-555555555555";
+        for (user, tenant) in [
+            (USER_B, TENANT_GUID),
+            (&USER_B.to_ascii_uppercase(), TENANT_GUID),
+            (USER_A, other_tenant),
+            (USER_A, ""),
+            ("", TENANT_GUID),
+            (&format!("{USER_A}@{TENANT_GUID}"), other_tenant),
+        ] {
+            let t = triage(&d, &body(&[documented(&cs, user, tenant)]), Utc::now()).expect("parse");
+            assert_eq!((t.rejected, t.changes.len()), (1, 0), "{user}@{tenant}");
+        }
+    }
+
     #[test]
     fn resources_other_than_a_drive_root_or_a_message_are_not_containers() {
         let of = |r: &str| container_of("t", r);
@@ -282,6 +350,8 @@ mod tests {
         assert_eq!(of("drives/abc/root"), Some(ContainerId::new("t", "abc")));
         assert_eq!(of("Users/U1/Messages/m"), Some(ContainerId::mailbox("t", "u1")));
         assert_eq!(of("Users/u1/mailFolders('AAMkF')/Messages/m"), Some(ContainerId::mailbox("t", "u1")));
+        assert_eq!(of("users/U1@t/messages/m"), Some(ContainerId::mailbox("t", "u1")));
+        assert_eq!(of("Users/u1@T/mailFolders('AAMkF')/Messages/m"), Some(ContainerId::mailbox("t", "u1")));
         for bad in [
             "users/u/drive/root",
             "drives//root",
@@ -294,6 +364,10 @@ mod tests {
             "Users/u1/mailFolders()/Messages/m",
             "Users/u1/Messages/m/attachments",
             "Groups/g/Messages/m",
+            "users/u1@other/messages/m",
+            "users/@t/messages/m",
+            "users/u1@/messages/m",
+            "drives/abc@t/root/x",
         ] {
             assert_eq!(of(bad), None, "{bad}");
         }

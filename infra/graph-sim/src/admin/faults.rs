@@ -16,6 +16,7 @@ use crate::Inner;
 use crate::error::{GraphError, GraphResult};
 use crate::faults::{ItemFault, Malformed, ServedBytes, TransportAction, TransportFault, UserErrors};
 use crate::store::delta::{Resync, ResyncCode};
+use crate::store::mail::MailDeltaExpiry;
 
 #[derive(Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -66,9 +67,13 @@ pub enum FaultReq {
         drive_id: String,
     },
     /// Every mail delta and next link issued so far for `user` (every mailbox
-    /// without one) answers `410 SyncStateNotFound`.
+    /// without one) answers `status` (400, 404 or 410; default 410) with `code`
+    /// (`SyncStateNotFound` by default, `ErrorSyncStateNotFound`,
+    /// `ErrorInvalidSyncStateData` or `invalidDeltaToken`).
     ExpireMailDeltaTokens {
         user: Option<String>,
+        status: Option<u16>,
+        code: Option<String>,
     },
     /// Mail requests take this long to answer (0 turns it off): makes
     /// concurrent requests overlap.
@@ -169,7 +174,14 @@ pub async fn add_fault(State(sim): State<Arc<Inner>>, body: Bytes) -> GraphResul
             }
             st.faults.forbid_writes.insert(drive_id);
         }
-        FaultReq::ExpireMailDeltaTokens { user } => {
+        FaultReq::ExpireMailDeltaTokens { user, status, code } => {
+            let expiry = MailDeltaExpiry::new(status.unwrap_or(410), code.as_deref().unwrap_or("SyncStateNotFound"))
+                .ok_or_else(|| {
+                    GraphError::bad_request(
+                        "status must be 400, 404 or 410; code SyncStateNotFound, ErrorSyncStateNotFound, \
+                         ErrorInvalidSyncStateData or invalidDeltaToken.",
+                    )
+                })?;
             let only = match &user {
                 Some(u) => {
                     Some(st.user(u).map(|u| u.id.clone()).ok_or_else(|| GraphError::not_found("No such user."))?)
@@ -179,6 +191,7 @@ pub async fn add_fault(State(sim): State<Arc<Inner>>, body: Bytes) -> GraphResul
             for (id, mb) in st.mailboxes.iter_mut() {
                 if only.as_ref().is_none_or(|o| o == id) {
                     mb.token_epoch += 1;
+                    mb.expiry = expiry.clone();
                 }
             }
         }

@@ -203,6 +203,12 @@ pub struct MessageEdit {
     flag: Option<String>,
     /// Move to this folder (id or well-known name).
     folder: Option<String>,
+    /// The immutable-id miss (graph-facts §13.4, microsoft-graph-docs-contrib
+    /// `concepts/includes/known-issues/mail.md`): the message moves to this folder, takes
+    /// the read and flag change there, and moves back, and neither folder's message delta
+    /// reports any of it (nor does a notification). Its changeKey and
+    /// lastModifiedDateTime move as for any change.
+    unreported_round_trip: Option<String>,
 }
 
 pub async fn edit_message(
@@ -215,6 +221,20 @@ pub async fn edit_message(
         let imm = mb.message_or_404(&id)?.immutable_id.clone();
         let mut changes = Vec::new();
         let folder = |mb: &Mailbox| mb.message(&imm).and_then(|m| m.folder()).unwrap_or_default().to_string();
+        if let Some(via) = &req.unreported_round_trip {
+            let (home, logged) = (folder(mb), mb.message_log.len());
+            mb.move_message(&imm, via, rng)?;
+            if let Some(read) = req.is_read {
+                mb.set_read(&imm, read)?;
+            }
+            if let Some(flag) = &req.flag {
+                mb.set_flag(&imm, flag)?;
+            }
+            mb.move_message(&imm, &home, rng)?;
+            mb.message_log.truncate(logged);
+            let m = mb.message_or_404(&imm)?;
+            return Ok((json!({"id": imm, "rest_id": m.rest_id(), "folder_id": m.folder()}), Vec::new()));
+        }
         if let Some(read) = req.is_read {
             mb.set_read(&imm, read)?;
         }
@@ -370,4 +390,54 @@ pub async fn purge(State(sim): State<Arc<Inner>>, Path(user): Path<String>) -> G
         Ok((changes.len(), changes))
     })?;
     Ok(Json(json!({"deleted": n})))
+}
+
+#[derive(Deserialize)]
+pub struct NewAttachment {
+    name: String,
+    size: u64,
+}
+
+/// What Defender's Dynamic Delivery does to a received message: a file attached afterwards
+/// (and, with `DELETE`, one taken away). The MIME is rendered again; the changeKey and
+/// lastModifiedDateTime move; the message delta and notifications report an update.
+pub async fn add_attachment(
+    State(sim): State<Arc<Inner>>,
+    Path((user, id)): Path<(String, String)>,
+    body: Bytes,
+) -> GraphResult<Json<Value>> {
+    let req: NewAttachment = parse(&body)?;
+    let out = mutate(&sim, &user, |mb, _| {
+        let imm = mb.message_or_404(&id)?.immutable_id.clone();
+        let attachment = crate::mime_gen::Attachment {
+            id: crate::store::mail::attachment_id(),
+            name: req.name.clone(),
+            content_type: "application/octet-stream".into(),
+            bytes: filler(IdRng::random().next_u64(), req.size),
+            content_id: None,
+            inline: false,
+        };
+        let added = attachment.id.clone();
+        mb.edit_spec(&imm, |spec| spec.attachments.push(attachment))?;
+        let folder = mb.message_or_404(&imm)?.folder().unwrap_or_default().to_string();
+        Ok((json!({"id": added}), vec![MailChange::Updated { id: imm, folder }]))
+    })?;
+    Ok(Json(out))
+}
+
+pub async fn delete_attachment(
+    State(sim): State<Arc<Inner>>,
+    Path((user, id, attachment)): Path<(String, String, String)>,
+) -> GraphResult<StatusCode> {
+    mutate(&sim, &user, |mb, _| {
+        let m = mb.message_or_404(&id)?;
+        let imm = m.immutable_id.clone();
+        if !m.spec.attachments.iter().any(|a| a.id == attachment) {
+            return Err(crate::store::mail::item_not_found());
+        }
+        mb.edit_spec(&imm, |spec| spec.attachments.retain(|a| a.id != attachment))?;
+        let folder = mb.message_or_404(&imm)?.folder().unwrap_or_default().to_string();
+        Ok(((), vec![MailChange::Updated { id: imm, folder }]))
+    })?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::routing::{get, patch, post};
+use axum::routing::{delete, get, patch, post};
 use serde::de::DeserializeOwned;
 
 use crate::Inner;
@@ -36,6 +36,8 @@ pub fn router() -> Router<Arc<Inner>> {
         .route("/mailboxes/{user}", get(mail::ground_truth))
         .route("/mailboxes/{user}/messages", post(mail::deliver))
         .route("/mailboxes/{user}/messages/{id}", patch(mail::edit_message).delete(mail::delete_message))
+        .route("/mailboxes/{user}/messages/{id}/attachments", post(mail::add_attachment))
+        .route("/mailboxes/{user}/messages/{id}/attachments/{attachment}", delete(mail::delete_attachment))
         .route("/mailboxes/{user}/folders", post(mail::create_folder))
         .route("/mailboxes/{user}/folders/{id}", patch(mail::edit_folder).delete(mail::delete_folder))
         .route("/mailboxes/{user}/folders/{id}/empty", post(mail::empty_folder))

@@ -67,10 +67,24 @@ fn invalid(message: impl Into<String>) -> GraphError {
     GraphError::new(StatusCode::BAD_REQUEST, "ErrorInvalidRequest", message)
 }
 
+/// `$select` keeps only the fields named (and `@odata.type`, `id`), as Graph does: a
+/// listing of `id,name,size,isInline` carries no `contentBytes`.
 pub fn list(ctx: &MailCtx<'_>, id: &str) -> GraphResult<Response> {
+    let select: Option<Vec<String>> =
+        ctx.q.get("$select").map(|s| s.split(',').map(|f| f.trim().to_string()).collect());
     let value = ctx.read(|mb| {
         let m = mb.message_or_404(id)?;
-        Ok(m.spec.attachments.iter().map(|a| attachment_json(m, a)).collect::<Vec<_>>())
+        Ok(m.spec
+            .attachments
+            .iter()
+            .map(|a| {
+                let mut json = attachment_json(m, a);
+                if let (Some(fields), Some(o)) = (&select, json.as_object_mut()) {
+                    o.retain(|k, _| k == "@odata.type" || k == "id" || fields.iter().any(|f| f == k));
+                }
+                json
+            })
+            .collect::<Vec<_>>())
     })?;
     Ok(Json(json!({"value": value})).into_response())
 }
@@ -91,7 +105,7 @@ fn attach(sim: &Arc<Inner>, user_id: &str, message: &str, mut a: Attachment) -> 
         let mut st = sim.lock();
         let mb: &mut Mailbox = st.mailboxes.get_mut(user_id).ok_or_else(super::mail::mailbox_not_enabled)?;
         let imm = mb.message_or_404(message)?.immutable_id.clone();
-        a.id = format!("att-{}", mb.message_or_404(&imm)?.spec.attachments.len() + 1);
+        a.id = crate::store::mail::attachment_id();
         let added = a.clone();
         mb.edit_spec(&imm, |spec| spec.attachments.push(a))?;
         let m = mb.message_or_404(&imm)?;

@@ -12,7 +12,8 @@
 //! list is recomputed from the mailbox's change log for `(from, upto]` on
 //! every page, so paging needs no session; `$select` from the first request
 //! is baked in. A token from before the `expire_mail_delta_tokens` fault
-//! answers `410 SyncStateNotFound`; a garbled one `400 SyncStateInvalid`.
+//! answers as that fault says (`410 SyncStateNotFound` unless told another
+//! of Exchange's variants); a garbled one `400 SyncStateInvalid`.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -40,10 +41,6 @@ fn invalid() -> GraphError {
     GraphError::new(StatusCode::BAD_REQUEST, "SyncStateInvalid", "The sync state is invalid or corrupt.")
 }
 
-fn gone() -> GraphError {
-    GraphError::new(StatusCode::GONE, "SyncStateNotFound", "The sync state could not be found; it may have expired.")
-}
-
 /// The cursor of the request: a fresh start, a nextLink or a deltaLink.
 fn cursor(ctx: &MailCtx<'_>, kind: &str, folder: &str, mb: &Mailbox) -> GraphResult<Cursor> {
     let (token, page) = match (ctx.q.get("$skiptoken"), ctx.q.get("$deltatoken")) {
@@ -63,7 +60,7 @@ fn cursor(ctx: &MailCtx<'_>, kind: &str, folder: &str, mb: &Mailbox) -> GraphRes
         return Err(invalid());
     }
     if f[3] != mb.incarnation || f[4] != mb.token_epoch.to_string() {
-        return Err(gone());
+        return Err(mb.expiry.error());
     }
     let num = |s: &str| s.parse::<u64>().map_err(|_| invalid());
     Ok(Cursor {

@@ -150,7 +150,51 @@ pub struct Mailbox {
     pub folder_log: Vec<(u64, String)>,
     /// Bumped by the `expire_mail_delta_tokens` fault.
     pub token_epoch: u64,
+    /// How a token from an earlier epoch is refused.
+    pub expiry: MailDeltaExpiry,
     pub incarnation: String,
+}
+
+/// How Exchange refuses a mail delta token it can no longer serve. The delta overview says
+/// `410 Gone` or "a 40X-series error with error codes such as `syncStateNotFound`"; clients in
+/// the wild meet these codes with 400, 404 and 410 (graph-facts §13.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailDeltaExpiry {
+    pub status: StatusCode,
+    pub code: &'static str,
+}
+
+impl Default for MailDeltaExpiry {
+    fn default() -> Self {
+        Self { status: StatusCode::GONE, code: "SyncStateNotFound" }
+    }
+}
+
+impl MailDeltaExpiry {
+    pub const CODES: [&'static str; 4] =
+        ["SyncStateNotFound", "ErrorSyncStateNotFound", "ErrorInvalidSyncStateData", "invalidDeltaToken"];
+
+    /// `status` 400, 404 or 410 and one of [`Self::CODES`].
+    pub fn new(status: u16, code: &str) -> Option<Self> {
+        let status = match status {
+            400 => StatusCode::BAD_REQUEST,
+            404 => StatusCode::NOT_FOUND,
+            410 => StatusCode::GONE,
+            _ => return None,
+        };
+        let code = Self::CODES.into_iter().find(|c| *c == code)?;
+        Some(Self { status, code })
+    }
+
+    pub fn error(&self) -> GraphError {
+        GraphError::new(self.status, self.code, "The sync state could not be found; it may have expired.")
+    }
+}
+
+/// A fresh attachment id: never one a message held before, as an attachment added after
+/// another was removed must not take its id.
+pub fn attachment_id() -> String {
+    format!("AAMkAtt{}=", uuid::Uuid::new_v4().simple())
 }
 
 pub fn item_not_found() -> GraphError {
@@ -197,6 +241,7 @@ impl Mailbox {
             message_log: Vec::new(),
             folder_log: Vec::new(),
             token_epoch: 0,
+            expiry: MailDeltaExpiry::default(),
             incarnation: id_chars(rng, 8),
         };
         for (wk, name) in WELL_KNOWN {

@@ -57,7 +57,11 @@ async fn message_subscriptions_notify_each_change_with_resource_data_and_lifecyc
     let inbox_n = for_sub(&inbox_sub["id"]);
     assert_eq!(inbox_n["changeType"], "created");
     assert_eq!(inbox_n["clientState"], "mail-secret");
-    assert_eq!(inbox_n["resource"], format!("Users/{user}/Messages/{}", s(&delivered["immutable_id"])));
+    // (as Graph's docs show it: the user named with its tenant)
+    let tenant = sim.cfg.tenant_id.clone();
+    let mid = s(&delivered["immutable_id"]);
+    assert_eq!(inbox_n["resource"], format!("users/{user}@{tenant}/messages/{mid}"));
+    assert_eq!(inbox_n["resourceData"]["@odata.id"], format!("Users/{user}@{tenant}/Messages/{mid}"));
     assert_eq!(inbox_n["resourceData"]["@odata.type"], "#Microsoft.Graph.Message");
     assert_eq!(inbox_n["resourceData"]["id"], delivered["immutable_id"]);
     assert_eq!(for_sub(&all_sub["id"])["resourceData"]["id"], delivered["rest_id"]);

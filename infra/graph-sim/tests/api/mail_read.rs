@@ -268,6 +268,34 @@ async fn expired_and_garbled_mail_delta_tokens_are_refused_with_exchange_codes()
 }
 
 #[tokio::test]
+async fn expired_mail_delta_tokens_answer_each_of_exchanges_variants() {
+    let sim = start(fast_config()).await;
+    let user = sim.seed_mail(json!({"messages": 3})).await;
+    let inbox = format!("/users/{user}/mailFolders/inbox/messages/delta");
+    for (status, code) in [
+        (400, "SyncStateNotFound"),
+        (404, "ErrorSyncStateNotFound"),
+        (410, "ErrorInvalidSyncStateData"),
+        (400, "invalidDeltaToken"),
+        (404, "ErrorInvalidSyncStateData"),
+    ] {
+        // Given a delta link
+        let (_, link, _) = sim.mail_delta_all(&inbox, IMMUTABLE).await;
+
+        // When the mailbox's tokens expire with this variant
+        let fault = json!({"kind": "expire_mail_delta_tokens", "status": status, "code": code});
+        sim.post_admin("/faults", fault).await;
+
+        // Then the link answers it
+        let err = expect(sim.get(&link).await, StatusCode::from_u16(status).expect("status")).await;
+        assert_eq!(err["error"]["code"], code);
+    }
+    // And a variant Exchange does not use is refused
+    let resp = sim.admin(Method::POST, "/faults", json!({"kind": "expire_mail_delta_tokens", "status": 409})).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
 async fn folder_delta_reports_nested_new_folders_and_removed_ones() {
     // Given a folder delta link
     let sim = start(fast_config()).await;

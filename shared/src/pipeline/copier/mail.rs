@@ -5,8 +5,10 @@
 //!
 //! Exchange lets only drafts change their body (Graph: `body` is updatable only while
 //! `isDraft`), so a new `changeKey` on a sent or received message is a metadata change (read,
-//! flag, move, categories): it is recorded as a new version over the content already held,
-//! without downloading again. A message removed from a folder is looked up by its immutable id:
+//! flag, move, categories) unless its attachments changed (Defender's Dynamic Delivery adds
+//! them to received mail): a message with file attachments, before or after, has them listed
+//! (one small request, no content) and compared with the listing stored with its MIME. The
+//! same listing is a new version over the content already held, another one downloads again. A message removed from a folder is looked up by its immutable id:
 //! found elsewhere, the move is recorded; gone, a tombstone.
 
 use bytes::BytesMut;
@@ -25,7 +27,8 @@ use crate::pipeline::PipelineError;
 use crate::pipeline::part_buffer::PartBuffer;
 
 /// A Graph call (a moved message's lookup, the `$value` download) runs in one of the mailbox's
-/// `slots`; a change that needs none (a read, a flag, a folder, a tombstone) takes none.
+/// `slots`; a change that needs none (a read, a flag or a move of a message without file
+/// attachments, a folder, a tombstone) takes none.
 pub(super) async fn copy_state(
     deps: &CopierDeps,
     job: &ItemJob,
@@ -45,6 +48,17 @@ pub(super) async fn copy_state(
             (item, observed_at) = (now, asked);
         }
     }
+    if item.deleted && item.kind == ItemKind::MailFolder && job.confirm_gone {
+        // Inferred gone (a full scan missed it, or a deleted folder held it): Graph decides.
+        let asked = deps.clock.now();
+        let Some(found) = slots.run(deps, &key.container, deps.mail.mail_folder(user, &key.item_id)).await? else {
+            return defer(deps, job, MAILBOX_SLOT_WAIT).await;
+        };
+        if let Some(now) = found? {
+            info!(item = %key.item_id, "Graph still has a mail folder thought gone: recording its state instead");
+            (item, observed_at) = (crate::pipeline::mailbox::folder_state(now), asked);
+        }
+    }
     if item.deleted {
         if head.as_ref().is_some_and(|h| h.current.deleted) {
             return Ok(Copied::AlreadyHeld);
@@ -62,15 +76,43 @@ pub(super) async fn copy_state(
         let v = version_of(key, &item, &version, None, Verification::NoContent, (observed_at, deps.clock.now()));
         return commit(deps, head.as_ref(), v).await.map(|_| Copied::Committed { bytes: 0 });
     }
-    if let Some((content, attachments)) = reusable(head.as_ref(), &item) {
-        let mut v =
-            version_of(key, &item, &version, Some(content), Verification::Sha256, (observed_at, deps.clock.now()));
-        if let Some(meta) = v.mail.as_mut() {
-            meta.attachments = attachments;
+    let with_files = item.mail.as_ref().is_some_and(|m| m.has_attachments);
+    let mut listed = None;
+    if let Some(held) = reusable(head.as_ref(), &item) {
+        // Not a draft: only its attachments can change its MIME. Without file attachments
+        // before or after, nothing to ask; otherwise Graph's listing (no content) decides.
+        if held.fingerprint.is_some() || with_files {
+            let Some(now) =
+                slots.run(deps, &key.container, deps.mail.attachment_fingerprint(user, &key.item_id)).await?
+            else {
+                return defer(deps, job, MAILBOX_SLOT_WAIT).await;
+            };
+            let Some(now) = now? else { return Ok(Copied::Gone) };
+            listed = Some(now);
         }
-        return commit(deps, head.as_ref(), v).await.map(|_| Copied::Committed { bytes: 0 });
+        if listed == held.fingerprint {
+            let at = (observed_at, deps.clock.now());
+            let mut v = version_of(key, &item, &version, Some(held.content), Verification::Sha256, at);
+            if let Some(meta) = v.mail.as_mut() {
+                (meta.attachments, meta.attachment_fingerprint) = (held.attachments, listed);
+            }
+            return commit(deps, head.as_ref(), v).await.map(|_| Copied::Committed { bytes: 0 });
+        }
+        info!(item = %key.item_id, "a message's attachments changed: downloading its MIME again");
     }
-    let Some(downloaded) = slots.run(deps, &key.container, download(deps, key, &version)).await? else {
+    // The listing comes before the download: attachments changed in between make the stored
+    // fingerprint older than the MIME, which costs a download later, never a missed change.
+    let fetch = async {
+        if listed.is_none() && with_files {
+            match deps.mail.attachment_fingerprint(user, &key.item_id).await {
+                Ok(Some(now)) => listed = Some(now),
+                Ok(None) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        download(deps, key, &version).await
+    };
+    let Some(downloaded) = slots.run(deps, &key.container, fetch).await? else {
         return defer(deps, job, MAILBOX_SLOT_WAIT).await;
     };
     let Some(downloaded) = downloaded? else { return Ok(Copied::Gone) };
@@ -78,21 +120,34 @@ pub(super) async fn copy_state(
     let bytes = content.size;
     let mut v = version_of(key, &item, &version, Some(content), Verification::Sha256, (observed_at, deps.clock.now()));
     if let Some(meta) = v.mail.as_mut() {
-        meta.attachments = attachments;
+        (meta.attachments, meta.attachment_fingerprint) = (attachments, listed);
     }
     commit(deps, head.as_ref(), v).await?;
     info!(item = %key.item_id, bytes, "message copied");
     Ok(Copied::Committed { bytes })
 }
 
-/// The MIME we already hold for this message, if its body cannot have changed since.
-fn reusable(head: Option<&ItemHead>, item: &ItemState) -> Option<(ContentRef, Vec<crate::model::AttachmentMeta>)> {
+/// The MIME we hold for a message that is not a draft.
+struct Held {
+    content: ContentRef,
+    attachments: Vec<crate::model::AttachmentMeta>,
+    fingerprint: Option<String>,
+}
+
+/// The MIME we already hold for this message, if its body cannot have changed since: only
+/// drafts change their body, and other messages only change their MIME when attachments are
+/// added or removed (which the caller checks).
+fn reusable(head: Option<&ItemHead>, item: &ItemState) -> Option<Held> {
     let current = &head?.current;
     let (held, now) = (current.mail.as_ref()?, item.mail.as_ref()?);
     if held.is_draft || now.is_draft || current.kind != ItemKind::Message {
         return None;
     }
-    Some((current.content.clone()?, held.attachments.clone()))
+    let fingerprint = held.attachment_fingerprint.clone();
+    // A version stored before fingerprints were kept: a message with file attachments is
+    // downloaded once more to get one.
+    let fingerprint = if held.has_attachments && fingerprint.is_none() { Some(String::new()) } else { fingerprint };
+    Some(Held { content: current.content.clone()?, attachments: held.attachments.clone(), fingerprint })
 }
 
 /// A message's MIME, read whole from Graph: buffered, or partly uploaded (multipart).
