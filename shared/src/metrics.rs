@@ -10,9 +10,15 @@ pub const NAMESPACE: &str = "M365Backup";
 /// Files recorded as Graph serves them, which differs from what it reports.
 pub const AS_SERVED: &str = "VersionsRecordedAsServed";
 
+/// Objects `verify` found missing, locked short of the retention rule, or altered.
+pub const VAULT_PROBLEMS: &str = "VaultProblems";
+
+/// Current versions whose lock the extension task could not extend (missing, refused).
+pub const LOCK_EXTENSION_FAILURES: &str = "LockExtensionFailures";
+
 /// The metrics a human must hear about: each has an alarm in `template.yaml` (checked by
 /// `tests/tests/template_policy.rs`).
-pub const ALARMED: [&str; 1] = [AS_SERVED];
+pub const ALARMED: [&str; 3] = [AS_SERVED, VAULT_PROBLEMS, LOCK_EXTENSION_FAILURES];
 
 /// Adds `value` to the metric `name`.
 pub fn count(name: &str, value: u64) {

@@ -5,9 +5,11 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+mod keeper;
 mod queue;
 mod restore;
 
+pub use keeper::{ExtendReport, KeeperCursor, KeeperRun, MAX_PROBLEMS, VaultProblem, VerifyReport};
 pub use queue::{
     ChangeJob, ChangeReason, ItemJob, LifecycleJob, Renewal, RestoreStep, RestoreTask, SchedulerWork, UserRef,
 };
@@ -334,6 +336,18 @@ pub struct ItemHead {
     pub current: ItemVersion,
     /// The immutable record of `current` in the vault.
     pub record: ObjectRef,
+    /// How far the lock extension task last locked `current`'s objects (its record and
+    /// content); `None` until it has, or once the head moved to another version. Mutable
+    /// state beside the immutable version, never in its record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked_until: Option<DateTime<Utc>>,
+}
+
+impl ItemHead {
+    /// The vault objects `current` needs: its record, then its content if it has any.
+    pub fn objects(&self) -> Vec<&ObjectRef> {
+        std::iter::once(&self.record).chain(self.current.content.as_ref().map(|c| &c.object)).collect()
+    }
 }
 
 /// Enumerator-owned delta state of a container. Links carry tokens: never logged.

@@ -44,6 +44,7 @@ mod coordination;
 mod export_parts;
 mod failures;
 mod history;
+mod keeping;
 mod keys;
 mod restore;
 mod sync;

@@ -20,6 +20,7 @@ use tracing::{info, warn};
 
 use super::order;
 use super::part_buffer::PartBuffer;
+use super::retention::Policy;
 use super::throttle::{Paced, paced};
 use super::{DriveReader, MailReader, PipelineError, item_state};
 use crate::graph::GraphError;
@@ -146,11 +147,13 @@ pub(super) async fn defer(deps: &CopierDeps, job: &ItemJob, wait: Duration) -> R
     Ok(Copied::Deferred(delay))
 }
 
+fn policy(deps: &CopierDeps) -> Policy {
+    Policy::new(deps.lock_mode, deps.retention_days)
+}
+
+/// The lock of what a new version writes (ARCHITECTURE.md, Retention).
 fn lock(deps: &CopierDeps) -> Lock {
-    Lock {
-        mode: deps.lock_mode,
-        retain_until: deps.clock.now() + chrono::Duration::days(i64::from(deps.retention_days)),
-    }
+    policy(deps).new_version(deps.clock.now())
 }
 
 async fn copy_state(
@@ -198,7 +201,11 @@ async fn copy_state(
     }
     if let Some(content) = reusable_content(deps, key, head.as_ref(), &item).await? {
         // Same bytes as a version we hold (rename, move, back from the recycle bin, or a hash
-        // that arrived later).
+        // that arrived later). Bytes of an older version may be locked for less than a current
+        // version needs: lengthened before they become current again.
+        if head.as_ref().and_then(|h| h.current.content.as_ref()).is_none_or(|c| c.object != content.object) {
+            deps.vault.ensure_locked(&content.object, &lock(deps)).await?;
+        }
         let verification = verification(&item, &content);
         let mut version = version_of(key, &item, &etag, Some(content), verification, (observed_at, deps.clock.now()));
         if verification == Verification::QuickXor
@@ -339,11 +346,26 @@ fn tombstone(
 
 /// Commit order: the immutable record in the vault, then the catalog row. The version is
 /// first placed in the item's history relative to `head` ([`order::place`]).
+///
+/// A deletion first locks the version it supersedes (record and content) and its own record
+/// for the recycle bins' reach plus the retention ([`Policy::deletion`]): once the tombstone
+/// is the head, nothing extends that version any more.
 async fn commit(deps: &CopierDeps, head: Option<&ItemHead>, mut version: ItemVersion) -> Result<(), PipelineError> {
     order::place(head.map(|h| &h.current), &mut version);
+    let lock = if version.deleted {
+        let lock = policy(deps).deletion(deps.clock.now());
+        if let Some(h) = head.filter(|h| !h.current.deleted) {
+            for object in h.objects() {
+                deps.vault.ensure_locked(object, &lock).await?;
+            }
+        }
+        lock
+    } else {
+        lock(deps)
+    };
     let record_key = keys::record_key(&version.key, &version.row_id());
     let body = serde_json::to_vec(&version).map_err(|e| PipelineError::Internal(e.to_string()))?;
-    let stored = deps.vault.put_if_absent(&record_key, Bytes::from(body), &lock(deps)).await?;
+    let stored = deps.vault.put_if_absent(&record_key, Bytes::from(body), &lock).await?;
     // A crash between record and catalog leaves the record: it is the truth to commit.
     let version = if stored.created {
         version

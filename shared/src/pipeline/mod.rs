@@ -7,14 +7,17 @@ pub mod batch;
 pub mod copier;
 pub mod enumerator;
 mod error;
+pub mod keeper;
 pub mod mailbox;
 mod order;
 mod part_buffer;
 mod readers;
 pub mod restorer;
+pub mod retention;
 pub mod scheduler;
 mod state;
 mod throttle;
+pub mod verify;
 pub mod webhook;
 
 pub use error::PipelineError;

@@ -164,6 +164,27 @@ pub trait Failures: Send + Sync {
     async fn failures(&self, container: &ContainerId) -> Result<Vec<ItemFailure>, StoreError>;
 }
 
+/// The vault keeper's state (lock extension and verify): how far each head's objects are
+/// locked, and each task's run, resumed across invocations.
+#[async_trait]
+pub trait VaultKeeping: Send + Sync {
+    /// Records on the head that its version's objects are locked until `until`, unless the
+    /// head has moved to another version since `head` was read (false: nothing written). A
+    /// commit that moves the head clears it.
+    async fn set_head_lock(&self, head: &ItemHead, until: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// The run of `task` as last saved (JSON) and its revision, read strongly consistent.
+    async fn keeper_run(&self, tenant_id: &str, task: &str) -> Result<Option<(String, u64)>, StoreError>;
+    /// Saves the run of `task` if the saved revision is still `revision` (`None`: none saved
+    /// yet), as revision + 1; false when another invocation saved one since.
+    async fn put_keeper_run(
+        &self,
+        tenant_id: &str,
+        task: &str,
+        run: &str,
+        revision: Option<u64>,
+    ) -> Result<bool, StoreError>;
+}
+
 /// Restore jobs and their per-item reports.
 #[async_trait]
 pub trait RestoreJobs: Send + Sync {
@@ -248,8 +269,14 @@ bundle! {
     RestorerCatalog: ItemHistory + PointInTime + SyncStates + Coordination + RestoreJobs + ExportParts
 }
 bundle! {
-    /// The restore API: browses history, lists containers and their health, records jobs.
-    ApiCatalog: ItemHistory + PointInTime + SyncStates + Containers + Failures + RestoreJobs + ExportParts
+    /// The restore API: browses history, lists containers and their health, records jobs,
+    /// reads the keeper's reports.
+    ApiCatalog: ItemHistory + PointInTime + SyncStates + Containers + Failures + RestoreJobs + ExportParts + VaultKeeping
+}
+bundle! {
+    /// The vault keeper: walks the registry's heads, records how far their objects are
+    /// locked, keeps its runs.
+    KeeperCatalog: ItemHistory + Containers + VaultKeeping
 }
 
 /// Whether `new` replaces the outcome already recorded for an item: the first outcome always

@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 pub(crate) use self::catalog::outcome_replaces;
 pub use self::catalog::{
     ApiCatalog, Commit, Containers, Coordination, CopierCatalog, EnumeratorCatalog, ExportParts, Failures, ItemHistory,
-    OutcomeCounts, PointInTime, RestoreJobs, RestorerCatalog, SEEN_MARKS_PER_ROW, SchedulerCatalog, SlotLease,
-    SyncStates, seen_mark,
+    KeeperCatalog, OutcomeCounts, PointInTime, RestoreJobs, RestorerCatalog, SEEN_MARKS_PER_ROW, SchedulerCatalog,
+    SlotLease, SyncStates, VaultKeeping, seen_mark,
 };
 pub use self::page::Page;
 pub(crate) use self::page::{Listing, item_order};

@@ -15,7 +15,8 @@ use super::keys::{
     versions_g1pk, versions_until_sk,
 };
 use super::{
-    DynamoCatalog, GSI1, Row, SERVICE, all_rows, applied, first_rows, json, key, parse_doc, parse_version, s, sdk_error,
+    DynamoCatalog, GSI1, Row, SERVICE, all_rows, applied, first_rows, json, key, parse_doc, parse_time, parse_version,
+    s, sdk_error,
 };
 use crate::backoff::Backoff;
 use crate::model::{ContainerId, ItemHead, ItemKey, ItemVersion, ObjectRef};
@@ -24,9 +25,13 @@ use crate::store::{Commit, ItemHistory, StoreError};
 const BATCH_GET_MAX: usize = 100;
 const BATCH_GET_ATTEMPTS: u32 = 8;
 
-fn parse_head(row: &Row) -> Result<ItemHead, StoreError> {
-    Ok(ItemHead { current: parse_version(row)?, record: parse_doc(row, "record")? })
+pub(super) fn parse_head(row: &Row) -> Result<ItemHead, StoreError> {
+    let locked_until = row.contains_key(LOCKED_UNTIL).then(|| parse_time(row, LOCKED_UNTIL)).transpose()?;
+    Ok(ItemHead { current: parse_version(row)?, record: parse_doc(row, "record")?, locked_until })
 }
+
+/// The head's attribute saying how far the keeper locked its version's objects.
+pub(super) const LOCKED_UNTIL: &str = "locked_until";
 
 impl DynamoCatalog {
     /// Newest-first version rows of an item with SK between `V#` and `upper`.
@@ -66,13 +71,15 @@ impl DynamoCatalog {
             .table_name(&self.table)
             .set_key(Some(key(item_pk(&version.key), HEAD_SK)))
             .update_expression(
-                "SET #doc = :doc, #record = :record, #modified = :m, #order = :o, G1PK = :g1pk, G1SK = :g1sk",
+                "SET #doc = :doc, #record = :record, #modified = :m, #order = :o, G1PK = :g1pk, G1SK = :g1sk \
+                 REMOVE #locked",
             )
             .condition_expression(condition)
             .expression_attribute_names("#doc", "doc")
             .expression_attribute_names("#record", "record")
             .expression_attribute_names("#modified", "modified")
             .expression_attribute_names("#order", "order")
+            .expression_attribute_names("#locked", LOCKED_UNTIL)
             .expression_attribute_values(":doc", json(version)?)
             .expression_attribute_values(":record", json(record)?)
             .expression_attribute_values(":m", s(sortable_time(version.order_time())))

@@ -4,12 +4,13 @@
 //! | row | PK | SK | attributes |
 //! |---|---|---|---|
 //! | item version | `I#{tenant}#{drive}#{item}` | `V#{order}#{version}` | `doc` (ItemVersion JSON), `record` (ObjectRef JSON), `G1PK` = `VC#{tenant}#{drive}`, `G1SK` = `{item}#{order}#{version}`, and when it has a parent `G2PK` = `VP#{tenant}#{drive}#{parent}`, `G2SK` = `G1SK` |
-//! | item head | `I#{tenant}#{drive}#{item}` | `HEAD` | `doc`, `record`, `modified` (its order time), `order` (its version row's SK), `G1PK` = `H#{tenant}#{drive}`, `G1SK` = item id |
+//! | item head | `I#{tenant}#{drive}#{item}` | `HEAD` | `doc`, `record`, `modified` (its order time), `order` (its version row's SK), `locked_until` (how far the keeper locked the version's objects; removed when the head moves), `G1PK` = `H#{tenant}#{drive}`, `G1SK` = item id |
 //! | sync state | `C#{tenant}#{drive}` | `SYNC` | `doc` (SyncState JSON) |
 //! | full-scan marks | `C#{tenant}#{drive}` | `SEEN#{epoch}#{uuid}` | `marks` (comma-separated `seen_mark`s of up to 1,000 items), `expires` (N, TTL) |
 //! | item failure | `C#{tenant}#{drive}` | `FAIL#{item}` | `item_id`, `reason`, `last_attempt`, `attempts` (N), `resolved` (BOOL) |
 //! | container | `T#{tenant}` | `DRIVE#{drive}` or `MAILBOX#{user}` | `doc` (ContainerRecord JSON) |
 //! | container by tag | `T#{tenant}` | `TAG#{tag}` (`ContainerId::tag`) | `container` (ContainerId JSON) |
+//! | keeper run | `T#{tenant}` | `KEEPER#{task}` (`extend`, `verify`) | `doc` (KeeperRun JSON), `revision` (N) |
 //! | unresolved drive or mailbox | `T#{tenant}` | `UNRESOLVED#{drive\|mailbox}#{user}` | `doc` (Unresolved JSON), `resolved` (BOOL) |
 //! | throttle | `THROTTLE#{tenant}#{resource}` | `STATE` | `until` |
 //! | concurrency slots | `SLOTS#{tenant}#{resource}` | `STATE` | `s0`..`sN`: each slot's lease end |
@@ -87,6 +88,11 @@ pub(super) fn tenant_pk(tenant_id: &str) -> String {
 /// Sort key of the row finding a container by its [`ContainerId::tag`].
 pub(super) fn tag_sk(tag: &str) -> String {
     format!("TAG#{tag}")
+}
+
+/// Sort key of a keeper task's run in its tenant's partition.
+pub(super) fn keeper_sk(task: &str) -> String {
+    format!("KEEPER#{task}")
 }
 
 /// Sort key of a user's unresolved drive or mailbox (`service`).

@@ -13,8 +13,8 @@ use crate::store::{Commit, ItemHistory, StoreError};
 /// An item's head and its version's place in the item's history.
 #[derive(Clone)]
 pub(super) struct HeadRow {
-    head: ItemHead,
-    order: (String, String),
+    pub(super) head: ItemHead,
+    pub(super) order: (String, String),
 }
 
 #[async_trait]
@@ -71,7 +71,8 @@ impl ItemHistory for MemoryCatalog {
         // between the writes) and is a no-op otherwise.
         let advance = state.table.heads.get(&version.key).is_none_or(|row| row.order < sort_key);
         if advance {
-            let head = ItemHead { current: version.clone(), record: record.clone() };
+            // A new version's objects are not locked by the keeper yet: the field goes.
+            let head = ItemHead { current: version.clone(), record: record.clone(), locked_until: None };
             state.table.heads.insert(version.key.clone(), HeadRow { head, order: sort_key });
             state.changed(Changed::Head(&version.key));
         }

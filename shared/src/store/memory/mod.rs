@@ -24,6 +24,7 @@ mod exports;
 mod failures;
 mod history;
 mod index;
+mod keeping;
 mod queue;
 mod restore;
 mod secrets;
@@ -87,6 +88,8 @@ struct CatalogState {
     restore_reports: BTreeMap<(String, String), RestoreItemReport>,
     /// By (job id, part).
     export_parts: BTreeMap<(String, u32), ExportPart>,
+    /// Keeper runs by (tenant, task): the JSON and its revision.
+    keeper_runs: HashMap<(String, String), (String, u64)>,
     fail_head_updates: u32,
 }
 
