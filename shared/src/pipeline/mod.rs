@@ -34,6 +34,8 @@ mod mail_tests;
 #[cfg(test)]
 mod nothing_lost_tests;
 #[cfg(test)]
+mod retention_tests;
+#[cfg(test)]
 mod scheduler_tests;
 #[cfg(test)]
 mod tests;
