@@ -6,6 +6,7 @@ pub mod admin_mail;
 pub mod bench;
 pub mod bench_catalog;
 pub mod bench_discovery;
+pub mod bench_keeper;
 pub mod bench_mail;
 pub mod bench_restore;
 pub mod control;

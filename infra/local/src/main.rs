@@ -87,6 +87,7 @@ async fn main() -> Result<()> {
             local_stack::bench_restore::run(repo_root()).await?;
             local_stack::bench_catalog::run(repo_root()).await?;
             local_stack::bench_discovery::run().await?;
+            local_stack::bench_keeper::run().await?;
             local_stack::bench_mail::run(repo_root()).await
         }
         "bench-backup" => local_stack::bench::run(repo_root()).await,
@@ -94,8 +95,9 @@ async fn main() -> Result<()> {
         "bench-catalog" => local_stack::bench_catalog::run(repo_root()).await,
         "bench-mail" => local_stack::bench_mail::run(repo_root()).await,
         "bench-discovery" => local_stack::bench_discovery::run().await,
+        "bench-keeper" => local_stack::bench_keeper::run().await,
         other => bail!(
-            "unknown command {other:?}: use up, demo, bench, bench-backup, bench-restore, bench-catalog, bench-discovery or bench-mail"
+            "unknown command {other:?}: use up, demo, bench, bench-backup, bench-restore, bench-catalog, bench-discovery, bench-keeper or bench-mail"
         ),
     }
 }

@@ -115,7 +115,9 @@ pub async fn extend(deps: &KeeperDeps, deadline: Instant) -> Result<KeeperRun<Ex
             saved.run.cursor = None;
             let report = &saved.run.report;
             info!(heads = report.heads, extended = report.extended, failed = report.failed, "lock extension done");
-            crate::metrics::count(crate::metrics::LOCK_EXTENSION_FAILURES, report.failed);
+            if report.failed > 0 {
+                crate::metrics::count(crate::metrics::LOCK_EXTENSION_FAILURES, report.failed);
+            }
             break;
         };
         let report = &mut saved.run.report;
