@@ -356,7 +356,14 @@ async fn commit(deps: &CopierDeps, head: Option<&ItemHead>, mut version: ItemVer
         let lock = policy(deps).deletion(deps.clock.now());
         if let Some(h) = head.filter(|h| !h.current.deleted) {
             for object in h.objects() {
-                deps.vault.ensure_locked(object, &lock).await?;
+                match deps.vault.ensure_locked(object, &lock).await {
+                    // Gone from the vault already: `verify` reports it; the deletion is still
+                    // recorded.
+                    Err(StoreError::NotFound { key }) => {
+                        warn!(item = %version.key.item_id, %key, "the deleted version's object is missing from the vault");
+                    }
+                    other => other?,
+                }
             }
         }
         lock

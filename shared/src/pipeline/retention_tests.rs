@@ -200,3 +200,28 @@ async fn a_file_deleted_on_day_10_stays_locked_93_days_plus_the_retention() {
         assert!(end >= until, "{object:?} locked until {end}, the rule says {until}");
     }
 }
+
+#[tokio::test]
+async fn bytes_of_an_old_version_that_become_current_again_are_locked_as_a_current_version_before_the_commit() {
+    // Given a file whose first bytes were superseded the same day, so never extended
+    let y = Years::new().await;
+    let first = y.w.drive.put("plan", "plan.txt", "p1", b"first draft");
+    y.copy(&first).await;
+    let old_bytes = y.head("plan").await.current.content.expect("content").object;
+    let second = y.w.drive.put("plan", "plan.txt", "p2", b"second draft");
+    y.copy(&second).await;
+    y.live_until(100).await;
+    assert!(y.lock_end(&old_bytes).await < y.clock.now(), "the first draft's lock ran out as the rule allows");
+
+    // When on day 100 someone copies the first draft back over it, with its old date
+    let mut back = file("plan", "plan.txt", "p3", b"first draft", "root");
+    back.last_modified = Some(y.day(0));
+    let back = y.w.drive.put_item(back, b"first draft");
+    y.copy(&back).await;
+
+    // Then the current version reuses the bytes held, locked again as a current version's
+    // before it was recorded (no extension run in between)
+    let head = y.head("plan").await;
+    assert_eq!(head.current.content.expect("content").object, old_bytes, "no second copy of the bytes");
+    assert!(y.lock_end(&old_bytes).await >= y.clock.now() + Duration::days(RETENTION));
+}
