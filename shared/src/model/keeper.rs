@@ -82,7 +82,7 @@ pub struct VerifyReport {
     /// Objects whose bytes were read and hashed.
     pub hashed: u64,
     pub bytes_hashed: u64,
-    /// The earliest lock end among the objects checked.
+    /// The earliest lock end among the objects checked that the rule still needs locked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub earliest_lock_end: Option<DateTime<Utc>>,
     /// No such object version.

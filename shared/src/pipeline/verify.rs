@@ -117,12 +117,15 @@ async fn check(deps: &KeeperDeps, head: &ItemHead, read_back: bool) -> Result<Ve
             problem(&mut report, head, object, "missing: no such object version".to_owned());
             continue;
         };
+        // A deletion's lock is only required until its date has passed.
+        if required.retain_until <= now {
+            continue;
+        }
         report.earliest_lock_end = match (report.earliest_lock_end, info.retain_until) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        // A deletion's lock is only required until its date has passed.
-        if required.retain_until > now && !info.satisfies(&required) {
+        if !info.satisfies(&required) {
             report.lock_short += 1;
             let detail = format!(
                 "lock short: mode {:?} until {:?}, the rule needs {} until {}",
