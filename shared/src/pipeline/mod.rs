@@ -37,3 +37,5 @@ mod nothing_lost_tests;
 mod scheduler_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod verify_tests;
