@@ -17,8 +17,12 @@ use chrono::{Duration as Days, Utc};
 use common::Moto;
 use futures::StreamExt;
 use shared::aws::{DynamoCatalog, S3Vault, SecretsManagerSource, SqsSink};
-use shared::model::{ContainerId, ObjectRef};
-use shared::store::{ItemHistory, Lock, LockMode, MessageSink, OutMessage, QueueName, SecretSource, StoreError, Vault};
+use shared::model::{
+    ContainerId, ContainerRecord, ContentRef, ItemKind, ItemVersion, ObjectRef, SCHEMA_VERSION, Verification,
+};
+use shared::store::{
+    Containers, ItemHistory, Lock, LockMode, MessageSink, OutMessage, QueueName, SecretSource, StoreError, Vault,
+};
 
 const BUCKET: &str = "vault";
 
@@ -253,4 +257,117 @@ async fn secrets_are_read_by_name_and_missing_ones_are_not_found() {
     assert_eq!(source.secret(created.arn().expect("arn")).await.expect("by arn"), "s3cr3t-value");
     let err = source.secret("absent").await.expect_err("missing");
     assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs moto: make test"]
+async fn verify_finds_a_governance_lock_made_to_lapse() {
+    use aws_sdk_s3::types::{ChecksumAlgorithm, ObjectLockRetention, ObjectLockRetentionMode};
+    use sha2::{Digest, Sha256};
+    use shared::pipeline::keeper::KeeperDeps;
+    use shared::pipeline::retention::Policy;
+
+    // Given a locked vault and the catalog on moto, with two files of one drive backed up as
+    // the copier writes them (content, record, both locked as a new version is, then the row)
+    let moto = Moto::start();
+    let config = moto.config().await;
+    let s3 = locked_bucket(&config, BUCKET, true).await;
+    common::catalog_table(&config).await;
+    let catalog = std::sync::Arc::new(DynamoCatalog::new(&config, common::TABLE));
+    let vault = std::sync::Arc::new(S3Vault::new(&config, BUCKET));
+    let policy = Policy::new(LockMode::Governance, 35);
+    let drive = ContainerId::new("tenant-1", "b!drive");
+    catalog
+        .put_container(&ContainerRecord {
+            container: drive.clone(),
+            user_id: "u".into(),
+            user_principal_name: None,
+            discovered_at: Utc::now(),
+            subscription_id: None,
+            subscription_expires: None,
+            problem: None,
+        })
+        .await
+        .expect("register");
+    let mut contents = BTreeMap::new();
+    for (item, body) in [("a", &b"alpha"[..]), ("b", &b"bravo"[..])] {
+        let now = Utc::now();
+        let lock = policy.new_version(now);
+        let sha256 = hex::encode(Sha256::digest(body));
+        let content = vault
+            .put_if_absent(&shared::keys::blob_key("tenant-1", &sha256), Bytes::copy_from_slice(body), &lock)
+            .await
+            .expect("content")
+            .object;
+        let version = ItemVersion {
+            v: SCHEMA_VERSION,
+            key: drive.item(item),
+            version: format!("{item}-1"),
+            kind: ItemKind::File,
+            name: Some(format!("{item}.txt")),
+            parent_id: Some("root".into()),
+            ctag: None,
+            modified: now,
+            captured_at: now,
+            deleted: false,
+            content: Some(ContentRef {
+                object: content.clone(),
+                size: body.len() as u64,
+                sha256,
+                quick_xor_hash: None,
+            }),
+            verification: Verification::Sha256,
+            mail: None,
+            observed_at: None,
+            current_from: None,
+            note: None,
+        };
+        let record_key = shared::keys::record_key(&version.key, &version.row_id());
+        let json = serde_json::to_vec(&version).expect("json");
+        let record = vault.put_if_absent(&record_key, Bytes::from(json), &lock).await.expect("record").object;
+        catalog.commit_version(&version, &record).await.expect("commit");
+        contents.insert(item, content);
+    }
+
+    // When b's content lock is shortened to tomorrow by a raw PutObjectRetention (moto lets
+    // GOVERNANCE be shortened without the bypass header; S3 would ask for it)
+    let tomorrow = Utc::now() + Days::days(1);
+    let lapsed = &contents["b"];
+    s3.put_object_retention()
+        .bucket(BUCKET)
+        .key(&lapsed.key)
+        .version_id(&lapsed.version_id)
+        .retention(
+            ObjectLockRetention::builder()
+                .mode(ObjectLockRetentionMode::Governance)
+                .retain_until_date(aws_sdk_s3::primitives::DateTime::from_secs(tomorrow.timestamp()))
+                .build(),
+        )
+        .checksum_algorithm(ChecksumAlgorithm::Sha256)
+        .send()
+        .await
+        .expect("shorten the lock");
+
+    // And a full verification runs
+    let deps = KeeperDeps {
+        catalog: catalog.clone(),
+        vault: vault.clone(),
+        clock: shared::clock::system(),
+        policy,
+        tenant_id: "tenant-1".into(),
+        concurrency: 4,
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    let run = shared::pipeline::verify::verify(&deps, true, false, deadline).await.expect("verify");
+
+    // Then the run finished and reports that object lock_short, and only it
+    let report = &run.report;
+    assert!(run.finished_at.is_some());
+    assert_eq!((report.versions, report.objects, report.hashed), (2, 4, 4));
+    assert_eq!((report.lock_short, report.missing, report.altered), (1, 0, 0), "{:?}", report.problems);
+    let problem = &report.problems[0];
+    assert_eq!((problem.item_id.as_str(), &problem.key, &problem.version_id), ("b", &lapsed.key, &lapsed.version_id));
+    assert!(problem.problem.starts_with("lock short"), "{}", problem.problem);
+    let earliest = report.earliest_lock_end.expect("an earliest lock end");
+    assert_eq!(earliest.timestamp(), tomorrow.timestamp());
 }

@@ -1,6 +1,6 @@
 //! The restore API (DESIGN §7): browse what is protected and what it looked like at any
-//! moment, see what could not be backed up, download a backed-up version through a presigned
-//! link, and start restore jobs.
+//! moment, see what could not be backed up and how the vault keeper last found the vault,
+//! download a backed-up version through a presigned link, and start restore jobs.
 //! An axum router served by `lambda_http` behind API Gateway (IAM auth, so no route checks
 //! credentials itself) and by `axum::serve` locally. Every route works on the one tenant from
 //! configuration; a drive or job of another tenant is simply not found.
@@ -10,6 +10,7 @@
 
 mod browse;
 mod failures;
+pub mod health;
 pub mod presign;
 pub mod problem;
 mod resources;
@@ -19,6 +20,8 @@ mod restores;
 mod browse_tests;
 #[cfg(test)]
 mod failures_tests;
+#[cfg(test)]
+mod health_tests;
 #[cfg(test)]
 mod restore_tests;
 #[cfg(test)]
@@ -79,6 +82,7 @@ macro_rules! api_routes {
 
 api_routes! {
     GET "/v1/resources" => resources::resources, NoQuery;
+    GET "/v1/health" => health::health, NoQuery;
     GET "/v1/drives/{drive_id}/children" => browse::children, browse::ChildrenQuery;
     GET "/v1/drives/{drive_id}/items/{item_id}/versions" => browse::versions, browse::VersionsQuery;
     GET "/v1/drives/{drive_id}/items/{item_id}/download" => browse::download, browse::DownloadQuery;

@@ -39,3 +39,5 @@ mod retention_tests;
 mod scheduler_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod verify_tests;

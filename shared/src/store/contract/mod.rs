@@ -48,6 +48,7 @@ mod coordination;
 mod export_parts;
 mod failures;
 mod history;
+mod keeping;
 mod restore;
 mod sync;
 

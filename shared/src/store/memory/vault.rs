@@ -56,6 +56,10 @@ impl VaultState {
     }
 }
 
+fn version_mut<'a>(state: &'a mut VaultState, object: &ObjectRef) -> Option<&'a mut ObjectVersion> {
+    state.objects.get_mut(&object.key)?.iter_mut().find(|v| v.version_id == object.version_id)
+}
+
 fn info(key: &str, v: &ObjectVersion) -> ObjectInfo {
     ObjectInfo {
         object: ObjectRef { key: key.to_owned(), version_id: v.version_id.clone() },
@@ -96,6 +100,30 @@ impl MemoryVault {
     /// Retention updates are accepted but not applied: verification must fail closed.
     pub fn refuse_retention(&self, refuse: bool) {
         locked(&self.state).refuse_retention = refuse;
+    }
+
+    /// Test knob: replaces the bytes of a stored version in place, as corruption by an
+    /// attacker or a bug would (the vault API itself never does this). False if there is no
+    /// such version.
+    pub fn tamper(&self, object: &ObjectRef, body: Bytes) -> bool {
+        let mut state = locked(&self.state);
+        let Some(version) = version_mut(&mut state, object) else { return false };
+        version.body = body;
+        true
+    }
+
+    /// Test knob: sets a version's retain-until date as it is, shorter or removed (a lapsed
+    /// lock, as moto lets GOVERNANCE be shortened); the mode stays, or becomes GOVERNANCE
+    /// when a date is set on an unlocked version. False if there is no such version.
+    pub fn set_retention_unchecked(&self, object: &ObjectRef, retain_until: Option<DateTime<Utc>>) -> bool {
+        let mut state = locked(&self.state);
+        let Some(version) = version_mut(&mut state, object) else { return false };
+        version.retain_until = retain_until;
+        version.lock_mode = match retain_until {
+            None => None,
+            Some(_) => Some(version.lock_mode.unwrap_or(LockMode::Governance)),
+        };
+        true
     }
 
     /// Number of object versions stored.
@@ -223,11 +251,8 @@ impl Vault for MemoryVault {
     async fn ensure_locked(&self, object: &ObjectRef, lock: &Lock) -> Result<(), StoreError> {
         let mut state = locked(&self.state);
         let refuse = state.refuse_retention;
-        let version = state
-            .objects
-            .get_mut(&object.key)
-            .and_then(|vs| vs.iter_mut().find(|v| v.version_id == object.version_id))
-            .ok_or_else(|| StoreError::NotFound { key: object.key.clone() })?;
+        let version =
+            version_mut(&mut state, object).ok_or_else(|| StoreError::NotFound { key: object.key.clone() })?;
         if info(&object.key, version).satisfies(lock) {
             return Ok(());
         }
@@ -360,5 +385,62 @@ mod tests {
         vault.ensure_locked(&stored.object, &l).await.expect("already longer");
         let info = vault.head(&stored.object).await.expect("head").expect("exists");
         assert_eq!(info.retain_until, Some(at("2032-01-01T00:00:00Z")));
+    }
+
+    #[tokio::test]
+    async fn tampering_replaces_one_versions_bytes_in_place() {
+        // Given two versions of a key (the second written by a raw add, as a later put would)
+        let vault = MemoryVault::new();
+        let l = lock("2031-01-01T00:00:00Z");
+        let first = vault.put_if_absent("k", Bytes::from_static(b"clean"), &l).await.expect("put").object;
+        let second = locked(&vault.state).add("k", Bytes::from_static(b"other"), Some(&l));
+
+        // When the first is tampered with
+        assert!(vault.tamper(&first, Bytes::from_static(b"encrypted!")));
+
+        // Then it reads back (whole and streamed) with the new bytes and size, same version id
+        // and lock, nothing added, and the other version is untouched
+        assert_eq!(vault.get(&first).await.expect("get"), Bytes::from_static(b"encrypted!"));
+        let streamed: Vec<Bytes> =
+            vault.get_stream(&first).await.expect("stream").map(|c| c.expect("chunk")).collect().await;
+        assert_eq!(streamed.concat(), b"encrypted!");
+        let info = vault.head(&first).await.expect("head").expect("exists");
+        assert_eq!((info.size, info.object.clone()), (10, first.clone()));
+        assert!(info.satisfies(&l));
+        assert_eq!(vault.object_count(), 2);
+        assert_eq!(vault.get(&second).await.expect("get"), Bytes::from_static(b"other"));
+
+        // And a version that does not exist is not created
+        let ghost = ObjectRef { key: "k".into(), version_id: "nope".into() };
+        assert!(!vault.tamper(&ghost, Bytes::from_static(b"x")));
+        assert_eq!(vault.object_count(), 2);
+    }
+
+    #[tokio::test]
+    async fn retention_set_unchecked_can_shorten_or_remove_a_lock() {
+        // Given a version locked until 2031
+        let vault = MemoryVault::new();
+        let l = lock("2031-01-01T00:00:00Z");
+        let object = vault.put_if_absent("k", Bytes::from_static(b"x"), &l).await.expect("put").object;
+
+        // When its lock is made to lapse in 2020
+        assert!(vault.set_retention_unchecked(&object, Some(at("2020-01-01T00:00:00Z"))));
+
+        // Then it reads back shortened, in the same mode, and no longer satisfies the lock
+        let info = vault.head(&object).await.expect("head").expect("exists");
+        assert_eq!((info.lock_mode, info.retain_until), (Some(LockMode::Governance), Some(at("2020-01-01T00:00:00Z"))));
+        assert!(!info.satisfies(&l));
+        assert_eq!(vault.retention_put_count(), 0);
+
+        // And ensure_locked lengthens it again as usual
+        vault.ensure_locked(&object, &l).await.expect("relock");
+        assert!(vault.head(&object).await.expect("head").expect("exists").satisfies(&l));
+
+        // When the lock is removed altogether, then the version has none
+        assert!(vault.set_retention_unchecked(&object, None));
+        let info = vault.head(&object).await.expect("head").expect("exists");
+        assert_eq!((info.lock_mode, info.retain_until), (None, None));
+        let ghost = ObjectRef { key: "k".into(), version_id: "nope".into() };
+        assert!(!vault.set_retention_unchecked(&ghost, None));
     }
 }
