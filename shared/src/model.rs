@@ -9,7 +9,7 @@ mod keeper;
 mod queue;
 mod restore;
 
-pub use keeper::{ExtendReport, KeeperCursor, KeeperRun, MAX_PROBLEMS, VaultProblem, VerifyReport};
+pub use keeper::{ExtendReport, FinishedRun, KeeperCursor, KeeperRun, MAX_PROBLEMS, VaultProblem, VerifyReport};
 pub use queue::{
     ChangeJob, ChangeReason, ItemJob, LifecycleJob, Renewal, RestoreStep, RestoreTask, SchedulerWork, UserRef,
 };

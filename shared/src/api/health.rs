@@ -26,12 +26,11 @@ pub struct Health {
     pub vault_ok: bool,
 }
 
-/// True when `run` finished within [`VERIFIED_WITHIN`] of `now` and found no problem. A run
-/// under way vouches for nothing yet: it replaced the finished one it follows.
+/// True when the last verification that finished (`run` itself, or while it is under way the
+/// one before it) finished within [`VERIFIED_WITHIN`] of `now` and found no problem.
 pub fn vault_ok(run: Option<&KeeperRun<VerifyReport>>, now: DateTime<Utc>) -> bool {
-    run.is_some_and(|run| {
-        run.finished_at.is_some_and(|finished| now - finished <= VERIFIED_WITHIN) && run.report.problem_count() == 0
-    })
+    run.and_then(KeeperRun::finished)
+        .is_some_and(|done| now - done.finished_at <= VERIFIED_WITHIN && done.report.problem_count() == 0)
 }
 
 async fn last_run<R: DeserializeOwned>(deps: &ApiDeps, task: &str) -> Result<Option<KeeperRun<R>>, ApiError> {
@@ -66,6 +65,7 @@ mod tests {
             full: false,
             invocations: 1,
             report: VerifyReport { lock_short, ..VerifyReport::default() },
+            last_finished: None,
         }
     }
 

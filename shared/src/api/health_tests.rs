@@ -16,7 +16,16 @@ use crate::store::memory::MemoryVault;
 use crate::store::{LockMode, VaultKeeping};
 
 fn run<R>(started_at: DateTime<Utc>, finished_at: Option<DateTime<Utc>>, report: R) -> KeeperRun<R> {
-    KeeperRun { v: SCHEMA_VERSION, started_at, finished_at, cursor: None, full: false, invocations: 1, report }
+    KeeperRun {
+        v: SCHEMA_VERSION,
+        started_at,
+        finished_at,
+        cursor: None,
+        full: false,
+        invocations: 1,
+        report,
+        last_finished: None,
+    }
 }
 
 async fn save<R: Serialize>(f: &Fixture, tenant: &str, task: &str, run: &KeeperRun<R>) {
@@ -92,11 +101,21 @@ async fn a_verification_with_problems_stale_or_under_way_does_not_vouch_for_the_
     save(&f, TENANT, keeper::VERIFY, &stale).await;
     assert_eq!(f.get("/v1/health").await.json["vault_ok"], false);
 
-    // A run under way, clean so far
-    save(&f, TENANT, keeper::VERIFY, &run(now - TimeDelta::minutes(5), None, clean(2))).await;
+    // A run under way, clean so far, after the stale one: nothing recent vouches
+    let mut under_way = run(now - TimeDelta::minutes(5), None, clean(2));
+    under_way.last_finished = stale.finished();
+    save(&f, TENANT, keeper::VERIFY, &under_way).await;
     let reply = f.get("/v1/health").await;
     assert_eq!(reply.json["vault_ok"], false);
     assert!(reply.json["verify"]["finished_at"].is_null());
+
+    // A run under way after a clean one that finished yesterday: that one still vouches
+    let yesterday = run(now - TimeDelta::hours(25), Some(now - TimeDelta::hours(24)), clean(8));
+    under_way.last_finished = yesterday.finished();
+    save(&f, TENANT, keeper::VERIFY, &under_way).await;
+    let reply = f.get("/v1/health").await;
+    assert_eq!(reply.json["vault_ok"], true);
+    assert_eq!(reply.json["verify"]["last_finished"]["report"]["objects"], 8);
 }
 
 #[tokio::test]

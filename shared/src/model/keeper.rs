@@ -20,6 +20,7 @@ pub struct KeeperCursor {
 
 /// One run of a keeper task and what it has done so far.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(bound(deserialize = "R: Deserialize<'de>"))]
 pub struct KeeperRun<R> {
     pub v: u32,
     pub started_at: DateTime<Utc>,
@@ -35,6 +36,36 @@ pub struct KeeperRun<R> {
     /// Invocations the run has taken so far.
     pub invocations: u32,
     pub report: R,
+    /// The run before this one that finished: what vouches for the vault while this one is
+    /// under way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_finished: Option<FinishedRun<R>>,
+}
+
+/// A finished run, as the next run keeps it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(bound(deserialize = "R: Deserialize<'de>"))]
+pub struct FinishedRun<R> {
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    #[serde(default)]
+    pub full: bool,
+    pub report: R,
+}
+
+impl<R: Clone> KeeperRun<R> {
+    /// This run if it finished, else the last one that did.
+    pub fn finished(&self) -> Option<FinishedRun<R>> {
+        match self.finished_at {
+            Some(finished_at) => Some(FinishedRun {
+                started_at: self.started_at,
+                finished_at,
+                full: self.full,
+                report: self.report.clone(),
+            }),
+            None => self.last_finished.clone(),
+        }
+    }
 }
 
 /// One object the keeper found wrong: which item's current version needs it, and what.

@@ -95,7 +95,7 @@ pub(super) async fn last<R: DeserializeOwned + Default>(
 
 /// The run this invocation carries forward: the unfinished one, or a new one when the last
 /// finished [`RUN_EVERY`] ago (or `fresh`). `None`: the last run is recent and finished.
-pub(super) async fn begin<R: Serialize + DeserializeOwned + Default>(
+pub(super) async fn begin<R: Serialize + DeserializeOwned + Default + Clone>(
     deps: &KeeperDeps,
     task: &str,
     full: bool,
@@ -118,6 +118,7 @@ pub(super) async fn begin<R: Serialize + DeserializeOwned + Default>(
                 full,
                 invocations: 0,
                 report: R::default(),
+                last_finished: previous.as_ref().and_then(|(run, _)| run.finished()),
             },
             revision: previous.map(|(_, r)| r),
         },

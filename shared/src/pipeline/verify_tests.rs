@@ -424,14 +424,18 @@ async fn a_finished_run_is_not_restarted_within_a_day_unless_fresh() {
     // When an operator asks for a fresh run
     let fresh = verify(&fx.deps, true, true, far()).await.expect("verify");
 
-    // Then a new run starts now and finds the altered bytes
+    // Then a new run starts now and finds the altered bytes, keeping the clean run it
+    // replaced as the last finished one
     assert_eq!((fresh.started_at, fresh.invocations), (fx.clock.now(), 1));
     assert_eq!(fresh.report.altered, 1);
+    assert_eq!(fresh.last_finished, first.finished());
+    assert!(first.finished().is_some_and(|done| done.report.problem_count() == 0));
 
     // And once that one is more than 20 hours old, the schedule starts the next run itself
     fx.clock.advance(keeper::RUN_EVERY + Duration::minutes(1));
     let next = verify(&fx.deps, true, false, far()).await.expect("verify");
     assert_eq!((next.started_at, next.report.altered), (fx.clock.now(), 1));
+    assert_eq!(next.last_finished.map(|done| done.report.altered), Some(1), "the run before it");
 }
 
 #[tokio::test]
