@@ -128,7 +128,7 @@ async fn seed(
 ) -> Result<()> {
     let lock = policy.new_version(now);
     for d in 0..versions.div_ceil(PER_DRIVE) {
-        let container = ContainerId::new(TENANT, &format!("drive{d:04}"));
+        let container = ContainerId::new(TENANT, format!("drive{d:04}"));
         catalog
             .put_container(&ContainerRecord {
                 container: container.clone(),
@@ -147,7 +147,7 @@ async fn seed(
             let stored = vault.put_if_absent(&shared::keys::blob_key(TENANT, &sha256), body, &lock).await?;
             let version = ItemVersion {
                 v: SCHEMA_VERSION,
-                key: container.item(&format!("item{i:07}")),
+                key: container.item(format!("item{i:07}")),
                 version: format!("e{i}"),
                 kind: ItemKind::File,
                 name: Some(format!("file{i}.txt")),
