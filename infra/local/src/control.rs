@@ -8,9 +8,9 @@
 //! - `POST /tasks/extend` and `POST /tasks/verify` (`?full=true`: hash every version's bytes,
 //!   not a sample) run a vault keeper task now, as the keeper function's hourly schedule
 //!   would, invoking it again and again until its run has finished, and answer 200 with
-//!   the run (`report` is a `shared::model::KeeperRun`: `finished_at`, `invocations`, and its own
-//!   `report`). Verify always starts a new run (`fresh`); extend carries on today's run,
-//!   or answers the last one when it finished less than 20 hours ago.
+//!   the run (`report` is a `shared::model::KeeperRun`: `finished_at`, `invocations` and
+//!   its own `report`). Verify always starts a new run (`fresh`); extend carries on
+//!   today's run, or answers the last one when it finished less than 20 hours ago.
 //! - `POST /idle?timeout_s=N` answers 200 `{"idle": true}` once every queue is empty, no
 //!   handler runs and the simulator has no notification in flight, or 504 after N seconds.
 
