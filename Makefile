@@ -7,7 +7,7 @@
 
 CARGO ?= cargo
 VENV := .venv
-FUNCTIONS := webhook enumerator copier scheduler restorer restore-api
+FUNCTIONS := webhook enumerator copier scheduler keeper restorer restore-api
 
 .PHONY: demo test check venv lint fast all-tests cfn-lint up bench package clean
 

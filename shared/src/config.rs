@@ -152,13 +152,24 @@ pub struct CopierConfig {
     pub concurrency: usize,
 }
 
+/// `OBJECT_LOCK_MODE` (default GOVERNANCE) and `RETENTION_DAYS` (default 35, at least 1), as
+/// the copier and the keeper both read them.
+fn lock_settings(s: &impl Settings) -> Result<(LockMode, u32), ConfigError> {
+    let mode = s.get("OBJECT_LOCK_MODE").unwrap_or_else(|| "GOVERNANCE".into());
+    let retention_days: u32 = s.parsed("RETENTION_DAYS", 35)?;
+    if retention_days == 0 {
+        return Err(ConfigError::Invalid { name: "RETENTION_DAYS", reason: "must be at least 1".into() });
+    }
+    let lock_mode = LockMode::parse(&mode).ok_or(ConfigError::Invalid {
+        name: "OBJECT_LOCK_MODE",
+        reason: format!("{mode:?} is not GOVERNANCE or COMPLIANCE"),
+    })?;
+    Ok((lock_mode, retention_days))
+}
+
 impl CopierConfig {
     pub fn load(s: &impl Settings) -> Result<Self, ConfigError> {
-        let mode = s.get("OBJECT_LOCK_MODE").unwrap_or_else(|| "GOVERNANCE".into());
-        let retention_days: u32 = s.parsed("RETENTION_DAYS", 35)?;
-        if retention_days == 0 {
-            return Err(ConfigError::Invalid { name: "RETENTION_DAYS", reason: "must be at least 1".into() });
-        }
+        let (lock_mode, retention_days) = lock_settings(s)?;
         Ok(Self {
             catalog_table: s.required("CATALOG_TABLE")?,
             vault_bucket: s.required("VAULT_BUCKET")?,
@@ -167,14 +178,54 @@ impl CopierConfig {
                 &[(QueueName::Items, "ITEMS_QUEUE_URL"), (QueueName::ItemsLarge, "ITEMS_LARGE_QUEUE_URL")],
             )?,
             graph: GraphIdentity::reader(s)?,
-            lock_mode: LockMode::parse(&mode).ok_or(ConfigError::Invalid {
-                name: "OBJECT_LOCK_MODE",
-                reason: format!("{mode:?} is not GOVERNANCE or COMPLIANCE"),
-            })?,
+            lock_mode,
             retention_days,
             large_item_bytes: s.parsed("LARGE_ITEM_BYTES", DEFAULT_LARGE_ITEM_BYTES)?,
             concurrency: s.parsed("COPY_CONCURRENCY", 4)?,
         })
+    }
+}
+
+/// The vault keeper: lock extension and verification. It holds no Graph credential and no
+/// queue; it reads and writes the catalog and reads and locks the vault.
+#[derive(Debug, Clone)]
+pub struct KeeperConfig {
+    pub tenant_id: String,
+    pub catalog_table: String,
+    pub vault_bucket: String,
+    pub lock_mode: LockMode,
+    pub retention_days: u32,
+    /// Days beyond `retention_days` an extension locks a current version.
+    pub horizon_days: u32,
+    /// Vault requests in flight at once.
+    pub concurrency: usize,
+}
+
+impl KeeperConfig {
+    pub fn load(s: &impl Settings) -> Result<Self, ConfigError> {
+        let (lock_mode, retention_days) = lock_settings(s)?;
+        let concurrency: usize = s.parsed("KEEPER_CONCURRENCY", 16)?;
+        if concurrency == 0 {
+            return Err(ConfigError::Invalid { name: "KEEPER_CONCURRENCY", reason: "must be at least 1".into() });
+        }
+        Ok(Self {
+            tenant_id: s.required("TENANT_ID")?,
+            catalog_table: s.required("CATALOG_TABLE")?,
+            vault_bucket: s.required("VAULT_BUCKET")?,
+            lock_mode,
+            retention_days,
+            horizon_days: s.parsed("LOCK_HORIZON_DAYS", crate::pipeline::retention::DEFAULT_HORIZON_DAYS)?,
+            concurrency,
+        })
+    }
+
+    /// The retention rule's dates for this deployment.
+    pub fn policy(&self) -> crate::pipeline::retention::Policy {
+        crate::pipeline::retention::Policy {
+            mode: self.lock_mode,
+            retention_days: self.retention_days,
+            horizon_days: self.horizon_days,
+        }
     }
 }
 
@@ -287,5 +338,54 @@ mod tests {
             Err(ConfigError::Invalid { name: "OBJECT_LOCK_MODE", .. })
         ));
         assert_eq!(CopierConfig::load(&settings(&base[1..])).err(), Some(ConfigError::Missing("CATALOG_TABLE")));
+    }
+
+    #[test]
+    fn keeper_config_reads_the_copiers_lock_settings_and_its_own_defaults() {
+        let base = [("TENANT_ID", "tid"), ("CATALOG_TABLE", "t"), ("VAULT_BUCKET", "b")];
+        let ok = KeeperConfig::load(&settings(&base)).expect("valid");
+        assert_eq!((ok.lock_mode, ok.retention_days), (LockMode::Governance, 35));
+        assert_eq!(ok.horizon_days, crate::pipeline::retention::DEFAULT_HORIZON_DAYS);
+        assert_eq!(ok.concurrency, 16);
+        assert_eq!(
+            ok.policy(),
+            crate::pipeline::retention::Policy {
+                mode: LockMode::Governance,
+                retention_days: 35,
+                horizon_days: crate::pipeline::retention::DEFAULT_HORIZON_DAYS
+            }
+        );
+
+        let mut set = base.to_vec();
+        set.extend([
+            ("OBJECT_LOCK_MODE", "COMPLIANCE"),
+            ("RETENTION_DAYS", "365"),
+            ("LOCK_HORIZON_DAYS", "90"),
+            ("KEEPER_CONCURRENCY", "4"),
+        ]);
+        let set = KeeperConfig::load(&settings(&set)).expect("valid");
+        assert_eq!(
+            (set.lock_mode, set.retention_days, set.horizon_days, set.concurrency),
+            (LockMode::Compliance, 365, 90, 4)
+        );
+
+        for (name, value) in [
+            ("OBJECT_LOCK_MODE", "LEGAL"),
+            ("RETENTION_DAYS", "0"),
+            ("RETENTION_DAYS", "a year"),
+            ("LOCK_HORIZON_DAYS", "-1"),
+            ("KEEPER_CONCURRENCY", "0"),
+        ] {
+            let mut bad = base.to_vec();
+            bad.push((name, value));
+            assert!(
+                matches!(KeeperConfig::load(&settings(&bad)), Err(ConfigError::Invalid { name: n, .. }) if n == name),
+                "{name}={value}"
+            );
+        }
+        for missing in ["TENANT_ID", "CATALOG_TABLE", "VAULT_BUCKET"] {
+            let without: Vec<_> = base.iter().copied().filter(|(k, _)| *k != missing).collect();
+            assert_eq!(KeeperConfig::load(&settings(&without)).err(), Some(ConfigError::Missing(missing)));
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Counts that alarms watch, as CloudWatch embedded metric format (EMF) lines on stdout:
 //! Lambda turns each line into a metric of the `M365Backup` namespace, with no API call and no
-//! permission. Off Lambda the line is only a log line.
+//! permission. Off Lambda it is a log event instead.
 
 use serde_json::json;
 
@@ -20,9 +20,14 @@ pub const LOCK_EXTENSION_FAILURES: &str = "LockExtensionFailures";
 /// `tests/tests/template_policy.rs`).
 pub const ALARMED: [&str; 3] = [AS_SERVED, VAULT_PROBLEMS, LOCK_EXTENSION_FAILURES];
 
-/// Adds `value` to the metric `name`.
+/// Adds `value` to the metric `name`: an EMF line on stdout in Lambda, a log event elsewhere
+/// (the local stack and the demo print their own output).
 pub fn count(name: &str, value: u64) {
-    println!("{}", line(name, value, chrono::Utc::now().timestamp_millis()));
+    if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() {
+        println!("{}", line(name, value, chrono::Utc::now().timestamp_millis()));
+    } else {
+        tracing::info!(metric = name, value, "metric");
+    }
 }
 
 fn line(name: &str, value: u64, timestamp_ms: i64) -> String {

@@ -10,10 +10,11 @@ use crate::aws::secrets::SecretsManagerSource;
 use crate::aws::vault::S3Vault;
 use crate::clientstate::ClientStateKey;
 use crate::clock;
-use crate::config::{CopierConfig, EnumeratorConfig, GraphIdentity, SchedulerConfig, WebhookConfig};
+use crate::config::{CopierConfig, EnumeratorConfig, GraphIdentity, KeeperConfig, SchedulerConfig, WebhookConfig};
 use crate::graph::{ClientSecret, GraphClient, GraphConfig};
 use crate::pipeline::copier::CopierDeps;
 use crate::pipeline::enumerator::EnumeratorDeps;
+use crate::pipeline::keeper::KeeperDeps;
 use crate::pipeline::scheduler::SchedulerDeps;
 use crate::pipeline::webhook::WebhookDeps;
 use crate::store::SecretSource;
@@ -108,6 +109,18 @@ pub async fn scheduler(cfg: &SchedulerConfig, aws: &aws_config::SdkConfig) -> Re
         renew_within_minutes: cfg.renew_within_minutes,
         clock: clock::system(),
     })
+}
+
+/// The vault keeper's dependencies: no secrets to load, so nothing here can fail.
+pub async fn keeper(cfg: &KeeperConfig, aws: &aws_config::SdkConfig) -> KeeperDeps {
+    KeeperDeps {
+        catalog: Arc::new(DynamoCatalog::new(aws, cfg.catalog_table.clone())),
+        vault: Arc::new(S3Vault::new(aws, cfg.vault_bucket.clone())),
+        clock: clock::system(),
+        policy: cfg.policy(),
+        tenant_id: cfg.tenant_id.clone(),
+        concurrency: cfg.concurrency,
+    }
 }
 
 pub async fn restorer(

@@ -80,12 +80,22 @@ fn expected_grants() -> BTreeMap<&'static str, Vec<(&'static str, &'static str)>
         ("sqs:SendMessage", "RestoresQueue.Arn"),
     ];
     catalog(&mut restore_api);
+    // Reads objects and their locks, and lengthens locks: never creates, deletes or unlocks.
+    let mut keeper = vec![("s3:ListBucket", "VaultBucket.Arn")];
+    for action in ["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectRetention", "s3:PutObjectRetention"] {
+        keeper.push((action, "${VaultBucket.Arn}/*"));
+    }
+    for action in ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"] {
+        keeper.push((action, "CatalogTable.Arn"));
+        keeper.push((action, "${CatalogTable.Arn}/index/*"));
+    }
     BTreeMap::from([
         ("WebhookFunction", webhook),
         ("EnumeratorFunction", enumerator),
         ("CopierFunction", copier.clone()),
         ("LargeCopierFunction", copier),
         ("SchedulerFunction", scheduler),
+        ("KeeperFunction", keeper),
         ("RestorerFunction", restorer),
         ("RestoreApiFunction", restore_api),
     ])
@@ -136,6 +146,17 @@ const VAULT_WRITES: &[&str] = &[
     "s3:RestoreObject",
     "s3:ReplicateObject",
 ];
+
+/// Functions that set the retention of vault objects: the copier (new objects, deletions)
+/// and the keeper (current versions, ahead of time). Each must keep `s3:PutObjectRetention`.
+const VAULT_LOCKERS: &[&str] = &["CopierFunction", "LargeCopierFunction", "KeeperFunction"];
+
+/// Functions that may lengthen locks on the vault and nothing else that changes it.
+const VAULT_LOCK_ONLY: &[&str] = &["KeeperFunction"];
+
+/// Every action that deletes an object or a part of one; `s3:DeleteObject*` in any form.
+const OBJECT_DELETES: &[&str] =
+    &["s3:DeleteObject", "s3:DeleteObjectVersion", "s3:DeleteObjectTagging", "s3:DeleteObjectVersionTagging"];
 
 /// HTTP routes `(function, method, path)` reachable without AWS credentials: Graph must reach
 /// the webhook, which authenticates each notification by its clientState instead.
@@ -365,6 +386,61 @@ fn restore_only_reads_the_vault(t: &Value) -> Vec<String> {
                 continue;
             }
             for write in VAULT_WRITES {
+                if iam_match(action, write) {
+                    violations.push(format!("{}: {action} on {resource} allows {write}", f.id));
+                }
+            }
+        }
+    }
+    violations
+}
+
+/// No function may delete an object, by name, by a wildcard that covers a delete, or by any
+/// other `s3:DeleteObject*` action.
+fn no_object_deletes(t: &Value) -> Vec<String> {
+    let mut violations = Vec::new();
+    for f in functions(t) {
+        let Ok(got) = grants(&f) else { continue };
+        for (action, resource) in &got {
+            let named = action.to_ascii_lowercase().starts_with("s3:deleteobject");
+            if named || OBJECT_DELETES.iter().any(|delete| iam_match(action, delete)) {
+                violations.push(format!("{}: {action} on {resource} deletes objects", f.id));
+            }
+        }
+    }
+    violations
+}
+
+/// The functions that lock vault objects can still do it.
+fn lockers_can_lock(t: &Value) -> Vec<String> {
+    let mut violations = Vec::new();
+    for f in functions(t).into_iter().filter(|f| VAULT_LOCKERS.contains(&f.id)) {
+        let Ok(got) = grants(&f) else { continue };
+        let locks = got.iter().any(|(a, r)| a == "s3:PutObjectRetention" && r == "${VaultBucket.Arn}/*");
+        if !locks {
+            violations.push(format!("{}: cannot set the retention of vault objects", f.id));
+        }
+    }
+    violations
+}
+
+/// The keeper reads the vault and lengthens locks: no other write, delete, bypass, legal hold
+/// or bucket setting, however spelt.
+fn keeper_only_locks(t: &Value) -> Vec<String> {
+    let mut violations = Vec::new();
+    for f in functions(t).into_iter().filter(|f| VAULT_LOCK_ONLY.contains(&f.id)) {
+        let Ok(got) = grants(&f) else { continue };
+        for (action, resource) in got.iter().filter(|(_, r)| r.contains("VaultBucket") || r.contains('*')) {
+            let lower = action.to_ascii_lowercase();
+            if lower == "s3:putobjectretention" {
+                continue;
+            }
+            if ["s3:put", "s3:delete", "s3:bypass"].iter().any(|p| lower.starts_with(p)) {
+                violations.push(format!("{}: {action} on {resource} does more than lock", f.id));
+                continue;
+            }
+            let covered = VAULT_WRITES.iter().chain(["s3:PutBucketVersioning", "s3:PutBucketPolicy"].iter());
+            for write in covered.filter(|w| **w != "s3:PutObjectRetention") {
                 if iam_match(action, write) {
                     violations.push(format!("{}: {action} on {resource} allows {write}", f.id));
                 }
@@ -657,6 +733,9 @@ fn violations(t: &Value) -> Vec<String> {
         secrets_confined,
         secretless_functions_hold_no_secret,
         restore_only_reads_the_vault,
+        no_object_deletes,
+        lockers_can_lock,
+        keeper_only_locks,
         http_routes_authorized,
         http_functions_answer_in_time,
         event_sources_bounded,
@@ -1199,6 +1278,118 @@ fn every_rule_catches_the_mistake_it_exists_for() {
                 t["Resources"].as_mapping_mut().expect("resources").remove("AsServedVersionsAlarm");
             },
             &["metric VersionsRecordedAsServed: emitted without an alarm"],
+        ),
+        (
+            "vault problems without an alarm",
+            |t| {
+                t["Resources"].as_mapping_mut().expect("resources").remove("VaultProblemsAlarm");
+            },
+            &["metric VaultProblems: emitted without an alarm"],
+        ),
+        (
+            "lock extension failures without an alarm",
+            |t| {
+                t["Resources"].as_mapping_mut().expect("resources").remove("LockExtensionFailuresAlarm");
+            },
+            &["metric LockExtensionFailures: emitted without an alarm"],
+        ),
+        (
+            "keeper gains s3:PutObject on the vault",
+            |t| {
+                add_statement(
+                    t,
+                    "KeeperFunction",
+                    r#"{Effect: Allow, Action: s3:PutObject, Resource: {"Fn::Sub": "${VaultBucket.Arn}/*"}}"#,
+                )
+            },
+            &[
+                "KeeperFunction: grants more than it needs",
+                "KeeperFunction: s3:PutObject on ${VaultBucket.Arn}/* does more than lock",
+            ],
+        ),
+        (
+            "keeper may bypass governance retention",
+            |t| {
+                add_statement(
+                    t,
+                    "KeeperFunction",
+                    r#"{Effect: Allow, Action: s3:BypassGovernanceRetention, Resource: {"Fn::Sub": "${VaultBucket.Arn}/*"}}"#,
+                )
+            },
+            &["KeeperFunction: s3:BypassGovernanceRetention on ${VaultBucket.Arn}/* does more than lock"],
+        ),
+        (
+            "keeper may place legal holds",
+            |t| {
+                add_statement(
+                    t,
+                    "KeeperFunction",
+                    r#"{Effect: Allow, Action: s3:PutObjectLegalHold, Resource: {"Fn::Sub": "${VaultBucket.Arn}/*"}}"#,
+                )
+            },
+            &["KeeperFunction: s3:PutObjectLegalHold on ${VaultBucket.Arn}/* does more than lock"],
+        ),
+        (
+            "keeper may change bucket settings",
+            |t| {
+                add_statement(
+                    t,
+                    "KeeperFunction",
+                    r#"{Effect: Allow, Action: "s3:PutBucket*", Resource: {"Fn::GetAtt": [VaultBucket, Arn]}}"#,
+                )
+            },
+            &["KeeperFunction: s3:PutBucket* on VaultBucket.Arn does more than lock"],
+        ),
+        (
+            "keeper gets a wildcard that covers object writes",
+            |t| {
+                add_statement(
+                    t,
+                    "KeeperFunction",
+                    r#"{Effect: Allow, Action: "s3:*Object", Resource: {"Fn::Sub": "${VaultBucket.Arn}/*"}}"#,
+                )
+            },
+            &["KeeperFunction: s3:*Object on ${VaultBucket.Arn}/* allows s3:PutObject", "deletes objects"],
+        ),
+        (
+            "keeper loses PutObjectRetention",
+            |t| {
+                let statements = statements_of(t, "KeeperFunction");
+                let vault = statements.iter_mut().find(|s| s["Sid"] == "ReadAndLockVaultObjects").expect("statement");
+                vault["Action"].as_sequence_mut().expect("actions").retain(|a| a != "s3:PutObjectRetention");
+            },
+            &["KeeperFunction: cannot set the retention of vault objects"],
+        ),
+        (
+            "copier loses PutObjectRetention",
+            |t| {
+                let statements = statements_of(t, "CopierFunction");
+                let vault = statements.iter_mut().find(|s| s["Sid"] == "WriteAndReadVaultObjects").expect("statement");
+                vault["Action"].as_sequence_mut().expect("actions").retain(|a| a != "s3:PutObjectRetention");
+            },
+            &["CopierFunction: cannot set the retention of vault objects"],
+        ),
+        (
+            "restore API may delete object tags",
+            |t| {
+                add_statement(
+                    t,
+                    "RestoreApiFunction",
+                    r#"{Effect: Allow, Action: s3:DeleteObjectTagging, Resource: {"Fn::Sub": "${ExportsBucket.Arn}/*"}}"#,
+                )
+            },
+            &["RestoreApiFunction: s3:DeleteObjectTagging on ${ExportsBucket.Arn}/* deletes objects"],
+        ),
+        (
+            "large copier gains a delete wildcard",
+            |t| {
+                add_statement(
+                    t,
+                    "LargeCopierFunction",
+                    r#"{Effect: Allow, Action: "s3:Delete*", Resource: {"Fn::Sub": "${VaultBucket.Arn}/*"}}"#,
+                )
+            },
+            &["LargeCopierFunction: s3:Delete* on ${VaultBucket.Arn}/* deletes objects"],
         ),
     ];
     for (description, mutate, expected) in cases {

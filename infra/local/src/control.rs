@@ -5,6 +5,12 @@
 //! - `POST /tasks/{task}` runs a scheduler task now (`discover`, `sweep`, `reconcile`,
 //!   `renew`: any name [`Task`] deserialises from, so tasks added later come for free) and
 //!   answers 200 with its report once it has finished; an unknown task is 400.
+//! - `POST /tasks/extend` and `POST /tasks/verify` (`?full=true`: hash every version's bytes,
+//!   not a sample) run a vault keeper task now, as the keeper function's hourly schedule
+//!   would, invoking it again and again until its run has finished, and answer 200 with
+//!   the run (`report` is a `shared::model::KeeperRun`: `finished_at`, `invocations` and
+//!   its own `report`). Verify always starts a new run (`fresh`); extend carries on
+//!   today's run, or answers the last one when it finished less than 20 hours ago.
 //! - `POST /idle?timeout_s=N` answers 200 `{"idle": true}` once every queue is empty, no
 //!   handler runs and the simulator has no notification in flight, or 504 after N seconds.
 
@@ -20,10 +26,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::Deserialize;
 use serde_json::json;
+use shared::pipeline::keeper::{self, KeeperDeps, KeeperTask};
 use shared::pipeline::scheduler::{self, SchedulerDeps, Task};
 
 use crate::admin::Admin;
 use crate::runner::RunnerStats;
+
+/// One keeper invocation's time, as the keeper function's timeout in `template.yaml`.
+const KEEPER_INVOCATION: Duration = Duration::from_secs(900);
+/// Invocations a keeper task may take before the control API gives up on it.
+const MAX_KEEPER_INVOCATIONS: u32 = 1000;
 
 /// The longest `/idle` wait a caller may ask for.
 const MAX_IDLE_WAIT: Duration = Duration::from_secs(3600);
@@ -86,23 +98,86 @@ pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<u64> {
     Ok(attrs.attributes.unwrap_or_default().values().filter_map(|v| v.parse::<u64>().ok()).sum())
 }
 
+/// Runs a keeper task to the end, as successive scheduled invocations would: the first
+/// invocation gets `task` as asked, the next ones carry the same run forward (never
+/// `fresh`), until the run's `finished_at` is set. Answers the run as JSON and the seconds
+/// it took. The control API and the demo both run keeper tasks through here.
+pub async fn run_keeper(deps: &Arc<KeeperDeps>, task: KeeperTask) -> Result<(serde_json::Value, f64)> {
+    let started = Instant::now();
+    let mut next = task;
+    for _ in 0..MAX_KEEPER_INVOCATIONS {
+        let run = invoke_keeper(deps.clone(), next).await?;
+        if !run["finished_at"].is_null() {
+            return Ok((run, started.elapsed().as_secs_f64()));
+        }
+        if let KeeperTask::Verify { full, .. } = next {
+            next = KeeperTask::Verify { full, fresh: false };
+        }
+    }
+    anyhow::bail!("the keeper's {task:?} run did not finish in {MAX_KEEPER_INVOCATIONS} invocations")
+}
+
+/// One keeper invocation. The keeper's future is not provably `Send` (rustc cannot see that
+/// its `buffer_unordered` closures over borrowed heads are general over lifetimes), so it is
+/// driven to completion on a blocking thread instead of the handler's task.
+async fn invoke_keeper(deps: Arc<KeeperDeps>, task: KeeperTask) -> Result<serde_json::Value> {
+    let runtime = tokio::runtime::Handle::current();
+    let invocation = tokio::task::spawn_blocking(move || {
+        runtime.block_on(keeper::run(&deps, task, Instant::now() + KEEPER_INVOCATION))
+    });
+    Ok(invocation.await.context("the keeper invocation panicked")??)
+}
+
 struct Control {
     scheduler: Arc<SchedulerDeps>,
+    keeper: Arc<KeeperDeps>,
     activity: Activity,
 }
 
-pub fn router(scheduler: Arc<SchedulerDeps>, activity: Activity) -> Router {
-    Router::new()
-        .route("/tasks/{task}", post(run_task))
-        .route("/idle", post(idle))
-        .with_state(Arc::new(Control { scheduler, activity }))
+pub fn router(scheduler: Arc<SchedulerDeps>, keeper: Arc<KeeperDeps>, activity: Activity) -> Router {
+    Router::new().route("/tasks/{task}", post(run_task)).route("/idle", post(idle)).with_state(Arc::new(Control {
+        scheduler,
+        keeper,
+        activity,
+    }))
 }
 
 fn answer(status: StatusCode, body: serde_json::Value) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-async fn run_task(State(control): State<Arc<Control>>, Path(name): Path<String>) -> Response {
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaskQuery {
+    /// Verify: hash every version's bytes.
+    #[serde(default)]
+    full: bool,
+}
+
+async fn run_task(
+    State(control): State<Arc<Control>>,
+    Path(name): Path<String>,
+    query: Result<Query<TaskQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(query)) = query else {
+        return answer(StatusCode::BAD_REQUEST, json!({ "error": "the only parameter is full, true or false" }));
+    };
+    let keeper_task = match name.as_str() {
+        keeper::EXTEND => Some(KeeperTask::Extend),
+        keeper::VERIFY => Some(KeeperTask::Verify { full: query.full, fresh: true }),
+        _ => None,
+    };
+    if let Some(task) = keeper_task {
+        return match run_keeper(&control.keeper, task).await {
+            Ok((run, seconds)) => answer(StatusCode::OK, json!({ "task": name, "seconds": seconds, "report": run })),
+            Err(e) => {
+                let retryable = e.downcast_ref::<shared::pipeline::PipelineError>().is_some_and(|e| e.is_retryable());
+                let status =
+                    if retryable { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::INTERNAL_SERVER_ERROR };
+                answer(status, json!({ "task": name, "error": format!("{e:#}"), "retryable": retryable }))
+            }
+        };
+    }
     // The name is parsed as EventBridge's `{"task": name}` is, so every task is reachable.
     let Ok(task) = serde_json::from_value::<Task>(json!({ "task": name })) else {
         return answer(StatusCode::BAD_REQUEST, json!({ "error": format!("unknown task {name:?}") }));

@@ -2,13 +2,16 @@
 //! mailboxes) is backed up in full; live edits, renames, moves and deletions arrive by
 //! notification and are backed up; every current file and message is compared with Microsoft
 //! 365; a ransomware attack is rolled back in place; an emptied folder and a purged mailbox
-//! are restored as of the moment before.
+//! are restored as of the moment before. After the initial backup the vault keeper extends
+//! the current versions' locks and verifies the whole vault (a problem fails the demo).
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use chrono::{DateTime, Utc};
 use serde_json::json;
+use shared::model::VerifyReport;
+use shared::pipeline::keeper::KeeperTask;
 use shared::store::ItemHistory;
 
 use crate::admin::SimItem;
@@ -104,6 +107,27 @@ async fn latencies(stack: &Stack, changes: &[Change]) -> Result<Vec<f64>> {
     Ok(out)
 }
 
+/// The vault keeper after the initial backup, through the control API's code: lock extension,
+/// then a full verify; prints one line and answers the problems verify found.
+async fn retention(stack: &Stack) -> Result<Vec<String>> {
+    stack.run_keeper(KeeperTask::Extend).await?;
+    let (run, seconds) = stack.run_keeper(KeeperTask::Verify { full: true, fresh: true }).await?;
+    let report: VerifyReport = serde_json::from_value(run["report"].clone())?;
+    let earliest = report.earliest_lock_end.map_or_else(|| "none".to_owned(), |t| t.format("%Y-%m-%d").to_string());
+    println!(
+        "   retention: {} objects locked ({} versions), earliest lock end {earliest}, {} problems (verify {seconds:.1} s)",
+        report.objects,
+        report.versions,
+        report.problem_count()
+    );
+    let mut problems: Vec<String> =
+        report.problems.iter().map(|p| format!("verify: {} {}: {}", p.item_id, p.key, p.problem)).collect();
+    if report.problem_count() > problems.len() as u64 {
+        problems.push(format!("verify: {} problems in all", report.problem_count()));
+    }
+    Ok(problems)
+}
+
 pub async fn run(repo_root: std::path::PathBuf) -> Result<()> {
     let mut opts = StackOptions::new(&repo_root);
     opts.seed = Some(demo_seed());
@@ -139,6 +163,7 @@ pub async fn run(repo_root: std::path::PathBuf) -> Result<()> {
         messages,
         initial.as_secs_f64()
     );
+    first.problems.extend(retention(&stack).await?);
 
     println!("== Live changes: creates, edits, renames, moves, deletions (notifications drive the backup)");
     let mut changes = Vec::new();

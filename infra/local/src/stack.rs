@@ -13,9 +13,10 @@ use serde::{Deserialize, Serialize};
 use shared::aws::catalog::DynamoCatalog;
 use shared::aws::vault::S3Vault;
 use shared::config::{
-    CopierConfig, EnumeratorConfig, RestoreApiConfig, RestorerConfig, SchedulerConfig, WebhookConfig,
+    CopierConfig, EnumeratorConfig, KeeperConfig, RestoreApiConfig, RestorerConfig, SchedulerConfig, WebhookConfig,
 };
 use shared::pipeline::batch::{copy_batch, enumerate_batch, restore_batch, scheduler_batch};
+use shared::pipeline::keeper::{KeeperDeps, KeeperTask};
 use shared::pipeline::scheduler::{self, SchedulerDeps, Task};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -142,6 +143,8 @@ pub struct Stack {
     pub catalog: Arc<DynamoCatalog>,
     pub vault: Arc<S3Vault>,
     pub scheduler: Arc<SchedulerDeps>,
+    /// The vault keeper, run on demand (`control.rs`: `POST /tasks/extend`, `/tasks/verify`).
+    pub keeper: Arc<KeeperDeps>,
     pub stats: Arc<RunnerStats>,
     pub admin: crate::admin::Admin,
     pub aws_counts: Option<Arc<crate::counter::AwsCounts>>,
@@ -249,6 +252,7 @@ impl Stack {
         let enumerator = Arc::new(shared::wiring::enumerator(&EnumeratorConfig::load(&settings)?, &aws).await?);
         let copier = Arc::new(shared::wiring::copier(&CopierConfig::load(&settings)?, &aws).await?);
         let scheduler = Arc::new(shared::wiring::scheduler(&SchedulerConfig::load(&settings)?, &aws).await?);
+        let keeper = Arc::new(shared::wiring::keeper(&KeeperConfig::load(&settings)?, &aws).await);
 
         let (stop, stop_rx) = watch::channel(false);
         let stats = Arc::new(RunnerStats::default());
@@ -337,7 +341,7 @@ impl Stack {
             stats: stats.clone(),
             admin: admin.clone(),
         };
-        let control = crate::control::router(scheduler.clone(), activity.clone());
+        let control = crate::control::router(scheduler.clone(), keeper.clone(), activity.clone());
         tasks.push(tokio::spawn(async move {
             let _ = axum::serve(control_listener, control).await;
         }));
@@ -385,6 +389,7 @@ impl Stack {
             info,
             aws,
             scheduler,
+            keeper,
             stats,
             admin,
             aws_counts,
@@ -422,6 +427,12 @@ impl Stack {
 
     pub async fn run_task(&self, task: Task) -> Result<scheduler::Report> {
         Ok(scheduler::run(&self.scheduler, task).await?)
+    }
+
+    /// Runs a vault keeper task to the end, as the control API does: the run as JSON and the
+    /// seconds it took.
+    pub async fn run_keeper(&self, task: KeeperTask) -> Result<(serde_json::Value, f64)> {
+        crate::control::run_keeper(&self.keeper, task).await
     }
 
     pub async fn stop(self) {

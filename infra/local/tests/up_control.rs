@@ -1,7 +1,8 @@
 //! `make up` as a newcomer uses it: the `local up` binary seeds a tenant and backs it up, and
 //! everything afterwards goes over HTTP with the URLs of its stack file, as the README's
-//! "try it by hand" does with curl: the control API (run a task, wait for idle), the
-//! restore API (browse, history, restore) and the simulator's admin API (change a file).
+//! "try it by hand" does with curl: the control API (run a task, verify the vault, wait for
+//! idle), the restore API (browse, history, restore) and the simulator's admin API (change a
+//! file).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -115,6 +116,25 @@ async fn make_up_gives_a_backed_up_tenant_driven_over_http() -> Result<()> {
     // and a clean backup has nothing to list as not backed up
     let (status, failures) = call(&http, Method::GET, &format!("{api}/v1/drives/{drive}/failures"), None).await?;
     assert_eq!((status, failures["items"].as_array().map(Vec::len)), (200, Some(0)), "{failures}");
+
+    // And the vault keeper, run on demand, extends every current version's lock and then
+    // verifies the whole vault: a finished run with nothing missing, short or altered
+    let (status, extend) = call(&http, Method::POST, &format!("{control}/tasks/extend"), None).await?;
+    assert_eq!(status, 200, "{extend}");
+    assert!(extend["report"]["finished_at"].is_string(), "{extend}");
+    assert_eq!(extend["report"]["report"]["failed"], 0, "{extend}");
+    let (status, verify) = call(&http, Method::POST, &format!("{control}/tasks/verify?full=true"), None).await?;
+    assert_eq!(status, 200, "{verify}");
+    let run = &verify["report"];
+    assert!(run["finished_at"].is_string(), "{verify}");
+    assert_eq!(run["full"], true, "{verify}");
+    let report = &run["report"];
+    assert!(report["versions"].as_u64() > Some(12), "every seeded file and message checked: {verify}");
+    assert!(report["hashed"].as_u64() >= report["versions"].as_u64(), "a full run reads every version back: {verify}");
+    let problems = ["missing", "lock_short", "altered"].map(|k| report[k].as_u64());
+    assert_eq!(problems, [Some(0); 3], "{verify}");
+    let (status, bad) = call(&http, Method::POST, &format!("{control}/tasks/verify?full=maybe"), None).await?;
+    assert_eq!(status, 400, "{bad}");
 
     // When a file is changed in Microsoft 365 (the simulator's admin API)
     let file =
