@@ -117,15 +117,9 @@ pub async fn run_keeper(deps: &Arc<KeeperDeps>, task: KeeperTask) -> Result<(ser
     anyhow::bail!("the keeper's {task:?} run did not finish in {MAX_KEEPER_INVOCATIONS} invocations")
 }
 
-/// One keeper invocation. The keeper's future is not provably `Send` (rustc cannot see that
-/// its `buffer_unordered` closures over borrowed heads are general over lifetimes), so it is
-/// driven to completion on a blocking thread instead of the handler's task.
+/// One keeper invocation, with the deadline a Lambda invocation would have.
 async fn invoke_keeper(deps: Arc<KeeperDeps>, task: KeeperTask) -> Result<serde_json::Value> {
-    let runtime = tokio::runtime::Handle::current();
-    let invocation = tokio::task::spawn_blocking(move || {
-        runtime.block_on(keeper::run(&deps, task, Instant::now() + KEEPER_INVOCATION))
-    });
-    Ok(invocation.await.context("the keeper invocation panicked")??)
+    Ok(keeper::run(&deps, task, Instant::now() + KEEPER_INVOCATION).await?)
 }
 
 struct Control {

@@ -135,10 +135,11 @@ pub async fn extend(deps: &KeeperDeps, deadline: Instant) -> Result<KeeperRun<Ex
             }
         }
         let lock = deps.policy.extension(now);
-        let outcomes: Vec<_> = futures::stream::iter(due.iter().map(|head| extend_one(deps, head, lock)))
-            .buffer_unordered(deps.concurrency.max(1))
-            .collect()
-            .await;
+        let outcomes: Vec<_> =
+            futures::stream::iter(due.into_iter().map(|head| async move { extend_one(deps, &head, lock).await }))
+                .buffer_unordered(deps.concurrency.max(1))
+                .collect()
+                .await;
         for outcome in outcomes {
             match outcome? {
                 Extended::Done { objects } => {

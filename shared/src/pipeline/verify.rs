@@ -53,9 +53,10 @@ pub async fn verify(
             break;
         };
         let full = saved.run.full;
-        let checks: Vec<_> = futures::stream::iter(
-            batch.heads.iter().map(|head| check(deps, head, full || sampled(&seed, &head.current.key.item_id))),
-        )
+        let checks: Vec<_> = futures::stream::iter(batch.heads.into_iter().map(|head| {
+            let read_back = full || sampled(&seed, &head.current.key.item_id);
+            async move { check(deps, &head, read_back).await }
+        }))
         .buffer_unordered(deps.concurrency.max(1))
         .collect()
         .await;
