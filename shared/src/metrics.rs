@@ -23,11 +23,26 @@ pub const ALARMED: [&str; 3] = [AS_SERVED, VAULT_PROBLEMS, LOCK_EXTENSION_FAILUR
 /// Adds `value` to the metric `name`: an EMF line on stdout in Lambda, a log event elsewhere
 /// (the local stack and the demo print their own output).
 pub fn count(name: &str, value: u64) {
+    #[cfg(test)]
+    RECORDED.with(|r| r.borrow_mut().push((name.to_owned(), value)));
     if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() {
         println!("{}", line(name, value, chrono::Utc::now().timestamp_millis()));
     } else {
         tracing::info!(metric = name, value, "metric");
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// What this thread emitted: a `#[tokio::test]` runs on one thread, so a test reads its
+    /// own counts and no other test's.
+    static RECORDED: std::cell::RefCell<Vec<(String, u64)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The values of `name` this thread emitted, oldest first (tests only).
+#[cfg(test)]
+pub(crate) fn recorded(name: &str) -> Vec<u64> {
+    RECORDED.with(|r| r.borrow().iter().filter(|(n, _)| n == name).map(|(_, v)| *v).collect())
 }
 
 fn line(name: &str, value: u64, timestamp_ms: i64) -> String {

@@ -711,19 +711,35 @@ fn catalog_is_protected(t: &Value) -> Vec<String> {
     violations
 }
 
-/// Every count the functions emit for a human to look at has an alarm on it.
+/// Every count the functions emit for a human to look at has an alarm on it, and a single
+/// count fires it (a sum of at least one in its period).
 fn emitted_metrics_alarmed(t: &Value) -> Vec<String> {
-    shared::metrics::ALARMED
-        .iter()
-        .filter(|name| {
-            !resources(t).any(|(_, r)| {
+    let fires_on_one = |p: &Value| {
+        let threshold = p["Threshold"].as_f64().or_else(|| p["Threshold"].as_str().and_then(|s| s.parse().ok()));
+        p["Statistic"].as_str() == Some("Sum")
+            && match p["ComparisonOperator"].as_str() {
+                Some("GreaterThanOrEqualToThreshold") => threshold.is_some_and(|t| t <= 1.0),
+                Some("GreaterThanThreshold") => threshold.is_some_and(|t| t < 1.0),
+                _ => false,
+            }
+    };
+    let mut found = Vec::new();
+    for name in shared::metrics::ALARMED {
+        let alarms: Vec<&Value> = resources(t)
+            .filter(|(_, r)| {
                 r["Type"].as_str() == Some("AWS::CloudWatch::Alarm")
                     && r["Properties"]["Namespace"].as_str() == Some(shared::metrics::NAMESPACE)
-                    && r["Properties"]["MetricName"].as_str() == Some(**name)
+                    && r["Properties"]["MetricName"].as_str() == Some(name)
             })
-        })
-        .map(|name| format!("metric {name}: emitted without an alarm"))
-        .collect()
+            .map(|(_, r)| &r["Properties"])
+            .collect();
+        if alarms.is_empty() {
+            found.push(format!("metric {name}: emitted without an alarm"));
+        } else if !alarms.iter().any(|p| fires_on_one(p)) {
+            found.push(format!("metric {name}: no alarm fires on a single count"));
+        }
+    }
+    found
 }
 
 fn violations(t: &Value) -> Vec<String> {
@@ -1285,6 +1301,13 @@ fn every_rule_catches_the_mistake_it_exists_for() {
                 t["Resources"].as_mapping_mut().expect("resources").remove("VaultProblemsAlarm");
             },
             &["metric VaultProblems: emitted without an alarm"],
+        ),
+        (
+            "vault problems alarmed only from two",
+            |t| {
+                t["Resources"]["VaultProblemsAlarm"]["Properties"]["Threshold"] = Value::Number(2.into());
+            },
+            &["metric VaultProblems: no alarm fires on a single count"],
         ),
         (
             "lock extension failures without an alarm",

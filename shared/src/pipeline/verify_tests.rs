@@ -247,6 +247,7 @@ async fn a_clean_vault_verifies_with_no_problem_and_a_full_run_hashes_every_obje
     assert_eq!((run.finished_at, run.cursor.clone(), run.invocations), (Some(fx.clock.now()), None, 1));
     assert!(run.full);
     assert_eq!(report.problem_count(), 0, "{:?}", report.problems);
+    assert_eq!(crate::metrics::recorded(crate::metrics::VAULT_PROBLEMS), [0], "a clean run leaves the alarm quiet");
     assert!(report.problems.is_empty());
     assert_eq!((report.containers, report.versions, report.objects), (3, 5, 9));
     // And it read back every content and every record (the tombstone's too)
@@ -302,6 +303,8 @@ async fn altered_bytes_are_found_in_contents_and_records() {
     );
     let named = report.problems.iter().find(|p| p.item_id == "b").expect("b");
     assert_eq!((&named.container, &named.version_id), (&b.current.key.container, &content(b).version_id));
+    // And the count the `VaultProblemsAlarm` watches (Sum >= 1) says so
+    assert_eq!(crate::metrics::recorded(crate::metrics::VAULT_PROBLEMS), [2]);
 }
 
 #[tokio::test]
