@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
+use async_trait::async_trait;
 use chrono::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -16,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::PipelineError;
 use super::retention::Policy;
 use crate::clock::Clock;
-use crate::model::{ContainerId, ItemHead, KeeperCursor, KeeperRun, SCHEMA_VERSION};
+use crate::model::{ContainerId, ItemHead, KeeperCursor, KeeperRun, MAX_PROBLEMS, SCHEMA_VERSION, VaultProblem};
 use crate::store::{KeeperCatalog, StoreError, Vault};
 
 /// The run names, as the catalog keeps them.
@@ -67,8 +68,8 @@ pub async fn run(deps: &KeeperDeps, task: KeeperTask, deadline: Instant) -> Resu
 }
 
 /// A run as saved, with the revision the next save must match.
-pub(super) struct Saved<R> {
-    pub run: KeeperRun<R>,
+struct Saved<R> {
+    run: KeeperRun<R>,
     revision: Option<u64>,
 }
 
@@ -85,17 +86,14 @@ async fn load<R: DeserializeOwned>(deps: &KeeperDeps, task: &str) -> Result<Opti
 }
 
 /// The last run of `task` as saved (the answer of an invocation with nothing to do).
-pub(super) async fn last<R: DeserializeOwned + Default>(
-    deps: &KeeperDeps,
-    task: &str,
-) -> Result<KeeperRun<R>, PipelineError> {
+async fn last<R: DeserializeOwned + Default>(deps: &KeeperDeps, task: &str) -> Result<KeeperRun<R>, PipelineError> {
     let run = load(deps, task).await?.map(|(run, _)| run);
     run.ok_or_else(|| PipelineError::Internal(format!("the {task} run vanished")))
 }
 
 /// The run this invocation carries forward: the unfinished one, or a new one when the last
 /// finished [`RUN_EVERY`] ago (or `fresh`). `None`: the last run is recent and finished.
-pub(super) async fn begin<R: Serialize + DeserializeOwned + Default + Clone>(
+async fn begin<R: Serialize + DeserializeOwned + Default + Clone>(
     deps: &KeeperDeps,
     task: &str,
     full: bool,
@@ -128,17 +126,74 @@ pub(super) async fn begin<R: Serialize + DeserializeOwned + Default + Clone>(
 }
 
 /// Saves the run; false when another invocation saved it since (this one stops).
-pub(super) async fn save<R: Serialize>(
-    deps: &KeeperDeps,
-    task: &str,
-    saved: &mut Saved<R>,
-) -> Result<bool, PipelineError> {
+async fn save<R: Serialize>(deps: &KeeperDeps, task: &str, saved: &mut Saved<R>) -> Result<bool, PipelineError> {
     let doc = serde_json::to_string(&saved.run).map_err(|e| PipelineError::Internal(e.to_string()))?;
     if !deps.catalog.put_keeper_run(&deps.tenant_id, task, &doc, saved.revision).await? {
         return Ok(false);
     }
     saved.revision = Some(saved.revision.unwrap_or(0) + 1);
     Ok(true)
+}
+
+/// Heads handled per batch; a run's cursor is saved after each.
+const BATCH: usize = 200;
+
+/// What a keeper task does with each batch of heads and when its run ends; [`carry`] does
+/// the rest.
+#[async_trait]
+pub(super) trait Task: Sync {
+    type Report: Serialize + DeserializeOwned + Default + Clone + Send + Sync;
+    /// The run's name in the catalog.
+    const NAME: &'static str;
+    /// Handles one batch, adding what it did to `run.report`.
+    async fn batch(
+        &self,
+        deps: &KeeperDeps,
+        run: &mut KeeperRun<Self::Report>,
+        batch: Batch,
+    ) -> Result<(), PipelineError>;
+    /// The run has walked every head (log, metrics).
+    fn finished(&self, report: &Self::Report);
+}
+
+/// Runs (or resumes) `task`'s run until it has walked every head of the tenant or `deadline`
+/// comes: the cursor is saved after each batch and the next invocation resumes from it. A run
+/// that finished less than [`RUN_EVERY`] ago is answered as it is, unless `fresh`. An
+/// invocation that loses the run to another answers the run as the other saved it.
+pub(super) async fn carry<T: Task>(
+    deps: &KeeperDeps,
+    task: &T,
+    full: bool,
+    fresh: bool,
+    deadline: Instant,
+) -> Result<KeeperRun<T::Report>, PipelineError> {
+    let Some(mut saved) = begin::<T::Report>(deps, T::NAME, full, fresh).await? else {
+        return last(deps, T::NAME).await;
+    };
+    let mut walker = Walker::start(deps, saved.run.cursor.as_ref()).await?;
+    while Instant::now() + MARGIN < deadline {
+        let Some(batch) = walker.next(deps, BATCH).await? else {
+            saved.run.finished_at = Some(deps.clock.now());
+            saved.run.cursor = None;
+            task.finished(&saved.run.report);
+            break;
+        };
+        task.batch(deps, &mut saved.run, batch).await?;
+        saved.run.cursor = walker.cursor();
+        if !save(deps, T::NAME, &mut saved).await? {
+            return last(deps, T::NAME).await;
+        }
+    }
+    if saved.run.finished_at.is_some() && !save(deps, T::NAME, &mut saved).await? {
+        return last(deps, T::NAME).await;
+    }
+    Ok(saved.run)
+}
+
+/// Adds `found` to a report's named problems, up to [`MAX_PROBLEMS`].
+pub(super) fn keep_problems(problems: &mut Vec<VaultProblem>, found: impl IntoIterator<Item = VaultProblem>) {
+    let room = MAX_PROBLEMS.saturating_sub(problems.len());
+    problems.extend(found.into_iter().take(room));
 }
 
 /// Heads of one container, handed out a batch at a time.
@@ -151,7 +206,7 @@ pub(super) struct Batch {
 /// Walks every head of the tenant's registered containers, in container then item order,
 /// from a cursor. A container's heads are listed once (the `H#` index) and handed out in
 /// batches.
-pub(super) struct Walker {
+struct Walker {
     containers: Vec<ContainerId>,
     /// The container being walked, its heads still to hand out (reversed), and the last one
     /// handed out.
@@ -161,7 +216,7 @@ pub(super) struct Walker {
 }
 
 impl Walker {
-    pub async fn start(deps: &KeeperDeps, cursor: Option<&KeeperCursor>) -> Result<Self, StoreError> {
+    async fn start(deps: &KeeperDeps, cursor: Option<&KeeperCursor>) -> Result<Self, StoreError> {
         let mut containers: Vec<ContainerId> =
             deps.catalog.list_containers(&deps.tenant_id).await?.into_iter().map(|r| r.container).collect();
         containers.sort();
@@ -177,7 +232,7 @@ impl Walker {
     }
 
     /// The next at most `n` heads, all of one container; `None` once every container is done.
-    pub async fn next(&mut self, deps: &KeeperDeps, n: usize) -> Result<Option<Batch>, StoreError> {
+    async fn next(&mut self, deps: &KeeperDeps, n: usize) -> Result<Option<Batch>, StoreError> {
         loop {
             let Some(container) = self.containers.get(self.index) else { return Ok(None) };
             let first = self.pending.is_none() && self.after_item.is_none();
@@ -202,7 +257,7 @@ impl Walker {
     }
 
     /// Where the walk stands: resuming from here hands out the heads not yet handed out.
-    pub fn cursor(&self) -> Option<KeeperCursor> {
+    fn cursor(&self) -> Option<KeeperCursor> {
         let container = self.containers.get(self.index)?.clone();
         Some(KeeperCursor { container, after_item: self.after_item.clone() })
     }

@@ -17,13 +17,14 @@
 
 use std::time::Instant;
 
+use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt;
 use tracing::{info, warn};
 
 use super::PipelineError;
-use super::keeper::{self, KeeperDeps, Walker};
-use crate::model::{ExtendReport, ItemHead, KeeperRun, MAX_PROBLEMS, VaultProblem};
+use super::keeper::{self, Batch, KeeperDeps};
+use crate::model::{ExtendReport, ItemHead, KeeperRun, VaultProblem};
 use crate::store::{Lock, LockMode, StoreError};
 
 /// Days a current version's lock may fall short of its floor before it is extended: the
@@ -98,29 +99,28 @@ impl Policy {
     }
 }
 
-/// Heads handled per batch; the run's cursor is saved after each.
-const BATCH: usize = 200;
-
 /// Runs (or resumes) the day's lock extension until it has walked every head of the tenant
 /// or `deadline` comes; the run resumes at the next invocation. A run that finished less
 /// than [`keeper::RUN_EVERY`] ago is left as it is.
 pub async fn extend(deps: &KeeperDeps, deadline: Instant) -> Result<KeeperRun<ExtendReport>, PipelineError> {
-    let Some(mut saved) = keeper::begin::<ExtendReport>(deps, keeper::EXTEND, false, false).await? else {
-        return keeper::last(deps, keeper::EXTEND).await;
-    };
-    let mut walker = Walker::start(deps, saved.run.cursor.as_ref()).await?;
-    while Instant::now() + keeper::MARGIN < deadline {
-        let Some(batch) = walker.next(deps, BATCH).await? else {
-            saved.run.finished_at = Some(deps.clock.now());
-            saved.run.cursor = None;
-            let report = &saved.run.report;
-            info!(heads = report.heads, extended = report.extended, failed = report.failed, "lock extension done");
-            if report.failed > 0 {
-                crate::metrics::count(crate::metrics::LOCK_EXTENSION_FAILURES, report.failed);
-            }
-            break;
-        };
-        let report = &mut saved.run.report;
+    keeper::carry(deps, &Extension, false, false, deadline).await
+}
+
+/// The lock extension task.
+struct Extension;
+
+#[async_trait]
+impl keeper::Task for Extension {
+    type Report = ExtendReport;
+    const NAME: &'static str = keeper::EXTEND;
+
+    async fn batch(
+        &self,
+        deps: &KeeperDeps,
+        run: &mut KeeperRun<ExtendReport>,
+        batch: Batch,
+    ) -> Result<(), PipelineError> {
+        let report = &mut run.report;
         report.containers += u64::from(batch.first);
         report.heads += batch.heads.len() as u64;
         let now = deps.clock.now();
@@ -152,20 +152,19 @@ pub async fn extend(deps: &KeeperDeps, deadline: Instant) -> Result<KeeperRun<Ex
                 }
                 Extended::Failed(problems) => {
                     report.failed += problems.len() as u64;
-                    let room = MAX_PROBLEMS.saturating_sub(report.problems.len());
-                    report.problems.extend(problems.into_iter().take(room));
+                    keeper::keep_problems(&mut report.problems, problems);
                 }
             }
         }
-        saved.run.cursor = walker.cursor();
-        if !keeper::save(deps, keeper::EXTEND, &mut saved).await? {
-            return keeper::last(deps, keeper::EXTEND).await;
+        Ok(())
+    }
+
+    fn finished(&self, report: &ExtendReport) {
+        info!(heads = report.heads, extended = report.extended, failed = report.failed, "lock extension done");
+        if report.failed > 0 {
+            crate::metrics::count(crate::metrics::LOCK_EXTENSION_FAILURES, report.failed);
         }
     }
-    if saved.run.finished_at.is_some() && !keeper::save(deps, keeper::EXTEND, &mut saved).await? {
-        return keeper::last(deps, keeper::EXTEND).await;
-    }
-    Ok(saved.run)
 }
 
 enum Extended {

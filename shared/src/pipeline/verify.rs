@@ -11,20 +11,19 @@
 
 use std::time::Instant;
 
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use super::PipelineError;
-use super::keeper::{self, KeeperDeps, Walker};
-use crate::model::{ItemHead, ItemVersion, KeeperRun, MAX_PROBLEMS, ObjectRef, VaultProblem, VerifyReport};
+use super::keeper::{self, Batch, KeeperDeps};
+use crate::model::{ItemHead, ItemVersion, KeeperRun, ObjectRef, VaultProblem, VerifyReport};
 use crate::store::{Lock, StoreError};
 
 /// A sampled run reads back the bytes of one version in this many.
 pub const SAMPLE_ONE_IN: u64 = 100;
-/// Heads checked per batch; the run's cursor is saved after each.
-const BATCH: usize = 200;
-
 /// Runs (or resumes) the day's verification until it has walked every head of the tenant or
 /// `deadline` comes. `fresh` starts a new run now; `full` reads back every version's bytes.
 pub async fn verify(
@@ -33,26 +32,24 @@ pub async fn verify(
     fresh: bool,
     deadline: Instant,
 ) -> Result<KeeperRun<VerifyReport>, PipelineError> {
-    let Some(mut saved) = keeper::begin::<VerifyReport>(deps, keeper::VERIFY, full, fresh).await? else {
-        return keeper::last(deps, keeper::VERIFY).await;
-    };
-    let seed = saved.run.started_at.timestamp_millis().to_string();
-    let mut walker = Walker::start(deps, saved.run.cursor.as_ref()).await?;
-    while Instant::now() + keeper::MARGIN < deadline {
-        let Some(batch) = walker.next(deps, BATCH).await? else {
-            saved.run.finished_at = Some(deps.clock.now());
-            saved.run.cursor = None;
-            let report = &saved.run.report;
-            info!(
-                versions = report.versions,
-                objects = report.objects,
-                problems = report.problem_count(),
-                "verify done"
-            );
-            crate::metrics::count(crate::metrics::VAULT_PROBLEMS, report.problem_count());
-            break;
-        };
-        let full = saved.run.full;
+    keeper::carry(deps, &Verification, full, fresh, deadline).await
+}
+
+/// The verify task.
+struct Verification;
+
+#[async_trait]
+impl keeper::Task for Verification {
+    type Report = VerifyReport;
+    const NAME: &'static str = keeper::VERIFY;
+
+    async fn batch(
+        &self,
+        deps: &KeeperDeps,
+        run: &mut KeeperRun<VerifyReport>,
+        batch: Batch,
+    ) -> Result<(), PipelineError> {
+        let (seed, full) = (run.started_at.timestamp_millis().to_string(), run.full);
         let checks: Vec<_> = futures::stream::iter(batch.heads.into_iter().map(|head| {
             let read_back = full || sampled(&seed, &head.current.key.item_id);
             async move { check(deps, &head, read_back).await }
@@ -60,20 +57,18 @@ pub async fn verify(
         .buffer_unordered(deps.concurrency.max(1))
         .collect()
         .await;
-        let report = &mut saved.run.report;
+        let report = &mut run.report;
         report.containers += u64::from(batch.first);
         for checked in checks {
             merge(report, checked?);
         }
-        saved.run.cursor = walker.cursor();
-        if !keeper::save(deps, keeper::VERIFY, &mut saved).await? {
-            return keeper::last(deps, keeper::VERIFY).await;
-        }
+        Ok(())
     }
-    if saved.run.finished_at.is_some() && !keeper::save(deps, keeper::VERIFY, &mut saved).await? {
-        return keeper::last(deps, keeper::VERIFY).await;
+
+    fn finished(&self, report: &VerifyReport) {
+        info!(versions = report.versions, objects = report.objects, problems = report.problem_count(), "verify done");
+        crate::metrics::count(crate::metrics::VAULT_PROBLEMS, report.problem_count());
     }
-    Ok(saved.run)
 }
 
 /// Whether the run seeded `seed` reads back `item_id`'s bytes: stable within a run, a
@@ -92,12 +87,16 @@ fn merge(report: &mut VerifyReport, checked: VerifyReport) {
     report.missing += checked.missing;
     report.lock_short += checked.lock_short;
     report.altered += checked.altered;
-    report.earliest_lock_end = match (report.earliest_lock_end, checked.earliest_lock_end) {
+    report.earliest_lock_end = earliest(report.earliest_lock_end, checked.earliest_lock_end);
+    keeper::keep_problems(&mut report.problems, checked.problems);
+}
+
+/// The earlier of two lock ends, either of which may be unknown.
+fn earliest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
-    };
-    let room = MAX_PROBLEMS.saturating_sub(report.problems.len());
-    report.problems.extend(checked.problems.into_iter().take(room));
+    }
 }
 
 /// The checks of one head, as a report of its own.
@@ -122,10 +121,7 @@ async fn check(deps: &KeeperDeps, head: &ItemHead, read_back: bool) -> Result<Ve
         if required.retain_until <= now {
             continue;
         }
-        report.earliest_lock_end = match (report.earliest_lock_end, info.retain_until) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        report.earliest_lock_end = earliest(report.earliest_lock_end, info.retain_until);
         if !info.satisfies(&required) {
             report.lock_short += 1;
             let detail = format!(
@@ -201,13 +197,12 @@ async fn hash(deps: &KeeperDeps, object: &ObjectRef) -> Result<Option<(u64, Stri
 
 fn problem(report: &mut VerifyReport, head: &ItemHead, object: &ObjectRef, problem: String) {
     warn!(item = %head.current.key.item_id, key = %object.key, %problem, "verify found a problem");
-    if report.problems.len() < MAX_PROBLEMS {
-        report.problems.push(VaultProblem {
-            container: head.current.key.container.clone(),
-            item_id: head.current.key.item_id.clone(),
-            key: object.key.clone(),
-            version_id: object.version_id.clone(),
-            problem,
-        });
-    }
+    let found = VaultProblem {
+        container: head.current.key.container.clone(),
+        item_id: head.current.key.item_id.clone(),
+        key: object.key.clone(),
+        version_id: object.version_id.clone(),
+        problem,
+    };
+    keeper::keep_problems(&mut report.problems, [found]);
 }
