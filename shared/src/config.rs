@@ -241,6 +241,49 @@ pub struct SchedulerConfig {
     pub subscription_minutes: i64,
     /// Renew subscriptions expiring within this many minutes.
     pub renew_within_minutes: i64,
+    /// Which SharePoint sites are backed up, and whether hidden system libraries are.
+    pub sites: SitePolicy,
+}
+
+/// Which SharePoint sites discovery protects (`SHAREPOINT_SITES`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum SiteScope {
+    /// Every site of the tenant (`all`, the default): needs `Sites.Read.All`.
+    #[default]
+    All,
+    /// Only these sites (ids or `hostname:/sites/path`, comma-separated): the app has
+    /// `Sites.Selected`, which lists nothing tenant-wide.
+    Selected(Vec<String>),
+    /// No SharePoint site (`none`): OneDrive and mail only.
+    Off,
+}
+
+impl std::str::FromStr for SiteScope {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "all" => Ok(SiteScope::All),
+            "none" => Ok(SiteScope::Off),
+            list => {
+                let sites: Vec<String> =
+                    list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+                if sites.is_empty() || sites.iter().any(|s| s.chars().any(char::is_whitespace)) {
+                    return Err("expected `all`, `none`, or comma-separated site ids or hostname:/sites/path".into());
+                }
+                Ok(SiteScope::Selected(sites))
+            }
+        }
+    }
+}
+
+/// What discovery does with SharePoint.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SitePolicy {
+    pub scope: SiteScope,
+    /// Back up every hidden system library too (`SHAREPOINT_SYSTEM_LIBRARIES=true`); by default
+    /// only those that hold user content are (see `pipeline::sites::library_policy`).
+    pub system_libraries: bool,
 }
 
 impl SchedulerConfig {
@@ -258,6 +301,10 @@ impl SchedulerConfig {
             webhook_url: s.required("WEBHOOK_URL")?,
             subscription_minutes: s.parsed("SUBSCRIPTION_MINUTES", 42_000)?,
             renew_within_minutes: s.parsed("RENEW_WITHIN_MINUTES", 3 * 24 * 60)?,
+            sites: SitePolicy {
+                scope: s.parsed("SHAREPOINT_SITES", SiteScope::All)?,
+                system_libraries: s.parsed("SHAREPOINT_SYSTEM_LIBRARIES", false)?,
+            },
         })
     }
 }

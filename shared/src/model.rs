@@ -11,7 +11,7 @@ mod restore;
 
 pub use keeper::{ExtendReport, FinishedRun, KeeperCursor, KeeperRun, MAX_PROBLEMS, VaultProblem, VerifyReport};
 pub use queue::{
-    ChangeJob, ChangeReason, ItemJob, LifecycleJob, Renewal, RestoreStep, RestoreTask, SchedulerWork, UserRef,
+    ChangeJob, ChangeReason, ItemJob, LifecycleJob, Renewal, RestoreStep, RestoreTask, SchedulerWork, SiteRef, UserRef,
 };
 pub use restore::{
     ConflictPolicy, ExportPart, RestoreItemReport, RestoreJob, RestoreOutcome, RestorePlan, RestoreScope,
@@ -438,6 +438,60 @@ pub struct ContainerRecord {
     /// it is then backed up by sweeps alone. Cleared when a subscription is in place again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<Problem>,
+    /// A SharePoint document library: the site it belongs to (`user_id` is then empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<SiteLink>,
+}
+
+/// The site a library container belongs to, and the library's name in it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SiteLink {
+    pub site_id: String,
+    pub library: String,
+}
+
+/// A SharePoint site discovery found or the operator named (`Sites.Selected`): what it is,
+/// its libraries (protected or left out, with why), and what keeps it from being backed up.
+/// Its libraries are containers of their own ([`ContainerRecord::site`]).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SiteRecord {
+    pub v: u32,
+    pub tenant_id: String,
+    /// Graph's site id, `hostname,{collection guid},{web guid}`: the key, never the URL.
+    pub site_id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_url: Option<String>,
+    /// The parent site of a subsite.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<String>,
+    pub discovered_at: DateTime<Utc>,
+    #[serde(default)]
+    pub libraries: Vec<LibraryRef>,
+    /// Microsoft 365 Archive status (`recentlyArchived`, `fullyArchived`, `reactivating`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_status: Option<String>,
+    /// When `/sites/delta` reported the site deleted: its libraries keep every backed-up
+    /// version and are no longer enumerated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<DateTime<Utc>>,
+    /// Why the site (or some of its libraries) cannot be backed up: access denied, archived,
+    /// not found, throttled beyond the retries. Cleared when discovery reads it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<Problem>,
+}
+
+/// A library of a site as discovery last listed it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct LibraryRef {
+    pub drive_id: String,
+    pub name: String,
+    /// Graph's `system` facet: hidden from users' library lists.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub system: bool,
+    /// Why it is not backed up (a hidden system library left out by policy); `None` when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub excluded: Option<String>,
 }
 
 /// What discovery looks up for each user.

@@ -107,6 +107,7 @@ pub async fn scheduler(cfg: &SchedulerConfig, aws: &aws_config::SdkConfig) -> Re
         webhook_url: cfg.webhook_url.clone(),
         subscription_minutes: cfg.subscription_minutes,
         renew_within_minutes: cfg.renew_within_minutes,
+        sites: cfg.sites.clone(),
         clock: clock::system(),
     })
 }

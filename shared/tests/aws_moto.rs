@@ -286,6 +286,7 @@ async fn verify_finds_a_governance_lock_made_to_lapse() {
             subscription_id: None,
             subscription_expires: None,
             problem: None,
+            site: None,
         })
         .await
         .expect("register");

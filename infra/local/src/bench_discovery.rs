@@ -94,6 +94,7 @@ pub async fn run() -> Result<()> {
         webhook_url,
         subscription_minutes: 42_000,
         renew_within_minutes: 3 * 24 * 60,
+        sites: Default::default(),
         clock: shared::clock::system(),
     });
     http.post(admin("/stats/reset")).send().await?.error_for_status()?;

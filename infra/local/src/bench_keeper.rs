@@ -138,6 +138,7 @@ async fn seed(
                 subscription_id: None,
                 subscription_expires: None,
                 problem: None,
+                site: None,
             })
             .await?;
         for i in (d * PER_DRIVE)..((d + 1) * PER_DRIVE).min(versions) {

@@ -4,7 +4,10 @@
 use chrono::{TimeDelta, Utc};
 
 use super::test_support::*;
-use crate::model::{ContainerId, ContainerRecord, ItemVersion, Problem, Service, SyncState, Unresolved, Verification};
+use crate::model::{
+    ContainerId, ContainerRecord, ItemVersion, LibraryRef, Problem, SCHEMA_VERSION, Service, SiteLink, SiteRecord,
+    SyncState, Unresolved, Verification,
+};
 use crate::store::{Containers, Failures, SyncStates};
 
 fn names(reply: &Reply) -> Vec<String> {
@@ -57,6 +60,7 @@ async fn resources_say_how_well_each_container_is_protected_and_list_what_discov
         subscription_id: None,
         subscription_expires: None,
         problem: Some(refused),
+        site: None,
     };
     f.catalog.put_container(&bob).await.expect("bob");
     let lookup = Problem { reason: "forbidden (ErrorAccessDenied)".into(), since: f.discovered };
@@ -85,6 +89,86 @@ async fn resources_say_how_well_each_container_is_protected_and_list_what_discov
     assert_eq!(carol["unresolved"][0]["status"]["reason"], "forbidden (ErrorAccessDenied)");
     assert_eq!(carol["unresolved"][0]["status"]["since"], serde_json::to_value(f.discovered).expect("time"));
     assert_eq!(reply.json["summary"], serde_json::json!({"protected": 1, "unprotected": 2}));
+}
+
+/// Sites are listed with their libraries (each a drive, browsed by the drive routes), the
+/// libraries left out with why, and the sites Graph refuses or deleted with their reason.
+#[tokio::test]
+async fn resources_list_sites_with_their_libraries_and_what_keeps_a_site_from_being_backed_up() {
+    let f = fixture().await;
+    let site = |id: &str, name: &str| SiteRecord {
+        v: SCHEMA_VERSION,
+        tenant_id: TENANT.into(),
+        site_id: id.into(),
+        name: name.into(),
+        web_url: Some(format!("https://contoso.sharepoint.com/sites/{name}")),
+        parent_id: None,
+        discovered_at: f.discovered,
+        libraries: Vec::new(),
+        archive_status: None,
+        deleted_at: None,
+        problem: None,
+    };
+    let library = |drive: &str, site_id: &str| ContainerRecord {
+        container: ContainerId::new(TENANT, drive),
+        user_id: String::new(),
+        user_principal_name: None,
+        discovered_at: f.discovered,
+        subscription_id: Some(format!("sub-{drive}")),
+        subscription_expires: Some(Utc::now() + TimeDelta::days(20)),
+        problem: None,
+        site: Some(SiteLink { site_id: site_id.into(), library: "Documents".into() }),
+    };
+    let mut finance = site("h,f,1", "Finance");
+    finance.libraries = vec![LibraryRef {
+        drive_id: "b!style".into(),
+        name: "Style Library".into(),
+        system: true,
+        excluded: Some("hidden system library".into()),
+    }];
+    let mut board = site("h,b,1", "Board");
+    board.problem = Some(Problem { reason: "access denied: forbidden (accessDenied)".into(), since: f.discovered });
+    let old = SiteRecord { deleted_at: Some(f.discovered + TimeDelta::hours(5)), ..site("h,o,1", "Old") };
+    for s in [&finance, &board, &old] {
+        f.catalog.put_site(s).await.expect("site");
+    }
+    for (drive, site_id) in [("b!finance", "h,f,1"), ("b!old", "h,o,1")] {
+        f.catalog.put_container(&library(drive, site_id)).await.expect("library");
+        let synced =
+            SyncState { last_synced_at: Some(Utc::now()), root_id: Some("root".into()), ..SyncState::default() };
+        f.catalog.put_sync_state(&ContainerId::new(TENANT, drive), &synced).await.expect("sync");
+    }
+
+    let reply = f.get("/v1/resources").await;
+
+    assert_eq!(reply.status, 200, "{}", reply.json);
+    let sites = reply.json["sites"].as_array().expect("sites");
+    assert_eq!(
+        sites.iter().map(|s| s["name"].as_str().expect("name")).collect::<Vec<_>>(),
+        ["Board", "Finance", "Old"]
+    );
+    let (board, finance, old) = (&sites[0], &sites[1], &sites[2]);
+    assert_eq!(finance["status"], serde_json::json!({"state": "protected"}));
+    assert_eq!(finance["libraries"][0]["drive_id"], "b!finance");
+    assert_eq!(finance["libraries"][0]["name"], "Documents");
+    assert_eq!(finance["excluded_libraries"][0]["name"], "Style Library");
+    assert_eq!(board["status"]["state"], "unprotected", "nothing of it could be backed up");
+    assert!(board["status"]["reason"].as_str().expect("reason").contains("accessDenied"));
+    assert_eq!(old["status"]["state"], "unavailable");
+    assert_eq!(old["libraries"][0]["status"]["reason"], "site deleted in SharePoint");
+    assert!(old["deleted_at"].is_string());
+    assert!(
+        reply.json["users"].as_array().expect("users").iter().all(|u| u["user_id"] != ""),
+        "libraries have no user"
+    );
+    // ada's drive (last synced days ago), Finance's library, Old's library, Board.
+    assert_eq!(
+        reply.json["summary"],
+        serde_json::json!({"degraded": 1, "protected": 1, "unavailable": 1, "unprotected": 1})
+    );
+    // A library browses like any drive.
+    let children = f.get("/v1/drives/b!finance/children").await;
+    assert_eq!(children.status, 200, "{}", children.json);
 }
 
 #[tokio::test]

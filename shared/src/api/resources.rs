@@ -1,7 +1,8 @@
-//! `GET /v1/resources`: every user discovery knows of, their protected drives and mailbox, and
-//! how well each is protected: `protected | degraded | unavailable | unprotected`, with the
-//! reason (Graph's code or ours) and since when. A drive or mailbox discovery could not
-//! resolve is listed under its user, never silently missing.
+//! `GET /v1/resources`: every user discovery knows of, their protected drives and mailbox, every
+//! SharePoint site with its libraries, and how well each is protected: `protected | degraded |
+//! unavailable | unprotected`, with the reason (Graph's code or ours) and since when. A drive
+//! or mailbox discovery could not resolve is listed under its user, a site Graph refused under
+//! the sites with its reason: never silently missing.
 
 use std::collections::BTreeMap;
 
@@ -12,7 +13,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use super::{ApiDeps, ApiError, ApiQuery, Deps, NoQuery};
-use crate::model::{ContainerId, ContainerRecord, ItemFailure, Problem, Service, SyncState, Unresolved};
+use crate::model::{ContainerId, ContainerRecord, ItemFailure, Problem, Service, SiteRecord, SyncState, Unresolved};
 use crate::pipeline::enumerator::describe;
 
 /// Catalog reads in flight for one request.
@@ -108,9 +109,49 @@ pub fn status(
 
 #[derive(Serialize)]
 pub(crate) struct Resources {
-    /// How many drives and mailboxes (unresolved ones included) are in each state.
+    /// How many drives, libraries and mailboxes (unresolved ones and sites Graph refused
+    /// included) are in each state.
     summary: BTreeMap<ProtectionState, usize>,
     users: Vec<ProtectedUser>,
+    sites: Vec<ProtectedSite>,
+}
+
+/// A SharePoint site: its own status (the worst of its libraries', or why Graph refuses it)
+/// and its libraries, each browsed and restored as a drive (`/v1/drives/{drive_id}/...`).
+#[derive(Serialize)]
+struct ProtectedSite {
+    site_id: String,
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    web_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent_id: Option<String>,
+    status: Status,
+    discovered_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    archive_status: Option<String>,
+    /// Deleted in SharePoint: every version backed up is kept, nothing new is backed up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deleted_at: Option<DateTime<Utc>>,
+    libraries: Vec<ProtectedLibrary>,
+    /// Libraries left out by policy (hidden system libraries), with why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    excluded_libraries: Vec<ExcludedLibrary>,
+}
+
+#[derive(Serialize)]
+struct ProtectedLibrary {
+    drive_id: String,
+    name: String,
+    #[serde(flatten)]
+    protection: Protection,
+}
+
+#[derive(Serialize)]
+struct ExcludedLibrary {
+    drive_id: String,
+    name: String,
+    reason: String,
 }
 
 #[derive(Serialize)]
@@ -168,6 +209,7 @@ pub(crate) async fn resources(
 ) -> Result<Json<Resources>, ApiError> {
     let records = deps.catalog.list_containers(&deps.tenant_id).await?;
     let unresolved = deps.catalog.list_unresolved(&deps.tenant_id).await?;
+    let site_records = deps.catalog.list_sites(&deps.tenant_id).await?;
     let now = deps.clock.now();
     let deps = &deps;
     let containers: Vec<_> = futures::stream::iter(records)
@@ -197,20 +239,28 @@ pub(crate) async fn resources(
         unresolved.iter().find(|u: &&Unresolved| u.user_id == user_id && u.service == service).map(|u| &u.problem)
     };
     let mut summary = BTreeMap::new();
+    let mut libraries: BTreeMap<String, Vec<ProtectedLibrary>> = BTreeMap::new();
     for (record, sync, failures) in containers {
+        if let Some(link) = &record.site {
+            let site = site_records.iter().find(|s| s.site_id == link.site_id);
+            let status = match site.and_then(|s| s.deleted_at) {
+                Some(at) => Status::new(ProtectionState::Unavailable, "site deleted in SharePoint".into(), at),
+                None => status(&record, &sync, &failures, None, now),
+            };
+            *summary.entry(status.state).or_insert(0) += 1;
+            let library = ProtectedLibrary {
+                drive_id: record.container.graph_id.clone(),
+                name: link.library.clone(),
+                protection: protection(&record, &sync, &failures, status),
+            };
+            libraries.entry(link.site_id.clone()).or_default().push(library);
+            continue;
+        }
         user(&mut users, &record.user_id, record.user_principal_name.as_ref());
         let service = if record.container.is_mailbox() { Service::Mailbox } else { Service::Drive };
         let status = status(&record, &sync, &failures, problem_of(&record.user_id, service), now);
         *summary.entry(status.state).or_insert(0) += 1;
-        let protection = Protection {
-            status,
-            discovered_at: record.discovered_at,
-            subscription_expires: record.subscription_expires,
-            last_synced_at: sync.last_synced_at,
-            health: describe(&sync),
-            open_failures: failures.len(),
-            unavailable: sync.unavailable.clone(),
-        };
+        let protection = protection(&record, &sync, &failures, status);
         let id = record.container.graph_id.clone();
         let Some(user) = users.get_mut(&record.user_id) else { continue };
         if record.container.is_mailbox() {
@@ -240,7 +290,67 @@ pub(crate) async fn resources(
         user.drives.sort_by(|a, b| a.drive_id.cmp(&b.drive_id));
         user.unresolved.sort_by_key(|u| u.service);
     }
-    Ok(Json(Resources { summary, users }))
+    let mut sites: Vec<ProtectedSite> = site_records
+        .into_iter()
+        .map(|record| {
+            let mut libraries = libraries.remove(&record.site_id).unwrap_or_default();
+            libraries.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.drive_id.cmp(&b.drive_id)));
+            let status = site_status(&record, &libraries);
+            if libraries.is_empty() && status.state != ProtectionState::Protected {
+                *summary.entry(status.state).or_insert(0) += 1;
+            }
+            let excluded_libraries = record
+                .libraries
+                .iter()
+                .filter_map(|l| {
+                    let reason = l.excluded.clone()?;
+                    Some(ExcludedLibrary { drive_id: l.drive_id.clone(), name: l.name.clone(), reason })
+                })
+                .collect();
+            ProtectedSite {
+                site_id: record.site_id,
+                name: record.name,
+                web_url: record.web_url,
+                parent_id: record.parent_id,
+                status,
+                discovered_at: record.discovered_at,
+                archive_status: record.archive_status,
+                deleted_at: record.deleted_at,
+                libraries,
+                excluded_libraries,
+            }
+        })
+        .collect();
+    sites.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.site_id.cmp(&b.site_id)));
+    Ok(Json(Resources { summary, users, sites }))
+}
+
+fn protection(record: &ContainerRecord, sync: &SyncState, failures: &[ItemFailure], status: Status) -> Protection {
+    Protection {
+        status,
+        discovered_at: record.discovered_at,
+        subscription_expires: record.subscription_expires,
+        last_synced_at: sync.last_synced_at,
+        health: describe(sync),
+        open_failures: failures.len(),
+        unavailable: sync.unavailable.clone(),
+    }
+}
+
+/// A site's status: deleted, then what Graph refuses about it (unavailable when it has
+/// libraries backed up, unprotected when nothing of it is), then the worst of its libraries'.
+fn site_status(site: &SiteRecord, libraries: &[ProtectedLibrary]) -> Status {
+    if let Some(at) = site.deleted_at {
+        return Status::new(ProtectionState::Unavailable, "site deleted in SharePoint".into(), at);
+    }
+    if let Some(problem) = &site.problem {
+        let state = if libraries.is_empty() { ProtectionState::Unprotected } else { ProtectionState::Unavailable };
+        return Status::of(state, problem);
+    }
+    match libraries.iter().map(|l| &l.protection.status).max_by_key(|s| s.state) {
+        Some(worst) => Status { state: worst.state, reason: worst.reason.clone(), since: worst.since },
+        None => Status::protected(),
+    }
 }
 
 /// Open failures checked against the heads: one whose item has been backed up since (a later
@@ -276,6 +386,7 @@ mod tests {
             subscription_id: Some("sub".into()),
             subscription_expires: Some(at(24 * 20)),
             problem: None,
+            site: None,
         }
     }
 

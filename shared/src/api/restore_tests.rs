@@ -250,6 +250,7 @@ async fn an_export_is_a_mailbox_job_whose_finished_view_links_each_zip_and_drive
             subscription_id: None,
             subscription_expires: None,
             problem: None,
+            site: None,
         })
         .await
         .expect("container");

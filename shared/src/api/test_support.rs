@@ -120,6 +120,7 @@ pub async fn protect(catalog: &MemoryCatalog, drive: &str, user: &str, discovere
             subscription_id: Some(format!("sub-{drive}")),
             subscription_expires: Some(discovered + TimeDelta::days(29)),
             problem: None,
+            site: None,
         })
         .await
         .expect("container");
@@ -149,6 +150,7 @@ pub async fn protect_mailbox(
             subscription_id: Some(format!("sub-mail-{user}")),
             subscription_expires: None,
             problem: None,
+            site: None,
         })
         .await
         .expect("container");

@@ -99,6 +99,12 @@ impl GraphError {
         matches!(self, Self::Throttled { .. } | Self::Transient { .. })
     }
 
+    /// Graph refuses the whole resource asked for (a site, a library): no access (403), gone
+    /// (404), or locked (423: an archived site, a site under a no-access lock).
+    pub fn refuses_resource(&self) -> bool {
+        matches!(self, Self::Forbidden { .. } | Self::NotFound | Self::Http { status: 423, .. })
+    }
+
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Throttled { retry_after, .. } => Some(*retry_after),

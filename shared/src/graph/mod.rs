@@ -20,6 +20,7 @@ mod error;
 mod mail;
 mod mail_write;
 pub mod quickxor;
+mod sites;
 mod subscriptions;
 mod upload;
 mod write;
@@ -42,6 +43,7 @@ pub use mail::{
 };
 pub use mail_write::{ATTACHMENT_FRAGMENT, FolderMessage};
 pub use quickxor::QuickXorHasher;
+pub use sites::{Group, Library, Site, SitesDeltaPage};
 pub use subscriptions::{NewSubscription, Subscription};
 pub use upload::{DEFAULT_FRAGMENT_SIZE, FragmentResult, UPLOAD_FRAGMENT_UNIT, UploadSession, UploadUrl};
 pub use write::{ConflictBehavior, DriveItemVersion, UploadTarget};

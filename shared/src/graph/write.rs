@@ -219,7 +219,7 @@ impl GraphClient {
         }
     }
 
-    async fn all_pages<T: serde::de::DeserializeOwned>(&self, mut url: Url) -> Result<Vec<T>, GraphError> {
+    pub(super) async fn all_pages<T: serde::de::DeserializeOwned>(&self, mut url: Url) -> Result<Vec<T>, GraphError> {
         let mut all = Vec::new();
         loop {
             let page: Page<T> = self.get_json(url).await?;

@@ -123,6 +123,16 @@ pub enum SchedulerWork {
         #[serde(default)]
         attempt: u32,
     },
+    /// Resolve these SharePoint sites (and the team sites of these groups): their subsites
+    /// and libraries; register, subscribe and crawl new libraries.
+    DiscoverSites {
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        sites: Vec<SiteRef>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        groups: Vec<String>,
+        #[serde(default)]
+        attempt: u32,
+    },
     /// Renew these containers' subscriptions, or recreate them.
     Renew {
         renewals: Vec<Renewal>,
@@ -140,6 +150,15 @@ pub struct UserRef {
     pub user_principal_name: Option<String>,
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub unresolved: std::collections::BTreeMap<Service, Problem>,
+}
+
+/// A site to resolve: by id, or as the operator named it (`Sites.Selected`: an id or
+/// `hostname:/sites/path`); `parent_id` for a subsite.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SiteRef {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<String>,
 }
 
 /// One subscription to renew; `missing` names the subscription Graph no longer lists (it

@@ -18,7 +18,7 @@ use super::throttle::paced_within;
 use super::{DriveReader, MailReader, PipelineError, item_state};
 use crate::graph::{DeltaCursor, DeltaLink, GraphError, UnusableItem};
 use crate::model::{
-    ChangeJob, ChangeReason, ContainerId, FullScan, ItemHead, ItemJob, ItemKind, ItemState, ItemVersion,
+    ChangeJob, ChangeReason, ContainerId, FullScan, ItemHead, ItemJob, ItemKind, ItemState, ItemVersion, Problem,
     SCHEMA_VERSION, SyncState, Verification,
 };
 use crate::store::{EnumeratorCatalog, MessageSink, OutMessage, QueueName, seen_mark};
@@ -45,7 +45,8 @@ pub struct Enumeration {
     pub continued: bool,
     /// A full enumeration ran (first crawl, resync or reconcile).
     pub full_scan: bool,
-    /// Graph refused the whole container (a mailbox deleted or unlicensed): nothing recorded.
+    /// Graph refused the whole container (a mailbox deleted or unlicensed, a library deleted,
+    /// a site archived): nothing recorded.
     pub unavailable: bool,
 }
 
@@ -111,6 +112,9 @@ pub async fn enumerate(
                 };
                 continue;
             }
+            Err(PipelineError::Graph(e)) if e.refuses_resource() => {
+                return drive_unavailable(deps, c, &mut state, &cursor, &e, out).await;
+            }
             Err(e) => return Err(e),
         };
         out.pages += 1;
@@ -140,6 +144,7 @@ pub async fn enumerate(
                 }
                 state.delta_link = delta.map(|d| d.as_str().to_owned()).or(state.delta_link.take());
                 state.next_link = None;
+                state.unavailable = None;
                 state.last_synced_at = Some(deps.clock.now());
                 deps.catalog.put_sync_state(c, &state).await?;
                 info!(container = %c.scoped_id(), pages = out.pages, jobs = out.jobs, tombstones = out.tombstones, full = out.full_scan, "enumeration complete");
@@ -147,6 +152,31 @@ pub async fn enumerate(
             }
         }
     }
+}
+
+/// Graph refuses the whole drive: a library deleted (404), a site archived or locked (423),
+/// access withdrawn (403). Like an unavailable mailbox, the pass stops with nothing
+/// tombstoned (nobody deleted its files), its links kept so that it resumes if the drive
+/// comes back, and the refusal recorded for `/v1/resources`. A full scan refused on its first
+/// page has seen nothing: it is dropped rather than left to judge a later incremental pass.
+async fn drive_unavailable(
+    deps: &EnumeratorDeps,
+    c: &ContainerId,
+    state: &mut SyncState,
+    cursor: &DeltaCursor,
+    error: &GraphError,
+    mut out: Enumeration,
+) -> Result<Enumeration, PipelineError> {
+    let reason = error.to_string();
+    warn!(container = %c.scoped_id(), %reason, "drive unavailable; its backup is kept as it is");
+    if matches!(cursor, DeltaCursor::Start { .. }) {
+        state.full_scan = None;
+    }
+    let since = state.unavailable.as_ref().map_or_else(|| deps.clock.now(), |u| u.since);
+    state.unavailable = Some(Problem { reason, since });
+    deps.catalog.put_sync_state(c, state).await?;
+    out.unavailable = true;
+    Ok(out)
 }
 
 /// Whether an enumeration that began after this job was enqueued has completed: the job's

@@ -15,6 +15,7 @@ mod readers;
 pub mod restorer;
 pub mod retention;
 pub mod scheduler;
+pub mod sites;
 mod state;
 mod throttle;
 pub mod verify;
@@ -37,6 +38,8 @@ mod nothing_lost_tests;
 mod retention_tests;
 #[cfg(test)]
 mod scheduler_tests;
+#[cfg(test)]
+mod sites_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -41,6 +41,7 @@ impl Years {
                 subscription_id: None,
                 subscription_expires: None,
                 problem: None,
+                site: None,
             })
             .await
             .expect("register");

@@ -20,8 +20,10 @@ use tracing::{info, warn};
 
 use super::PipelineError;
 use super::enumerator::change_message;
+use super::sites;
 use crate::clientstate::ClientStateKey;
 use crate::clock::Clock;
+use crate::config::SitePolicy;
 use crate::graph::{GraphClient, GraphError, NewSubscription};
 use crate::model::{
     ChangeJob, ChangeReason, ContainerId, ContainerRecord, LifecycleJob, Problem, Renewal, SchedulerWork, Service,
@@ -40,7 +42,7 @@ pub const USERS_PER_SHARE: usize = 20;
 pub const RENEWALS_PER_SHARE: usize = 50;
 /// Deliveries of a share's throttled users or subscriptions before they are reported (the
 /// next discovery or renewal pass tries them again).
-const MAX_ATTEMPTS: u32 = 5;
+pub(super) const MAX_ATTEMPTS: u32 = 5;
 /// The first retry's delay; doubled per attempt, at least Graph's `Retry-After`.
 const RETRY_DELAY: StdDuration = StdDuration::from_secs(30);
 /// SQS caps `DelaySeconds` at 15 minutes.
@@ -58,6 +60,8 @@ pub struct SchedulerDeps {
     pub webhook_url: String,
     pub subscription_minutes: i64,
     pub renew_within_minutes: i64,
+    /// Which SharePoint sites are protected.
+    pub sites: SitePolicy,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -69,6 +73,12 @@ pub enum Task {
     Renew,
     Sweep,
     Reconcile,
+    /// Every SharePoint site, its subsites and libraries (daily: about five resource units
+    /// per site, which an hourly pass would spend out of SharePoint's budget on a big tenant).
+    DiscoverSites,
+    /// New and deleted SharePoint sites since the last look (`/sites/delta`, one resource unit
+    /// per page).
+    SiteChanges,
 }
 
 /// What a task or a share did; the scheduler Lambda and the local control API answer it as
@@ -94,6 +104,15 @@ pub struct Report {
     /// Shares sent to the scheduler's work queue.
     pub shares: usize,
     pub enqueued: usize,
+    /// SharePoint sites resolved (subsites included), and their libraries registered.
+    pub sites: usize,
+    pub libraries: usize,
+    /// Sites Graph refused (access denied, archived, not found): recorded with the reason.
+    pub sites_refused: usize,
+    /// Sites `/sites/delta` reported deleted.
+    pub sites_deleted: usize,
+    /// Containers a sweep left to notifications this time: Graph's budget is nearly spent.
+    pub sweeps_deferred: usize,
 }
 
 impl Report {
@@ -112,6 +131,11 @@ impl Report {
             retrying,
             shares,
             enqueued,
+            sites,
+            libraries,
+            sites_refused,
+            sites_deleted,
+            sweeps_deferred,
         } = other;
         self.users += users;
         self.containers += containers;
@@ -126,6 +150,11 @@ impl Report {
         self.retrying += retrying;
         self.shares += shares;
         self.enqueued += enqueued;
+        self.sites += sites;
+        self.libraries += libraries;
+        self.sites_refused += sites_refused;
+        self.sites_deleted += sites_deleted;
+        self.sweeps_deferred += sweeps_deferred;
     }
 }
 
@@ -135,6 +164,8 @@ pub async fn run(deps: &SchedulerDeps, task: Task) -> Result<Report, PipelineErr
         Task::Renew => renew(deps).await,
         Task::Sweep => enqueue_all(deps, ChangeReason::Sweep).await,
         Task::Reconcile => enqueue_all(deps, ChangeReason::Reconcile).await,
+        Task::DiscoverSites => sites::fan_out(deps).await,
+        Task::SiteChanges => sites::site_changes(deps).await,
     }
 }
 
@@ -151,10 +182,13 @@ pub async fn handle_message(deps: &SchedulerDeps, body: &str) -> Result<Report, 
     match work {
         SchedulerWork::Discover { users, attempt } => discover_users(deps, &users, attempt).await,
         SchedulerWork::Renew { renewals, attempt } => renew_share(deps, &renewals, attempt).await,
+        SchedulerWork::DiscoverSites { sites, groups, attempt } => {
+            sites::discover_sites(deps, &sites, &groups, attempt).await
+        }
     }
 }
 
-async fn enqueue(
+pub(super) async fn enqueue(
     deps: &SchedulerDeps,
     containers: Vec<ContainerId>,
     reason: ChangeReason,
@@ -169,16 +203,33 @@ async fn enqueue(
 }
 
 async fn enqueue_all(deps: &SchedulerDeps, reason: ChangeReason) -> Result<Report, PipelineError> {
-    let containers: Vec<_> =
-        deps.catalog.list_containers(&deps.tenant_id).await?.into_iter().map(|r| r.container).collect();
+    let containers: Vec<_> = live_containers(deps).await?.into_iter().map(|r| r.container).collect();
     let mut report = Report { containers: containers.len(), ..Report::default() };
     report.enqueued = enqueue(deps, containers, reason).await?;
     info!(?reason, enqueued = report.enqueued, "scheduled enumerations");
     Ok(report)
 }
 
+/// Every registered container but the libraries of deleted sites (what they hold is kept;
+/// Graph has nothing more to give).
+async fn live_containers(deps: &SchedulerDeps) -> Result<Vec<ContainerRecord>, PipelineError> {
+    let records = deps.catalog.list_containers(&deps.tenant_id).await?;
+    if records.iter().all(|r| r.site.is_none()) {
+        return Ok(records);
+    }
+    let deleted: HashSet<String> = deps
+        .catalog
+        .list_sites(&deps.tenant_id)
+        .await?
+        .into_iter()
+        .filter(|s| s.deleted_at.is_some())
+        .map(|s| s.site_id)
+        .collect();
+    Ok(records.into_iter().filter(|r| r.site.as_ref().is_none_or(|s| !deleted.contains(&s.site_id))).collect())
+}
+
 /// Sends shares of work to the scheduler's queue; `delay` for a retry.
-async fn send_work(
+pub(super) async fn send_work(
     deps: &SchedulerDeps,
     shares: Vec<SchedulerWork>,
     delay: Option<StdDuration>,
@@ -196,7 +247,7 @@ async fn send_work(
 }
 
 /// How long a throttled share waits before its next delivery.
-fn retry_delay(attempt: u32, errors: impl Iterator<Item = Option<StdDuration>>) -> StdDuration {
+pub(super) fn retry_delay(attempt: u32, errors: impl Iterator<Item = Option<StdDuration>>) -> StdDuration {
     let backoff = RETRY_DELAY.saturating_mul(1 << attempt.min(5));
     errors.flatten().fold(backoff, StdDuration::max).min(MAX_DELAY)
 }
@@ -357,10 +408,8 @@ async fn protect(
     report: &mut Report,
     fresh: &mut Vec<ContainerId>,
 ) -> Result<(), PipelineError> {
-    report.containers += 1;
     let existing = deps.catalog.container(&container).await?;
-    let is_new = existing.is_none();
-    let mut record = existing.unwrap_or_else(|| ContainerRecord {
+    let record = existing.clone().unwrap_or_else(|| ContainerRecord {
         container: container.clone(),
         user_id: user.id.clone(),
         user_principal_name: user.user_principal_name.clone(),
@@ -368,8 +417,25 @@ async fn protect(
         subscription_id: None,
         subscription_expires: None,
         problem: None,
+        site: None,
     });
-    let before = record.clone();
+    register(deps, existing, record, report, fresh).await
+}
+
+/// Registers a container discovery found: `record` is what to store (the `existing` row,
+/// brought up to date, or a new one). Subscribes to it if needed, and lists it for a first
+/// crawl when it is new or its first crawl never finished.
+pub(super) async fn register(
+    deps: &SchedulerDeps,
+    existing: Option<ContainerRecord>,
+    mut record: ContainerRecord,
+    report: &mut Report,
+    fresh: &mut Vec<ContainerId>,
+) -> Result<(), PipelineError> {
+    report.containers += 1;
+    let container = record.container.clone();
+    let is_new = existing.is_none();
+    let before = existing.unwrap_or_else(|| record.clone());
     if record.subscription_id.is_none() {
         match subscribe(deps, &mut record).await {
             Ok(()) => report.subscribed += 1,
@@ -443,7 +509,7 @@ async fn subscribe(deps: &SchedulerDeps, record: &mut ContainerRecord) -> Result
 pub async fn renew(deps: &SchedulerDeps) -> Result<Report, PipelineError> {
     let live: HashSet<String> = deps.subscriber.list_subscriptions().await?.into_iter().map(|s| s.id).collect();
     let now = deps.clock.now();
-    let records = deps.catalog.list_containers(&deps.tenant_id).await?;
+    let records = live_containers(deps).await?;
     let mut report = Report { containers: records.len(), ..Report::default() };
     let renewals: Vec<Renewal> = records
         .into_iter()

@@ -100,6 +100,7 @@ fn deps(server: &TestServer, catalog: Arc<MemoryCatalog>, sink: Arc<MemorySink>)
         webhook_url: "https://hooks.example.test/graph/notifications".into(),
         subscription_minutes: 42_000,
         renew_within_minutes: 3 * 24 * 60,
+        sites: Default::default(),
         clock: crate::clock::system(),
     }
 }

@@ -17,7 +17,7 @@ use super::enumerator::{self, EnumeratorDeps};
 use crate::graph::{DeltaCursor, DeltaLink, DeltaPage, Download, DriveItem, GraphError, ItemKind, QuickXorHasher};
 use crate::model::{ChangeJob, ChangeReason, ContainerId, ItemJob, SCHEMA_VERSION, Verification};
 use crate::store::memory::{MemoryCatalog, MemorySink, MemoryVault};
-use crate::store::{Coordination, ItemHistory, LockMode, QueueName};
+use crate::store::{Coordination, ItemHistory, LockMode, QueueName, SyncStates};
 
 /// A drive whose delta feed returns its whole current state in one page, plus the deletions
 /// reported since the last page.
@@ -39,6 +39,8 @@ pub(super) struct FakeDrive {
     pub(super) refuse_next_deltas: AtomicU32,
     /// Items the next delta page has but cannot be read (malformed JSON).
     pub(super) unusable_next: Mutex<Vec<crate::graph::UnusableItem>>,
+    /// Graph refuses the whole drive with this (a library deleted, a site archived).
+    pub(super) refused: Mutex<Option<GraphError>>,
 }
 
 pub(super) fn qx(data: &[u8]) -> String {
@@ -96,6 +98,9 @@ impl DriveReader for FakeDrive {
         if self.refuse_next_deltas.load(Ordering::SeqCst) > 0 {
             self.refuse_next_deltas.fetch_sub(1, Ordering::SeqCst);
             return Err(GraphError::Unauthorized { code: "InvalidAuthenticationToken".into() });
+        }
+        if let Some(e) = self.refused.lock().expect("lock").clone() {
+            return Err(e);
         }
         self.deltas.fetch_add(1, Ordering::SeqCst);
         let mut items: Vec<DriveItem> = self.items.lock().expect("lock").values().map(|(i, _)| i.clone()).collect();
@@ -341,6 +346,39 @@ async fn notifications_enqueued_before_an_enumeration_started_are_coalesced() {
     assert_eq!(w.drive.deltas.load(Ordering::SeqCst), deltas, "a storm costs one enumeration");
     let later = ChangeJob::new(container(), ChangeReason::Notification, Utc::now());
     assert!(!enumerator::enumerate(&w.enumerator, &later, deadline).await.expect("enumerate").coalesced);
+}
+
+/// A library deleted midway (404), or its site archived (423): the drive is reported
+/// unavailable, nothing it holds is tombstoned, and the job is done rather than retried to the
+/// dead-letter queue; when Graph serves it again, it is back in sync.
+#[tokio::test]
+async fn a_drive_graph_refuses_whole_is_unavailable_and_keeps_every_version() {
+    let w = world();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    w.drive.put("f1", "a.txt", "e1", b"one");
+    let sweep = || ChangeJob::new(container(), ChangeReason::Sweep, Utc::now());
+    enumerator::enumerate(&w.enumerator, &sweep(), deadline).await.expect("crawl");
+    run_jobs(&w).await;
+
+    for refusal in
+        [GraphError::NotFound, GraphError::Http { status: 423, code: "resourceLocked".into(), message: String::new() }]
+    {
+        *w.drive.refused.lock().expect("lock") = Some(refusal.clone());
+        let reconcile = ChangeJob::new(container(), ChangeReason::Reconcile, Utc::now());
+        let out = enumerator::enumerate(&w.enumerator, &reconcile, deadline).await.expect("not an error");
+
+        assert!(out.unavailable && out.tombstones == 0, "{refusal}");
+        let state = w.catalog.sync_state(&container()).await.expect("state");
+        assert!(state.unavailable.as_ref().is_some_and(|u| u.reason == refusal.to_string()), "{:?}", state.unavailable);
+        assert!(state.full_scan.is_none(), "a refused first page leaves no scan to judge later passes");
+        assert!(w.sink.messages(QueueName::Items).is_empty());
+        let head = w.catalog.head(&container().item("f1")).await.expect("head").expect("kept");
+        assert!(!head.current.deleted);
+    }
+
+    *w.drive.refused.lock().expect("lock") = None;
+    enumerator::enumerate(&w.enumerator, &sweep(), deadline).await.expect("back");
+    assert!(w.catalog.sync_state(&container()).await.expect("state").unavailable.is_none());
 }
 
 #[tokio::test]

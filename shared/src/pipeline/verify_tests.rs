@@ -144,6 +144,7 @@ impl Fixture {
             subscription_id: None,
             subscription_expires: None,
             problem: None,
+            site: None,
         };
         self.catalog.put_container(&record).await.expect("register");
         container

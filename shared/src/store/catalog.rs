@@ -15,7 +15,8 @@ use chrono::{DateTime, Utc};
 use super::{Page, StoreError};
 use crate::model::{
     ContainerId, ContainerRecord, ExportPart, ItemFailure, ItemHead, ItemKey, ItemVersion, ObjectRef,
-    RestoreItemReport, RestoreJob, RestoreOutcome, RestorePlan, RestoreStatus, Service, SyncState, Unresolved,
+    RestoreItemReport, RestoreJob, RestoreOutcome, RestorePlan, RestoreStatus, Service, SiteRecord, SyncState,
+    Unresolved,
 };
 
 /// Result of committing a version to the catalog.
@@ -133,6 +134,13 @@ pub trait Containers: Send + Sync {
     async fn put_unresolved(&self, unresolved: &Unresolved) -> Result<(), StoreError>;
     /// Marks a user's drive or mailbox resolved; nothing to do if it never was unresolved.
     async fn clear_unresolved(&self, tenant_id: &str, user_id: &str, service: Service) -> Result<(), StoreError>;
+    /// The SharePoint sites discovery found or was given, deleted ones included.
+    async fn list_sites(&self, tenant_id: &str) -> Result<Vec<SiteRecord>, StoreError>;
+    async fn site(&self, tenant_id: &str, site_id: &str) -> Result<Option<SiteRecord>, StoreError>;
+    async fn put_site(&self, site: &SiteRecord) -> Result<(), StoreError>;
+    /// Where `/sites/delta` left off (a delta link, which carries its token).
+    async fn sites_delta(&self, tenant_id: &str) -> Result<Option<String>, StoreError>;
+    async fn put_sites_delta(&self, tenant_id: &str, link: &str) -> Result<(), StoreError>;
 }
 
 /// What every Lambda instance shares to go easy on Graph: throttle deadlines per resource and

@@ -259,6 +259,7 @@ pub async fn seed<C: Containers + ItemHistory + SyncStates + 'static>(
             subscription_id: None,
             subscription_expires: None,
             problem: None,
+            site: None,
         })
         .await?;
     let sync = SyncState { root_id: Some(shape.root_id()), last_synced_at: Some(Utc::now()), ..SyncState::default() };

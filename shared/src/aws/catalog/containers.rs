@@ -1,13 +1,17 @@
 //! The container registry: one row per protected drive or mailbox in its tenant's partition
 //! (`T#` / `DRIVE#...` or `MAILBOX#...`), one row per container finding it by tag (`TAG#...`),
-//! and one row per user's drive or mailbox that discovery could not resolve (`UNRESOLVED#...`).
+//! one row per user's drive or mailbox that discovery could not resolve (`UNRESOLVED#...`),
+//! one row per SharePoint site (`SITE#...`) and where `/sites/delta` left off (`SITES_DELTA`).
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::keys::{DRIVE_PREFIX, MAILBOX_PREFIX, UNRESOLVED_PREFIX, registry_sk, tag_sk, tenant_pk, unresolved_sk};
+use super::keys::{
+    DRIVE_PREFIX, MAILBOX_PREFIX, SITE_PREFIX, SITES_DELTA_SK, UNRESOLVED_PREFIX, registry_sk, site_sk, tag_sk,
+    tenant_pk, unresolved_sk,
+};
 use super::{DynamoCatalog, all_rows, applied, json, key, parse_doc};
-use crate::model::{ContainerId, ContainerRecord, Service, Unresolved};
+use crate::model::{ContainerId, ContainerRecord, Service, SiteRecord, Unresolved};
 use crate::store::{Containers, StoreError};
 
 #[async_trait]
@@ -78,5 +82,32 @@ impl Containers for DynamoCatalog {
             .send()
             .await;
         applied(sent, "UpdateItem").map(|_| ()) // nothing to clear
+    }
+
+    async fn list_sites(&self, tenant_id: &str) -> Result<Vec<SiteRecord>, StoreError> {
+        let rows = all_rows(self.prefixed(tenant_pk(tenant_id), SITE_PREFIX)).await?;
+        rows.iter().map(|row| parse_doc(row, "doc")).collect()
+    }
+
+    async fn site(&self, tenant_id: &str, site_id: &str) -> Result<Option<SiteRecord>, StoreError> {
+        let row = self.get_row(key(tenant_pk(tenant_id), site_sk(site_id)), false).await?;
+        row.as_ref().map(|r| parse_doc(r, "doc")).transpose()
+    }
+
+    async fn put_site(&self, site: &SiteRecord) -> Result<(), StoreError> {
+        let mut row = key(tenant_pk(&site.tenant_id), site_sk(&site.site_id));
+        row.insert("doc".to_owned(), json(site)?);
+        self.put_row(row).await
+    }
+
+    async fn sites_delta(&self, tenant_id: &str) -> Result<Option<String>, StoreError> {
+        let row = self.get_row(key(tenant_pk(tenant_id), SITES_DELTA_SK.to_owned()), false).await?;
+        Ok(row.and_then(|r| r.get("link").and_then(|v| v.as_s().ok()).cloned()))
+    }
+
+    async fn put_sites_delta(&self, tenant_id: &str, link: &str) -> Result<(), StoreError> {
+        let mut row = key(tenant_pk(tenant_id), SITES_DELTA_SK.to_owned());
+        row.insert("link".to_owned(), AttributeValue::S(link.to_owned()));
+        self.put_row(row).await
     }
 }

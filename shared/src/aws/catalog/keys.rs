@@ -11,6 +11,8 @@
 //! | container | `T#{tenant}` | `DRIVE#{drive}` or `MAILBOX#{user}` | `doc` (ContainerRecord JSON) |
 //! | container by tag | `T#{tenant}` | `TAG#{tag}` (`ContainerId::tag`) | `container` (ContainerId JSON) |
 //! | keeper run | `T#{tenant}` | `KEEPER#{task}` (`extend`, `verify`) | `doc` (KeeperRun JSON), `revision` (N) |
+//! | SharePoint site | `T#{tenant}` | `SITE#{site id}` | `doc` (SiteRecord JSON) |
+//! | sites delta | `T#{tenant}` | `SITES_DELTA` | `link` (the `/sites/delta` link) |
 //! | unresolved drive or mailbox | `T#{tenant}` | `UNRESOLVED#{drive\|mailbox}#{user}` | `doc` (Unresolved JSON), `resolved` (BOOL) |
 //! | throttle | `THROTTLE#{tenant}#{resource}` | `STATE` | `until` |
 //! | concurrency slots | `SLOTS#{tenant}#{resource}` | `STATE` | `s0`..`sN`: each slot's lease end |
@@ -47,6 +49,8 @@ pub(super) const FAILURE_PREFIX: &str = "FAIL#";
 pub(super) const DRIVE_PREFIX: &str = "DRIVE#";
 pub(super) const MAILBOX_PREFIX: &str = "MAILBOX#";
 pub(super) const UNRESOLVED_PREFIX: &str = "UNRESOLVED#";
+pub(super) const SITE_PREFIX: &str = "SITE#";
+pub(super) const SITES_DELTA_SK: &str = "SITES_DELTA";
 pub(super) const REPORT_PREFIX: &str = "ITEM#";
 pub(super) const PART_PREFIX: &str = "EXPORT#";
 /// Sorts after every `ITEM#...` and before `JOB`: the end of a job's reports.
@@ -106,6 +110,11 @@ pub(super) fn registry_sk(c: &ContainerId) -> String {
         ContainerKind::Drive => format!("{DRIVE_PREFIX}{}", c.graph_id),
         ContainerKind::Mailbox => format!("{MAILBOX_PREFIX}{}", c.graph_id),
     }
+}
+
+/// Sort key of a SharePoint site's row (site ids hold `,` and `-`, never `#`).
+pub(super) fn site_sk(site_id: &str) -> String {
+    format!("{SITE_PREFIX}{site_id}")
 }
 
 pub(super) fn throttle_pk(tenant_id: &str, resource: &str) -> String {

@@ -2,10 +2,16 @@
 //! mailboxes discovery could not resolve.
 
 use super::at;
-use crate::model::{ContainerId, ContainerRecord, Problem, Service, Unresolved};
+use crate::model::{
+    ContainerId, ContainerRecord, LibraryRef, Problem, SCHEMA_VERSION, Service, SiteRecord, Unresolved,
+};
 use crate::store::Containers;
 
-contract_tests!(containers_are_listed_per_tenant_and_found_by_tag, unresolved_lookups_are_listed_until_cleared);
+contract_tests!(
+    containers_are_listed_per_tenant_and_found_by_tag,
+    unresolved_lookups_are_listed_until_cleared,
+    sites_and_the_sites_delta_are_kept_per_tenant
+);
 
 fn record(container: ContainerId) -> ContainerRecord {
     ContainerRecord {
@@ -16,6 +22,7 @@ fn record(container: ContainerId) -> ContainerRecord {
         subscription_id: None,
         subscription_expires: None,
         problem: None,
+        site: None,
     }
 }
 
@@ -72,4 +79,56 @@ async fn unresolved_lookups_are_listed_until_cleared(catalog: &impl Containers) 
     // And an unresolved lookup that fails again is listed again
     catalog.put_unresolved(&unresolved("u1", Service::Drive)).await.expect("put again");
     assert_eq!(catalog.list_unresolved("tenant-1").await.expect("list").len(), 3);
+}
+
+async fn sites_and_the_sites_delta_are_kept_per_tenant(catalog: &impl Containers) {
+    // Given a site with a protected and an excluded library, and a subsite Graph refused
+    let site = |id: &str, parent: Option<&str>| SiteRecord {
+        v: SCHEMA_VERSION,
+        tenant_id: "tenant-1".into(),
+        site_id: id.into(),
+        name: format!("site {id}"),
+        web_url: Some(format!("https://contoso.sharepoint.com/sites/{id}")),
+        parent_id: parent.map(str::to_owned),
+        discovered_at: at("2024-05-01T00:00:00Z"),
+        libraries: Vec::new(),
+        archive_status: None,
+        deleted_at: None,
+        problem: None,
+    };
+    let mut team = site("contoso.sharepoint.com,a-1,b-1", None);
+    team.libraries = vec![
+        LibraryRef { drive_id: "b!docs".into(), name: "Documents".into(), system: false, excluded: None },
+        LibraryRef {
+            drive_id: "b!style".into(),
+            name: "Style Library".into(),
+            system: true,
+            excluded: Some("hidden system library".into()),
+        },
+    ];
+    let mut sub = site("contoso.sharepoint.com,a-1,b-2", Some("contoso.sharepoint.com,a-1,b-1"));
+    sub.problem = Some(Problem { reason: "forbidden (accessDenied)".into(), since: at("2024-05-02T00:00:00Z") });
+    for s in [&team, &sub] {
+        catalog.put_site(s).await.expect("put site");
+    }
+    catalog.put_sites_delta("tenant-1", "https://graph.test/v1.0/sites/delta?token=t1").await.expect("put delta");
+
+    // Then both read back and are listed in their tenant only
+    assert_eq!(catalog.site("tenant-1", &team.site_id).await.expect("get"), Some(team.clone()));
+    let mut listed = catalog.list_sites("tenant-1").await.expect("list");
+    listed.sort_by(|a, b| a.site_id.cmp(&b.site_id));
+    assert_eq!(listed, [team.clone(), sub]);
+    assert!(catalog.list_sites("tenant-2").await.expect("list").is_empty());
+    assert!(catalog.site("tenant-2", &team.site_id).await.expect("get").is_none());
+
+    // And a site marked deleted replaces its row; the delta link moves on, per tenant
+    let deleted = SiteRecord { deleted_at: Some(at("2024-06-01T00:00:00Z")), ..team };
+    catalog.put_site(&deleted).await.expect("put deleted");
+    assert_eq!(catalog.site("tenant-1", &deleted.site_id).await.expect("get"), Some(deleted));
+    catalog.put_sites_delta("tenant-1", "https://graph.test/v1.0/sites/delta?token=t2").await.expect("move");
+    assert_eq!(
+        catalog.sites_delta("tenant-1").await.expect("delta").as_deref(),
+        Some("https://graph.test/v1.0/sites/delta?token=t2")
+    );
+    assert!(catalog.sites_delta("tenant-2").await.expect("delta").is_none());
 }

@@ -128,6 +128,7 @@ async fn keeper_runs_are_kept_per_tenant_and_task(catalog: &(impl ItemHistory + 
         subscription_id: None,
         subscription_expires: None,
         problem: None,
+        site: None,
     };
     catalog.put_container(&registered).await.expect("register");
     catalog.commit_version(&state("i", "e1", "root", "2024-05-01T10:00:00Z"), &record("1")).await.expect("commit");

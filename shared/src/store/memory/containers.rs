@@ -1,9 +1,9 @@
-//! The container registry and the unresolved drives and mailboxes.
+//! The container registry, the unresolved drives and mailboxes, the SharePoint sites.
 
 use async_trait::async_trait;
 
 use super::MemoryCatalog;
-use crate::model::{ContainerId, ContainerRecord, Service, Unresolved};
+use crate::model::{ContainerId, ContainerRecord, Service, SiteRecord, Unresolved};
 use crate::store::{Containers, StoreError};
 
 #[async_trait]
@@ -42,6 +42,34 @@ impl Containers for MemoryCatalog {
 
     async fn clear_unresolved(&self, tenant_id: &str, user_id: &str, service: Service) -> Result<(), StoreError> {
         self.write().unresolved.remove(&(tenant_id.to_owned(), user_id.to_owned(), service));
+        Ok(())
+    }
+
+    async fn list_sites(&self, tenant_id: &str) -> Result<Vec<SiteRecord>, StoreError> {
+        let state = self.read();
+        Ok(state
+            .sites
+            .range((tenant_id.to_owned(), String::new())..)
+            .take_while(|((t, _), _)| t == tenant_id)
+            .map(|(_, s)| s.clone())
+            .collect())
+    }
+
+    async fn site(&self, tenant_id: &str, site_id: &str) -> Result<Option<SiteRecord>, StoreError> {
+        Ok(self.read().sites.get(&(tenant_id.to_owned(), site_id.to_owned())).cloned())
+    }
+
+    async fn put_site(&self, site: &SiteRecord) -> Result<(), StoreError> {
+        self.write().sites.insert((site.tenant_id.clone(), site.site_id.clone()), site.clone());
+        Ok(())
+    }
+
+    async fn sites_delta(&self, tenant_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.read().sites_delta.get(tenant_id).cloned())
+    }
+
+    async fn put_sites_delta(&self, tenant_id: &str, link: &str) -> Result<(), StoreError> {
+        self.write().sites_delta.insert(tenant_id.to_owned(), link.to_owned());
         Ok(())
     }
 }

@@ -81,6 +81,10 @@ struct CatalogState {
     containers: BTreeMap<ContainerId, ContainerRecord>,
     /// By (tenant, user, service).
     unresolved: BTreeMap<(String, String, crate::model::Service), crate::model::Unresolved>,
+    /// SharePoint sites by (tenant, site id).
+    sites: BTreeMap<(String, String), crate::model::SiteRecord>,
+    /// `/sites/delta` links by tenant.
+    sites_delta: BTreeMap<String, String>,
     throttles: HashMap<(String, String), DateTime<Utc>>,
     slots: HashMap<(String, String, u32), DateTime<Utc>>,
     failures: BTreeMap<ItemKey, failures::FailureRow>,
