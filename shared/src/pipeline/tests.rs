@@ -39,6 +39,8 @@ pub(super) struct FakeDrive {
     pub(super) refuse_next_deltas: AtomicU32,
     /// Items the next delta page has but cannot be read (malformed JSON).
     pub(super) unusable_next: Mutex<Vec<crate::graph::UnusableItem>>,
+    /// The pause SharePoint's budget, as last reported, asks for.
+    pub(super) budget_pause: Mutex<Option<Duration>>,
 }
 
 pub(super) fn qx(data: &[u8]) -> String {
@@ -140,6 +142,10 @@ impl DriveReader for FakeDrive {
             chunks.push(Ok(rest));
         }
         Ok(Download { total_len: Some(total), offset, stream: Box::pin(futures::stream::iter(chunks)) })
+    }
+
+    fn budget_pause(&self) -> Option<Duration> {
+        *self.budget_pause.lock().expect("lock")
     }
 }
 
