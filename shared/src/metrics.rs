@@ -16,6 +16,11 @@ pub const VAULT_PROBLEMS: &str = "VaultProblems";
 /// Current versions whose lock the extension task could not extend (missing, refused).
 pub const LOCK_EXTENSION_FAILURES: &str = "LockExtensionFailures";
 
+/// Graph answers after which a tenant's drive work paused, every worker of it, because
+/// SharePoint's resource-unit budget was down to its reserve. Not alarmed: this is pacing doing
+/// its job (a 429 avoided); a steady count says the tenant's work outgrows its budget.
+pub const GRAPH_BUDGET_PAUSES: &str = "GraphBudgetPauses";
+
 /// The metrics a human must hear about: each has an alarm in `template.yaml` (checked by
 /// `tests/tests/template_policy.rs`).
 pub const ALARMED: [&str; 3] = [AS_SERVED, VAULT_PROBLEMS, LOCK_EXTENSION_FAILURES];

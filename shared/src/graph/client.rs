@@ -4,10 +4,15 @@
 //! - transport failures and 500/502/504: up to `max_retries` more attempts after 100 ms,
 //!   400 ms, 1.6 s (+ up to 50 % jitter), for idempotent calls only: a create that may
 //!   have reached Graph is not resent blindly, the caller gets `Transient` and decides;
-//! - 429/503: if `Retry-After` ≤ `max_inline_throttle_wait`, sleep it and retry (same
-//!   budget); otherwise return [`GraphError::Throttled`] at once so the caller can park the
-//!   work and share the pause with every other worker of the tenant;
+//! - 429/503: the wait is the greater of `Retry-After` and `RateLimit-Reset`; if it is ≤
+//!   `max_inline_throttle_wait`, sleep it and retry (same budget); otherwise return
+//!   [`GraphError::Throttled`] at once so the caller can park the work and share the pause
+//!   with every other worker of the tenant;
 //! - 401: refresh the token once and retry (not counted against the budget).
+//!
+//! Every answer (success, redirect or error) that reports SharePoint's resource-unit budget
+//! (`RateLimit-*`, see `budget.rs`) updates the client's latest report, which
+//! [`GraphClient::budget_pause`] turns into a pause before the budget runs out.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -21,6 +26,7 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 use super::auth::{AccessToken, ClientSecret, TokenCache, TokenRequest};
+use super::budget::BudgetWatch;
 use super::error::{self, GraphError, redact_url};
 use crate::backoff::Backoff;
 
@@ -79,6 +85,8 @@ struct Inner {
     content: reqwest::Client,
     tokens: TokenCache,
     requests: AtomicU64,
+    /// SharePoint's budget as Graph last reported it.
+    budget: BudgetWatch,
 }
 
 /// One logical request, possibly sent several times.
@@ -146,6 +154,7 @@ impl GraphClient {
                 content,
                 tokens: TokenCache::default(),
                 requests: AtomicU64::new(0),
+                budget: BudgetWatch::default(),
             }),
             mail_page_size: super::mail::DEFAULT_MAIL_PAGE_SIZE,
         })
@@ -154,6 +163,13 @@ impl GraphClient {
     /// HTTP requests sent so far, token and download requests included.
     pub fn request_count(&self) -> u64 {
         self.inner.requests.load(Ordering::Relaxed)
+    }
+
+    /// How long the tenant's SharePoint work should pause: until the window resets, when the
+    /// latest `RateLimit-*` report (not yet past its reset) shows the budget down to its
+    /// reserve ([`super::BUDGET_RESERVE_PERCENT`]). `None` without such a report.
+    pub fn budget_pause(&self) -> Option<Duration> {
+        self.inner.budget.pause()
     }
 
     pub fn config(&self) -> &GraphConfig {
@@ -259,6 +275,7 @@ impl GraphClient {
         }
         self.inner.requests.fetch_add(1, Ordering::Relaxed);
         let resp = req.send().await.map_err(|e| (GraphError::from_transport(e), token.clone()))?;
+        self.inner.budget.observe(resp.headers());
         let status = resp.status();
         if status.is_success() || status.is_redirection() {
             return Ok(resp);

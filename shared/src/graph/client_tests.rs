@@ -230,3 +230,93 @@ async fn a_user_without_a_onedrive_has_no_drive() {
     let denied = graph.user_drive("blocked").await.unwrap_err();
     assert_eq!(denied, GraphError::Forbidden { code: "accessDenied".into() });
 }
+
+/// SharePoint's budget headers: `limit` units a window, `remaining` left, reset in `reset` s.
+fn budget(limit: &'static str, remaining: &'static str, reset: &'static str) -> [(&'static str, &'static str); 3] {
+    [("RateLimit-Limit", limit), ("RateLimit-Remaining", remaining), ("RateLimit-Reset", reset)]
+}
+
+fn item_with(headers: &[(&str, &str)]) -> axum::response::Response {
+    let mut all = vec![("content-type", "application/json")];
+    all.extend_from_slice(headers);
+    reply(200, &all, item_json().to_string())
+}
+
+#[tokio::test]
+async fn an_answer_showing_the_budget_at_its_reserve_pauses_every_clone_until_the_reset() {
+    // Given Graph reports 100 of 1,250 units left this minute, resetting in 40 s
+    let server = TestServer::start(3599, |_, _| item_with(&budget("1250", "100", "40"))).await;
+    let graph = server.client();
+    let clone = graph.clone();
+    assert_eq!(graph.budget_pause(), None, "nothing reported yet");
+
+    // When a call is answered
+    graph.get_item("d1", "i1").await.unwrap();
+
+    // Then the client (and its clones) pause until the window resets
+    let pause = clone.budget_pause().unwrap();
+    assert!(pause <= Duration::from_secs(40) && pause > Duration::from_secs(38), "{pause:?}");
+}
+
+#[tokio::test]
+async fn a_budget_with_room_left_or_unreported_or_malformed_does_not_pause() {
+    // Given answers with plenty left, then none, then garbage
+    let server = TestServer::start(3599, |seen, _| match seen.nth {
+        1 => item_with(&budget("1250", "200", "40")),
+        2 => item_with(&[]),
+        _ => item_with(&budget("1250", "zero", "40")),
+    })
+    .await;
+    let graph = server.client();
+
+    for _ in 0..3 {
+        assert!(graph.get_item("d1", "i1").await.unwrap().is_some(), "malformed headers are no error");
+        assert_eq!(graph.budget_pause(), None);
+    }
+}
+
+#[tokio::test]
+async fn error_and_redirect_answers_report_the_budget_too() {
+    // Given a 404 and a download redirect, each saying the day's budget is nearly spent
+    let server = TestServer::start(3599, |seen, origin| match seen.path.as_str() {
+        "/v1.0/drives/d1/items/gone" => {
+            let [l, r, t] = budget("1200000", "300", "7200");
+            reply(404, &[l, r, t], r#"{"error":{"code":"itemNotFound"}}"#)
+        }
+        "/v1.0/drives/d1/items/i1/content" => {
+            let [l, r, t] = budget("1250", "5", "20");
+            let target = format!("{origin}/blob/i1");
+            reply(302, &[("location", target.as_str()), l, r, t], "")
+        }
+        _ => reply(200, &[], "bytes"),
+    })
+    .await;
+    let graph = server.client();
+
+    // When the 404 is answered
+    assert_eq!(graph.get_item("d1", "gone").await.unwrap(), None);
+    // Then the pause runs to the daily reset
+    assert!(graph.budget_pause().is_some_and(|p| p > Duration::from_secs(7100)));
+
+    // When a download is redirected, the redirect's report is the latest
+    graph.download("d1", "i1", 0).await.unwrap();
+    assert!(graph.budget_pause().is_some_and(|p| p <= Duration::from_secs(20)));
+}
+
+#[tokio::test]
+async fn a_429_whose_budget_resets_after_its_retry_after_waits_for_the_reset() {
+    // Given a 429 asking for 1 s (short enough to sleep inline) whose budget resets in 90 s
+    let server = TestServer::start(3599, |_, _| {
+        let [l, r, t] = budget("1250", "0", "90");
+        reply(429, &[("retry-after", "1"), l, r, t], "")
+    })
+    .await;
+    let graph = server.client();
+
+    let err = graph.get_item("d1", "i1").await.unwrap_err();
+
+    // Then it is not retried in a second: the caller gets the 90 s to share
+    assert_eq!(err, GraphError::Throttled { retry_after: Duration::from_secs(90), status: 429 });
+    assert_eq!(server.graph_requests().len(), 1);
+    assert!(graph.budget_pause().is_some_and(|p| p > Duration::from_secs(85)));
+}

@@ -191,10 +191,7 @@ pub(crate) fn from_response(status: StatusCode, headers: &HeaderMap, body: &[u8]
         return GraphError::ResyncRequired { restart: None };
     }
     match status.as_u16() {
-        429 | 503 => GraphError::Throttled {
-            retry_after: parse_retry_after(headers).unwrap_or(DEFAULT_THROTTLE_WAIT),
-            status: status.as_u16(),
-        },
+        429 | 503 => GraphError::Throttled { retry_after: throttle_wait(headers), status: status.as_u16() },
         410 => GraphError::ResyncRequired {
             restart: headers
                 .get(LOCATION)
@@ -216,6 +213,14 @@ pub(crate) fn from_response(status: StatusCode, headers: &HeaderMap, body: &[u8]
         500 | 502 | 504 => GraphError::transient(format!("HTTP {} ({code})", status.as_u16())),
         other => GraphError::Http { status: other, code, message },
     }
+}
+
+/// The greater of `Retry-After` (10 s if missing) and `RateLimit-Reset`: SharePoint asks for
+/// both to be honoured (graph-facts-sharepoint §2.4), and the reset of a daily budget can be
+/// hours after a `Retry-After` of seconds.
+fn throttle_wait(headers: &HeaderMap) -> Duration {
+    let retry_after = parse_retry_after(headers).unwrap_or(DEFAULT_THROTTLE_WAIT);
+    retry_after.max(super::budget::reset(headers).unwrap_or_default())
 }
 
 /// `Retry-After` is usually delta-seconds; HTTP-date is accepted too.
@@ -289,6 +294,19 @@ mod tests {
         check(503, &[], "", throttled(10, 503));
         assert!(throttled(7, 429).is_throttled() && throttled(7, 429).is_retryable());
         assert_eq!(throttled(7, 429).retry_after(), Some(Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn throttling_waits_the_greater_of_retry_after_and_the_budget_reset() {
+        let throttled = |secs, status| GraphError::Throttled { retry_after: Duration::from_secs(secs), status };
+        let budget = |reset| [("ratelimit-limit", "1250"), ("ratelimit-remaining", "0"), ("ratelimit-reset", reset)];
+        let [limit, remaining, reset] = budget("3600");
+        check(429, &[("retry-after", "7"), limit, remaining, reset], "", throttled(3600, 429));
+        check(503, &[("retry-after", "30"), ("ratelimit-reset", "3")], "", throttled(30, 503));
+        check(429, &[("ratelimit-reset", "45")], "", throttled(45, 429));
+        // A malformed or impossible reset is ignored.
+        check(429, &[("retry-after", "7"), ("ratelimit-reset", "soon")], "", throttled(7, 429));
+        check(429, &[("retry-after", "7"), ("ratelimit-reset", "999999999")], "", throttled(7, 429));
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! logged and only handed out inside the redacted [`UploadUrl`].
 
 mod auth;
+mod budget;
 mod client;
 mod directory;
 mod drive;
@@ -33,6 +34,7 @@ mod client_tests;
 pub(crate) mod test_server;
 
 pub use auth::ClientSecret;
+pub use budget::{BUDGET_RESERVE_MAX_UNITS, BUDGET_RESERVE_PERCENT, RateLimit};
 pub use client::{GraphClient, GraphConfig};
 pub use directory::{Drive, User};
 pub use drive::{ByteStream, DeltaCursor, DeltaLink, DeltaPage, Download, DriveItem, ItemKind, UnusableItem};

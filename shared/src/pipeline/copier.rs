@@ -101,7 +101,9 @@ async fn copy_job(deps: &CopierDeps, job: &ItemJob, slots: &BatchSlots) -> Resul
     }
     let key = job.container.item(job.item.id.clone());
     let copying = copy_state(deps, job, &key, slots);
-    match paced(deps.catalog.as_ref(), deps.clock.as_ref(), &key.container, copying).await {
+    // SharePoint's budget paces drives only; Exchange throttles each mailbox on its own.
+    let budget = (!key.container.is_mailbox()).then_some(deps.graph.as_ref());
+    match paced(deps.catalog.as_ref(), deps.clock.as_ref(), &key.container, budget, copying).await {
         Ok(Paced::Answered(copied)) => Ok(copied),
         Ok(Paced::Throttled(wait)) => defer(deps, job, wait).await,
         Err(PipelineError::Graph(e)) if refusal(&key, &e).is_some() => {

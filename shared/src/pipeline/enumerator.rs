@@ -94,7 +94,8 @@ pub async fn enumerate(
     loop {
         // Graph served this page's states at or after this moment.
         let observed_at = deps.clock.now();
-        let delta = paced_within(deps.catalog.as_ref(), deps.clock.as_ref(), c, deadline, deps.reserve, || {
+        let budget = Some(deps.graph.as_ref());
+        let delta = paced_within(deps.catalog.as_ref(), deps.clock.as_ref(), c, budget, deadline, deps.reserve, || {
             deps.graph.delta(&cursor)
         })
         .await;

@@ -219,7 +219,8 @@ async fn page(
     deadline: Instant,
 ) -> Result<Option<MailPage>, PipelineError> {
     let user = c.graph_id.as_str();
-    paced_within(deps.catalog.as_ref(), deps.clock.as_ref(), c, deadline, deps.reserve, || match feed {
+    // No SharePoint budget: Exchange throttles each mailbox on its own.
+    paced_within(deps.catalog.as_ref(), deps.clock.as_ref(), c, None, deadline, deps.reserve, || match feed {
         Feed::Folders => deps.mail.folder_delta(user, link),
         Feed::Messages(folder) => deps.mail.message_delta(user, folder, link),
     })

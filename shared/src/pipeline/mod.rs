@@ -27,6 +27,8 @@ pub use state::{item_state, mail_folder_state, message_state};
 pub use throttle::{DRIVE_RESOURCE, throttle_delay, throttle_resource};
 
 #[cfg(test)]
+mod budget_tests;
+#[cfg(test)]
 mod mail_bad_input_tests;
 #[cfg(test)]
 mod mail_slot_tests;

@@ -1,6 +1,8 @@
 //! What the enumerator and copier may ask of Graph: read-only capability traits, with
 //! `GraphClient` as their real adapter (tests script fakes).
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 
 use super::state::{mail_folder_state, message_state, removed};
@@ -16,6 +18,12 @@ pub trait DriveReader: Send + Sync {
     async fn delta(&self, from: &DeltaCursor) -> Result<DeltaPage, GraphError>;
     async fn get_item(&self, drive_id: &str, item_id: &str) -> Result<Option<DriveItem>, GraphError>;
     async fn download(&self, drive_id: &str, item_id: &str, offset: u64) -> Result<Download, GraphError>;
+    /// How long the tenant's drive work should pause because SharePoint's resource-unit
+    /// budget, as Graph last reported it, is down to its reserve (`GraphClient::budget_pause`).
+    /// A reader that sees no budget never asks for a pause.
+    fn budget_pause(&self) -> Option<Duration> {
+        None
+    }
 }
 
 #[async_trait]
@@ -28,6 +36,9 @@ impl DriveReader for GraphClient {
     }
     async fn download(&self, drive_id: &str, item_id: &str, offset: u64) -> Result<Download, GraphError> {
         GraphClient::download(self, drive_id, item_id, offset).await
+    }
+    fn budget_pause(&self) -> Option<Duration> {
+        GraphClient::budget_pause(self)
     }
 }
 

@@ -41,6 +41,8 @@ pub(super) struct FakeDrive {
     pub(super) unusable_next: Mutex<Vec<crate::graph::UnusableItem>>,
     /// Graph refuses the whole drive with this (a library deleted, a site archived).
     pub(super) refused: Mutex<Option<GraphError>>,
+    /// The pause SharePoint's budget, as last reported, asks for.
+    pub(super) budget_pause: Mutex<Option<Duration>>,
 }
 
 pub(super) fn qx(data: &[u8]) -> String {
@@ -145,6 +147,10 @@ impl DriveReader for FakeDrive {
             chunks.push(Ok(rest));
         }
         Ok(Download { total_len: Some(total), offset, stream: Box::pin(futures::stream::iter(chunks)) })
+    }
+
+    fn budget_pause(&self) -> Option<Duration> {
+        *self.budget_pause.lock().expect("lock")
     }
 }
 
