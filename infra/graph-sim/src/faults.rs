@@ -209,6 +209,8 @@ pub struct Stats {
     /// Scheduled or being delivered now (a gauge, not reset).
     pub notifications_in_flight: u64,
     pub download_bytes: u64,
+    /// SharePoint/OneDrive resource units charged (see `throttle`).
+    pub resource_units: u64,
 }
 
 impl Default for Stats {
@@ -221,6 +223,7 @@ impl Default for Stats {
             notifications_failed: 0,
             notifications_in_flight: 0,
             download_bytes: 0,
+            resource_units: 0,
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod mail;
 pub mod mail_delta;
 pub mod mail_folders;
 pub mod recycle;
+pub mod sites;
 pub mod tree;
 pub mod upload;
 pub mod write;
@@ -178,6 +179,8 @@ pub struct State {
     /// The app registrations, permissions as changed at runtime (`PATCH /admin/apps/{id}`).
     pub apps: Vec<crate::apps::SimApp>,
     pub stats: Stats,
+    /// SharePoint sites, their libraries' drive ids, and the directory's groups.
+    pub sites: sites::Sites,
 }
 
 impl State {
