@@ -59,7 +59,7 @@ pub fn item_json(sim: &Inner, base: &str, v: &ItemView, mode: Mode) -> Value {
     o.insert("id".into(), json!(v.id));
     let mut parent = Map::new();
     parent.insert("driveId".into(), json!(v.drive_id));
-    parent.insert("driveType".into(), json!("business"));
+    parent.insert("driveType".into(), json!(v.drive_type));
     if let Some(p) = &v.parent_id {
         parent.insert("id".into(), json!(p));
         if let (Mode::Get, Some(path)) = (mode, &v.parent_path) {

@@ -145,6 +145,8 @@ pub struct Subscription {
 #[derive(Debug, Clone)]
 pub struct ItemView {
     pub drive_id: String,
+    /// `business` (OneDrive) or `documentLibrary` (SharePoint), for `parentReference`.
+    pub drive_type: &'static str,
     pub id: String,
     pub name: String,
     pub kind: ItemKind,

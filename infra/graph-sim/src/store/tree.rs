@@ -398,6 +398,7 @@ impl Drive {
         };
         Some(ItemView {
             drive_id: self.id.clone(),
+            drive_type: if self.library.is_some() { "documentLibrary" } else { "business" },
             id: item.id.clone(),
             name: item.name.clone(),
             kind: item.kind,

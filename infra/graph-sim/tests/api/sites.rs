@@ -293,6 +293,21 @@ async fn sites_selected_reaches_granted_sites_only() {
         .await
         .expect("write");
     assert_eq!(write.status(), StatusCode::FORBIDDEN, "a read grant does not write");
+
+    // Subscribing to a library takes a write grant (in place of Files.ReadWrite.All).
+    let (url, _rx, _) = receiver(true).await;
+    let subscribe = || {
+        sim.http
+            .post(format!("{}/v1.0/subscriptions", sim.base))
+            .bearer_auth(&token)
+            .json(&json!({"changeType": "updated", "notificationUrl": url, "expirationDateTime": expiry(60),
+                          "resource": format!("/drives/{}/root", library(finance, "Documents"))}))
+            .send()
+    };
+    assert_eq!(subscribe().await.expect("subscribe").status(), StatusCode::FORBIDDEN);
+    sim.post_admin(&format!("/sites/{}/grants", id(finance)), json!({"client_id": SELECTED_ID, "roles": ["write"]}))
+        .await;
+    assert_eq!(subscribe().await.expect("subscribe").status(), StatusCode::CREATED);
 }
 
 #[tokio::test]
@@ -327,7 +342,8 @@ async fn a_library_is_a_drive_like_a_onedrive() {
     let put = sim.put_bytes(&format!("/drives/{docs}/root:/restored.txt:/content"), b"restored").await;
     expect(put, StatusCode::CREATED).await;
     let (changes, _, _) = sim.delta_all(&link).await;
-    assert!(changes.iter().any(|c| c["name"] == "restored.txt"));
+    let restored = changes.iter().find(|c| c["name"] == "restored.txt").expect("restored.txt in delta");
+    assert_eq!(restored["parentReference"]["driveType"], "documentLibrary");
     let note = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.expect("notified").expect("body");
     assert_eq!(note["value"][0]["resource"], format!("drives/{docs}/root"));
     assert_eq!(note["value"][0]["clientState"], "lib");
