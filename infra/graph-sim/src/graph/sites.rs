@@ -286,20 +286,24 @@ pub async fn group_site(
 /// a fully archived site `423` (its content, not `GET /drives/{d}` itself), and an app with
 /// only `Sites.Selected` needs a `read` (or, to write, `write`) grant on the site collection.
 pub async fn gate(State(sim): State<Arc<Inner>>, req: Request, next: Next) -> Response {
-    let verdict = {
-        let st = sim.lock();
-        let caller = req.extensions().get::<Caller>();
-        let segs: Vec<&str> = req.uri().path().split('/').filter(|s| !s.is_empty()).collect();
-        let drive = match segs.as_slice() {
-            ["drives", d, ..] => Some(d.to_string()),
-            ["users", u, "drive", ..] => super::users::drive_of(&st, u).ok(),
-            _ => None,
-        };
-        let writing = !matches!(*req.method(), Method::GET | Method::HEAD);
-        match (drive, caller) {
-            (Some(d), Some(caller)) => drive_verdict(&st, caller, &d, writing, segs.len() > 2),
-            _ => Ok(()),
+    let segs: Vec<&str> = req.uri().path().split('/').filter(|s| !s.is_empty()).collect();
+    // (drive or user, whether the request reaches below the drive itself)
+    let target = match segs.as_slice() {
+        ["drives", d, rest @ ..] => Some((None, *d, !rest.is_empty())),
+        ["users", u, "drive", rest @ ..] => Some((Some(*u), "", !rest.is_empty())),
+        _ => None,
+    };
+    let writing = !matches!(*req.method(), Method::GET | Method::HEAD);
+    let verdict = match (target, req.extensions().get::<Caller>()) {
+        (Some((user, drive, content)), Some(caller)) => {
+            let st = sim.lock();
+            let drive = match user {
+                Some(u) => super::users::drive_of(&st, u).ok(),
+                None => Some(drive.to_string()),
+            };
+            drive.map_or(Ok(()), |d| drive_verdict(&st, caller, &d, writing, content))
         }
+        _ => Ok(()),
     };
     match verdict {
         Ok(()) => next.run(req).await,

@@ -369,6 +369,29 @@ async fn libraries_added_and_deleted_by_admin() {
 }
 
 #[tokio::test]
+async fn library_paths_reach_the_400_character_limit() {
+    let sim = start(config()).await;
+    sim.post_admin(
+        "/seed",
+        json!({"seed": 5, "sites": [{"name": "Engineering", "libraries": [{"name": "Documents", "long_paths": true}]}]}),
+    )
+    .await;
+    let docs = library(by_name(&truth(&sim).await, "Engineering"), "Documents");
+
+    let items = sim.ground_truth(&docs).await;
+    let deepest = items.iter().filter_map(|i| i["path"].as_str()).max_by_key(|p| p.chars().count()).expect("paths");
+    let parent = deepest.rsplit_once('/').map_or("", |(p, _)| p);
+    // A name that is legal on its own but takes the path past 400 characters.
+    let name = format!("{}.txt", "x".repeat(400 - parent.chars().count()));
+    let too_long = sim.put_bytes(&format!("/drives/{docs}/root:{parent}/{name}:/content"), b"x").await;
+
+    let len = deepest.chars().count();
+    assert!((390..=400).contains(&len), "deepest path has {len} characters");
+    let body = expect(too_long, StatusCode::BAD_REQUEST).await;
+    assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("400")), "{body}");
+}
+
+#[tokio::test]
 async fn bulk_seed_of_200_sites_beside_1000_users_is_quick() {
     let sim = start(config()).await;
     let users: Vec<Value> =
