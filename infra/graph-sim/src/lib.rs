@@ -4,7 +4,10 @@
 //! pre-authenticated URLs with Range, the restore write side (simple uploads,
 //! resumable upload sessions, rename/move, folders, delete, versions,
 //! permissions), webhook subscriptions with the validation
-//! handshake and coalesced notifications, injected faults, and an admin API
+//! handshake and coalesced notifications, SharePoint sites (discovery, subsites,
+//! groups, document libraries as drives, archived / denied / deleted sites,
+//! `Sites.Selected` grants) with resource-unit throttling per app, Exchange
+//! mail, injected faults, and an admin API
 //! that mutates the tenant and exposes ground truth.
 //!
 //! Behaviour follows `graph-facts.md`. This crate deliberately shares no code
