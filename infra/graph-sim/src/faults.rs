@@ -173,7 +173,7 @@ impl Faults {
     }
 }
 
-pub const ROUTES: [&str; 23] = [
+pub const ROUTES: [&str; 25] = [
     "token",
     "users",
     "drive",
@@ -197,6 +197,8 @@ pub const ROUTES: [&str; 23] = [
     "mail_write",
     "mail_attachments",
     "mail_upload",
+    "sites",
+    "groups",
 ];
 
 #[derive(Debug, Clone, Serialize)]
@@ -244,6 +246,10 @@ fn classify(method: &Method, path: &str) -> &'static str {
         "token"
     } else if path.contains("/subscriptions") {
         "subscriptions"
+    } else if segs.get(1) == Some(&"sites") || (segs.get(1) == Some(&"groups") && segs.get(3) == Some(&"sites")) {
+        "sites"
+    } else if segs.get(1) == Some(&"groups") {
+        "groups"
     } else if segs.contains(&"versions") {
         "versions"
     } else if last == "permissions" {

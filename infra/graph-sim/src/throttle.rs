@@ -300,7 +300,10 @@ pub async fn charge(State(sim): State<Arc<Inner>>, req: Request, next: Next) -> 
         None => Vec::new(),
         Some((client, cost)) => match sim.throttle.admit(client, *cost) {
             Ok(h) => h,
-            Err(e) => return e.into_response(),
+            Err(e) => {
+                sim.lock().stats.throttled += 1;
+                return e.into_response();
+            }
         },
     };
     let mut resp = match caller {

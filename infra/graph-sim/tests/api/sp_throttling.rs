@@ -65,6 +65,7 @@ async fn each_route_costs_what_sharepoint_charges() {
     assert_eq!(reader["used_minute"], 15);
     let stats = sim.admin_ok(Method::GET, "/stats", Value::Null).await;
     assert!(stats["resource_units"].as_u64().is_some_and(|n| n >= 15), "{stats}");
+    assert_eq!(stats["by_route"]["sites"], 3, "{stats}");
 }
 
 #[tokio::test]
@@ -97,6 +98,8 @@ async fn headers_from_80_percent_then_429_until_the_window_ends() {
     assert!(retry.is_some_and(|s| (1..=2).contains(&s)), "{retry:?}");
     let reader = usage(&sim, READER).await;
     assert_eq!((reader["used_minute"].clone(), reader["throttled"].clone()), (json!(10), json!(1)));
+    let stats = sim.admin_ok(Method::GET, "/stats", Value::Null).await;
+    assert_eq!(stats["throttled"], 1, "RU refusals count as throttled");
 
     // After the window, a fresh budget.
     tokio::time::sleep(Duration::from_secs(retry.unwrap_or(2))).await;
