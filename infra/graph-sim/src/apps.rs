@@ -42,7 +42,12 @@ impl SimApp {
     /// Enumerators, copiers and discovery: reads users, files and mail; writes nothing and
     /// cannot subscribe to drives.
     pub fn reader(client_id: &str, client_secret: &str) -> Self {
-        Self::new("reader", client_id, client_secret, &[USER_READ_ALL, FILES_READ_ALL, MAIL_READ])
+        Self::new(
+            "reader",
+            client_id,
+            client_secret,
+            &[USER_READ_ALL, FILES_READ_ALL, MAIL_READ, SITES_READ_ALL, GROUP_READ_ALL],
+        )
     }
 
     /// Subscriptions: drive roots need `Files.ReadWrite.All`, messages `Mail.Read`
@@ -61,11 +66,32 @@ pub const USER_READ_ALL: &str = "User.Read.All";
 pub const FILES_READ_ALL: &str = "Files.Read.All";
 pub const FILES_READ_WRITE_ALL: &str = "Files.ReadWrite.All";
 pub const MAIL_READ: &str = "Mail.Read";
+pub const SITES_READ_ALL: &str = "Sites.Read.All";
+pub const GROUP_READ_ALL: &str = "Group.Read.All";
+/// No access until a site grants the app a role (`POST /admin/sites/{id}/grants`).
+pub const SITES_SELECTED: &str = "Sites.Selected";
 pub const MAIL_READ_WRITE: &str = "Mail.ReadWrite";
 
 const DIRECTORY_READ: &[&str] = &[USER_READ_ALL, "User.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"];
-const FILES_READ: &[&str] = &[FILES_READ_ALL, FILES_READ_WRITE_ALL, "Sites.Read.All", "Sites.ReadWrite.All"];
-const FILES_WRITE: &[&str] = &[FILES_READ_WRITE_ALL, "Sites.ReadWrite.All"];
+/// Reads of any drive or library, without a per-site grant.
+pub const FILES_READ_TENANT: &[&str] =
+    &[FILES_READ_ALL, FILES_READ_WRITE_ALL, SITES_READ_ALL, "Sites.ReadWrite.All", "Sites.FullControl.All"];
+pub const FILES_WRITE_TENANT: &[&str] = &[FILES_READ_WRITE_ALL, "Sites.ReadWrite.All", "Sites.FullControl.All"];
+/// Site discovery (`getAllSites`, `sites/delta`) and site reads without a grant.
+pub const SITES_READ_TENANT: &[&str] = &[SITES_READ_ALL, "Sites.ReadWrite.All", "Sites.FullControl.All"];
+// What lets a request past the bearer check; `Sites.Selected` is then checked against the
+// site's grants (`graph::sites`).
+const FILES_READ: &[&str] = &[
+    FILES_READ_ALL,
+    FILES_READ_WRITE_ALL,
+    SITES_READ_ALL,
+    "Sites.ReadWrite.All",
+    "Sites.FullControl.All",
+    SITES_SELECTED,
+];
+const FILES_WRITE: &[&str] = &[FILES_READ_WRITE_ALL, "Sites.ReadWrite.All", "Sites.FullControl.All", SITES_SELECTED];
+const SITES_READ: &[&str] = &[SITES_READ_ALL, "Sites.ReadWrite.All", "Sites.FullControl.All", SITES_SELECTED];
+const GROUP_READ: &[&str] = &[GROUP_READ_ALL, "Group.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"];
 const MAIL_READS: &[&str] = &[MAIL_READ, MAIL_READ_WRITE];
 const MAIL_WRITES: &[&str] = &[MAIL_READ_WRITE];
 /// Drive-root subscriptions: read permissions are not enough (graph-facts §1).
@@ -104,6 +130,11 @@ fn denied(service: Service) -> GraphError {
     GraphError::new(StatusCode::FORBIDDEN, code, message)
 }
 
+/// The files `403` (`accessDenied`), as drives and sites answer it.
+pub fn files_denied() -> GraphError {
+    denied(Service::Files)
+}
+
 /// The `403` of a subscription operation (`Create`, `Update`, `Delete`, `Get`) the app may not do.
 pub fn subscription_denied(operation: &str) -> GraphError {
     GraphError::new(
@@ -121,6 +152,8 @@ fn need(method: &Method, path: &str) -> Option<(Service, &'static [&'static str]
     let (service, read, write) = match segs.as_slice() {
         ["users"] | ["users", _] => (Service::Directory, DIRECTORY_READ, DIRECTORY_READ),
         ["users", _, "drive", ..] | ["drives", ..] => (Service::Files, FILES_READ, FILES_WRITE),
+        ["sites", ..] | ["groups", _, "sites", ..] => (Service::Files, SITES_READ, SITES_READ),
+        ["groups"] | ["groups", _] => (Service::Directory, GROUP_READ, GROUP_READ),
         ["users", _, "mailFolders" | "messages", ..] => (Service::Mail, MAIL_READS, MAIL_WRITES),
         _ => return None,
     };

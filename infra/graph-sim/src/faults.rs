@@ -173,7 +173,7 @@ impl Faults {
     }
 }
 
-pub const ROUTES: [&str; 23] = [
+pub const ROUTES: [&str; 25] = [
     "token",
     "users",
     "drive",
@@ -197,6 +197,8 @@ pub const ROUTES: [&str; 23] = [
     "mail_write",
     "mail_attachments",
     "mail_upload",
+    "sites",
+    "groups",
 ];
 
 #[derive(Debug, Clone, Serialize)]
@@ -209,6 +211,8 @@ pub struct Stats {
     /// Scheduled or being delivered now (a gauge, not reset).
     pub notifications_in_flight: u64,
     pub download_bytes: u64,
+    /// SharePoint/OneDrive resource units charged (see `throttle`).
+    pub resource_units: u64,
 }
 
 impl Default for Stats {
@@ -221,6 +225,7 @@ impl Default for Stats {
             notifications_failed: 0,
             notifications_in_flight: 0,
             download_bytes: 0,
+            resource_units: 0,
         }
     }
 }
@@ -241,6 +246,10 @@ fn classify(method: &Method, path: &str) -> &'static str {
         "token"
     } else if path.contains("/subscriptions") {
         "subscriptions"
+    } else if segs.get(1) == Some(&"sites") || (segs.get(1) == Some(&"groups") && segs.get(3) == Some(&"sites")) {
+        "sites"
+    } else if segs.get(1) == Some(&"groups") {
+        "groups"
     } else if segs.contains(&"versions") {
         "versions"
     } else if last == "permissions" {

@@ -4,7 +4,10 @@
 //! pre-authenticated URLs with Range, the restore write side (simple uploads,
 //! resumable upload sessions, rename/move, folders, delete, versions,
 //! permissions), webhook subscriptions with the validation
-//! handshake and coalesced notifications, injected faults, and an admin API
+//! handshake and coalesced notifications, SharePoint sites (discovery, subsites,
+//! groups, document libraries as drives, archived / denied / deleted sites,
+//! `Sites.Selected` grants) with resource-unit throttling per app, Exchange
+//! mail, injected faults, and an admin API
 //! that mutates the tenant and exposes ground truth.
 //!
 //! Behaviour follows `graph-facts.md`. This crate deliberately shares no code
@@ -26,8 +29,10 @@ mod notify;
 pub mod quickxor;
 mod seed;
 mod seed_mail;
+mod seed_sites;
 mod signer;
 mod store;
+mod throttle;
 
 use std::collections::HashSet;
 use std::sync::atomic::AtomicU64;
@@ -44,6 +49,9 @@ pub use error::GraphError;
 #[derive(Debug, Clone)]
 pub struct SimConfig {
     pub tenant_id: String,
+    /// The tenant's SharePoint name: sites live on `{tenant_name}.sharepoint.com`, OneDrives
+    /// on `{tenant_name}-my.sharepoint.com`.
+    pub tenant_name: String,
     /// The tenant's app registrations; the token endpoint issues tokens to each, carrying
     /// its application permissions (graph-facts §10, §13.5). [`Default`] has three:
     /// [`SimApp::reader`], [`SimApp::subscriber`] and [`SimApp::restorer`].
@@ -96,12 +104,21 @@ pub struct SimConfig {
     /// Exchange Online's largest message (150 MB, MIME encoding included): a bigger
     /// delivery is refused (`413 ErrorMessageSizeExceeded`), so Graph never serves one.
     pub mail_max_message_bytes: u64,
+    /// SharePoint/OneDrive resource units per app (graph-facts-sharepoint §2.4): the budget
+    /// of a fixed window starting at the app's first counted request (1,250 per minute and
+    /// 1,200,000 per 24 h for a tenant under 1,000 licences). Changeable at runtime with
+    /// `PATCH /admin/throttling`.
+    pub ru_per_minute: u64,
+    pub ru_per_day: u64,
+    pub ru_minute_window: Duration,
+    pub ru_day_window: Duration,
 }
 
 impl Default for SimConfig {
     fn default() -> Self {
         Self {
             tenant_id: "00000000-0000-0000-0000-00000000c0de".into(),
+            tenant_name: "contoso".into(),
             apps: vec![
                 SimApp::reader("11111111-1111-1111-1111-111111111111", "sim-reader-secret"),
                 SimApp::subscriber("22222222-2222-2222-2222-222222222222", "sim-subscriber-secret"),
@@ -131,6 +148,10 @@ impl Default for SimConfig {
             mail_upload_window: Duration::from_secs(300),
             mail_request_max: 4 * 1024 * 1024,
             mail_max_message_bytes: 150 * 1024 * 1024,
+            ru_per_minute: 1_250,
+            ru_per_day: 1_200_000,
+            ru_minute_window: Duration::from_secs(60),
+            ru_day_window: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -155,6 +176,8 @@ pub(crate) struct Inner {
     pub notifications_in_flight: AtomicU64,
     /// Outlook throttling state per mailbox.
     pub mail_limits: graph::mail_limits::MailLimits,
+    /// SharePoint/OneDrive resource units per app.
+    pub throttle: throttle::Throttle,
 }
 
 impl Inner {
@@ -178,7 +201,6 @@ impl GraphSim {
         let state = store::State { apps: cfg.apps.clone(), ..store::State::default() };
         Self {
             inner: Arc::new(Inner {
-                cfg,
                 state: Mutex::new(state),
                 signer: signer::Signer::new(),
                 http,
@@ -186,6 +208,8 @@ impl GraphSim {
                 download_bytes: AtomicU64::new(0),
                 notifications_in_flight: AtomicU64::new(0),
                 mail_limits: Default::default(),
+                throttle: throttle::Throttle::new(&cfg),
+                cfg,
             }),
         }
     }
@@ -204,8 +228,11 @@ impl GraphSim {
         let sim = Arc::clone(&self.inner);
         let gated = Router::new()
             .nest("/v1.0", graph::router(Arc::clone(&sim)))
-            .merge(graph::download_router())
-            .merge(graph::upload_router())
+            .merge(
+                graph::download_router()
+                    .merge(graph::upload_router())
+                    .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&sim), throttle::charge)),
+            )
             .merge(
                 graph::mail_upload_router()
                     .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&sim), graph::mail_limit)),

@@ -22,6 +22,9 @@ pub struct SeedRequest {
     pub seed: u64,
     #[serde(default)]
     pub users: Vec<SeedUser>,
+    /// SharePoint sites, explicit and generated (see [`crate::seed_sites`]).
+    #[serde(flatten)]
+    pub sites: crate::seed_sites::SeedSites,
 }
 
 fn yes() -> bool {
@@ -40,6 +43,19 @@ pub struct SeedUser {
     pub display_name: Option<String>,
     #[serde(default = "yes")]
     pub has_drive: bool,
+    #[serde(flatten)]
+    pub drive: DriveSpec,
+    #[serde(default = "yes")]
+    pub has_mailbox: bool,
+    #[serde(default = "yes")]
+    pub licensed: bool,
+    #[serde(default)]
+    pub mail: SeedMail,
+}
+
+/// What a generated drive (a OneDrive or a document library) holds.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct DriveSpec {
     #[serde(default)]
     pub files: usize,
     #[serde(default)]
@@ -54,23 +70,21 @@ pub struct SeedUser {
     pub large_files: Vec<LargeFile>,
     #[serde(default)]
     pub hostile_names: bool,
+    /// A chain of folders ending in a file whose path is a few characters short of the
+    /// 400-character limit (also part of `hostile_names`).
+    #[serde(default)]
+    pub long_paths: bool,
     #[serde(default)]
     pub onenote_packages: usize,
-    #[serde(default = "yes")]
-    pub has_mailbox: bool,
-    #[serde(default = "yes")]
-    pub licensed: bool,
-    #[serde(default)]
-    pub mail: SeedMail,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct LargeFile {
     pub name: String,
     pub size: u64,
 }
 
-const ADJECTIVES: &[&str] = &[
+pub(crate) const ADJECTIVES: &[&str] = &[
     "Quarterly",
     "Draft",
     "Final",
@@ -87,7 +101,7 @@ const ADJECTIVES: &[&str] = &[
     "Legal",
     "Marketing",
 ];
-const NOUNS: &[&str] = &[
+pub(crate) const NOUNS: &[&str] = &[
     "Report", "Notes", "Plan", "Summary", "Invoice", "Slides", "Contract", "Roadmap", "Minutes", "Forecast",
     "Proposal", "Photo", "Export", "Backlog", "Review",
 ];
@@ -107,11 +121,11 @@ const FOLDERS: &[&str] = &[
     "Contracts",
 ];
 
-fn pick<'a>(rng: &mut IdRng, list: &[&'a str]) -> &'a str {
+pub(crate) fn pick<'a>(rng: &mut IdRng, list: &[&'a str]) -> &'a str {
     list[(rng.next_u64() % list.len() as u64) as usize]
 }
 
-fn fnv(s: &str) -> u64 {
+pub(crate) fn fnv(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
@@ -176,47 +190,49 @@ fn seed_user_drive(seed: u64, spec: &SeedUser) -> (User, Option<Drive>) {
     let drive_id = rng.drive_id();
     let mut drive = Drive::new(drive_id.clone(), user.id.clone(), display, &mut rng);
     user.drive_id = Some(drive_id);
+    fill_drive(&mut drive, &spec.drive, &mut rng);
+    (user, Some(drive))
+}
+
+/// Generates `spec`'s folders and files in `drive` (content is generated lazily on read).
+pub fn fill_drive(drive: &mut Drive, spec: &DriveSpec, rng: &mut IdRng) {
     let root = drive.root_id.clone();
     let mut containers: Vec<(String, usize)> = vec![(root.clone(), 0)];
     for i in 0..spec.folders {
         let eligible: Vec<&(String, usize)> =
             containers.iter().filter(|(_, depth)| *depth < spec.max_depth.max(1)).collect();
         let (parent, depth) = eligible[(rng.next_u64() % eligible.len() as u64) as usize].clone();
-        let name = format!("{} {}", pick(&mut rng, FOLDERS), i + 1);
-        if let Some(id) = create_unique(&mut drive, &parent, &name, ItemKind::Folder, None, &mut rng) {
+        let name = format!("{} {}", pick(rng, FOLDERS), i + 1);
+        if let Some(id) = create_unique(drive, &parent, &name, ItemKind::Folder, None, rng) {
             containers.push((id, depth + 1));
         }
     }
     for _ in 0..spec.files {
         let parent = containers[(rng.next_u64() % containers.len() as u64) as usize].0.clone();
-        let name = format!(
-            "{} {} {}.{}",
-            pick(&mut rng, ADJECTIVES),
-            pick(&mut rng, NOUNS),
-            rng.range(1, 999),
-            pick(&mut rng, EXTS)
-        );
+        let name = format!("{} {} {}.{}", pick(rng, ADJECTIVES), pick(rng, NOUNS), rng.range(1, 999), pick(rng, EXTS));
         let content = Content::Generated { seed: rng.next_u64(), size: rng.range(spec.min_size, spec.max_size) };
-        create_unique(&mut drive, &parent, &name, ItemKind::File, Some(content), &mut rng);
+        create_unique(drive, &parent, &name, ItemKind::File, Some(content), rng);
     }
     for large in &spec.large_files {
         let content = Content::Generated { seed: rng.next_u64(), size: large.size };
-        create_unique(&mut drive, &root, &large.name, ItemKind::File, Some(content), &mut rng);
+        create_unique(drive, &root, &large.name, ItemKind::File, Some(content), rng);
     }
     for k in 0..spec.onenote_packages {
         let name = format!("Notebook {}", k + 1);
-        if let Some(pkg) = create_unique(&mut drive, &root, &name, ItemKind::Package, None, &mut rng) {
+        if let Some(pkg) = create_unique(drive, &root, &name, ItemKind::Package, None, rng) {
             for s in 0..2 {
                 let content = Content::Generated { seed: rng.next_u64(), size: rng.range(1_000, 20_000) };
                 let section = format!("Section {}.one", s + 1);
-                create_unique(&mut drive, &pkg, &section, ItemKind::File, Some(content), &mut rng);
+                create_unique(drive, &pkg, &section, ItemKind::File, Some(content), rng);
             }
         }
     }
     if spec.hostile_names {
-        hostile(&mut drive, &mut rng);
+        hostile(drive, rng);
     }
-    (user, Some(drive))
+    if spec.long_paths || spec.hostile_names {
+        long_path(drive, rng);
+    }
 }
 
 fn small(rng: &mut IdRng) -> Option<Content> {
@@ -258,8 +274,11 @@ fn hostile(drive: &mut Drive, rng: &mut IdRng) {
     folder(drive, &hostile_root, "📁 Photos 🎉", rng);
     let empty = Some(Content::Inline(Bytes::new()));
     create_unique(drive, &hostile_root, "empty.bin", ItemKind::File, empty, rng);
-    // A chain of folders ending a few characters short of the 400-char path limit.
-    let mut parent = root.clone();
+}
+
+/// A chain of folders ending in a file a few characters short of the 400-char path limit.
+fn long_path(drive: &mut Drive, rng: &mut IdRng) {
+    let mut parent = drive.root_id.clone();
     let mut level = 0;
     loop {
         let path_len = drive.path_of(&parent).chars().count();
@@ -270,7 +289,7 @@ fn hostile(drive: &mut Drive, rng: &mut IdRng) {
             create_unique(drive, &parent, &file, ItemKind::File, small(rng), rng);
             break;
         }
-        match folder(drive, &parent, &name, rng) {
+        match create_unique(drive, &parent, &name, ItemKind::Folder, None, rng) {
             Some(id) => parent = id,
             None => break,
         }

@@ -19,6 +19,7 @@ use crate::error::{GraphError, GraphResult};
 use crate::faults::Stats;
 use crate::notify::send_lifecycle;
 use crate::seed::{SeedRequest, Seeded, seed_user};
+use crate::seed_sites::seed_sites;
 use crate::store::ids::IdRng;
 use crate::store::mail::Mailbox;
 use crate::store::tree::Drive;
@@ -43,10 +44,15 @@ pub async fn seed(State(sim): State<Arc<Inner>>, body: Bytes) -> GraphResult<Jso
             ));
         }
     }
-    let built =
-        tokio::task::spawn_blocking(move || req.users.iter().map(|u| seed_user(req.seed, u)).collect::<Vec<_>>())
-            .await
-            .map_err(|e| GraphError::new(StatusCode::INTERNAL_SERVER_ERROR, "generalException", e.to_string()))?;
+    let tenant = sim.cfg.tenant_name.clone();
+    let built = tokio::task::spawn_blocking(move || {
+        let users: Vec<Seeded> = req.users.iter().map(|u| seed_user(req.seed, u)).collect();
+        let plain: Vec<User> = users.iter().map(|s| s.user.clone()).collect();
+        seed_sites(req.seed, &tenant, &req.sites, &plain).map(|sites| (users, sites))
+    })
+    .await
+    .map_err(|e| GraphError::new(StatusCode::INTERNAL_SERVER_ERROR, "generalException", e.to_string()))?;
+    let (built, (sites, libraries)) = built.map_err(GraphError::bad_request)?;
     let mut st = sim.lock();
     st.users.clear();
     st.drives.clear();
@@ -65,7 +71,12 @@ pub async fn seed(State(sim): State<Arc<Inner>>, body: Bytes) -> GraphResult<Jso
         }
         st.users.push(user);
     }
-    Ok(Json(json!({ "users": out })))
+    let site_count = sites.list.len();
+    st.sites = sites;
+    for d in libraries {
+        st.drives.insert(d.id.clone(), d);
+    }
+    Ok(Json(json!({ "users": out, "sites": site_count })))
 }
 
 pub async fn list_users(State(sim): State<Arc<Inner>>) -> Json<Vec<Value>> {
@@ -114,6 +125,8 @@ pub async fn add_user(State(sim): State<Arc<Inner>>, body: Bytes) -> GraphResult
     if req.has_drive {
         let d = Drive::new(rng.drive_id(), user.id.clone(), display, &mut rng);
         user.drive_id = Some(d.id.clone());
+        let tenant = &sim.cfg.tenant_name;
+        st.sites.add_personal(tenant, &user.id, &user.upn, &user.display_name, &d.id, &mut rng);
         st.drives.insert(d.id.clone(), d);
     }
     let json = user_json(&user);
@@ -163,6 +176,9 @@ pub async fn delete_user(
     st.mailboxes.remove(&u.id);
     if let Some(d) = &u.drive_id {
         st.drives.remove(d);
+        if let Some(site) = st.sites.site_of_drive(d).map(|s| s.id.clone()) {
+            st.sites.delete(&site);
+        }
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -271,11 +287,13 @@ pub async fn stats(State(sim): State<Arc<Inner>>) -> Json<Stats> {
     let mut s = sim.lock().stats.clone();
     s.download_bytes = sim.download_bytes.load(Ordering::Relaxed);
     s.notifications_in_flight = sim.notifications_in_flight.load(Ordering::SeqCst);
+    s.resource_units = sim.throttle.stats_total();
     Json(s)
 }
 
 pub async fn reset_stats(State(sim): State<Arc<Inner>>) -> Json<Value> {
     sim.lock().stats = Stats::default();
     sim.download_bytes.store(0, Ordering::Relaxed);
+    sim.throttle.reset_stats_total();
     Json(json!({}))
 }

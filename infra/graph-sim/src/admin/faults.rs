@@ -51,6 +51,8 @@ pub enum FaultReq {
         code: Option<String>,
         location: Option<bool>,
     },
+    /// Every `/sites/delta` token issued so far answers `410 Gone`.
+    ExpireSitesDelta,
     HideHashes {
         enabled: bool,
     },
@@ -158,6 +160,7 @@ pub async fn add_fault(State(sim): State<Arc<Inner>>, body: Bytes) -> GraphResul
             d.token_epoch += 1;
             d.resync = Resync { code, location: location.unwrap_or(true) };
         }
+        FaultReq::ExpireSitesDelta => st.sites.token_epoch += 1,
         FaultReq::HideHashes { enabled } => st.faults.hide_hashes = enabled,
         FaultReq::DuplicateItemsInDelta { enabled } => st.faults.duplicate_items_in_delta = enabled,
         FaultReq::ExpireTokens => st.token_generation += 1,

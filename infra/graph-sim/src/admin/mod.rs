@@ -7,6 +7,7 @@ mod control;
 mod faults;
 mod items;
 mod mail;
+mod sites;
 
 use std::sync::Arc;
 
@@ -42,6 +43,13 @@ pub fn router() -> Router<Arc<Inner>> {
         .route("/mailboxes/{user}/folders/{id}", patch(mail::edit_folder).delete(mail::delete_folder))
         .route("/mailboxes/{user}/folders/{id}/empty", post(mail::empty_folder))
         .route("/mailboxes/{user}/purge", post(mail::purge))
+        .route("/sites", get(sites::list).post(sites::create))
+        .route("/sites/{id}", patch(sites::edit).delete(sites::remove))
+        .route("/sites/{id}/libraries", post(sites::add_library))
+        .route("/sites/{id}/libraries/{drive}", delete(sites::remove_library))
+        .route("/sites/{id}/grants", post(sites::grant))
+        .route("/throttling", get(sites::throttling).patch(sites::edit_throttling))
+        .route("/throttling/reset", post(sites::reset_throttling))
         .route("/faults", post(faults::add_fault).delete(faults::clear_faults))
         .route("/fill_hashes", post(control::fill_hashes))
         .route("/lifecycle", post(control::lifecycle))

@@ -148,8 +148,8 @@ fn serve(sim: &Arc<Inner>, token: &str, headers: &HeaderMap) -> GraphResult<Resp
         if st.faults.forbidden_items.contains(&it.id) {
             return Err(access_denied());
         }
-        // A fifth field names an earlier version (see `versions.rs`).
-        match f.get(4).map(|v| v.parse::<u64>()) {
+        // A sixth field names an earlier version (see `versions.rs`); the fifth is the app.
+        match f.get(5).map(|v| v.parse::<u64>()) {
             None => {
                 let blob = it.blob.clone().ok_or_else(|| GraphError::not_found("The item has no content."))?;
                 let content = match st.faults.served_bytes.get(&it.id) {

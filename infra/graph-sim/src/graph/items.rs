@@ -20,19 +20,41 @@ const CHILDREN_PAGE: usize = 200;
 pub const DRIVE_QUOTA: u64 = 1 << 40;
 
 pub fn drive_json(d: &Drive, base: &str) -> Value {
-    let used: u64 = d.items.values().filter(|i| !i.deleted).filter_map(|i| i.blob.as_ref().map(|b| b.size())).sum();
+    let live = d.items.values().filter(|i| !i.deleted);
+    let (used, modified) = live.fold((0u64, None), |(used, modified), i| {
+        (used + i.blob.as_ref().map_or(0, |b| b.size()), modified.max(Some(i.modified)))
+    });
     let total = DRIVE_QUOTA;
     let created = d.items.get(&d.root_id).map(|r| ts(r.created));
+    let quota = json!({"deleted": 0, "remaining": total.saturating_sub(used), "state": "normal",
+                       "total": total, "used": used});
+    let Some(lib) = &d.library else {
+        return json!({
+            "id": d.id,
+            "driveType": "business",
+            "name": "OneDrive",
+            "description": "",
+            "createdDateTime": created,
+            "lastModifiedDateTime": modified.map(ts),
+            "owner": {"user": {"id": d.owner_id, "displayName": d.owner_name}},
+            "quota": quota,
+            "webUrl": format!("{base}/personal/{}/Documents", d.id),
+        });
+    };
+    let owner = match &lib.group {
+        Some((id, name)) => json!({"group": {"id": id, "displayName": name}}),
+        None => json!({"user": {"displayName": "System Account"}}),
+    };
     json!({
         "id": d.id,
-        "driveType": "business",
-        "name": "OneDrive",
+        "driveType": "documentLibrary",
+        "name": lib.name,
         "description": "",
         "createdDateTime": created,
-        "owner": {"user": {"id": d.owner_id, "displayName": d.owner_name}},
-        "quota": {"deleted": 0, "remaining": total.saturating_sub(used), "state": "normal",
-                  "total": total, "used": used},
-        "webUrl": format!("{base}/personal/{}/Documents", d.id),
+        "lastModifiedDateTime": modified.map(ts),
+        "owner": owner,
+        "quota": quota,
+        "webUrl": lib.web_url,
     })
 }
 

@@ -17,6 +17,8 @@ mod mail_read;
 mod mail_render;
 mod mail_write;
 mod render;
+mod sites;
+mod sites_delta;
 mod subscriptions;
 mod upload;
 mod users;
@@ -51,6 +53,9 @@ pub fn router(sim: Arc<Inner>) -> Router<Arc<Inner>> {
         .route("/users/{user}/drive/{*rest}", any(user_drive_rest))
         .route("/drives/{drive}", get(items::get_drive))
         .route("/drives/{drive}/{*rest}", any(drive_rest))
+        .route("/sites/{*rest}", get(sites::sites_rest))
+        .route("/groups", get(sites::groups))
+        .route("/groups/{group}/sites/root", get(sites::group_site))
         .route("/subscriptions", post(subscriptions::create).get(subscriptions::list))
         .route(
             "/subscriptions/{id}",
@@ -59,6 +64,10 @@ pub fn router(sim: Arc<Inner>) -> Router<Arc<Inner>> {
         .route("/subscriptions/{id}/reauthorize", post(subscriptions::reauthorize))
         .merge(mail::routes().route_layer(axum::middleware::from_fn_with_state(Arc::clone(&sim), mail_limits::limit)))
         .fallback(|| async { GraphError::bad_request("Resource not found for the segment.") })
+        // Innermost first: the site gate, then resource-unit charging, both after the bearer
+        // check has put the calling app in the request.
+        .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&sim), sites::gate))
+        .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&sim), crate::throttle::charge))
         .route_layer(axum::middleware::from_fn_with_state(sim, crate::auth::require_bearer))
 }
 

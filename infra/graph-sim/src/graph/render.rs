@@ -40,14 +40,17 @@ pub fn mime_type(name: &str) -> &'static str {
 /// A download URL valid for `download_url_lifetime`.
 pub fn download_url(sim: &Inner, base: &str, drive: &str, item: &str) -> String {
     let exp = Utc::now().timestamp() + sim.cfg.download_url_lifetime.as_secs() as i64;
-    let token = sim.signer.sign(&["dl", drive, item, &exp.to_string()]);
+    // The app that obtained the URL pays for its downloads (resource units).
+    let client = crate::throttle::current_client();
+    let token = sim.signer.sign(&["dl", drive, item, &exp.to_string(), &client]);
     format!("{base}/download/{token}")
 }
 
 /// A download URL for an earlier content version of `item`.
 pub fn version_download_url(sim: &Inner, base: &str, drive: &str, item: &str, version: u64) -> String {
     let exp = Utc::now().timestamp() + sim.cfg.download_url_lifetime.as_secs() as i64;
-    let token = sim.signer.sign(&["dl", drive, item, &exp.to_string(), &version.to_string()]);
+    let client = crate::throttle::current_client();
+    let token = sim.signer.sign(&["dl", drive, item, &exp.to_string(), &client, &version.to_string()]);
     format!("{base}/download/{token}")
 }
 
@@ -56,7 +59,7 @@ pub fn item_json(sim: &Inner, base: &str, v: &ItemView, mode: Mode) -> Value {
     o.insert("id".into(), json!(v.id));
     let mut parent = Map::new();
     parent.insert("driveId".into(), json!(v.drive_id));
-    parent.insert("driveType".into(), json!("business"));
+    parent.insert("driveType".into(), json!(v.drive_type));
     if let Some(p) = &v.parent_id {
         parent.insert("id".into(), json!(p));
         if let (Mode::Get, Some(path)) = (mode, &v.parent_path) {

@@ -30,9 +30,10 @@ use serde_json::{Value, json};
 
 use super::mail::{Prefer, mailbox_not_enabled, mailbox_owner};
 use super::users::drive_of;
-use crate::apps::{Caller, DRIVE_SUBSCRIPTION, MESSAGE_SUBSCRIPTION, subscription_denied};
+use crate::apps::{Caller, DRIVE_SUBSCRIPTION, MESSAGE_SUBSCRIPTION, SITES_SELECTED, subscription_denied};
 use crate::error::{GraphError, GraphResult};
 use crate::notify::validate_endpoint;
+use crate::store::sites::Sites;
 use crate::store::{Subscription, Watched};
 use crate::{Inner, base_url};
 
@@ -83,13 +84,26 @@ fn check_url(url: &str, field: &str) -> GraphResult<()> {
     }
 }
 
-/// `403` unless `caller` holds the permission that subscribing to `watched` takes.
-fn may_subscribe(caller: &Caller, watched: &Watched, operation: &str) -> GraphResult<()> {
+/// `403` unless `caller` holds the permission that subscribing to `watched` takes; an app
+/// with only `Sites.Selected` may watch a library (or OneDrive) whose site collection grants
+/// it `write`, the least that Graph's per-site consent gives for what `Files.ReadWrite.All` does.
+fn may_subscribe(sites: &Sites, caller: &Caller, watched: &Watched, operation: &str) -> GraphResult<()> {
     let wanted = match watched {
         Watched::DriveRoot(_) => DRIVE_SUBSCRIPTION,
         Watched::Messages { .. } => MESSAGE_SUBSCRIPTION,
     };
-    if caller.has_any(wanted) { Ok(()) } else { Err(subscription_denied(operation)) }
+    if caller.has_any(wanted) {
+        return Ok(());
+    }
+    if let Watched::DriveRoot(drive) = watched
+        && caller.has_any(&[SITES_SELECTED])
+    {
+        let collection = sites.site_of_drive(drive).and_then(|s| sites.collection_root(&s.id));
+        if collection.is_some_and(|c| c.grants(&caller.client_id, "write")) {
+            return Ok(());
+        }
+    }
+    Err(subscription_denied(operation))
 }
 
 fn max_minutes(sim: &Inner, watched: &Watched) -> i64 {
@@ -166,7 +180,7 @@ pub async fn create(
     }
     let resource = b.resource.ok_or_else(|| bad("resource is required."))?;
     let (watched, resource) = resolve_resource(&sim, &resource)?;
-    may_subscribe(&caller, &watched, "Create")?;
+    may_subscribe(&sim.lock().sites, &caller, &watched, "Create")?;
     let allowed: &[&str] = match watched {
         Watched::DriveRoot(_) => &["updated"],
         Watched::Messages { .. } => &["created", "updated", "deleted"],
@@ -239,7 +253,7 @@ fn owned<'a>(
     st.prune_subscriptions(Utc::now());
     let s = st.subscriptions.get_mut(id).filter(|s| s.application_id == caller.client_id);
     let s = s.ok_or_else(|| not_found(id))?;
-    may_subscribe(caller, &s.watched, operation)?;
+    may_subscribe(&st.sites, caller, &s.watched, operation)?;
     Ok(s)
 }
 
@@ -262,10 +276,13 @@ pub async fn list(
     };
     let mut st = sim.lock();
     st.prune_subscriptions(Utc::now());
+    let st = &*st;
     let mut mine: Vec<&Subscription> = st
         .subscriptions
         .values()
-        .filter(|s| s.application_id == caller.client_id && may_subscribe(&caller, &s.watched, "Get").is_ok())
+        .filter(|s| {
+            s.application_id == caller.client_id && may_subscribe(&st.sites, &caller, &s.watched, "Get").is_ok()
+        })
         .filter(|s| after.as_ref().is_none_or(|a| &s.id > a))
         .collect();
     mine.sort_by(|a, b| a.id.cmp(&b.id));

@@ -131,7 +131,8 @@ pub async fn create_session(ctx: Ctx<'_>, base_item: &str, path: Option<&str>, b
         st.uploads.insert(id.clone(), session);
         id
     };
-    let token = ctx.sim.signer.sign(&["up", ctx.drive, &session_id]);
+    // The session's creator pays for its fragments (resource units).
+    let token = ctx.sim.signer.sign(&["up", ctx.drive, &session_id, &crate::throttle::current_client()]);
     Ok(Json(json!({
         "uploadUrl": format!("{}/upload/{token}", ctx.base),
         "expirationDateTime": ts(expires),
@@ -155,7 +156,7 @@ fn session_id(sim: &Inner, token: &str, headers: &HeaderMap) -> GraphResult<Stri
     }
     let f = sim.signer.verify(token).ok_or_else(session_gone)?;
     match f.as_slice() {
-        [kind, _drive, id] if kind == "up" => Ok(id.clone()),
+        [kind, _drive, id, _client] if kind == "up" => Ok(id.clone()),
         _ => Err(session_gone()),
     }
 }

@@ -9,6 +9,7 @@ pub mod mail;
 pub mod mail_delta;
 pub mod mail_folders;
 pub mod recycle;
+pub mod sites;
 pub mod tree;
 pub mod upload;
 pub mod write;
@@ -144,6 +145,8 @@ pub struct Subscription {
 #[derive(Debug, Clone)]
 pub struct ItemView {
     pub drive_id: String,
+    /// `business` (OneDrive) or `documentLibrary` (SharePoint), for `parentReference`.
+    pub drive_type: &'static str,
     pub id: String,
     pub name: String,
     pub kind: ItemKind,
@@ -178,6 +181,8 @@ pub struct State {
     /// The app registrations, permissions as changed at runtime (`PATCH /admin/apps/{id}`).
     pub apps: Vec<crate::apps::SimApp>,
     pub stats: Stats,
+    /// SharePoint sites, their libraries' drive ids, and the directory's groups.
+    pub sites: sites::Sites,
 }
 
 impl State {

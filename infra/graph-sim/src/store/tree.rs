@@ -43,6 +43,19 @@ pub struct Drive {
     /// Fault: a folder's delete is logged for the folder only, so delta reports no
     /// deletion of its descendants (graph-facts §13.8).
     pub omit_descendant_deletions: bool,
+    /// Set when the drive is a SharePoint document library rather than a OneDrive.
+    pub library: Option<Library>,
+}
+
+/// What makes a drive a document library of a site.
+#[derive(Debug, Clone)]
+pub struct Library {
+    pub name: String,
+    pub web_url: String,
+    /// Hidden from `/sites/{id}/drives` unless `$select` names `system`.
+    pub system: bool,
+    /// The Microsoft 365 group owning the site: `(id, displayName)`.
+    pub group: Option<(String, String)>,
 }
 
 /// What a new item is made of.
@@ -93,6 +106,7 @@ impl Drive {
             resync: Resync::default(),
             recycle_bin: Vec::new(),
             omit_descendant_deletions: false,
+            library: None,
         }
     }
 
@@ -384,6 +398,7 @@ impl Drive {
         };
         Some(ItemView {
             drive_id: self.id.clone(),
+            drive_type: if self.library.is_some() { "documentLibrary" } else { "business" },
             id: item.id.clone(),
             name: item.name.clone(),
             kind: item.kind,

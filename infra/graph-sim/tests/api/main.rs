@@ -15,6 +15,8 @@ mod mail_notify;
 mod mail_read;
 mod mail_write;
 mod recycle;
+mod sites;
+mod sp_throttling;
 mod subscriptions;
 mod uploads;
 mod writes;
