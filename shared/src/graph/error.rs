@@ -223,15 +223,19 @@ fn throttle_wait(headers: &HeaderMap) -> Duration {
     retry_after.max(super::budget::reset(headers).unwrap_or_default())
 }
 
-/// `Retry-After` is usually delta-seconds; HTTP-date is accepted too.
+/// The longest `Retry-After` believed: a day (SharePoint's longest budget window). A larger
+/// value (a broken or hostile header) would otherwise overflow the time it is added to.
+const LONGEST_RETRY_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// `Retry-After` is usually delta-seconds; HTTP-date is accepted too. At most a day.
 pub(crate) fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+        return Some(Duration::from_secs(secs).min(LONGEST_RETRY_AFTER));
     }
     let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
     let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(wait.to_std().unwrap_or(Duration::ZERO))
+    Some(wait.to_std().unwrap_or(Duration::ZERO).min(LONGEST_RETRY_AFTER))
 }
 
 /// `{"error": {"code": "...", "message": "..."}}`; anything else yields a generic code.
@@ -307,6 +311,15 @@ mod tests {
         // A malformed or impossible reset is ignored.
         check(429, &[("retry-after", "7"), ("ratelimit-reset", "soon")], "", throttled(7, 429));
         check(429, &[("retry-after", "7"), ("ratelimit-reset", "999999999")], "", throttled(7, 429));
+    }
+
+    #[test]
+    fn a_retry_after_beyond_a_day_is_believed_for_a_day() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, "18446744073709551615".parse().unwrap());
+        assert_eq!(parse_retry_after(&headers), Some(LONGEST_RETRY_AFTER));
+        headers.insert(RETRY_AFTER, "120".parse().unwrap());
+        assert_eq!(parse_retry_after(&headers), Some(Duration::from_secs(120)));
     }
 
     #[test]

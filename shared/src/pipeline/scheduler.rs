@@ -21,6 +21,7 @@ use tracing::{info, warn};
 use super::PipelineError;
 use super::enumerator::change_message;
 use super::sites;
+use super::throttle::DRIVE_RESOURCE;
 use crate::clientstate::ClientStateKey;
 use crate::clock::Clock;
 use crate::config::SitePolicy;
@@ -30,6 +31,9 @@ use crate::model::{
     Unresolved, UserRef,
 };
 use crate::store::{MessageSink, OutMessage, QueueName, SchedulerCatalog};
+
+/// How often the template runs the sweep (`rate(15 minutes)`).
+pub const SWEEP_INTERVAL: Duration = Duration::minutes(15);
 
 /// Outlook message subscriptions live at most 4,230 minutes (graph-facts §1; newer text is
 /// said to allow more, unconfirmed): mailboxes are subscribed for a little less.
@@ -203,11 +207,29 @@ pub(super) async fn enqueue(
 }
 
 async fn enqueue_all(deps: &SchedulerDeps, reason: ChangeReason) -> Result<Report, PipelineError> {
-    let containers: Vec<_> = live_containers(deps).await?.into_iter().map(|r| r.container).collect();
-    let mut report = Report { containers: containers.len(), ..Report::default() };
+    let records = live_containers(deps).await?;
+    let mut report = Report { containers: records.len(), ..Report::default() };
+    let tight = reason == ChangeReason::Sweep && budget_tight(deps).await?;
+    let containers: Vec<_> = records
+        .into_iter()
+        // Subscribed drives get their changes by notification; one without a working
+        // subscription has only its sweeps and is never left out.
+        .filter(|r| !(tight && r.container.kind.is_drive() && r.subscription_id.is_some() && r.problem.is_none()))
+        .map(|r| r.container)
+        .collect();
+    report.sweeps_deferred = report.containers - containers.len();
     report.enqueued = enqueue(deps, containers, reason).await?;
-    info!(?reason, enqueued = report.enqueued, "scheduled enumerations");
+    info!(?reason, enqueued = report.enqueued, deferred = report.sweeps_deferred, "scheduled enumerations");
     Ok(report)
+}
+
+/// Whether SharePoint's budget was spent (a throttle or a budget pause shared) within the
+/// last sweep interval: a sweep then leaves subscribed drives to their notifications, so the
+/// budget goes to changes, not to safety passes that find nothing. The next sweep after a
+/// quiet interval, and the daily reconcile, take them all.
+async fn budget_tight(deps: &SchedulerDeps) -> Result<bool, PipelineError> {
+    let until = deps.catalog.throttled_until(&deps.tenant_id, DRIVE_RESOURCE).await?;
+    Ok(until.is_some_and(|until| until > deps.clock.now() - SWEEP_INTERVAL))
 }
 
 /// Every registered container but the libraries of deleted sites (what they hold is kept;

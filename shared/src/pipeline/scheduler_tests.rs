@@ -324,3 +324,35 @@ async fn a_lifecycle_event_arrives_in_the_webhooks_shape_on_the_schedulers_queue
     assert_eq!((jobs[0].container.graph_id.as_str(), jobs[0].reason), ("drive-3", ChangeReason::Reconcile));
     assert!(scheduler::handle_message(&d, "{\"work\": \"unknown\"}").await.is_err());
 }
+
+/// While SharePoint's budget is spent (a throttle or a budget pause shared within the last
+/// sweep interval), a sweep leaves subscribed drives to their notifications; a drive without
+/// a working subscription, the mailboxes and the daily reconcile are never left out.
+#[tokio::test]
+async fn sweeps_leave_subscribed_drives_to_notifications_while_the_budget_is_spent() {
+    use crate::store::Coordination;
+    let (server, _) = graph().await;
+    let (catalog, sink, d) = world(&server);
+    run_all(&d, &sink, Task::Discover).await;
+    crawls(&sink);
+    let swept =
+        |jobs: Vec<ChangeJob>| jobs.into_iter().map(|j| j.container.scoped_id().into_owned()).collect::<Vec<_>>();
+
+    let (quiet, _) = run_all(&d, &sink, Task::Sweep).await;
+    assert_eq!((quiet.enqueued, quiet.sweeps_deferred), (3, 0), "a quiet budget sweeps everything");
+    crawls(&sink);
+
+    // A pause that ended ten minutes ago still counts: the interval was not quiet.
+    catalog.throttle("tenant-1", "drive", Utc::now() - Duration::minutes(10)).await.unwrap();
+    let mut refused = catalog.container(&ContainerId::new("tenant-1", "drive-3")).await.unwrap().unwrap();
+    refused.problem = Some(crate::model::Problem { reason: "subscription refused".into(), since: Utc::now() });
+    catalog.put_container(&refused).await.unwrap();
+    let (tight, _) = run_all(&d, &sink, Task::Sweep).await;
+    let mut jobs = swept(crawls(&sink));
+    jobs.sort();
+    assert_eq!(jobs, ["drive-3", "mailbox:u1"], "{tight:?}");
+    assert_eq!(tight.sweeps_deferred, 1);
+
+    let (reconcile, _) = run_all(&d, &sink, Task::Reconcile).await;
+    assert_eq!((reconcile.enqueued, reconcile.sweeps_deferred), (3, 0));
+}

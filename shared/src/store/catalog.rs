@@ -268,8 +268,9 @@ bundle! {
     EnumeratorCatalog: ItemHistory + SyncStates + Coordination + Failures
 }
 bundle! {
-    /// The scheduler: the container registry and the sync state it reports and resets.
-    SchedulerCatalog: Containers + SyncStates
+    /// The scheduler: the container registry and the sync state it reports and resets; the
+    /// shared throttle, which sweeps defer to.
+    SchedulerCatalog: Containers + SyncStates + Coordination
 }
 bundle! {
     /// The restorer: reads history as of T, shares mailbox slots, keeps restore jobs and
