@@ -8,7 +8,7 @@ use crate::model::{
     ContainerId, ContainerRecord, ItemVersion, LibraryRef, Problem, SCHEMA_VERSION, Service, SiteLink, SiteRecord,
     SyncState, Unresolved, Verification,
 };
-use crate::store::{Containers, Failures, SyncStates};
+use crate::store::{Containers, Coordination, Failures, SyncStates};
 
 fn names(reply: &Reply) -> Vec<String> {
     let items = reply.json["items"].as_array().unwrap_or_else(|| panic!("no items in {}", reply.json));
@@ -166,9 +166,16 @@ async fn resources_list_sites_with_their_libraries_and_what_keeps_a_site_from_be
         reply.json["summary"],
         serde_json::json!({"degraded": 1, "protected": 1, "unavailable": 1, "unprotected": 1})
     );
+    assert!(reply.json.get("drives_paused_until").is_none(), "nothing waits");
     // A library browses like any drive.
     let children = f.get("/v1/drives/b!finance/children").await;
     assert_eq!(children.status, 200, "{}", children.json);
+
+    // A throttled or blocked app: every drive and library waits, and the operator sees until when.
+    let until = Utc::now() + TimeDelta::hours(1);
+    f.catalog.throttle(TENANT, "drive", until).await.expect("throttle");
+    let paused = f.get("/v1/resources").await;
+    assert_eq!(paused.json["drives_paused_until"], serde_json::to_value(until).expect("time"));
 }
 
 #[tokio::test]

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use super::{ApiDeps, ApiError, ApiQuery, Deps, NoQuery};
 use crate::model::{ContainerId, ContainerRecord, ItemFailure, Problem, Service, SiteRecord, SyncState, Unresolved};
+use crate::pipeline::DRIVE_RESOURCE;
 use crate::pipeline::enumerator::describe;
 
 /// Catalog reads in flight for one request.
@@ -114,6 +115,11 @@ pub(crate) struct Resources {
     summary: BTreeMap<ProtectionState, usize>,
     users: Vec<ProtectedUser>,
     sites: Vec<ProtectedSite>,
+    /// Every drive and library of the tenant waits until then: SharePoint's resource-unit
+    /// budget is spent, or Graph throttled (a blocked app answers 503 for as long as it is
+    /// blocked). Absent when nothing waits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    drives_paused_until: Option<DateTime<Utc>>,
 }
 
 /// A SharePoint site: its own status (the worst of its libraries', or why Graph refuses it)
@@ -210,6 +216,8 @@ pub(crate) async fn resources(
     let records = deps.catalog.list_containers(&deps.tenant_id).await?;
     let unresolved = deps.catalog.list_unresolved(&deps.tenant_id).await?;
     let site_records = deps.catalog.list_sites(&deps.tenant_id).await?;
+    let drives_paused_until =
+        deps.catalog.throttled_until(&deps.tenant_id, DRIVE_RESOURCE).await?.filter(|until| *until > deps.clock.now());
     let now = deps.clock.now();
     let deps = &deps;
     let containers: Vec<_> = futures::stream::iter(records)
@@ -322,7 +330,7 @@ pub(crate) async fn resources(
         })
         .collect();
     sites.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.site_id.cmp(&b.site_id)));
-    Ok(Json(Resources { summary, users, sites }))
+    Ok(Json(Resources { summary, users, sites, drives_paused_until }))
 }
 
 fn protection(record: &ContainerRecord, sync: &SyncState, failures: &[ItemFailure], status: Status) -> Protection {

@@ -280,7 +280,7 @@ bundle! {
 bundle! {
     /// The restore API: browses history, lists containers and their health, records jobs,
     /// reads the keeper's reports.
-    ApiCatalog: ItemHistory + PointInTime + SyncStates + Containers + Failures + RestoreJobs + ExportParts + VaultKeeping
+    ApiCatalog: ItemHistory + PointInTime + SyncStates + Containers + Failures + RestoreJobs + ExportParts + VaultKeeping + Coordination
 }
 bundle! {
     /// The vault keeper: walks the registry's heads, records how far their objects are
