@@ -307,8 +307,18 @@ impl Sites {
     }
 }
 
-/// `Documents` lives at `Shared%20Documents`, as SharePoint names the default library's URL.
+/// The URL segment SharePoint gives a library: the built-in ones have fixed names whatever
+/// their title (and language): `Documents` lives at `Shared%20Documents`, `Site Pages` at
+/// `SitePages`, the Preservation Hold Library at `PreservationHoldLibrary`, `Form Templates`
+/// at `FormServerTemplates`; others at their name.
 fn library_url_name(name: &str) -> String {
-    let name = if name == "Documents" { "Shared Documents" } else { name };
+    let name = match name {
+        "Documents" => "Shared Documents",
+        "Site Pages" => "SitePages",
+        "Preservation Hold Library" => "PreservationHoldLibrary",
+        "Form Templates" => "FormServerTemplates",
+        "Site Assets" => "SiteAssets",
+        other => other,
+    };
     name.replace(' ', "%20")
 }
