@@ -50,7 +50,7 @@ pub(super) const MAX_ATTEMPTS: u32 = 5;
 /// The first retry's delay; doubled per attempt, at least Graph's `Retry-After`.
 const RETRY_DELAY: StdDuration = StdDuration::from_secs(30);
 /// SQS caps `DelaySeconds` at 15 minutes.
-const MAX_DELAY: StdDuration = StdDuration::from_secs(900);
+pub(super) const MAX_DELAY: StdDuration = StdDuration::from_secs(900);
 
 pub struct SchedulerDeps {
     pub tenant_id: String,

@@ -21,7 +21,8 @@ use std::collections::{HashSet, VecDeque};
 use tracing::{info, warn};
 
 use super::PipelineError;
-use super::scheduler::{MAX_ATTEMPTS, Report, SchedulerDeps, enqueue, register, retry_delay, send_work};
+use super::scheduler::{MAX_ATTEMPTS, MAX_DELAY, Report, SchedulerDeps, enqueue, register, retry_delay, send_work};
+use super::throttle::DRIVE_RESOURCE;
 use crate::config::{SitePolicy, SiteScope};
 use crate::graph::{DeltaLink, GraphError, Library, Site};
 use crate::model::{
@@ -143,9 +144,16 @@ pub(super) async fn discover_sites(
         }
     }
     let mut done = HashSet::new();
+    let mut paused = None;
     while let Some(site) = queue.pop_front() {
         if !done.insert(site.id.clone()) {
             continue;
+        }
+        if let Some(wait) = budget_wait(deps).await? {
+            // SharePoint's budget is spent: the rest of the share waits for its reset, its
+            // attempts not counted (nothing failed).
+            paused = Some((std::iter::once(site).chain(queue.drain(..)).collect::<Vec<_>>(), wait));
+            break;
         }
         match resolve_site(deps, &site, &mut report, &mut fresh).await {
             Ok(subsites) => queue.extend(subsites),
@@ -155,6 +163,11 @@ pub(super) async fn discover_sites(
     }
     // Subscribing first, then enumerating, covers the gap between crawl and subscription.
     report.enqueued = enqueue(deps, fresh, ChangeReason::Sweep).await?;
+    if let Some((sites, wait)) = paused {
+        report.retrying += sites.len();
+        let work = SchedulerWork::DiscoverSites { sites, groups: Vec::new(), attempt };
+        send_work(deps, vec![work], Some(wait.min(MAX_DELAY))).await?;
+    }
     if !again.is_empty() || !again_groups.is_empty() {
         if attempt + 1 < MAX_ATTEMPTS {
             let waits = again.iter().map(|(_, e)| e).chain(again_groups.iter().map(|(_, e)| e));
@@ -183,6 +196,19 @@ pub(super) async fn discover_sites(
         "site discovery share done"
     );
     Ok(report)
+}
+
+/// How long SharePoint's budget asks every caller of the tenant to wait: the pause the
+/// reader's last answers asked for is shared first (discovery spends the same budget as the
+/// copiers: about five units a site), then the shared drive row is read.
+async fn budget_wait(deps: &SchedulerDeps) -> Result<Option<std::time::Duration>, PipelineError> {
+    let now = deps.clock.now();
+    if let Some(pause) = deps.reader.budget_pause() {
+        let until = now + chrono::Duration::from_std(pause).unwrap_or_default();
+        deps.catalog.throttle(&deps.tenant_id, DRIVE_RESOURCE, until).await?;
+    }
+    let until = deps.catalog.throttled_until(&deps.tenant_id, DRIVE_RESOURCE).await?;
+    Ok(until.filter(|u| *u > now).and_then(|u| (u - now).to_std().ok()))
 }
 
 /// Reads one site and its libraries, registers the libraries, records the site; returns its

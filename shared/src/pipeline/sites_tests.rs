@@ -303,3 +303,32 @@ async fn with_sites_selected_only_the_named_sites_are_read_and_a_refused_one_is_
     // Site changes need a tenant-wide listing: nothing to follow.
     assert_eq!(scheduler::run(&d, Task::SiteChanges).await.unwrap(), Report::default());
 }
+
+/// Discovery spends SharePoint's budget too: while the tenant's drive work waits for it, a
+/// share reads no site and is sent again for the reset, its attempts not counted.
+#[tokio::test]
+async fn a_share_waits_for_sharepoints_budget_like_the_copiers() {
+    use crate::store::Coordination;
+    let tenant = Arc::new(Mutex::new(Tenant::default()));
+    let server = graph(tenant).await;
+    let (catalog, sink) = (Arc::new(MemoryCatalog::new()), Arc::new(MemorySink::new()));
+    let d = deps(&server, catalog.clone(), sink.clone(), SiteScope::All);
+    scheduler::run(&d, Task::DiscoverSites).await.unwrap();
+    let shares = sink.take(QueueName::Lifecycle);
+    let reads = |server: &TestServer| server.graph_requests().iter().filter(|s| s.path.contains("f-1")).count();
+
+    catalog.throttle("tenant-1", "drive", chrono::Utc::now() + chrono::Duration::seconds(2)).await.unwrap();
+    let waited = scheduler::handle_message(&d, &shares[0].body).await.unwrap();
+
+    assert_eq!((waited.sites, reads(&server)), (0, 0), "no site is read while the budget is spent");
+    let again = sink.take(QueueName::Lifecycle);
+    assert_eq!(again.len(), 1);
+    let delay = again[0].delay.expect("sent again for the reset");
+    assert!(delay <= std::time::Duration::from_secs(2) && delay > std::time::Duration::ZERO, "{delay:?}");
+    let work: Value = serde_json::from_str(&again[0].body).unwrap();
+    assert_eq!(work["attempt"], 0, "a wait is not a failed attempt");
+
+    tokio::time::sleep(delay).await;
+    let resolved = scheduler::handle_message(&d, &again[0].body).await.unwrap();
+    assert!(resolved.sites > 0 && reads(&server) > 0, "{resolved:?}");
+}
