@@ -30,6 +30,10 @@ pub enum PipelineError {
     /// An invariant of our own code broke (serialising our own types, a closed upload).
     #[error("internal error: {0}")]
     Internal(String),
+    /// Graph refuses what the deployment is configured to do (a tenant-wide listing to an app
+    /// that may not list): the message says what to change. Retrying answers the same.
+    #[error("misconfigured: {0}")]
+    Misconfigured(String),
 }
 
 impl PipelineError {
@@ -39,7 +43,10 @@ impl PipelineError {
             PipelineError::Graph(e) => e.is_retryable(),
             PipelineError::Store(e) => e.is_retryable(),
             PipelineError::ContentMismatch(_) | PipelineError::NotReady(_) => true,
-            PipelineError::BadMessage(_) | PipelineError::MissingData(_) | PipelineError::Internal(_) => false,
+            PipelineError::BadMessage(_)
+            | PipelineError::MissingData(_)
+            | PipelineError::Internal(_)
+            | PipelineError::Misconfigured(_) => false,
         }
     }
 }

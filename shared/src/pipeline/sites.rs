@@ -108,7 +108,7 @@ pub(super) async fn fan_out(deps: &SchedulerDeps) -> Result<Report, PipelineErro
 /// operator must name the sites.
 fn listing(what: &'static str) -> impl Fn(GraphError) -> PipelineError {
     move |e| match e {
-        GraphError::Forbidden { code } => PipelineError::BadMessage(format!(
+        GraphError::Forbidden { code } => PipelineError::Misconfigured(format!(
             "listing SharePoint sites ({what}) is forbidden ({code}): grant Sites.Read.All, or set \
              SHAREPOINT_SITES to the site ids the app was granted (Sites.Selected) or to `none`"
         )),

@@ -302,6 +302,12 @@ async fn with_sites_selected_only_the_named_sites_are_read_and_a_refused_one_is_
     assert!(!listed("getAllSites") && !listed("/sites/delta"), "nothing tenant-wide is asked for");
     // Site changes need a tenant-wide listing: nothing to follow.
     assert_eq!(scheduler::run(&d, Task::SiteChanges).await.unwrap(), Report::default());
+
+    // Configured for every site, such an app gets an error that says what to configure.
+    let all = SchedulerDeps { sites: SitePolicy { scope: SiteScope::All, system_libraries: false }, ..d };
+    let refused = scheduler::run(&all, Task::DiscoverSites).await.unwrap_err();
+    assert!(matches!(refused, super::PipelineError::Misconfigured(_)), "{refused}");
+    assert!(refused.to_string().contains("SHAREPOINT_SITES"), "{refused}");
 }
 
 /// Discovery spends SharePoint's budget too: while the tenant's drive work waits for it, a
