@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod admin_mail;
+pub mod admin_sites;
 pub mod bench;
 pub mod bench_catalog;
 pub mod bench_discovery;
