@@ -18,5 +18,6 @@ pub mod moto;
 pub mod provision;
 pub mod ransomware;
 pub mod runner;
+pub mod sharepoint_story;
 pub mod stack;
 pub mod verify;
