@@ -2,8 +2,9 @@
 //! what EventBridge and CloudWatch would give an operator in AWS, so the stack can be driven
 //! by hand or by a test.
 //!
-//! - `POST /tasks/{task}` runs a scheduler task now (`discover`, `sweep`, `reconcile`,
-//!   `renew`: any name [`Task`] deserialises from, so tasks added later come for free) and
+//! - `POST /tasks/{task}` runs a scheduler task now (`discover`, `discover_sites`,
+//!   `site_changes`, `sweep`, `reconcile`, `renew`: any name [`Task`] deserialises from, so
+//!   tasks added later come for free) and
 //!   answers 200 with its report once it has finished; an unknown task is 400.
 //! - `POST /tasks/extend` and `POST /tasks/verify` (`?full=true`: hash every version's bytes,
 //!   not a sample) run a vault keeper task now, as the keeper function's hourly schedule

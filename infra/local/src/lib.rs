@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod admin_mail;
+pub mod admin_sites;
 pub mod bench;
 pub mod bench_catalog;
 pub mod bench_discovery;
@@ -17,5 +18,6 @@ pub mod moto;
 pub mod provision;
 pub mod ransomware;
 pub mod runner;
+pub mod sharepoint_story;
 pub mod stack;
 pub mod verify;

@@ -36,7 +36,7 @@ pub struct StackOptions {
     pub repo_root: PathBuf,
     /// Seed the simulated tenant with this admin `/admin/seed` body before discovery.
     pub seed: Option<serde_json::Value>,
-    /// Safety-net sweep period (`None`: only on demand).
+    /// Safety-net sweep period, also of `/sites/delta` (`None`: only on demand).
     pub sweep_every: Option<Duration>,
     pub item_pollers: usize,
     pub copy_concurrency: usize,
@@ -346,19 +346,10 @@ impl Stack {
             let _ = axum::serve(control_listener, control).await;
         }));
 
-        // The initial full backup starts with the stack; then periodic sweeps.
-        // As EventBridge retries a failed scheduled run, so does the stack (e.g. throttled).
-        let mut attempt = 0;
-        loop {
-            match scheduler::run(&scheduler, Task::Discover).await {
-                Ok(_) => break,
-                Err(e) if e.is_retryable() && attempt < 20 => {
-                    attempt += 1;
-                    tracing::warn!(error = %e, attempt, "initial discovery failed; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                Err(e) => return Err(e).context("initial discovery"),
-            }
+        // The initial full backup starts with the stack: users' drives and mailboxes, then
+        // every SharePoint site's libraries; then periodic sweeps and site changes.
+        for task in [Task::Discover, Task::DiscoverSites] {
+            initial(&scheduler, task).await?;
         }
         if let Some(every) = opts.sweep_every {
             let deps = scheduler.clone();
@@ -369,8 +360,11 @@ impl Stack {
                 loop {
                     tokio::select! {
                         _ = tick.tick() => {
-                            if let Err(e) = scheduler::run(&deps, Task::Sweep).await {
-                                tracing::warn!(error = %e, "sweep failed");
+                            // New and deleted sites between two discoveries (`/sites/delta`).
+                            for task in [Task::Sweep, Task::SiteChanges] {
+                                if let Err(e) = scheduler::run(&deps, task).await {
+                                    tracing::warn!(error = %e, ?task, "periodic task failed");
+                                }
                             }
                         }
                         _ = stop_rx.changed() => return,
@@ -478,6 +472,23 @@ fn settings(info: &StackInfo, opts: &StackOptions) -> BTreeMap<String, String> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect()
+}
+
+/// Runs a start-up scheduler task; as EventBridge retries a failed scheduled run, so does the
+/// stack (e.g. throttled).
+async fn initial(scheduler: &SchedulerDeps, task: Task) -> Result<()> {
+    let mut attempt = 0;
+    loop {
+        match scheduler::run(scheduler, task).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_retryable() && attempt < 20 => {
+                attempt += 1;
+                tracing::warn!(error = %e, attempt, ?task, "initial task failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e).with_context(|| format!("initial {task:?}")),
+        }
+    }
 }
 
 /// `.local/stack.json` under the repository: where `make up` and the demo write.
