@@ -91,7 +91,19 @@ impl Drop for InFlight {
 
 /// Records that `drive` changed; one notification per coalescing window.
 pub fn drive_changed(sim: &Arc<Inner>, drive: &str) {
-    let first = sim.pending_notify.lock().map(|mut p| p.insert(drive.to_string())).unwrap_or(false);
+    notify_drive(sim, drive, false);
+}
+
+/// A sharing or permission change on a drive: only subscriptions created with
+/// `Prefer: includesecuritywebhooks` hear of it; delta and eTags do not change.
+pub fn drive_security_changed(sim: &Arc<Inner>, drive: &str) {
+    notify_drive(sim, drive, true);
+}
+
+fn notify_drive(sim: &Arc<Inner>, drive: &str, security: bool) {
+    // Coalesced per drive and kind: a pending security notice must not swallow a change.
+    let key = if security { format!("{drive}#security") } else { drive.to_string() };
+    let first = sim.pending_notify.lock().map(|mut p| p.insert(key.clone())).unwrap_or(false);
     if !first {
         return;
     }
@@ -105,14 +117,14 @@ pub fn drive_changed(sim: &Arc<Inner>, drive: &str) {
         let _waiting = waiting;
         tokio::time::sleep(sim.cfg.notification_delay).await;
         if let Ok(mut p) = sim.pending_notify.lock() {
-            p.remove(&drive);
+            p.remove(&key);
         }
         let batches = {
             let mut st = sim.lock();
             st.prune_subscriptions(Utc::now());
             let mut by_url: BTreeMap<String, Vec<Value>> = BTreeMap::new();
             let watched = Watched::DriveRoot(drive.clone());
-            for s in st.subscriptions.values().filter(|s| s.watched == watched) {
+            for s in st.subscriptions.values().filter(|s| s.watched == watched && (!security || s.security_webhooks)) {
                 by_url.entry(s.notification_url.clone()).or_default().push(change_notification(&sim, s));
             }
             by_url

@@ -287,6 +287,7 @@ fn new_subscription() -> NewSubscription {
         lifecycle_notification_url: Some("https://hook.example/graph/lifecycle".into()),
         expiration: Utc.with_ymd_and_hms(2030, 1, 2, 3, 4, 5).unwrap(),
         client_state: "state-secret".into(),
+        security_webhooks: true,
     }
 }
 
@@ -327,6 +328,8 @@ async fn subscriptions_are_created_renewed_reauthorized_and_deleted() {
         "lifecycleNotificationUrl": "https://hook.example/graph/lifecycle",
         "expirationDateTime": "2030-01-02T03:04:05.000Z", "clientState": "state-secret"})
     );
+    let prefer = server.graph_requests()[0].prefer.clone();
+    assert_eq!(prefer.as_deref(), Some("includesecuritywebhooks"), "sharing changes notify too");
 }
 
 #[tokio::test]

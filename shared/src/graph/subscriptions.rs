@@ -4,6 +4,7 @@ use std::fmt;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use reqwest::Method;
+use reqwest::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -22,6 +23,9 @@ pub struct NewSubscription {
     pub expiration: DateTime<Utc>,
     /// Echoed in every notification to prove it genuine: a secret, never printed.
     pub client_state: String,
+    /// `Prefer: includesecuritywebhooks` (drives): sharing and permission changes notify too;
+    /// without it an external share produces no notification (graph-facts-sharepoint §2.1).
+    pub security_webhooks: bool,
 }
 
 impl fmt::Debug for NewSubscription {
@@ -73,6 +77,9 @@ impl GraphClient {
         }
         let mut call = Call::with_json(Method::POST, self.endpoint(&["subscriptions"]), &body);
         call.idempotent = false;
+        if req.security_webhooks {
+            call.headers.insert(HeaderName::from_static("prefer"), HeaderValue::from_static("includesecuritywebhooks"));
+        }
         self.execute(&call, read_json).await
     }
 
@@ -134,6 +141,7 @@ mod tests {
             lifecycle_notification_url: None,
             expiration: DateTime::<Utc>::MIN_UTC,
             client_state: "s3cret-state".into(),
+            security_webhooks: true,
         };
         assert!(!format!("{req:?}").contains("s3cret"));
     }

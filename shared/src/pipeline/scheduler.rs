@@ -517,6 +517,7 @@ async fn subscribe(deps: &SchedulerDeps, record: &mut ContainerRecord) -> Result
         lifecycle_notification_url: Some(deps.webhook_url.clone()),
         expiration: expiry(deps, c),
         client_state: deps.key.derive(&deps.tenant_id, &c.scoped_id()),
+        security_webhooks: !c.is_mailbox(),
     };
     let subscription = deps.subscriber.create_subscription(&request).await?;
     record.subscription_id = Some(subscription.id);

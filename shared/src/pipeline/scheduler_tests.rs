@@ -171,6 +171,11 @@ async fn discovery_protects_every_drive_and_mailbox_and_reports_what_graph_refus
     assert_eq!(vouched.container_tag, mailbox.tag());
     assert_ne!(vouched.container_tag, ContainerId::new("tenant-1", "u1").tag());
     assert!(requests.iter().any(|r| r["resource"] == "/drives/drive-3/root" && r["changeType"] == "updated"));
+    // Drives ask for sharing changes too; mailboxes have no such thing.
+    for seen in server.graph_requests().iter().filter(|s| s.method == "POST" && s.path == "/v1.0/subscriptions") {
+        let drive = seen.body.contains("/drives/");
+        assert_eq!(seen.prefer.as_deref() == Some("includesecuritywebhooks"), drive, "{}", seen.body);
+    }
 
     let crawls = crawls(&sink);
     assert_eq!(crawls.len(), 3);

@@ -341,5 +341,6 @@ pub async fn share(
         return Err(GraphError::bad_request("email must be an email address."));
     }
     let perm = drive_mut(&mut sim.lock(), &drive)?.share(&id, &req.email, req.roles)?;
+    crate::notify::drive_security_changed(&sim, &drive);
     Ok((StatusCode::CREATED, Json(json!({"id": perm.id, "email": perm.email, "roles": perm.roles}))))
 }

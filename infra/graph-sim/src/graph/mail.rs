@@ -39,6 +39,9 @@ pub fn routes() -> Router<Arc<Inner>> {
 pub struct Prefer {
     pub immutable_ids: bool,
     pub max_page_size: Option<usize>,
+    /// `includesecuritywebhooks` on a drive subscription: sharing and permission changes
+    /// notify too (without it Graph sends nothing for them, graph-facts-sharepoint §2.1).
+    pub security_webhooks: bool,
 }
 
 impl Prefer {
@@ -50,6 +53,8 @@ impl Prefer {
                 let v = v.trim().trim_matches('"');
                 if k.trim().eq_ignore_ascii_case("IdType") && v.eq_ignore_ascii_case("ImmutableId") {
                     p.immutable_ids = true;
+                } else if k.trim().eq_ignore_ascii_case("includesecuritywebhooks") {
+                    p.security_webhooks = true;
                 } else if k.trim().eq_ignore_ascii_case("odata.maxpagesize") {
                     p.max_page_size = v.parse::<usize>().ok().map(|n| n.clamp(1, 1000));
                 }

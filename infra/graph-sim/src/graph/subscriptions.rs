@@ -220,6 +220,7 @@ pub async fn create(
         id: uuid::Uuid::new_v4().to_string(),
         watched,
         immutable_ids: Prefer::parse(&headers).immutable_ids,
+        security_webhooks: Prefer::parse(&headers).security_webhooks,
         resource,
         change_type,
         notification_url,

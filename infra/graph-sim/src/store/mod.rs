@@ -129,6 +129,8 @@ pub struct Subscription {
     pub watched: Watched,
     /// Created with `Prefer: IdType="ImmutableId"`: notifications name messages by immutable id.
     pub immutable_ids: bool,
+    /// Created with `Prefer: includesecuritywebhooks`: sharing changes notify too.
+    pub security_webhooks: bool,
     /// As subscribed, without a leading slash (echoed in notifications).
     pub resource: String,
     pub change_type: String,

@@ -218,3 +218,43 @@ async fn graph_writes_notify_like_admin_mutations() {
     let n = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.expect("notification in time").expect("body");
     assert_eq!(n["value"][0]["resource"], format!("drives/{drive}/root"));
 }
+
+/// Sharing changes notify only subscriptions created with `Prefer: includesecuritywebhooks`
+/// (graph-facts-sharepoint §2.1: without it, an external share produced no notification).
+#[tokio::test]
+async fn sharing_notifies_only_subscriptions_that_asked_for_security_webhooks() {
+    let sim = start(fast_config()).await;
+    let drive = sim.seed_one(2, 0).await;
+    let file = sim.ground_truth(&drive).await.into_iter().find(|i| i["kind"] == "file").expect("a file");
+    let file = file["id"].as_str().expect("id").to_owned();
+    let (plain_url, mut plain, _) = receiver(true).await;
+    let (secure_url, mut secure, _) = receiver(true).await;
+    for (url, prefer) in [(&plain_url, None), (&secure_url, Some("includesecuritywebhooks"))] {
+        let mut req = sim.http.post(format!("{}/v1.0/subscriptions", sim.base)).bearer_auth(&sim.subscriber_token);
+        if let Some(p) = prefer {
+            req = req.header("Prefer", p);
+        }
+        let body = json!({"changeType": "updated", "notificationUrl": url,
+            "resource": format!("/drives/{drive}/root"), "expirationDateTime": expiry(60)});
+        assert_eq!(req.json(&body).send().await.expect("create").status(), StatusCode::CREATED);
+    }
+
+    sim.post_admin(
+        &format!("/drives/{drive}/items/{file}/share"),
+        json!({"email": "guest@example.com", "roles": ["read"]}),
+    )
+    .await;
+
+    let n = tokio::time::timeout(Duration::from_secs(5), secure.recv()).await.expect("in time").expect("body");
+    assert_eq!(n["value"][0]["resource"], format!("drives/{drive}/root"));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(600), plain.recv()).await.is_err(),
+        "no security webhooks asked"
+    );
+
+    // An ordinary change reaches both.
+    sim.post_admin(&format!("/drives/{drive}/items"), json!({"name": "new.txt", "kind": "file", "size": 1})).await;
+    for rx in [&mut plain, &mut secure] {
+        assert!(tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.is_ok());
+    }
+}
