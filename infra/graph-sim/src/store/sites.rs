@@ -307,8 +307,13 @@ impl Sites {
     }
 }
 
-/// `Documents` lives at `Shared%20Documents`, as SharePoint names the default library's URL.
+/// `Documents` lives at `Shared%20Documents` and `Site Pages` at `SitePages`, as SharePoint
+/// names those libraries' URLs.
 fn library_url_name(name: &str) -> String {
-    let name = if name == "Documents" { "Shared Documents" } else { name };
+    let name = match name {
+        "Documents" => "Shared Documents",
+        "Site Pages" => "SitePages",
+        other => other,
+    };
     name.replace(' ', "%20")
 }
