@@ -169,8 +169,8 @@ async fn backup(lab: &mut Lab, s: &Scenario, libraries: usize) -> Result<()> {
     } else {
         ("day", &sampled.days, s.per_day, Duration::from_millis(day_ms))
     };
-    // The last window closed may have run out of work: only those before it count.
-    let full = &windows[..windows.len().saturating_sub(1)];
+    // The sampler stops when the work is done: every window it saw close had work left.
+    let full = &windows[..];
     let used: u64 = full.iter().map(|w| w.used).sum();
     let per_window: Vec<String> =
         windows.iter().map(|w| format!("{:.1}", 100.0 * w.used as f64 / limit as f64)).collect();
