@@ -21,18 +21,18 @@ use shared::store::{Containers, QueueName};
 const CONSUMERS: usize = 5;
 const KEY: &str = "bench-discovery-key-bench-discovery-key-01";
 
-fn env(name: &str, default: usize) -> usize {
+pub(crate) fn env(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-async fn serve(router: axum::Router) -> Result<String> {
+pub(crate) async fn serve(router: axum::Router) -> Result<String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, router).await });
     Ok(url)
 }
 
-fn client(sim_url: &str, tenant: &str, app: &graph_sim::SimApp) -> Result<GraphClient> {
+pub(crate) fn client(sim_url: &str, tenant: &str, app: &graph_sim::SimApp) -> Result<GraphClient> {
     let mut cfg = GraphConfig::new(tenant, &app.client_id, ClientSecret::new(app.client_secret.clone()));
     cfg.base_url = url::Url::parse(&format!("{sim_url}/v1.0"))?;
     cfg.login_url = url::Url::parse(sim_url)?;
@@ -105,32 +105,9 @@ pub async fn run() -> Result<()> {
     for id in deleted {
         http.delete(admin(&format!("/users/{id}"))).send().await?.error_for_status()?;
     }
-    let queue: Arc<Mutex<VecDeque<String>>> =
-        Arc::new(Mutex::new(sink.take(QueueName::Lifecycle).into_iter().map(|m| m.body).collect()));
-    let delayed = Arc::new(Mutex::new(0usize));
-    let reports = Arc::new(Mutex::new(Vec::<Report>::new()));
-    let mut consumers = Vec::new();
-    for _ in 0..CONSUMERS {
-        let (deps, sink, queue, delayed, reports) =
-            (deps.clone(), sink.clone(), queue.clone(), delayed.clone(), reports.clone());
-        consumers.push(tokio::spawn(async move {
-            loop {
-                let next = queue.lock().map(|mut q| q.pop_front()).unwrap_or(None);
-                let Some(body) = next else { return Ok::<_, anyhow::Error>(()) };
-                let report = scheduler::handle_message(&deps, &body).await?;
-                reports.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push(report);
-                let sent = sink.take(QueueName::Lifecycle);
-                *delayed.lock().map_err(|_| anyhow::anyhow!("poisoned"))? +=
-                    sent.iter().filter(|m| m.delay.is_some()).count();
-                queue.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.extend(sent.into_iter().map(|m| m.body));
-            }
-        }));
-    }
-    for c in consumers {
-        c.await??;
-    }
+    let (reports, delayed) = drain_shares(&deps, &sink).await?;
     let elapsed = started.elapsed();
-    let total = scheduler::total(reports.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.drain(..));
+    let total = scheduler::total(reports);
     let stats: Value = http.get(admin("/stats")).send().await?.error_for_status()?.json().await?;
     let graph = stats["requests_total"].as_f64().unwrap_or(f64::NAN);
     let containers = catalog.list_containers(&cfg.tenant_id).await?;
@@ -171,10 +148,7 @@ pub async fn run() -> Result<()> {
         "| without drive / without mailbox (nothing to protect) | {} / {} |",
         total.without_drive, total.without_mailbox
     );
-    println!(
-        "| throttled shares sent again with a delay | {} (delays not waited here) |",
-        *delayed.lock().map_err(|_| anyhow::anyhow!("poisoned"))?
-    );
+    println!("| throttled shares sent again with a delay | {} (delays not waited here) |", delayed);
     println!("| Graph requests | {graph:.0} ({:.2} per user) |", per(graph));
     println!(
         "| catalog requests | {} reads, {} writes ({:.2} writes per user) |",
@@ -188,4 +162,37 @@ pub async fn run() -> Result<()> {
         if containers.len() == expected { "yes" } else { "NO" }
     );
     Ok(())
+}
+
+/// Plays the scheduler's work queue: the shares in `sink` and those they send, handled by
+/// [`CONSUMERS`] consumers until none is left; a share sent back with a delay runs when the
+/// others are done, without waiting out its delay. The reports, and how many were delayed.
+pub(crate) async fn drain_shares(deps: &Arc<SchedulerDeps>, sink: &Arc<MemorySink>) -> Result<(Vec<Report>, usize)> {
+    let queue: Arc<Mutex<VecDeque<String>>> =
+        Arc::new(Mutex::new(sink.take(QueueName::Lifecycle).into_iter().map(|m| m.body).collect()));
+    let delayed = Arc::new(Mutex::new(0usize));
+    let reports = Arc::new(Mutex::new(Vec::<Report>::new()));
+    let mut consumers = Vec::new();
+    for _ in 0..CONSUMERS {
+        let (deps, sink, queue, delayed, reports) =
+            (deps.clone(), sink.clone(), queue.clone(), delayed.clone(), reports.clone());
+        consumers.push(tokio::spawn(async move {
+            loop {
+                let next = queue.lock().map(|mut q| q.pop_front()).unwrap_or(None);
+                let Some(body) = next else { return Ok::<_, anyhow::Error>(()) };
+                let report = scheduler::handle_message(&deps, &body).await?;
+                reports.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push(report);
+                let sent = sink.take(QueueName::Lifecycle);
+                *delayed.lock().map_err(|_| anyhow::anyhow!("poisoned"))? +=
+                    sent.iter().filter(|m| m.delay.is_some()).count();
+                queue.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.extend(sent.into_iter().map(|m| m.body));
+            }
+        }));
+    }
+    for c in consumers {
+        c.await??;
+    }
+    let reports = std::mem::take(&mut *reports.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
+    let delayed = *delayed.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+    Ok((reports, delayed))
 }

@@ -87,6 +87,8 @@ async fn main() -> Result<()> {
             local_stack::bench_restore::run(repo_root()).await?;
             local_stack::bench_catalog::run(repo_root()).await?;
             local_stack::bench_discovery::run().await?;
+            local_stack::bench_site_discovery::run().await?;
+            local_stack::bench_sites::run().await?;
             local_stack::bench_keeper::run().await?;
             local_stack::bench_mail::run(repo_root()).await
         }
@@ -96,8 +98,10 @@ async fn main() -> Result<()> {
         "bench-mail" => local_stack::bench_mail::run(repo_root()).await,
         "bench-discovery" => local_stack::bench_discovery::run().await,
         "bench-keeper" => local_stack::bench_keeper::run().await,
+        "bench-site-discovery" => local_stack::bench_site_discovery::run().await,
+        "bench-sites" => local_stack::bench_sites::run().await,
         other => bail!(
-            "unknown command {other:?}: use up, demo, bench, bench-backup, bench-restore, bench-catalog, bench-discovery, bench-keeper or bench-mail"
+            "unknown command {other:?}: use up, demo, bench, bench-backup, bench-restore, bench-catalog, bench-discovery, bench-site-discovery, bench-sites, bench-keeper or bench-mail"
         ),
     }
 }
