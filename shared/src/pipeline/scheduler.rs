@@ -468,7 +468,20 @@ pub(super) async fn register(
             Err(e) => return Err(e),
         }
     }
-    if is_new || record != before {
+    if is_new {
+        if !deps.catalog.create_container(&record).await? {
+            // Registered meanwhile by another share (a library reached through its site and
+            // through its group): that one subscribes and crawls it; ours would be a second
+            // subscription, so it is taken back.
+            if let Some(id) = &record.subscription_id
+                && let Err(e) = deps.subscriber.delete_subscription(id).await
+            {
+                warn!(container = %container.scoped_id(), error = %e, "could not delete a duplicate subscription; it lapses");
+            }
+            report.containers -= 1;
+            return Ok(());
+        }
+    } else if record != before {
         deps.catalog.put_container(&record).await?;
     }
     if is_new {

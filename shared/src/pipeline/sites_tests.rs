@@ -338,3 +338,28 @@ async fn a_share_waits_for_sharepoints_budget_like_the_copiers() {
     let resolved = scheduler::handle_message(&d, &again[0].body).await.unwrap();
     assert!(resolved.sites > 0 && reads(&server) > 0, "{resolved:?}");
 }
+
+/// Two shares reaching the same site at once (its group's share and the listing's) register
+/// each library once: one subscription stays, the other is taken back, one first crawl.
+#[tokio::test]
+async fn a_library_reached_by_two_shares_at_once_is_registered_and_subscribed_once() {
+    let tenant = Arc::new(Mutex::new(Tenant::default()));
+    let server = graph(tenant).await;
+    let (catalog, sink) = (Arc::new(MemoryCatalog::new()), Arc::new(MemorySink::new()));
+    let d = deps(&server, catalog.clone(), sink.clone(), SiteScope::All);
+    let share = serde_json::json!({"work": "discover_sites", "sites": [{"id": INTRANET}]}).to_string();
+
+    let (a, b) = tokio::join!(scheduler::handle_message(&d, &share), scheduler::handle_message(&d, &share));
+    a.unwrap();
+    b.unwrap();
+
+    let count = |method: &str| {
+        server
+            .graph_requests()
+            .iter()
+            .filter(|s| s.method == method && s.path.starts_with("/v1.0/subscriptions"))
+            .count()
+    };
+    assert_eq!(count("POST") - count("DELETE"), 1, "one subscription for the library stays");
+    assert_eq!(sink.take(QueueName::Changes).len(), 1, "one first crawl");
+}

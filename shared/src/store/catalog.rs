@@ -129,6 +129,9 @@ pub trait Containers: Send + Sync {
     async fn list_containers(&self, tenant_id: &str) -> Result<Vec<ContainerRecord>, StoreError>;
     /// Callers write only what changed: a container's registration costs two writes.
     async fn put_container(&self, record: &ContainerRecord) -> Result<(), StoreError>;
+    /// Registers a container only if no row has it yet; false when one does (another share
+    /// registered it meanwhile: the same library reached through its site and its group).
+    async fn create_container(&self, record: &ContainerRecord) -> Result<bool, StoreError>;
     /// The unresolved drives and mailboxes of the tenant (resolved ones are not listed).
     async fn list_unresolved(&self, tenant_id: &str) -> Result<Vec<Unresolved>, StoreError>;
     async fn put_unresolved(&self, unresolved: &Unresolved) -> Result<(), StoreError>;

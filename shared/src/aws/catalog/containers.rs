@@ -51,6 +51,18 @@ impl Containers for DynamoCatalog {
         self.put_row(row).await
     }
 
+    async fn create_container(&self, record: &ContainerRecord) -> Result<bool, StoreError> {
+        let c = &record.container;
+        // The tag row first, as for `put_container`: it names the container, nothing more, so
+        // writing it twice is harmless; the registry row decides.
+        let mut tag = key(tenant_pk(&c.tenant_id), tag_sk(&c.tag()));
+        tag.insert("container".to_owned(), json(c)?);
+        self.put_row(tag).await?;
+        let mut row = key(tenant_pk(&c.tenant_id), registry_sk(c));
+        row.insert("doc".to_owned(), json(record)?);
+        self.put_new_row(row).await
+    }
+
     async fn list_unresolved(&self, tenant_id: &str) -> Result<Vec<Unresolved>, StoreError> {
         let query = self
             .prefixed(tenant_pk(tenant_id), UNRESOLVED_PREFIX)

@@ -46,6 +46,17 @@ async fn containers_are_listed_per_tenant_and_found_by_tag(catalog: &impl Contai
     assert!(catalog.container(&ContainerId::new("tenant-1", "d3")).await.expect("get").is_none());
     assert!(catalog.list_containers("tenant-2").await.expect("list").is_empty());
 
+    // And a container registered by someone else meanwhile is not registered again
+    let mut second = record(ContainerId::new("tenant-1", "d1"));
+    second.subscription_id = Some("a second subscription".into());
+    assert!(!catalog.create_container(&second).await.expect("create"), "d1 is registered");
+    let d1 = catalog.container(&ContainerId::new("tenant-1", "d1")).await.expect("get").expect("d1");
+    assert_eq!(d1.subscription_id, None, "the first registration stands");
+    assert!(catalog.create_container(&record(ContainerId::new("tenant-1", "d3"))).await.expect("create"));
+    assert!(
+        catalog.container_by_tag("tenant-1", &ContainerId::new("tenant-1", "d3").tag()).await.expect("tag").is_some()
+    );
+
     // And a lifecycle event's tag finds its container (problem included), in its tenant only
     let found = catalog.container_by_tag("tenant-1", &mailbox.tag()).await.expect("by tag");
     assert_eq!(found, Some(refused));

@@ -29,6 +29,16 @@ impl Containers for MemoryCatalog {
         Ok(())
     }
 
+    async fn create_container(&self, record: &ContainerRecord) -> Result<bool, StoreError> {
+        drop(self.write()); // the tag row
+        let mut state = self.write();
+        if state.containers.contains_key(&record.container) {
+            return Ok(false);
+        }
+        state.containers.insert(record.container.clone(), record.clone());
+        Ok(true)
+    }
+
     async fn list_unresolved(&self, tenant_id: &str) -> Result<Vec<Unresolved>, StoreError> {
         let state = self.read();
         Ok(state.unresolved.iter().filter(|((t, _, _), _)| t == tenant_id).map(|(_, u)| u.clone()).collect())
