@@ -39,6 +39,39 @@ pub(crate) fn client(sim_url: &str, tenant: &str, app: &graph_sim::SimApp) -> Re
     Ok(GraphClient::new(cfg)?)
 }
 
+/// A bench's scheduler: the simulator's reader and subscriber apps, the in-memory catalog and
+/// queue it returns beside, and a webhook that answers Graph's validation (its jobs are
+/// dropped: discovery's own work is what is measured).
+pub(crate) async fn scheduler_deps(
+    cfg: &graph_sim::SimConfig,
+    sim_url: &str,
+    key: &str,
+) -> Result<(Arc<SchedulerDeps>, Arc<MemoryCatalog>, Arc<MemorySink>)> {
+    let hook = webhook::router(Arc::new(WebhookDeps {
+        tenant_id: cfg.tenant_id.clone(),
+        key: ClientStateKey::new(key)?,
+        sink: Arc::new(MemorySink::new()),
+        clock: shared::clock::system(),
+    }));
+    let webhook_url = format!("{}/graph/notifications", serve(hook).await?);
+    let app = |name: &str| cfg.apps.iter().find(|a| a.name == name).cloned().context("sim app");
+    let (catalog, sink) = (Arc::new(MemoryCatalog::new()), Arc::new(MemorySink::new()));
+    let deps = Arc::new(SchedulerDeps {
+        tenant_id: cfg.tenant_id.clone(),
+        reader: client(sim_url, &cfg.tenant_id, &app("reader")?)?,
+        subscriber: client(sim_url, &cfg.tenant_id, &app("subscriber")?)?,
+        catalog: catalog.clone(),
+        sink: sink.clone(),
+        key: ClientStateKey::new(key)?,
+        webhook_url,
+        subscription_minutes: 42_000,
+        renew_within_minutes: 3 * 24 * 60,
+        sites: Default::default(),
+        clock: shared::clock::system(),
+    });
+    Ok((deps, catalog, sink))
+}
+
 pub async fn run() -> Result<()> {
     let users = env("BENCH_DISCOVERY_USERS", 3_000);
     let failing = users / 50; // 2 %
@@ -73,30 +106,7 @@ pub async fn run() -> Result<()> {
         http.post(admin("/faults")).json(&fault).send().await?.error_for_status()?;
     }
 
-    let sink = Arc::new(MemorySink::new());
-    let key = ClientStateKey::new(KEY)?;
-    let hook = webhook::router(Arc::new(WebhookDeps {
-        tenant_id: cfg.tenant_id.clone(),
-        key: ClientStateKey::new(KEY)?,
-        sink: Arc::new(MemorySink::new()),
-        clock: shared::clock::system(),
-    }));
-    let webhook_url = format!("{}/graph/notifications", serve(hook).await?);
-    let app = |name: &str| cfg.apps.iter().find(|a| a.name == name).cloned().context("sim app");
-    let catalog = Arc::new(MemoryCatalog::new());
-    let deps = Arc::new(SchedulerDeps {
-        tenant_id: cfg.tenant_id.clone(),
-        reader: client(&sim_url, &cfg.tenant_id, &app("reader")?)?,
-        subscriber: client(&sim_url, &cfg.tenant_id, &app("subscriber")?)?,
-        catalog: catalog.clone(),
-        sink: sink.clone(),
-        key,
-        webhook_url,
-        subscription_minutes: 42_000,
-        renew_within_minutes: 3 * 24 * 60,
-        sites: Default::default(),
-        clock: shared::clock::system(),
-    });
+    let (deps, catalog, sink) = scheduler_deps(&cfg, &sim_url, KEY).await?;
     http.post(admin("/stats/reset")).send().await?.error_for_status()?;
 
     let started = Instant::now();

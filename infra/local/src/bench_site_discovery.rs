@@ -7,18 +7,14 @@
 //! fails.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
-use shared::clientstate::ClientStateKey;
-use shared::pipeline::scheduler::{self, SchedulerDeps, Task};
-use shared::pipeline::webhook::{self, WebhookDeps};
-use shared::store::memory::{MemoryCatalog, MemorySink};
+use shared::pipeline::scheduler::{self, Task};
 use shared::store::{Containers, QueueName};
 
-use crate::bench_discovery::{client, drain_shares, env, serve};
+use crate::bench_discovery::{drain_shares, env, scheduler_deps, serve};
 
 const KEY: &str = "bench-site-discovery-key-bench-site-disc-1";
 
@@ -42,29 +38,7 @@ pub async fn run() -> Result<()> {
     let lifted = json!({"ru_per_minute": 1_000_000_000u64, "ru_per_day": 1_000_000_000u64});
     http.patch(admin("/throttling")).json(&lifted).send().await?.error_for_status()?;
 
-    let sink = Arc::new(MemorySink::new());
-    let hook = webhook::router(Arc::new(WebhookDeps {
-        tenant_id: cfg.tenant_id.clone(),
-        key: ClientStateKey::new(KEY)?,
-        sink: Arc::new(MemorySink::new()),
-        clock: shared::clock::system(),
-    }));
-    let webhook_url = format!("{}/graph/notifications", serve(hook).await?);
-    let app = |name: &str| cfg.apps.iter().find(|a| a.name == name).cloned().context("sim app");
-    let catalog = Arc::new(MemoryCatalog::new());
-    let deps = Arc::new(SchedulerDeps {
-        tenant_id: cfg.tenant_id.clone(),
-        reader: client(&sim_url, &cfg.tenant_id, &app("reader")?)?,
-        subscriber: client(&sim_url, &cfg.tenant_id, &app("subscriber")?)?,
-        catalog: catalog.clone(),
-        sink: sink.clone(),
-        key: ClientStateKey::new(KEY)?,
-        webhook_url,
-        subscription_minutes: 42_000,
-        renew_within_minutes: 3 * 24 * 60,
-        sites: Default::default(),
-        clock: shared::clock::system(),
-    });
+    let (deps, catalog, sink) = scheduler_deps(&cfg, &sim_url, KEY).await?;
     http.post(admin("/stats/reset")).send().await?.error_for_status()?;
     http.post(admin("/throttling/reset")).send().await?.error_for_status()?;
 
