@@ -89,7 +89,7 @@ fn inbox() -> axum::response::Response {
     )
 }
 
-fn deps(server: &TestServer, catalog: Arc<MemoryCatalog>, sink: Arc<MemorySink>) -> SchedulerDeps {
+pub(super) fn deps(server: &TestServer, catalog: Arc<MemoryCatalog>, sink: Arc<MemorySink>) -> SchedulerDeps {
     SchedulerDeps {
         tenant_id: "tenant-1".into(),
         reader: server.client(),
@@ -114,7 +114,7 @@ fn world(server: &TestServer) -> (Arc<MemoryCatalog>, Arc<MemorySink>, Scheduler
 
 /// Runs `task`, then every share it fanned out (and every retry of one, at once), as the
 /// scheduler's queue consumer would: the task's report and the shares' total.
-async fn run_all(d: &SchedulerDeps, sink: &MemorySink, task: Task) -> (Report, Report) {
+pub(super) async fn run_all(d: &SchedulerDeps, sink: &MemorySink, task: Task) -> (Report, Report) {
     let fanned = scheduler::run(d, task).await.unwrap();
     let mut reports = Vec::new();
     loop {

@@ -9,14 +9,13 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Value, json};
 
 use super::scheduler::{self, Report, SchedulerDeps, Task};
-use crate::clientstate::ClientStateKey;
+use super::scheduler_tests::run_all;
 use crate::config::{SitePolicy, SiteScope};
 use crate::graph::test_server::{Seen, TestServer, graph_error, json as reply_json};
 use crate::model::{ChangeJob, ContainerId};
 use crate::store::memory::{MemoryCatalog, MemorySink};
 use crate::store::{Containers, QueueName};
 
-const KEY: &str = "scheduler-test-key-scheduler-test-key-01";
 const FINANCE: &str = "contoso.sharepoint.com,f-1,f-2";
 const FINANCE_SUB: &str = "contoso.sharepoint.com,f-1,f-3";
 const INTRANET: &str = "contoso.sharepoint.com,i-1,i-2";
@@ -152,35 +151,12 @@ fn sites(path: &str, select: &str) -> axum::response::Response {
     }
 }
 
+/// The scheduler of `scheduler_tests`, protecting sites as `scope` says.
 fn deps(server: &TestServer, catalog: Arc<MemoryCatalog>, sink: Arc<MemorySink>, scope: SiteScope) -> SchedulerDeps {
     SchedulerDeps {
-        tenant_id: "tenant-1".into(),
-        reader: server.client(),
-        subscriber: server.client(),
-        catalog,
-        sink,
-        key: ClientStateKey::new(KEY).unwrap(),
-        webhook_url: "https://hooks.example.test/graph/notifications".into(),
-        subscription_minutes: 42_000,
-        renew_within_minutes: 3 * 24 * 60,
         sites: SitePolicy { scope, system_libraries: false },
-        clock: crate::clock::system(),
+        ..super::scheduler_tests::deps(server, catalog, sink)
     }
-}
-
-async fn run_all(d: &SchedulerDeps, sink: &MemorySink, task: Task) -> (Report, Report) {
-    let fanned = scheduler::run(d, task).await.unwrap();
-    let mut reports = Vec::new();
-    loop {
-        let work = sink.take(QueueName::Lifecycle);
-        if work.is_empty() {
-            break;
-        }
-        for m in work {
-            reports.push(scheduler::handle_message(d, &m.body).await.unwrap());
-        }
-    }
-    (fanned, scheduler::total(reports))
 }
 
 fn crawled(sink: &MemorySink) -> BTreeSet<String> {
