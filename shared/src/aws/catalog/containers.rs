@@ -41,25 +41,12 @@ impl Containers for DynamoCatalog {
     }
 
     async fn put_container(&self, record: &ContainerRecord) -> Result<(), StoreError> {
-        let c = &record.container;
-        // The tag row first: a registry row is never there without the row that finds it.
-        let mut tag = key(tenant_pk(&c.tenant_id), tag_sk(&c.tag()));
-        tag.insert("container".to_owned(), json(c)?);
-        self.put_row(tag).await?;
-        let mut row = key(tenant_pk(&c.tenant_id), registry_sk(c));
-        row.insert("doc".to_owned(), json(record)?);
+        let row = self.tag_then_registry_row(record).await?;
         self.put_row(row).await
     }
 
     async fn create_container(&self, record: &ContainerRecord) -> Result<bool, StoreError> {
-        let c = &record.container;
-        // The tag row first, as for `put_container`: it names the container, nothing more, so
-        // writing it twice is harmless; the registry row decides.
-        let mut tag = key(tenant_pk(&c.tenant_id), tag_sk(&c.tag()));
-        tag.insert("container".to_owned(), json(c)?);
-        self.put_row(tag).await?;
-        let mut row = key(tenant_pk(&c.tenant_id), registry_sk(c));
-        row.insert("doc".to_owned(), json(record)?);
+        let row = self.tag_then_registry_row(record).await?;
         self.put_new_row(row).await
     }
 
@@ -121,5 +108,20 @@ impl Containers for DynamoCatalog {
         let mut row = key(tenant_pk(tenant_id), SITES_DELTA_SK.to_owned());
         row.insert("link".to_owned(), AttributeValue::S(link.to_owned()));
         self.put_row(row).await
+    }
+}
+
+impl DynamoCatalog {
+    /// Writes the container's tag row and returns its registry row, for the caller to write:
+    /// the tag row first, so a registry row is never there without the row that finds it. It
+    /// names the container, nothing more, so writing it again is harmless.
+    async fn tag_then_registry_row(&self, record: &ContainerRecord) -> Result<super::Row, StoreError> {
+        let c = &record.container;
+        let mut tag = key(tenant_pk(&c.tenant_id), tag_sk(&c.tag()));
+        tag.insert("container".to_owned(), json(c)?);
+        self.put_row(tag).await?;
+        let mut row = key(tenant_pk(&c.tenant_id), registry_sk(c));
+        row.insert("doc".to_owned(), json(record)?);
+        Ok(row)
     }
 }
