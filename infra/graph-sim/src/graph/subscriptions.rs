@@ -216,11 +216,12 @@ pub async fn create(
     if let Some(l) = &b.lifecycle_notification_url {
         validate_endpoint(&sim, l).await?;
     }
+    let prefer = Prefer::parse(&headers);
     let sub = Subscription {
         id: uuid::Uuid::new_v4().to_string(),
         watched,
-        immutable_ids: Prefer::parse(&headers).immutable_ids,
-        security_webhooks: Prefer::parse(&headers).security_webhooks,
+        immutable_ids: prefer.immutable_ids,
+        security_webhooks: prefer.security_webhooks,
         resource,
         change_type,
         notification_url,
