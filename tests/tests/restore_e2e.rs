@@ -36,6 +36,33 @@ async fn files(stack: &Stack, drive: &str) -> Result<HashMap<String, SimItem>> {
     Ok(stack.admin.items(drive).await?.into_iter().filter(|i| i.kind == "file").map(|i| (i.id.clone(), i)).collect())
 }
 
+/// A folder's files as the backup lists them (now, or as of `at`): name and SHA-256 by id.
+async fn backed_up(
+    stack: &Stack,
+    drive: &str,
+    parent: &str,
+    at: Option<chrono::DateTime<Utc>>,
+) -> Result<HashMap<String, (String, Option<String>)>> {
+    let at = at.map(|t| format!("&at={}", t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))).unwrap_or_default();
+    let (mut listed, mut cursor) = (HashMap::new(), None::<String>);
+    loop {
+        let page_at = cursor.as_ref().map(|c| format!("&cursor={c}")).unwrap_or_default();
+        let path = format!("/v1/drives/{drive}/children?parent={parent}&limit=1000{at}{page_at}");
+        let page = api(stack, reqwest::Method::GET, &path, None).await?;
+        for child in page["items"].as_array().into_iter().flatten().filter(|c| c["kind"] == "file") {
+            let name = child["name"].as_str().unwrap_or_default().to_owned();
+            listed.insert(
+                child["id"].as_str().unwrap_or_default().to_owned(),
+                (name, child["sha256"].as_str().map(str::to_owned)),
+            );
+        }
+        match page["next"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return Ok(listed),
+        }
+    }
+}
+
 fn writes(stats: &serde_json::Value) -> u64 {
     ["upload", "upload_session", "patch", "create_folder"]
         .iter()
@@ -71,6 +98,10 @@ async fn in_place_rollback_keeps_item_ids_and_a_rerun_changes_nothing() -> Resul
     let folder = stack.admin.items(&drive).await?.into_iter().find(|i| i.kind == "folder").expect("folder");
     let note = stack.admin.create_file(&drive, &folder.id, "HOW TO DECRYPT.txt", 500).await?;
     stack.idle(IDLE).await?;
+    let attacked = files(&stack, &drive).await?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let attacked_at = Utc::now();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
 
     // When a dry run plans the restore, the ransom note is the one conflict, to be quarantined
     let (plan, conflicts) = dry_run(&stack, restore(&drive, as_of, json!({"kind": "in_place"}), "rename")).await?;
@@ -95,6 +126,24 @@ async fn in_place_rollback_keeps_item_ids_and_a_rerun_changes_nothing() -> Resul
     // and the ransom note, created after T, was quarantined, not deleted
     let note_now = after.get(&note.id).expect("the note still exists");
     assert!(note_now.path.contains("Restore quarantine"), "{}", note_now.path);
+
+    // And once the backup has seen the rollback (restored files keep their old modification
+    // times), the backup's current state is the rolled-back one, while a read as of a moment
+    // between the attack and the rollback still shows the attack
+    stack.idle(IDLE).await?;
+    let parents: std::collections::BTreeSet<String> = before.values().filter_map(|f| f.parent_id.clone()).collect();
+    for parent in &parents {
+        let current = backed_up(&stack, &drive, parent, None).await?;
+        let then = backed_up(&stack, &drive, parent, Some(attacked_at)).await?;
+        for (id, old) in before.iter().filter(|(_, f)| f.parent_id.as_ref() == Some(parent)) {
+            assert_eq!(current.get(id), Some(&(old.name.clone(), old.sha256.clone())), "current state of {}", old.path);
+        }
+        for (id, hit) in attacked.iter().filter(|(_, f)| f.parent_id.as_ref() == Some(parent)) {
+            assert_eq!(then.get(id), Some(&(hit.name.clone(), hit.sha256.clone())), "{} as of the attack", hit.path);
+        }
+    }
+    let encrypted = before.iter().filter(|(id, old)| attacked[*id].sha256 != old.sha256).count();
+    assert!(encrypted > 0, "the attack encrypted nothing: the as-of check proves nothing");
 
     // When the same restore runs again, nothing is written to Microsoft 365
     let writes_before = writes(&stack.admin.stats().await?);
