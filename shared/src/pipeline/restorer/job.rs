@@ -4,7 +4,7 @@
 use tracing::{info, warn};
 
 use super::RestorerDeps;
-use crate::model::{RestoreJob, RestoreStatus, RestoreStep, RestoreTask, SCHEMA_VERSION};
+use crate::model::{RestoreJob, RestoreStatus, RestoreStep, RestoreTask};
 use crate::pipeline::PipelineError;
 use crate::store::{OutMessage, OutcomeCounts, QueueName, RestorerCatalog};
 
@@ -16,11 +16,7 @@ pub(super) async fn fan_out(deps: &RestorerDeps, job: &RestoreJob, item_ids: &[S
     let messages: Vec<OutMessage> = item_ids
         .chunks(CHUNK)
         .map(|chunk| {
-            let task = RestoreTask {
-                v: SCHEMA_VERSION,
-                job_id: job.id.clone(),
-                step: RestoreStep::Items { item_ids: chunk.to_vec() },
-            };
+            let task = RestoreTask::new(job.id.clone(), RestoreStep::Items { item_ids: chunk.to_vec() });
             OutMessage { body: serde_json::to_string(&task).unwrap_or_default(), group_id: None, delay: None }
         })
         .collect();

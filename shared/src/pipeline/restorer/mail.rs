@@ -391,7 +391,7 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::graph::test_server::{TestServer, graph_error};
-    use crate::model::{ContainerId, RestoreStep, SCHEMA_VERSION};
+    use crate::model::{ContainerId, RestoreStep};
     use crate::store::memory::{MemoryCatalog, MemoryExports, MemorySink, MemoryVault};
     use crate::store::{Coordination, RestoreJobs};
 
@@ -428,7 +428,7 @@ mod tests {
             assert!(held.is_some());
         }
         let chunk =
-            RestoreTask { v: SCHEMA_VERSION, job_id: "j".into(), step: RestoreStep::Items { item_ids: vec![] } };
+            RestoreTask::new("j", RestoreStep::Items { item_ids: vec![] });
 
         // When a chunk arrives a minute before the leases end, it goes back to the queue
         clock.set(start + SLOT_LEASE - chrono::Duration::minutes(1));
