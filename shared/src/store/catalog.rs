@@ -220,12 +220,12 @@ pub trait RestoreJobs: Send + Sync {
     /// moment (a job that made progress meanwhile is left alone). True if it was applied,
     /// false if the job had moved on; [`StoreError::NotFound`] if there is no such job.
     async fn end_restore_job(&self, id: &str, end: &JobEnd<'_>) -> Result<bool, StoreError>;
-    /// The ids of the tenant's jobs that were active when last looked at: every job created
-    /// since, and those not forgotten yet. One consistent read of one row (no index, so no
+    /// The tenant's jobs that were active when last looked at: every job created since, and
+    /// those not forgotten yet. One consistent read of one row (no index, so no
     /// lag); a job's id is added before its row is written.
-    async fn active_restore_jobs(&self, tenant_id: &str) -> Result<Vec<String>, StoreError>;
-    /// Takes ids off the tenant's active list (jobs that ended, or were never written).
-    async fn forget_restore_jobs(&self, tenant_id: &str, ids: &[String]) -> Result<(), StoreError>;
+    async fn active_restore_jobs(&self, tenant_id: &str) -> Result<Vec<ActiveJob>, StoreError>;
+    /// Takes jobs off the tenant's active list (jobs that ended, or were never written).
+    async fn forget_restore_jobs(&self, tenant_id: &str, jobs: &[ActiveJob]) -> Result<(), StoreError>;
     /// Records one item's outcome idempotently: the report is written unless an
     /// identical-or-better outcome is already there (see [`outcome_replaces`]), and the job's
     /// counters move with it atomically (a retry that turns `Failed` into `Restored` moves one
@@ -304,6 +304,14 @@ bundle! {
     /// The vault keeper: walks the registry's heads, records how far their objects are
     /// locked, keeps its runs.
     KeeperCatalog: ItemHistory + Containers + VaultKeeping
+}
+
+/// A job on its tenant's active list: its id, and when it was created (a listed job whose row
+/// is missing is forgotten only once it is old: its row may be on its way).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActiveJob {
+    pub id: String,
+    pub created_at: DateTime<Utc>,
 }
 
 /// A conditional end of a restore job ([`RestoreJobs::end_restore_job`]).

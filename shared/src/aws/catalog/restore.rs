@@ -26,7 +26,7 @@ use super::{
 };
 use crate::backoff::Backoff;
 use crate::model::{RestoreItemReport, RestoreJob, RestoreOutcome, RestorePlan, RestoreStatus, SCHEMA_VERSION};
-use crate::store::{JobEnd, Listing, OutcomeCounts, Page, RestoreJobs, StoreError, outcome_replaces};
+use crate::store::{ActiveJob, JobEnd, Listing, OutcomeCounts, Page, RestoreJobs, StoreError, outcome_replaces};
 
 /// Attempts at recording one outcome when concurrent deliveries of the same item race.
 const RECORD_ATTEMPTS: u32 = 6;
@@ -115,6 +115,18 @@ fn parse_job(row: &Row) -> Result<RestoreJob, StoreError> {
     Ok(job)
 }
 
+/// An element of the active jobs' set: `{created}#{id}` (a string set holds strings only).
+fn active_entry(job: &ActiveJob) -> String {
+    format!("{}#{}", sortable_time(job.created_at), job.id)
+}
+
+fn parse_active(entry: &str) -> Result<ActiveJob, StoreError> {
+    let malformed = || StoreError::Malformed(format!("active restore job entry `{entry}`"));
+    let (created, id) = entry.split_once('#').ok_or_else(malformed)?;
+    let created_at = chrono::DateTime::parse_from_rfc3339(created).map_err(|_| malformed())?;
+    Ok(ActiveJob { id: id.to_owned(), created_at: created_at.with_timezone(&chrono::Utc) })
+}
+
 fn parse_report(row: &Row) -> Result<RestoreItemReport, StoreError> {
     parse_doc(row, "doc")
 }
@@ -157,7 +169,8 @@ impl RestoreJobs for DynamoCatalog {
         row.insert("G1SK".to_owned(), s(job_g1sk(job.created_at, &job.id)));
         row.insert("updated_at".to_owned(), s(sortable_time(job.progressed_at())));
         // Listed as active first: a crash in between leaves an id the watchdog forgets.
-        self.change_active(&job.container.tenant_id, "ADD", std::slice::from_ref(&job.id)).await?;
+        let active = ActiveJob { id: job.id.clone(), created_at: job.created_at };
+        self.change_active(&job.container.tenant_id, "ADD", std::slice::from_ref(&active)).await?;
         if !self.put_new_row(row).await? {
             return Err(StoreError::AlreadyExists { key: format!("restore job {}", job.id) });
         }
@@ -237,14 +250,16 @@ impl RestoreJobs for DynamoCatalog {
         self.applied_or_found(id, update.condition_expression(condition).send().await).await
     }
 
-    async fn active_restore_jobs(&self, tenant_id: &str) -> Result<Vec<String>, StoreError> {
+    async fn active_restore_jobs(&self, tenant_id: &str) -> Result<Vec<ActiveJob>, StoreError> {
         let row = self.get_row(key(active_jobs_pk(tenant_id), STATE_SK), true).await?;
-        let ids = row.as_ref().and_then(|r| r.get("jobs")).and_then(|v| v.as_ss().ok()).cloned().unwrap_or_default();
-        Ok(ids)
+        let Some(entries) = row.as_ref().and_then(|r| r.get("jobs")).and_then(|v| v.as_ss().ok()) else {
+            return Ok(Vec::new());
+        };
+        entries.iter().map(|e| parse_active(e)).collect()
     }
 
-    async fn forget_restore_jobs(&self, tenant_id: &str, ids: &[String]) -> Result<(), StoreError> {
-        self.change_active(tenant_id, "DELETE", ids).await
+    async fn forget_restore_jobs(&self, tenant_id: &str, jobs: &[ActiveJob]) -> Result<(), StoreError> {
+        self.change_active(tenant_id, "DELETE", jobs).await
     }
 
     async fn record_restore_outcome(&self, report: &RestoreItemReport, bytes: u64) -> Result<bool, StoreError> {
@@ -379,17 +394,18 @@ impl DynamoCatalog {
     }
 
     /// Adds ids to (`ADD`) or takes them off (`DELETE`) the tenant's active jobs.
-    async fn change_active(&self, tenant_id: &str, action: &str, ids: &[String]) -> Result<(), StoreError> {
-        if ids.is_empty() {
+    async fn change_active(&self, tenant_id: &str, action: &str, jobs: &[ActiveJob]) -> Result<(), StoreError> {
+        if jobs.is_empty() {
             return Ok(());
         }
+        let ids: Vec<String> = jobs.iter().map(active_entry).collect();
         self.client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(active_jobs_pk(tenant_id), STATE_SK)))
             .update_expression(format!("{action} #jobs :ids"))
             .expression_attribute_names("#jobs", "jobs")
-            .expression_attribute_values(":ids", AttributeValue::Ss(ids.to_vec()))
+            .expression_attribute_values(":ids", AttributeValue::Ss(ids))
             .send()
             .await
             .map_err(|e| sdk_error(SERVICE, "UpdateItem", e))?;

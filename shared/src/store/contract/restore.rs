@@ -192,9 +192,14 @@ async fn the_watchdog_ends_only_a_job_idle_since_its_bound_and_lists_active_jobs
     let mut other = job("x", "2024-05-02T08:00:00Z");
     other.container = ContainerId::new("tenant-2", "d");
     catalog.create_restore_job(&other).await.expect("create");
-    let mut listed = catalog.active_restore_jobs("tenant-1").await.expect("active");
-    listed.sort();
-    assert_eq!(listed, ["busy", "idle"], "listed at once: no index lag");
+    let ids = |jobs: Vec<crate::store::ActiveJob>| {
+        let mut ids: Vec<String> = jobs.into_iter().map(|j| j.id).collect();
+        ids.sort();
+        ids
+    };
+    let listed = catalog.active_restore_jobs("tenant-1").await.expect("active");
+    assert!(listed.iter().all(|j| j.created_at == at("2024-05-02T08:00:00Z")), "{listed:?}");
+    assert_eq!(ids(listed), ["busy", "idle"], "listed at once: no index lag");
     let bound = chrono::Utc::now();
     catalog.record_restore_outcome(&report("busy", "a", RestoreOutcome::Restored), 1).await.expect("progress");
 
@@ -214,9 +219,10 @@ async fn the_watchdog_ends_only_a_job_idle_since_its_bound_and_lists_active_jobs
     assert_eq!(catalog.restore_job("busy").await.expect("read").expect("exists").status, RestoreStatus::Running);
 
     // And forgetting takes ids off the tenant's active list only
-    catalog.forget_restore_jobs("tenant-1", &["idle".to_owned()]).await.expect("forget");
-    assert_eq!(catalog.active_restore_jobs("tenant-1").await.expect("active"), ["busy"]);
-    assert_eq!(catalog.active_restore_jobs("tenant-2").await.expect("active"), ["x"]);
-    catalog.forget_restore_jobs("tenant-1", &["busy".to_owned(), "never".to_owned()]).await.expect("forget");
+    let active = |id: &str| crate::store::ActiveJob { id: id.to_owned(), created_at: at("2024-05-02T08:00:00Z") };
+    catalog.forget_restore_jobs("tenant-1", &[active("idle")]).await.expect("forget");
+    assert_eq!(ids(catalog.active_restore_jobs("tenant-1").await.expect("active")), ["busy"]);
+    assert_eq!(ids(catalog.active_restore_jobs("tenant-2").await.expect("active")), ["x"]);
+    catalog.forget_restore_jobs("tenant-1", &[active("busy"), active("never")]).await.expect("forget");
     assert!(catalog.active_restore_jobs("tenant-1").await.expect("active").is_empty());
 }

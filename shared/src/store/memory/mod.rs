@@ -89,7 +89,7 @@ struct CatalogState {
     slots: HashMap<(String, String, u32), DateTime<Utc>>,
     failures: BTreeMap<ItemKey, failures::FailureRow>,
     /// The ids of each tenant's active restore jobs (`RestoreJobs::active_restore_jobs`).
-    active_restore_jobs: BTreeMap<String, std::collections::BTreeSet<String>>,
+    active_restore_jobs: BTreeMap<String, BTreeMap<String, DateTime<Utc>>>,
     /// By (job id, item id).
     restore_reports: BTreeMap<(String, String), RestoreItemReport>,
     /// By (job id, part).

@@ -6,7 +6,7 @@ use chrono::Utc;
 use super::index::Changed;
 use super::{MemoryCatalog, millis};
 use crate::model::{RestoreItemReport, RestoreJob, RestoreOutcome, RestorePlan, RestoreStatus};
-use crate::store::{JobEnd, Listing, OutcomeCounts, Page, RestoreJobs, StoreError, outcome_replaces};
+use crate::store::{ActiveJob, JobEnd, Listing, OutcomeCounts, Page, RestoreJobs, StoreError, outcome_replaces};
 
 /// The job counter an outcome counts in. `CreatedAfter` items were not restored: skipped.
 fn counter(job: &mut RestoreJob, outcome: RestoreOutcome) -> &mut u64 {
@@ -27,7 +27,7 @@ impl RestoreJobs for MemoryCatalog {
             return Err(StoreError::AlreadyExists { key: format!("restore job {}", job.id) });
         }
         // On the active list before the row exists, as on DynamoDB.
-        state.active_restore_jobs.entry(job.container.tenant_id.clone()).or_default().insert(job.id.clone());
+        state.active_restore_jobs.entry(job.container.tenant_id.clone()).or_default().insert(job.id.clone(), job.created_at);
         let stored = RestoreJob { updated_at: Some(job.progressed_at()), ..job.clone() };
         state.table.restore_jobs.insert(job.id.clone(), stored);
         state.changed(Changed::Job(&job.id));
@@ -89,15 +89,17 @@ impl RestoreJobs for MemoryCatalog {
         Ok(true)
     }
 
-    async fn active_restore_jobs(&self, tenant_id: &str) -> Result<Vec<String>, StoreError> {
-        Ok(self.read().active_restore_jobs.get(tenant_id).map(|ids| ids.iter().cloned().collect()).unwrap_or_default())
+    async fn active_restore_jobs(&self, tenant_id: &str) -> Result<Vec<ActiveJob>, StoreError> {
+        let state = self.read();
+        let Some(active) = state.active_restore_jobs.get(tenant_id) else { return Ok(Vec::new()) };
+        Ok(active.iter().map(|(id, created_at)| ActiveJob { id: id.clone(), created_at: *created_at }).collect())
     }
 
-    async fn forget_restore_jobs(&self, tenant_id: &str, ids: &[String]) -> Result<(), StoreError> {
+    async fn forget_restore_jobs(&self, tenant_id: &str, jobs: &[ActiveJob]) -> Result<(), StoreError> {
         let mut state = self.write();
         if let Some(active) = state.active_restore_jobs.get_mut(tenant_id) {
-            for id in ids {
-                active.remove(id);
+            for job in jobs {
+                active.remove(&job.id);
             }
         }
         Ok(())
