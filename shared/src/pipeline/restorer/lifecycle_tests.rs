@@ -11,7 +11,7 @@ use super::*;
 use crate::graph::test_server::{Seen, TestServer, graph_error, json, reply};
 use crate::model::{ContainerId, ItemKind, RestoreScope, RestoreStatus, SyncState, Verification};
 use crate::store::memory::{MemoryCatalog, MemoryExports, MemorySink, MemoryVault};
-use crate::store::{ItemHistory, JobEnd, OutMessage, QueueName, RestoreJobs, SyncStates};
+use crate::store::{Coordination, ItemHistory, JobEnd, OutMessage, QueueName, RestoreJobs, SyncStates};
 
 const DRIVE: &str = "d";
 
