@@ -36,8 +36,8 @@ pub use drive::{CONFLICTS_LISTED, FRAGMENT, QUARANTINE_FOLDER, SMALL_UPLOAD_MAX}
 pub use export::{PART_BYTES, PART_MESSAGES, WHOLE_READ_MAX};
 pub use job::CHUNK;
 pub use lifecycle::{DEFERRAL_STEP, MAX_ATTEMPTS, MAX_DEFERRALS, restore_resource};
-pub use watchdog::{STUCK_AFTER, Watch, watch};
 pub use mail::MAILBOX_RESTORE_SLOTS;
+pub use watchdog::{STUCK_AFTER, Watch, watch};
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -18,8 +18,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::keys::{
-    JOB_SK, REPORT_PREFIX, REPORTS_END, STATE_SK, active_jobs_pk, job_g1sk, job_pk, jobs_g1pk, report_sk,
-    sortable_time,
+    JOB_SK, REPORT_PREFIX, REPORTS_END, STATE_SK, active_jobs_pk, job_g1sk, job_pk, jobs_g1pk, report_sk, sortable_time,
 };
 use super::{
     DynamoCatalog, GSI1, Row, SERVICE, applied, attr_s, first_rows, json, key, parse_doc, query_error, s, sdk_error,

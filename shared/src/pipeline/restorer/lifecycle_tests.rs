@@ -293,7 +293,10 @@ async fn a_cancelled_job_stops_between_items_and_stays_cancelled() {
     assert_eq!(w.folder_reads(), reads);
     job::finish_if_done(&w.deps, "j").await.expect("finish");
     let job = w.job().await;
-    assert_eq!((job.status, job.reason.as_deref(), job.unchanged), (RestoreStatus::Cancelled, Some("by request"), at as u64));
+    assert_eq!(
+        (job.status, job.reason.as_deref(), job.unchanged),
+        (RestoreStatus::Cancelled, Some("by request"), at as u64)
+    );
     assert!(w.sink.take(QueueName::Restores).is_empty());
 }
 

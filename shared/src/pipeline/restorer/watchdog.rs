@@ -56,7 +56,12 @@ pub async fn watch(catalog: &dyn RestoreJobs, tenant_id: &str, now: DateTime<Utc
              to the dead-letter queue)",
             since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         );
-        let end = JobEnd { from: &RestoreStatus::WORKING, to: RestoreStatus::Failed, reason: &reason, idle_since: Some(bound) };
+        let end = JobEnd {
+            from: &RestoreStatus::WORKING,
+            to: RestoreStatus::Failed,
+            reason: &reason,
+            idle_since: Some(bound),
+        };
         if catalog.end_restore_job(&job.id, &end).await? {
             warn!(job = %job.id, minutes, "restore job failed by the watchdog: no progress");
             watch.failed += 1;

@@ -147,7 +147,8 @@ async fn a_job_ends_once_and_an_ended_job_never_moves_again(catalog: &impl Resto
     catalog.record_restore_outcome(&report("j1", "a", RestoreOutcome::Restored), 10).await.expect("record");
     catalog.create_restore_job(&job("dry", "2024-05-02T08:00:00Z")).await.expect("create");
     assert!(catalog.set_restore_status("dry", Planned, None).await.expect("plan"));
-    let cancel = JobEnd { from: &RestoreStatus::ACTIVE, to: Cancelled, reason: "cancelled by request", idle_since: None };
+    let cancel =
+        JobEnd { from: &RestoreStatus::ACTIVE, to: Cancelled, reason: "cancelled by request", idle_since: None };
 
     // When both are cancelled, then cancelled again
     let before = chrono::Utc::now() - chrono::Duration::seconds(1);

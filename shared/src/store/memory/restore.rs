@@ -27,7 +27,11 @@ impl RestoreJobs for MemoryCatalog {
             return Err(StoreError::AlreadyExists { key: format!("restore job {}", job.id) });
         }
         // On the active list before the row exists, as on DynamoDB.
-        state.active_restore_jobs.entry(job.container.tenant_id.clone()).or_default().insert(job.id.clone(), job.created_at);
+        state
+            .active_restore_jobs
+            .entry(job.container.tenant_id.clone())
+            .or_default()
+            .insert(job.id.clone(), job.created_at);
         let stored = RestoreJob { updated_at: Some(job.progressed_at()), ..job.clone() };
         state.table.restore_jobs.insert(job.id.clone(), stored);
         state.changed(Changed::Job(&job.id));
