@@ -105,7 +105,14 @@ pub(super) async fn defer(
     let floor = DEFERRAL_STEP.saturating_mul(task.deferrals + 1);
     let delay = (wait + jitter).max(floor).min(MAX_DELAY);
     let step = match &task.step {
-        RestoreStep::Items { item_ids } => RestoreStep::Items { item_ids: unfinished(deps, job, item_ids).await? },
+        RestoreStep::Items { item_ids } => {
+            let left = unfinished(deps, job, item_ids).await?;
+            if left.is_empty() {
+                // Throttled after its last item was recorded: nothing to put off.
+                return finish_if_done(deps, &job.id).await;
+            }
+            RestoreStep::Items { item_ids: left }
+        }
         other => other.clone(),
     };
     let again = RestoreTask { step, deferrals: task.deferrals + 1, ..task.clone() };
