@@ -421,12 +421,15 @@ mod tests {
             let held = catalog.acquire_slot("t", &resource, MAILBOX_RESTORE_SLOTS, start, until).await.expect("slot");
             assert!(held.is_some());
         }
-        let chunk = RestoreTask::new("j", RestoreStep::Items { item_ids: vec![] });
+        let chunk = RestoreTask::new("j", RestoreStep::Items { item_ids: vec!["m1".into()] });
 
         // When a chunk arrives a minute before the leases end, it goes back to the queue
         clock.set(start + SLOT_LEASE - chrono::Duration::minutes(1));
         super::super::handle(&deps, &chunk).await.expect("deferred");
-        assert_eq!(sink.take(QueueName::Restores).len(), 1);
+        let sent = sink.take(QueueName::Restores);
+        assert_eq!(sent.len(), 1);
+        let again: RestoreTask = serde_json::from_str(&sent[0].body).expect("task");
+        assert_eq!((again.attempt, again.deferrals), (0, 1), "waiting for a slot is a deferral, not an attempt");
         assert_eq!(catalog.restore_job("j").await.expect("read").expect("job").status, RestoreStatus::Running);
 
         // And once the clock passes them (no sleeping), the chunk takes a slot and runs
