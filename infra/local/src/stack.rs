@@ -360,8 +360,9 @@ impl Stack {
                 loop {
                     tokio::select! {
                         _ = tick.tick() => {
-                            // New and deleted sites between two discoveries (`/sites/delta`).
-                            for task in [Task::Sweep, Task::SiteChanges] {
+                            // New and deleted sites between two discoveries (`/sites/delta`);
+                            // restore jobs that stopped making progress.
+                            for task in [Task::Sweep, Task::SiteChanges, Task::RestoreWatchdog] {
                                 if let Err(e) = scheduler::run(&deps, task).await {
                                     tracing::warn!(error = %e, ?task, "periodic task failed");
                                 }

@@ -96,6 +96,7 @@ api_routes! {
     POST "/v1/restores" => restores::create, NoQuery;
     GET "/v1/restores" => restores::list, restores::ListQuery;
     GET "/v1/restores/{job_id}" => restores::get, NoQuery;
+    POST "/v1/restores/{job_id}/cancel" => restores::cancel, NoQuery;
     GET "/v1/restores/{job_id}/items" => restores::items, restores::ItemsQuery;
 }
 

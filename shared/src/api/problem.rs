@@ -31,6 +31,9 @@ pub enum ApiError {
     NoContent(String),
     #[error("{0}")]
     InvalidBody(String),
+    /// The restore job has already ended: it cannot be cancelled.
+    #[error("{0}")]
+    JobEnded(String),
     #[error("the request body is larger than {0} bytes")]
     BodyTooLarge(usize),
     #[error("expected Content-Type: application/json")]
@@ -62,6 +65,7 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             ApiError::NoContent(_) => (StatusCode::CONFLICT, "no-content", "Version has no content"),
             ApiError::InvalidBody(_) => (StatusCode::BAD_REQUEST, "invalid-body", "Invalid request body"),
+            ApiError::JobEnded(_) => (StatusCode::CONFLICT, "job-ended", "Restore job has ended"),
             ApiError::BodyTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", "Request body too large"),
             ApiError::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type")

@@ -36,7 +36,7 @@ async fn a_dry_run_records_a_queued_job_and_queues_a_dry_plan_step() {
     let job = f.catalog.restore_job(&id).await.expect("read").expect("job recorded");
     assert_eq!((job.status, job.planned_items, job.restored), (RestoreStatus::Queued, 0, 0));
     assert_eq!(job.container, ContainerId::new(TENANT, DRIVE));
-    assert_eq!(queued(&f), [RestoreTask { v: 1, job_id: id, step: RestoreStep::Plan { dry_run: true } }]);
+    assert_eq!(queued(&f), [RestoreTask::plan(id, true)]);
 }
 
 #[tokio::test]
@@ -160,6 +160,60 @@ async fn jobs_show_progress_and_per_item_reports() {
     f.get("/v1/restores/no-such-job/items").await.assert_problem(404, "not-found");
     f.get(&format!("/v1/restores/{second}/items?cursor={cursor}")).await.assert_problem(400, "invalid-cursor");
     f.get("/v1/restores?limit=0").await.assert_problem(400, "invalid-parameter");
+}
+
+#[tokio::test]
+async fn a_running_job_is_cancelled_once_showing_what_was_done_and_an_ended_one_is_a_conflict() {
+    // Given a running job with one item restored, a dry run that ended planned, a finished job
+    let f = fixture().await;
+    let mut ids = Vec::new();
+    for dry_run in [false, true, false] {
+        let reply = f.post_json("/v1/restores", &body_of(&f, dry_run)).await;
+        ids.push(reply.json["id"].as_str().expect("id").to_owned());
+    }
+    let (running, dry, finished) = (&ids[0], &ids[1], &ids[2]);
+    let plan = RestorePlan { items: 4, bytes: 100, conflicts: 0 };
+    f.catalog.set_restore_status(running, RestoreStatus::Running, Some(plan)).await.expect("run");
+    let report = RestoreItemReport {
+        job_id: running.clone(),
+        item_id: "file-a".into(),
+        path: "/a".into(),
+        outcome: RestoreOutcome::Restored,
+        detail: None,
+        target_item_id: None,
+        at: Utc::now(),
+    };
+    f.catalog.record_restore_outcome(&report, 25).await.expect("record");
+    f.catalog.set_restore_status(dry, RestoreStatus::Planned, Some(plan)).await.expect("dry run");
+    f.catalog.set_restore_status(finished, RestoreStatus::Succeeded, None).await.expect("finished");
+
+    // When each is cancelled, the running one twice
+    let cancelled = f.post_json(&format!("/v1/restores/{running}/cancel"), &json!({})).await;
+    let again = f.post_json(&format!("/v1/restores/{running}/cancel"), &json!({})).await;
+    let dry_cancelled = f.post_json(&format!("/v1/restores/{dry}/cancel"), &json!({})).await;
+    let too_late = f.post_json(&format!("/v1/restores/{finished}/cancel"), &json!({})).await;
+
+    // Then the running job is cancelled with its reason and what it did so far
+    assert_eq!(cancelled.status, 200, "{}", cancelled.json);
+    assert_eq!(cancelled.json["status"], "cancelled");
+    assert_eq!(cancelled.json["reason"], "cancelled by request");
+    assert_eq!((cancelled.json["restored"].as_u64(), cancelled.json["bytes_restored"].as_u64()), (Some(1), Some(25)));
+    assert_eq!(cancelled.json["percent"], 25);
+    assert!(cancelled.json["updated_at"].is_string());
+    let stored = f.catalog.restore_job(running).await.expect("read").expect("job");
+    assert_eq!(stored.status, RestoreStatus::Cancelled);
+    // And a dry run can be cancelled too; a second cancel or an ended job is a 409 saying why
+    assert_eq!(dry_cancelled.json["status"], "cancelled");
+    again.assert_problem(409, "job-ended");
+    assert!(again.json["detail"].as_str().is_some_and(|d| d.contains("is cancelled")), "{}", again.json);
+    too_late.assert_problem(409, "job-ended");
+    assert!(too_late.json["detail"].as_str().is_some_and(|d| d.contains("is succeeded")), "{}", too_late.json);
+    assert_eq!(f.catalog.restore_job(finished).await.expect("read").expect("job").status, RestoreStatus::Succeeded);
+    f.post_json("/v1/restores/no-such-job/cancel", &json!({})).await.assert_problem(404, "not-found");
+}
+
+fn body_of(f: &Fixture, dry_run: bool) -> serde_json::Value {
+    json!({"drive_id": DRIVE, "scope": {"kind": "container"}, "as_of": at(t(60, f.discovered)), "dry_run": dry_run})
 }
 
 #[tokio::test]

@@ -19,7 +19,7 @@ use crate::model::{
     ConflictPolicy, ContainerRecord, ExportPart, RestoreItemReport, RestoreJob, RestoreScope, RestoreStatus,
     RestoreTarget, RestoreTask,
 };
-use crate::store::{OutMessage, QueueName};
+use crate::store::{JobEnd, OutMessage, QueueName};
 
 /// A restore request is a few hundred bytes.
 pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -64,7 +64,13 @@ pub(crate) struct JobView {
     conflict: ConflictPolicy,
     quarantine_new_items: bool,
     status: RestoreStatus,
+    /// Why the job failed or was cancelled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
     created_at: DateTime<Utc>,
+    /// When the job last changed (its status or an item's outcome).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    updated_at: Option<DateTime<Utc>>,
     planned_items: u64,
     planned_bytes: u64,
     conflicts: u64,
@@ -117,7 +123,9 @@ impl From<RestoreJob> for JobView {
             conflict: job.conflict,
             quarantine_new_items: job.quarantine_new_items,
             status: job.status,
+            reason: job.reason,
             created_at: job.created_at,
+            updated_at: job.updated_at,
             planned_items: job.planned_items,
             planned_bytes: job.planned_bytes,
             conflicts: job.conflicts,
@@ -291,6 +299,33 @@ pub(crate) async fn get(
         _ => None,
     };
     Ok(Json(JobView { export, ..job.into() }))
+}
+
+/// Cancels a job that has not ended (queued, planned or running): what is restored stays
+/// restored, the restorer starts nothing more. The answer shows the job as it stands.
+pub(crate) async fn cancel(
+    State(deps): Deps,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
+) -> Result<Json<JobView>, ApiError> {
+    let job = tenant_job(&deps, &id).await?;
+    let end = JobEnd {
+        from: &RestoreStatus::ACTIVE,
+        to: RestoreStatus::Cancelled,
+        reason: "cancelled by request",
+        idle_since: None,
+    };
+    if !deps.catalog.end_restore_job(&job.id, &end).await? {
+        // The conditional write lost to the job's own end: say what it is now.
+        let now = tenant_job(&deps, &id).await?;
+        let status = serde_json::to_value(now.status).ok().and_then(|v| v.as_str().map(str::to_owned));
+        return Err(ApiError::JobEnded(format!(
+            "restore job {id} is {} and cannot be cancelled",
+            status.unwrap_or_default()
+        )));
+    }
+    info!(job = %job.id, "restore job cancelled");
+    Ok(Json(tenant_job(&deps, &id).await?.into()))
 }
 
 /// The parts of a finished export, each with a link signed now (links are never stored).

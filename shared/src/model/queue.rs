@@ -64,6 +64,18 @@ pub struct RestoreTask {
     pub v: u32,
     pub job_id: String,
     pub step: RestoreStep,
+    /// Deliveries of this step that failed before this one (the restorer re-sends a failed
+    /// step itself, with a backoff, and gives up after a bounded number).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempt: u32,
+    /// Times this step was put off because Graph throttled the restore or the target mailbox
+    /// had no slot free: not failures, bounded separately.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub deferrals: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// What the restorer does with a job on this delivery.
@@ -91,7 +103,12 @@ pub enum RestoreStep {
 
 impl RestoreTask {
     pub fn plan(job_id: impl Into<String>, dry_run: bool) -> Self {
-        Self { v: SCHEMA_VERSION, job_id: job_id.into(), step: RestoreStep::Plan { dry_run } }
+        Self::new(job_id, RestoreStep::Plan { dry_run })
+    }
+
+    /// A first delivery of `step`.
+    pub fn new(job_id: impl Into<String>, step: RestoreStep) -> Self {
+        Self { v: SCHEMA_VERSION, job_id: job_id.into(), step, attempt: 0, deferrals: 0 }
     }
 }
 
@@ -182,6 +199,12 @@ mod tests {
             serde_json::from_str(r#"{"v":1,"job_id":"j","step":{"kind":"items","item_ids":["a","b"]}}"#)
                 .expect("parse");
         assert_eq!(items.step, RestoreStep::Items { item_ids: vec!["a".into(), "b".into()] });
+        // A message from before attempts and deferrals were counted is a first delivery; a
+        // re-sent one carries its counts.
+        assert_eq!((items.attempt, items.deferrals), (0, 0));
+        let again = RestoreTask { attempt: 2, deferrals: 1, ..items };
+        let json = serde_json::to_value(&again).expect("json");
+        assert_eq!((json["attempt"].as_u64(), json["deferrals"].as_u64()), (Some(2), Some(1)));
         // An export part names its range; an open end is left out of the message.
         let part: RestoreTask =
             serde_json::from_str(r#"{"v":1,"job_id":"j","step":{"kind":"export_part","part":2,"of":3,"from":"m7"}}"#)

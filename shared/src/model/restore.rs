@@ -57,7 +57,23 @@ pub enum RestoreStatus {
     Succeeded,
     /// Finished, some items failed (see the per-item report).
     CompletedWithErrors,
+    /// Given up: the plan (or an export part) failed for good, or the job made no progress
+    /// for too long. `reason` says why.
     Failed,
+    /// Stopped on request: items already restored stay restored, the rest are not started.
+    Cancelled,
+}
+
+impl RestoreStatus {
+    /// The states a job can still move out of (a dry run ends `planned` but can be cancelled).
+    pub const ACTIVE: [RestoreStatus; 3] = [RestoreStatus::Queued, RestoreStatus::Planned, RestoreStatus::Running];
+    /// The states the restorer works in: the only ones it moves a job out of.
+    pub const WORKING: [RestoreStatus; 2] = [RestoreStatus::Queued, RestoreStatus::Running];
+
+    /// Whether the restorer still has work to do for the job.
+    pub fn is_working(self) -> bool {
+        Self::WORKING.contains(&self)
+    }
 }
 
 /// A restore request and its progress. Counters are updated atomically by the restorers.
@@ -94,6 +110,13 @@ pub struct RestoreJob {
     pub failed: u64,
     #[serde(default)]
     pub bytes_restored: u64,
+    /// Why the job failed or was cancelled (never a secret: an error's text or a request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When the job's row last changed (status, plan, an item's outcome): its progress
+    /// heartbeat, stamped by the catalog. `None` on rows older than the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<DateTime<Utc>>,
 }
 
 impl RestoreJob {
@@ -126,7 +149,14 @@ impl RestoreJob {
             skipped: 0,
             failed: 0,
             bytes_restored: 0,
+            reason: None,
+            updated_at: Some(created_at),
         }
+    }
+
+    /// When the job last showed progress: its last change, or its creation.
+    pub fn progressed_at(&self) -> DateTime<Utc> {
+        self.updated_at.unwrap_or(self.created_at).max(self.created_at)
     }
 }
 

@@ -116,7 +116,10 @@ pub async fn scheduler_batch(deps: &SchedulerDeps, messages: &[Received]) -> Vec
     failed
 }
 
-/// `restores`: one plan step or chunk of items at a time.
+/// `restores`: one plan step or chunk of items at a time. The restorer re-sends a step that
+/// failed or was throttled itself (bounded, `restorer::lifecycle`), so what comes back here
+/// for SQS to redeliver is only a bad message, or a step whose outcome could not be recorded
+/// or re-sent.
 pub async fn restore_batch(deps: &RestorerDeps, messages: &[Received]) -> Vec<String> {
     let mut failed = Vec::new();
     for m in messages {

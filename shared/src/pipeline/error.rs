@@ -34,6 +34,10 @@ pub enum PipelineError {
     /// that may not list): the message says what to change. Retrying answers the same.
     #[error("misconfigured: {0}")]
     Misconfigured(String),
+    /// The restore job this step works for has ended (cancelled, or failed by the watchdog):
+    /// the step stops between items. Nothing to retry.
+    #[error("job ended: {0}")]
+    JobEnded(String),
 }
 
 impl PipelineError {
@@ -46,7 +50,8 @@ impl PipelineError {
             PipelineError::BadMessage(_)
             | PipelineError::MissingData(_)
             | PipelineError::Internal(_)
-            | PipelineError::Misconfigured(_) => false,
+            | PipelineError::Misconfigured(_)
+            | PipelineError::JobEnded(_) => false,
         }
     }
 }

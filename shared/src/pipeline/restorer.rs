@@ -13,6 +13,11 @@
 //! by `drive` over the as-of `tree`, mailboxes by `mail`; `job` fans chunks out and finishes
 //! jobs. Export jobs (target `export`) never write to Microsoft 365 and are `export`'s: zips
 //! of `.eml` files in the exports bucket.
+//!
+//! Every job ends (`lifecycle`): a step that fails is re-sent with a backoff a bounded number
+//! of times, then given up with its reason; a step Graph throttles is put off (shared in a
+//! `THROTTLE#` row of the restorer's own resources, no attempt counted); a cancelled job's
+//! steps stop between items; and the scheduler's `watchdog` fails a job that stops moving.
 
 mod conflicts;
 mod drive;
@@ -20,25 +25,32 @@ mod export;
 #[cfg(test)]
 mod export_tests;
 mod job;
+mod lifecycle;
+#[cfg(test)]
+mod lifecycle_tests;
 mod mail;
 mod tree;
+mod watchdog;
 
 pub use drive::{CONFLICTS_LISTED, FRAGMENT, QUARANTINE_FOLDER, SMALL_UPLOAD_MAX};
 pub use export::{PART_BYTES, PART_MESSAGES, WHOLE_READ_MAX};
 pub use job::CHUNK;
+pub use lifecycle::{DEFERRAL_STEP, MAX_ATTEMPTS, MAX_DEFERRALS, restore_resource};
 pub use mail::MAILBOX_RESTORE_SLOTS;
+pub use watchdog::{STUCK_AFTER, Watch, watch};
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::PipelineError;
 use crate::clock::Clock;
 use crate::graph::{DriveItem, GraphClient};
 use crate::model::{
-    ItemKind, ItemVersion, RestoreItemReport, RestoreJob, RestoreOutcome, RestoreStep, RestoreTarget, RestoreTask,
-    SCHEMA_VERSION,
+    ItemKind, ItemVersion, RestoreItemReport, RestoreJob, RestoreOutcome, RestoreStatus, RestoreStep, RestoreTarget,
+    RestoreTask, SCHEMA_VERSION,
 };
 use crate::store::{ExportStore, MessageSink, RestorerCatalog, Vault};
 use job::finish_if_done;
@@ -55,6 +67,14 @@ pub struct RestorerDeps {
     pub clock: Arc<dyn Clock>,
 }
 
+/// A running step re-reads its job's status after this many items, or this long, whichever
+/// comes first, to stop between items once the job is cancelled.
+pub const CANCEL_CHECK_ITEMS: u32 = 10;
+pub const CANCEL_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
+/// One delivery of a job's step. Whatever the step comes to, the job moves towards an end:
+/// see `lifecycle` (only a bad message, or a catalog or queue that cannot take the outcome,
+/// is returned for the queue to redeliver).
 pub async fn handle(deps: &RestorerDeps, task: &RestoreTask) -> Result<(), PipelineError> {
     if task.v != SCHEMA_VERSION {
         return Err(PipelineError::BadMessage(format!("unknown schema version {}", task.v)));
@@ -64,20 +84,36 @@ pub async fn handle(deps: &RestorerDeps, task: &RestoreTask) -> Result<(), Pipel
         .restore_job(&task.job_id)
         .await?
         .ok_or_else(|| PipelineError::MissingData(format!("no restore job {}", task.job_id)))?;
+    if matches!(job.status, RestoreStatus::Cancelled | RestoreStatus::Failed) {
+        info!(job = %job.id, status = ?job.status, "restore step dropped: the job has ended");
+        return Ok(());
+    }
+    if job.target != RestoreTarget::Export
+        && let Some(wait) = lifecycle::throttled(deps, &job).await?
+    {
+        return lifecycle::defer(deps, &job, task, wait).await;
+    }
+    match run(deps, &job, task).await {
+        Ok(()) => Ok(()),
+        Err(e) => lifecycle::after_error(deps, &job, task, e).await,
+    }
+}
+
+async fn run(deps: &RestorerDeps, job: &RestoreJob, task: &RestoreTask) -> Result<(), PipelineError> {
     if job.target == RestoreTarget::Export {
-        return export::handle(deps, &job, task).await;
+        return export::handle(deps, job, task).await;
     }
     if job.container.is_mailbox() {
         return match &task.step {
-            RestoreStep::Plan { dry_run } => mail::plan(deps, &job, *dry_run).await,
-            RestoreStep::Items { item_ids } => mail::restore_chunk(deps, &job, task, item_ids).await,
+            RestoreStep::Plan { dry_run } => mail::plan(deps, job, *dry_run).await,
+            RestoreStep::Items { item_ids } => mail::restore_chunk(deps, job, task, item_ids).await,
             RestoreStep::ExportPart { .. } => Err(not_an_export()),
         };
     }
     match &task.step {
-        RestoreStep::Plan { dry_run } => drive::plan(deps, &job, *dry_run).await,
+        RestoreStep::Plan { dry_run } => drive::plan(deps, job, *dry_run).await,
         RestoreStep::Items { item_ids } => {
-            let mut ctx = Context::new(deps, &job);
+            let mut ctx = Context::new(deps, job);
             for id in item_ids {
                 restore_item(&mut ctx, id).await?;
             }
@@ -103,6 +139,8 @@ struct Context<'a> {
     quarantine: Option<String>,
     /// Mail: per target folder, the internet message ids it holds and their message ids.
     present: HashMap<String, HashMap<String, String>>,
+    /// When the job's status was last read, and items begun since.
+    checked: (Instant, u32),
 }
 
 impl<'a> Context<'a> {
@@ -116,6 +154,23 @@ impl<'a> Context<'a> {
             children: HashMap::new(),
             quarantine: None,
             present: HashMap::new(),
+            checked: (Instant::now(), 0),
+        }
+    }
+
+    /// Stops the step once its job is no longer at work (cancelled, failed by the watchdog):
+    /// re-reads the status every [`CANCEL_CHECK_ITEMS`] items or [`CANCEL_CHECK_INTERVAL`].
+    async fn still_wanted(&mut self) -> Result<(), PipelineError> {
+        let (at, items) = self.checked;
+        if items + 1 < CANCEL_CHECK_ITEMS && at.elapsed() < CANCEL_CHECK_INTERVAL {
+            self.checked.1 += 1;
+            return Ok(());
+        }
+        self.checked = (Instant::now(), 0);
+        match self.deps.catalog.restore_job(&self.job.id).await? {
+            Some(job) if job.status.is_working() => Ok(()),
+            Some(job) => Err(PipelineError::JobEnded(format!("job {} is {:?}", job.id, job.status))),
+            None => Err(PipelineError::MissingData(format!("no restore job {}", self.job.id))),
         }
     }
 
@@ -163,6 +218,7 @@ fn is_final(outcome: RestoreOutcome) -> bool {
 /// per-item failures are reported, not raised (only transient infrastructure errors are, so
 /// the chunk is retried).
 async fn restore_item(ctx: &mut Context<'_>, item_id: &str) -> Result<(), PipelineError> {
+    ctx.still_wanted().await?;
     if let Some(done) = ctx.deps.catalog.restore_report(&ctx.job.id, item_id).await?
         && is_final(done.outcome)
     {

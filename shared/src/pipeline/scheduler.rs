@@ -83,6 +83,8 @@ pub enum Task {
     /// New and deleted SharePoint sites since the last look (`/sites/delta`, one resource unit
     /// per page).
     SiteChanges,
+    /// Fails restore jobs that stopped making progress (`restorer::watch`).
+    RestoreWatchdog,
 }
 
 /// What a task or a share did; the scheduler Lambda and the local control API answer it as
@@ -117,6 +119,8 @@ pub struct Report {
     pub sites_deleted: usize,
     /// Containers a sweep left to notifications this time: Graph's budget is nearly spent.
     pub sweeps_deferred: usize,
+    /// Restore jobs the watchdog failed for want of progress.
+    pub restores_failed: usize,
 }
 
 impl Report {
@@ -140,6 +144,7 @@ impl Report {
             sites_refused,
             sites_deleted,
             sweeps_deferred,
+            restores_failed,
         } = other;
         self.users += users;
         self.containers += containers;
@@ -159,6 +164,7 @@ impl Report {
         self.sites_refused += sites_refused;
         self.sites_deleted += sites_deleted;
         self.sweeps_deferred += sweeps_deferred;
+        self.restores_failed += restores_failed;
     }
 }
 
@@ -170,6 +176,10 @@ pub async fn run(deps: &SchedulerDeps, task: Task) -> Result<Report, PipelineErr
         Task::Reconcile => enqueue_all(deps, ChangeReason::Reconcile).await,
         Task::DiscoverSites => sites::fan_out(deps).await,
         Task::SiteChanges => sites::site_changes(deps).await,
+        Task::RestoreWatchdog => {
+            let watched = super::restorer::watch(deps.catalog.as_ref(), &deps.tenant_id, deps.clock.now()).await?;
+            Ok(Report { restores_failed: watched.failed, ..Report::default() })
+        }
     }
 }
 

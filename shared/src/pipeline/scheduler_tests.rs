@@ -361,3 +361,27 @@ async fn sweeps_leave_subscribed_drives_to_notifications_while_the_budget_is_spe
     let (reconcile, _) = run_all(&d, &sink, Task::Reconcile).await;
     assert_eq!((reconcile.enqueued, reconcile.sweeps_deferred), (3, 0));
 }
+
+#[tokio::test]
+async fn the_restore_watchdog_task_fails_a_restore_job_that_stopped_moving() {
+    use crate::model::{RestoreJob, RestoreScope, RestoreStatus, RestoreTarget};
+    use crate::store::RestoreJobs;
+    // Given a restore job queued two hours ago whose plan message was lost
+    let (server, _) = graph().await;
+    let (catalog, _, d) = world(&server);
+    let long_ago = Utc::now() - Duration::hours(2);
+    let drive = ContainerId::new(d.tenant_id.clone(), "b!drive");
+    let job = RestoreJob::new("lost", drive, RestoreScope::Container, long_ago, RestoreTarget::InPlace, long_ago);
+    catalog.create_restore_job(&job).await.expect("create");
+
+    // When EventBridge sends the scheduler its watchdog task
+    let task: Task = serde_json::from_str(r#"{"task":"restore_watchdog"}"#).expect("the template's input");
+    let report = scheduler::run(&d, task).await.expect("watchdog");
+
+    // Then the job is failed with the reason, and no Graph call was made
+    assert_eq!(report.restores_failed, 1);
+    let job = catalog.restore_job("lost").await.expect("read").expect("job");
+    assert_eq!(job.status, RestoreStatus::Failed);
+    assert!(job.reason.is_some_and(|r| r.contains("no progress")));
+    assert!(server.graph_requests().is_empty());
+}

@@ -205,14 +205,27 @@ pub trait RestoreJobs: Send + Sync {
     async fn restore_job(&self, id: &str) -> Result<Option<RestoreJob>, StoreError>;
     /// A tenant's jobs, newest first.
     async fn list_restore_jobs(&self, tenant_id: &str, limit: usize) -> Result<Vec<RestoreJob>, StoreError>;
-    /// Sets the status and, when given, the plan's totals. [`StoreError::NotFound`] if there is
-    /// no such job.
+    /// Sets the status and, when given, the plan's totals, while the restorer still works on
+    /// the job ([`RestoreStatus::WORKING`]): false, changing nothing, once it was cancelled,
+    /// failed, finished or planned as a dry run. [`StoreError::NotFound`] if there is no such
+    /// job. Every change of a job row stamps its `updated_at` (the progress heartbeat).
     async fn set_restore_status(
         &self,
         id: &str,
         status: RestoreStatus,
         plan: Option<RestorePlan>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
+    /// Ends a job early (failed, cancelled): sets `end.to` and its reason, only while its
+    /// status is one of `end.from` and, with `end.idle_since`, it has not changed after that
+    /// moment (a job that made progress meanwhile is left alone). True if it was applied,
+    /// false if the job had moved on; [`StoreError::NotFound`] if there is no such job.
+    async fn end_restore_job(&self, id: &str, end: &JobEnd<'_>) -> Result<bool, StoreError>;
+    /// The tenant's jobs that were active when last looked at: every job created since, and
+    /// those not forgotten yet. One consistent read of one row (no index, so no
+    /// lag); a job's id is added before its row is written.
+    async fn active_restore_jobs(&self, tenant_id: &str) -> Result<Vec<ActiveJob>, StoreError>;
+    /// Takes jobs off the tenant's active list (jobs that ended, or were never written).
+    async fn forget_restore_jobs(&self, tenant_id: &str, jobs: &[ActiveJob]) -> Result<(), StoreError>;
     /// Records one item's outcome idempotently: the report is written unless an
     /// identical-or-better outcome is already there (see [`outcome_replaces`]), and the job's
     /// counters move with it atomically (a retry that turns `Failed` into `Restored` moves one
@@ -221,14 +234,15 @@ pub trait RestoreJobs: Send + Sync {
     /// counters changed.
     async fn record_restore_outcome(&self, report: &RestoreItemReport, bytes: u64) -> Result<bool, StoreError>;
     /// Finishes a job whose counters were recounted from its reports: sets the status and
-    /// the four outcome counters to `counts` in one write. Used only when the counters fall
-    /// short of the reports (see the restorer's `finish_if_done`).
+    /// the four outcome counters to `counts` in one write, on the same condition as
+    /// [`RestoreJobs::set_restore_status`]. Used only when the counters fall short of the
+    /// reports (see the restorer's `finish_if_done`).
     async fn settle_restore_job(
         &self,
         id: &str,
         status: RestoreStatus,
         counts: OutcomeCounts,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
     async fn restore_report(&self, job_id: &str, item_id: &str) -> Result<Option<RestoreItemReport>, StoreError>;
     /// A job's reports in item id order.
     async fn restore_reports(
@@ -272,8 +286,9 @@ bundle! {
 }
 bundle! {
     /// The scheduler: the container registry and the sync state it reports and resets; the
-    /// shared throttle, which sweeps defer to.
-    SchedulerCatalog: Containers + SyncStates + Coordination
+    /// shared throttle, which sweeps defer to; restore jobs, which its watchdog ends when they
+    /// stop making progress.
+    SchedulerCatalog: Containers + SyncStates + Coordination + RestoreJobs
 }
 bundle! {
     /// The restorer: reads history as of T, shares mailbox slots, keeps restore jobs and
@@ -289,6 +304,26 @@ bundle! {
     /// The vault keeper: walks the registry's heads, records how far their objects are
     /// locked, keeps its runs.
     KeeperCatalog: ItemHistory + Containers + VaultKeeping
+}
+
+/// A job on its tenant's active list: its id, and when it was created (a listed job whose row
+/// is missing is forgotten only once it is old: its row may be on its way).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActiveJob {
+    pub id: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A conditional end of a restore job ([`RestoreJobs::end_restore_job`]).
+#[derive(Clone, Copy, Debug)]
+pub struct JobEnd<'a> {
+    /// The statuses the job may be in.
+    pub from: &'a [RestoreStatus],
+    pub to: RestoreStatus,
+    /// Why, for the job's `reason`: no secrets.
+    pub reason: &'a str,
+    /// Only if the job's last change is no later than this (the watchdog's bound).
+    pub idle_since: Option<DateTime<Utc>>,
 }
 
 /// Whether `new` replaces the outcome already recorded for an item: the first outcome always

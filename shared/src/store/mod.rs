@@ -18,9 +18,9 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) use self::catalog::outcome_replaces;
 pub use self::catalog::{
-    ApiCatalog, Commit, Containers, Coordination, CopierCatalog, EnumeratorCatalog, ExportParts, Failures, ItemHistory,
-    KeeperCatalog, OutcomeCounts, PointInTime, RestoreJobs, RestorerCatalog, SEEN_MARKS_PER_ROW, SchedulerCatalog,
-    SlotLease, SyncStates, VaultKeeping, seen_mark,
+    ActiveJob, ApiCatalog, Commit, Containers, Coordination, CopierCatalog, EnumeratorCatalog, ExportParts, Failures,
+    ItemHistory, JobEnd, KeeperCatalog, OutcomeCounts, PointInTime, RestoreJobs, RestorerCatalog, SEEN_MARKS_PER_ROW,
+    SchedulerCatalog, SlotLease, SyncStates, VaultKeeping, seen_mark,
 };
 pub use self::page::Page;
 pub(crate) use self::page::{Listing, item_order};

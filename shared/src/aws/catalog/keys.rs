@@ -174,6 +174,11 @@ pub(super) fn jobs_g1pk(tenant_id: &str) -> String {
     format!("RJ#{tenant_id}")
 }
 
+/// The row listing a tenant's active restore jobs (sort key [`STATE_SK`]): not indexed.
+pub(super) fn active_jobs_pk(tenant_id: &str) -> String {
+    format!("RJA#{tenant_id}")
+}
+
 /// A job's sort key in `RJ#`: by creation time.
 pub(super) fn job_g1sk(created_at: DateTime<Utc>, id: &str) -> String {
     format!("{}#{id}", sortable_time(created_at))
@@ -234,6 +239,7 @@ mod tests {
             (after_item_index_sk("i1"), "i1$"),
             (jobs_g1pk("t1"), "RJ#t1"),
             (job_g1sk(t, "j1"), "2024-05-01T10:00:00.123Z#j1"),
+            (active_jobs_pk("t1"), "RJA#t1"),
         ];
         for (built, stored) in keys {
             assert_eq!(built, stored);

@@ -5,6 +5,11 @@
 //! item's report and the counters it moves are one transaction, conditional on the report
 //! being exactly as read: a crash cannot count an outcome without its report (or the
 //! reverse), and of two deliveries of the same item racing, one wins and the other re-reads.
+//!
+//! Every change of the job row stamps `updated_at` (the progress heartbeat), and a status
+//! moves only from the states the condition names: a cancelled or failed job never becomes
+//! anything else. A tenant's active jobs are listed in one row (`RJA#{tenant}` / `STATE`, a
+//! string set) that the watchdog reads and prunes: no index, so no lag.
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -12,13 +17,15 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::keys::{JOB_SK, REPORT_PREFIX, REPORTS_END, job_g1sk, job_pk, jobs_g1pk, report_sk};
+use super::keys::{
+    JOB_SK, REPORT_PREFIX, REPORTS_END, STATE_SK, active_jobs_pk, job_g1sk, job_pk, jobs_g1pk, report_sk, sortable_time,
+};
 use super::{
     DynamoCatalog, GSI1, Row, SERVICE, applied, attr_s, first_rows, json, key, parse_doc, query_error, s, sdk_error,
 };
 use crate::backoff::Backoff;
 use crate::model::{RestoreItemReport, RestoreJob, RestoreOutcome, RestorePlan, RestoreStatus, SCHEMA_VERSION};
-use crate::store::{Listing, OutcomeCounts, Page, RestoreJobs, StoreError, outcome_replaces};
+use crate::store::{ActiveJob, JobEnd, Listing, OutcomeCounts, Page, RestoreJobs, StoreError, outcome_replaces};
 
 /// Attempts at recording one outcome when concurrent deliveries of the same item race.
 const RECORD_ATTEMPTS: u32 = 6;
@@ -28,6 +35,23 @@ const COUNTERS: [&str; 8] =
 
 fn n(value: u64) -> AttributeValue {
     AttributeValue::N(value.to_string())
+}
+
+/// The heartbeat stamped on every change of a job row: the catalog's own clock, as a
+/// server-side timestamp would be.
+fn stamp() -> AttributeValue {
+    s(sortable_time(chrono::Utc::now()))
+}
+
+/// `#status IN (...)` over `statuses`, with the names and values it needs.
+fn status_in(statuses: &[RestoreStatus]) -> Result<(String, Vec<(String, AttributeValue)>), StoreError> {
+    let mut names = Vec::with_capacity(statuses.len());
+    let mut values = Vec::with_capacity(statuses.len());
+    for (i, status) in statuses.iter().enumerate() {
+        names.push(format!(":from{i}"));
+        values.push((format!(":from{i}"), s(variant_name(status)?)));
+    }
+    Ok((format!("#status IN ({})", names.join(", ")), values))
 }
 
 /// The job counter an outcome counts in. `CreatedAfter` items were not restored: skipped.
@@ -61,6 +85,12 @@ fn parse_job(row: &Row) -> Result<RestoreJob, StoreError> {
         return Err(StoreError::Malformed(format!("restore job schema v{} is newer than this build", job.v)));
     }
     job.status = parse_variant(row, "status")?;
+    job.reason = attr_s(row, "reason").map(str::to_owned);
+    if let Some(updated) = attr_s(row, "updated_at") {
+        let t = chrono::DateTime::parse_from_rfc3339(updated)
+            .map_err(|e| StoreError::Malformed(format!("restore `updated_at`: {e}")))?;
+        job.updated_at = Some(t.with_timezone(&chrono::Utc));
+    }
     for name in COUNTERS {
         let Some(value) = row.get(name).and_then(|v| v.as_n().ok()) else { continue };
         // ADD can take a counter below zero only through a bug; show it as zero.
@@ -82,6 +112,18 @@ fn parse_job(row: &Row) -> Result<RestoreJob, StoreError> {
         *field = value;
     }
     Ok(job)
+}
+
+/// An element of the active jobs' set: `{created}#{id}` (a string set holds strings only).
+fn active_entry(job: &ActiveJob) -> String {
+    format!("{}#{}", sortable_time(job.created_at), job.id)
+}
+
+fn parse_active(entry: &str) -> Result<ActiveJob, StoreError> {
+    let malformed = || StoreError::Malformed(format!("active restore job entry `{entry}`"));
+    let (created, id) = entry.split_once('#').ok_or_else(malformed)?;
+    let created_at = chrono::DateTime::parse_from_rfc3339(created).map_err(|_| malformed())?;
+    Ok(ActiveJob { id: id.to_owned(), created_at: created_at.with_timezone(&chrono::Utc) })
 }
 
 fn parse_report(row: &Row) -> Result<RestoreItemReport, StoreError> {
@@ -124,6 +166,10 @@ impl RestoreJobs for DynamoCatalog {
         }
         row.insert("G1PK".to_owned(), s(jobs_g1pk(&job.container.tenant_id)));
         row.insert("G1SK".to_owned(), s(job_g1sk(job.created_at, &job.id)));
+        row.insert("updated_at".to_owned(), s(sortable_time(job.progressed_at())));
+        // Listed as active first: a crash in between leaves an id the watchdog forgets.
+        let active = ActiveJob { id: job.id.clone(), created_at: job.created_at };
+        self.change_active(&job.container.tenant_id, "ADD", std::slice::from_ref(&active)).await?;
         if !self.put_new_row(row).await? {
             return Err(StoreError::AlreadyExists { key: format!("restore job {}", job.id) });
         }
@@ -149,27 +195,70 @@ impl RestoreJobs for DynamoCatalog {
         id: &str,
         status: RestoreStatus,
         plan: Option<RestorePlan>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
+        let (working, values) = status_in(&RestoreStatus::WORKING)?;
         let mut update = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(job_pk(id), JOB_SK)))
-            .condition_expression("attribute_exists(PK)")
+            .condition_expression(format!("attribute_exists(PK) AND {working}"))
+            .set_expression_attribute_values(Some(values.into_iter().collect()))
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":status", s(variant_name(&status)?));
+            .expression_attribute_names("#updated", "updated_at")
+            .expression_attribute_values(":status", s(variant_name(&status)?))
+            .expression_attribute_values(":updated", stamp());
         update = match plan {
             Some(plan) => update
-                .update_expression("SET #status = :status, #items = :items, #bytes = :bytes, #conflicts = :conflicts")
+                .update_expression(
+                    "SET #status = :status, #updated = :updated, #items = :items, #bytes = :bytes, \
+                     #conflicts = :conflicts",
+                )
                 .expression_attribute_names("#items", "planned_items")
                 .expression_attribute_names("#bytes", "planned_bytes")
                 .expression_attribute_names("#conflicts", "conflicts")
                 .expression_attribute_values(":items", n(plan.items))
                 .expression_attribute_values(":bytes", n(plan.bytes))
                 .expression_attribute_values(":conflicts", n(plan.conflicts)),
-            None => update.update_expression("SET #status = :status"),
+            None => update.update_expression("SET #status = :status, #updated = :updated"),
         };
-        if applied(update.send().await, "UpdateItem")? { Ok(()) } else { Err(not_found(id)) }
+        self.applied_or_found(id, update.send().await).await
+    }
+
+    async fn end_restore_job(&self, id: &str, end: &JobEnd<'_>) -> Result<bool, StoreError> {
+        let (from, values) = status_in(end.from)?;
+        let mut condition = format!("attribute_exists(PK) AND {from}");
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(job_pk(id), JOB_SK)))
+            .set_expression_attribute_values(Some(values.into_iter().collect()))
+            .update_expression("SET #status = :status, #reason = :reason, #updated = :updated")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#reason", "reason")
+            .expression_attribute_names("#updated", "updated_at")
+            .expression_attribute_values(":status", s(variant_name(&end.to)?))
+            .expression_attribute_values(":reason", s(end.reason.to_owned()))
+            .expression_attribute_values(":updated", stamp());
+        if let Some(since) = end.idle_since {
+            // RFC 3339 at millisecond precision in UTC: string order is time order.
+            condition.push_str(" AND (attribute_not_exists(#updated) OR #updated <= :since)");
+            update = update.expression_attribute_values(":since", s(sortable_time(since)));
+        }
+        self.applied_or_found(id, update.condition_expression(condition).send().await).await
+    }
+
+    async fn active_restore_jobs(&self, tenant_id: &str) -> Result<Vec<ActiveJob>, StoreError> {
+        let row = self.get_row(key(active_jobs_pk(tenant_id), STATE_SK), true).await?;
+        let Some(entries) = row.as_ref().and_then(|r| r.get("jobs")).and_then(|v| v.as_ss().ok()) else {
+            return Ok(Vec::new());
+        };
+        entries.iter().map(|e| parse_active(e)).collect()
+    }
+
+    async fn forget_restore_jobs(&self, tenant_id: &str, jobs: &[ActiveJob]) -> Result<(), StoreError> {
+        self.change_active(tenant_id, "DELETE", jobs).await
     }
 
     async fn record_restore_outcome(&self, report: &RestoreItemReport, bytes: u64) -> Result<bool, StoreError> {
@@ -212,15 +301,19 @@ impl RestoreJobs for DynamoCatalog {
         id: &str,
         status: RestoreStatus,
         counts: OutcomeCounts,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
+        let (working, values) = status_in(&RestoreStatus::WORKING)?;
         let sent = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(job_pk(id), JOB_SK)))
-            .condition_expression("attribute_exists(PK)")
-            .update_expression("SET #status = :status, #r = :r, #u = :u, #s = :s, #f = :f")
+            .condition_expression(format!("attribute_exists(PK) AND {working}"))
+            .set_expression_attribute_values(Some(values.into_iter().collect()))
+            .update_expression("SET #status = :status, #updated = :updated, #r = :r, #u = :u, #s = :s, #f = :f")
             .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#updated", "updated_at")
+            .expression_attribute_values(":updated", stamp())
             .expression_attribute_names("#r", "restored")
             .expression_attribute_names("#u", "unchanged")
             .expression_attribute_names("#s", "skipped")
@@ -232,7 +325,7 @@ impl RestoreJobs for DynamoCatalog {
             .expression_attribute_values(":f", n(counts.failed))
             .send()
             .await;
-        if applied(sent, "UpdateItem")? { Ok(()) } else { Err(not_found(id)) }
+        self.applied_or_found(id, sent).await
     }
 
     async fn restore_report(&self, job_id: &str, item_id: &str) -> Result<Option<RestoreItemReport>, StoreError> {
@@ -280,6 +373,44 @@ impl RestoreJobs for DynamoCatalog {
 }
 
 impl DynamoCatalog {
+    /// True if a conditional update of job `id` applied; false if its condition failed on a
+    /// row that exists; [`StoreError::NotFound`] if there is no row.
+    async fn applied_or_found<T, E>(
+        &self,
+        id: &str,
+        sent: Result<T, aws_sdk_dynamodb::error::SdkError<E>>,
+    ) -> Result<bool, StoreError>
+    where
+        E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        if applied(sent, "UpdateItem")? {
+            return Ok(true);
+        }
+        match self.get_row(key(job_pk(id), JOB_SK), true).await? {
+            Some(_) => Ok(false),
+            None => Err(not_found(id)),
+        }
+    }
+
+    /// Adds ids to (`ADD`) or takes them off (`DELETE`) the tenant's active jobs.
+    async fn change_active(&self, tenant_id: &str, action: &str, jobs: &[ActiveJob]) -> Result<(), StoreError> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<String> = jobs.iter().map(active_entry).collect();
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(active_jobs_pk(tenant_id), STATE_SK)))
+            .update_expression(format!("{action} #jobs :ids"))
+            .expression_attribute_names("#jobs", "jobs")
+            .expression_attribute_values(":ids", AttributeValue::Ss(ids))
+            .send()
+            .await
+            .map_err(|e| sdk_error(SERVICE, "UpdateItem", e))?;
+        Ok(())
+    }
+
     /// The report row, conditional on the row being exactly as read (`recorded`).
     fn report_put(
         &self,
@@ -330,7 +461,12 @@ impl DynamoCatalog {
                 .expression_attribute_names("#bytes", "bytes_restored")
                 .expression_attribute_values(":bytes", n(bytes));
         }
-        let update = update.update_expression(format!("ADD {}", adds.join(", "))).build().map_err(request)?;
+        let update = update
+            .expression_attribute_names("#updated", "updated_at")
+            .expression_attribute_values(":updated", stamp())
+            .update_expression(format!("ADD {} SET #updated = :updated", adds.join(", ")))
+            .build()
+            .map_err(request)?;
         Ok(TransactWriteItem::builder().update(update).build())
     }
 }

@@ -1,10 +1,12 @@
 //! A job's accounting: its items fanned out to the queue in chunks, and the job finished once
 //! every planned item has an outcome (settled from the reports when the counters fall behind).
 
+use std::time::Duration;
+
 use tracing::{info, warn};
 
 use super::RestorerDeps;
-use crate::model::{RestoreJob, RestoreStatus, RestoreStep, RestoreTask, SCHEMA_VERSION};
+use crate::model::{RestoreJob, RestoreStatus, RestoreStep, RestoreTask};
 use crate::pipeline::PipelineError;
 use crate::store::{OutMessage, OutcomeCounts, QueueName, RestorerCatalog};
 
@@ -16,11 +18,7 @@ pub(super) async fn fan_out(deps: &RestorerDeps, job: &RestoreJob, item_ids: &[S
     let messages: Vec<OutMessage> = item_ids
         .chunks(CHUNK)
         .map(|chunk| {
-            let task = RestoreTask {
-                v: SCHEMA_VERSION,
-                job_id: job.id.clone(),
-                step: RestoreStep::Items { item_ids: chunk.to_vec() },
-            };
+            let task = RestoreTask::new(job.id.clone(), RestoreStep::Items { item_ids: chunk.to_vec() });
             OutMessage { body: serde_json::to_string(&task).unwrap_or_default(), group_id: None, delay: None }
         })
         .collect();
@@ -28,6 +26,15 @@ pub(super) async fn fan_out(deps: &RestorerDeps, job: &RestoreJob, item_ids: &[S
         deps.sink.send(QueueName::Restores, messages).await?;
     }
     finish_if_done(deps, &job.id).await
+}
+
+/// Sends `task` to the restores queue again after `delay` (at most SQS's 15 minutes): a
+/// retry, a deferral, or a step's continuation. The delivery that sends it is then acked.
+pub(super) async fn send_again(deps: &RestorerDeps, task: &RestoreTask, delay: Duration) -> Result<(), PipelineError> {
+    let body = serde_json::to_string(task).map_err(|e| PipelineError::Internal(format!("restore task: {e}")))?;
+    let delay = delay.min(Duration::from_secs(900));
+    deps.sink.send(QueueName::Restores, vec![OutMessage { body, group_id: None, delay: Some(delay) }]).await?;
+    Ok(())
 }
 
 /// Marks the job finished once every planned item has an outcome.
@@ -45,8 +52,9 @@ pub(super) async fn finish_if_done(deps: &RestorerDeps, job_id: &str) -> Result<
     let done = job.restored + job.unchanged + job.skipped + job.failed;
     if done >= job.planned_items {
         let status = if job.failed > 0 { RestoreStatus::CompletedWithErrors } else { RestoreStatus::Succeeded };
-        deps.catalog.set_restore_status(job_id, status, None).await?;
-        info!(job = %job_id, restored = job.restored, unchanged = job.unchanged, failed = job.failed, "restore finished");
+        if deps.catalog.set_restore_status(job_id, status, None).await? {
+            info!(job = %job_id, restored = job.restored, unchanged = job.unchanged, failed = job.failed, "restore finished");
+        }
         return Ok(());
     }
     if job.planned_items - done > CHUNK as u64 {

@@ -31,7 +31,7 @@ use crate::model::{
     RestoreTask,
 };
 use crate::pipeline::{PipelineError, throttle_resource};
-use crate::store::{OutMessage, QueueName, SlotLease};
+use crate::store::SlotLease;
 
 /// Concurrent restore chunks per target mailbox (of Exchange's four concurrent requests).
 pub const MAILBOX_RESTORE_SLOTS: u32 = 3;
@@ -41,7 +41,7 @@ const SLOT_LEASE: chrono::Duration = chrono::Duration::minutes(15);
 const SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The user whose mailbox receives the restore.
-fn target_user(job: &RestoreJob) -> &str {
+pub(super) fn target_user(job: &RestoreJob) -> &str {
     match &job.target {
         RestoreTarget::InPlace | RestoreTarget::Export => &job.container.graph_id,
         RestoreTarget::Alternate { drive_id, .. } => drive_id,
@@ -102,13 +102,7 @@ pub(super) async fn restore_chunk(
     let Some(lease) =
         deps.catalog.acquire_slot(&target.tenant_id, &resource, MAILBOX_RESTORE_SLOTS, now, now + SLOT_LEASE).await?
     else {
-        let message = OutMessage {
-            body: serde_json::to_string(task).unwrap_or_default(),
-            group_id: None,
-            delay: Some(SLOT_WAIT),
-        };
-        deps.sink.send(QueueName::Restores, vec![message]).await?;
-        return Ok(());
+        return super::lifecycle::defer(deps, job, task, SLOT_WAIT).await;
     };
     let result = restore_all(deps, job, item_ids).await;
     release(deps, &lease).await;
@@ -391,9 +385,9 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::graph::test_server::{TestServer, graph_error};
-    use crate::model::{ContainerId, RestoreStep, SCHEMA_VERSION};
+    use crate::model::{ContainerId, RestoreStep};
     use crate::store::memory::{MemoryCatalog, MemoryExports, MemorySink, MemoryVault};
-    use crate::store::{Coordination, RestoreJobs};
+    use crate::store::{Coordination, QueueName, RestoreJobs};
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).expect("valid time").with_timezone(&Utc)
@@ -427,13 +421,15 @@ mod tests {
             let held = catalog.acquire_slot("t", &resource, MAILBOX_RESTORE_SLOTS, start, until).await.expect("slot");
             assert!(held.is_some());
         }
-        let chunk =
-            RestoreTask { v: SCHEMA_VERSION, job_id: "j".into(), step: RestoreStep::Items { item_ids: vec![] } };
+        let chunk = RestoreTask::new("j", RestoreStep::Items { item_ids: vec!["m1".into()] });
 
         // When a chunk arrives a minute before the leases end, it goes back to the queue
         clock.set(start + SLOT_LEASE - chrono::Duration::minutes(1));
         super::super::handle(&deps, &chunk).await.expect("deferred");
-        assert_eq!(sink.take(QueueName::Restores).len(), 1);
+        let sent = sink.take(QueueName::Restores);
+        assert_eq!(sent.len(), 1);
+        let again: RestoreTask = serde_json::from_str(&sent[0].body).expect("task");
+        assert_eq!((again.attempt, again.deferrals), (0, 1), "waiting for a slot is a deferral, not an attempt");
         assert_eq!(catalog.restore_job("j").await.expect("read").expect("job").status, RestoreStatus::Running);
 
         // And once the clock passes them (no sleeping), the chunk takes a slot and runs

@@ -2,9 +2,11 @@
 
 use super::{at, is_invalid_cursor, job, report};
 use crate::model::{ContainerId, RestoreOutcome, RestorePlan, RestoreStatus};
-use crate::store::{OutcomeCounts, RestoreJobs, StoreError};
+use crate::store::{JobEnd, OutcomeCounts, RestoreJobs, StoreError};
 
 contract_tests!(
+    a_job_ends_once_and_an_ended_job_never_moves_again,
+    the_watchdog_ends_only_a_job_idle_since_its_bound_and_lists_active_jobs_without_an_index,
     an_outcome_counts_once_however_often_it_is_delivered_and_a_retry_turns_a_failure_into_a_restore,
     jobs_list_newest_first_per_tenant,
     reports_page_by_item_and_a_cursor_stays_with_its_job,
@@ -135,4 +137,93 @@ async fn reports_page_by_item_and_a_cursor_stays_with_its_job(catalog: &impl Res
     }
     let job = catalog.restore_job("j1").await.expect("read").expect("exists");
     assert_eq!((job.restored, job.bytes_restored), (8, 8));
+}
+
+async fn a_job_ends_once_and_an_ended_job_never_moves_again(catalog: &impl RestoreJobs) {
+    use RestoreStatus::{Cancelled, Failed, Planned, Queued, Running, Succeeded};
+    // Given a running job with one outcome, and a dry run that ended planned
+    catalog.create_restore_job(&job("j1", "2024-05-02T08:00:00Z")).await.expect("create");
+    assert!(catalog.set_restore_status("j1", Running, Some(RestorePlan::default())).await.expect("run"));
+    catalog.record_restore_outcome(&report("j1", "a", RestoreOutcome::Restored), 10).await.expect("record");
+    catalog.create_restore_job(&job("dry", "2024-05-02T08:00:00Z")).await.expect("create");
+    assert!(catalog.set_restore_status("dry", Planned, None).await.expect("plan"));
+    let cancel =
+        JobEnd { from: &RestoreStatus::ACTIVE, to: Cancelled, reason: "cancelled by request", idle_since: None };
+
+    // When both are cancelled, then cancelled again
+    let before = chrono::Utc::now() - chrono::Duration::seconds(1);
+    assert!(catalog.end_restore_job("j1", &cancel).await.expect("cancel"));
+    assert!(catalog.end_restore_job("dry", &cancel).await.expect("cancel dry run"));
+    assert!(!catalog.end_restore_job("j1", &cancel).await.expect("again"), "a job ends once");
+
+    // Then each is cancelled with its reason and counters, its row stamped by the change
+    let j1 = catalog.restore_job("j1").await.expect("read").expect("exists");
+    assert_eq!((j1.status, j1.reason.as_deref(), j1.restored), (Cancelled, Some("cancelled by request"), 1));
+    assert!(j1.updated_at.is_some_and(|u| u >= before), "{:?}", j1.updated_at);
+    assert_eq!(catalog.restore_job("dry").await.expect("read").expect("exists").status, Cancelled);
+
+    // And nothing the restorer does moves it again: a late finish, a settle, a failure
+    assert!(!catalog.set_restore_status("j1", Succeeded, None).await.expect("finish"));
+    let counts = OutcomeCounts { restored: 1, ..OutcomeCounts::default() };
+    assert!(!catalog.settle_restore_job("j1", Succeeded, counts).await.expect("settle"));
+    let fail = JobEnd { from: &RestoreStatus::WORKING, to: Failed, reason: "plan failed", idle_since: None };
+    assert!(!catalog.end_restore_job("j1", &fail).await.expect("fail"));
+    assert!(!catalog.set_restore_status("dry", Running, None).await.expect("a planned dry run stays"));
+    let j1 = catalog.restore_job("j1").await.expect("read").expect("exists");
+    assert_eq!((j1.status, j1.reason.as_deref()), (Cancelled, Some("cancelled by request")));
+
+    // And a queued job fails with its reason; an unknown one is not found
+    catalog.create_restore_job(&job("j2", "2024-05-02T08:00:00Z")).await.expect("create");
+    assert!(catalog.end_restore_job("j2", &fail).await.expect("fail"));
+    let j2 = catalog.restore_job("j2").await.expect("read").expect("exists");
+    assert_eq!((j2.status, j2.reason.as_deref()), (Failed, Some("plan failed")));
+    assert!(!catalog.set_restore_status("j2", Queued, None).await.expect("stays failed"));
+    let unknown = catalog.end_restore_job("nope", &cancel).await;
+    assert!(matches!(unknown, Err(StoreError::NotFound { .. })), "{unknown:?}");
+}
+
+async fn the_watchdog_ends_only_a_job_idle_since_its_bound_and_lists_active_jobs_without_an_index(
+    catalog: &impl RestoreJobs,
+) {
+    // Given two jobs created long ago, one of which makes progress now, and another tenant's
+    for id in ["idle", "busy"] {
+        catalog.create_restore_job(&job(id, "2024-05-02T08:00:00Z")).await.expect("create");
+        assert!(catalog.set_restore_status(id, RestoreStatus::Running, None).await.expect("run"));
+    }
+    let mut other = job("x", "2024-05-02T08:00:00Z");
+    other.container = ContainerId::new("tenant-2", "d");
+    catalog.create_restore_job(&other).await.expect("create");
+    let ids = |jobs: Vec<crate::store::ActiveJob>| {
+        let mut ids: Vec<String> = jobs.into_iter().map(|j| j.id).collect();
+        ids.sort();
+        ids
+    };
+    let listed = catalog.active_restore_jobs("tenant-1").await.expect("active");
+    assert!(listed.iter().all(|j| j.created_at == at("2024-05-02T08:00:00Z")), "{listed:?}");
+    assert_eq!(ids(listed), ["busy", "idle"], "listed at once: no index lag");
+    let bound = chrono::Utc::now();
+    catalog.record_restore_outcome(&report("busy", "a", RestoreOutcome::Restored), 1).await.expect("progress");
+
+    // When the watchdog ends the jobs that have not changed since the bound
+    let end = JobEnd {
+        from: &RestoreStatus::WORKING,
+        to: RestoreStatus::Failed,
+        reason: "no progress",
+        idle_since: Some(bound - chrono::Duration::milliseconds(1)),
+    };
+    let ended_idle = catalog.end_restore_job("idle", &JobEnd { idle_since: Some(bound), ..end }).await;
+    let ended_busy = catalog.end_restore_job("busy", &end).await;
+
+    // Then only the idle one failed; the one that progressed after the bound runs on
+    assert!(ended_idle.expect("idle"));
+    assert!(!ended_busy.expect("busy"));
+    assert_eq!(catalog.restore_job("busy").await.expect("read").expect("exists").status, RestoreStatus::Running);
+
+    // And forgetting takes ids off the tenant's active list only
+    let active = |id: &str| crate::store::ActiveJob { id: id.to_owned(), created_at: at("2024-05-02T08:00:00Z") };
+    catalog.forget_restore_jobs("tenant-1", &[active("idle")]).await.expect("forget");
+    assert_eq!(ids(catalog.active_restore_jobs("tenant-1").await.expect("active")), ["busy"]);
+    assert_eq!(ids(catalog.active_restore_jobs("tenant-2").await.expect("active")), ["x"]);
+    catalog.forget_restore_jobs("tenant-1", &[active("busy"), active("never")]).await.expect("forget");
+    assert!(catalog.active_restore_jobs("tenant-1").await.expect("active").is_empty());
 }

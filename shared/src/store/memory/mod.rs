@@ -88,6 +88,8 @@ struct CatalogState {
     throttles: HashMap<(String, String), DateTime<Utc>>,
     slots: HashMap<(String, String, u32), DateTime<Utc>>,
     failures: BTreeMap<ItemKey, failures::FailureRow>,
+    /// The ids of each tenant's active restore jobs (`RestoreJobs::active_restore_jobs`).
+    active_restore_jobs: BTreeMap<String, BTreeMap<String, DateTime<Utc>>>,
     /// By (job id, item id).
     restore_reports: BTreeMap<(String, String), RestoreItemReport>,
     /// By (job id, part).

@@ -1,11 +1,12 @@
 //! Restore jobs and their per-item reports; an outcome and the counters it moves change together.
 
 use async_trait::async_trait;
+use chrono::Utc;
 
 use super::index::Changed;
 use super::{MemoryCatalog, millis};
 use crate::model::{RestoreItemReport, RestoreJob, RestoreOutcome, RestorePlan, RestoreStatus};
-use crate::store::{Listing, OutcomeCounts, Page, RestoreJobs, StoreError, outcome_replaces};
+use crate::store::{ActiveJob, JobEnd, Listing, OutcomeCounts, Page, RestoreJobs, StoreError, outcome_replaces};
 
 /// The job counter an outcome counts in. `CreatedAfter` items were not restored: skipped.
 fn counter(job: &mut RestoreJob, outcome: RestoreOutcome) -> &mut u64 {
@@ -25,7 +26,14 @@ impl RestoreJobs for MemoryCatalog {
         if state.table.restore_jobs.contains_key(&job.id) {
             return Err(StoreError::AlreadyExists { key: format!("restore job {}", job.id) });
         }
-        state.table.restore_jobs.insert(job.id.clone(), job.clone());
+        // On the active list before the row exists, as on DynamoDB.
+        state
+            .active_restore_jobs
+            .entry(job.container.tenant_id.clone())
+            .or_default()
+            .insert(job.id.clone(), job.created_at);
+        let stored = RestoreJob { updated_at: Some(job.progressed_at()), ..job.clone() };
+        state.table.restore_jobs.insert(job.id.clone(), stored);
         state.changed(Changed::Job(&job.id));
         Ok(())
     }
@@ -48,18 +56,56 @@ impl RestoreJobs for MemoryCatalog {
         id: &str,
         status: RestoreStatus,
         plan: Option<RestorePlan>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut state = self.write();
         let job = state
             .table
             .restore_jobs
             .get_mut(id)
             .ok_or_else(|| StoreError::NotFound { key: format!("restore job {id}") })?;
+        if !job.status.is_working() {
+            return Ok(false);
+        }
         job.status = status;
         if let Some(plan) = plan {
             (job.planned_items, job.planned_bytes, job.conflicts) = (plan.items, plan.bytes, plan.conflicts);
         }
+        job.updated_at = Some(Utc::now());
         state.changed(Changed::Job(id));
+        Ok(true)
+    }
+
+    async fn end_restore_job(&self, id: &str, end: &JobEnd<'_>) -> Result<bool, StoreError> {
+        let mut state = self.write();
+        let job = state
+            .table
+            .restore_jobs
+            .get_mut(id)
+            .ok_or_else(|| StoreError::NotFound { key: format!("restore job {id}") })?;
+        let idle = end.idle_since.is_none_or(|since| job.updated_at.is_none_or(|u| u <= since));
+        if !end.from.contains(&job.status) || !idle {
+            return Ok(false);
+        }
+        job.status = end.to;
+        job.reason = Some(end.reason.to_owned());
+        job.updated_at = Some(Utc::now());
+        state.changed(Changed::Job(id));
+        Ok(true)
+    }
+
+    async fn active_restore_jobs(&self, tenant_id: &str) -> Result<Vec<ActiveJob>, StoreError> {
+        let state = self.read();
+        let Some(active) = state.active_restore_jobs.get(tenant_id) else { return Ok(Vec::new()) };
+        Ok(active.iter().map(|(id, created_at)| ActiveJob { id: id.clone(), created_at: *created_at }).collect())
+    }
+
+    async fn forget_restore_jobs(&self, tenant_id: &str, jobs: &[ActiveJob]) -> Result<(), StoreError> {
+        let mut state = self.write();
+        if let Some(active) = state.active_restore_jobs.get_mut(tenant_id) {
+            for job in jobs {
+                active.remove(&job.id);
+            }
+        }
         Ok(())
     }
 
@@ -83,6 +129,7 @@ impl RestoreJobs for MemoryCatalog {
         if report.outcome == RestoreOutcome::Restored {
             job.bytes_restored += bytes;
         }
+        job.updated_at = Some(Utc::now());
         state.restore_reports.insert(key, report.clone());
         state.changed(Changed::Job(&report.job_id));
         Ok(true)
@@ -93,18 +140,22 @@ impl RestoreJobs for MemoryCatalog {
         id: &str,
         status: RestoreStatus,
         counts: OutcomeCounts,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut state = self.write();
         let job = state
             .table
             .restore_jobs
             .get_mut(id)
             .ok_or_else(|| StoreError::NotFound { key: format!("restore job {id}") })?;
+        if !job.status.is_working() {
+            return Ok(false);
+        }
         job.status = status;
         (job.restored, job.unchanged, job.skipped, job.failed) =
             (counts.restored, counts.unchanged, counts.skipped, counts.failed);
+        job.updated_at = Some(Utc::now());
         state.changed(Changed::Job(id));
-        Ok(())
+        Ok(true)
     }
 
     async fn restore_report(&self, job_id: &str, item_id: &str) -> Result<Option<RestoreItemReport>, StoreError> {
