@@ -36,7 +36,7 @@ async fn a_dry_run_records_a_queued_job_and_queues_a_dry_plan_step() {
     let job = f.catalog.restore_job(&id).await.expect("read").expect("job recorded");
     assert_eq!((job.status, job.planned_items, job.restored), (RestoreStatus::Queued, 0, 0));
     assert_eq!(job.container, ContainerId::new(TENANT, DRIVE));
-    assert_eq!(queued(&f), [RestoreTask { v: 1, job_id: id, step: RestoreStep::Plan { dry_run: true } }]);
+    assert_eq!(queued(&f), [RestoreTask::plan(id, true)]);
 }
 
 #[tokio::test]

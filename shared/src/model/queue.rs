@@ -64,6 +64,14 @@ pub struct RestoreTask {
     pub v: u32,
     pub job_id: String,
     pub step: RestoreStep,
+    /// Times this chunk was re-sent because items in it wait for their folder's restore (not
+    /// failed attempts: no SQS receive is burnt).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub deferrals: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// What the restorer does with a job on this delivery.
@@ -90,8 +98,12 @@ pub enum RestoreStep {
 }
 
 impl RestoreTask {
+    pub fn new(job_id: impl Into<String>, step: RestoreStep) -> Self {
+        Self { v: SCHEMA_VERSION, job_id: job_id.into(), step, deferrals: 0 }
+    }
+
     pub fn plan(job_id: impl Into<String>, dry_run: bool) -> Self {
-        Self { v: SCHEMA_VERSION, job_id: job_id.into(), step: RestoreStep::Plan { dry_run } }
+        Self::new(job_id, RestoreStep::Plan { dry_run })
     }
 }
 

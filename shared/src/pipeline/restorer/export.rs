@@ -22,7 +22,7 @@ use crate::export::names::{EntryNames, MANIFEST};
 use crate::export::zip::{ZipError, ZipWriter};
 use crate::model::{
     ExportPart, ItemKind, ItemVersion, ObjectRef, RestoreJob, RestoreOutcome, RestorePlan, RestoreStatus, RestoreStep,
-    RestoreTask, SCHEMA_VERSION,
+    RestoreTask,
 };
 use crate::pipeline::PipelineError;
 use crate::pipeline::part_buffer::{PartBuffer, UploadPart};
@@ -121,7 +121,7 @@ async fn plan(deps: &RestorerDeps, job: &RestoreJob, dry_run: bool) -> Result<()
         .map(|(i, from)| {
             let to = starts.get(i + 1).cloned().flatten();
             let step = RestoreStep::ExportPart { part: i as u32 + 1, of, from: from.clone(), to };
-            let task = RestoreTask { v: SCHEMA_VERSION, job_id: job.id.clone(), step };
+            let task = RestoreTask::new(job.id.clone(), step);
             OutMessage { body: serde_json::to_string(&task).unwrap_or_default(), group_id: None, delay: None }
         })
         .collect();

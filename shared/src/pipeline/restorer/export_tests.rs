@@ -260,7 +260,7 @@ async fn a_folder_export_holds_its_subtree_and_a_redelivered_part_changes_nothin
     // When its part is delivered again
     let part = w.catalog.export_parts(&job.id).await.expect("parts")[0].clone();
     let step = RestoreStep::ExportPart { part: 1, of: 1, from: None, to: None };
-    handle(&w.deps, &RestoreTask { v: SCHEMA_VERSION, job_id: job.id.clone(), step }).await.expect("again");
+    handle(&w.deps, &RestoreTask::new(job.id.clone(), step)).await.expect("again");
 
     // Then nothing is written or counted again
     let again = w.catalog.restore_job(&job.id).await.expect("read").expect("job");
