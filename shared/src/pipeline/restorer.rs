@@ -24,6 +24,8 @@ mod export_tests;
 mod job;
 mod mail;
 mod outline;
+#[cfg(test)]
+mod plan_tests;
 mod tree;
 
 pub use drive::{CONFLICTS_LISTED, FRAGMENT, QUARANTINE_FOLDER, SMALL_UPLOAD_MAX};
