@@ -16,7 +16,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use chrono::{DateTime, TimeZone, Utc};
 use shared::graph::{ClientSecret, GraphClient, GraphConfig};
 use shared::model::{
@@ -138,9 +138,50 @@ async fn plan(deps: &RestorerDeps, catalog: &MemoryCatalog, sink: &MemorySink, i
     Ok(Planned { secs, peak_mb, pages, messages, job })
 }
 
+/// Which plan a child process measures, and the line its figures come back on.
+const ONLY: &str = "BENCH_PLAN_ONLY";
+const FIGURES: &str = "plan figures: ";
+
+/// Each plan runs in a process of its own (this binary again, `BENCH_PLAN_ONLY` set): freed
+/// memory the allocator keeps from one plan would otherwise hide the next one's peak.
 pub async fn run() -> Result<()> {
     let items: usize = std::env::var("BENCH_PLAN_ITEMS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
-    println!("== Restore plan of a drive of {items} items (in-memory catalog and queue)");
+    if let Ok(which) = std::env::var(ONLY) {
+        return measure(items, which == "dry").await;
+    }
+    println!("== Restore plan of a drive of {items} items (in-memory catalog and queue, a process per plan)");
+    let mut figures = Vec::new();
+    for which in ["dry", "run"] {
+        let out = std::process::Command::new(std::env::current_exe()?)
+            .arg("bench-restore-plan")
+            .env(ONLY, which)
+            .stderr(std::process::Stdio::inherit())
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        print!("{}", text.lines().filter(|l| !l.starts_with(FIGURES)).map(|l| format!("{l}\n")).collect::<String>());
+        let line = text.lines().find_map(|l| l.strip_prefix(FIGURES)).context("a plan process gave no figures")?;
+        figures.push(serde_json::from_str::<serde_json::Value>(line)?);
+    }
+    let cell = |v: &serde_json::Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+    let row = |label: &str, key: &str| {
+        println!("| {label} | {} | {} |", cell(&figures[0][key]), cell(&figures[1][key]));
+    };
+    println!("| figure | dry run | in-place restore |");
+    println!("|---|---|---|");
+    row("plan step time (s)", "secs");
+    row("plan peak memory above the resident set before (MB)", "peak_mb");
+    row(&format!("catalog reads (pages of {}, and a few single reads)", restorer::PLAN_PAGE), "pages");
+    row(&format!("messages sent (chunks of {})", restorer::CHUNK), "messages");
+    row("SendMessageBatch requests on SQS (ten a batch)", "batches");
+    row("planned items", "items");
+    row("planned bytes", "bytes");
+    row("conflicts", "conflicts");
+    row("job status after the plan", "status");
+    Ok(())
+}
+
+/// Seeds the drive, runs one plan, prints its figures as one JSON line.
+async fn measure(items: usize, dry_run: bool) -> Result<()> {
     let catalog = Arc::new(MemoryCatalog::new());
     let started = Instant::now();
     let (folders, files) = seed(&catalog, items).await?;
@@ -161,30 +202,24 @@ pub async fn run() -> Result<()> {
         exports: Arc::new(MemoryExports::new()),
         clock: shared::clock::system(),
     };
-
-    let dry = plan(&deps, &catalog, &sink, "bench-plan-dry", true).await?;
-    let run = plan(&deps, &catalog, &sink, "bench-plan-run", false).await?;
-    println!("| figure | dry run | in-place restore |");
-    println!("|---|---|---|");
-    println!("| plan step time | {:.1} s | {:.1} s |", dry.secs, run.secs);
-    println!("| plan peak memory (above the resident set before) | {:.0} MB | {:.0} MB |", dry.peak_mb, run.peak_mb);
-    println!("| catalog reads (pages of {} and a few single reads) | {} | {} |", restorer::PLAN_PAGE, dry.pages, run.pages);
-    println!("| messages sent (chunks of {}) | {} | {} |", restorer::CHUNK, dry.messages, run.messages);
-    println!(
-        "| planned items / bytes / conflicts | {} / {} / {} | {} / {} / {} |",
-        dry.job.planned_items,
-        dry.job.planned_bytes,
-        dry.job.conflicts,
-        run.job.planned_items,
-        run.job.planned_bytes,
-        run.job.conflicts
-    );
-    println!("| job status after the plan | {:?} | {:?} |", dry.job.status, run.job.status);
-    // What SQS would add: the sink sends batches of ten, one request after the other.
-    println!("| SendMessageBatch requests on SQS | 0 | {} |", run.messages.div_ceil(10));
-    if run.job.status != RestoreStatus::Running || dry.job.status != RestoreStatus::Planned {
-        println!("(unexpected status: see the restorer's logs)");
+    let id = if dry_run { "bench-plan-dry" } else { "bench-plan-run" };
+    let p = plan(&deps, &catalog, &sink, id, dry_run).await?;
+    let expected = if dry_run { RestoreStatus::Planned } else { RestoreStatus::Running };
+    if p.job.status != expected {
+        println!("(unexpected status {:?}: see the restorer's logs)", p.job.status);
     }
+    let figures = serde_json::json!({
+        "secs": (p.secs * 10.0).round() / 10.0,
+        "peak_mb": p.peak_mb.round(),
+        "pages": p.pages,
+        "messages": p.messages,
+        "batches": p.messages.div_ceil(10),
+        "items": p.job.planned_items,
+        "bytes": p.job.planned_bytes,
+        "conflicts": p.job.conflicts,
+        "status": format!("{:?}", p.job.status),
+    });
+    println!("{FIGURES}{figures}");
     Ok(())
 }
 

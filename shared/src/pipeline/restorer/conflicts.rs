@@ -261,3 +261,36 @@ mod tests {
         assert!(in_place(&tree(&at, &now), &job(false)).is_empty());
     }
 }
+
+#[cfg(test)]
+mod listing_tests {
+    use chrono::Utc;
+
+    use super::super::outline::tests::{outline, version};
+    use crate::model::{ContainerId, ItemKind, RestoreJob, RestoreScope, RestoreTarget};
+
+    #[test]
+    fn every_conflict_is_counted_and_only_the_first_by_path_are_kept() {
+        // Given 30 files created after the restore time in a folder that existed then
+        let at = [version("docs", ItemKind::Folder, "docs", "root")];
+        let mut now = at.to_vec();
+        now.extend((0..30).map(|i| version(&format!("n{i:02}"), ItemKind::File, &format!("new {i:02}.txt"), "docs")));
+        let job = RestoreJob::new(
+            "j",
+            ContainerId::new("t", "d"),
+            RestoreScope::Container,
+            Utc::now(),
+            RestoreTarget::InPlace,
+            Utc::now(),
+        );
+
+        // When the conflicts are found with room for ten
+        let found = super::in_place(&outline(&at, &now), &job, 10);
+
+        // Then all 30 are counted and the ten first paths are listed, in order
+        assert_eq!(found.count, 30);
+        let paths: Vec<String> = found.listed().into_iter().map(|c| c.path).collect();
+        let expected: Vec<String> = (0..10).map(|i| format!("/docs/new {i:02}.txt")).collect();
+        assert_eq!(paths, expected);
+    }
+}
