@@ -218,7 +218,8 @@ async fn thousands_of_messages_reach_a_standard_queue_every_one_once() {
     let moto = Moto::start();
     let config = moto.config().await;
     let sqs = aws_sdk_sqs::Client::new(&config);
-    let url = sqs.create_queue().queue_name("restores").send().await.expect("queue").queue_url().expect("url").to_owned();
+    let url =
+        sqs.create_queue().queue_name("restores").send().await.expect("queue").queue_url().expect("url").to_owned();
     let sink = SqsSink::new(&config, BTreeMap::from([(QueueName::Restores, url.clone())]));
 
     // When 500 chunk-sized messages (about 2 KB each) are sent at once, as a restore plan does

@@ -114,7 +114,13 @@ struct Planned {
     job: RestoreJob,
 }
 
-async fn plan(deps: &RestorerDeps, catalog: &MemoryCatalog, sink: &MemorySink, id: &str, dry_run: bool) -> Result<Planned> {
+async fn plan(
+    deps: &RestorerDeps,
+    catalog: &MemoryCatalog,
+    sink: &MemorySink,
+    id: &str,
+    dry_run: bool,
+) -> Result<Planned> {
     let job = RestoreJob::new(
         id,
         ContainerId::new(TENANT_ID, DRIVE_ID),
@@ -284,8 +290,12 @@ mod tests {
             let name = format!("document {n}.txt");
             let mut v = version(id('D', n), ItemKind::File, name.clone(), parent.clone(), t(10), n);
             v.key = container.item(id('D', n));
-            v.content =
-                Some(ContentRef { object: stored.object, size: body.len() as u64, sha256: sha.clone(), quick_xor_hash: None });
+            v.content = Some(ContentRef {
+                object: stored.object,
+                size: body.len() as u64,
+                sha256: sha.clone(),
+                quick_xor_hash: None,
+            });
             catalog.commit_version(&v, &record).await.expect("commit");
             expected.insert(format!("{}/{name}", path_of[&parent]), Some(sha));
         }

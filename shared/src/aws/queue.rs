@@ -1,14 +1,15 @@
-//! Sends to SQS in batches: at most 10 entries and 256 KiB per `SendMessageBatch`, retrying
-//! the entries that failed through no fault of ours. FIFO queues (URL ending in `.fifo`) get
+//! Sends to SQS in batches: at most 10 entries and 256 KiB per `SendMessageBatch`, several
+//! batches at once on a standard queue, retrying the entries that failed through no fault of
+//! ours. FIFO queues (URL ending in `.fifo`) get
 //! the message's group and a random deduplication id: correctness never relies on SQS
 //! deduplication, which moto forgets anyway once a message is deleted.
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use futures::TryStreamExt;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use futures::TryStreamExt;
 
 use super::sdk_error;
 use crate::backoff::Backoff;

@@ -31,8 +31,8 @@ mod tree;
 pub use drive::{CONFLICTS_LISTED, FRAGMENT, QUARANTINE_FOLDER, SMALL_UPLOAD_MAX};
 pub use export::{PART_BYTES, PART_MESSAGES, WHOLE_READ_MAX};
 pub use job::{CHUNK, DEFER_FIRST, DEFER_MAX, FILES_AFTER, MAX_DEFERRALS};
-pub use outline::PLAN_PAGE;
 pub use mail::MAILBOX_RESTORE_SLOTS;
+pub use outline::PLAN_PAGE;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -80,7 +80,8 @@ pub(super) fn in_place(outline: &Outline, job: &RestoreJob, room: usize) -> Conf
 
     // Who holds each (folder, name) now, among the items that stay where they are: those the
     // restore does not move (outside its scope at T) and new ones that are not quarantined.
-    let stays = |i: u32| !restored[i as usize] && !(job.quarantine_new_items && is_new(i));
+    let quarantined = |i: u32| job.quarantine_new_items && is_new(i);
+    let stays = |i: u32| !restored[i as usize] && !quarantined(i);
     let mut holders: HashMap<(u32, u64), Vec<u32>> = HashMap::new();
     for i in (0..outline.len() as u32).filter(|i| stays(*i)) {
         if let Some(key) = outline.state(Side::Now, i).and_then(|s| name_key(outline, s)) {
@@ -90,9 +91,10 @@ pub(super) fn in_place(outline: &Outline, job: &RestoreJob, room: usize) -> Conf
     for item in scope {
         let Some(at) = outline.state(Side::At, item) else { continue };
         let Some(candidates) = name_key(outline, at).and_then(|k| holders.get(&k)) else { continue };
-        let holder = candidates.iter().copied().find(|h| {
-            outline.state(Side::Now, *h).is_some_and(|s| same_name(outline.name(s), outline.name(at)))
-        });
+        let holder = candidates
+            .iter()
+            .copied()
+            .find(|h| outline.state(Side::Now, *h).is_some_and(|s| same_name(outline.name(s), outline.name(at))));
         let Some(holder) = holder.filter(|h| *h != item) else { continue };
         let held_kind = outline.state(Side::Now, holder).map(|s| s.kind);
         let held_by = outline.path(holder);

@@ -38,11 +38,8 @@ pub(super) async fn plan(deps: &RestorerDeps, job: &RestoreJob, dry_run: bool) -
     }
     let outline = Outline::load(deps.catalog.as_ref(), job, false).await?;
     let scope = outline.in_scope(Side::At, &job.scope);
-    let created_after: Vec<u32> = outline
-        .in_scope(Side::Now, &job.scope)
-        .into_iter()
-        .filter(|i| outline.state(Side::At, *i).is_none())
-        .collect();
+    let created_after: Vec<u32> =
+        outline.in_scope(Side::Now, &job.scope).into_iter().filter(|i| outline.state(Side::At, *i).is_none()).collect();
     let is_file = |i: u32| outline.state(Side::At, i).is_some_and(|s| s.kind == ItemKind::File);
     let planned_bytes: u64 = scope
         .iter()
@@ -86,7 +83,8 @@ pub(super) fn fan_out_order(outline: &Outline, scope: Vec<u32>, extra_files: Vec
     let kind = |i: u32| outline.state(Side::At, i).map(|s| s.kind);
     let (mut folders, mut files): (Vec<u32>, Vec<u32>) =
         scope.into_iter().partition(|i| !matches!(kind(*i), Some(ItemKind::File | ItemKind::Message)));
-    folders.sort_by(|a, b| depths[*a as usize].cmp(&depths[*b as usize]).then_with(|| outline.id(*a).cmp(outline.id(*b))));
+    folders
+        .sort_by(|a, b| depths[*a as usize].cmp(&depths[*b as usize]).then_with(|| outline.id(*a).cmp(outline.id(*b))));
     // A folder's rank: its place in the folders' order (0 for a folder outside the plan).
     let mut rank = vec![0u32; outline.len()];
     for (r, f) in folders.iter().enumerate() {

@@ -71,7 +71,8 @@ pub(super) async fn restore_items(
         if task.deferrals >= MAX_DEFERRALS {
             warn!(job = %ctx.job.id, item = %id, deferrals = task.deferrals, "gave up waiting for the folder");
             let path = ctx.states(id).await?.path;
-            let done = Done::new(RestoreOutcome::Failed, None).with_detail(format!("its folder was never restored: {why}"));
+            let done =
+                Done::new(RestoreOutcome::Failed, None).with_detail(format!("its folder was never restored: {why}"));
             ctx.record(id, path, done).await?;
             continue;
         }
@@ -83,14 +84,14 @@ pub(super) async fn restore_items(
 
 /// Re-sends `task` with only `item_ids`, one deferral more, after a delay that doubles with
 /// each deferral: not a failed attempt, the received message is done with.
-pub(super) async fn send_again(deps: &RestorerDeps, task: &RestoreTask, item_ids: &[String]) -> Result<(), PipelineError> {
+pub(super) async fn send_again(
+    deps: &RestorerDeps,
+    task: &RestoreTask,
+    item_ids: &[String],
+) -> Result<(), PipelineError> {
     let deferrals = task.deferrals.saturating_add(1);
     let delay = DEFER_FIRST.saturating_mul(1 << task.deferrals.min(16)).min(DEFER_MAX);
-    let again = RestoreTask {
-        deferrals,
-        step: RestoreStep::Items { item_ids: item_ids.to_vec() },
-        ..task.clone()
-    };
+    let again = RestoreTask { deferrals, step: RestoreStep::Items { item_ids: item_ids.to_vec() }, ..task.clone() };
     let body = serde_json::to_string(&again).map_err(|e| PipelineError::Internal(e.to_string()))?;
     let message = OutMessage { body, group_id: None, delay: Some(delay) };
     deps.sink.send(QueueName::Restores, vec![message]).await?;

@@ -420,8 +420,7 @@ mod tests {
             let held = catalog.acquire_slot("t", &resource, MAILBOX_RESTORE_SLOTS, start, until).await.expect("slot");
             assert!(held.is_some());
         }
-        let chunk =
-            RestoreTask::new("j", RestoreStep::Items { item_ids: vec![] });
+        let chunk = RestoreTask::new("j", RestoreStep::Items { item_ids: vec![] });
 
         // When a chunk arrives a minute before the leases end, it goes back to the queue
         clock.set(start + SLOT_LEASE - chrono::Duration::minutes(1));

@@ -337,8 +337,10 @@ pub(super) mod tests {
         let f = |id: &str, name: &str, parent: &str, sha: &str| {
             with_bytes(version(id, ItemKind::File, name, parent), &format!("{sha:0<64}"))
         };
-        let at = [f("same", "s", "p", "aa"), f("enc", "e", "p", "bb"), f("ren", "r", "p", "cc"), f("mv", "m", "p", "dd")];
-        let now = [f("same", "s", "p", "aa"), f("enc", "e", "p", "ff"), f("ren", "r2", "p", "cc"), f("mv", "m", "q", "dd")];
+        let at =
+            [f("same", "s", "p", "aa"), f("enc", "e", "p", "bb"), f("ren", "r", "p", "cc"), f("mv", "m", "p", "dd")];
+        let now =
+            [f("same", "s", "p", "aa"), f("enc", "e", "p", "ff"), f("ren", "r2", "p", "cc"), f("mv", "m", "q", "dd")];
         let outline = outline(&at, &now);
 
         // Then only the untouched one is the same; one gone since T differs too

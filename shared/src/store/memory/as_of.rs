@@ -48,9 +48,8 @@ impl IndexedRows {
         // prefix of `after` that such an id could extend, and reads on past `limit` while the
         // next id extends one already read that way.
         let start = after.map(|a| a.find(|c: char| c < '#').map_or(a, |i| &a[..i])).unwrap_or_default();
-        let extends_read = |id: &str, read: &HashSet<&str>| {
-            id.char_indices().any(|(i, c)| c < '#' && read.contains(&id[..i]))
-        };
+        let extends_read =
+            |id: &str, read: &HashSet<&str>| id.char_indices().any(|(i, c)| c < '#' && read.contains(&id[..i]));
         let mut read: HashSet<&str> = HashSet::new();
         let mut found: Vec<&ItemVersion> = Vec::new();
         let mut cut = false;

@@ -64,7 +64,8 @@ impl ItemHistory for MemoryCatalog {
             Some(id) => Bound::Excluded(container.item(id.as_str())),
             None => Bound::Included(container.item("")),
         };
-        let mut heads = state.index().heads.range((from, Bound::Unbounded)).take_while(|(k, _)| &k.container == container);
+        let mut heads =
+            state.index().heads.range((from, Bound::Unbounded)).take_while(|(k, _)| &k.container == container);
         let items: Vec<ItemHead> = heads.by_ref().take(limit.max(1)).map(|(_, row)| row.head.clone()).collect();
         let more = heads.next().is_some();
         let next = items.last().filter(|_| more).map(|h| listing.cursor(&h.current.key.item_id));
