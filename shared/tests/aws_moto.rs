@@ -211,6 +211,39 @@ async fn messages_reach_standard_and_fifo_queues_in_batches() {
     assert!(sink.send(QueueName::Changes, vec![orphan]).await.is_err());
 }
 
+/// Also prints the time (`--nocapture`): on moto, for scale only.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs moto: make test"]
+async fn thousands_of_messages_reach_a_standard_queue_every_one_once() {
+    let moto = Moto::start();
+    let config = moto.config().await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let url =
+        sqs.create_queue().queue_name("restores").send().await.expect("queue").queue_url().expect("url").to_owned();
+    let sink = SqsSink::new(&config, BTreeMap::from([(QueueName::Restores, url.clone())]));
+
+    // When 500 chunk-sized messages (about 2 KB each) are sent at once, as a restore plan does
+    // (moto slows with the backlog: a plan's 20,000 would take it many minutes)
+    let chunk = "x".repeat(2_000);
+    let messages: Vec<OutMessage> = (0..500)
+        .map(|i| OutMessage { body: format!("{{\"n\":{i},\"ids\":\"{chunk}\"}}"), group_id: None, delay: None })
+        .collect();
+    let started = std::time::Instant::now();
+    sink.send(QueueName::Restores, messages).await.expect("send");
+    println!("500 messages in 50 batches: {:?}", started.elapsed());
+
+    // Then every one is in the queue
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .expect("attributes");
+    let queued = attrs.attributes().and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages));
+    assert_eq!(queued.map(String::as_str), Some("500"));
+}
+
 /// Receives (and deletes) until the queue answers empty: (group id, body) in arrival order.
 async fn receive_all(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<(Option<String>, String)> {
     let mut all = Vec::new();

@@ -1,5 +1,6 @@
-//! Sends to SQS in batches: at most 10 entries and 256 KiB per `SendMessageBatch`, retrying
-//! the entries that failed through no fault of ours. FIFO queues (URL ending in `.fifo`) get
+//! Sends to SQS in batches: at most 10 entries and 256 KiB per `SendMessageBatch`, several
+//! batches at once on a standard queue, retrying the entries that failed through no fault of
+//! ours. FIFO queues (URL ending in `.fifo`) get
 //! the message's group and a random deduplication id: correctness never relies on SQS
 //! deduplication, which moto forgets anyway once a message is deleted.
 
@@ -8,6 +9,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use futures::TryStreamExt;
 
 use super::sdk_error;
 use crate::backoff::Backoff;
@@ -18,6 +20,8 @@ const MAX_BATCH_ENTRIES: usize = 10;
 const MAX_BATCH_BYTES: usize = 256 * 1024;
 /// SQS's longest per-message delay.
 const MAX_DELAY_SECONDS: u64 = 900;
+/// `SendMessageBatch` requests in flight at once on a standard queue.
+const BATCHES_IN_FLIGHT: usize = 8;
 /// Retries of entries that failed without sender fault, after the first attempt.
 const ENTRY_RETRIES: u32 = 3;
 
@@ -101,6 +105,7 @@ impl MessageSink for SqsSink {
             .get(&queue)
             .ok_or_else(|| StoreError::Malformed(format!("no queue URL configured for {queue:?}")))?;
         let fifo = url.ends_with(".fifo");
+        let mut batches = Vec::new();
         let mut batch = Vec::new();
         let mut batch_bytes = 0;
         for (index, message) in messages.iter().enumerate() {
@@ -109,15 +114,22 @@ impl MessageSink for SqsSink {
                 return Err(StoreError::Malformed(format!("a {queue:?} message of {size} bytes exceeds SQS's limit")));
             }
             if batch.len() == MAX_BATCH_ENTRIES || batch_bytes + size > MAX_BATCH_BYTES {
-                self.send_batch(url, std::mem::take(&mut batch)).await?;
+                batches.push(std::mem::take(&mut batch));
                 batch_bytes = 0;
             }
             batch.push(Self::entry(format!("m{index}"), message, fifo)?);
             batch_bytes += size;
         }
         if !batch.is_empty() {
-            self.send_batch(url, batch).await?;
+            batches.push(batch);
         }
+        // A FIFO queue's batches go one after the other, so a group's messages keep their
+        // order; a standard queue has no order to keep, and a restore plan's 2,000 batches
+        // go several at a time.
+        let in_flight = if fifo { 1 } else { BATCHES_IN_FLIGHT };
+        futures::stream::iter(batches.into_iter().map(Ok))
+            .try_for_each_concurrent(in_flight, |batch| self.send_batch(url, batch))
+            .await?;
         Ok(())
     }
 }

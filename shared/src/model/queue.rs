@@ -56,8 +56,8 @@ pub struct ItemJob {
     pub confirm_gone: bool,
 }
 
-/// Message of the `restores` queue: the API sends the plan step, the restorer fans the files
-/// out to itself in `items` steps (an export's in `export_part` steps). Ids only, never names,
+/// Message of the `restores` queue: the API sends the plan step, the restorer fans folders
+/// and files out to itself in `items` steps (an export's in `export_part` steps). Ids only, never names,
 /// links or content.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct RestoreTask {
@@ -82,8 +82,8 @@ fn is_zero(n: &u32) -> bool {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RestoreStep {
-    /// Walk the scope as of the job's time, count items and bytes, create folders and fan
-    /// the files out. A dry run stops after counting: the job stays a plan.
+    /// Walk the scope as of the job's time, count items and bytes, and fan the folders
+    /// (parents first) then the files out. A dry run stops after counting: the job stays a plan.
     Plan { dry_run: bool },
     /// Restore these items of the job's container (a chunk of the plan).
     Items { item_ids: Vec<String> },

@@ -4,14 +4,16 @@
 //! path; an item created after that moment is reported (and quarantined if asked), never
 //! deleted. Every restored file is read back from Graph and hashed against the backup.
 //!
-//! A job runs as a plan step (tree, folders, counts) that fans the files out in chunks to
-//! the same queue; each chunk records per-item outcomes idempotently, so a redelivered or
-//! re-run chunk changes nothing that is already restored.
+//! A job runs as a plan step (the compact `outline` of the container read a page at a time,
+//! counts, conflicts) that fans folders and then files out in chunks to the same queue; no
+//! Graph call per item happens in the plan. Each chunk records per-item outcomes
+//! idempotently, so a redelivered or re-run chunk changes nothing that is already restored;
+//! an item whose folder is not restored yet sends the rest of its chunk back with a delay.
 //!
 //! This module dispatches a job's steps and keeps what every kind of restore shares: the
 //! per-invocation `Context` and the per-item wrapper `restore_item`. Drives are restored
-//! by `drive` over the as-of `tree`, mailboxes by `mail`; `job` fans chunks out and finishes
-//! jobs. Export jobs (target `export`) never write to Microsoft 365 and are `export`'s: zips
+//! by `drive`, mailboxes by `mail`, both planned over the `outline`; `job` fans chunks out,
+//! defers them and finishes jobs. Export jobs (target `export`) never write to Microsoft 365 and are `export`'s: zips
 //! of `.eml` files in the exports bucket.
 //!
 //! Every job ends (`lifecycle`): a step that fails is re-sent with a backoff a bounded number
@@ -29,14 +31,18 @@ mod lifecycle;
 #[cfg(test)]
 mod lifecycle_tests;
 mod mail;
+mod outline;
+#[cfg(test)]
+mod plan_tests;
 mod tree;
 mod watchdog;
 
 pub use drive::{CONFLICTS_LISTED, FRAGMENT, QUARANTINE_FOLDER, SMALL_UPLOAD_MAX};
 pub use export::{PART_BYTES, PART_MESSAGES, WHOLE_READ_MAX};
-pub use job::CHUNK;
+pub use job::{CHUNK, DEFER_FIRST, DEFER_MAX, FILES_AFTER, MAX_FOLDER_WAITS};
 pub use lifecycle::{DEFERRAL_STEP, MAX_ATTEMPTS, MAX_DEFERRALS, restore_resource};
 pub use mail::MAILBOX_RESTORE_SLOTS;
+pub use outline::PLAN_PAGE;
 pub use watchdog::{STUCK_AFTER, Watch, watch};
 
 use std::collections::HashMap;
@@ -54,7 +60,6 @@ use crate::model::{
 };
 use crate::store::{ExportStore, MessageSink, RestorerCatalog, Vault};
 use job::finish_if_done;
-use tree::Tree;
 
 pub struct RestorerDeps {
     /// The restore app identity: the only one with write scopes.
@@ -114,10 +119,10 @@ async fn run(deps: &RestorerDeps, job: &RestoreJob, task: &RestoreTask) -> Resul
         RestoreStep::Plan { dry_run } => drive::plan(deps, job, *dry_run).await,
         RestoreStep::Items { item_ids } => {
             let mut ctx = Context::new(deps, job);
-            for id in item_ids {
-                restore_item(&mut ctx, id).await?;
+            if job::restore_items(&mut ctx, task, item_ids).await? {
+                finish_if_done(deps, &job.id).await?;
             }
-            finish_if_done(deps, &job.id).await
+            Ok(())
         }
         RestoreStep::ExportPart { .. } => Err(not_an_export()),
     }
@@ -127,12 +132,10 @@ fn not_an_export() -> PipelineError {
     PipelineError::BadMessage("an export step for a job that is not an export".into())
 }
 
-/// Per-invocation state: the job, the trees, and where restored folders went.
+/// Per-invocation state: the job, and where restored folders went.
 struct Context<'a> {
     deps: &'a RestorerDeps,
     job: &'a RestoreJob,
-    /// Loaded by the plan step; item chunks read per item instead.
-    tree: Option<Tree>,
     root_id: Option<String>,
     targets: HashMap<String, String>,
     children: HashMap<String, Vec<DriveItem>>,
@@ -148,7 +151,6 @@ impl<'a> Context<'a> {
         Self {
             deps,
             job,
-            tree: None,
             root_id: None,
             targets: HashMap::new(),
             children: HashMap::new(),
@@ -176,13 +178,6 @@ impl<'a> Context<'a> {
 
     /// The item's version at the restore time and now, and its path.
     async fn states(&self, item_id: &str) -> Result<ItemStates, PipelineError> {
-        if let Some(tree) = &self.tree {
-            return Ok(ItemStates {
-                at: tree.at.get(item_id).cloned(),
-                now: tree.now.get(item_id).cloned(),
-                path: tree.path(item_id),
-            });
-        }
         let key = self.job.container.item(item_id.to_owned());
         let at = self
             .deps
@@ -216,7 +211,8 @@ fn is_final(outcome: RestoreOutcome) -> bool {
 
 /// Restores one item of a drive or a mailbox, unless an earlier delivery finished it;
 /// per-item failures are reported, not raised (only transient infrastructure errors are, so
-/// the chunk is retried).
+/// the chunk is retried, and [`PipelineError::NotReady`]: its folder has no outcome yet, so the
+/// chunk defers it).
 async fn restore_item(ctx: &mut Context<'_>, item_id: &str) -> Result<(), PipelineError> {
     ctx.still_wanted().await?;
     if let Some(done) = ctx.deps.catalog.restore_report(&ctx.job.id, item_id).await?
@@ -242,6 +238,7 @@ async fn restore_item(ctx: &mut Context<'_>, item_id: &str) -> Result<(), Pipeli
         }
         Err(PipelineError::Graph(e)) if e.is_retryable() => Err(PipelineError::Graph(e)),
         Err(PipelineError::Store(e)) if e.is_retryable() => Err(PipelineError::Store(e)),
+        Err(e @ PipelineError::NotReady(_)) => Err(e),
         Err(e) => {
             warn!(job = %ctx.job.id, item = %item_id, error = %e, "item not restored");
             ctx.record(item_id, path, Done::new(RestoreOutcome::Failed, None).with_detail(e.to_string())).await

@@ -48,6 +48,16 @@ pub trait ItemHistory: Send + Sync {
     ) -> Result<HashMap<String, ItemHead>, StoreError>;
     /// Every head of a container (current and deleted items).
     async fn list_heads(&self, container: &ContainerId) -> Result<Vec<ItemHead>, StoreError>;
+    /// One page of [`list_heads`](Self::list_heads): at most `limit` heads in item id order,
+    /// from after the last head of the page `cursor` ended (a restore plan reads a container of a
+    /// million items this way, never all at once). A cursor from another listing, or an edited
+    /// one, is [`StoreError::InvalidCursor`].
+    async fn heads_page(
+        &self,
+        container: &ContainerId,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<ItemHead>, StoreError>;
     /// Writes the version row (conditional on absence) and advances the head unless the head
     /// is a row at or after it in the item's history (ordered by `ItemVersion::order_time`,
     /// then version marker: the order as-of reads use). At most two writes.
@@ -69,6 +79,17 @@ pub trait PointInTime: Send + Sync {
     /// [`item_order`]: super::item_order
     async fn container_as_of(&self, container: &ContainerId, at: DateTime<Utc>)
     -> Result<Vec<ItemVersion>, StoreError>;
+    /// One page of [`container_as_of`](Self::container_as_of): the same versions in the same
+    /// order (tombstones included), at most `limit` of them, from after the item the page
+    /// `cursor` ended with. A cursor from another listing (other container or `at`) or an edited
+    /// one is [`StoreError::InvalidCursor`]. A page's `next` may lead to an empty last page.
+    async fn container_as_of_page(
+        &self,
+        container: &ContainerId,
+        at: DateTime<Utc>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<ItemVersion>, StoreError>;
     /// One page of a folder's children as of `at`, in item order: items whose current version
     /// at `at` is alive and has `parent_id` as parent (items deleted by then, or moved elsewhere
     /// by then, are not children). `cursor` is a previous page's `next`; a cursor from another

@@ -45,6 +45,17 @@ impl Listing {
         Self::named(&["children", &container.tenant_id, &container.graph_id, parent_id, &at])
     }
 
+    /// A container's versions as of a moment.
+    pub(crate) fn container_as_of(container: &ContainerId, at: DateTime<Utc>) -> Self {
+        let at = at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        Self::named(&["container-as-of", &container.tenant_id, &container.scoped_id(), &at])
+    }
+
+    /// A container's heads now.
+    pub(crate) fn heads(container: &ContainerId) -> Self {
+        Self::named(&["heads", &container.tenant_id, &container.scoped_id()])
+    }
+
     pub(crate) fn restore_reports(job_id: &str) -> Self {
         Self::named(&["restore-reports", job_id])
     }

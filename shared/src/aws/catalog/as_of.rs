@@ -112,6 +112,39 @@ impl PointInTime for DynamoCatalog {
         Ok(current)
     }
 
+    /// Reads the `VC#` partition from just past the cursor's item, a query page at a time,
+    /// folding rows until one item more than the page is complete (an item's rows may span
+    /// query pages).
+    async fn container_as_of_page(
+        &self,
+        container: &ContainerId,
+        at: DateTime<Utc>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<ItemVersion>, StoreError> {
+        let listing = Listing::container_as_of(container, at);
+        let after = listing.resume(cursor)?.map(|id| after_item_index_sk(&id));
+        let limit = limit.max(1);
+        let page_size = i32::try_from(limit + 16).unwrap_or(i32::MAX);
+        let query = self.index_query(GSI1, versions_g1pk(container), after);
+        let mut rows = query.into_paginator().page_size(page_size).items().send();
+        let mut as_of = AsOf::new(at);
+        let mut current = Vec::with_capacity(limit + 1);
+        while current.len() <= limit {
+            match rows.try_next().await.map_err(query_error)? {
+                Some(row) => as_of.push(parse_version(&row)?, &mut current),
+                None => {
+                    as_of.flush(&mut current);
+                    break;
+                }
+            }
+        }
+        let more = current.len() > limit;
+        current.truncate(limit);
+        let next = current.last().filter(|_| more).map(|v| listing.cursor(&v.key.item_id));
+        Ok(Page { items: current, next })
+    }
+
     /// Streams the whole `VC#` partition keeping the `limit` oldest versions in the window in
     /// a bounded heap: reads cost the container's entire history (about 1 RCU per 8 KB of
     /// version rows, eventually consistent), memory stays O(limit). A time-ordered index would

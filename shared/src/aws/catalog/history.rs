@@ -20,7 +20,7 @@ use super::{
 };
 use crate::backoff::Backoff;
 use crate::model::{ContainerId, ItemHead, ItemKey, ItemVersion, ObjectRef};
-use crate::store::{Commit, ItemHistory, StoreError};
+use crate::store::{Commit, ItemHistory, Listing, Page, StoreError};
 
 const BATCH_GET_MAX: usize = 100;
 const BATCH_GET_ATTEMPTS: u32 = 8;
@@ -156,6 +156,31 @@ impl ItemHistory for DynamoCatalog {
             .key_condition_expression("G1PK = :p")
             .expression_attribute_values(":p", s(heads_g1pk(container)));
         all_rows(query).await?.iter().map(parse_head).collect()
+    }
+
+    async fn heads_page(
+        &self,
+        container: &ContainerId,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<ItemHead>, StoreError> {
+        let listing = Listing::heads(container);
+        let after = listing.resume(cursor)?;
+        let limit = limit.max(1);
+        let query = self.query().index_name(GSI1).expression_attribute_values(":p", s(heads_g1pk(container)));
+        // The cursor resumes from a key condition on the last head handed out; one head more
+        // than the page tells whether there is a next one.
+        let query = match after {
+            Some(after) => query
+                .key_condition_expression("G1PK = :p AND G1SK > :after")
+                .expression_attribute_values(":after", s(after)),
+            None => query.key_condition_expression("G1PK = :p"),
+        };
+        let mut heads = first_rows(query, limit + 1).await?.iter().map(parse_head).collect::<Result<Vec<_>, _>>()?;
+        let more = heads.len() > limit;
+        heads.truncate(limit);
+        let next = heads.last().filter(|_| more).map(|h| listing.cursor(&h.current.key.item_id));
+        Ok(Page { items: heads, next })
     }
 
     async fn commit_version(&self, version: &ItemVersion, record: &ObjectRef) -> Result<Commit, StoreError> {

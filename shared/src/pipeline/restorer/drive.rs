@@ -1,9 +1,7 @@
-//! Drive restores: the plan (the tree as of T, counts, conflicts, folders parents first, then
-//! the files fanned out in chunks), and each item: a folder put back or recreated, a file's
+//! Drive restores: the plan (the outline as of T and now, counts, conflicts, then folder
+//! chunks parents first and file chunks fanned out), and each item: a folder put back or recreated, a file's
 //! bytes uploaded as a new version or a new file, read back and hashed against the backup, an
 //! item created after T left or quarantined.
-
-use std::collections::HashSet;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -12,8 +10,8 @@ use sha2::{Digest, Sha256};
 use tracing::info;
 
 use super::job::fan_out;
-use super::tree::Tree;
-use super::{Context, Done, RestorerDeps, conflicts, restore_item};
+use super::outline::{Outline, Side};
+use super::{Context, Done, RestorerDeps, conflicts};
 use crate::graph::{ConflictBehavior, DriveItem, GraphError, UploadTarget};
 use crate::model::{
     ConflictPolicy, ItemKind, ItemVersion, RestoreJob, RestoreOutcome, RestorePlan, RestoreScope, RestoreStatus,
@@ -27,70 +25,79 @@ pub const SMALL_UPLOAD_MAX: u64 = 4 * 1024 * 1024;
 pub const FRAGMENT: usize = 16 * 320 * 1024;
 /// Where items created after the restore time are moved, at the drive's root.
 pub const QUARANTINE_FOLDER: &str = "Restore quarantine";
+/// The report of an item whose folder failed to restore.
+pub(super) const FOLDER_FAILED: &str = "its folder could not be restored";
 /// A dry run lists at most this many conflicts in its report (it counts them all).
 pub const CONFLICTS_LISTED: usize = 1_000;
 
-fn differs(at: &ItemVersion, now: Option<&ItemVersion>) -> bool {
-    let Some(now) = now else { return true };
-    let content = |v: &ItemVersion| v.content.as_ref().map(|c| c.sha256.clone());
-    content(at) != content(now) || at.name != now.name || at.parent_id != now.parent_id
-}
-
 pub(super) async fn plan(deps: &RestorerDeps, job: &RestoreJob, dry_run: bool) -> Result<(), PipelineError> {
     // A redelivered plan of a job that already ran changes nothing; one that was cut off
-    // while running resumes (folders and chunks are idempotent).
+    // while running resumes (chunks are idempotent).
     if !matches!(job.status, RestoreStatus::Queued | RestoreStatus::Running) {
         return Ok(());
     }
-    let tree = Tree::load(deps.catalog.as_ref(), job).await?;
-    let scope = Tree::in_scope(&tree.at, &job.scope);
-    let at_ids: HashSet<&str> = scope.iter().map(|v| v.key.item_id.as_str()).collect();
-    let created_after: Vec<&ItemVersion> =
-        Tree::in_scope(&tree.now, &job.scope).into_iter().filter(|v| !tree.at.contains_key(&v.key.item_id)).collect();
+    let outline = Outline::load(deps.catalog.as_ref(), job, false).await?;
+    let scope = outline.in_scope(Side::At, &job.scope);
+    let created_after: Vec<u32> =
+        outline.in_scope(Side::Now, &job.scope).into_iter().filter(|i| outline.state(Side::At, *i).is_none()).collect();
+    let is_file = |i: u32| outline.state(Side::At, i).is_some_and(|s| s.kind == ItemKind::File);
     let planned_bytes: u64 = scope
         .iter()
-        .filter(|v| v.kind == ItemKind::File && differs(v, tree.now.get(&v.key.item_id)))
-        .filter_map(|v| v.content.as_ref().map(|c| c.size))
+        .filter(|i| is_file(**i) && outline.differs(**i))
+        .filter_map(|i| outline.state(Side::At, *i).map(|s| s.size))
         .sum();
-    let mut ctx = Context::new(deps, job);
     let conflicts = match job.target {
-        RestoreTarget::InPlace | RestoreTarget::Export => conflicts::in_place(&tree, job),
-        RestoreTarget::Alternate { .. } => conflicts::alternate(&deps.graph, &tree, job, &ctx.root_id().await?).await?,
+        RestoreTarget::InPlace | RestoreTarget::Export => conflicts::in_place(&outline, job, CONFLICTS_LISTED),
+        RestoreTarget::Alternate { .. } => {
+            let root_id = Context::new(deps, job).root_id().await?;
+            conflicts::alternate(&deps.graph, &outline, job, &root_id, CONFLICTS_LISTED).await?
+        }
     };
     let plan = RestorePlan {
-        items: (at_ids.len() + created_after.len()) as u64,
+        items: (scope.len() + created_after.len()) as u64,
         bytes: planned_bytes,
-        conflicts: conflicts.len() as u64,
+        conflicts: conflicts.count,
     };
-    info!(job = %job.id, items = plan.items, bytes = plan.bytes, conflicts = plan.conflicts, dry_run, "restore planned");
+    info!(job = %job.id, items = plan.items, bytes = plan.bytes, conflicts = plan.conflicts, pages = outline.pages, dry_run, "restore planned");
     if dry_run {
         // The listed conflicts are the dry run's report; the status comes last, so a client
         // that sees `planned` sees the whole list.
-        for c in conflicts.into_iter().take(CONFLICTS_LISTED) {
+        let ctx = Context::new(deps, job);
+        for c in conflicts.listed() {
             ctx.record(&c.item_id, c.path, Done::new(RestoreOutcome::Conflict, None).with_detail(c.detail)).await?;
         }
         deps.catalog.set_restore_status(&job.id, RestoreStatus::Planned, Some(plan)).await?;
         return Ok(());
     }
     deps.catalog.set_restore_status(&job.id, RestoreStatus::Running, Some(plan)).await?;
+    let (folders, files) = fan_out_order(&outline, scope, created_after);
+    drop(outline);
+    fan_out(deps, job, &folders, &files).await
+}
 
-    // Folders first, parents before children, so files find their target parent.
-    let mut folders: Vec<&ItemVersion> = scope.iter().copied().filter(|v| v.kind != ItemKind::File).collect();
-    folders.sort_by_key(|v| tree.depth(&v.key.item_id));
-    let folder_ids: Vec<String> = folders.iter().map(|v| v.key.item_id.clone()).collect();
-    ctx.tree = Some(tree);
-    for folder in folder_ids {
-        restore_item(&mut ctx, &folder).await?;
+/// The plan's items in the order they are sent: folders by depth (parents before children),
+/// then files grouped by their folder in the folders' order, so the file chunks that come first
+/// need the folders restored first, and a chunk needs few folders.
+pub(super) fn fan_out_order(outline: &Outline, scope: Vec<u32>, extra_files: Vec<u32>) -> (Vec<String>, Vec<String>) {
+    let depths = outline.depths();
+    let kind = |i: u32| outline.state(Side::At, i).map(|s| s.kind);
+    let (mut folders, mut files): (Vec<u32>, Vec<u32>) =
+        scope.into_iter().partition(|i| !matches!(kind(*i), Some(ItemKind::File | ItemKind::Message)));
+    folders
+        .sort_by(|a, b| depths[*a as usize].cmp(&depths[*b as usize]).then_with(|| outline.id(*a).cmp(outline.id(*b))));
+    // A folder's rank: its place in the folders' order (0 for a folder outside the plan).
+    let mut rank = vec![0u32; outline.len()];
+    for (r, f) in folders.iter().enumerate() {
+        rank[*f as usize] = r as u32 + 1;
     }
-    let tree = ctx.tree.take().unwrap_or_else(|| unreachable!());
-    let scope = Tree::in_scope(&tree.at, &job.scope);
-    let created_after: Vec<&ItemVersion> =
-        Tree::in_scope(&tree.now, &job.scope).into_iter().filter(|v| !tree.at.contains_key(&v.key.item_id)).collect();
-    let mut files: Vec<String> =
-        scope.iter().filter(|v| v.kind == ItemKind::File).map(|v| v.key.item_id.clone()).collect();
-    files.extend(created_after.iter().map(|v| v.key.item_id.clone()));
-    files.sort();
-    fan_out(deps, job, &files).await
+    files.extend(extra_files);
+    let parent_rank = |i: u32| {
+        let side = if outline.state(Side::At, i).is_some() { Side::At } else { Side::Now };
+        outline.state(side, i).and_then(|s| s.parent).map_or(0, |p| rank[p as usize])
+    };
+    files.sort_by_cached_key(|i| (parent_rank(*i), outline.id(*i).to_owned()));
+    let ids = |items: Vec<u32>| items.into_iter().map(|i| outline.id(i).to_owned()).collect();
+    (ids(folders), ids(files))
 }
 
 impl Context<'_> {
@@ -128,7 +135,9 @@ impl Context<'_> {
             (RestoreTarget::InPlace, true) => parent.clone(),
             _ => match self.deps.catalog.restore_report(&self.job.id, &parent).await? {
                 Some(r) if r.target_item_id.is_some() => r.target_item_id.unwrap_or_default(),
-                _ => {
+                // Its folder has an outcome and no place in the target: it failed.
+                Some(_) => return Err(PipelineError::MissingData(FOLDER_FAILED.into())),
+                None => {
                     return Err(PipelineError::NotReady(format!(
                         "parent folder of {} is not restored yet",
                         version.key.item_id

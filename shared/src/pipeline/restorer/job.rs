@@ -1,30 +1,50 @@
-//! A job's accounting: its items fanned out to the queue in chunks, and the job finished once
-//! every planned item has an outcome (settled from the reports when the counters fall behind).
+//! A job's accounting: its items fanned out to the queue in chunks (folders first, parents
+//! before children, then files), chunks whose items wait for their folder re-sent with a
+//! delay, and the job finished once every planned item has an outcome (settled from the
+//! reports when the counters fall behind).
 
 use std::time::Duration;
 
 use tracing::{info, warn};
 
-use super::RestorerDeps;
-use crate::model::{RestoreJob, RestoreStatus, RestoreStep, RestoreTask};
+use super::{Context, Done, RestorerDeps, restore_item};
+use crate::model::{RestoreJob, RestoreOutcome, RestoreStatus, RestoreStep, RestoreTask};
 use crate::pipeline::PipelineError;
 use crate::store::{OutMessage, OutcomeCounts, QueueName, RestorerCatalog};
 
-/// Files per fan-out task.
+/// Items per fan-out task.
 pub const CHUNK: usize = 50;
-/// Queues the items in chunks of [`CHUNK`] to the restores queue, then finishes the job if
-/// nothing was left to queue.
-pub(super) async fn fan_out(deps: &RestorerDeps, job: &RestoreJob, item_ids: &[String]) -> Result<(), PipelineError> {
-    let messages: Vec<OutMessage> = item_ids
+/// How long file chunks wait in the queue behind the folder chunks sent with them: a head
+/// start for the folders, so the first file chunks rarely find their folder missing.
+pub const FILES_AFTER: Duration = Duration::from_secs(30);
+/// A chunk whose items wait for their folder comes back after this, doubled at each
+/// deferral up to [`DEFER_MAX`].
+pub const DEFER_FIRST: Duration = Duration::from_secs(5);
+pub const DEFER_MAX: Duration = Duration::from_secs(120);
+/// After this many deferrals (about two hours), an item still waiting for its folder is
+/// reported failed: that folder's chunk was lost, and waiting longer would never end.
+pub const MAX_FOLDER_WAITS: u32 = 60;
+
+/// What the plan sends: folder chunks at once, in the order given (parents before
+/// children), then file chunks after [`FILES_AFTER`] when there were folders to restore.
+/// Then finishes the job if nothing was left to queue.
+pub(super) async fn fan_out(
+    deps: &RestorerDeps,
+    job: &RestoreJob,
+    folders: &[String],
+    files: &[String],
+) -> Result<(), PipelineError> {
+    let files_delay = (!folders.is_empty()).then_some(FILES_AFTER);
+    let messages: Vec<OutMessage> = folders
         .chunks(CHUNK)
-        .map(|chunk| {
-            let task = RestoreTask::new(job.id.clone(), RestoreStep::Items { item_ids: chunk.to_vec() });
-            OutMessage { body: serde_json::to_string(&task).unwrap_or_default(), group_id: None, delay: None }
-        })
+        .map(|chunk| chunk_message(job, chunk, None))
+        .chain(files.chunks(CHUNK).map(|chunk| chunk_message(job, chunk, files_delay)))
         .collect();
+    let sent = messages.len();
     if !messages.is_empty() {
         deps.sink.send(QueueName::Restores, messages).await?;
     }
+    info!(job = %job.id, folders = folders.len(), files = files.len(), messages = sent, "restore fanned out");
     finish_if_done(deps, &job.id).await
 }
 
@@ -34,6 +54,51 @@ pub(super) async fn send_again(deps: &RestorerDeps, task: &RestoreTask, delay: D
     let body = serde_json::to_string(task).map_err(|e| PipelineError::Internal(format!("restore task: {e}")))?;
     let delay = delay.min(Duration::from_secs(900));
     deps.sink.send(QueueName::Restores, vec![OutMessage { body, group_id: None, delay: Some(delay) }]).await?;
+    Ok(())
+}
+
+fn chunk_message(job: &RestoreJob, item_ids: &[String], delay: Option<Duration>) -> OutMessage {
+    let task = RestoreTask::new(job.id.clone(), RestoreStep::Items { item_ids: item_ids.to_vec() });
+    OutMessage { body: serde_json::to_string(&task).unwrap_or_default(), group_id: None, delay }
+}
+
+/// Restores a chunk's items in order. The first item whose folder has no outcome yet stops
+/// the chunk: it and the rest are re-sent with a delay (chunks are in folder order, so what
+/// follows would mostly wait too), unless the chunk waited [`MAX_FOLDER_WAITS`] times already;
+/// then the waiting items are reported failed. Returns whether the chunk is done here.
+pub(super) async fn restore_items(
+    ctx: &mut Context<'_>,
+    task: &RestoreTask,
+    item_ids: &[String],
+) -> Result<bool, PipelineError> {
+    for (i, id) in item_ids.iter().enumerate() {
+        let why = match restore_item(ctx, id).await {
+            Ok(()) => continue,
+            Err(PipelineError::NotReady(why)) => why,
+            Err(e) => return Err(e),
+        };
+        if task.deferrals >= MAX_FOLDER_WAITS {
+            warn!(job = %ctx.job.id, item = %id, deferrals = task.deferrals, "gave up waiting for the folder");
+            let path = ctx.states(id).await?.path;
+            let done =
+                Done::new(RestoreOutcome::Failed, None).with_detail(format!("its folder was never restored: {why}"));
+            ctx.record(id, path, done).await?;
+            continue;
+        }
+        wait_for_folders(ctx.deps, task, &item_ids[i..]).await?;
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// Re-sends `task` with only `item_ids`, one deferral more, after a delay that doubles with
+/// each deferral: not a failed attempt, the received message is done with.
+async fn wait_for_folders(deps: &RestorerDeps, task: &RestoreTask, item_ids: &[String]) -> Result<(), PipelineError> {
+    let deferrals = task.deferrals.saturating_add(1);
+    let delay = DEFER_FIRST.saturating_mul(1 << task.deferrals.min(16)).min(DEFER_MAX);
+    let again = RestoreTask { deferrals, step: RestoreStep::Items { item_ids: item_ids.to_vec() }, ..task.clone() };
+    send_again(deps, &again, delay).await?;
+    info!(job = %task.job_id, items = item_ids.len(), deferrals, delay_s = delay.as_secs(), "chunk waits for its folders");
     Ok(())
 }
 
@@ -94,7 +159,7 @@ mod tests {
 
     use super::*;
     use crate::graph::test_server::{TestServer, graph_error};
-    use crate::model::{ContainerId, RestoreItemReport, RestoreOutcome, RestoreScope, RestoreTarget};
+    use crate::model::{ContainerId, RestoreItemReport, RestoreScope, RestoreTarget};
     use crate::store::RestoreJobs;
     use crate::store::memory::{MemoryCatalog, MemorySink, MemoryVault};
 

@@ -142,10 +142,14 @@ fn task_of(m: &OutMessage) -> RestoreTask {
 
 #[tokio::test]
 async fn a_plan_that_fails_on_every_attempt_ends_the_job_failed_with_its_reason() {
-    // Given a drive restore whose plan needs Graph, and Graph failing every call
+    // Given a restore to another folder, whose plan lists that folder in Graph (an in-place
+    // plan calls no Graph), and Graph failing every call
     let w = world(1).await;
+    let target = RestoreTarget::Alternate { drive_id: DRIVE.into(), folder_id: "elsewhere".into() };
+    let job = RestoreJob::new("k", drive(), RestoreScope::Container, Utc::now(), target, Utc::now());
+    w.catalog.create_restore_job(&job).await.expect("create");
     w.set(Answer::Broken);
-    handle(&w.deps, &RestoreTask::plan("j", false)).await.expect("first delivery acked");
+    handle(&w.deps, &RestoreTask::plan("k", false)).await.expect("first delivery acked");
 
     // When the restorer's own re-sends are delivered until none is left
     let mut attempts = vec![0];
@@ -161,7 +165,7 @@ async fn a_plan_that_fails_on_every_attempt_ends_the_job_failed_with_its_reason(
 
     // Then it was tried MAX_ATTEMPTS times in all, and the job failed saying why
     assert_eq!(attempts, (0..MAX_ATTEMPTS).collect::<Vec<_>>());
-    let job = w.job().await;
+    let job = w.catalog.restore_job("k").await.expect("read").expect("job");
     assert_eq!(job.status, RestoreStatus::Failed);
     let reason = job.reason.unwrap_or_default();
     assert!(reason.starts_with("gave up after 5 attempts: transient Graph failure"), "{reason}");

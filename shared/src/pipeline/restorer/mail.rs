@@ -1,9 +1,10 @@
 //! Restores a mailbox, a mail folder (with its subfolders) or a message as of a moment, into
 //! the original mailbox or under a folder of another one.
 //!
-//! Folders come first, parents before children: one that still exists is used as it is, a
-//! missing one is recreated on its path (found by name first, so a re-run reuses it). Messages
-//! are then fanned out in chunks. A message still in its folder is left alone; any other is
+//! The plan reads the mailbox's outline (as the drive plan does) and fans out folder chunks,
+//! parents before children, then message chunks grouped by folder. A folder that still
+//! exists is used as it is, a missing one is recreated on its path (found by name first, so a
+//! re-run reuses it); a message whose folder has no outcome yet waits (its chunk comes back). A message still in its folder is left alone; any other is
 //! created in its target folder from its backed-up MIME (`mime::rebuild`: a JSON create, so it
 //! is not a draft unless it was one, with its dates, read and flag state, threading headers and
 //! attachments), unless the folder already holds a message with the same internet message id, which makes a
@@ -21,9 +22,10 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-use super::job::{fan_out, finish_if_done};
-use super::tree::Tree;
-use super::{Context, Done, RestorerDeps, restore_item};
+use super::drive::{FOLDER_FAILED, fan_out_order};
+use super::job::{fan_out, finish_if_done, restore_items};
+use super::outline::{Outline, Side};
+use super::{Context, Done, RestorerDeps};
 use crate::graph::{GraphError, MailFolder};
 use crate::mime::{INLINE_ATTACHMENT_MAX, Part, rebuild};
 use crate::model::{
@@ -52,36 +54,31 @@ pub(super) async fn plan(deps: &RestorerDeps, job: &RestoreJob, dry_run: bool) -
     if !matches!(job.status, RestoreStatus::Queued | RestoreStatus::Running) {
         return Ok(());
     }
-    let tree = Tree::load(deps.catalog.as_ref(), job).await?;
-    let scope = Tree::in_scope(&tree.at, &job.scope);
+    let outline = Outline::load(deps.catalog.as_ref(), job, false).await?;
+    let scope = outline.in_scope(Side::At, &job.scope);
+    let moved_or_gone = |i: u32| {
+        let now = outline.state(Side::Now, i).map(|s| s.parent);
+        job.target != RestoreTarget::InPlace || now != outline.state(Side::At, i).map(|s| s.parent)
+    };
     let plan = RestorePlan {
         items: scope.len() as u64,
         bytes: scope
             .iter()
-            .filter(|v| v.kind == ItemKind::Message && moved_or_gone(v, tree.now.get(&v.key.item_id), job))
-            .filter_map(|v| v.content.as_ref().map(|c| c.size))
+            .filter_map(|i| outline.state(Side::At, *i).map(|s| (*i, s)))
+            .filter(|(i, s)| s.kind == ItemKind::Message && moved_or_gone(*i))
+            .map(|(_, s)| s.size)
             .sum(),
         conflicts: 0,
     };
-    info!(job = %job.id, items = plan.items, bytes = plan.bytes, dry_run, "mail restore planned");
+    info!(job = %job.id, items = plan.items, bytes = plan.bytes, pages = outline.pages, dry_run, "mail restore planned");
     if dry_run {
         deps.catalog.set_restore_status(&job.id, RestoreStatus::Planned, Some(plan)).await?;
         return Ok(());
     }
     deps.catalog.set_restore_status(&job.id, RestoreStatus::Running, Some(plan)).await?;
-
-    let mut folders: Vec<&ItemVersion> = scope.iter().copied().filter(|v| v.kind == ItemKind::MailFolder).collect();
-    folders.sort_by_key(|v| tree.depth(&v.key.item_id));
-    let folder_ids: Vec<String> = folders.iter().map(|v| v.key.item_id.clone()).collect();
-    let mut messages: Vec<String> =
-        scope.iter().filter(|v| v.kind == ItemKind::Message).map(|v| v.key.item_id.clone()).collect();
-    messages.sort();
-    let mut ctx = Context::new(deps, job);
-    ctx.tree = Some(tree);
-    for folder in folder_ids {
-        restore_item(&mut ctx, &folder).await?;
-    }
-    fan_out(deps, job, &messages).await
+    let (folders, messages) = fan_out_order(&outline, scope, Vec::new());
+    drop(outline);
+    fan_out(deps, job, &folders, &messages).await
 }
 
 /// In place, a message needs writing unless it is still in the folder it was in at T.
@@ -104,16 +101,11 @@ pub(super) async fn restore_chunk(
     else {
         return super::lifecycle::defer(deps, job, task, SLOT_WAIT).await;
     };
-    let result = restore_all(deps, job, item_ids).await;
-    release(deps, &lease).await;
-    result?;
-    finish_if_done(deps, &job.id).await
-}
-
-async fn restore_all(deps: &RestorerDeps, job: &RestoreJob, item_ids: &[String]) -> Result<(), PipelineError> {
     let mut ctx = Context::new(deps, job);
-    for id in item_ids {
-        restore_item(&mut ctx, id).await?;
+    let result = restore_items(&mut ctx, task, item_ids).await;
+    release(deps, &lease).await;
+    if result? {
+        finish_if_done(deps, &job.id).await?;
     }
     Ok(())
 }
@@ -172,7 +164,8 @@ async fn target_folder(ctx: &mut Context<'_>, v: &ItemVersion) -> Result<Option<
             ctx.targets.insert(parent, t.clone());
             Ok(Some(t))
         }
-        _ => Err(PipelineError::NotReady(format!("folder of {} is not restored yet", v.key.item_id))),
+        Some(_) => Err(PipelineError::MissingData(FOLDER_FAILED.into())),
+        None => Err(PipelineError::NotReady(format!("folder of {} is not restored yet", v.key.item_id))),
     }
 }
 

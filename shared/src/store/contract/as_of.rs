@@ -15,6 +15,7 @@ contract_tests!(
     the_change_history_window_includes_both_edges_oldest_first,
     every_folder_and_the_container_at_every_moment_are_what_the_history_says,
     a_folder_of_two_thousand_children_reads_completely_a_page_at_a_time,
+    the_container_as_of_a_moment_read_a_page_at_a_time_is_the_whole_listing,
 );
 
 fn named(name: &str, version: ItemVersion) -> ItemVersion {
@@ -51,6 +52,21 @@ async fn all_children(
         let page = catalog.children_as_of(&container(), parent, t, cursor.as_deref(), limit).await.expect("page");
         assert!(page.items.len() <= limit, "a page of {} for a limit of {limit}", page.items.len());
         all.extend(page.items.into_iter().map(|v| (v.key.item_id, v.version)));
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return all,
+        }
+    }
+}
+
+/// The container at `t`, following cursors `limit` at a time: (item, version).
+async fn all_as_of(catalog: &impl PointInTime, t: DateTime<Utc>, limit: usize) -> Vec<(String, String)> {
+    let mut all = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = catalog.container_as_of_page(&container(), t, cursor.as_deref(), limit).await.expect("page");
+        assert!(page.items.len() <= limit, "a page of {} for a limit of {limit}", page.items.len());
+        all.extend(ids(page.items));
         match page.next {
             Some(next) => cursor = Some(next),
             None => return all,
@@ -341,4 +357,40 @@ async fn a_folder_of_two_thousand_children_reads_completely_a_page_at_a_time(
     let drive = catalog.container_as_of(&container(), at("2024-05-01T11:00:00Z")).await.expect("as of");
     println!("container_as_of, 2,200 versions: {:?}", started.elapsed());
     assert_eq!(drive.len(), 2_000);
+}
+
+async fn the_container_as_of_a_moment_read_a_page_at_a_time_is_the_whole_listing(
+    catalog: &(impl ItemHistory + PointInTime),
+) {
+    // Given the history of edits, moves, a deletion and a late creation, plus items whose ids
+    // go on with characters below `#` (which sort before the id they extend)
+    let mut history = history();
+    for id in ["x", "x!1", "x!2", "x!1!a", "xa", "y"] {
+        history.push(state(id, "1", "A", "2024-05-01T10:00:00Z"));
+        history.push(state(id, "2", "B", "2024-05-01T11:00:00Z"));
+    }
+    commit_all(catalog, &history).await;
+
+    // Then at every moment, read one, two, three or a hundred items at a time, the pages are
+    // the whole listing in the same order, tombstones included
+    for t in ["2024-05-01T09:00:00Z", "2024-05-01T10:30:00Z", "2024-05-01T11:45:00Z", "2024-05-01T14:00:00Z"].map(at) {
+        let whole = ids(catalog.container_as_of(&container(), t).await.expect("as of"));
+        for limit in [1, 2, 3, 100] {
+            assert_eq!(all_as_of(catalog, t, limit).await, whole, "at {t}, {limit} a page");
+        }
+    }
+    let late = all_as_of(catalog, at("2024-05-01T14:00:00Z"), 2).await;
+    assert!(late.iter().any(|(i, _)| i == "x!1!a") && late.iter().any(|(i, _)| i == "gone"));
+
+    // And a cursor only works for the listing that handed it out: not at another moment, not
+    // edited, not for a folder
+    let t = at("2024-05-01T14:00:00Z");
+    let page = catalog.container_as_of_page(&container(), t, None, 2).await.expect("page");
+    let cursor = page.next.expect("a next page");
+    let other_moment = catalog.container_as_of_page(&container(), at("2024-05-01T13:00:00Z"), Some(&cursor), 2).await;
+    assert!(is_invalid_cursor(&other_moment), "{other_moment:?}");
+    let edited = catalog.container_as_of_page(&container(), t, Some(&cursor[1..]), 2).await;
+    assert!(is_invalid_cursor(&edited), "{edited:?}");
+    let folder = catalog.children_as_of(&container(), "A", t, Some(&cursor), 2).await;
+    assert!(is_invalid_cursor(&folder), "{folder:?}");
 }

@@ -1,12 +1,14 @@
 //! [`ItemHistory`]: commits, heads, history and the version at a moment.
 
-use super::{at, commit_all, container, record, state};
+use super::{at, commit_all, container, is_invalid_cursor, record, state};
+use crate::model::ContainerId;
 use crate::store::{Commit, ItemHistory};
 
 contract_tests!(
     commits_are_idempotent_and_the_head_follows_microsoft_365_time,
     the_version_at_a_moment_includes_versions_modified_within_that_millisecond,
     heads_are_read_in_batches_and_listed_per_container,
+    heads_listed_a_page_at_a_time_are_every_head_once,
 );
 
 async fn commits_are_idempotent_and_the_head_follows_microsoft_365_time(catalog: &impl ItemHistory) {
@@ -76,4 +78,41 @@ async fn heads_are_read_in_batches_and_listed_per_container(catalog: &impl ItemH
     let heads = catalog.list_heads(&container()).await.expect("list heads");
     assert_eq!(heads.len(), 14);
     assert!(catalog.head(&container().item("item-001")).await.expect("head").is_none());
+}
+
+async fn heads_listed_a_page_at_a_time_are_every_head_once(catalog: &impl ItemHistory) {
+    // Given 25 items of a container, one edited twice, and an item of another container
+    let ids: Vec<String> = (0..25).map(|i| format!("item-{i:03}")).collect();
+    let mut versions: Vec<_> = ids.iter().map(|id| state(id, "e1", "root", "2024-05-01T00:00:00Z")).collect();
+    versions.push(state("item-007", "e2", "root", "2024-05-02T00:00:00Z"));
+    commit_all(catalog, &versions).await;
+    let mut elsewhere = state("item-100", "e1", "root", "2024-05-01T00:00:00Z");
+    elsewhere.key = ContainerId::new("tenant-1", "b!other").item("item-100");
+    commit_all(catalog, &[elsewhere]).await;
+
+    for limit in [1, 4, 25, 100] {
+        // When the heads are listed `limit` at a time
+        let (mut listed, mut cursor, mut pages) = (Vec::new(), None::<String>, 0);
+        loop {
+            let page = catalog.heads_page(&container(), cursor.as_deref(), limit).await.expect("page");
+            assert!(page.items.len() <= limit);
+            pages += 1;
+            listed.extend(page.items.into_iter().map(|h| (h.current.key.item_id, h.current.version)));
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+
+        // Then each head of the container comes once, in id order, as it is now
+        let mut expected: Vec<(String, String)> = ids.iter().map(|id| (id.clone(), "e1".to_owned())).collect();
+        expected[7].1 = "e2".to_owned();
+        assert_eq!(listed, expected, "{limit} a page");
+        assert!(pages <= 25usize.div_ceil(limit) + 1, "{pages} pages of {limit}");
+    }
+
+    // And a cursor of this listing is refused by another container's
+    let page = catalog.heads_page(&container(), None, 2).await.expect("page");
+    let foreign = catalog.heads_page(&ContainerId::new("tenant-1", "b!other"), page.next.as_deref(), 2).await;
+    assert!(is_invalid_cursor(&foreign), "{foreign:?}");
 }

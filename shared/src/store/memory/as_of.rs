@@ -2,6 +2,8 @@
 //! adapter reads it (`index.rs`): a container and its change history from the `VC#` rows; a
 //! folder's candidates from the `VP#` rows, each confirmed by the item's history in the table.
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -29,6 +31,47 @@ impl IndexedRows {
         current.sort_by_cached_key(|v| item_order(&v.key.item_id));
         current
     }
+
+    /// One page of [`Self::as_of`]: at most `limit` versions after the item `after`, and
+    /// whether more may follow. Reads the map from where the page starts, not from the
+    /// container's first item, so paging through a million items costs what one listing does.
+    fn as_of_page(
+        &self,
+        container: &ContainerId,
+        bound: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> (Vec<&ItemVersion>, bool) {
+        let after_order = after.map(item_order);
+        // The map is in plain id order; item order differs only where an id goes on with a
+        // character below `#` (`a!1` comes before `a`). So the page starts at the shortest
+        // prefix of `after` that such an id could extend, and reads on past `limit` while the
+        // next id extends one already read that way.
+        let start = after.map(|a| a.find(|c: char| c < '#').map_or(a, |i| &a[..i])).unwrap_or_default();
+        let extends_read =
+            |id: &str, read: &HashSet<&str>| id.char_indices().any(|(i, c)| c < '#' && read.contains(&id[..i]));
+        let mut read: HashSet<&str> = HashSet::new();
+        let mut found: Vec<&ItemVersion> = Vec::new();
+        let mut cut = false;
+        for (key, history) in self.versions.range(container.item(start)..) {
+            if &key.container != container {
+                break;
+            }
+            if after_order.as_ref().is_some_and(|a| item_order(&key.item_id) <= *a) {
+                continue;
+            }
+            if found.len() > limit && !extends_read(&key.item_id, &read) {
+                cut = true;
+                break;
+            }
+            read.insert(&key.item_id);
+            found.extend(newest_until(history, bound, |_| true));
+        }
+        found.sort_by_cached_key(|v| item_order(&v.key.item_id));
+        let more = cut || found.len() > limit;
+        found.truncate(limit);
+        (found, more)
+    }
 }
 
 #[async_trait]
@@ -39,6 +82,21 @@ impl PointInTime for MemoryCatalog {
         at: DateTime<Utc>,
     ) -> Result<Vec<ItemVersion>, StoreError> {
         Ok(self.read().index().as_of(container, &millis(at)).into_iter().cloned().collect())
+    }
+
+    async fn container_as_of_page(
+        &self,
+        container: &ContainerId,
+        at: DateTime<Utc>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<ItemVersion>, StoreError> {
+        let listing = Listing::container_as_of(container, at);
+        let after = listing.resume(cursor)?;
+        let state = self.read();
+        let (versions, more) = state.index().as_of_page(container, &millis(at), after.as_deref(), limit.max(1));
+        let next = versions.last().filter(|_| more).map(|v| listing.cursor(&v.key.item_id));
+        Ok(Page { items: versions.into_iter().cloned().collect(), next })
     }
 
     async fn children_as_of(

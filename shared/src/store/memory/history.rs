@@ -1,6 +1,7 @@
 //! Each item's versions and its head, with the DynamoDB adapter's conditional writes.
 
 use std::collections::HashMap;
+use std::ops::Bound;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -8,7 +9,7 @@ use chrono::{DateTime, Utc};
 use super::index::Changed;
 use super::{MemoryCatalog, injected, millis, take_fault, version_sort_key};
 use crate::model::{ContainerId, ItemHead, ItemKey, ItemVersion, ObjectRef};
-use crate::store::{Commit, ItemHistory, StoreError};
+use crate::store::{Commit, ItemHistory, Listing, Page, StoreError};
 
 /// An item's head and its version's place in the item's history.
 #[derive(Clone)]
@@ -47,6 +48,28 @@ impl ItemHistory for MemoryCatalog {
             .filter(|(k, _)| &k.container == container)
             .map(|(_, row)| row.head.clone())
             .collect())
+    }
+
+    /// An index read (`GSI1` `H#`), in item id order.
+    async fn heads_page(
+        &self,
+        container: &ContainerId,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<ItemHead>, StoreError> {
+        let listing = Listing::heads(container);
+        let after = listing.resume(cursor)?;
+        let state = self.read();
+        let from = match &after {
+            Some(id) => Bound::Excluded(container.item(id.as_str())),
+            None => Bound::Included(container.item("")),
+        };
+        let mut heads =
+            state.index().heads.range((from, Bound::Unbounded)).take_while(|(k, _)| &k.container == container);
+        let items: Vec<ItemHead> = heads.by_ref().take(limit.max(1)).map(|(_, row)| row.head.clone()).collect();
+        let more = heads.next().is_some();
+        let next = items.last().filter(|_| more).map(|h| listing.cursor(&h.current.key.item_id));
+        Ok(Page { items, next })
     }
 
     async fn commit_version(&self, version: &ItemVersion, record: &ObjectRef) -> Result<Commit, StoreError> {
