@@ -22,26 +22,29 @@ mod export_tests;
 mod job;
 mod mail;
 mod tree;
+mod upload;
 
-pub use drive::{CONFLICTS_LISTED, FRAGMENT, QUARANTINE_FOLDER, SMALL_UPLOAD_MAX};
+pub use drive::{CONFLICTS_LISTED, QUARANTINE_FOLDER};
 pub use export::{PART_BYTES, PART_MESSAGES, WHOLE_READ_MAX};
 pub use job::CHUNK;
 pub use mail::MAILBOX_RESTORE_SLOTS;
+pub use upload::{DEADLINE_MARGIN, FRAGMENT};
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tracing::warn;
 
 use super::PipelineError;
 use crate::clock::Clock;
-use crate::graph::{DriveItem, GraphClient};
+use crate::graph::{DriveItem, GraphClient, GraphError};
 use crate::model::{
     ItemKind, ItemVersion, RestoreItemReport, RestoreJob, RestoreOutcome, RestoreStep, RestoreTarget, RestoreTask,
-    SCHEMA_VERSION,
+    SCHEMA_VERSION, UploadResume,
 };
 use crate::store::{ExportStore, MessageSink, RestorerCatalog, Vault};
-use job::finish_if_done;
+use job::{finish_if_done, send_again};
 use tree::Tree;
 
 pub struct RestorerDeps {
@@ -55,7 +58,9 @@ pub struct RestorerDeps {
     pub clock: Arc<dyn Clock>,
 }
 
-pub async fn handle(deps: &RestorerDeps, task: &RestoreTask) -> Result<(), PipelineError> {
+/// Runs one step of a restore job. `deadline` is the invocation's: an upload that would
+/// outlive it stops between fragments and its chunk is sent again to carry on.
+pub async fn handle(deps: &RestorerDeps, task: &RestoreTask, deadline: Instant) -> Result<(), PipelineError> {
     if task.v != SCHEMA_VERSION {
         return Err(PipelineError::BadMessage(format!("unknown schema version {}", task.v)));
     }
@@ -70,16 +75,21 @@ pub async fn handle(deps: &RestorerDeps, task: &RestoreTask) -> Result<(), Pipel
     if job.container.is_mailbox() {
         return match &task.step {
             RestoreStep::Plan { dry_run } => mail::plan(deps, &job, *dry_run).await,
-            RestoreStep::Items { item_ids } => mail::restore_chunk(deps, &job, task, item_ids).await,
+            RestoreStep::Items { item_ids, .. } => mail::restore_chunk(deps, &job, task, item_ids).await,
             RestoreStep::ExportPart { .. } => Err(not_an_export()),
         };
     }
     match &task.step {
         RestoreStep::Plan { dry_run } => drive::plan(deps, &job, *dry_run).await,
-        RestoreStep::Items { item_ids } => {
+        RestoreStep::Items { item_ids, resume } => {
             let mut ctx = Context::new(deps, &job);
-            for id in item_ids {
+            ctx.deadline = deadline;
+            ctx.resume = resume.clone();
+            for (i, id) in item_ids.iter().enumerate() {
                 restore_item(&mut ctx, id).await?;
+                if let Some(Paused { resume, delay }) = ctx.paused.take() {
+                    return send_again(deps, &job, &item_ids[i..], Some(resume), delay).await;
+                }
             }
             finish_if_done(deps, &job.id).await
         }
@@ -103,6 +113,18 @@ struct Context<'a> {
     quarantine: Option<String>,
     /// Mail: per target folder, the internet message ids it holds and their message ids.
     present: HashMap<String, HashMap<String, String>>,
+    /// The invocation's deadline: uploads pause before it.
+    deadline: Instant,
+    /// An upload an earlier delivery of this chunk left unfinished.
+    resume: Option<UploadResume>,
+    /// Set when an upload paused: the chunk is sent again from that item.
+    paused: Option<Paused>,
+}
+
+/// An upload stopped between fragments, to carry on after `delay`.
+struct Paused {
+    resume: UploadResume,
+    delay: Option<Duration>,
 }
 
 impl<'a> Context<'a> {
@@ -116,6 +138,10 @@ impl<'a> Context<'a> {
             children: HashMap::new(),
             quarantine: None,
             present: HashMap::new(),
+            // A Lambda's longest run; the Items step sets the invocation's own.
+            deadline: Instant::now() + Duration::from_secs(15 * 60),
+            resume: None,
+            paused: None,
         }
     }
 
@@ -177,6 +203,10 @@ async fn restore_item(ctx: &mut Context<'_>, item_id: &str) -> Result<(), Pipeli
     } else {
         drive::restore(ctx, item_id, at, now).await
     };
+    if ctx.paused.is_some() {
+        // Not done: the chunk is sent again from this item.
+        return Ok(());
+    }
     match result {
         Ok(done) => {
             if let Some(t) = &done.target_item_id {
@@ -188,8 +218,18 @@ async fn restore_item(ctx: &mut Context<'_>, item_id: &str) -> Result<(), Pipeli
         Err(PipelineError::Store(e)) if e.is_retryable() => Err(PipelineError::Store(e)),
         Err(e) => {
             warn!(job = %ctx.job.id, item = %item_id, error = %e, "item not restored");
-            ctx.record(item_id, path, Done::new(RestoreOutcome::Failed, None).with_detail(e.to_string())).await
+            ctx.record(item_id, path, Done::new(RestoreOutcome::Failed, None).with_detail(failure_reason(&e))).await
         }
+    }
+}
+
+/// Why an item was not restored, in the words its report shows.
+fn failure_reason(e: &PipelineError) -> String {
+    match e {
+        PipelineError::Graph(GraphError::Forbidden { .. }) => "access denied: the restore may not write there".into(),
+        PipelineError::Graph(GraphError::InsufficientStorage) => "target drive is full".into(),
+        PipelineError::Graph(GraphError::Http { status: 400, message, .. }) => format!("refused by the target: {message}"),
+        other => other.to_string(),
     }
 }
 
@@ -216,6 +256,11 @@ impl Done {
 
     fn with_detail(self, detail: impl Into<String>) -> Self {
         Self { detail: Some(detail.into()), ..self }
+    }
+
+    /// Placeholder for an item whose upload paused (`Context::paused`): never recorded.
+    fn paused() -> Self {
+        Self::new(RestoreOutcome::Failed, None).with_detail("upload paused")
     }
 }
 

@@ -1,13 +1,17 @@
 //! A job's accounting: its items fanned out to the queue in chunks, and the job finished once
 //! every planned item has an outcome (settled from the reports when the counters fall behind).
 
+use std::time::Duration;
+
 use tracing::{info, warn};
 
 use super::RestorerDeps;
-use crate::model::{RestoreJob, RestoreStatus, RestoreStep, RestoreTask, SCHEMA_VERSION};
+use crate::model::{RestoreJob, RestoreStatus, RestoreStep, RestoreTask, SCHEMA_VERSION, UploadResume};
 use crate::pipeline::PipelineError;
 use crate::store::{OutMessage, OutcomeCounts, QueueName, RestorerCatalog};
 
+/// The longest delay SQS gives a message.
+const MAX_DELAY: Duration = Duration::from_secs(15 * 60);
 /// Files per fan-out task.
 pub const CHUNK: usize = 50;
 /// Queues the items in chunks of [`CHUNK`] to the restores queue, then finishes the job if
@@ -19,7 +23,7 @@ pub(super) async fn fan_out(deps: &RestorerDeps, job: &RestoreJob, item_ids: &[S
             let task = RestoreTask {
                 v: SCHEMA_VERSION,
                 job_id: job.id.clone(),
-                step: RestoreStep::Items { item_ids: chunk.to_vec() },
+                step: RestoreStep::Items { item_ids: chunk.to_vec(), resume: None },
             };
             OutMessage { body: serde_json::to_string(&task).unwrap_or_default(), group_id: None, delay: None }
         })
@@ -28,6 +32,28 @@ pub(super) async fn fan_out(deps: &RestorerDeps, job: &RestoreJob, item_ids: &[S
         deps.sink.send(QueueName::Restores, messages).await?;
     }
     finish_if_done(deps, &job.id).await
+}
+
+/// Sends the rest of a chunk again (`item_ids`, the first one carrying its unfinished upload),
+/// after `delay` (SQS takes at most 15 minutes). The delivery that sends it ends well: no
+/// receive of the message is burnt.
+pub(super) async fn send_again(
+    deps: &RestorerDeps,
+    job: &RestoreJob,
+    item_ids: &[String],
+    resume: Option<UploadResume>,
+    delay: Option<Duration>,
+) -> Result<(), PipelineError> {
+    let task = RestoreTask {
+        v: SCHEMA_VERSION,
+        job_id: job.id.clone(),
+        step: RestoreStep::Items { item_ids: item_ids.to_vec(), resume },
+    };
+    let body = serde_json::to_string(&task).map_err(|e| PipelineError::Internal(e.to_string()))?;
+    let delay = delay.map(|d| d.min(MAX_DELAY));
+    info!(job = %job.id, items = item_ids.len(), delay_s = delay.map(|d| d.as_secs()), "restore chunk sent again");
+    deps.sink.send(QueueName::Restores, vec![OutMessage { body, group_id: None, delay }]).await?;
+    Ok(())
 }
 
 /// Marks the job finished once every planned item has an outcome.
