@@ -37,7 +37,7 @@ async fn files(stack: &Stack, drive: &str) -> Result<HashMap<String, SimItem>> {
 }
 
 fn writes(stats: &serde_json::Value) -> u64 {
-    ["upload", "upload_session", "patch", "create_folder"]
+    ["upload", "create_upload_session", "upload_session", "patch", "create_folder"]
         .iter()
         .map(|k| stats["by_route"][k].as_u64().unwrap_or(0))
         .sum()
