@@ -207,6 +207,33 @@ async fn restored_files_keep_their_backed_up_dates_new_and_in_place() -> Result<
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_file_restored_in_place_takes_one_session_of_three_requests() -> Result<()> {
+    // Given a small file whose content changed since it was backed up
+    let w = World::new().await?;
+    let target = UploadTarget::New { parent_id: &w.root, name: "note.txt" };
+    let changed = w.graph.upload_small(&w.drive, target, Bytes::from_static(b"new"), ConflictBehavior::Fail).await?;
+    w.backed_up(&changed.id, "note.txt", b"old", None).await?;
+    let job = w.job(1).await?;
+    w.admin.reset_stats().await?;
+
+    // When it is restored in place
+    w.run_chunk(&job, &[&changed.id], Duration::from_secs(900)).await?;
+
+    // Then Graph saw: the item read, a session opened, one fragment, the commit, and the
+    // read-back (the content request and the download it redirects to)
+    let stats = w.stats().await?;
+    let seen: Vec<(&str, u64)> = ["item", "create_upload_session", "upload_session", "upload", "content", "download"]
+        .into_iter()
+        .map(|r| (r, route(&stats, r)))
+        .collect();
+    assert_eq!(
+        seen,
+        [("item", 1), ("create_upload_session", 1), ("upload_session", 2), ("upload", 0), ("content", 1), ("download", 1)]
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bytes_that_do_not_match_the_recorded_hash_are_never_committed() -> Result<()> {
     // Given a backed-up file whose vault bytes no longer hash to what the catalog recorded,
     // one of them deleted since, the other changed since
