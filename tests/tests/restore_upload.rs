@@ -56,7 +56,8 @@ impl World {
         let graph = GraphClient::new(gc)?;
         let root = graph.root(&drive).await?.id;
         let container = ContainerId::new(&cfg.tenant_id, &drive);
-        let (catalog, vault, sink) = (Arc::new(MemoryCatalog::new()), Arc::new(MemoryVault::new()), Arc::new(MemorySink::new()));
+        let (catalog, vault, sink) =
+            (Arc::new(MemoryCatalog::new()), Arc::new(MemoryVault::new()), Arc::new(MemorySink::new()));
         let state = SyncState { root_id: Some(root.clone()), ..SyncState::default() };
         catalog.put_sync_state(&container, &state).await?;
         let deps = RestorerDeps {
@@ -75,7 +76,8 @@ impl World {
     async fn backed_up(&self, id: &str, name: &str, data: &[u8], recorded: Option<String>) -> Result<()> {
         let sha256 = hex::encode(Sha256::digest(data));
         let lock = Lock { mode: LockMode::Governance, retain_until: Utc::now() + TimeDelta::days(1) };
-        let object = self.vault.put_if_absent(&format!("blobs/{sha256}"), Bytes::copy_from_slice(data), &lock).await?.object;
+        let object =
+            self.vault.put_if_absent(&format!("blobs/{sha256}"), Bytes::copy_from_slice(data), &lock).await?.object;
         let version = ItemVersion {
             v: SCHEMA_VERSION,
             key: self.container.item(id),
@@ -184,7 +186,12 @@ async fn restored_files_keep_their_backed_up_dates_new_and_in_place() -> Result<
     w.backed_up("gone-1", "gone.txt", b"the deleted file", None).await?;
     let changed = w
         .graph
-        .upload_small(&w.drive, UploadTarget::New { parent_id: &w.root, name: "kept.txt" }, Bytes::from_static(b"encrypted!"), ConflictBehavior::Fail)
+        .upload_small(
+            &w.drive,
+            UploadTarget::New { parent_id: &w.root, name: "kept.txt" },
+            Bytes::from_static(b"encrypted!"),
+            ConflictBehavior::Fail,
+        )
         .await?;
     w.backed_up(&changed.id, "kept.txt", b"the original text", None).await?;
     let job = w.job(2).await?;
@@ -228,7 +235,14 @@ async fn a_small_file_restored_in_place_takes_one_session_of_three_requests() ->
         .collect();
     assert_eq!(
         seen,
-        [("item", 1), ("create_upload_session", 1), ("upload_session", 2), ("upload", 0), ("content", 1), ("download", 1)]
+        [
+            ("item", 1),
+            ("create_upload_session", 1),
+            ("upload_session", 2),
+            ("upload", 0),
+            ("content", 1),
+            ("download", 1)
+        ]
     );
     Ok(())
 }
@@ -242,7 +256,12 @@ async fn bytes_that_do_not_match_the_recorded_hash_are_never_committed() -> Resu
     w.backed_up("gone-1", "gone.txt", b"bit rot", recorded.clone()).await?;
     let changed = w
         .graph
-        .upload_small(&w.drive, UploadTarget::New { parent_id: &w.root, name: "kept.txt" }, Bytes::from_static(b"current"), ConflictBehavior::Fail)
+        .upload_small(
+            &w.drive,
+            UploadTarget::New { parent_id: &w.root, name: "kept.txt" },
+            Bytes::from_static(b"current"),
+            ConflictBehavior::Fail,
+        )
         .await?;
     w.backed_up(&changed.id, "kept.txt", b"bit rot too", recorded).await?;
     let job = w.job(2).await?;

@@ -191,8 +191,7 @@ impl GraphClient {
     /// with `Fail` is [`GraphError::Conflict`]. Sent once: after a lost answer, look at the
     /// target before committing again.
     pub async fn commit_upload(&self, url: &UploadUrl, drive_id: &str) -> Result<DriveItem, GraphError> {
-        let mut call =
-            Call { method: Method::POST, bearer: false, idempotent: false, ..Call::get(url.to_url()?) };
+        let mut call = Call { method: Method::POST, bearer: false, idempotent: false, ..Call::get(url.to_url()?) };
         call.headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
         call.body = Some(Bytes::new());
         match self.execute(&call, read_json::<RawItem>).await {

@@ -201,7 +201,8 @@ mod tests {
                 .expect("parse");
         assert_eq!(items.step, RestoreStep::Items { item_ids: vec!["a".into(), "b".into()], resume: None });
         // A chunk that carries an unfinished upload names it; the URL never shows in Debug
-        let resume = UploadResume { item_id: "a".into(), upload_url: UploadUrl::new("https://x/up?tempauth=T"), next: 7 };
+        let resume =
+            UploadResume { item_id: "a".into(), upload_url: UploadUrl::new("https://x/up?tempauth=T"), next: 7 };
         let step = RestoreStep::Items { item_ids: vec!["a".into()], resume: Some(resume) };
         let json = serde_json::to_value(&step).expect("json");
         let expected = serde_json::json!({"kind": "items", "item_ids": ["a"],

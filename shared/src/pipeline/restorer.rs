@@ -228,7 +228,9 @@ fn failure_reason(e: &PipelineError) -> String {
     match e {
         PipelineError::Graph(GraphError::Forbidden { .. }) => "access denied: the restore may not write there".into(),
         PipelineError::Graph(GraphError::InsufficientStorage) => "target drive is full".into(),
-        PipelineError::Graph(GraphError::Http { status: 400, message, .. }) => format!("refused by the target: {message}"),
+        PipelineError::Graph(GraphError::Http { status: 400, message, .. }) => {
+            format!("refused by the target: {message}")
+        }
         other => other.to_string(),
     }
 }

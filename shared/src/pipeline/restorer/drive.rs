@@ -327,7 +327,8 @@ async fn put_file(
     conflict: ConflictBehavior,
     created: Option<DateTime<Utc>>,
 ) -> Result<Option<DriveItem>, PipelineError> {
-    let content = v.content.as_ref().ok_or_else(|| PipelineError::MissingData("file version without content".into()))?;
+    let content =
+        v.content.as_ref().ok_or_else(|| PipelineError::MissingData("file version without content".into()))?;
     if content.size == 0 {
         if content.sha256 != hex::encode(Sha256::digest(b"")) {
             return Err(PipelineError::ContentMismatch(format!(

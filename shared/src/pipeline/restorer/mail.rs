@@ -427,18 +427,25 @@ mod tests {
             let held = catalog.acquire_slot("t", &resource, MAILBOX_RESTORE_SLOTS, start, until).await.expect("slot");
             assert!(held.is_some());
         }
-        let chunk =
-            RestoreTask { v: SCHEMA_VERSION, job_id: "j".into(), step: RestoreStep::Items { item_ids: vec![], resume: None } };
+        let chunk = RestoreTask {
+            v: SCHEMA_VERSION,
+            job_id: "j".into(),
+            step: RestoreStep::Items { item_ids: vec![], resume: None },
+        };
 
         // When a chunk arrives a minute before the leases end, it goes back to the queue
         clock.set(start + SLOT_LEASE - chrono::Duration::minutes(1));
-        super::super::handle(&deps, &chunk, std::time::Instant::now() + std::time::Duration::from_secs(900)).await.expect("deferred");
+        super::super::handle(&deps, &chunk, std::time::Instant::now() + std::time::Duration::from_secs(900))
+            .await
+            .expect("deferred");
         assert_eq!(sink.take(QueueName::Restores).len(), 1);
         assert_eq!(catalog.restore_job("j").await.expect("read").expect("job").status, RestoreStatus::Running);
 
         // And once the clock passes them (no sleeping), the chunk takes a slot and runs
         clock.advance(chrono::Duration::minutes(2));
-        super::super::handle(&deps, &chunk, std::time::Instant::now() + std::time::Duration::from_secs(900)).await.expect("ran");
+        super::super::handle(&deps, &chunk, std::time::Instant::now() + std::time::Duration::from_secs(900))
+            .await
+            .expect("ran");
         assert!(sink.take(QueueName::Restores).is_empty());
         assert_eq!(catalog.restore_job("j").await.expect("read").expect("job").status, RestoreStatus::Succeeded);
     }

@@ -176,11 +176,7 @@ async fn open(ctx: &Context<'_>, file: &FileUpload<'_>) -> Result<Progress, Pipe
 
 /// The session an earlier invocation left, where it stands (the bytes before that hashed
 /// again from the vault, not sent again); `None` if it is gone.
-async fn resumed(
-    ctx: &Context<'_>,
-    file: &FileUpload<'_>,
-    url: &UploadUrl,
-) -> Result<Option<Progress>, PipelineError> {
+async fn resumed(ctx: &Context<'_>, file: &FileUpload<'_>, url: &UploadUrl) -> Result<Option<Progress>, PipelineError> {
     let Some(status) = ctx.deps.graph.upload_session_status(url).await? else {
         debug!(item = file.item_id, "the upload session to resume is gone, starting over");
         return Ok(None);
