@@ -280,9 +280,11 @@ async fn bytes_that_do_not_match_the_recorded_hash_are_never_committed() -> Resu
     let (kept, bytes) = w.file_named("kept.txt").await?.context("kept.txt")?;
     assert_eq!((bytes.as_slice(), kept.etag), (b"current".as_slice(), changed.etag));
     assert_eq!(w.graph.item_versions(&w.drive, &changed.id).await?.len(), 1);
-    // Both sessions were opened and sent every byte, neither was committed
+    // Both sessions were opened and sent every byte, then cancelled (a PUT and a DELETE on
+    // each upload URL), never committed
     let stats = w.stats().await?;
     assert_eq!(route(&stats, "create_upload_session"), 2);
+    assert_eq!(route(&stats, "upload_session"), 4);
     assert_eq!(w.status(&job).await?, RestoreStatus::CompletedWithErrors);
     Ok(())
 }
@@ -380,6 +382,28 @@ async fn a_session_expiring_midway_is_started_over_and_the_file_restored() -> Re
 
     // Then a second session started over and the file is whole
     assert_eq!(route(&w.stats().await?, "create_upload_session"), 2);
+    assert!(w.file_named("big.bin").await?.context("big.bin")?.1 == big);
+    assert_eq!(w.outcome(&job, "big-1").await?.0, RestoreOutcome::Restored);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fragment_whose_answer_is_lost_is_not_sent_again() -> Result<()> {
+    // Given a backed-up file of two fragments and a connection cut after Graph kept the
+    // first fragment
+    let w = World::new().await?;
+    let big = data(FRAGMENT + 10, 4);
+    w.backed_up("big-1", "big.bin", &big, None).await?;
+    let job = w.job(1).await?;
+    w.admin.fault(json!({"kind": "reset", "count": 1, "path_contains": "/upload/"})).await?;
+
+    // When it is restored
+    w.run_chunk(&job, &["big-1"], Duration::from_secs(900)).await?;
+
+    // Then the session said where it stood and the upload carried on from there: two
+    // fragments, one status request, one commit, in one session; the file is whole
+    let stats = w.stats().await?;
+    assert_eq!((route(&stats, "create_upload_session"), route(&stats, "upload_session")), (1, 4));
     assert!(w.file_named("big.bin").await?.context("big.bin")?.1 == big);
     assert_eq!(w.outcome(&job, "big-1").await?.0, RestoreOutcome::Restored);
     Ok(())
