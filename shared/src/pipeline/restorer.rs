@@ -2,7 +2,10 @@
 //! an item that still exists gets the old bytes as a new version of the same item (its id
 //! and sharing stay) and its name and parent put back; a missing item is recreated on its
 //! path; an item created after that moment is reported (and quarantined if asked), never
-//! deleted. Every restored file is read back from Graph and hashed against the backup.
+//! deleted. A file's bytes are hashed as they are sent and Graph commits them only if they
+//! match the backed-up SHA-256 (`upload`); every restored file is then read back from Graph
+//! and hashed against the backup. An upload that would outlive the invocation (`deadline`) or
+//! that Graph throttles pauses, and its chunk is sent again carrying the session to resume.
 //!
 //! A job runs as a plan step (tree, folders, counts) that fans the files out in chunks to
 //! the same queue; each chunk records per-item outcomes idempotently, so a redelivered or
