@@ -11,7 +11,8 @@ mod restore;
 
 pub use keeper::{ExtendReport, FinishedRun, KeeperCursor, KeeperRun, MAX_PROBLEMS, VaultProblem, VerifyReport};
 pub use queue::{
-    ChangeJob, ChangeReason, ItemJob, LifecycleJob, Renewal, RestoreStep, RestoreTask, SchedulerWork, SiteRef, UserRef,
+    ChangeJob, ChangeReason, ItemJob, LifecycleJob, Renewal, RestoreStep, RestoreTask, SchedulerWork, SiteRef,
+    UploadResume, UserRef,
 };
 pub use restore::{
     ConflictPolicy, ExportPart, RestoreItemReport, RestoreJob, RestoreOutcome, RestorePlan, RestoreScope,

@@ -64,7 +64,7 @@ async fn backed_up(
 }
 
 fn writes(stats: &serde_json::Value) -> u64 {
-    ["upload", "upload_session", "patch", "create_folder"]
+    ["upload", "create_upload_session", "upload_session", "patch", "create_folder"]
         .iter()
         .map(|k| stats["by_route"][k].as_u64().unwrap_or(0))
         .sum()
@@ -242,6 +242,49 @@ async fn bad_restore_requests_get_clear_errors() -> Result<()> {
         assert_eq!(response.status().as_u16(), status);
         assert!(response.headers()["content-type"].to_str()?.starts_with("application/problem+json"));
     }
+    stack.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs moto and the local stack: make test"]
+async fn a_file_larger_than_one_invocation_is_restored_across_invocations() -> Result<()> {
+    // Given a backed-up 11 MB file (three fragments), deleted since, and restorer invocations
+    // with time for one fragment each
+    let mut opts = StackOptions::new(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."));
+    opts.seed = Some(json!({"seed": 8, "users": [
+        {"user_principal_name": "carl@contoso.test", "display_name": "Carl", "has_drive": true,
+         "files": 0, "folders": 0, "max_depth": 0, "min_size": 0, "max_size": 0,
+         "hostile_names": false, "onenote_packages": 0, "large_files": [{"name": "film.mp4", "size": 11_000_000}]}
+    ]}));
+    opts.sweep_every = None;
+    opts.restore_timeout = shared::pipeline::restorer::DEADLINE_MARGIN;
+    opts.stack_name = format!("restore-big-{}", &uuid::Uuid::new_v4().to_string()[..8]);
+    let stack = Stack::start(opts).await?;
+    stack.idle(IDLE).await?;
+    let drive = stack.admin.users().await?[0].drive_id.clone().expect("drive");
+    let before = files(&stack, &drive).await?;
+    let (_, film) = before.iter().next().expect("the film");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let as_of = Utc::now();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stack.admin.delete(&drive, &film.id).await?;
+    stack.idle(IDLE).await?;
+    stack.admin.reset_stats().await?;
+
+    // When the drive is restored in place as of before the deletion
+    let id = start_restore(&stack, restore(&drive, as_of, json!({"kind": "in_place"}), "rename")).await?;
+    let job = wait_job(&stack, &id, DONE, Duration::from_secs(300)).await?;
+
+    // Then the film is back on its path byte for byte, through one session resumed by each
+    // later invocation (three fragments, two status requests, one commit)
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let after = files(&stack, &drive).await?;
+    let back = after.values().find(|f| f.path == film.path).expect("the film restored");
+    assert_eq!(back.sha256, film.sha256);
+    let stats = stack.admin.stats().await?;
+    assert_eq!(stats["by_route"]["create_upload_session"], 1, "{stats}");
+    assert_eq!(stats["by_route"]["upload_session"], 6, "{stats}");
     stack.stop().await;
     Ok(())
 }

@@ -173,7 +173,7 @@ impl Faults {
     }
 }
 
-pub const ROUTES: [&str; 25] = [
+pub const ROUTES: [&str; 26] = [
     "token",
     "users",
     "drive",
@@ -184,6 +184,7 @@ pub const ROUTES: [&str; 25] = [
     "subscriptions",
     "children",
     "upload",
+    "create_upload_session",
     "upload_session",
     "patch",
     "create_folder",
@@ -240,7 +241,9 @@ fn classify(method: &Method, path: &str) -> &'static str {
         "mail_upload"
     } else if mail {
         classify_mail(method, &segs)
-    } else if segs.first() == Some(&"upload") || last == "createUploadSession" {
+    } else if last == "createUploadSession" {
+        "create_upload_session"
+    } else if segs.first() == Some(&"upload") {
         "upload_session"
     } else if path.contains("/oauth2/") {
         "token"

@@ -171,7 +171,8 @@ async fn plan(bench: &Bench, shape: &DriveShape, tl: Timeline) -> Result<PlanFig
     reset_peak_rss();
     let rss_before = peak_rss_mb();
     let started = Instant::now();
-    restorer::handle(&bench.restorer, &RestoreTask::plan(id.clone(), true)).await?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(900);
+    restorer::handle(&bench.restorer, &RestoreTask::plan(id.clone(), true), deadline).await?;
     let secs = started.elapsed().as_secs_f64();
     let rss_peak = peak_rss_mb();
     let ops = bench.dynamodb();

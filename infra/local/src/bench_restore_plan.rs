@@ -134,7 +134,12 @@ async fn plan(
     reset_peak_rss();
     let before = rss_mb().unwrap_or(f64::NAN);
     let started = Instant::now();
-    restorer::handle(deps, &RestoreTask::plan(id, dry_run)).await?;
+    restorer::handle(
+        deps,
+        &RestoreTask::plan(id, dry_run),
+        std::time::Instant::now() + std::time::Duration::from_secs(900),
+    )
+    .await?;
     let secs = started.elapsed().as_secs_f64();
     let peak_mb = peak_rss_mb().unwrap_or(f64::NAN) - before;
     // Besides the pages: the job, the sync state, the status write's read-back.
@@ -316,7 +321,7 @@ mod tests {
 
         // When the plan runs and its chunks are delivered newest first, eight at a time (the
         // worst order: files before their folders, children before their parents)
-        restorer::handle(&deps, &RestoreTask::plan("plan-e2e", false)).await.expect("plan");
+        restorer::handle(&deps, &RestoreTask::plan("plan-e2e", false), far()).await.expect("plan");
         let (mut rounds, mut deliveries) = (0, 0);
         loop {
             let mut messages = sink.take(QueueName::Restores);
@@ -331,7 +336,7 @@ mod tests {
             let results: Vec<_> = futures::stream::iter(messages)
                 .map(|m| async move {
                     let task: RestoreTask = serde_json::from_str(&m.body).expect("a task");
-                    restorer::handle(deps, &task).await
+                    restorer::handle(deps, &task, far()).await
                 })
                 .buffer_unordered(8)
                 .collect()
@@ -369,5 +374,10 @@ mod tests {
         serde_json::json!({"seed": 5, "users": [{"user_principal_name": "plan@bench.test", "display_name": "Plan",
             "has_drive": true, "has_mailbox": false, "files": 0, "folders": 0, "max_depth": 0, "min_size": 1,
             "max_size": 2, "hostile_names": false, "onenote_packages": 0, "large_files": []}]})
+    }
+
+    /// A deadline no test reaches.
+    fn far() -> std::time::Instant {
+        std::time::Instant::now() + std::time::Duration::from_secs(3600)
     }
 }

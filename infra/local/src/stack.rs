@@ -52,6 +52,9 @@ pub struct StackOptions {
     pub count_aws: bool,
     /// Restorer instances (each handles one plan step or chunk at a time).
     pub restore_pollers: usize,
+    /// A restorer invocation's time limit (the template's is 900 s): uploads that would
+    /// outlive it pause and their chunk is sent again.
+    pub restore_timeout: Duration,
     /// Simulator faults (`/admin/faults` bodies) injected after seeding, before discovery.
     pub faults: Vec<serde_json::Value>,
 }
@@ -72,6 +75,7 @@ impl StackOptions {
             count_aws: false,
             faults: Vec::new(),
             restore_pollers: 4,
+            restore_timeout: Duration::from_secs(900),
         }
     }
 }
@@ -308,9 +312,10 @@ impl Stack {
         };
         for _ in 0..opts.restore_pollers {
             let deps = restorer.clone();
+            let timeout = opts.restore_timeout;
             let handler: Handler = Arc::new(move |batch| {
                 let deps = deps.clone();
-                Box::pin(async move { restore_batch(&deps, &batch).await })
+                Box::pin(async move { restore_batch(&deps, &batch, Instant::now() + timeout).await })
             });
             pollers.push(Poller {
                 name: "restorer",

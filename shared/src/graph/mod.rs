@@ -47,5 +47,7 @@ pub use mail_write::{ATTACHMENT_FRAGMENT, FolderMessage};
 pub use quickxor::QuickXorHasher;
 pub use sites::{Group, Library, Site, SitesDeltaPage};
 pub use subscriptions::{NewSubscription, Subscription};
-pub use upload::{DEFAULT_FRAGMENT_SIZE, FragmentResult, UPLOAD_FRAGMENT_UNIT, UploadSession, UploadUrl};
+pub use upload::{
+    DEFAULT_FRAGMENT_SIZE, FragmentResult, SessionOptions, UPLOAD_FRAGMENT_UNIT, UploadSession, UploadUrl,
+};
 pub use write::{ConflictBehavior, DriveItemVersion, UploadTarget};

@@ -11,13 +11,17 @@
 //!   create a new session and start over; the status call reports it as `Ok(None)`;
 //! - [`GraphError::Transient`] (cut connection, 5xx): fragments are never resent blindly;
 //!   ask the status and resume.
+//!
+//! A session opened with [`SessionOptions::defer_commit`] shows nothing in the drive after
+//! its last byte: the caller checks what it sent, then [`GraphClient::commit_upload`]s it or
+//! [`GraphClient::cancel_upload`]s it (graph-facts §6.4, §6.5).
 
 use std::fmt;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
-use reqwest::header::{CONTENT_RANGE, HeaderValue};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, HeaderValue};
 use reqwest::{Method, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -86,6 +90,37 @@ pub enum FragmentResult {
     Completed(DriveItem),
 }
 
+/// What a session is opened with besides its target, size and conflict behaviour.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionOptions {
+    /// After the last byte nothing is visible until [`GraphClient::commit_upload`] (or the
+    /// session expires): the caller can check the bytes before they become the file.
+    pub defer_commit: bool,
+    /// `fileSystemInfo.createdDateTime`: the file keeps it instead of "now".
+    pub created: Option<DateTime<Utc>>,
+    /// `fileSystemInfo.lastModifiedDateTime`: the file keeps it instead of "now".
+    pub modified: Option<DateTime<Utc>>,
+}
+
+impl SessionOptions {
+    fn apply(&self, body: &mut serde_json::Value) {
+        let stamp = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let mut dates = serde_json::Map::new();
+        if let Some(t) = self.created {
+            dates.insert("createdDateTime".into(), json!(stamp(t)));
+        }
+        if let Some(t) = self.modified {
+            dates.insert("lastModifiedDateTime".into(), json!(stamp(t)));
+        }
+        if !dates.is_empty() {
+            body["item"]["fileSystemInfo"] = serde_json::Value::Object(dates);
+        }
+        if self.defer_commit {
+            body["deferCommit"] = json!(true);
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RawSession {
@@ -106,6 +141,18 @@ impl GraphClient {
         size: u64,
         conflict: ConflictBehavior,
     ) -> Result<UploadSession, GraphError> {
+        self.open_upload_session(drive_id, target, size, conflict, &SessionOptions::default()).await
+    }
+
+    /// [`Self::create_upload_session`] with a deferred commit and/or the file's own dates.
+    pub async fn open_upload_session(
+        &self,
+        drive_id: &str,
+        target: UploadTarget<'_>,
+        size: u64,
+        conflict: ConflictBehavior,
+        options: &SessionOptions,
+    ) -> Result<UploadSession, GraphError> {
         let item = match target {
             // A new version of the item addressed by id: no name can conflict.
             UploadTarget::Existing { .. } => json!({
@@ -118,7 +165,8 @@ impl GraphClient {
                 "fileSize": size,
             }),
         };
-        let body = json!({ "item": item });
+        let mut body = json!({ "item": item });
+        options.apply(&mut body);
         let url = self.target_url(drive_id, target, "createUploadSession");
         let raw: RawSession = self.execute(&Call::with_json(Method::POST, url, &body), read_json).await?;
         let upload_url = UploadUrl::new(raw.upload_url.clone().ok_or_else(|| GraphError::protocol("no uploadUrl"))?);
@@ -133,6 +181,32 @@ impl GraphClient {
         match self.execute(&call, read_json::<RawSession>).await {
             Ok(raw) => session(url.clone(), raw).map(Some),
             Err(GraphError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Commits a `deferCommit` session whose bytes have all arrived: `POST {uploadUrl}` with
+    /// an empty body and no Authorization header; the file as committed. The session is
+    /// [`GraphError::UploadSessionGone`] once committed, expired or cancelled; a taken name
+    /// with `Fail` is [`GraphError::Conflict`]. Sent once: after a lost answer, look at the
+    /// target before committing again.
+    pub async fn commit_upload(&self, url: &UploadUrl, drive_id: &str) -> Result<DriveItem, GraphError> {
+        let mut call = Call { method: Method::POST, bearer: false, idempotent: false, ..Call::get(url.to_url()?) };
+        call.headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+        call.body = Some(Bytes::new());
+        match self.execute(&call, read_json::<RawItem>).await {
+            Ok(raw) => raw.into_item(Some(drive_id)),
+            Err(GraphError::NotFound) => Err(GraphError::UploadSessionGone),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Cancels a session (`DELETE {uploadUrl}`): none of its bytes ever become visible. A
+    /// session already gone is fine.
+    pub async fn cancel_upload(&self, url: &UploadUrl) -> Result<(), GraphError> {
+        let call = Call { method: Method::DELETE, bearer: false, ..Call::get(url.to_url()?) };
+        match self.execute(&call, read_status_and_body).await {
+            Ok(_) | Err(GraphError::NotFound) => Ok(()),
             Err(e) => Err(e),
         }
     }

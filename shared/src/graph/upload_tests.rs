@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use axum::response::IntoResponse;
 use futures::FutureExt;
 use serde_json::Value;
 
@@ -30,6 +31,9 @@ struct Session {
     total: u64,
     data: Vec<u8>,
     gone: bool,
+    /// `deferCommit`: complete bytes wait for a commit POST.
+    defer: bool,
+    committed: bool,
 }
 
 #[derive(Default)]
@@ -68,8 +72,10 @@ impl Fixture {
 
 fn serve(drive: &mut Drive, seen: &Seen, origin: &str, fault: &dyn Fn(usize) -> Fault) -> axum::response::Response {
     if seen.path.ends_with("/createUploadSession") {
-        let total = serde_json::from_str::<Value>(&seen.body).unwrap()["item"]["fileSize"].as_u64().unwrap();
-        drive.sessions.push(Session { total, ..Session::default() });
+        let body = serde_json::from_str::<Value>(&seen.body).unwrap();
+        let total = body["item"]["fileSize"].as_u64().unwrap();
+        let defer = body["deferCommit"].as_bool().unwrap_or(false);
+        drive.sessions.push(Session { total, defer, ..Session::default() });
         let url = format!("{origin}/upload/{}?{TEMPAUTH}", drive.sessions.len() - 1);
         return json(
             200,
@@ -82,8 +88,25 @@ fn serve(drive: &mut Drive, seen: &Seen, origin: &str, fault: &dyn Fn(usize) -> 
         let ranges = [format!("{received}-")];
         json!({"expirationDateTime": "2030-01-01T00:00:00Z", "nextExpectedRanges": ranges})
     };
+    let committed = |total: u64| {
+        json!({"id": "new-1", "name": "big.bin", "size": total, "file": {},
+               "parentReference": {"driveId": "d1", "id": "p1"}})
+    };
     match seen.method.as_str() {
+        "POST" | "DELETE" if session.gone => graph_error(404, "itemNotFound"),
+        "POST" if !seen.body.is_empty() || session.data.len() as u64 != session.total => graph_error(400, "scripted"),
+        "POST" => {
+            (session.gone, session.committed) = (true, true);
+            json(201, &committed(session.total))
+        }
+        "DELETE" => {
+            session.gone = true;
+            axum::http::StatusCode::NO_CONTENT.into_response()
+        }
         "GET" if session.gone => graph_error(404, "itemNotFound"),
+        "GET" if session.data.len() as u64 == session.total => {
+            json(200, &json!({"expirationDateTime": "2030-01-01T00:00:00Z", "nextExpectedRanges": []}))
+        }
         "GET" => json(200, &expected(session.data.len())),
         "PUT" => {
             drive.puts += 1;
@@ -102,14 +125,14 @@ fn serve(drive: &mut Drive, seen: &Seen, origin: &str, fault: &dyn Fn(usize) -> 
             }
             session.data.extend_from_slice(seen.body.as_bytes());
             let done = session.data.len() as u64 == session.total;
+            if done && session.defer {
+                return json(202, &json!({"expirationDateTime": "2030-01-01T00:00:00Z", "nextExpectedRanges": []}));
+            }
             session.gone |= done;
+            session.committed |= done;
             match fault {
                 Fault::KeepAndAnswer(status) => graph_error(status, "scripted"),
-                _ if done => json(
-                    201,
-                    &json!({"id": "new-1", "name": "big.bin", "size": session.total, "file": {},
-                                                "parentReference": {"driveId": "d1", "id": "p1"}}),
-                ),
+                _ if done => json(201, &committed(session.total)),
                 _ => json(202, &expected(session.data.len())),
             }
         }
@@ -332,6 +355,91 @@ async fn an_empty_file_goes_as_a_simple_upload() {
     assert_eq!(item.size, Some(0));
     let [put] = server.graph_requests().try_into().unwrap();
     assert_eq!((put.method.as_str(), put.path.as_str()), ("PUT", "/v1.0/drives/d1/items/p1:/empty.txt:/content"));
+}
+
+/// Sends `data` through `session` in two-unit fragments with [`GraphClient::upload_fragment`].
+async fn send_all(graph: &GraphClient, session: &UploadSession, data: &[u8]) -> Vec<FragmentResult> {
+    let mut answers = Vec::new();
+    for (i, part) in data.chunks(2 * UPLOAD_FRAGMENT_UNIT).enumerate() {
+        let start = (i * 2 * UPLOAD_FRAGMENT_UNIT) as u64;
+        let body = Bytes::copy_from_slice(part);
+        answers.push(graph.upload_fragment(&session.upload_url, start, data.len() as u64, body).await.unwrap());
+    }
+    answers
+}
+
+#[tokio::test]
+async fn a_deferred_session_commits_nothing_until_asked_and_carries_the_file_dates() {
+    // Given a session opened with deferCommit and the file's own dates
+    let fixture = Fixture::start(|_| Fault::None).await;
+    let graph = fixture.server.client();
+    let data = file(3 * UNIT + 10);
+    let created = "2021-03-04T05:06:07.890Z".parse().unwrap();
+    let modified = "2022-01-02T03:04:05Z".parse().unwrap();
+    let options = SessionOptions { defer_commit: true, created: Some(created), modified: Some(modified) };
+    let target = UploadTarget::New { parent_id: "p1", name: "report.docx" };
+    let session =
+        graph.open_upload_session("d1", target, data.len() as u64, ConflictBehavior::Rename, &options).await.unwrap();
+
+    // When every byte is sent
+    let answers = send_all(&graph, &session, &data).await;
+
+    // Then even the last fragment is only accepted, with nothing more expected, and the file
+    // is not committed
+    assert_eq!(answers.last(), Some(&FragmentResult::Accepted { next_expected: vec![] }));
+    assert!(!fixture.drive.lock().unwrap().sessions[0].committed);
+    let status = graph.upload_session_status(&session.upload_url).await.unwrap().unwrap();
+    assert!(status.next_expected.is_empty());
+
+    // When it is committed
+    let item = graph.commit_upload(&session.upload_url, "d1").await.unwrap();
+
+    // Then the file exists with every byte; the commit was an empty POST without the token
+    assert_eq!((item.id.as_str(), item.size), ("new-1", Some(data.len() as u64)));
+    assert!(fixture.drive.lock().unwrap().sessions[0].committed);
+    assert_eq!(fixture.session_bytes(0), *data);
+    let [commit] = fixture.requests("POST", "/upload/").try_into().unwrap();
+    assert!(commit.auth.is_none() && commit.body.is_empty());
+    // And the session asked for a deferred commit and the dates, to the millisecond
+    let [create] = fixture.requests("POST", "createUploadSession").try_into().unwrap();
+    let body: Value = serde_json::from_str(&create.body).unwrap();
+    assert_eq!(body["deferCommit"], json!(true));
+    assert_eq!(
+        body["item"]["fileSystemInfo"],
+        json!({"createdDateTime": "2021-03-04T05:06:07.890Z", "lastModifiedDateTime": "2022-01-02T03:04:05.000Z"})
+    );
+    // A committed session is gone
+    let again = graph.commit_upload(&session.upload_url, "d1").await;
+    assert_eq!(again.unwrap_err(), GraphError::UploadSessionGone);
+}
+
+#[tokio::test]
+async fn a_cancelled_session_is_never_committed() {
+    // Given a deferred session holding every byte of a file
+    let fixture = Fixture::start(|_| Fault::None).await;
+    let graph = fixture.server.client();
+    let data = file(UNIT);
+    let options = SessionOptions { defer_commit: true, ..SessionOptions::default() };
+    let target = UploadTarget::Existing { item_id: "i1" };
+    let session =
+        graph.open_upload_session("d1", target, data.len() as u64, ConflictBehavior::Replace, &options).await.unwrap();
+    send_all(&graph, &session, &data).await;
+
+    // When it is cancelled (twice: the second finds it gone, which is fine)
+    graph.cancel_upload(&session.upload_url).await.unwrap();
+    graph.cancel_upload(&session.upload_url).await.unwrap();
+
+    // Then it cannot be committed any more and never was; no request carried the token
+    assert_eq!(graph.commit_upload(&session.upload_url, "d1").await.unwrap_err(), GraphError::UploadSessionGone);
+    assert!(!fixture.drive.lock().unwrap().sessions[0].committed);
+    let deletes = fixture.requests("DELETE", "/upload/");
+    assert_eq!(deletes.len(), 2);
+    assert!(deletes.iter().all(|s| s.auth.is_none()));
+    // Without dates, the session sends no fileSystemInfo
+    let [create] = fixture.requests("POST", "createUploadSession").try_into().unwrap();
+    let body: Value = serde_json::from_str(&create.body).unwrap();
+    assert_eq!(body["deferCommit"], json!(true));
+    assert!(body["item"].get("fileSystemInfo").is_none());
 }
 
 #[test]

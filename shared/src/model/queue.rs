@@ -4,6 +4,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::graph::UploadUrl;
+
 use super::*;
 
 /// Why an enumeration was asked for.
@@ -85,8 +87,13 @@ pub enum RestoreStep {
     /// Walk the scope as of the job's time, count items and bytes, and fan the folders
     /// (parents first) then the files out. A dry run stops after counting: the job stays a plan.
     Plan { dry_run: bool },
-    /// Restore these items of the job's container (a chunk of the plan).
-    Items { item_ids: Vec<String> },
+    /// Restore these items of the job's container (a chunk of the plan). `resume`: the
+    /// first item's upload, left unfinished by the delivery that re-sent this chunk.
+    Items {
+        item_ids: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume: Option<UploadResume>,
+    },
     /// Export jobs: write zip `part` of `of`, holding the messages in scope whose ids lie in
     /// `[from, to)` in item order (`None`: unbounded). Ranges, not id lists, keep the message
     /// small whatever the part's size, and cover every message even if the catalog gained
@@ -99,6 +106,17 @@ pub enum RestoreStep {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         to: Option<String>,
     },
+}
+
+/// An upload session a restore chunk left unfinished (out of time, or throttled), to carry
+/// on from where it got. It lives only in the chunk's queue message: the upload URL is
+/// pre-authenticated ([`UploadUrl`]'s `Debug` hides it), so it is never stored or logged.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct UploadResume {
+    pub item_id: String,
+    pub upload_url: UploadUrl,
+    /// The first byte the session had not yet received.
+    pub next: u64,
 }
 
 impl RestoreTask {
@@ -198,13 +216,23 @@ mod tests {
         let items: RestoreTask =
             serde_json::from_str(r#"{"v":1,"job_id":"j","step":{"kind":"items","item_ids":["a","b"]}}"#)
                 .expect("parse");
-        assert_eq!(items.step, RestoreStep::Items { item_ids: vec!["a".into(), "b".into()] });
+        assert_eq!(items.step, RestoreStep::Items { item_ids: vec!["a".into(), "b".into()], resume: None });
         // A message from before attempts and deferrals were counted is a first delivery; a
         // re-sent one carries its counts.
         assert_eq!((items.attempt, items.deferrals), (0, 0));
         let again = RestoreTask { attempt: 2, deferrals: 1, ..items };
         let json = serde_json::to_value(&again).expect("json");
         assert_eq!((json["attempt"].as_u64(), json["deferrals"].as_u64()), (Some(2), Some(1)));
+        // A chunk that carries an unfinished upload names it; the URL never shows in Debug
+        let resume =
+            UploadResume { item_id: "a".into(), upload_url: UploadUrl::new("https://x/up?tempauth=T"), next: 7 };
+        let step = RestoreStep::Items { item_ids: vec!["a".into()], resume: Some(resume) };
+        let json = serde_json::to_value(&step).expect("json");
+        let expected = serde_json::json!({"kind": "items", "item_ids": ["a"],
+                                          "resume": {"item_id": "a", "upload_url": "https://x/up?tempauth=T", "next": 7}});
+        assert_eq!(json, expected);
+        assert_eq!(serde_json::from_value::<RestoreStep>(json).expect("parse"), step);
+        assert!(!format!("{step:?}").contains("tempauth"));
         // An export part names its range; an open end is left out of the message.
         let part: RestoreTask =
             serde_json::from_str(r#"{"v":1,"job_id":"j","step":{"kind":"export_part","part":2,"of":3,"from":"m7"}}"#)

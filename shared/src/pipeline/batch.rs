@@ -116,16 +116,17 @@ pub async fn scheduler_batch(deps: &SchedulerDeps, messages: &[Received]) -> Vec
     failed
 }
 
-/// `restores`: one plan step or chunk of items at a time. The restorer re-sends a step that
-/// failed or was throttled itself (bounded, `restorer::lifecycle`), so what comes back here
-/// for SQS to redeliver is only a bad message, or a step whose outcome could not be recorded
-/// or re-sent.
-pub async fn restore_batch(deps: &RestorerDeps, messages: &[Received]) -> Vec<String> {
+/// `restores`: one plan step or chunk of items at a time, before `deadline` (the Lambda's:
+/// an upload that would outlive it re-sends its chunk to carry on). The restorer re-sends a
+/// step that failed or was throttled itself (bounded, `restorer::lifecycle`), so what comes
+/// back here for SQS to redeliver is only a bad message, or a step whose outcome could not be
+/// recorded or re-sent.
+pub async fn restore_batch(deps: &RestorerDeps, messages: &[Received], deadline: Instant) -> Vec<String> {
     let mut failed = Vec::new();
     for m in messages {
         let step = async {
             match serde_json::from_str::<RestoreTask>(&m.body) {
-                Ok(task) => restorer::handle(deps, &task).await,
+                Ok(task) => restorer::handle(deps, &task, deadline).await,
                 Err(e) => Err(PipelineError::BadMessage(e.to_string())),
             }
         };

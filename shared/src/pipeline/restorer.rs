@@ -2,7 +2,10 @@
 //! an item that still exists gets the old bytes as a new version of the same item (its id
 //! and sharing stay) and its name and parent put back; a missing item is recreated on its
 //! path; an item created after that moment is reported (and quarantined if asked), never
-//! deleted. Every restored file is read back from Graph and hashed against the backup.
+//! deleted. A file's bytes are hashed as they are sent and Graph commits them only if they
+//! match the backed-up SHA-256 (`upload`); every restored file is then read back from Graph
+//! and hashed against the backup. An upload that would outlive the invocation (`deadline`) or
+//! that Graph throttles pauses, and its chunk is sent again carrying the session to resume.
 //!
 //! A job runs as a plan step (the compact `outline` of the container read a page at a time,
 //! counts, conflicts) that fans folders and then files out in chunks to the same queue; no
@@ -35,14 +38,16 @@ mod outline;
 #[cfg(test)]
 mod plan_tests;
 mod tree;
+mod upload;
 mod watchdog;
 
-pub use drive::{CONFLICTS_LISTED, FRAGMENT, QUARANTINE_FOLDER, SMALL_UPLOAD_MAX};
+pub use drive::{CONFLICTS_LISTED, QUARANTINE_FOLDER};
 pub use export::{PART_BYTES, PART_MESSAGES, WHOLE_READ_MAX};
 pub use job::{CHUNK, DEFER_FIRST, DEFER_MAX, FILES_AFTER, MAX_FOLDER_WAITS};
 pub use lifecycle::{DEFERRAL_STEP, MAX_ATTEMPTS, MAX_DEFERRALS, restore_resource};
 pub use mail::MAILBOX_RESTORE_SLOTS;
 pub use outline::PLAN_PAGE;
+pub use upload::{DEADLINE_MARGIN, FRAGMENT};
 pub use watchdog::{STUCK_AFTER, Watch, watch};
 
 use std::collections::HashMap;
@@ -53,10 +58,10 @@ use tracing::{info, warn};
 
 use super::PipelineError;
 use crate::clock::Clock;
-use crate::graph::{DriveItem, GraphClient};
+use crate::graph::{DriveItem, GraphClient, GraphError};
 use crate::model::{
     ItemKind, ItemVersion, RestoreItemReport, RestoreJob, RestoreOutcome, RestoreStatus, RestoreStep, RestoreTarget,
-    RestoreTask, SCHEMA_VERSION,
+    RestoreTask, SCHEMA_VERSION, UploadResume,
 };
 use crate::store::{ExportStore, MessageSink, RestorerCatalog, Vault};
 use job::finish_if_done;
@@ -77,10 +82,11 @@ pub struct RestorerDeps {
 pub const CANCEL_CHECK_ITEMS: u32 = 10;
 pub const CANCEL_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
-/// One delivery of a job's step. Whatever the step comes to, the job moves towards an end:
-/// see `lifecycle` (only a bad message, or a catalog or queue that cannot take the outcome,
-/// is returned for the queue to redeliver).
-pub async fn handle(deps: &RestorerDeps, task: &RestoreTask) -> Result<(), PipelineError> {
+/// One delivery of a job's step, before `deadline` (the invocation's: an upload that would
+/// outlive it stops between fragments and its chunk is sent again to carry on). Whatever the
+/// step comes to, the job moves towards an end: see `lifecycle` (only a bad message, or a
+/// catalog or queue that cannot take the outcome, is returned for the queue to redeliver).
+pub async fn handle(deps: &RestorerDeps, task: &RestoreTask, deadline: Instant) -> Result<(), PipelineError> {
     if task.v != SCHEMA_VERSION {
         return Err(PipelineError::BadMessage(format!("unknown schema version {}", task.v)));
     }
@@ -98,27 +104,34 @@ pub async fn handle(deps: &RestorerDeps, task: &RestoreTask) -> Result<(), Pipel
     {
         return lifecycle::defer(deps, &job, task, wait).await;
     }
-    match run(deps, &job, task).await {
+    match run(deps, &job, task, deadline).await {
         Ok(()) => Ok(()),
         Err(e) => lifecycle::after_error(deps, &job, task, e).await,
     }
 }
 
-async fn run(deps: &RestorerDeps, job: &RestoreJob, task: &RestoreTask) -> Result<(), PipelineError> {
+async fn run(
+    deps: &RestorerDeps,
+    job: &RestoreJob,
+    task: &RestoreTask,
+    deadline: Instant,
+) -> Result<(), PipelineError> {
     if job.target == RestoreTarget::Export {
         return export::handle(deps, job, task).await;
     }
     if job.container.is_mailbox() {
         return match &task.step {
             RestoreStep::Plan { dry_run } => mail::plan(deps, job, *dry_run).await,
-            RestoreStep::Items { item_ids } => mail::restore_chunk(deps, job, task, item_ids).await,
+            RestoreStep::Items { item_ids, .. } => mail::restore_chunk(deps, job, task, item_ids).await,
             RestoreStep::ExportPart { .. } => Err(not_an_export()),
         };
     }
     match &task.step {
         RestoreStep::Plan { dry_run } => drive::plan(deps, job, *dry_run).await,
-        RestoreStep::Items { item_ids } => {
+        RestoreStep::Items { item_ids, resume } => {
             let mut ctx = Context::new(deps, job);
+            ctx.deadline = deadline;
+            ctx.resume = resume.clone();
             if job::restore_items(&mut ctx, task, item_ids).await? {
                 finish_if_done(deps, &job.id).await?;
             }
@@ -144,6 +157,18 @@ struct Context<'a> {
     present: HashMap<String, HashMap<String, String>>,
     /// When the job's status was last read, and items begun since.
     checked: (Instant, u32),
+    /// The invocation's deadline: uploads pause before it.
+    deadline: Instant,
+    /// An upload an earlier delivery of this chunk left unfinished.
+    resume: Option<UploadResume>,
+    /// Set when an upload paused: the chunk is sent again from that item.
+    paused: Option<Paused>,
+}
+
+/// An upload stopped between fragments, to carry on after `delay`.
+struct Paused {
+    resume: UploadResume,
+    delay: Option<Duration>,
 }
 
 impl<'a> Context<'a> {
@@ -157,6 +182,10 @@ impl<'a> Context<'a> {
             quarantine: None,
             present: HashMap::new(),
             checked: (Instant::now(), 0),
+            // A Lambda's longest run; the Items step sets the invocation's own.
+            deadline: Instant::now() + Duration::from_secs(15 * 60),
+            resume: None,
+            paused: None,
         }
     }
 
@@ -229,6 +258,10 @@ async fn restore_item(ctx: &mut Context<'_>, item_id: &str) -> Result<(), Pipeli
     } else {
         drive::restore(ctx, item_id, at, now).await
     };
+    if ctx.paused.is_some() {
+        // Not done: the chunk is sent again from this item.
+        return Ok(());
+    }
     match result {
         Ok(done) => {
             if let Some(t) = &done.target_item_id {
@@ -241,8 +274,20 @@ async fn restore_item(ctx: &mut Context<'_>, item_id: &str) -> Result<(), Pipeli
         Err(e @ PipelineError::NotReady(_)) => Err(e),
         Err(e) => {
             warn!(job = %ctx.job.id, item = %item_id, error = %e, "item not restored");
-            ctx.record(item_id, path, Done::new(RestoreOutcome::Failed, None).with_detail(e.to_string())).await
+            ctx.record(item_id, path, Done::new(RestoreOutcome::Failed, None).with_detail(failure_reason(&e))).await
         }
+    }
+}
+
+/// Why an item was not restored, in the words its report shows.
+fn failure_reason(e: &PipelineError) -> String {
+    match e {
+        PipelineError::Graph(GraphError::Forbidden { .. }) => "access denied: the restore may not write there".into(),
+        PipelineError::Graph(GraphError::InsufficientStorage) => "target drive is full".into(),
+        PipelineError::Graph(GraphError::Http { status: 400, message, .. }) => {
+            format!("refused by the target: {message}")
+        }
+        other => other.to_string(),
     }
 }
 
@@ -269,6 +314,11 @@ impl Done {
 
     fn with_detail(self, detail: impl Into<String>) -> Self {
         Self { detail: Some(detail.into()), ..self }
+    }
+
+    /// Placeholder for an item whose upload paused (`Context::paused`): never recorded.
+    fn paused() -> Self {
+        Self::new(RestoreOutcome::Failed, None).with_detail("upload paused")
     }
 }
 

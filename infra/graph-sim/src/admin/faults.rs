@@ -65,6 +65,12 @@ pub enum FaultReq {
     ExpireUploadSessionsMidway {
         count: u64,
     },
+    /// The drive holds at most `bytes` (its `quota.total`): an upload session whose
+    /// `fileSize` does not fit is `507`. A knob of the drive: clearing faults keeps it.
+    DriveQuota {
+        drive_id: String,
+        bytes: u64,
+    },
     ForbidWrites {
         drive_id: String,
     },
@@ -171,6 +177,11 @@ pub async fn add_fault(State(sim): State<Arc<Inner>>, body: Bytes) -> GraphResul
             }
         }
         FaultReq::ExpireUploadSessionsMidway { count } => st.faults.expire_sessions_after_fragment += count,
+        FaultReq::DriveQuota { drive_id, bytes } => {
+            let d =
+                st.drives.get_mut(&drive_id).ok_or_else(|| GraphError::not_found("The drive could not be found."))?;
+            d.quota = Some(bytes);
+        }
         FaultReq::ForbidWrites { drive_id } => {
             if !st.drives.contains_key(&drive_id) {
                 return Err(GraphError::not_found("The drive could not be found."));

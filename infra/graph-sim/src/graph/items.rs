@@ -16,15 +16,20 @@ use crate::store::tree::Drive;
 use crate::{Inner, base_url};
 
 const CHILDREN_PAGE: usize = 200;
-/// Every simulated drive has 1 TiB.
+/// A simulated drive has 1 TiB unless the `drive_quota` knob says otherwise.
 pub const DRIVE_QUOTA: u64 = 1 << 40;
+
+/// The drive's quota in bytes: the `drive_quota` knob's, or [`DRIVE_QUOTA`].
+pub fn drive_quota(d: &Drive) -> u64 {
+    d.quota.unwrap_or(DRIVE_QUOTA)
+}
 
 pub fn drive_json(d: &Drive, base: &str) -> Value {
     let live = d.items.values().filter(|i| !i.deleted);
     let (used, modified) = live.fold((0u64, None), |(used, modified), i| {
         (used + i.blob.as_ref().map_or(0, |b| b.size()), modified.max(Some(i.modified)))
     });
-    let total = DRIVE_QUOTA;
+    let total = drive_quota(d);
     let created = d.items.get(&d.root_id).map(|r| ts(r.created));
     let quota = json!({"deleted": 0, "remaining": total.saturating_sub(used), "state": "normal",
                        "total": total, "used": used});

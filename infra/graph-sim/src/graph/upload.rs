@@ -1,8 +1,10 @@
 //! Resumable uploads (graph-facts §6). `POST .../{parent}:/{name}:/createUploadSession`
 //! or `.../items/{id}/createUploadSession` (body optional: `item.name` must
 //! match the path, `item.@microsoft.graph.conflictBehavior` defaults to
-//! `fail`, `item.fileSize` over quota → `507`, `deferCommit`; `If-Match` /
-//! `If-None-Match` → `412`) answers an `uploadUrl` under `/upload/{token}`.
+//! `fail`, `item.fileSize` over the drive's quota → `507`, `deferCommit`,
+//! `item.fileSystemInfo` dates the file keeps instead of "now", new file or new
+//! version alike; `If-Match` / `If-None-Match` → `412`) answers an `uploadUrl`
+//! under `/upload/{token}`.
 //! That URL is pre-authenticated: a request carrying `Authorization` is
 //! refused with `401`, as Graph may. On it, `PUT` sends fragments (`202`
 //! with `nextExpectedRanges`, then `201`/`200` and the driveItem when the
@@ -21,11 +23,11 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::put;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::items::{DRIVE_QUOTA, drive_not_found};
+use super::items::{drive_not_found, drive_quota};
 use super::render::ts;
 use super::write::{self, Ctx, JSON_BODY_MAX, check_preconditions, check_writable, item_response, read_body};
 use crate::content::{Content, ContentBlob};
@@ -34,7 +36,7 @@ use crate::notify::drive_changed;
 use crate::signer::nonce;
 use crate::store::State as Tenant;
 use crate::store::ids::IdRng;
-use crate::store::upload::{ContentRange, MAX_FRAGMENT, UploadSession, UploadTarget};
+use crate::store::upload::{ContentRange, FileDates, MAX_FRAGMENT, UploadSession, UploadTarget};
 use crate::store::write::{Conflict, Written};
 use crate::store::{ItemKind, tree::Drive};
 use crate::{Inner, base_url, names};
@@ -50,6 +52,30 @@ struct SessionItem {
     conflict: Option<String>,
     name: Option<String>,
     file_size: Option<u64>,
+    file_system_info: Option<FileSystemInfo>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct FileSystemInfo {
+    created_date_time: Option<String>,
+    last_modified_date_time: Option<String>,
+}
+
+impl FileSystemInfo {
+    /// The dates asked for; a malformed one is `400`, as Graph answers.
+    fn dates(&self) -> GraphResult<FileDates> {
+        let parse = |raw: &Option<String>| {
+            raw.as_deref()
+                .map(|t| {
+                    DateTime::parse_from_rfc3339(t)
+                        .map(|t| t.with_timezone(&Utc))
+                        .map_err(|_| GraphError::bad_request("fileSystemInfo holds a malformed date."))
+                })
+                .transpose()
+        };
+        Ok(FileDates { created: parse(&self.created_date_time)?, modified: parse(&self.last_modified_date_time)? })
+    }
 }
 
 #[derive(Deserialize)]
@@ -109,6 +135,7 @@ pub async fn create_session(ctx: Ctx<'_>, base_item: &str, path: Option<&str>, b
     let req: CreateReq = write::parse_json(&read_body(ctx.headers, body, JSON_BODY_MAX).await?)?;
     let item = req.item.unwrap_or_default();
     let conflict = Conflict::parse(item.conflict.as_deref(), Conflict::Fail)?;
+    let dates = item.file_system_info.as_ref().map(FileSystemInfo::dates).transpose()?.unwrap_or_default();
     let expires = Utc::now() + ctx.sim.cfg.upload_session_lifetime;
     let session_id = {
         let mut st = ctx.sim.lock();
@@ -116,7 +143,7 @@ pub async fn create_session(ctx: Ctx<'_>, base_item: &str, path: Option<&str>, b
         let (target, etag) = session_target(d, base_item, path, &item, conflict)?;
         check_preconditions(ctx.headers, etag.as_deref())?;
         let used: u64 = d.items.values().filter(|i| !i.deleted).filter_map(|i| i.blob.as_ref().map(|b| b.size())).sum();
-        if item.file_size.is_some_and(|n| n > DRIVE_QUOTA.saturating_sub(used)) {
+        if item.file_size.is_some_and(|n| n > drive_quota(d).saturating_sub(used)) {
             return Err(GraphError::new(
                 StatusCode::INSUFFICIENT_STORAGE,
                 "quotaLimitReached",
@@ -127,7 +154,8 @@ pub async fn create_session(ctx: Ctx<'_>, base_item: &str, path: Option<&str>, b
         st.uploads.retain(|_, s| s.expires > now);
         let id = nonce();
         let defer = req.defer_commit.unwrap_or(false);
-        let session = UploadSession::new(ctx.drive.to_string(), target, conflict, defer, item.file_size, expires);
+        let mut session = UploadSession::new(ctx.drive.to_string(), target, conflict, defer, item.file_size, expires);
+        session.dates = dates;
         st.uploads.insert(id.clone(), session);
         id
     };
@@ -229,7 +257,7 @@ fn finish(sim: &Arc<Inner>, base: &str, id: &str) -> GraphResult<Response> {
         let s = live(&mut st, id)?;
         let content =
             s.content().ok_or_else(|| GraphError::bad_request("The upload session has not received all bytes yet."))?;
-        let (drive, target, conflict) = (s.drive_id.clone(), s.target.clone(), s.conflict);
+        let (drive, target, conflict, dates) = (s.drive_id.clone(), s.target.clone(), s.conflict, s.dates);
         let blob = ContentBlob::new(Content::Inline(content));
         let d = st.drives.get_mut(&drive).ok_or_else(drive_not_found)?;
         let written = match target {
@@ -241,6 +269,7 @@ fn finish(sim: &Arc<Inner>, base: &str, id: &str) -> GraphResult<Response> {
                 Written { id: item_id, created: false }
             }
         };
+        d.set_file_dates(&written.id, dates.created, dates.modified)?;
         st.uploads.remove(id);
         (drive, written)
     };

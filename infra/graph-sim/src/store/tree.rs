@@ -45,6 +45,8 @@ pub struct Drive {
     pub omit_descendant_deletions: bool,
     /// Set when the drive is a SharePoint document library rather than a OneDrive.
     pub library: Option<Library>,
+    /// Bytes the drive may hold (the `drive_quota` knob); `None` = the default 1 TiB.
+    pub quota: Option<u64>,
 }
 
 /// What makes a drive a document library of a site.
@@ -106,6 +108,7 @@ impl Drive {
             resync: Resync::default(),
             recycle_bin: Vec::new(),
             omit_descendant_deletions: false,
+            quota: None,
             library: None,
         }
     }
@@ -255,6 +258,22 @@ impl Drive {
             item.modified = at.unwrap_or_else(Utc::now);
             item.changed_seq = seq;
             item.hash_visible = hash_visible;
+        }
+        Ok(())
+    }
+
+    /// Gives a file just written the dates its upload asked for (`fileSystemInfo`), as part
+    /// of that write: no change of its own. `None` keeps the date the write gave it.
+    pub fn set_file_dates(
+        &mut self,
+        id: &str,
+        created: Option<DateTime<Utc>>,
+        modified: Option<DateTime<Utc>>,
+    ) -> Result<(), GraphError> {
+        let id = self.live(id)?.id.clone();
+        if let Some(item) = self.items.get_mut(&id) {
+            item.created = created.unwrap_or(item.created);
+            item.modified = modified.unwrap_or(item.modified);
         }
         Ok(())
     }

@@ -38,8 +38,17 @@ pub struct UploadSession {
     pub expires: DateTime<Utc>,
     /// Announced by `item.fileSize` or by the first fragment.
     pub total: Option<u64>,
+    /// `item.fileSystemInfo`: applied to the file when the session completes.
+    pub dates: FileDates,
     data: BytesMut,
     finished: Option<Bytes>,
+}
+
+/// The dates an upload asks its file to keep (`fileSystemInfo`); `None` = now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FileDates {
+    pub created: Option<DateTime<Utc>>,
+    pub modified: Option<DateTime<Utc>>,
 }
 
 /// A parsed `Content-Range: bytes start-end/total` (inclusive end).
@@ -81,7 +90,8 @@ impl UploadSession {
         total: Option<u64>,
         expires: DateTime<Utc>,
     ) -> Self {
-        Self { drive_id, target, conflict, defer_commit, expires, total, data: BytesMut::new(), finished: None }
+        let dates = FileDates::default();
+        Self { drive_id, target, conflict, defer_commit, expires, total, dates, data: BytesMut::new(), finished: None }
     }
 
     pub fn received(&self) -> u64 {

@@ -70,7 +70,8 @@ async fn fragments_of_320k_build_the_file_byte_for_byte() {
     assert_eq!(sim.download(&format!("/drives/{drive}/items/{id}/content")).await, data);
     assert_eq!(sim.http.get(&url).send().await.expect("status").status(), StatusCode::NOT_FOUND);
     let stats = sim.admin_ok(Method::GET, "/stats", Value::Null).await;
-    assert_eq!(stats["by_route"]["upload_session"], 8, "{stats}");
+    assert_eq!(stats["by_route"]["create_upload_session"], 1, "{stats}");
+    assert_eq!(stats["by_route"]["upload_session"], 7, "{stats}");
 }
 
 #[tokio::test]
@@ -255,4 +256,91 @@ async fn deferred_commit_and_conflict_at_commit_time() {
     expect(put(&sim, &url, &data[..UNIT], 0, data.len()).await, StatusCode::ACCEPTED).await;
     let clash = expect(put(&sim, &url, &data[UNIT..], UNIT, data.len()).await, StatusCode::CONFLICT).await;
     assert_eq!(clash["error"]["code"], "nameAlreadyExists");
+}
+
+/// Sends `data` whole in one fragment and commits the deferred session; the committed item.
+async fn send_and_commit(sim: &Sim, url: &str, data: &[u8]) -> Value {
+    let last = expect(put(sim, url, data, 0, data.len()).await, StatusCode::ACCEPTED).await;
+    assert_eq!(last["nextExpectedRanges"], json!([]));
+    let r = sim.http.post(url).header("Content-Length", "0").send().await.expect("commit");
+    let status = r.status();
+    assert!(status == StatusCode::CREATED || status == StatusCode::OK, "commit answered {status}");
+    r.json().await.expect("item")
+}
+
+#[tokio::test]
+async fn file_system_dates_are_kept_by_a_new_file_and_by_a_new_version() {
+    // Given a session for a new file that carries the file's own dates
+    let sim = start(fast_config()).await;
+    let drive = sim.seed_one(0, 0).await;
+    let dates = json!({"createdDateTime": "2019-05-06T07:08:09Z", "lastModifiedDateTime": "2020-01-02T03:04:05Z"});
+    let body = json!({"deferCommit": true, "item": {"fileSystemInfo": dates}});
+    let url = create(&sim, &format!("/drives/{drive}/root:/old.docx:/createUploadSession"), body).await;
+
+    // When its bytes are sent and committed
+    let item = send_and_commit(&sim, &url, b"old bytes").await;
+
+    // Then the file reports those dates, at the top level and in fileSystemInfo
+    let id = item["id"].as_str().expect("id").to_string();
+    let got = expect(sim.get(&format!("/drives/{drive}/items/{id}")).await, StatusCode::OK).await;
+    assert_eq!(got["fileSystemInfo"], dates);
+    assert_eq!(got["createdDateTime"], dates["createdDateTime"]);
+    assert_eq!(got["lastModifiedDateTime"], dates["lastModifiedDateTime"]);
+
+    // When a new version of it is uploaded with an older modification time
+    let older = json!({"lastModifiedDateTime": "2018-11-12T13:14:15Z"});
+    let body = json!({"deferCommit": true, "item": {"fileSystemInfo": older}});
+    let url = create(&sim, &format!("/drives/{drive}/items/{id}/createUploadSession"), body).await;
+    let item = send_and_commit(&sim, &url, b"older bytes").await;
+
+    // Then the same item has the new bytes, that time, and still its creation time
+    assert_eq!(item["id"], id.as_str());
+    let got = expect(sim.get(&format!("/drives/{drive}/items/{id}")).await, StatusCode::OK).await;
+    assert_eq!(got["lastModifiedDateTime"], "2018-11-12T13:14:15Z");
+    assert_eq!(got["createdDateTime"], dates["createdDateTime"]);
+    assert_eq!(sim.download(&format!("/drives/{drive}/items/{id}/content")).await, b"older bytes");
+
+    // And a date Graph cannot read is refused when the session is asked for
+    let bad = json!({"item": {"fileSystemInfo": {"lastModifiedDateTime": "yesterday"}}});
+    let r = sim.send_json(Method::POST, &format!("/drives/{drive}/root:/bad.docx:/createUploadSession"), bad).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_file_larger_than_the_drive_has_room_for_is_507() {
+    // Given a drive of 1,000 bytes holding 600
+    let sim = start(fast_config()).await;
+    let drive = sim.seed_one(0, 0).await;
+    sim.post_admin("/faults", json!({"kind": "drive_quota", "drive_id": drive, "bytes": 1_000})).await;
+    expect(sim.put_bytes(&format!("/drives/{drive}/root:/a.bin:/content"), &[7; 600]).await, StatusCode::CREATED).await;
+
+    // When a session for 401 bytes is asked for, then one for 400
+    let path = format!("/drives/{drive}/root:/b.bin:/createUploadSession");
+    let over = sim.send_json(Method::POST, &path, json!({"item": {"fileSize": 401}})).await;
+    let fits = sim.send_json(Method::POST, &path, json!({"item": {"fileSize": 400}})).await;
+
+    // Then the first is refused as Graph refuses it, the second opened; the drive says so
+    assert_eq!(expect(over, StatusCode::INSUFFICIENT_STORAGE).await["error"]["code"], "quotaLimitReached");
+    assert_eq!(fits.status(), StatusCode::OK);
+    let d = expect(sim.get(&format!("/drives/{drive}")).await, StatusCode::OK).await;
+    assert_eq!((d["quota"]["total"].as_u64(), d["quota"]["remaining"].as_u64()), (Some(1_000), Some(400)));
+}
+
+#[tokio::test]
+async fn a_deferred_session_that_expires_before_its_commit_writes_nothing() {
+    // Given a deferred session that expires right after its (only) fragment
+    let sim = start(fast_config()).await;
+    let drive = sim.seed_one(0, 0).await;
+    sim.post_admin("/faults", json!({"kind": "expire_upload_sessions_midway", "count": 1})).await;
+    let body = json!({"deferCommit": true, "item": {}});
+    let url = create(&sim, &format!("/drives/{drive}/root:/late.bin:/createUploadSession"), body).await;
+    expect(put(&sim, &url, &payload(100), 0, 100).await, StatusCode::ACCEPTED).await;
+
+    // When it is committed
+    let commit = sim.http.post(&url).header("Content-Length", "0").send().await.expect("commit");
+
+    // Then the session is gone (start over) and no file appeared
+    assert_eq!(commit.status(), StatusCode::NOT_FOUND);
+    assert_eq!(sim.http.get(&url).send().await.expect("status").status(), StatusCode::NOT_FOUND);
+    assert_eq!(sim.get(&format!("/drives/{drive}/root:/late.bin")).await.status(), StatusCode::NOT_FOUND);
 }

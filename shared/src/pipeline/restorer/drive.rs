@@ -1,28 +1,26 @@
 //! Drive restores: the plan (the outline as of T and now, counts, conflicts, then folder
-//! chunks parents first and file chunks fanned out), and each item: a folder put back or recreated, a file's
-//! bytes uploaded as a new version or a new file, read back and hashed against the backup, an
-//! item created after T left or quarantined.
+//! chunks parents first and file chunks fanned out), and each item: a folder put back or
+//! recreated, a file's bytes uploaded as a new version or a new file (through `upload`:
+//! checked against the recorded SHA-256 before Graph commits them, with the version's dates),
+//! read back and hashed against the backup, an item created after T left or quarantined.
 
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use futures::future::BoxFuture;
 use sha2::{Digest, Sha256};
 use tracing::info;
 
 use super::job::fan_out;
 use super::outline::{Outline, Side};
-use super::{Context, Done, RestorerDeps, conflicts};
-use crate::graph::{ConflictBehavior, DriveItem, GraphError, UploadTarget};
+use super::upload::{self, FileUpload, Sent};
+use super::{Context, Done, Paused, RestorerDeps, conflicts};
+use crate::graph::{ConflictBehavior, DriveItem, GraphError, SessionOptions, UploadTarget};
 use crate::model::{
     ConflictPolicy, ItemKind, ItemVersion, RestoreJob, RestoreOutcome, RestorePlan, RestoreScope, RestoreStatus,
     RestoreTarget,
 };
 use crate::pipeline::PipelineError;
 
-/// Files up to this size go in one PUT; larger ones through an upload session.
-pub const SMALL_UPLOAD_MAX: u64 = 4 * 1024 * 1024;
-/// Upload-session fragment: a multiple of 320 KiB, as Graph requires.
-pub const FRAGMENT: usize = 16 * 320 * 1024;
 /// Where items created after the restore time are moved, at the drive's root.
 pub const QUARANTINE_FOLDER: &str = "Restore quarantine";
 /// The report of an item whose folder failed to restore.
@@ -299,15 +297,11 @@ async fn restore_file(ctx: &mut Context<'_>, v: &ItemVersion) -> Result<Done, Pi
         if in_place || ctx.job.conflict == ConflictPolicy::Replace {
             let mut bytes = 0;
             if !same_bytes(&current) {
-                upload(
-                    ctx,
-                    &drive,
-                    UploadTarget::Existing { item_id: &current.id },
-                    &content.object,
-                    content.size,
-                    ConflictBehavior::Replace,
-                )
-                .await?;
+                let target = UploadTarget::Existing { item_id: &current.id };
+                let put = put_file(ctx, &drive, v, target, ConflictBehavior::Replace, current.created).await?;
+                if put.is_none() {
+                    return Ok(Done::paused());
+                }
                 bytes = content.size;
             }
             if !placed {
@@ -322,45 +316,46 @@ async fn restore_file(ctx: &mut Context<'_>, v: &ItemVersion) -> Result<Done, Pi
         ConflictPolicy::Replace => ConflictBehavior::Replace,
         _ => ConflictBehavior::Rename,
     };
-    let item = upload(
-        ctx,
-        &drive,
-        UploadTarget::New { parent_id: &parent, name: &name },
-        &content.object,
-        content.size,
-        conflict,
-    )
-    .await?;
+    let target = UploadTarget::New { parent_id: &parent, name: &name };
+    let Some(item) = put_file(ctx, &drive, v, target, conflict, None).await? else {
+        return Ok(Done::paused());
+    };
     ctx.children.remove(&parent);
     verify(ctx, &drive, &item.id, &content.sha256).await?;
     Ok(Done::new(RestoreOutcome::Restored, Some(item.id)).with_bytes(content.size).with_detail("recreated"))
 }
 
-async fn upload(
-    ctx: &Context<'_>,
+/// Puts the version's bytes into `target` (see `upload`): the committed file, or `None` when
+/// the upload paused (`ctx.paused` says how to carry on). An empty file, which no session can
+/// carry, goes as a simple upload once its recorded hash is checked; it keeps no dates.
+async fn put_file(
+    ctx: &mut Context<'_>,
     drive: &str,
+    v: &ItemVersion,
     target: UploadTarget<'_>,
-    object: &crate::model::ObjectRef,
-    size: u64,
     conflict: ConflictBehavior,
-) -> Result<DriveItem, PipelineError> {
-    if size <= SMALL_UPLOAD_MAX {
-        let body = ctx.deps.vault.get(object).await?;
-        return Ok(ctx.deps.graph.upload_small(drive, target, body, conflict).await?);
+    created: Option<DateTime<Utc>>,
+) -> Result<Option<DriveItem>, PipelineError> {
+    let content =
+        v.content.as_ref().ok_or_else(|| PipelineError::MissingData("file version without content".into()))?;
+    if content.size == 0 {
+        if content.sha256 != hex::encode(Sha256::digest(b"")) {
+            return Err(PipelineError::ContentMismatch(format!(
+                "the backed-up bytes of {} do not match their recorded SHA-256: not uploaded",
+                v.key.item_id
+            )));
+        }
+        return Ok(Some(ctx.deps.graph.upload_small(drive, target, Bytes::new(), conflict).await?));
     }
-    let vault = ctx.deps.vault.clone();
-    let object = object.clone();
-    let source = move |offset: u64, len: usize| -> BoxFuture<'static, Result<Bytes, GraphError>> {
-        let vault = vault.clone();
-        let object = object.clone();
-        Box::pin(async move {
-            vault
-                .get_range(&object, offset, len as u64)
-                .await
-                .map_err(|e| GraphError::Transient { message: format!("reading the backup: {e}") })
-        })
-    };
-    Ok(ctx.deps.graph.upload_large(drive, target, size, conflict, FRAGMENT, source).await?)
+    let options = SessionOptions { defer_commit: true, created, modified: Some(v.modified) };
+    let file = FileUpload { item_id: &v.key.item_id, drive, target, conflict, content, options };
+    match upload::send(ctx, &file).await? {
+        Sent::Committed(item) => Ok(Some(item)),
+        Sent::Paused { resume, delay } => {
+            ctx.paused = Some(Paused { resume, delay });
+            Ok(None)
+        }
+    }
 }
 
 /// Reads the restored item back from Graph and compares its SHA-256 with the backup's.

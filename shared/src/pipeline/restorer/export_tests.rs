@@ -22,6 +22,11 @@ use crate::store::{ExportParts, ItemHistory, Lock, LockMode, QueueName, RestoreJ
 
 const USER: &str = "user-1";
 
+/// An invocation deadline no export reaches.
+fn far() -> std::time::Instant {
+    std::time::Instant::now() + std::time::Duration::from_secs(900)
+}
+
 fn mailbox() -> ContainerId {
     ContainerId::mailbox("t", USER)
 }
@@ -112,7 +117,7 @@ impl World {
             Utc::now(),
         );
         self.catalog.create_restore_job(&job).await.expect("create");
-        handle(&self.deps, &RestoreTask::plan(job.id.clone(), false)).await.expect("plan");
+        handle(&self.deps, &RestoreTask::plan(job.id.clone(), false), far()).await.expect("plan");
         self.drain().await;
         self.catalog.restore_job(&job.id).await.expect("read").expect("job")
     }
@@ -125,7 +130,7 @@ impl World {
             }
             for m in queued {
                 let task: RestoreTask = serde_json::from_str(&m.body).expect("task");
-                handle(&self.deps, &task).await.expect("part");
+                handle(&self.deps, &task, far()).await.expect("part");
             }
         }
     }
@@ -260,7 +265,7 @@ async fn a_folder_export_holds_its_subtree_and_a_redelivered_part_changes_nothin
     // When its part is delivered again
     let part = w.catalog.export_parts(&job.id).await.expect("parts")[0].clone();
     let step = RestoreStep::ExportPart { part: 1, of: 1, from: None, to: None };
-    handle(&w.deps, &RestoreTask::new(job.id.clone(), step)).await.expect("again");
+    handle(&w.deps, &RestoreTask::new(job.id.clone(), step), far()).await.expect("again");
 
     // Then nothing is written or counted again
     let again = w.catalog.restore_job(&job.id).await.expect("read").expect("job");

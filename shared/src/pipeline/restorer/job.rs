@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use super::{Context, Done, RestorerDeps, restore_item};
-use crate::model::{RestoreJob, RestoreOutcome, RestoreStatus, RestoreStep, RestoreTask};
+use super::{Context, Done, Paused, RestorerDeps, restore_item};
+use crate::model::{RestoreJob, RestoreOutcome, RestoreStatus, RestoreStep, RestoreTask, UploadResume};
 use crate::pipeline::PipelineError;
 use crate::store::{OutMessage, OutcomeCounts, QueueName, RestorerCatalog};
 
@@ -58,7 +58,7 @@ pub(super) async fn send_again(deps: &RestorerDeps, task: &RestoreTask, delay: D
 }
 
 fn chunk_message(job: &RestoreJob, item_ids: &[String], delay: Option<Duration>) -> OutMessage {
-    let task = RestoreTask::new(job.id.clone(), RestoreStep::Items { item_ids: item_ids.to_vec() });
+    let task = RestoreTask::new(job.id.clone(), RestoreStep::Items { item_ids: item_ids.to_vec(), resume: None });
     OutMessage { body: serde_json::to_string(&task).unwrap_or_default(), group_id: None, delay }
 }
 
@@ -73,7 +73,13 @@ pub(super) async fn restore_items(
 ) -> Result<bool, PipelineError> {
     for (i, id) in item_ids.iter().enumerate() {
         let why = match restore_item(ctx, id).await {
-            Ok(()) => continue,
+            Ok(()) => {
+                if let Some(Paused { resume, delay }) = ctx.paused.take() {
+                    carry_on(ctx.deps, ctx.job, task, &item_ids[i..], resume, delay).await?;
+                    return Ok(false);
+                }
+                continue;
+            }
             Err(PipelineError::NotReady(why)) => why,
             Err(e) => return Err(e),
         };
@@ -96,10 +102,40 @@ pub(super) async fn restore_items(
 async fn wait_for_folders(deps: &RestorerDeps, task: &RestoreTask, item_ids: &[String]) -> Result<(), PipelineError> {
     let deferrals = task.deferrals.saturating_add(1);
     let delay = DEFER_FIRST.saturating_mul(1 << task.deferrals.min(16)).min(DEFER_MAX);
-    let again = RestoreTask { deferrals, step: RestoreStep::Items { item_ids: item_ids.to_vec() }, ..task.clone() };
+    let again = RestoreTask { deferrals, step: rest_of(task, item_ids, None), ..task.clone() };
     send_again(deps, &again, delay).await?;
     info!(job = %task.job_id, items = item_ids.len(), deferrals, delay_s = delay.as_secs(), "chunk waits for its folders");
     Ok(())
+}
+
+/// Re-sends the rest of a chunk whose upload of `item_ids[0]` paused, carrying its session:
+/// at once when the invocation ran out of time (progress, not a deferral), after `delay` when
+/// Graph throttled the upload (a deferral, shared like any other throttle).
+async fn carry_on(
+    deps: &RestorerDeps,
+    job: &RestoreJob,
+    task: &RestoreTask,
+    item_ids: &[String],
+    resume: UploadResume,
+    delay: Option<Duration>,
+) -> Result<(), PipelineError> {
+    if let Some(wait) = delay {
+        super::lifecycle::share_throttle(deps, job, wait).await?;
+    }
+    let deferrals = task.deferrals + u32::from(delay.is_some());
+    let again = RestoreTask { deferrals, step: rest_of(task, item_ids, Some(resume)), ..task.clone() };
+    info!(job = %task.job_id, items = item_ids.len(), delay_s = delay.map(|d| d.as_secs()), "restore chunk carries its upload on");
+    send_again(deps, &again, delay.unwrap_or_default()).await
+}
+
+/// The step that restores `item_ids`, the rest of `task`'s chunk: with `resume` if given, else
+/// with the task's own unfinished upload if its item is still among them.
+pub(super) fn rest_of(task: &RestoreTask, item_ids: &[String], resume: Option<UploadResume>) -> RestoreStep {
+    let kept = match &task.step {
+        RestoreStep::Items { resume: Some(r), .. } if item_ids.contains(&r.item_id) => Some(r.clone()),
+        _ => None,
+    };
+    RestoreStep::Items { item_ids: item_ids.to_vec(), resume: resume.or(kept) }
 }
 
 /// Marks the job finished once every planned item has an outcome.

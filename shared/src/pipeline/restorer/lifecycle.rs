@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use super::job::{finish_if_done, send_again};
+use super::job::{finish_if_done, rest_of, send_again};
 use super::{Context, Done, RestorerDeps};
 use crate::graph::GraphError;
 use crate::model::{ContainerId, ContainerKind, RestoreJob, RestoreOutcome, RestoreStatus, RestoreStep, RestoreTask};
@@ -51,6 +51,14 @@ pub(super) async fn throttled(deps: &RestorerDeps, job: &RestoreJob) -> Result<O
     Ok(until.filter(|u| *u > now).and_then(|u| (u - now).to_std().ok()))
 }
 
+/// Shares Graph's `Retry-After` with every step of the restorer that writes where this job
+/// writes: they defer without calling Graph until it has passed.
+pub(super) async fn share_throttle(deps: &RestorerDeps, job: &RestoreJob, wait: Duration) -> Result<(), PipelineError> {
+    let until = deps.clock.now() + chrono::Duration::from_std(wait).unwrap_or_default();
+    deps.catalog.throttle(&job.container.tenant_id, &restore_resource(job), until).await?;
+    Ok(())
+}
+
 /// What becomes of a step that returned `error`: the step is acknowledged (Ok) once it was
 /// re-sent, put off or given up; only a bad message, or a failure to do any of that, is
 /// returned for the queue to redeliver.
@@ -67,8 +75,7 @@ pub(super) async fn after_error(
         }
         PipelineError::BadMessage(_) => Err(error),
         PipelineError::Graph(GraphError::Throttled { retry_after, .. }) => {
-            let until = deps.clock.now() + chrono::Duration::from_std(retry_after).unwrap_or_default();
-            deps.catalog.throttle(&job.container.tenant_id, &restore_resource(job), until).await?;
+            share_throttle(deps, job, retry_after).await?;
             defer(deps, job, task, retry_after).await
         }
         e if e.is_retryable() && task.attempt + 1 < MAX_ATTEMPTS => {
@@ -105,13 +112,13 @@ pub(super) async fn defer(
     let floor = DEFERRAL_STEP.saturating_mul(task.deferrals + 1);
     let delay = (wait + jitter).max(floor).min(MAX_DELAY);
     let step = match &task.step {
-        RestoreStep::Items { item_ids } => {
+        RestoreStep::Items { item_ids, .. } => {
             let left = unfinished(deps, job, item_ids).await?;
             if left.is_empty() {
                 // Throttled after its last item was recorded: nothing to put off.
                 return finish_if_done(deps, &job.id).await;
             }
-            RestoreStep::Items { item_ids: left }
+            rest_of(task, &left, None)
         }
         other => other.clone(),
     };
@@ -125,7 +132,7 @@ pub(super) async fn defer(
 /// finishes (with errors) like any other.
 async fn give_up(deps: &RestorerDeps, job: &RestoreJob, task: &RestoreTask, reason: &str) -> Result<(), PipelineError> {
     warn!(job = %job.id, %reason, "restore step given up");
-    let RestoreStep::Items { item_ids } = &task.step else {
+    let RestoreStep::Items { item_ids, .. } = &task.step else {
         let end = JobEnd { from: &RestoreStatus::WORKING, to: RestoreStatus::Failed, reason, idle_since: None };
         deps.catalog.end_restore_job(&job.id, &end).await?;
         return Ok(());

@@ -59,7 +59,7 @@ impl World {
         let messages = self.sink.take(QueueName::Restores);
         for m in &messages {
             let task: RestoreTask = serde_json::from_str(&m.body).expect("task");
-            handle(&self.deps, &task).await.expect("handled");
+            handle(&self.deps, &task, far()).await.expect("handled");
         }
         messages
     }
@@ -133,7 +133,7 @@ async fn running(w: &World, items: usize) -> RestoreTask {
     let plan = crate::model::RestorePlan { items: items as u64, ..Default::default() };
     assert!(w.catalog.set_restore_status("j", RestoreStatus::Running, Some(plan)).await.expect("run"));
     let ids = (0..items).map(|i| format!("f{i:02}")).collect();
-    RestoreTask::new("j", RestoreStep::Items { item_ids: ids })
+    RestoreTask::new("j", RestoreStep::Items { item_ids: ids, resume: None })
 }
 
 fn task_of(m: &OutMessage) -> RestoreTask {
@@ -149,7 +149,7 @@ async fn a_plan_that_fails_on_every_attempt_ends_the_job_failed_with_its_reason(
     let job = RestoreJob::new("k", drive(), RestoreScope::Container, Utc::now(), target, Utc::now());
     w.catalog.create_restore_job(&job).await.expect("create");
     w.set(Answer::Broken);
-    handle(&w.deps, &RestoreTask::plan("k", false)).await.expect("first delivery acked");
+    handle(&w.deps, &RestoreTask::plan("k", false), far()).await.expect("first delivery acked");
 
     // When the restorer's own re-sends are delivered until none is left
     let mut attempts = vec![0];
@@ -160,7 +160,7 @@ async fn a_plan_that_fails_on_every_attempt_ends_the_job_failed_with_its_reason(
         let task = task_of(m);
         assert!(m.delay.is_some_and(|d| d >= Duration::from_secs(30)), "a backoff: {:?}", m.delay);
         attempts.push(task.attempt);
-        handle(&w.deps, &task).await.expect("acked");
+        handle(&w.deps, &task, far()).await.expect("acked");
     }
 
     // Then it was tried MAX_ATTEMPTS times in all, and the job failed saying why
@@ -177,12 +177,12 @@ async fn a_chunk_that_fails_on_every_attempt_reports_its_items_failed_and_the_jo
     // Given a running job of three folders whose first is restored, then Graph breaks
     let w = world(3).await;
     let chunk = running(&w, 3).await;
-    let first = RestoreTask::new("j", RestoreStep::Items { item_ids: vec!["f00".into()] });
-    handle(&w.deps, &first).await.expect("first folder");
+    let first = RestoreTask::new("j", RestoreStep::Items { item_ids: vec!["f00".into()], resume: None });
+    handle(&w.deps, &first, far()).await.expect("first folder");
     w.set(Answer::Broken);
 
     // When the chunk and each of its re-sends are delivered
-    handle(&w.deps, &chunk).await.expect("acked");
+    handle(&w.deps, &chunk, far()).await.expect("acked");
     let mut deliveries = 1;
     while !w.deliver().await.is_empty() {
         deliveries += 1;
@@ -207,20 +207,24 @@ async fn a_throttled_chunk_is_put_off_with_the_items_it_has_not_finished_and_res
     // Given a running job of four folders; Graph throttles from the third one on
     let w = world(4).await;
     let chunk = running(&w, 4).await;
-    handle(&w.deps, &RestoreTask::new("j", RestoreStep::Items { item_ids: vec!["f00".into(), "f01".into()] }))
-        .await
-        .expect("two folders");
+    handle(
+        &w.deps,
+        &RestoreTask::new("j", RestoreStep::Items { item_ids: vec!["f00".into(), "f01".into()], resume: None }),
+        far(),
+    )
+    .await
+    .expect("two folders");
     w.set(Answer::Throttled);
 
     // When the chunk runs into the 429
-    handle(&w.deps, &chunk).await.expect("put off, acked");
+    handle(&w.deps, &chunk, far()).await.expect("put off, acked");
 
     // Then it is sent again after the Retry-After, with only the unfinished items, one more
     // deferral and no attempt counted; the pause is shared under the restorer's own name
     let sent = w.sink.take(QueueName::Restores);
     assert_eq!(sent.len(), 1);
     let again = task_of(&sent[0]);
-    assert_eq!(again.step, RestoreStep::Items { item_ids: vec!["f02".into(), "f03".into()] });
+    assert_eq!(again.step, RestoreStep::Items { item_ids: vec!["f02".into(), "f03".into()], resume: None });
     assert_eq!((again.attempt, again.deferrals), (0, 1));
     let delay = sent[0].delay.expect("delayed");
     assert!((Duration::from_secs(120)..Duration::from_secs(122)).contains(&delay), "{delay:?}");
@@ -230,7 +234,7 @@ async fn a_throttled_chunk_is_put_off_with_the_items_it_has_not_finished_and_res
 
     // And a chunk arriving while the pause lasts is put off without calling Graph
     let reads = w.folder_reads();
-    handle(&w.deps, &again).await.expect("put off at once");
+    handle(&w.deps, &again, far()).await.expect("put off at once");
     assert_eq!(w.folder_reads(), reads);
     let later = task_of(&w.sink.take(QueueName::Restores)[0]);
     assert_eq!((later.attempt, later.deferrals), (0, 2));
@@ -238,7 +242,7 @@ async fn a_throttled_chunk_is_put_off_with_the_items_it_has_not_finished_and_res
     // And once the pause is over and Graph answers, the rest is restored and the job ends
     w.clock.advance(chrono::Duration::minutes(3));
     w.set(Answer::AsItWas);
-    handle(&w.deps, &later).await.expect("the rest");
+    handle(&w.deps, &later, far()).await.expect("the rest");
     let job = w.job().await;
     assert_eq!((job.status, job.unchanged, job.failed), (RestoreStatus::Succeeded, 4, 0));
 }
@@ -251,7 +255,7 @@ async fn a_step_put_off_too_many_times_gives_up_with_the_reason() {
     w.set(Answer::Throttled);
 
     // When it is delivered again
-    handle(&w.deps, &chunk).await.expect("acked");
+    handle(&w.deps, &chunk, far()).await.expect("acked");
 
     // Then nothing is re-sent: its items are failed with the reason and the job ends
     assert!(w.sink.take(QueueName::Restores).is_empty());
@@ -266,7 +270,7 @@ async fn a_cancelled_job_stops_between_items_and_stays_cancelled() {
     // Given a running job of 30 folders, its chunk three folders in
     let w = world(30).await;
     let chunk = running(&w, 30).await;
-    let RestoreStep::Items { item_ids } = &chunk.step else { unreachable!() };
+    let RestoreStep::Items { item_ids, .. } = &chunk.step else { unreachable!() };
     let job = w.job().await;
     let mut ctx = Context::new(&w.deps, &job);
     for id in &item_ids[..3] {
@@ -293,7 +297,7 @@ async fn a_cancelled_job_stops_between_items_and_stays_cancelled() {
 
     // And a redelivered chunk does nothing, a finish changes nothing: the job stays cancelled
     let reads = w.folder_reads();
-    handle(&w.deps, &chunk).await.expect("a chunk of a cancelled job is dropped");
+    handle(&w.deps, &chunk, far()).await.expect("a chunk of a cancelled job is dropped");
     assert_eq!(w.folder_reads(), reads);
     job::finish_if_done(&w.deps, "j").await.expect("finish");
     let job = w.job().await;
@@ -312,7 +316,7 @@ async fn the_status_is_read_again_once_per_ten_items_not_per_item() {
 
     // When the chunk runs
     let before = w.catalog.read_count();
-    handle(&w.deps, &chunk).await.expect("chunk");
+    handle(&w.deps, &chunk, far()).await.expect("chunk");
     let reads = w.catalog.read_count() - before;
 
     // Then it restored all 50, re-reading the job 5 times on top of the item's own reads
@@ -361,4 +365,9 @@ async fn the_watchdog_fails_a_job_without_progress_and_leaves_a_moving_one_alone
     // And an hour later without progress, the other fails too
     let later = watch(&catalog, "t", Utc::now() + STUCK_AFTER).await.expect("watch");
     assert_eq!(later, Watch { active: 0, failed: 1, forgotten: 1 });
+}
+
+/// A deadline no test reaches.
+fn far() -> std::time::Instant {
+    std::time::Instant::now() + Duration::from_secs(3600)
 }

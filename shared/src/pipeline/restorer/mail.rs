@@ -414,11 +414,13 @@ mod tests {
             let held = catalog.acquire_slot("t", &resource, MAILBOX_RESTORE_SLOTS, start, until).await.expect("slot");
             assert!(held.is_some());
         }
-        let chunk = RestoreTask::new("j", RestoreStep::Items { item_ids: vec!["m1".into()] });
+        let chunk = RestoreTask::new("j", RestoreStep::Items { item_ids: vec!["m1".into()], resume: None });
 
         // When a chunk arrives a minute before the leases end, it goes back to the queue
         clock.set(start + SLOT_LEASE - chrono::Duration::minutes(1));
-        super::super::handle(&deps, &chunk).await.expect("deferred");
+        super::super::handle(&deps, &chunk, std::time::Instant::now() + std::time::Duration::from_secs(900))
+            .await
+            .expect("deferred");
         let sent = sink.take(QueueName::Restores);
         assert_eq!(sent.len(), 1);
         let again: RestoreTask = serde_json::from_str(&sent[0].body).expect("task");
@@ -427,7 +429,9 @@ mod tests {
 
         // And once the clock passes them (no sleeping), the chunk takes a slot and runs
         clock.advance(chrono::Duration::minutes(2));
-        super::super::handle(&deps, &chunk).await.expect("ran");
+        super::super::handle(&deps, &chunk, std::time::Instant::now() + std::time::Duration::from_secs(900))
+            .await
+            .expect("ran");
         assert!(sink.take(QueueName::Restores).is_empty());
         assert_eq!(catalog.restore_job("j").await.expect("read").expect("job").status, RestoreStatus::Succeeded);
     }
