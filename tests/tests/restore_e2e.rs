@@ -20,7 +20,7 @@ async fn start() -> Result<Stack> {
     opts.seed = Some(json!({"seed": 5, "users": [
         {"user_principal_name": "adele@contoso.test", "display_name": "Adele", "has_drive": true,
          "files": 30, "folders": 5, "max_depth": 3, "min_size": 0, "max_size": 200_000,
-         "hostile_names": false, "onenote_packages": 0, "large_files": [{"name": "deck.pptx", "size": 6_000_000}]},
+         "hostile_names": false, "onenote_packages": 0, "large_files": [{"name": "deck.pptx", "size": 12_000_000}]},
         {"user_principal_name": "bob@contoso.test", "display_name": "Bob", "has_drive": true,
          "files": 5, "folders": 1, "max_depth": 1, "min_size": 1, "max_size": 1_000,
          "hostile_names": false, "onenote_packages": 0, "large_files": []}
