@@ -239,12 +239,15 @@ async fn drive_restore(
         "| 429s (restorer) | {} ; queue messages handled {}, handlers failed {} |",
         app["throttled"], r.handled, r.failed_handlers
     );
-    let bound = if budget || per_min(ru, &r) >= RU_PER_MINUTE {
-        "SharePoint's resource-unit budget"
+    let over = per_min(ru, &r) / RU_PER_MINUTE;
+    let bound = if budget {
+        "SharePoint's resource-unit budget (429s and Retry-After pace the restorer)".to_owned()
+    } else if over >= 1.0 {
+        format!("in production SharePoint's resource-unit budget: this pace spends {over:.1} times it")
     } else if upload_ms > 0 {
-        "Graph's upload latency times the restorer's concurrency (the budget would allow more)"
+        "Graph's upload latency times the restorer's concurrency (the budget would allow more)".to_owned()
     } else {
-        "the simulator and the restorer's own work (no Graph latency)"
+        "the simulator and the restorer's own work (no Graph latency)".to_owned()
     };
     println!("| bound by | {bound} |");
     println!("Graph routes during the restore: {}", stats["by_route"]);
