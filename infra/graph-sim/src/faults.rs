@@ -324,8 +324,8 @@ pub async fn gate(State(sim): State<Arc<Inner>>, req: Request, next: Next) -> Re
     };
     match action {
         None => {
-            let uploading = matches!(route, "upload" | "upload_session")
-                && matches!(*req.method(), Method::PUT | Method::POST);
+            let uploading =
+                matches!(route, "upload" | "upload_session") && matches!(*req.method(), Method::PUT | Method::POST);
             let latency = if uploading { sim.lock().faults.upload_latency_ms } else { 0 };
             if latency > 0 {
                 tokio::time::sleep(std::time::Duration::from_millis(latency)).await;

@@ -46,7 +46,8 @@ pub async fn run() -> Result<()> {
     let files = env("BENCH_RESTORE_FILES", 400);
     let large = env("BENCH_RESTORE_LARGE_MIB", 24) as u64 * 1024 * 1024;
     let consumers = env("BENCH_RESTORE_CONSUMERS", 10);
-    let (create_ms, upload_ms) = (env("BENCH_RESTORE_CREATE_MS", 200) as u64, env("BENCH_RESTORE_UPLOAD_MS", 300) as u64);
+    let (create_ms, upload_ms) =
+        (env("BENCH_RESTORE_CREATE_MS", 200) as u64, env("BENCH_RESTORE_UPLOAD_MS", 300) as u64);
     let mut large_files: Vec<Value> = (0..8u64)
         .map(|k| json!({"name": format!("report-{k}.pdf"), "size": (2 + k) * 1024 * 1024 + 12_345 * k}))
         .collect();
@@ -193,8 +194,10 @@ async fn drive_restore(
     lab.admin.ransomware(drive, ".enc", attack).await?;
     catch_up(lab).await?;
     if budget {
-        lab.throttle(json!({"ru_per_minute": RU_PER_MINUTE as u64, "ru_per_day": 1_200_000, "minute_window_ms": 60_000,
-            "day_window_ms": 86_400_000}))
+        lab.throttle(
+            json!({"ru_per_minute": RU_PER_MINUTE as u64, "ru_per_day": 1_200_000, "minute_window_ms": 60_000,
+            "day_window_ms": 86_400_000}),
+        )
         .await?;
     }
     quiet(lab, json!({"kind": "upload_latency", "ms": upload_ms})).await?;

@@ -57,12 +57,8 @@ pub fn report(sim: &Inner) -> Value {
         .iter()
         .map(|((app, mailbox), u)| {
             let in_window = u.requests.iter().filter(|t| now.duration_since(**t) < cfg.mail_request_window).count();
-            let uploaded: u64 = u
-                .uploads
-                .iter()
-                .filter(|(t, _)| now.duration_since(*t) < cfg.mail_upload_window)
-                .map(|(_, n)| n)
-                .sum();
+            let uploaded: u64 =
+                u.uploads.iter().filter(|(t, _)| now.duration_since(*t) < cfg.mail_upload_window).map(|(_, n)| n).sum();
             json!({"app": app, "mailbox": mailbox, "requests_in_window": in_window,
                 "uploaded_bytes_in_window": uploaded, "peak_in_flight": u.peak_in_flight,
                 "requests": u.requests_total, "uploaded_bytes": u.uploaded_total, "throttled": u.throttled})

@@ -41,9 +41,11 @@ pub(crate) async fn run(
     timeout: Duration,
 ) -> Result<Restored> {
     let (sink, queue) = (Arc::new(MemorySink::new()), Arc::new(Queue::default()));
-    let (stop, handled, failed) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (stop, handled, failed) =
+        (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let id = format!("bench-{}", uuid::Uuid::new_v4());
-    let job = RestoreJob::new(id.clone(), container, RestoreScope::Container, as_of, RestoreTarget::InPlace, Utc::now());
+    let job =
+        RestoreJob::new(id.clone(), container, RestoreScope::Container, as_of, RestoreTarget::InPlace, Utc::now());
     lab.catalog.create_restore_job(&job).await?;
     let plan = serde_json::to_string(&RestoreTask::plan(id.clone(), false))?;
     let started = Instant::now();

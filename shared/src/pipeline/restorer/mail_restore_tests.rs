@@ -134,8 +134,12 @@ impl World {
         let stored = self.vault.put_if_absent(&format!("blobs/{sha256}"), Bytes::copy_from_slice(mime), &lock).await;
         let mut v = self.version(id, ItemKind::Message, INBOX);
         v.verification = Verification::Sha256;
-        v.content =
-            Some(ContentRef { object: stored.expect("stored").object, size: mime.len() as u64, sha256, quick_xor_hash: None });
+        v.content = Some(ContentRef {
+            object: stored.expect("stored").object,
+            size: mime.len() as u64,
+            sha256,
+            quick_xor_hash: None,
+        });
         v.mail = Some(MailMeta {
             subject: Some(id.to_owned()),
             internet_message_id: Some(format!("<{id}@example.test>")),
@@ -152,7 +156,8 @@ impl World {
     /// An in-place restore of the mailbox as of minute 5, run to the end.
     async fn restore(&self) -> RestoreJob {
         self.commit(&self.version(INBOX, ItemKind::MailFolder, "root")).await;
-        let job = RestoreJob::new("job", mailbox(), RestoreScope::Container, self.at(5), RestoreTarget::InPlace, Utc::now());
+        let job =
+            RestoreJob::new("job", mailbox(), RestoreScope::Container, self.at(5), RestoreTarget::InPlace, Utc::now());
         self.catalog.create_restore_job(&job).await.expect("create");
         handle(&self.deps, &RestoreTask::plan(job.id.clone(), false)).await.expect("plan");
         loop {
