@@ -20,7 +20,7 @@ async fn start() -> Result<Stack> {
     opts.seed = Some(json!({"seed": 5, "users": [
         {"user_principal_name": "adele@contoso.test", "display_name": "Adele", "has_drive": true,
          "files": 30, "folders": 5, "max_depth": 3, "min_size": 0, "max_size": 200_000,
-         "hostile_names": false, "onenote_packages": 0, "large_files": [{"name": "deck.pptx", "size": 6_000_000}]},
+         "hostile_names": false, "onenote_packages": 0, "large_files": [{"name": "deck.pptx", "size": 12_000_000}]},
         {"user_principal_name": "bob@contoso.test", "display_name": "Bob", "has_drive": true,
          "files": 5, "folders": 1, "max_depth": 1, "min_size": 1, "max_size": 1_000,
          "hostile_names": false, "onenote_packages": 0, "large_files": []}
@@ -255,7 +255,7 @@ async fn a_file_larger_than_one_invocation_is_restored_across_invocations() -> R
     opts.seed = Some(json!({"seed": 8, "users": [
         {"user_principal_name": "carl@contoso.test", "display_name": "Carl", "has_drive": true,
          "files": 0, "folders": 0, "max_depth": 0, "min_size": 0, "max_size": 0,
-         "hostile_names": false, "onenote_packages": 0, "large_files": [{"name": "film.mp4", "size": 11_000_000}]}
+         "hostile_names": false, "onenote_packages": 0, "large_files": [{"name": "film.mp4", "size": 25_000_000}]}
     ]}));
     opts.sweep_every = None;
     opts.restore_timeout = shared::pipeline::restorer::DEADLINE_MARGIN;

@@ -53,6 +53,14 @@ pub struct Faults {
     pub expire_sessions_after_fragment: u64,
     /// Added to every mail request (see the mail limiter).
     pub mail_latency_ms: u64,
+    /// Added (on top of `mail_latency_ms`) to every Exchange write: a message or folder
+    /// created, changed or deleted, an attachment added or uploaded. Held inside the mail
+    /// limiter, so a slow write occupies one of the mailbox's concurrent requests as it does
+    /// in Exchange.
+    pub mail_write_latency_ms: u64,
+    /// Added to every drive upload request: a simple `PUT .../content`, a
+    /// `createUploadSession`, a fragment `PUT` or a commit `POST` on an upload URL.
+    pub upload_latency_ms: u64,
     /// Download URLs answering a `Range` request with `200` and the whole body.
     pub ignore_range: Vec<ItemFault>,
     /// Items whose current content downloads as other bytes than Graph's metadata describes.
@@ -318,7 +326,15 @@ pub async fn gate(State(sim): State<Arc<Inner>>, req: Request, next: Next) -> Re
         action
     };
     match action {
-        None => next.run(req).await,
+        None => {
+            let uploading = matches!(route, "upload" | "upload_session" | "create_upload_session")
+                && matches!(*req.method(), Method::PUT | Method::POST);
+            let latency = if uploading { sim.lock().faults.upload_latency_ms } else { 0 };
+            if latency > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
+            }
+            next.run(req).await
+        }
         Some(TransportAction::Throttle { status, retry_after }) => {
             let (status, code, msg) = if status == 503 {
                 (StatusCode::SERVICE_UNAVAILABLE, "serviceNotAvailable", "The service is temporarily unavailable.")

@@ -10,8 +10,8 @@
 //! rate against 1.2 M allowed). Graph's `RateLimit-Reset` and `Retry-After` are whole seconds,
 //! which a scaled window does not scale: the printed table says what that costs.
 
-mod lab;
-mod queues;
+pub(crate) mod lab;
+pub(crate) mod queues;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

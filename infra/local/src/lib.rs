@@ -10,6 +10,7 @@ pub mod bench_discovery;
 pub mod bench_keeper;
 pub mod bench_mail;
 pub mod bench_restore;
+pub mod bench_restore_lab;
 pub mod bench_restore_plan;
 pub mod bench_site_discovery;
 pub mod bench_sites;

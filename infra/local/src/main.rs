@@ -86,6 +86,7 @@ async fn main() -> Result<()> {
             local_stack::bench::run(repo_root()).await?;
             local_stack::bench_restore::run(repo_root()).await?;
             local_stack::bench_restore_plan::run().await?;
+            local_stack::bench_restore_lab::run().await?;
             local_stack::bench_catalog::run(repo_root()).await?;
             local_stack::bench_discovery::run().await?;
             local_stack::bench_site_discovery::run().await?;
@@ -96,6 +97,7 @@ async fn main() -> Result<()> {
         "bench-backup" => local_stack::bench::run(repo_root()).await,
         "bench-restore" => local_stack::bench_restore::run(repo_root()).await,
         "bench-restore-plan" => local_stack::bench_restore_plan::run().await,
+        "bench-restore-lab" => local_stack::bench_restore_lab::run().await,
         "bench-catalog" => local_stack::bench_catalog::run(repo_root()).await,
         "bench-mail" => local_stack::bench_mail::run(repo_root()).await,
         "bench-discovery" => local_stack::bench_discovery::run().await,
@@ -103,7 +105,7 @@ async fn main() -> Result<()> {
         "bench-site-discovery" => local_stack::bench_site_discovery::run().await,
         "bench-sites" => local_stack::bench_sites::run().await,
         other => bail!(
-            "unknown command {other:?}: use up, demo, bench, bench-backup, bench-restore, bench-restore-plan, bench-catalog, bench-discovery, bench-site-discovery, bench-sites, bench-keeper or bench-mail"
+            "unknown command {other:?}: use up, demo, bench, bench-backup, bench-restore, bench-restore-plan, bench-restore-lab, bench-catalog, bench-discovery, bench-site-discovery, bench-sites, bench-keeper or bench-mail"
         ),
     }
 }

@@ -139,10 +139,12 @@ impl GraphClient {
         }
     }
 
-    /// Every message in a folder with its internet message id (what makes a restore re-runnable).
+    /// Every message in a folder with its internet message id (what makes a restore re-runnable),
+    /// in pages of 1,000, the most Outlook serves: every restore chunk lists the folders it
+    /// writes to, and each page is one of the mailbox's 10,000 requests per ten minutes.
     pub async fn folder_messages(&self, user_id: &str, folder: &str) -> Result<Vec<FolderMessage>, GraphError> {
         let mut url = self.endpoint(&["users", user_id, "mailFolders", folder, "messages"]);
-        url.query_pairs_mut().append_pair("$select", "id,internetMessageId").append_pair("$top", "250");
+        url.query_pairs_mut().append_pair("$select", "id,internetMessageId").append_pair("$top", "1000");
         let raw = self.mail_pages::<RawListed>(url).await?;
         Ok(raw
             .into_iter()

@@ -120,4 +120,6 @@ async fn a_folder_lists_its_internet_message_ids_across_pages() {
     assert_eq!(ids, [("a", Some("<a@x>")), ("b", None), ("c", Some("<c@x>"))]);
     let first = &server.graph_requests()[0];
     assert_eq!(params(first)["$select"], "id,internetMessageId");
+    // in pages as large as Outlook serves (each page is a request of the mailbox's budget)
+    assert_eq!(params(first)["$top"], "1000");
 }

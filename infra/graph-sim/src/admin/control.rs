@@ -291,6 +291,16 @@ pub async fn stats(State(sim): State<Arc<Inner>>) -> Json<Stats> {
     Json(s)
 }
 
+/// Every app and mailbox's use of Exchange's limits (see `graph::mail_limits`).
+pub async fn mail_limits(State(sim): State<Arc<Inner>>) -> Json<Value> {
+    Json(crate::graph::mail_limits::report(&sim))
+}
+
+pub async fn reset_mail_limits(State(sim): State<Arc<Inner>>) -> Json<Value> {
+    crate::graph::mail_limits::reset(&sim);
+    Json(json!({}))
+}
+
 pub async fn reset_stats(State(sim): State<Arc<Inner>>) -> Json<Value> {
     sim.lock().stats = Stats::default();
     sim.download_bytes.store(0, Ordering::Relaxed);

@@ -88,6 +88,16 @@ pub enum FaultReq {
     MailLatency {
         ms: u64,
     },
+    /// Exchange writes (creates, changes, deletes, attachments) take this long more, held
+    /// inside the mailbox's concurrency (0 turns it off).
+    MailWriteLatency {
+        ms: u64,
+    },
+    /// Drive upload requests (simple PUT, createUploadSession, fragment PUT, commit) take
+    /// this long to answer (0 turns it off).
+    UploadLatency {
+        ms: u64,
+    },
     /// Download URLs answer the next `count` ranged requests (every one without a count) of
     /// `item_id` (of any item without one) with `200` and the whole body.
     IgnoreRange {
@@ -210,6 +220,8 @@ pub async fn add_fault(State(sim): State<Arc<Inner>>, body: Bytes) -> GraphResul
             }
         }
         FaultReq::MailLatency { ms } => st.faults.mail_latency_ms = ms,
+        FaultReq::MailWriteLatency { ms } => st.faults.mail_write_latency_ms = ms,
+        FaultReq::UploadLatency { ms } => st.faults.upload_latency_ms = ms,
         FaultReq::IgnoreRange { count, item_id } => {
             st.faults.ignore_range.push(ItemFault { remaining: count.unwrap_or(u64::MAX), item_id })
         }

@@ -50,6 +50,8 @@ pub fn router() -> Router<Arc<Inner>> {
         .route("/sites/{id}/grants", post(sites::grant))
         .route("/throttling", get(sites::throttling).patch(sites::edit_throttling))
         .route("/throttling/reset", post(sites::reset_throttling))
+        .route("/mail_limits", get(control::mail_limits))
+        .route("/mail_limits/reset", post(control::reset_mail_limits))
         .route("/faults", post(faults::add_fault).delete(faults::clear_faults))
         .route("/fill_hashes", post(control::fill_hashes))
         .route("/lifecycle", post(control::lifecycle))

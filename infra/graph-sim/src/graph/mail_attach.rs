@@ -208,7 +208,8 @@ pub async fn create_session(ctx: &MailCtx<'_>, id: &str, body: Body) -> GraphRes
             },
         );
     }
-    let token = ctx.sim.signer.sign(&["mup", &ctx.user_id, &session]);
+    // The app that opened the session is charged for its fragments (Exchange counts per app).
+    let token = ctx.sim.signer.sign(&["mup", &ctx.user_id, &session, &crate::throttle::current_client()]);
     let body = json!({
         "@odata.context": format!("{}/v1.0/$metadata#microsoft.graph.uploadSession", ctx.base),
         "uploadUrl": format!("{}/outlook/upload/{token}", ctx.base),
@@ -232,7 +233,7 @@ pub fn session_of(sim: &Inner, token: &str, headers: &HeaderMap) -> GraphResult<
         ));
     }
     match sim.signer.verify(token).ok_or_else(session_gone)?.as_slice() {
-        [kind, user, id] if kind == "mup" => Ok((user.clone(), id.clone())),
+        [kind, user, id, _app] if kind == "mup" => Ok((user.clone(), id.clone())),
         _ => Err(session_gone()),
     }
 }

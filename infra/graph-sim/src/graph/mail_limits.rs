@@ -1,12 +1,17 @@
-//! Outlook throttling per mailbox (graph-facts §9): at most
+//! Outlook throttling per app and mailbox (graph-facts §9): at most
 //! `mail_concurrency` (4) requests in flight, `mail_requests_per_window`
 //! (10,000) per `mail_request_window` (10 min) and
 //! `mail_upload_bytes_per_window` (150 MB) of POST/PUT/PATCH bodies per
 //! `mail_upload_window` (5 min). Over a limit: `429` with `Retry-After` and
 //! Exchange's `ApplicationThrottled` error. Throttled requests still count
-//! against the request window, as Graph warns they do. The
-//! `mail_latency` fault slows every mail request down so that concurrent
-//! ones overlap.
+//! against the request window, as Graph warns they do. Two apps working on one
+//! mailbox (the backup's reader and the restorer) each have their own limits, as
+//! Exchange counts them; an attachment upload URL is charged to the app that
+//! opened its session. The `mail_latency` fault slows every mail request down
+//! so that concurrent ones overlap; `mail_write_latency` slows writes only (what
+//! an Exchange create costs). `GET /admin/mail_limits` reports each app and
+//! mailbox's use: requests and bytes in the current windows, the most requests
+//! it ever had in flight at once, and its refusals.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -16,8 +21,10 @@ use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
 
 use crate::Inner;
+use crate::apps::Caller;
 use crate::error::GraphError;
 
 #[derive(Default)]
@@ -25,10 +32,54 @@ pub struct MailboxUsage {
     in_flight: usize,
     requests: VecDeque<Instant>,
     uploads: VecDeque<(Instant, u64)>,
+    /// The most requests ever in flight at once.
+    peak_in_flight: usize,
+    /// Every request counted, and those refused, since the last reset.
+    requests_total: u64,
+    throttled: u64,
+    uploaded_total: u64,
 }
 
-/// Usage by mailbox (user id).
-pub type MailLimits = Mutex<HashMap<String, MailboxUsage>>;
+/// Whose limits a request counts against: the calling app's client id and the mailbox's
+/// user id.
+type Key = (String, String);
+
+/// Usage by app and mailbox.
+pub type MailLimits = Mutex<HashMap<Key, MailboxUsage>>;
+
+/// `GET /admin/mail_limits`: every app and mailbox's use, in the current windows and since
+/// the last reset.
+pub fn report(sim: &Inner) -> Value {
+    let now = Instant::now();
+    let cfg = &sim.cfg;
+    let limits = sim.mail_limits.lock().unwrap_or_else(|e| e.into_inner());
+    let mut usage: Vec<Value> = limits
+        .iter()
+        .map(|((app, mailbox), u)| {
+            let in_window = u.requests.iter().filter(|t| now.duration_since(**t) < cfg.mail_request_window).count();
+            let uploaded: u64 =
+                u.uploads.iter().filter(|(t, _)| now.duration_since(*t) < cfg.mail_upload_window).map(|(_, n)| n).sum();
+            json!({"app": app, "mailbox": mailbox, "requests_in_window": in_window,
+                "uploaded_bytes_in_window": uploaded, "peak_in_flight": u.peak_in_flight,
+                "requests": u.requests_total, "uploaded_bytes": u.uploaded_total, "throttled": u.throttled})
+        })
+        .collect();
+    usage.sort_by_key(|u| (u["app"].to_string(), u["mailbox"].to_string()));
+    json!({
+        "concurrency": cfg.mail_concurrency,
+        "requests_per_window": cfg.mail_requests_per_window,
+        "request_window_ms": cfg.mail_request_window.as_millis() as u64,
+        "upload_bytes_per_window": cfg.mail_upload_bytes_per_window,
+        "upload_window_ms": cfg.mail_upload_window.as_millis() as u64,
+        "usage": usage,
+    })
+}
+
+/// `POST /admin/mail_limits/reset`: every app and mailbox starts afresh (windows and
+/// counters).
+pub fn reset(sim: &Inner) {
+    sim.mail_limits.lock().unwrap_or_else(|e| e.into_inner()).clear();
+}
 
 fn throttled(limit: &str, retry_after: Duration) -> Response {
     GraphError::new(
@@ -40,39 +91,43 @@ fn throttled(limit: &str, retry_after: Duration) -> Response {
     .into_response()
 }
 
-/// The mailbox a request is for: `/users/{u}/...`, or the user an attachment
-/// upload URL was issued for.
-fn mailbox_of(sim: &Inner, path: &str) -> Option<String> {
-    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let raw = match segs.as_slice() {
-        ["outlook", "upload", token] => sim.signer.verify(token)?.get(1)?.clone(),
+/// The app and mailbox a request counts against: the caller and `/users/{u}/...`, or
+/// the app and user an attachment upload URL was issued to.
+fn key_of(sim: &Inner, req: &Request) -> Option<Key> {
+    let segs: Vec<&str> = req.uri().path().split('/').filter(|s| !s.is_empty()).collect();
+    let (app, raw) = match segs.as_slice() {
+        ["outlook", "upload", token] => {
+            let fields = sim.signer.verify(token)?;
+            (fields.get(3)?.clone(), fields.get(1)?.clone())
+        }
         _ => {
             let at = segs.iter().position(|s| *s == "users")?;
             let user = segs.get(at + 1)?;
-            percent_encoding::percent_decode_str(user).decode_utf8_lossy().into_owned()
+            let app = req.extensions().get::<Caller>().map(|c| c.client_id.clone()).unwrap_or_default();
+            (app, percent_encoding::percent_decode_str(user).decode_utf8_lossy().into_owned())
         }
     };
     let st = sim.lock();
-    Some(st.user(&raw).map_or_else(|| raw.to_lowercase(), |u| u.id.clone()))
+    Some((app, st.user(&raw).map_or_else(|| raw.to_lowercase(), |u| u.id.clone())))
 }
 
 /// Lowers the in-flight count when the request is done, however it ends.
 struct InFlight<'a> {
     limits: &'a MailLimits,
-    mailbox: String,
+    key: Key,
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         let mut limits = self.limits.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(u) = limits.get_mut(&self.mailbox) {
+        if let Some(u) = limits.get_mut(&self.key) {
             u.in_flight = u.in_flight.saturating_sub(1);
         }
     }
 }
 
 pub async fn limit(State(sim): State<Arc<Inner>>, req: Request, next: Next) -> Response {
-    let Some(mailbox) = mailbox_of(&sim, req.uri().path()) else {
+    let Some(key) = key_of(&sim, &req) else {
         return next.run(req).await;
     };
     let uploading = matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH);
@@ -85,7 +140,7 @@ pub async fn limit(State(sim): State<Arc<Inner>>, req: Request, next: Next) -> R
     let cfg = &sim.cfg;
     let refused = {
         let mut limits = sim.mail_limits.lock().unwrap_or_else(|e| e.into_inner());
-        let u = limits.entry(mailbox.clone()).or_default();
+        let u = limits.entry(key.clone()).or_default();
         let now = Instant::now();
         while u.requests.front().is_some_and(|t| now.duration_since(*t) >= cfg.mail_request_window) {
             u.requests.pop_front();
@@ -94,9 +149,10 @@ pub async fn limit(State(sim): State<Arc<Inner>>, req: Request, next: Next) -> R
             u.uploads.pop_front();
         }
         u.requests.push_back(now);
+        u.requests_total += 1;
         let uploaded: u64 = u.uploads.iter().map(|(_, n)| n).sum();
         let wait = |since: Instant, window: Duration| window.saturating_sub(now.duration_since(since));
-        if u.in_flight >= cfg.mail_concurrency {
+        let refused = if u.in_flight >= cfg.mail_concurrency {
             Some(throttled("MailboxConcurrency", Duration::from_secs(1)))
         } else if u.requests.len() > cfg.mail_requests_per_window {
             let oldest = u.requests.front().copied().unwrap_or(now);
@@ -107,17 +163,28 @@ pub async fn limit(State(sim): State<Arc<Inner>>, req: Request, next: Next) -> R
         } else {
             if bytes > 0 {
                 u.uploads.push_back((now, bytes));
+                u.uploaded_total += bytes;
             }
             u.in_flight += 1;
+            u.peak_in_flight = u.peak_in_flight.max(u.in_flight);
             None
+        };
+        if refused.is_some() {
+            u.throttled += 1;
         }
+        refused
     };
     if let Some(resp) = refused {
         sim.lock().stats.throttled += 1;
         return resp;
     }
-    let _guard = InFlight { limits: &sim.mail_limits, mailbox };
-    let latency = sim.lock().faults.mail_latency_ms;
+    let _guard = InFlight { limits: &sim.mail_limits, key };
+    let latency = {
+        let st = sim.lock();
+        let faults = &st.faults;
+        let writing = *req.method() != Method::GET && *req.method() != Method::HEAD;
+        faults.mail_latency_ms + if writing { faults.mail_write_latency_ms } else { 0 }
+    };
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }

@@ -79,3 +79,57 @@ async fn request_rate_and_upload_volume_are_limited_per_mailbox() {
     let err = expect(second, StatusCode::TOO_MANY_REQUESTS).await;
     assert!(err["error"]["message"].as_str().unwrap_or("").contains("Upload"), "{err}");
 }
+
+#[tokio::test]
+async fn a_slow_exchange_write_holds_one_of_the_apps_four_requests_on_the_mailbox() {
+    // Given Exchange writes that take 600 ms, reads that take nothing extra
+    let sim = start(fast_config()).await;
+    let user = sim.seed_mail(json!({"messages": 1})).await;
+    sim.post_admin("/faults", json!({"kind": "mail_write_latency", "ms": 600})).await;
+    let create = format!("/users/{user}/mailFolders/inbox/messages");
+    let message = |n: usize| json!({"subject": format!("m{n}"), "body": {"contentType": "text", "content": "x"}});
+
+    // When the restorer creates four messages at once and, meanwhile, reads the mailbox
+    let started = std::time::Instant::now();
+    let creates = futures::future::join_all((0..4).map(|n| sim.send_json(Method::POST, &create, message(n))));
+    let reads = async {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let as_restorer = sim
+            .http
+            .get(format!("{}/v1.0/users/{user}/mailFolders", sim.base))
+            .bearer_auth(&sim.restorer_token)
+            .send()
+            .await
+            .expect("read");
+        let as_reader = sim.get(&format!("/users/{user}/mailFolders")).await;
+        (as_restorer.status(), as_reader.status(), started.elapsed())
+    };
+    let (created, (restorer_read, reader_read, read_at)) = tokio::join!(creates, reads);
+
+    // Then the creates took the write latency, and the restorer's fifth request was refused
+    // while the reader (another app, its own limits) was served at once
+    assert!(started.elapsed() >= std::time::Duration::from_millis(600));
+    assert!(created.iter().all(|r| r.status() == StatusCode::CREATED));
+    assert_eq!(restorer_read, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(reader_read, StatusCode::OK);
+    assert!(read_at < std::time::Duration::from_millis(600), "the reader waited {read_at:?}");
+
+    // And the admin report shows each app's use of the mailbox
+    let report = sim.admin_ok(Method::GET, "/mail_limits", Value::Null).await;
+    let of = |name: &str| {
+        let app = sim.app(name).client_id.clone();
+        report["usage"].as_array().expect("usage").iter().find(|u| u["app"] == app.as_str()).cloned().expect("app")
+    };
+    let restorer = of("restorer");
+    assert_eq!(restorer["peak_in_flight"], 4);
+    assert_eq!(restorer["requests"], 5);
+    assert_eq!(restorer["throttled"], 1);
+    assert!(restorer["uploaded_bytes_in_window"].as_u64().unwrap_or(0) > 0);
+    assert_eq!(of("reader")["peak_in_flight"], 1);
+    assert_eq!(report["requests_per_window"], 10_000);
+
+    // And a reset forgets it
+    sim.post_admin("/mail_limits/reset", json!({})).await;
+    let report = sim.admin_ok(Method::GET, "/mail_limits", Value::Null).await;
+    assert_eq!(report["usage"], json!([]));
+}

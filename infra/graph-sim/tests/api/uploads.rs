@@ -344,3 +344,32 @@ async fn a_deferred_session_that_expires_before_its_commit_writes_nothing() {
     assert_eq!(sim.http.get(&url).send().await.expect("status").status(), StatusCode::NOT_FOUND);
     assert_eq!(sim.get(&format!("/drives/{drive}/root:/late.bin")).await.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn upload_latency_slows_every_upload_request_and_nothing_else() {
+    // Given drive uploads that take 400 ms
+    let sim = start(fast_config()).await;
+    let drive = sim.seed_one(1, 0).await;
+    sim.post_admin("/faults", json!({"kind": "upload_latency", "ms": 400})).await;
+    let timed = |started: std::time::Instant| started.elapsed() >= Duration::from_millis(400);
+
+    // When a file is uploaded in one PUT, then through a session of two fragments
+    let t = std::time::Instant::now();
+    let put_simple = sim.put_bytes(&format!("/drives/{drive}/root:/simple.bin:/content"), &payload(10)).await;
+    assert_eq!(put_simple.status(), StatusCode::CREATED);
+    let simple = timed(t);
+    let t = std::time::Instant::now();
+    let url = create(&sim, &format!("/drives/{drive}/root:/big.bin:/createUploadSession"), json!({})).await;
+    let session = timed(t);
+    let data = payload(UNIT + 10);
+    let t = std::time::Instant::now();
+    assert_eq!(put(&sim, &url, &data[..UNIT], 0, data.len()).await.status(), StatusCode::ACCEPTED);
+    let fragment = timed(t);
+    assert_eq!(put(&sim, &url, &data[UNIT..], UNIT, data.len()).await.status(), StatusCode::CREATED);
+
+    // Then each of those requests took the latency, while a read did not
+    assert!(simple && session && fragment, "simple {simple}, session {session}, fragment {fragment}");
+    let t = std::time::Instant::now();
+    assert_eq!(sim.get(&format!("/drives/{drive}/root/children")).await.status(), StatusCode::OK);
+    assert!(t.elapsed() < Duration::from_millis(400));
+}

@@ -46,8 +46,10 @@ pub(crate) struct Lab {
     pub tenant_id: String,
     pub reader_id: String,
     reader: graph_sim::SimApp,
+    /// The restore app (write scopes), for the restore bench.
+    pub restorer: graph_sim::SimApp,
     pub catalog: Arc<MemoryCatalog>,
-    vault: Arc<MemoryVault>,
+    pub vault: Arc<MemoryVault>,
     sink: Arc<MemorySink>,
     hook_sink: Arc<MemorySink>,
     pub scheduler: Arc<SchedulerDeps>,
@@ -99,6 +101,7 @@ impl Lab {
             tenant_id: cfg.tenant_id.clone(),
             reader_id: reader.client_id.clone(),
             reader,
+            restorer: app("restorer")?,
             catalog,
             vault: Arc::new(MemoryVault::new()),
             sink,
@@ -128,7 +131,13 @@ impl Lab {
     /// `discover_sites` and its shares through the scheduler, one share at a time. The crawls
     /// it queues stay in the sink until the workers start.
     pub async fn discover_sites(&self) -> Result<scheduler::Report> {
-        let mut reports = vec![scheduler::run(&self.scheduler, Task::DiscoverSites).await?];
+        self.discover(Task::DiscoverSites).await
+    }
+
+    /// A scheduler `task` (discovery of users or of sites) and the shares it fans out, one at
+    /// a time; what they queue stays in the sink until the workers start (or [`Lab::sweep`]).
+    pub async fn discover(&self, task: Task) -> Result<scheduler::Report> {
+        let mut reports = vec![scheduler::run(&self.scheduler, task).await?];
         loop {
             let shares = self.sink.take(QueueName::Lifecycle);
             if shares.is_empty() {
@@ -207,6 +216,14 @@ impl Lab {
             anyhow::ensure!(Instant::now() < until, "the backup did not finish within {timeout:?}");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// The scheduler's safety-net sweep: an enumeration of every container, queued for the
+    /// workers.
+    pub async fn sweep(&self) -> Result<()> {
+        scheduler::run(&self.scheduler, Task::Sweep).await?;
+        self.queues.pump(&self.sink);
+        Ok(())
     }
 
     pub async fn stop(mut self) {
