@@ -253,6 +253,13 @@ async fn restore_item(ctx: &mut Context<'_>, item_id: &str) -> Result<(), Pipeli
         return Ok(());
     }
     let ItemStates { at, now, path } = ctx.states(item_id).await?;
+    if at.is_none() && now.is_none() {
+        // Not a state of this container at the restore time nor now (an id that never
+        // existed, or one since deleted): nothing to put back, nothing to set aside.
+        let done =
+            Done::new(RestoreOutcome::Skipped, None).with_detail("not in the backup at the restore time, nor now");
+        return ctx.record(item_id, path, done).await;
+    }
     let result = if ctx.job.container.is_mailbox() {
         mail::restore(ctx, at, now).await
     } else {

@@ -203,6 +203,27 @@ async fn a_chunk_that_fails_on_every_attempt_reports_its_items_failed_and_the_jo
 }
 
 #[tokio::test]
+async fn an_item_that_never_existed_is_skipped_with_the_reason_and_the_job_finishes() {
+    // Given a running job of two items, one of them an id the backup never held
+    let w = world(1).await;
+    running(&w, 2).await;
+    let chunk =
+        RestoreTask::new("j", RestoreStep::Items { item_ids: vec!["f00".into(), "ghost".into()], resume: None });
+
+    // When the chunk is delivered
+    handle(&w.deps, &chunk, far()).await.expect("handled");
+
+    // Then the unknown item is skipped with the reason, nothing about it asked of Graph, and
+    // the job finishes
+    let report = w.catalog.restore_report("j", "ghost").await.expect("read").expect("report");
+    assert_eq!(report.outcome, RestoreOutcome::Skipped);
+    assert!(report.detail.unwrap_or_default().contains("not in the backup"));
+    assert!(w.graph.graph_requests().iter().all(|s| !s.path.contains("ghost")));
+    assert_eq!(w.job().await.status, RestoreStatus::Succeeded);
+    assert!(w.sink.take(QueueName::Restores).is_empty());
+}
+
+#[tokio::test]
 async fn a_throttled_chunk_is_put_off_with_the_items_it_has_not_finished_and_restores_them_later() {
     // Given a running job of four folders; Graph throttles from the third one on
     let w = world(4).await;
