@@ -214,6 +214,9 @@ pub struct ItemState {
     pub quick_xor_hash: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modified: Option<DateTime<Utc>>,
+    /// Graph's `createdDateTime` (drive items): what a restore gives a recreated file back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<DateTime<Utc>>,
     #[serde(default)]
     pub deleted: bool,
     /// Messages only.
@@ -275,6 +278,10 @@ pub struct ItemVersion {
     pub ctag: Option<String>,
     /// Microsoft 365 time of this state: lastModifiedDateTime, or when a deletion was observed.
     pub modified: DateTime<Utc>,
+    /// When the item was created in Microsoft 365 (drive items; absent in versions recorded
+    /// before it was kept): a restore that recreates the file gives it this date back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<DateTime<Utc>>,
     /// When this backup committed the version.
     pub captured_at: DateTime<Utc>,
     pub deleted: bool,
@@ -543,6 +550,7 @@ mod serde_tests {
     fn a_mailbox_item_version_round_trips_with_both_kinds() {
         let key = ContainerId::mailbox("t", "user-1").item("m1");
         let version = ItemVersion {
+            created: None,
             v: SCHEMA_VERSION,
             key: key.clone(),
             version: "ck-1".into(),

@@ -334,6 +334,7 @@ async fn verify_finds_a_governance_lock_made_to_lapse() {
             .expect("content")
             .object;
         let version = ItemVersion {
+            created: None,
             v: SCHEMA_VERSION,
             key: drive.item(item),
             version: format!("{item}-1"),

@@ -22,6 +22,11 @@ use shared::store::memory::{MemoryCatalog, MemoryExports, MemorySink, MemoryVaul
 use shared::store::{ItemHistory, Lock, LockMode, QueueName, RestoreJobs, SyncStates, Vault};
 
 /// The backed-up state's modification time: long before the restore.
+/// When the backed-up files were created in Microsoft 365, as their versions record it.
+fn created_at() -> DateTime<Utc> {
+    backed_up_at() - TimeDelta::days(30)
+}
+
 fn backed_up_at() -> DateTime<Utc> {
     "2021-06-07T08:09:10Z".parse().expect("time")
 }
@@ -82,6 +87,7 @@ impl World {
         let object =
             self.vault.put_if_absent(&format!("blobs/{sha256}"), Bytes::copy_from_slice(data), &lock).await?.object;
         let version = ItemVersion {
+            created: Some(created_at()),
             v: SCHEMA_VERSION,
             key: self.container.item(id),
             version: format!("\"{{{id}}},1\""),
@@ -203,10 +209,11 @@ async fn restored_files_keep_their_backed_up_dates_new_and_in_place() -> Result<
     w.run_chunk(&job, &["gone-1", &changed.id], Duration::from_secs(900)).await?;
 
     // Then each has the backed-up bytes and lastModifiedDateTime as Graph reports them, the
-    // one restored in place keeps its id and creation time
+    // recreated one its recorded creation time, the one restored in place its id and its own
+    // creation time
     let (gone, bytes) = w.file_named("gone.txt").await?.context("gone.txt recreated")?;
     assert_eq!(bytes, b"the deleted file");
-    assert_eq!(gone.last_modified, Some(backed_up_at()));
+    assert_eq!((gone.created, gone.last_modified), (Some(created_at()), Some(backed_up_at())));
     let (kept, bytes) = w.file_named("kept.txt").await?.context("kept.txt")?;
     assert_eq!((kept.id.as_str(), bytes.as_slice()), (changed.id.as_str(), b"the original text".as_slice()));
     assert_eq!(kept.last_modified, Some(backed_up_at()));

@@ -147,6 +147,7 @@ async fn seed(
             let size = body.len() as u64;
             let stored = vault.put_if_absent(&shared::keys::blob_key(TENANT, &sha256), body, &lock).await?;
             let version = ItemVersion {
+                created: None,
                 v: SCHEMA_VERSION,
                 key: container.item(format!("item{i:07}")),
                 version: format!("e{i}"),

@@ -54,6 +54,7 @@ fn version(item: String, kind: ItemKind, name: String, parent: String, at: DateT
         quick_xor_hash: None,
     });
     ItemVersion {
+        created: None,
         v: SCHEMA_VERSION,
         key: ContainerId::new(TENANT_ID, DRIVE_ID).item(item.clone()),
         version: format!("\"{{{item}}},{}\"", at.timestamp()),

@@ -59,6 +59,7 @@ pub fn t(offset_minutes: i64, base: DateTime<Utc>) -> DateTime<Utc> {
 pub fn file(item_id: &str, name: &str, parent: &str, modified: DateTime<Utc>, etag: &str) -> ItemVersion {
     let sha256 = format!("{:0>64}", hex::encode(format!("{item_id}:{etag}")));
     ItemVersion {
+        created: None,
         v: SCHEMA_VERSION,
         key: ContainerId::new(TENANT, DRIVE).item(item_id),
         version: etag.to_owned(),

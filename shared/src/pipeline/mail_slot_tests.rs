@@ -82,6 +82,7 @@ fn slow_copier(w: &World, took: Duration) -> (CopierDeps, Arc<SlowMail>) {
 /// A new message's copy job, as the enumerator writes it.
 fn new_message(id: &str) -> ItemJob {
     let item = ItemState {
+        created: None,
         id: id.into(),
         kind: ItemKind::Message,
         name: Some(id.into()),

@@ -111,6 +111,7 @@ impl FakeMailbox {
 
     fn state(&self, id: &str, m: &FakeMessage) -> ItemState {
         ItemState {
+            created: None,
             id: id.into(),
             kind: ItemKind::Message,
             name: Some(id.into()),

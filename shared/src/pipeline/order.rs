@@ -88,6 +88,7 @@ mod tests {
 
     fn state(version: &str, modified: &str, observed: &str) -> ItemVersion {
         ItemVersion {
+            created: None,
             v: SCHEMA_VERSION,
             key: ContainerId::new("t", "d").item("i"),
             version: version.to_owned(),

@@ -22,6 +22,7 @@ pub fn item_state(item: &DriveItem) -> ItemState {
         size: item.size,
         quick_xor_hash: item.quick_xor_hash.clone(),
         modified: item.last_modified,
+        created: item.created,
         deleted: item.deleted,
         mail: None,
     }
@@ -30,6 +31,7 @@ pub fn item_state(item: &DriveItem) -> ItemState {
 /// An item that is gone: what a delta feed reports removed, or a held item found deleted.
 pub(super) fn removed(id: String, kind: ItemKind, parent: Option<&str>) -> ItemState {
     ItemState {
+        created: None,
         id,
         kind,
         name: None,
@@ -47,6 +49,7 @@ pub(super) fn removed(id: String, kind: ItemKind, parent: Option<&str>) -> ItemS
 /// Our view of a Graph mail folder (its version marker is derived by the enumerator).
 pub fn mail_folder_state(f: MailFolder) -> ItemState {
     ItemState {
+        created: None,
         id: f.id,
         kind: ItemKind::MailFolder,
         name: Some(f.display_name),
@@ -83,6 +86,7 @@ pub fn message_state(m: Message) -> ItemState {
         attachment_fingerprint: None,
     };
     ItemState {
+        created: None,
         id: m.id,
         kind: ItemKind::Message,
         name: m.subject,

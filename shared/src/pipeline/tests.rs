@@ -75,7 +75,7 @@ impl FakeDrive {
     }
 }
 
-/// A file as Graph describes it, modified now, with its quickXorHash.
+/// A file as Graph describes it, created in 2020, modified now, with its quickXorHash.
 pub(super) fn file(id: &str, name: &str, etag: &str, data: &[u8], parent: &str) -> DriveItem {
     DriveItem {
         id: id.into(),
@@ -85,7 +85,7 @@ pub(super) fn file(id: &str, name: &str, etag: &str, data: &[u8], parent: &str) 
         size: Some(data.len() as u64),
         etag: Some(etag.into()),
         ctag: None,
-        created: None,
+        created: "2020-01-02T03:04:05Z".parse().ok(),
         last_modified: Some(Utc::now()),
         parent_id: Some(parent.into()),
         quick_xor_hash: Some(qx(data)),
@@ -239,6 +239,7 @@ async fn a_new_file_is_stored_locked_and_recorded_once() {
     let content = head.current.content.expect("content");
     assert_eq!(content.sha256, sha(b"quarterly numbers"));
     assert_eq!(head.current.verification, Verification::QuickXor);
+    assert!(head.current.created.is_some() && head.current.created == item.created, "its creation time, for restores");
     use crate::store::Vault;
     assert_eq!(w.vault.get(&content.object).await.expect("get"), Bytes::from_static(b"quarterly numbers"));
     assert!(w.vault.all_objects().iter().all(|(_, info)| info.lock_mode.is_some()));

@@ -204,6 +204,7 @@ impl Fixture {
 
 fn version(container: &ContainerId, item: &str, etag: &str, captured: DateTime<Utc>) -> ItemVersion {
     ItemVersion {
+        created: None,
         v: SCHEMA_VERSION,
         key: container.item(item),
         version: etag.to_owned(),

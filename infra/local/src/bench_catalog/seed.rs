@@ -149,6 +149,7 @@ impl<'a> History<'a> {
             })
         };
         let version = ItemVersion {
+            created: None,
             v: SCHEMA_VERSION,
             key: self.shape.container().item(self.id.clone()),
             version: etag.clone(),

@@ -199,6 +199,7 @@ mod tests {
         let mailbox = ContainerId::mailbox("t1", "u1");
         let t = at("2024-05-01T10:00:00.123456Z");
         let version = ItemVersion {
+            created: None,
             v: SCHEMA_VERSION,
             key: drive.item("i1"),
             version: "\"{E},2\"".to_owned(),

@@ -298,7 +298,8 @@ async fn restore_file(ctx: &mut Context<'_>, v: &ItemVersion) -> Result<Done, Pi
             let mut bytes = 0;
             if !same_bytes(&current) {
                 let target = UploadTarget::Existing { item_id: &current.id };
-                let put = put_file(ctx, &drive, v, target, ConflictBehavior::Replace, current.created).await?;
+                let put =
+                    put_file(ctx, &drive, v, target, ConflictBehavior::Replace, current.created.or(v.created)).await?;
                 if put.is_none() {
                     return Ok(Done::paused());
                 }
@@ -317,7 +318,7 @@ async fn restore_file(ctx: &mut Context<'_>, v: &ItemVersion) -> Result<Done, Pi
         _ => ConflictBehavior::Rename,
     };
     let target = UploadTarget::New { parent_id: &parent, name: &name };
-    let Some(item) = put_file(ctx, &drive, v, target, conflict, None).await? else {
+    let Some(item) = put_file(ctx, &drive, v, target, conflict, v.created).await? else {
         return Ok(Done::paused());
     };
     ctx.children.remove(&parent);

@@ -151,6 +151,7 @@ impl World {
 
 fn version(id: &str, kind: ItemKind, parent: &str, modified: DateTime<Utc>) -> ItemVersion {
     ItemVersion {
+        created: None,
         v: SCHEMA_VERSION,
         key: mailbox().item(id),
         version: format!("ck-{id}-{}", modified.timestamp_millis()),

@@ -67,6 +67,7 @@ impl World {
 
 fn folder(id: &str, modified: DateTime<Utc>) -> ItemVersion {
     ItemVersion {
+        created: None,
         v: SCHEMA_VERSION,
         key: drive().item(id),
         version: format!("e-{id}"),

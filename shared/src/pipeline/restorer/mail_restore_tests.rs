@@ -103,6 +103,7 @@ impl World {
 
     fn version(&self, id: &str, kind: ItemKind, parent: &str) -> ItemVersion {
         ItemVersion {
+            created: None,
             v: SCHEMA_VERSION,
             key: mailbox().item(id),
             version: format!("ck-{id}"),

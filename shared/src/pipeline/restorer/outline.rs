@@ -264,6 +264,7 @@ pub(super) mod tests {
     pub(in super::super) fn version(id: &str, kind: ItemKind, name: &str, parent: &str) -> ItemVersion {
         let t = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
         ItemVersion {
+            created: None,
             v: SCHEMA_VERSION,
             key: ContainerId::new("t", "d").item(id),
             version: format!("{id}-1"),

@@ -70,6 +70,7 @@ pub(super) fn container() -> ContainerId {
 /// A file `{item}.txt` in `parent`, as it was at `modified`.
 pub(super) fn state(item: &str, etag: &str, parent: &str, modified: &str) -> ItemVersion {
     ItemVersion {
+        created: None,
         v: SCHEMA_VERSION,
         key: container().item(item),
         version: etag.to_owned(),

@@ -130,6 +130,7 @@ mod tests {
 
     fn version(item: &ItemKey, etag: &str, modified: &str) -> ItemVersion {
         ItemVersion {
+            created: None,
             v: SCHEMA_VERSION,
             key: item.clone(),
             version: etag.to_owned(),
