@@ -43,7 +43,9 @@ mod watchdog;
 
 pub use drive::{CONFLICTS_LISTED, QUARANTINE_FOLDER};
 pub use export::{PART_BYTES, PART_MESSAGES, WHOLE_READ_MAX};
-pub use job::{CHUNK, DEFER_FIRST, DEFER_MAX, FILES_AFTER, MAX_FOLDER_WAITS};
+pub use job::{
+    CHUNK, DEFER_FIRST, DEFER_MAX, FILES_AFTER, FILES_AFTER_PER_FOLDER_CHUNK, MAX_FOLDER_WAITS, files_after,
+};
 pub use lifecycle::{DEFERRAL_STEP, MAX_ATTEMPTS, MAX_DEFERRALS, restore_resource};
 pub use mail::MAILBOX_RESTORE_SLOTS;
 pub use outline::PLAN_PAGE;

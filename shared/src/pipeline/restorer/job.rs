@@ -14,8 +14,11 @@ use crate::store::{OutMessage, OutcomeCounts, QueueName, RestorerCatalog};
 
 /// Items per fan-out task.
 pub const CHUNK: usize = 50;
-/// How long file chunks wait in the queue behind the folder chunks sent with them: a head
-/// start for the folders, so the first file chunks rarely find their folder missing.
+/// How long file chunks wait in the queue behind each folder chunk sent with them, up to
+/// [`FILES_AFTER`]: a head start for the folders, so the first file chunks rarely find their
+/// folder missing, that a restore of a few folders does not pay in full.
+pub const FILES_AFTER_PER_FOLDER_CHUNK: Duration = Duration::from_secs(2);
+/// The longest head start the folders get.
 pub const FILES_AFTER: Duration = Duration::from_secs(30);
 /// A chunk whose items wait for their folder comes back after this, doubled at each
 /// deferral up to [`DEFER_MAX`].
@@ -26,7 +29,7 @@ pub const DEFER_MAX: Duration = Duration::from_secs(120);
 pub const MAX_FOLDER_WAITS: u32 = 60;
 
 /// What the plan sends: folder chunks at once, in the order given (parents before
-/// children), then file chunks after [`FILES_AFTER`] when there were folders to restore.
+/// children), then file chunks after the folders' head start (none without folders).
 /// Then finishes the job if nothing was left to queue.
 pub(super) async fn fan_out(
     deps: &RestorerDeps,
@@ -34,7 +37,7 @@ pub(super) async fn fan_out(
     folders: &[String],
     files: &[String],
 ) -> Result<(), PipelineError> {
-    let files_delay = (!folders.is_empty()).then_some(FILES_AFTER);
+    let files_delay = (!folders.is_empty()).then(|| files_after(folders.len()));
     let messages: Vec<OutMessage> = folders
         .chunks(CHUNK)
         .map(|chunk| chunk_message(job, chunk, None))
@@ -55,6 +58,12 @@ pub(super) async fn send_again(deps: &RestorerDeps, task: &RestoreTask, delay: D
     let delay = delay.min(Duration::from_secs(900));
     deps.sink.send(QueueName::Restores, vec![OutMessage { body, group_id: None, delay: Some(delay) }]).await?;
     Ok(())
+}
+
+/// The head start of `folders` folders: [`FILES_AFTER_PER_FOLDER_CHUNK`] per chunk of them,
+/// at most [`FILES_AFTER`].
+pub fn files_after(folders: usize) -> Duration {
+    FILES_AFTER_PER_FOLDER_CHUNK.saturating_mul(folders.div_ceil(CHUNK) as u32).min(FILES_AFTER)
 }
 
 fn chunk_message(job: &RestoreJob, item_ids: &[String], delay: Option<Duration>) -> OutMessage {

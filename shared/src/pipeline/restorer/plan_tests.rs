@@ -4,11 +4,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::outline::tests::version;
-use super::{CHUNK, DEFER_FIRST, FILES_AFTER, MAX_FOLDER_WAITS, RestorerDeps, handle};
+use super::{CHUNK, DEFER_FIRST, FILES_AFTER, MAX_FOLDER_WAITS, RestorerDeps, files_after, handle};
 use crate::graph::test_server::{TestServer, graph_error};
 use crate::model::{
     ContainerId, ContentRef, ItemKind, ItemVersion, ObjectRef, RestoreItemReport, RestoreJob, RestoreOutcome,
@@ -183,7 +184,12 @@ async fn the_plan_sends_folders_parents_first_then_files_by_folder_without_calli
     assert_eq!(sent.len(), 150usize.div_ceil(CHUNK) + 1_500usize.div_ceil(CHUNK));
     let (folders, files) = sent.split_at(3);
     assert!(folders.iter().all(|m| m.delay.is_none()));
-    assert!(files.iter().all(|m| m.delay == Some(FILES_AFTER)));
+    // (2 s per folder chunk: 6 s; a restore of 750 folders or more waits the full 30 s)
+    assert!(files.iter().all(|m| m.delay == Some(Duration::from_secs(6))), "{:?}", files[0].delay);
+    assert_eq!(
+        (files_after(1), files_after(50), files_after(51), files_after(20_000)),
+        (Duration::from_secs(2), Duration::from_secs(2), Duration::from_secs(4), FILES_AFTER)
+    );
 
     // And every item comes after its parent in the order sent: chunk by chunk, a folder's
     // chunk never follows one of its children's
