@@ -16,12 +16,24 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Runs moto's own server entry point, but exits as soon as its standard input closes. The
 /// parent holds the write end of that pipe, so however the parent dies (even SIGKILL, where
 /// no destructor runs) the server follows it instead of lingering as an orphan on its port.
+///
+/// DynamoDB requests are served one at a time: moto's `TransactWriteItems` snapshots the
+/// whole table and, when a condition fails, puts the snapshot back, erasing every write other
+/// threads made meanwhile (acknowledged writes lost, which DynamoDB never does; see
+/// ARCHITECTURE.md, moto's leniencies).
 const PARENT_WATCHDOG: &str = "\
 import os, sys, threading
 def _exit_when_parent_dies():
     sys.stdin.buffer.read()
     os._exit(0)
 threading.Thread(target=_exit_when_parent_dies, daemon=True).start()
+import moto.dynamodb.responses as _ddb
+_ddb_lock = threading.RLock()
+_ddb_call = _ddb.DynamoHandler.call_action
+def _one_at_a_time(self):
+    with _ddb_lock:
+        return _ddb_call(self)
+_ddb.DynamoHandler.call_action = _one_at_a_time
 from moto.server import main
 sys.exit(main(sys.argv[1:]))
 ";
