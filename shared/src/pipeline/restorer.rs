@@ -79,6 +79,27 @@ pub struct RestorerDeps {
     pub clock: Arc<dyn Clock>,
 }
 
+#[cfg(test)]
+impl RestorerDeps {
+    /// What a test of the restorer runs on beside its Graph, catalog, queue and clock: an
+    /// empty in-memory vault and exports bucket.
+    fn in_memory(
+        graph: GraphClient,
+        catalog: Arc<crate::store::memory::MemoryCatalog>,
+        sink: Arc<crate::store::memory::MemorySink>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            graph,
+            vault: Arc::new(crate::store::memory::MemoryVault::new()),
+            catalog,
+            sink,
+            exports: Arc::new(crate::store::memory::MemoryExports::new()),
+            clock,
+        }
+    }
+}
+
 /// A running step re-reads its job's status after this many items, or this long, whichever
 /// comes first, to stop between items once the job is cancelled.
 pub const CANCEL_CHECK_ITEMS: u32 = 10;

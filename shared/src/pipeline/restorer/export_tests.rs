@@ -49,12 +49,9 @@ impl World {
             (Arc::new(MemoryCatalog::with_index_lag(crate::pipeline::tests::INDEX_LAG)), Arc::new(MemoryVault::new()));
         let (exports, sink) = (Arc::new(MemoryExports::new()), Arc::new(MemorySink::new()));
         let deps = RestorerDeps {
-            graph: graph.client(),
             vault: vault.clone(),
-            catalog: catalog.clone(),
-            sink: sink.clone(),
             exports: exports.clone(),
-            clock: crate::clock::system(),
+            ..RestorerDeps::in_memory(graph.client(), catalog.clone(), sink.clone(), crate::clock::system())
         };
         let base = Utc::now() - TimeDelta::days(1);
         Self { catalog, vault, exports, sink, deps, graph, base }

@@ -206,7 +206,7 @@ mod tests {
     use crate::graph::test_server::{TestServer, graph_error};
     use crate::model::{ContainerId, RestoreItemReport, RestoreScope, RestoreTarget};
     use crate::store::RestoreJobs;
-    use crate::store::memory::{MemoryCatalog, MemorySink, MemoryVault};
+    use crate::store::memory::{MemoryCatalog, MemorySink};
 
     /// A running in-place job of `planned` items, its catalog, and deps whose Graph answers
     /// nothing useful (finishing a job must not call Graph).
@@ -226,14 +226,12 @@ mod tests {
             )
         };
         catalog.create_restore_job(&job).await.expect("create");
-        let deps = RestorerDeps {
-            graph: graph.client(),
-            vault: Arc::new(MemoryVault::new()),
-            catalog: catalog.clone(),
-            sink: Arc::new(MemorySink::new()),
-            exports: Arc::new(crate::store::memory::MemoryExports::new()),
-            clock: crate::clock::system(),
-        };
+        let deps = RestorerDeps::in_memory(
+            graph.client(),
+            catalog.clone(),
+            Arc::new(MemorySink::new()),
+            crate::clock::system(),
+        );
         (catalog, deps, graph)
     }
 

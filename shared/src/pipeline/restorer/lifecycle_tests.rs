@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 
 use super::*;
 use crate::graph::test_server::{Seen, TestServer, graph_error, json, reply};
-use crate::model::{ContainerId, ItemKind, RestoreScope, RestoreStatus, SyncState, Verification};
-use crate::store::memory::{MemoryCatalog, MemoryExports, MemorySink, MemoryVault};
+use crate::model::{ContainerId, ItemKind, RestoreScope, RestoreStatus, SyncState};
+use crate::store::memory::{MemoryCatalog, MemorySink};
 use crate::store::{Coordination, ItemHistory, JobEnd, OutMessage, QueueName, RestoreJobs, SyncStates};
 
 const DRIVE: &str = "d";
@@ -66,25 +66,7 @@ impl World {
 }
 
 fn folder(id: &str, modified: DateTime<Utc>) -> ItemVersion {
-    ItemVersion {
-        created: None,
-        v: SCHEMA_VERSION,
-        key: drive().item(id),
-        version: format!("e-{id}"),
-        kind: ItemKind::Folder,
-        name: Some(id.to_owned()),
-        parent_id: Some("root".to_owned()),
-        ctag: None,
-        modified,
-        captured_at: modified,
-        deleted: false,
-        content: None,
-        verification: Verification::NoContent,
-        mail: None,
-        observed_at: None,
-        current_from: None,
-        note: None,
-    }
+    ItemVersion { modified, captured_at: modified, ..super::outline::tests::version(id, ItemKind::Folder, id, "root") }
 }
 
 /// A drive of `folders` folders backed up an hour ago, an in-place restore job `j` of it as
@@ -118,14 +100,8 @@ async fn world(folders: usize) -> World {
     let job = RestoreJob::new("j", drive(), RestoreScope::Container, Utc::now(), RestoreTarget::InPlace, Utc::now());
     catalog.create_restore_job(&job).await.expect("create");
     let clock = Arc::new(crate::clock::ManualClock::new(Utc::now()));
-    let deps = RestorerDeps {
-        graph: graph.client_with(|c| c.max_retries = 0),
-        vault: Arc::new(MemoryVault::new()),
-        catalog: catalog.clone(),
-        sink: sink.clone(),
-        exports: Arc::new(MemoryExports::new()),
-        clock: clock.clone(),
-    };
+    let deps =
+        RestorerDeps::in_memory(graph.client_with(|c| c.max_retries = 0), catalog.clone(), sink.clone(), clock.clone());
     World { graph, catalog, sink, deps, clock, answer }
 }
 

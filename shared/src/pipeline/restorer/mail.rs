@@ -421,7 +421,7 @@ mod tests {
     use crate::clock::ManualClock;
     use crate::graph::test_server::{TestServer, graph_error};
     use crate::model::{ContainerId, RestoreStep};
-    use crate::store::memory::{MemoryCatalog, MemoryExports, MemorySink, MemoryVault};
+    use crate::store::memory::{MemoryCatalog, MemorySink};
     use crate::store::{Coordination, QueueName, RestoreJobs};
 
     fn at(s: &str) -> DateTime<Utc> {
@@ -435,14 +435,8 @@ mod tests {
         let start = at("2024-05-01T10:00:00Z");
         let graph = TestServer::start(3600, |_, _| graph_error(500, "no item to restore")).await;
         let (catalog, sink) = (Arc::new(MemoryCatalog::new()), Arc::new(MemorySink::new()));
-        let deps = RestorerDeps {
-            graph: graph.client(),
-            vault: Arc::new(MemoryVault::new()),
-            catalog: catalog.clone(),
-            sink: sink.clone(),
-            exports: Arc::new(MemoryExports::new()),
-            clock: Arc::new(ManualClock::new(start)),
-        };
+        let deps =
+            RestorerDeps::in_memory(graph.client(), catalog.clone(), sink.clone(), Arc::new(ManualClock::new(start)));
         let mailbox = ContainerId::mailbox("t", "ada");
         let job = RestoreJob {
             status: RestoreStatus::Running,
@@ -473,14 +467,7 @@ mod tests {
         let clock = Arc::new(ManualClock::new(start));
         let graph = TestServer::start(3600, |_, _| graph_error(500, "no item to restore")).await;
         let (catalog, sink) = (Arc::new(MemoryCatalog::new()), Arc::new(MemorySink::new()));
-        let deps = RestorerDeps {
-            graph: graph.client(),
-            vault: Arc::new(MemoryVault::new()),
-            catalog: catalog.clone(),
-            sink: sink.clone(),
-            exports: Arc::new(MemoryExports::new()),
-            clock: clock.clone(),
-        };
+        let deps = RestorerDeps::in_memory(graph.client(), catalog.clone(), sink.clone(), clock.clone());
         let mailbox = ContainerId::mailbox("t", "ada");
         let job = RestoreJob {
             status: RestoreStatus::Running,

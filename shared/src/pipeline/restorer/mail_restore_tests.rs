@@ -15,7 +15,7 @@ use crate::model::{
     ContainerId, ContentRef, ItemKind, ItemVersion, MailMeta, ObjectRef, RestoreJob, RestoreOutcome, RestoreScope,
     RestoreStatus, RestoreTarget, RestoreTask, SCHEMA_VERSION, Verification,
 };
-use crate::store::memory::{MemoryCatalog, MemoryExports, MemorySink, MemoryVault};
+use crate::store::memory::{MemoryCatalog, MemorySink, MemoryVault};
 use crate::store::{ItemHistory, Lock, LockMode, QueueName, RestoreJobs, Vault};
 
 const USER: &str = "user-1";
@@ -87,12 +87,8 @@ impl World {
         let (catalog, vault, sink) =
             (Arc::new(MemoryCatalog::new()), Arc::new(MemoryVault::new()), Arc::new(MemorySink::new()));
         let deps = RestorerDeps {
-            graph: graph.client(),
             vault: vault.clone(),
-            catalog: catalog.clone(),
-            sink: sink.clone(),
-            exports: Arc::new(MemoryExports::new()),
-            clock: crate::clock::system(),
+            ..RestorerDeps::in_memory(graph.client(), catalog.clone(), sink.clone(), crate::clock::system())
         };
         Self { catalog, vault, sink, deps, graph, base: Utc::now() - TimeDelta::days(1) }
     }

@@ -15,7 +15,7 @@ use crate::model::{
     ContainerId, ContentRef, ItemKind, ItemVersion, ObjectRef, RestoreItemReport, RestoreJob, RestoreOutcome,
     RestoreScope, RestoreStatus, RestoreStep, RestoreTarget, RestoreTask, SyncState,
 };
-use crate::store::memory::{MemoryCatalog, MemoryExports, MemorySink, MemoryVault};
+use crate::store::memory::{MemoryCatalog, MemorySink};
 use crate::store::{ItemHistory, OutMessage, QueueName, RestoreJobs, SyncStates};
 
 fn t(hour: u32) -> DateTime<Utc> {
@@ -47,14 +47,7 @@ async fn world(versions: &[ItemVersion], status: RestoreStatus, planned: u64) ->
         ..RestoreJob::new("j", drive, RestoreScope::Container, t(12), RestoreTarget::InPlace, t(13))
     };
     catalog.create_restore_job(&job).await.expect("create");
-    let deps = RestorerDeps {
-        graph: graph.client(),
-        vault: Arc::new(MemoryVault::new()),
-        catalog: catalog.clone(),
-        sink: sink.clone(),
-        exports: Arc::new(MemoryExports::new()),
-        clock: crate::clock::system(),
-    };
+    let deps = RestorerDeps::in_memory(graph.client(), catalog.clone(), sink.clone(), crate::clock::system());
     World { catalog, sink, deps, graph }
 }
 
