@@ -106,7 +106,9 @@ pub(super) async fn restore_chunk(
     let Some(lease) =
         deps.catalog.acquire_slot(&target.tenant_id, &resource, MAILBOX_RESTORE_SLOTS, now, now + SLOT_LEASE).await?
     else {
-        return super::lifecycle::defer(deps, job, task, SLOT_WAIT).await;
+        // Not a deferral: the chunks holding the slots bound the wait (their leases end), and
+        // the watchdog a job that stops; a growing delay would idle the slots they give back.
+        return super::job::send_again(deps, task, SLOT_WAIT).await;
     };
     let mut ctx = Context::new(deps, job);
     let result = restore_items(&mut ctx, task, item_ids).await;
@@ -490,7 +492,8 @@ mod tests {
         let sent = sink.take(QueueName::Restores);
         assert_eq!(sent.len(), 1);
         let again: RestoreTask = serde_json::from_str(&sent[0].body).expect("task");
-        assert_eq!((again.attempt, again.deferrals), (0, 1), "waiting for a slot is a deferral, not an attempt");
+        assert_eq!((again.attempt, again.deferrals), (0, 0), "waiting for a slot is neither an attempt nor a deferral");
+        assert_eq!(sent[0].delay, Some(SLOT_WAIT));
         assert_eq!(catalog.restore_job("j").await.expect("read").expect("job").status, RestoreStatus::Running);
 
         // And once the clock passes them (no sleeping), the chunk takes a slot and runs
