@@ -3,10 +3,15 @@
 use async_trait::async_trait;
 use chrono::Utc;
 
-use super::index::Changed;
+use super::index::{Changed, IndexedRows};
 use super::{MemoryCatalog, millis};
 use crate::model::{RestoreItemReport, RestoreJob, RestoreOutcome, RestorePlan, RestoreStatus};
 use crate::store::{ActiveJob, JobEnd, Listing, OutcomeCounts, Page, RestoreJobs, StoreError, outcome_replaces};
+
+/// The job row `id`, to change it; `NotFound` as DynamoDB's conditional writes answer.
+fn job_mut<'t>(table: &'t mut IndexedRows, id: &str) -> Result<&'t mut RestoreJob, StoreError> {
+    table.restore_jobs.get_mut(id).ok_or_else(|| StoreError::NotFound { key: format!("restore job {id}") })
+}
 
 /// The job counter an outcome counts in. `CreatedAfter` items were not restored: skipped.
 fn counter(job: &mut RestoreJob, outcome: RestoreOutcome) -> &mut u64 {
@@ -58,11 +63,7 @@ impl RestoreJobs for MemoryCatalog {
         plan: Option<RestorePlan>,
     ) -> Result<bool, StoreError> {
         let mut state = self.write();
-        let job = state
-            .table
-            .restore_jobs
-            .get_mut(id)
-            .ok_or_else(|| StoreError::NotFound { key: format!("restore job {id}") })?;
+        let job = job_mut(&mut state.table, id)?;
         if !job.status.is_working() {
             return Ok(false);
         }
@@ -77,11 +78,7 @@ impl RestoreJobs for MemoryCatalog {
 
     async fn end_restore_job(&self, id: &str, end: &JobEnd<'_>) -> Result<bool, StoreError> {
         let mut state = self.write();
-        let job = state
-            .table
-            .restore_jobs
-            .get_mut(id)
-            .ok_or_else(|| StoreError::NotFound { key: format!("restore job {id}") })?;
+        let job = job_mut(&mut state.table, id)?;
         let idle = end.idle_since.is_none_or(|since| job.updated_at.is_none_or(|u| u <= since));
         if !end.from.contains(&job.status) || !idle {
             return Ok(false);
@@ -116,11 +113,7 @@ impl RestoreJobs for MemoryCatalog {
         if !outcome_replaces(recorded, report.outcome) {
             return Ok(false);
         }
-        let job = state
-            .table
-            .restore_jobs
-            .get_mut(&report.job_id)
-            .ok_or_else(|| StoreError::NotFound { key: format!("restore job {}", report.job_id) })?;
+        let job = job_mut(&mut state.table, &report.job_id)?;
         if let Some(previous) = recorded {
             let count = counter(job, previous);
             *count = count.saturating_sub(1);
@@ -142,11 +135,7 @@ impl RestoreJobs for MemoryCatalog {
         counts: OutcomeCounts,
     ) -> Result<bool, StoreError> {
         let mut state = self.write();
-        let job = state
-            .table
-            .restore_jobs
-            .get_mut(id)
-            .ok_or_else(|| StoreError::NotFound { key: format!("restore job {id}") })?;
+        let job = job_mut(&mut state.table, id)?;
         if !job.status.is_working() {
             return Ok(false);
         }
